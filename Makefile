@@ -1,0 +1,34 @@
+# One command per chore; CI runs exactly these.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: run test lint typecheck unit bench system-deps clean
+
+$(STAMP): pyproject.toml
+	scripts/bootstrap-python $(VENV)
+	touch $(STAMP)
+
+system-deps:
+	scripts/install-system-deps
+
+run: $(STAMP)
+	scripts/run-local
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check remediator tests bench
+	$(VENV)/bin/ruff format --check remediator tests bench
+
+typecheck: $(STAMP)
+	$(VENV)/bin/mypy remediator
+
+unit: $(STAMP)
+	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+test: system-deps $(STAMP) lint typecheck unit
+
+bench: system-deps $(STAMP)
+	$(PY) bench/ack_throughput.py $(BENCH_ARGS)
+
+clean:
+	rm -rf $(VENV) .state .mypy_cache .pytest_cache .ruff_cache

@@ -1,0 +1,159 @@
+"""Act: run claimed actions off the request path, one at a time per target, a bounded
+number at once overall; dry-run, precheck, run, outcome and verification, all audited.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+
+from remediator.actions.base import ActionRequest, ActionResult, VerifyResult
+from remediator.audit import Auditor
+from remediator.clock import Clock
+from remediator.metrics import Metrics
+from remediator.model import AuditRecord, Incident, Outcome, StopReason, refuse
+from remediator.ruleset.rules import PlannedAction
+from remediator.store.base import Store
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class ActionJob:
+    incident: Incident
+    plan: PlannedAction
+    claim_id: int
+    escalation: str
+
+
+class ActionRunner:
+    def __init__(
+        self,
+        store: Store,
+        auditor: Auditor,
+        metrics: Metrics,
+        clock: Clock,
+        *,
+        dry_run: bool,
+        max_concurrent: int,
+    ) -> None:
+        self._store = store
+        self._auditor = auditor
+        self._metrics = metrics
+        self._clock = clock
+        self.dry_run = dry_run
+        self._slots = asyncio.Semaphore(max_concurrent)
+        self._target_locks: dict[str, asyncio.Lock] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def submit(self, job: ActionJob) -> None:
+        task = asyncio.create_task(self._serially(job), name=f"action:{job.incident.episode_id}")
+        self._tasks.add(task)
+        self._metrics.queue_depth.set(len(self._tasks))
+        task.add_done_callback(self._finished)
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        self._metrics.queue_depth.set(len(self._tasks))
+        if not task.cancelled() and task.exception() is not None:
+            log.error("action task failed", exc_info=task.exception())
+
+    async def drain(self, timeout_s: float) -> None:
+        """Let queued and running actions finish within ``timeout_s``, then cancel the rest."""
+        if not self._tasks:
+            return
+        _, pending = await asyncio.wait(set(self._tasks), timeout=timeout_s)
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+
+    async def _serially(self, job: ActionJob) -> None:
+        assert job.incident.target is not None
+        key = job.incident.target.key
+        lock = self._target_locks.setdefault(key, asyncio.Lock())
+        try:
+            async with lock, self._slots:
+                await self._run(job)
+        finally:
+            if not lock.locked() and not lock._waiters:
+                self._target_locks.pop(key, None)
+
+    async def _run(self, job: ActionJob) -> None:
+        incident, plan = job.incident, job.plan
+        assert incident.target is not None
+        request = ActionRequest(
+            target=incident.target,
+            params=plan.params,
+            rule=incident.rule,
+            episode_id=incident.episode_id,
+            labels=incident.alert.labels,
+        )
+        if self.dry_run:
+            await self._finish(job, "dry_run", [self._dry_run_record(incident, plan)])
+            return
+        verdict = await plan.action.precheck(request)
+        if not verdict.allowed:
+            stopped = incident.stop(verdict)
+            records = [self._auditor.make(stopped, "refused", Outcome.REFUSED, verdict.sentence)]
+            await self._finish(job, "refused", [*records, self._escalation(stopped, job)])
+            return
+        result = await self._attempt(plan, request)
+        await self._after_run(job, request, result)
+
+    async def _attempt(self, plan: PlannedAction, request: ActionRequest) -> ActionResult:
+        try:
+            return await plan.action.run(request)
+        except Exception as exc:  # an action's failure must reach a human, not crash us
+            log.exception("action %s failed", plan.kind)
+            return ActionResult(False, f"{plan.kind} raised {type(exc).__name__}: {exc}")
+
+    async def _after_run(
+        self, job: ActionJob, request: ActionRequest, result: ActionResult
+    ) -> None:
+        incident, plan = job.incident, job.plan
+        outcome = Outcome.SUCCEEDED if result.succeeded else Outcome.FAILED
+        records = [self._auditor.make(incident, "acted", outcome, result.sentence, result.details)]
+        if not result.succeeded:
+            records.append(self._escalation(incident, job))
+            await self._finish(job, outcome.value, records)
+            return
+        verified = await plan.action.verify(request, result)
+        records.append(
+            self._auditor.make(
+                incident,
+                "verified",
+                outcome,
+                f"Verification of {plan.kind}: {verified.value}.",
+                {"verification": verified.value},
+            )
+        )
+        if verified is VerifyResult.INEFFECTIVE:
+            records.append(self._escalation(incident, job))
+        await self._finish(job, outcome.value, records)
+
+    def _dry_run_record(self, incident: Incident, plan: PlannedAction) -> AuditRecord:
+        assert incident.target is not None
+        stopped = incident.stop(refuse(StopReason.DRY_RUN, "dry-run"))
+        self._metrics.guard_refusals.labels(StopReason.DRY_RUN.value).inc()
+        return self._auditor.make(
+            stopped,
+            "dry_run",
+            Outcome.DRY_RUN,
+            f"Dry-run: would run {plan.kind} on {incident.target.key}.",
+            {"params": plan.params.model_dump(mode="json")},
+        )
+
+    def _escalation(self, incident: Incident, job: ActionJob) -> AuditRecord:
+        return self._auditor.make(
+            incident,
+            "escalated",
+            Outcome.ESCALATED,
+            f"Escalating to policy {job.escalation!r}: the remediation did not end in a fix.",
+            {"policy": job.escalation},
+        )
+
+    async def _finish(self, job: ActionJob, result: str, records: list[AuditRecord]) -> None:
+        self._metrics.actions.labels(job.plan.kind, result).inc()
+        await self._auditor.write(records)
+        await self._store.record_outcome(job.claim_id, result, self._clock.now())

@@ -1,0 +1,1 @@
+"""Actions: each a named kind declaring its parameters, bounds, permissions and verification."""

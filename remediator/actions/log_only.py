@@ -1,0 +1,48 @@
+"""``log_only``: records what it was asked to do and touches nothing.
+
+It lets a rule exercise the whole pipeline (claim, guards, audit) before a real action is
+trusted with the target.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import ClassVar
+
+from pydantic import BaseModel, ConfigDict
+
+from remediator.actions.base import ActionRequest, ActionResult, Permission, VerifyResult
+from remediator.model import ALLOW, Verdict
+
+
+class LogOnlyParams(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    note: str = ""
+    """Free text copied into the audit record, e.g. the runbook step a human would take."""
+
+
+class LogOnly:
+    kind: ClassVar[str] = "log_only"
+    params_model: ClassVar[type[BaseModel]] = LogOnlyParams
+    target_kinds: ClassVar[frozenset[str]] = frozenset()
+    destructive: ClassVar[bool] = False
+
+    def permissions(self) -> Sequence[Permission]:
+        return ()
+
+    async def precheck(self, request: ActionRequest) -> Verdict:
+        return ALLOW
+
+    async def run(self, request: ActionRequest) -> ActionResult:
+        assert isinstance(request.params, LogOnlyParams)
+        note = f" ({request.params.note})" if request.params.note else ""
+        return ActionResult(
+            succeeded=True,
+            sentence=f"log_only recorded the request for {request.target.key}{note}; nothing"
+            " was changed.",
+            details={"note": request.params.note},
+        )
+
+    async def verify(self, request: ActionRequest, result: ActionResult) -> VerifyResult:
+        return VerifyResult.UNKNOWN

@@ -1,0 +1,172 @@
+"""``init_app(settings)``: routes, typed app keys, and one cleanup context that owns the
+store, the worker and the action runner. ``serve`` and the tests both build the app here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from remediator import api, webhook
+from remediator.ackgate import AckGate
+from remediator.act import ActionRunner
+from remediator.actions.registry import default_registry
+from remediator.audit import Auditor
+from remediator.auth import BearerAuth, NoAuth
+from remediator.classify import Classifier
+from remediator.clock import Clock, SystemClock
+from remediator.errors import RequestRejected
+from remediator.metrics import Metrics
+from remediator.pipeline import Pipeline
+from remediator.reconcile import reconcile_unfinished_claims
+from remediator.ruleset.load import load_rules
+from remediator.ruleset.rules import RuleSet
+from remediator.settings import Settings
+from remediator.store import open_store
+from remediator.store.base import Store
+from remediator.webhook import WebhookState
+from remediator.worker import JournalWorker
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Services:
+    store: Store
+    worker: JournalWorker
+    runner: ActionRunner
+    webhook: WebhookState
+    worker_task: asyncio.Task[None] | None = None
+
+
+SETTINGS = web.AppKey("settings", Settings)
+RULESET = web.AppKey("ruleset", RuleSet)
+REGISTRY = web.AppKey("registry", CollectorRegistry)
+SERVICES = web.AppKey("services", Services)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@web.middleware
+async def json_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """aiohttp's own 404/405/413 answers, as the JSON errors the rest of the API gives."""
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        code = exc.reason.lower().replace(" ", "_")
+        return webhook.error_response(RequestRejected(exc.status, code, f"{exc.reason}."))
+
+
+async def _webhook(request: web.Request) -> web.Response:
+    return await webhook.handle(request, request.app[SERVICES].webhook)
+
+
+async def _decisions(request: web.Request) -> web.Response:
+    services = request.app[SERVICES]
+    try:
+        services.webhook.auth.check(request.headers.get("Authorization"))
+        query = api.parse_query(request.query)
+    except RequestRejected as exc:
+        return webhook.error_response(exc)
+    records = await services.store.decisions(query)
+    return web.json_response(api.page_json(records, query))
+
+
+async def _healthz(_: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+async def _readyz(request: web.Request) -> web.Response:
+    services = request.app[SERVICES]
+    ready = (
+        not services.webhook.draining
+        and services.worker_task is not None
+        and not services.worker_task.done()
+        and await services.store.ping()
+    )
+    return web.json_response({"ready": ready}, status=200 if ready else 503)
+
+
+async def _metrics(request: web.Request) -> web.Response:
+    body = generate_latest(request.app[REGISTRY])
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+def _services(app: web.Application, store: Store, clock: Clock) -> Services:
+    settings, ruleset = app[SETTINGS], app[RULESET]
+    registry = default_registry()
+    metrics = Metrics(app[REGISTRY], registry)
+    auditor = Auditor(store, metrics, clock, ruleset.hash)
+    runner = ActionRunner(
+        store,
+        auditor,
+        metrics,
+        clock,
+        dry_run=settings.dry_run,
+        max_concurrent=ruleset.policy.max_concurrent_actions,
+    )
+    pipeline = Pipeline(Classifier(ruleset), store, runner, auditor, metrics, clock, settings)
+    gate = AckGate()
+    worker = JournalWorker(store, pipeline, metrics, clock, settings, gate)
+    auth = BearerAuth(settings.token_file) if settings.token_file else NoAuth()
+    state = WebhookState(settings, auth, store, worker, metrics, clock, gate)
+    return Services(store=store, worker=worker, runner=runner, webhook=state)
+
+
+def _lifecycle(clock: Clock) -> Callable[[web.Application], AsyncIterator[None]]:
+    async def lifecycle(app: web.Application) -> AsyncIterator[None]:
+        settings = app[SETTINGS]
+        store = open_store(settings)
+        await store.open()
+        services = _services(app, store, clock)
+        app[SERVICES] = services
+        unfinished = await reconcile_unfinished_claims(store, app[RULESET], clock)
+        if unfinished:
+            log.warning("%d claims had no outcome after the last stop; escalated", unfinished)
+        recovered = await services.worker.recover()
+        if recovered:
+            log.warning("processing %d journal entries accepted before the last stop", recovered)
+        services.worker_task = asyncio.create_task(services.worker.run(), name="journal-worker")
+        try:
+            yield
+        finally:
+            services.webhook.draining = True
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(services.worker.idle.wait(), settings.shutdown_grace_s)
+            services.worker_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await services.worker_task
+            await services.runner.drain(settings.shutdown_grace_s)
+            await store.close()
+
+    return lifecycle
+
+
+def init_app(
+    settings: Settings,
+    *,
+    ruleset: RuleSet | None = None,
+    clock: Clock | None = None,
+    registry: CollectorRegistry | None = None,
+) -> web.Application:
+    """The application; rules load here, so a bad rule file fails before anything listens."""
+    app = web.Application(client_max_size=settings.max_body_bytes, middlewares=[json_errors])
+    app[SETTINGS] = settings
+    app[RULESET] = ruleset or load_rules(settings.rules_dir, default_registry())
+    app[REGISTRY] = registry or CollectorRegistry()
+    app.cleanup_ctx.append(_lifecycle(clock or SystemClock()))
+    app.router.add_post("/webhook", _webhook)
+    app.router.add_get("/api/v1/decisions", _decisions)
+    app.router.add_get("/healthz", _healthz)
+    app.router.add_get("/readyz", _readyz)
+    app.router.add_get("/metrics", _metrics)
+    return app

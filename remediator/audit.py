@@ -1,0 +1,70 @@
+"""Audit: one record per decision, with the incident's identity and a sentence for humans.
+
+Records are written to the store and counted in ``decisions{severity,outcome}``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from remediator.clock import Clock
+from remediator.metrics import Metrics
+from remediator.model import AuditRecord, Incident, Outcome
+from remediator.store.base import Store
+
+
+def record(
+    incident: Incident,
+    ruleset_hash: str,
+    now_step: tuple[Any, str],
+    outcome: Outcome,
+    sentence: str,
+    details: Mapping[str, Any] | None = None,
+) -> AuditRecord:
+    """An audit record for ``incident``; ``now_step`` is ``(when, step name)``."""
+    at, step = now_step
+    reason = incident.stopped.reason.value if incident.stopped and incident.stopped.reason else ""
+    return AuditRecord(
+        at=at,
+        step=step,
+        outcome=outcome,
+        sentence=sentence,
+        journal_id=incident.journal_id,
+        episode_id=incident.episode_id,
+        fingerprint=incident.alert.fingerprint,
+        alertname=incident.alert.name,
+        rule=incident.rule,
+        ruleset_hash=ruleset_hash,
+        severity=incident.severity.value if incident.rule else "",
+        reason=reason,
+        target=incident.target.key if incident.target else "",
+        action=incident.action,
+        details=dict(details or {}),
+    )
+
+
+class Auditor:
+    def __init__(self, store: Store, metrics: Metrics, clock: Clock, ruleset_hash: str) -> None:
+        self._store = store
+        self._metrics = metrics
+        self._clock = clock
+        self.ruleset_hash = ruleset_hash
+
+    def make(
+        self,
+        incident: Incident,
+        step: str,
+        outcome: Outcome,
+        sentence: str,
+        details: Mapping[str, Any] | None = None,
+    ) -> AuditRecord:
+        return record(
+            incident, self.ruleset_hash, (self._clock.now(), step), outcome, sentence, details
+        )
+
+    async def write(self, records: Sequence[AuditRecord]) -> None:
+        await self._store.audit(records)
+        for r in records:
+            if r.severity:
+                self._metrics.decisions.labels(r.severity, r.outcome.value).inc()

@@ -1,0 +1,51 @@
+"""The exception tree. Stopping is not an error (see ``model.Verdict``); these are.
+
+RemediatorError
+├── RequestRejected      a webhook request we answer with a 4xx/5xx and a JSON body
+├── RuleFileError        a rule file that must not load; the message names file, rule, field
+├── StoreUnavailable     the state store cannot be read or written
+└── ActionError          an action could not do its work
+    ├── PermanentActionError   retrying will not help
+    └── TransientActionError   retrying later may help (``delay_s`` when the far side said)
+"""
+
+from __future__ import annotations
+
+
+class RemediatorError(Exception):
+    pass
+
+
+class RequestRejected(RemediatorError):
+    """A webhook request refused before anything was recorded.
+
+    ``detail`` is a sentence of ours: it never echoes the request's content.
+    """
+
+    def __init__(self, status: int, code: str, detail: str) -> None:
+        super().__init__(f"{code}: {detail}")
+        self.status = status
+        self.code = code
+        self.detail = detail
+
+
+class RuleFileError(RemediatorError):
+    pass
+
+
+class StoreUnavailable(RemediatorError):
+    pass
+
+
+class ActionError(RemediatorError):
+    pass
+
+
+class PermanentActionError(ActionError):
+    pass
+
+
+class TransientActionError(ActionError):
+    def __init__(self, message: str, delay_s: float | None = None) -> None:
+        super().__init__(message)
+        self.delay_s = delay_s

@@ -1,0 +1,25 @@
+"""Named crash points for crash-safety tests: ``REMEDIATOR_FAILPOINTS=name[,name]`` makes the
+process die (``os._exit``, no clean-up, like ``kill -9``) when it reaches one of them.
+
+Unset in production, where ``hit`` is a dictionary-free string check.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+ENV = "REMEDIATOR_FAILPOINTS"
+EXIT_CODE = 137
+
+#: Every failpoint the code base has, so tests and docs can name them.
+NAMES = ("after_journal_write", "before_process", "after_claim")
+
+_enabled = frozenset(filter(None, os.environ.get(ENV, "").split(",")))
+
+
+def hit(name: str) -> None:
+    assert name in NAMES, name
+    if name in _enabled:
+        print(f"remediator: failpoint {name} reached; exiting", file=sys.stderr, flush=True)
+        os._exit(EXIT_CODE)

@@ -1,0 +1,82 @@
+"""The guards a claim must pass, evaluated by the store inside the claim's transaction.
+
+Duplicate (this episode already claimed this rule's action), cooldown per target, and
+rate limits per rule, per action kind and for the global budget of destructive actions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from remediator.model import ALLOW, StopReason, Verdict, refuse
+
+
+@dataclass(frozen=True, slots=True)
+class Limit:
+    """At most ``max_actions`` claims within ``window_s`` seconds."""
+
+    max_actions: int
+    window_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimRequest:
+    episode_id: int
+    rule: str
+    action: str
+    action_kind: str
+    target: str
+    destructive: bool
+    dry_run: bool
+    cooldown_s: float
+    rule_limit: Limit | None
+    kind_limit: Limit | None
+    global_budget: Limit | None
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimFacts:
+    """What the store read, in the claim's transaction, for one ``ClaimRequest``."""
+
+    already_claimed: bool
+    seconds_since_target_claim: float | None
+    rule_claims: int
+    kind_claims: int
+    destructive_claims: int
+
+
+def _over(count: int, limit: Limit | None) -> bool:
+    return limit is not None and count >= limit.max_actions
+
+
+def decide(request: ClaimRequest, facts: ClaimFacts) -> Verdict:
+    if facts.already_claimed:
+        return refuse(
+            StopReason.DUPLICATE,
+            f"This episode already claimed action {request.action!r} of rule {request.rule!r}.",
+        )
+    since = facts.seconds_since_target_claim
+    if since is not None and since < request.cooldown_s:
+        return refuse(
+            StopReason.COOLDOWN,
+            f"{request.target} was acted on {since:.0f} s ago; its cooldown is"
+            f" {request.cooldown_s:.0f} s.",
+        )
+    if _over(facts.rule_claims, request.rule_limit):
+        return refuse(
+            StopReason.RULE_RATE_LIMIT,
+            f"Rule {request.rule!r} already acted {facts.rule_claims} times in its window.",
+        )
+    if _over(facts.kind_claims, request.kind_limit):
+        return refuse(
+            StopReason.ACTION_RATE_LIMIT,
+            f"Action kind {request.action_kind!r} already ran {facts.kind_claims} times in its"
+            " window.",
+        )
+    if request.destructive and _over(facts.destructive_claims, request.global_budget):
+        return refuse(
+            StopReason.GLOBAL_BUDGET,
+            f"The global budget of destructive actions is spent ({facts.destructive_claims}"
+            " in the window).",
+        )
+    return ALLOW

@@ -1,0 +1,16 @@
+"""Scope: act only on targets in namespaces the operator allowed. Labels are untrusted."""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+
+from remediator.model import ALLOW, StopReason, Target, Verdict, refuse
+
+
+def decide(target: Target, allowed_namespaces: Collection[str]) -> Verdict:
+    if target.namespace in allowed_namespaces:
+        return ALLOW
+    return refuse(
+        StopReason.OUT_OF_SCOPE,
+        f"Namespace {target.namespace!r} is not in the allow-list, so {target.key} is not touched.",
+    )

@@ -1,0 +1,44 @@
+"""Storm brake: many distinct targets at once, or a truncated payload, means escalate-only.
+
+When a whole fleet alerts together the cause is rarely in the fleet, and acting on every
+member multiplies risk; a human decides.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+from remediator.model import ALLOW, StopReason, Verdict, refuse
+
+
+def decide(distinct_targets: int, max_targets: int, truncated_alerts: int) -> Verdict:
+    if truncated_alerts > 0:
+        return refuse(
+            StopReason.STORM,
+            f"Alertmanager truncated {truncated_alerts} alerts from this notification; a storm"
+            " is under way, so remediator escalates instead of acting.",
+        )
+    if distinct_targets > max_targets:
+        return refuse(
+            StopReason.STORM,
+            f"{distinct_targets} distinct targets needed action within the window, more than"
+            f" the {max_targets} allowed; escalating instead of acting.",
+        )
+    return ALLOW
+
+
+class TargetWindow:
+    """Distinct target keys seen in the last ``window_s`` seconds (monotonic clock)."""
+
+    def __init__(self, window_s: float) -> None:
+        self._window_s = window_s
+        self._last_seen: OrderedDict[str, float] = OrderedDict()
+
+    def add(self, key: str, now_s: float) -> int:
+        """Record ``key`` at ``now_s``; return how many distinct keys the window holds."""
+        self._last_seen.pop(key, None)
+        self._last_seen[key] = now_s
+        horizon = now_s - self._window_s
+        while self._last_seen and next(iter(self._last_seen.values())) < horizon:
+            self._last_seen.popitem(last=False)
+        return len(self._last_seen)

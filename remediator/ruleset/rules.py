@@ -1,0 +1,66 @@
+"""A compiled rule set: what ``load`` produces and ``classify`` reads. Immutable."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from pydantic import BaseModel
+
+from remediator.actions.base import Action
+from remediator.guards.claim import Limit
+from remediator.model import Severity, Target
+from remediator.ruleset.matchers import Matcher
+from remediator.ruleset.schema import EscalationPolicySpec, PolicySpec
+from remediator.ruleset.template import Template
+
+
+@dataclass(frozen=True, slots=True)
+class TargetTemplate:
+    kind: str
+    namespace: Template
+    name: Template
+
+    def render(self, labels: Mapping[str, str]) -> Target:
+        """The target the alert names; ``LookupError`` when a label is missing or unsafe."""
+        namespace = self.namespace.render(labels) if self.namespace.text else ""
+        return Target(kind=self.kind, namespace=namespace, name=self.name.render(labels))
+
+
+@dataclass(frozen=True, slots=True)
+class PlannedAction:
+    name: str
+    action: Action
+    params: BaseModel
+    target: TargetTemplate
+
+    @property
+    def kind(self) -> str:
+        return self.action.kind
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    name: str
+    file: str
+    position: int
+    matchers: tuple[Matcher, ...]
+    severity: Severity
+    plan: PlannedAction | None
+    cooldown_s: float
+    rate_limit: Limit | None
+    verify_within_s: float
+    escalation: str
+    description: str = ""
+
+    def matches(self, labels: Mapping[str, str]) -> bool:
+        return all(m.matches(labels) for m in self.matchers)
+
+
+@dataclass(frozen=True, slots=True)
+class RuleSet:
+    rules: Sequence[Rule]
+    policy: PolicySpec
+    escalations: Mapping[str, EscalationPolicySpec]
+    hash: str
+    files: Sequence[str]

@@ -1,0 +1,100 @@
+"""The rule-file format, as strict pydantic models: unknown keys are errors.
+
+One file may hold any of the sections; across files, rule, action and escalation names
+are unique and ``policy``/``defaults`` appear at most once (see ``load``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from remediator.model import Severity
+
+NAME_PATTERN = r"^[a-z0-9]([a-z0-9._-]{0,61}[a-z0-9])?$"
+KIND_PATTERN = r"^[A-Z][A-Za-z]*$"
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class LimitSpec(Strict):
+    max_actions: int = Field(ge=1)
+    window_s: float = Field(gt=0)
+
+
+class StormSpec(Strict):
+    max_targets: int = Field(default=10, ge=1)
+    """Distinct targets needing action within ``window_s`` before the brake engages."""
+    window_s: float = Field(default=60.0, gt=0)
+
+
+class PolicySpec(Strict):
+    namespaces: list[str] = Field(default_factory=list)
+    """Namespaces actions may touch. Empty: no action runs anywhere (escalate only)."""
+    storm: StormSpec = Field(default_factory=StormSpec)
+    global_budget: LimitSpec = Field(
+        default_factory=lambda: LimitSpec(max_actions=20, window_s=3600.0)
+    )
+    """Destructive actions allowed across all rules per window."""
+    action_limits: dict[str, LimitSpec] = Field(default_factory=dict)
+    """Per action kind, e.g. ``recycle_pod: {max_actions: 10, window_s: 3600}``."""
+    max_concurrent_actions: int = Field(default=4, ge=1)
+
+
+class ActionSpec(Strict):
+    kind: str
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class TargetSpec(Strict):
+    kind: str = Field(pattern=KIND_PATTERN)
+    namespace: str = ""
+    name: str
+
+
+class EscalationTier(Strict):
+    after_s: float = Field(ge=0)
+    notify: list[str] = Field(min_length=1)
+
+
+class EscalationPolicySpec(Strict):
+    tiers: list[EscalationTier] = Field(min_length=1)
+
+
+class DefaultsSpec(Strict):
+    escalation: dict[Severity, str] = Field(default_factory=dict)
+    cooldown_s: float = Field(default=900.0, ge=0)
+    verify_within_s: float = Field(default=300.0, gt=0)
+
+
+class RuleSpec(Strict):
+    name: str = Field(pattern=NAME_PATTERN)
+    description: str = ""
+    match: list[str]
+    severity: Severity
+    action: str | dict[str, Any] | None = None
+    """The name of a declared action, or an inline ``{kind, params}``."""
+    target: TargetSpec | None = None
+    cooldown_s: float | None = Field(default=None, ge=0)
+    rate_limit: LimitSpec | None = None
+    verify_within_s: float | None = Field(default=None, gt=0)
+    escalation: str | None = None
+
+    @field_validator("action", mode="before")
+    @classmethod
+    def _action_shape(cls, value: Any) -> Any:
+        # Checked before the union, whose errors would name its members ("action.str").
+        if value is not None and not isinstance(value, str | dict):
+            raise ValueError("must name a declared action or be a mapping with kind and params")
+        return value
+
+
+class RuleFileSpec(Strict):
+    policy: PolicySpec | None = None
+    defaults: DefaultsSpec | None = None
+    actions: dict[str, ActionSpec] = Field(default_factory=dict)
+    escalations: dict[str, EscalationPolicySpec] = Field(default_factory=dict)
+    rules: list[RuleSpec] = Field(default_factory=list)

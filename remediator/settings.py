@@ -1,0 +1,85 @@
+"""Frozen service settings, built from ``remediator serve`` flags and ``REMEDIATOR_*`` variables.
+
+Every field names its unit, its default and why the default is what it is.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from remediator.payload import PayloadLimits
+
+DEFAULT_STATE_URL = "sqlite:///.state/remediator.db"
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    listen_host: str = "127.0.0.1"
+    """Address to bind. Loopback by default: exposing the receiver is a deliberate choice."""
+
+    listen_port: int = 9095
+    """TCP port. 9095 sits beside Alertmanager's 9093/9094."""
+
+    rules_dir: Path = Path("rules")
+    """Directory of ``*.yaml`` rule files, loaded in name order. A bad file stops start-up."""
+
+    state_url: str = DEFAULT_STATE_URL
+    """Where journal, episodes, claims and audit live. ``sqlite:///rel`` or ``sqlite:////abs``."""
+
+    token_file: Path | None = None
+    """Bearer tokens, one per line (current and next, for rotation). Required unless insecure."""
+
+    insecure_no_auth: bool = False
+    """Accept webhooks without a token. Only for a laptop; warned about at every start."""
+
+    dry_run: bool = False
+    """Plan and audit every action, run none. Also forced when no action backend is configured."""
+
+    tls_cert: Path | None = None
+    """PEM certificate chain; with ``tls_key`` the receiver speaks HTTPS."""
+
+    tls_key: Path | None = None
+    """PEM private key for ``tls_cert``."""
+
+    tls_client_ca: Path | None = None
+    """PEM CA bundle; when set, clients must present a certificate it signed (mTLS)."""
+
+    max_body_bytes: int = 8 * 1024 * 1024
+    """Largest webhook body, bytes. 8 MiB holds ~25 000 alerts of Alertmanager's usual size."""
+
+    payload_limits: PayloadLimits = field(default_factory=PayloadLimits)
+    """Per-payload limits on alerts, labels and their lengths."""
+
+    read_timeout_s: float = 10.0
+    """Seconds to receive a whole body once headers are in. aiohttp has no body timeout."""
+
+    keepalive_timeout_s: float = 75.0
+    """Seconds an idle keep-alive connection stays open."""
+
+    max_in_flight: int = 64
+    """Webhook requests handled at once; beyond it the answer is 503 with Retry-After."""
+
+    worker_chunk_alerts: int = 256
+    """Alerts the journal worker handles between two looks at the webhook queue."""
+
+    worker_yield_s: float = 0.05
+    """Longest wait, seconds, for no webhook in flight before the next chunk: acks go first,
+    and decisions still progress at worker_chunk_alerts per worker_yield_s under load."""
+
+    stale_after_s: float = 900.0
+    """An alert that waited longer than this (seconds) before processing is not acted on."""
+
+    episode_grace_s: float = 300.0
+    """A firing within this many seconds of its resolve reopens the same episode (flapping)."""
+
+    shutdown_grace_s: float = 30.0
+    """Seconds running actions get to reach an outcome when the service stops."""
+
+    @property
+    def sqlite_path(self) -> Path:
+        """The database file of a ``sqlite:///`` state URL."""
+        prefix = "sqlite:///"
+        if not self.state_url.startswith(prefix):
+            raise ValueError(f"state URL {self.state_url!r} is not a sqlite:/// URL")
+        return Path(self.state_url[len(prefix) :])

@@ -1,0 +1,457 @@
+"""SQLite backend of the ``Store`` contract: the embedded default, one replica, a file.
+
+WAL mode with ``synchronous=FULL``: a commit is on disk before the webhook acks. Each
+connection lives on its own single thread, so blocking SQLite calls never stall the
+event loop; the journal has a connection of its own so acks never queue behind the
+pipeline's writes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+from remediator.episodes import next_event
+from remediator.errors import StoreUnavailable
+from remediator.guards import claim as claim_guards
+from remediator.guards.claim import ClaimFacts, ClaimRequest, Limit
+from remediator.model import (
+    AuditRecord,
+    Episode,
+    EpisodeEvent,
+    Observation,
+    Outcome,
+)
+from remediator.store.base import (
+    AuditQuery,
+    ClaimResult,
+    JournalEntry,
+    Sighting,
+    UnfinishedClaim,
+)
+
+T = TypeVar("T")
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS journal (
+    id INTEGER PRIMARY KEY,
+    received_at REAL NOT NULL,
+    body BLOB NOT NULL,
+    done_at REAL
+);
+CREATE INDEX IF NOT EXISTS journal_pending ON journal (id) WHERE done_at IS NULL;
+CREATE TABLE IF NOT EXISTS episodes (
+    id INTEGER PRIMARY KEY,
+    fingerprint TEXT NOT NULL,
+    alertname TEXT NOT NULL,
+    opened_at REAL NOT NULL,
+    last_seen_at REAL NOT NULL,
+    closed_at REAL,
+    decided_at REAL
+);
+CREATE INDEX IF NOT EXISTS episodes_by_fingerprint ON episodes (fingerprint, id);
+CREATE TABLE IF NOT EXISTS claims (
+    id INTEGER PRIMARY KEY,
+    episode_id INTEGER NOT NULL REFERENCES episodes (id),
+    rule TEXT NOT NULL,
+    action TEXT NOT NULL,
+    action_kind TEXT NOT NULL,
+    target TEXT NOT NULL,
+    destructive INTEGER NOT NULL,
+    dry_run INTEGER NOT NULL,
+    claimed_at REAL NOT NULL,
+    outcome TEXT,
+    outcome_at REAL,
+    UNIQUE (episode_id, rule, action)
+);
+CREATE INDEX IF NOT EXISTS claims_by_target ON claims (target, dry_run, claimed_at);
+CREATE INDEX IF NOT EXISTS claims_by_time ON claims (claimed_at);
+CREATE TABLE IF NOT EXISTS audit (
+    id INTEGER PRIMARY KEY,
+    at REAL NOT NULL,
+    step TEXT NOT NULL,
+    outcome TEXT NOT NULL,
+    sentence TEXT NOT NULL,
+    journal_id INTEGER,
+    episode_id INTEGER,
+    fingerprint TEXT NOT NULL,
+    alertname TEXT NOT NULL,
+    rule TEXT NOT NULL,
+    ruleset_hash TEXT NOT NULL,
+    severity TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    target TEXT NOT NULL,
+    action TEXT NOT NULL,
+    details TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS audit_by_episode ON audit (episode_id);
+CREATE INDEX IF NOT EXISTS audit_by_fingerprint ON audit (fingerprint);
+CREATE INDEX IF NOT EXISTS audit_by_at ON audit (at);
+"""
+
+AUDIT_COLUMNS = (
+    "at, step, outcome, sentence, journal_id, episode_id, fingerprint, alertname, rule,"
+    " ruleset_hash, severity, reason, target, action, details"
+)
+
+
+def _ts(value: datetime) -> float:
+    return value.timestamp()
+
+
+def _dt(value: float) -> datetime:
+    return datetime.fromtimestamp(value, UTC)
+
+
+class _Connection:
+    """One SQLite connection confined to one thread."""
+
+    def __init__(self, path: Path, name: str) -> None:
+        self._path = path
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
+        self._db: sqlite3.Connection | None = None
+
+    def _connect(self) -> None:
+        db = sqlite3.connect(self._path, isolation_level=None, timeout=10.0)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=FULL")
+        db.execute("PRAGMA foreign_keys=ON")
+        self._db = db
+
+    async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        def call() -> T:
+            if self._db is None:
+                self._connect()
+            assert self._db is not None
+            return fn(self._db)
+
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._executor, call)
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(f"SQLite state store at {self._path}: {exc}") from exc
+
+    async def close(self) -> None:
+        def close() -> None:
+            if self._db is not None:
+                self._db.close()
+                self._db = None
+
+        await asyncio.get_running_loop().run_in_executor(self._executor, close)
+        self._executor.shutdown(wait=True)
+
+
+def _transaction(db: sqlite3.Connection, fn: Callable[[sqlite3.Connection], T]) -> T:
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        result = fn(db)
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
+    return result
+
+
+def _latest_episodes(db: sqlite3.Connection, fingerprints: set[str]) -> dict[str, Episode]:
+    marks = ", ".join("?" * len(fingerprints))
+    rows = db.execute(
+        "SELECT id, fingerprint, opened_at, closed_at, decided_at FROM episodes WHERE id IN"
+        f" (SELECT MAX(id) FROM episodes WHERE fingerprint IN ({marks}) GROUP BY fingerprint)",
+        tuple(fingerprints),
+    ).fetchall()
+    return {row[1]: Episode(row[0], row[1], row[2], row[3], row[4] is not None) for row in rows}
+
+
+def _open_episode(db: sqlite3.Connection, s: Sighting, now: float, closed: bool) -> Episode:
+    closed_at = now if closed else None
+    cursor = db.execute(
+        "INSERT INTO episodes (fingerprint, alertname, opened_at, last_seen_at, closed_at)"
+        " VALUES (?, ?, ?, ?, ?)",
+        (s.fingerprint, s.alertname, now, now, closed_at),
+    )
+    assert cursor.lastrowid is not None
+    return Episode(cursor.lastrowid, s.fingerprint, now, closed_at, False)
+
+
+def _observe(
+    db: sqlite3.Connection, sightings: Sequence[Sighting], now: float, grace_s: float
+) -> list[Observation]:
+    """Apply ``episodes.next_event`` to each sighting in order; joins are written in bulk."""
+    if not sightings:
+        return []
+    latest = _latest_episodes(db, {s.fingerprint for s in sightings})
+    joined: list[tuple[float, int]] = []
+    observed = []
+    for s in sightings:
+        episode = latest.get(s.fingerprint)
+        event = next_event(episode, s.status, now, grace_s)
+        if event in (EpisodeEvent.OPENED, EpisodeEvent.RESOLVED_UNSEEN):
+            episode = _open_episode(db, s, now, closed=event is EpisodeEvent.RESOLVED_UNSEEN)
+        elif event is EpisodeEvent.REOPENED or event is EpisodeEvent.CLOSED:
+            assert episode is not None
+            closed_at = now if event is EpisodeEvent.CLOSED else None
+            db.execute(
+                "UPDATE episodes SET closed_at = ?, last_seen_at = ? WHERE id = ?",
+                (closed_at, now, episode.id),
+            )
+            episode = replace(episode, closed_at_s=closed_at)
+        elif event is EpisodeEvent.JOINED:
+            assert episode is not None
+            joined.append((now, episode.id))
+        assert episode is not None
+        latest[s.fingerprint] = episode
+        observed.append(Observation(episode, event))
+    db.executemany("UPDATE episodes SET last_seen_at = ? WHERE id = ?", joined)
+    return observed
+
+
+def _count_since(db: sqlite3.Connection, where: str, args: tuple[Any, ...], since: float) -> int:
+    row = db.execute(
+        f"SELECT COUNT(*) FROM claims WHERE {where} AND claimed_at > ?", (*args, since)
+    ).fetchone()
+    return int(row[0])
+
+
+def _window_count(
+    db: sqlite3.Connection, where: str, args: tuple[Any, ...], limit: Limit | None, now: float
+) -> int:
+    if limit is None:
+        return 0
+    return _count_since(db, where, args, now - limit.window_s)
+
+
+def _claim_facts(db: sqlite3.Connection, r: ClaimRequest, now: float) -> ClaimFacts:
+    already = db.execute(
+        "SELECT 1 FROM claims WHERE episode_id = ? AND rule = ? AND action = ?",
+        (r.episode_id, r.rule, r.action),
+    ).fetchone()
+    last = db.execute(
+        "SELECT MAX(claimed_at) FROM claims WHERE target = ? AND dry_run = ?",
+        (r.target, r.dry_run),
+    ).fetchone()[0]
+    mode = (r.dry_run,)
+    return ClaimFacts(
+        already_claimed=already is not None,
+        seconds_since_target_claim=None if last is None else now - last,
+        rule_claims=_window_count(
+            db, "dry_run = ? AND rule = ?", (*mode, r.rule), r.rule_limit, now
+        ),
+        kind_claims=_window_count(
+            db, "dry_run = ? AND action_kind = ?", (*mode, r.action_kind), r.kind_limit, now
+        ),
+        destructive_claims=_window_count(
+            db, "dry_run = ? AND destructive = 1", mode, r.global_budget, now
+        ),
+    )
+
+
+def _claim(db: sqlite3.Connection, r: ClaimRequest, now: float) -> ClaimResult:
+    verdict = claim_guards.decide(r, _claim_facts(db, r, now))
+    if not verdict.allowed:
+        return ClaimResult(verdict, None)
+    cursor = db.execute(
+        "INSERT INTO claims (episode_id, rule, action, action_kind, target, destructive,"
+        " dry_run, claimed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        (r.episode_id, r.rule, r.action, r.action_kind, r.target, r.destructive, r.dry_run, now),
+    )
+    return ClaimResult(verdict, cursor.lastrowid)
+
+
+def _audit_row(r: AuditRecord) -> tuple[Any, ...]:
+    return (
+        _ts(r.at),
+        r.step,
+        r.outcome.value,
+        r.sentence,
+        r.journal_id,
+        r.episode_id,
+        r.fingerprint,
+        r.alertname,
+        r.rule,
+        r.ruleset_hash,
+        r.severity,
+        r.reason,
+        r.target,
+        r.action,
+        json.dumps(dict(r.details), sort_keys=True, default=str),
+    )
+
+
+def _audit_record(row: tuple[Any, ...]) -> AuditRecord:
+    (record_id, at, step, outcome, sentence, journal_id, episode_id, fingerprint) = row[:8]
+    (alertname, rule, ruleset_hash, severity, reason, target, action, details) = row[8:]
+    return AuditRecord(
+        id=record_id,
+        at=_dt(at),
+        step=step,
+        outcome=Outcome(outcome),
+        sentence=sentence,
+        journal_id=journal_id,
+        episode_id=episode_id,
+        fingerprint=fingerprint,
+        alertname=alertname,
+        rule=rule,
+        ruleset_hash=ruleset_hash,
+        severity=severity,
+        reason=reason,
+        target=target,
+        action=action,
+        details=json.loads(details),
+    )
+
+
+def _query_sql(q: AuditQuery) -> tuple[str, list[Any]]:
+    clauses: list[str] = ["id > ?"]
+    args: list[Any] = [q.after_id]
+    equals = {
+        "episode_id": q.episode_id,
+        "fingerprint": q.fingerprint,
+        "rule": q.rule,
+        "severity": q.severity,
+        "outcome": q.outcome,
+    }
+    for column, value in equals.items():
+        if value is not None:
+            clauses.append(f"{column} = ?")
+            args.append(value)
+    if q.since is not None:
+        clauses.append("at >= ?")
+        args.append(_ts(q.since))
+    if q.until is not None:
+        clauses.append("at < ?")
+        args.append(_ts(q.until))
+    sql = f"SELECT id, {AUDIT_COLUMNS} FROM audit WHERE {' AND '.join(clauses)} ORDER BY id LIMIT ?"
+    return sql, [*args, q.limit]
+
+
+class SqliteStore:
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self._journal = _Connection(path, "journal")
+        self._work = _Connection(path, "store")
+
+    async def open(self) -> None:
+        self._path.parent.mkdir(parents=True, exist_ok=True)
+        await self._work.run(lambda db: db.executescript(SCHEMA))
+
+    async def close(self) -> None:
+        await self._journal.close()
+        await self._work.close()
+
+    async def ping(self) -> bool:
+        try:
+            await self._work.run(lambda db: db.execute("SELECT 1").fetchone())
+        except StoreUnavailable:
+            return False
+        return True
+
+    async def journal_append(self, body: bytes, received_at: datetime) -> int:
+        def append(db: sqlite3.Connection) -> int:
+            cursor = db.execute(
+                "INSERT INTO journal (received_at, body) VALUES (?, ?)", (_ts(received_at), body)
+            )
+            assert cursor.lastrowid is not None
+            return cursor.lastrowid
+
+        return await self._journal.run(append)
+
+    async def journal_pending(self) -> list[int]:
+        rows = await self._work.run(
+            lambda db: db.execute(
+                "SELECT id FROM journal WHERE done_at IS NULL ORDER BY id"
+            ).fetchall()
+        )
+        return [row[0] for row in rows]
+
+    async def journal_entry(self, journal_id: int) -> JournalEntry:
+        row = await self._work.run(
+            lambda db: db.execute(
+                "SELECT id, received_at, body FROM journal WHERE id = ?", (journal_id,)
+            ).fetchone()
+        )
+        if row is None:
+            raise StoreUnavailable(f"journal entry {journal_id} is missing")
+        return JournalEntry(row[0], _dt(row[1]), bytes(row[2]))
+
+    async def journal_done(self, journal_id: int, now: datetime) -> None:
+        await self._work.run(
+            lambda db: db.execute(
+                "UPDATE journal SET done_at = ? WHERE id = ?", (_ts(now), journal_id)
+            )
+        )
+
+    async def observe(
+        self, sightings: Sequence[Sighting], now: datetime, grace_s: float
+    ) -> list[Observation]:
+        at = _ts(now)
+        return await self._work.run(
+            lambda db: _transaction(db, lambda tx: _observe(tx, sightings, at, grace_s))
+        )
+
+    async def mark_decided(self, episode_id: int, now: datetime) -> bool:
+        cursor = await self._work.run(
+            lambda db: db.execute(
+                "UPDATE episodes SET decided_at = ? WHERE id = ? AND decided_at IS NULL",
+                (_ts(now), episode_id),
+            )
+        )
+        return cursor.rowcount == 1
+
+    async def claim(self, request: ClaimRequest, now: datetime) -> ClaimResult:
+        at = _ts(now)
+        return await self._work.run(lambda db: _transaction(db, lambda tx: _claim(tx, request, at)))
+
+    async def record_outcome(self, claim_id: int, outcome: str, now: datetime) -> None:
+        await self._work.run(
+            lambda db: db.execute(
+                "UPDATE claims SET outcome = ?, outcome_at = ? WHERE id = ?",
+                (outcome, _ts(now), claim_id),
+            )
+        )
+
+    async def unfinished_claims(self) -> list[UnfinishedClaim]:
+        rows = await self._work.run(
+            lambda db: db.execute(
+                "SELECT c.id, c.episode_id, e.fingerprint, e.alertname, c.rule, c.action,"
+                " c.target, c.claimed_at FROM claims c JOIN episodes e ON e.id = c.episode_id"
+                " WHERE c.outcome IS NULL ORDER BY c.id"
+            ).fetchall()
+        )
+        return [
+            UnfinishedClaim(
+                claim_id=row[0],
+                episode_id=row[1],
+                fingerprint=row[2],
+                alertname=row[3],
+                rule=row[4],
+                action=row[5],
+                target=row[6],
+                claimed_at=_dt(row[7]),
+            )
+            for row in rows
+        ]
+
+    async def audit(self, records: Sequence[AuditRecord]) -> None:
+        rows = [_audit_row(r) for r in records]
+        placeholders = ", ".join("?" * len(rows[0])) if rows else ""
+        if not rows:
+            return
+        await self._work.run(
+            lambda db: _transaction(
+                db,
+                lambda tx: tx.executemany(
+                    f"INSERT INTO audit ({AUDIT_COLUMNS}) VALUES ({placeholders})", rows
+                ),
+            )
+        )
+
+    async def decisions(self, query: AuditQuery) -> list[AuditRecord]:
+        sql, args = _query_sql(query)
+        rows = await self._work.run(lambda db: db.execute(sql, args).fetchall())
+        return [_audit_record(row) for row in rows]

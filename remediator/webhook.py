@@ -1,0 +1,126 @@
+"""``POST /webhook``: authenticate → limits → parse → journal (durable) → 2xx.
+
+Never acts inline: the ack costs authentication, validation and one journal write, then
+the worker takes over. 4xx only for malformed or unauthenticated requests, with a short
+JSON body that echoes no input; 503 with ``Retry-After`` when overloaded or when the
+journal cannot be written, so Alertmanager retries and nothing is lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import Protocol
+
+from aiohttp import web
+
+from remediator import failpoints
+from remediator.ackgate import AckGate
+from remediator.clock import Clock
+from remediator.errors import RequestRejected, StoreUnavailable
+from remediator.metrics import Metrics
+from remediator.payload import check
+from remediator.settings import Settings
+from remediator.store.base import Store
+from remediator.worker import JournalWorker
+
+RETRY_AFTER_OVERLOADED_S = 1
+RETRY_AFTER_JOURNAL_S = 5
+
+
+class Authenticator(Protocol):
+    def check(self, authorization: str | None) -> None: ...
+
+
+@dataclass
+class WebhookState:
+    """What the handler needs; ``draining`` changes when the service stops."""
+
+    settings: Settings
+    auth: Authenticator
+    store: Store
+    worker: JournalWorker
+    metrics: Metrics
+    clock: Clock
+    gate: AckGate
+    draining: bool = False
+
+
+def error_response(exc: RequestRejected) -> web.Response:
+    response = web.json_response({"error": exc.code, "detail": exc.detail}, status=exc.status)
+    if exc.status == 401:
+        response.headers["WWW-Authenticate"] = 'Bearer realm="remediator"'
+    if exc.status == 503:
+        retry = (
+            RETRY_AFTER_JOURNAL_S if exc.code == "journal_unavailable" else RETRY_AFTER_OVERLOADED_S
+        )
+        response.headers["Retry-After"] = str(retry)
+    if exc.status == 413:
+        response.force_close()
+    return response
+
+
+def _check_headers(request: web.Request, settings: Settings) -> None:
+    charset = (request.charset or "utf-8").lower()
+    if request.content_type != "application/json" or charset != "utf-8":
+        raise RequestRejected(
+            415, "unsupported_media_type", "Content-Type must be application/json (UTF-8)."
+        )
+    length = request.content_length
+    if length is not None and length > settings.max_body_bytes:
+        raise RequestRejected(
+            413, "body_too_large", f"The body is larger than {settings.max_body_bytes} bytes."
+        )
+
+
+async def _read_body(request: web.Request, settings: Settings) -> bytes:
+    try:
+        return await asyncio.wait_for(request.read(), settings.read_timeout_s)
+    except TimeoutError:
+        raise RequestRejected(
+            408, "read_timeout", f"The body did not arrive within {settings.read_timeout_s:g} s."
+        ) from None
+    except web.HTTPRequestEntityTooLarge:
+        raise RequestRejected(
+            413, "body_too_large", f"The body is larger than {settings.max_body_bytes} bytes."
+        ) from None
+
+
+async def _accept(request: web.Request, state: WebhookState) -> web.Response:
+    state.auth.check(request.headers.get("Authorization"))
+    _check_headers(request, state.settings)
+    body = await _read_body(request, state.settings)
+    payload = check(body, state.settings.payload_limits)
+    received_at = state.clock.now()
+    started = state.clock.monotonic()
+    try:
+        journal_id = await state.store.journal_append(body, received_at)
+    except StoreUnavailable:
+        raise RequestRejected(
+            503, "journal_unavailable", "The journal cannot be written; retry later."
+        ) from None
+    state.metrics.journal_write_seconds.observe(state.clock.monotonic() - started)
+    failpoints.hit("after_journal_write")
+    state.worker.accept(journal_id)
+    return web.json_response(
+        {"status": "accepted", "journal_id": journal_id, "alerts": len(payload.alerts)}
+    )
+
+
+async def handle(request: web.Request, state: WebhookState) -> web.Response:
+    started = state.clock.monotonic()
+    try:
+        if state.draining:
+            raise RequestRejected(503, "shutting_down", "The service is shutting down; retry.")
+        if state.gate.in_flight >= state.settings.max_in_flight:
+            raise RequestRejected(503, "overloaded", "Too many webhook requests in flight; retry.")
+        state.gate.enter()
+        try:
+            return await _accept(request, state)
+        finally:
+            state.gate.leave()
+    except RequestRejected as exc:
+        state.metrics.payloads_rejected.labels(exc.code).inc()
+        return error_response(exc)
+    finally:
+        state.metrics.webhook_seconds.observe(state.clock.monotonic() - started)

@@ -1,0 +1,129 @@
+"""``remediator serve`` as a real child process, the way it runs in production.
+
+Used where the test needs what only a process has: a port Alertmanager posts to, a crash
+(failpoints, ``kill -9``) and a restart on the same state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from tests.support.ports import free_port
+from tests.support.service import EXAMPLE_RULES, REPO, TOKEN
+
+READY_TIMEOUT_S = 20.0
+
+
+@dataclass
+class RemediatorProcess:
+    proc: asyncio.subprocess.Process
+    url: str
+    log_path: Path
+
+    @property
+    def webhook_url(self) -> str:
+        return f"{self.url}/webhook"
+
+    def log_tail(self, lines: int = 30) -> str:
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+    async def decisions(self, **query: str) -> list[dict[str, Any]]:
+        params = {"limit": "1000", **query}
+        headers = {"Authorization": f"Bearer {TOKEN}"}
+        async with (
+            aiohttp.ClientSession() as session,
+            session.get(f"{self.url}/api/v1/decisions", params=params, headers=headers) as resp,
+        ):
+            assert resp.status == 200, await resp.text()
+            page: dict[str, Any] = await resp.json()
+        decisions: list[dict[str, Any]] = page["decisions"]
+        return decisions
+
+    async def post(self, body: bytes) -> int | None:
+        """POST a webhook body; the status, or None when the connection broke."""
+        headers = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
+        try:
+            async with (
+                aiohttp.ClientSession() as session,
+                session.post(self.webhook_url, data=body, headers=headers) as resp,
+            ):
+                return resp.status
+        except aiohttp.ClientError:
+            return None
+
+    async def wait_exit(self, timeout_s: float = 10.0) -> int:
+        return await asyncio.wait_for(self.proc.wait(), timeout_s)
+
+    async def stop(self) -> int:
+        if self.proc.returncode is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(self.proc.wait(), 15)
+            except TimeoutError:
+                self.proc.kill()
+                await self.proc.wait()
+        assert self.proc.returncode is not None
+        return self.proc.returncode
+
+
+async def _ready(url: str, proc: asyncio.subprocess.Process, log_path: Path) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + READY_TIMEOUT_S
+    async with aiohttp.ClientSession() as session:
+        while loop.time() < deadline:
+            if proc.returncode is not None:
+                break
+            try:
+                async with session.get(f"{url}/readyz") as resp:
+                    if resp.status == 200:
+                        return
+            except aiohttp.ClientError:
+                pass
+            await asyncio.sleep(0.05)
+    tail = log_path.read_text(errors="replace")[-3000:]
+    raise RuntimeError(f"remediator did not become ready (exit {proc.returncode}):\n{tail}")
+
+
+async def start_remediator(
+    workdir: Path,
+    *,
+    port: int | None = None,
+    rules: Path = EXAMPLE_RULES,
+    failpoints: str = "",
+    extra_args: tuple[str, ...] = (),
+    wait_ready: bool = True,
+) -> RemediatorProcess:
+    workdir.mkdir(parents=True, exist_ok=True)
+    token_file = workdir / "token"
+    token_file.write_text(TOKEN + "\n")
+    port = port or free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("REMEDIATOR_")}
+    if failpoints:
+        env["REMEDIATOR_FAILPOINTS"] = failpoints
+    log_path = workdir / "remediator.log"
+    with log_path.open("ab") as log:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "remediator", "serve",
+            "--listen", f"127.0.0.1:{port}",
+            "--rules", str(rules),
+            "--state", f"sqlite:///{workdir / 'state.db'}",
+            "--token-file", str(token_file),
+            *extra_args,
+            cwd=REPO, env=env, stdout=log, stderr=log,
+        )  # fmt: skip
+    service = RemediatorProcess(proc, f"http://127.0.0.1:{port}", log_path)
+    if wait_ready:
+        try:
+            await _ready(service.url, proc, log_path)
+        except BaseException:
+            await service.stop()
+            raise
+    return service

@@ -1,0 +1,112 @@
+"""A remediator app served over real HTTP on loopback, in the test's event loop.
+
+``ServiceUnderTest`` posts webhooks with the bearer token and reads decisions back through
+the HTTP API, as Alertmanager and an SRE would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from aiohttp.test_utils import TestServer
+
+from remediator.app import SERVICES, init_app
+from remediator.clock import Clock
+from remediator.ruleset.rules import RuleSet
+from remediator.settings import Settings
+
+REPO = Path(__file__).resolve().parents[2]
+EXAMPLE_RULES = REPO / "rules"
+FIXTURES = REPO / "tests" / "fixtures" / "alertmanager-0.25"
+TOKEN = "test-token-0123456789"
+
+
+def fixture_bytes(name: str) -> bytes:
+    return (FIXTURES / name).read_bytes()
+
+
+def fixture_json(name: str) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(fixture_bytes(name))
+    return data
+
+
+def settings_for(tmp_path: Path, **overrides: Any) -> Settings:
+    token_file = tmp_path / "token"
+    token_file.write_text(TOKEN + "\n")
+    base = Settings(
+        listen_port=0,
+        rules_dir=EXAMPLE_RULES,
+        state_url=f"sqlite:///{tmp_path / 'state.db'}",
+        token_file=token_file,
+    )
+    return replace(base, **overrides)
+
+
+@dataclass
+class ServiceUnderTest:
+    server: TestServer
+    session: aiohttp.ClientSession
+
+    @property
+    def url(self) -> str:
+        return str(self.server.make_url(""))
+
+    async def post(
+        self, payload: Mapping[str, Any] | bytes, headers: Mapping[str, str] | None = None
+    ) -> tuple[int, dict[str, Any]]:
+        body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+        sent = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
+        sent.update(headers or {})
+        async with self.session.post(f"{self.url}/webhook", data=body, headers=sent) as resp:
+            return resp.status, await resp.json()
+
+    async def settle(self) -> None:
+        """Wait until every accepted payload is processed and every queued action finished."""
+        services = self.server.app[SERVICES]
+        await asyncio.wait_for(services.worker.idle.wait(), 10)
+        await services.runner.drain(10)
+
+    async def decisions(self, **query: str | int) -> list[dict[str, Any]]:
+        params = {k: str(v) for k, v in query.items()}
+        params.setdefault("limit", "1000")
+        headers = {"Authorization": f"Bearer {TOKEN}"}
+        async with self.session.get(
+            f"{self.url}/api/v1/decisions", params=params, headers=headers
+        ) as resp:
+            assert resp.status == 200, await resp.text()
+            page: dict[str, Any] = await resp.json()
+        decisions: list[dict[str, Any]] = page["decisions"]
+        return decisions
+
+    async def metric(self, name: str, labels: Mapping[str, str] | None = None) -> float:
+        async with self.session.get(f"{self.url}/metrics") as resp:
+            text = await resp.text()
+        wanted = name + (
+            "{" + ",".join(f'{k}="{v}"' for k, v in sorted(labels.items())) + "}" if labels else ""
+        )
+        for line in text.splitlines():
+            series, _, value = line.rpartition(" ")
+            if series == wanted:
+                return float(value)
+        raise AssertionError(f"metric {wanted} not exported")
+
+
+@asynccontextmanager
+async def serve(
+    settings: Settings, *, ruleset: RuleSet | None = None, clock: Clock | None = None
+) -> AsyncIterator[ServiceUnderTest]:
+    app = init_app(settings, ruleset=ruleset, clock=clock)
+    server = TestServer(app, host="127.0.0.1", port=0)
+    await server.start_server()
+    try:
+        async with aiohttp.ClientSession() as session:
+            yield ServiceUnderTest(server, session)
+    finally:
+        await server.close()

@@ -1,0 +1,78 @@
+"""The command line: serve's refusal to run open by accident, check, explain, decisions."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from remediator.cli import main
+from tests.support.process import start_remediator
+from tests.support.service import REPO, fixture_bytes
+
+
+def test_serve_refuses_to_start_without_a_token_file_unless_told_to(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "remediator", "serve", "--state", f"sqlite:///{tmp_path}/s.db"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env={"PATH": "/usr/bin:/bin"},
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "--token-file is required (or --insecure-no-auth for local use)" in result.stderr
+
+
+def test_check_summarises_the_example_rules(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["check", "--rules", str(REPO / "rules")]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("ok: 14 rules (8 with actions) in 2 files, rule-set hash ")
+
+
+def test_explain_shows_rule_severity_action_and_resolved_target(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    labels = ["alertname=HighCPUUsage", "namespace=llm-research", "deployment=llm-research-api"]
+    assert main(["explain", "--rules", str(REPO / "rules"), *labels]) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        "rule: cpu-above-85-percent (10-platform.yaml)",
+        "severity: SEV-3",
+        "action: scale-out-api (log_only)",
+        "target: llm-research/Deployment/llm-research-api",
+        "escalation: sev3-business-hours",
+    ]
+
+
+async def test_decisions_prints_what_the_service_recorded(tmp_path: Path) -> None:
+    service = await start_remediator(tmp_path)
+    try:
+        assert await service.post(fixture_bytes("firing-2-alerts.json")) == 200
+        for _ in range(100):
+            if sum(d["step"] == "verified" for d in await service.decisions()) == 2:
+                break
+            await asyncio.sleep(0.05)
+    finally:
+        await service.stop()
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "remediator",
+            "decisions",
+            "--state",
+            f"sqlite:///{tmp_path}/state.db",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
+    lines = result.stdout.splitlines()
+    assert len(lines) == 10
+    assert "claimed" in lines[2] and "Claimed scale-out-api on llm-research/Deployment/" in lines[2]
