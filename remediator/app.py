@@ -31,6 +31,7 @@ from remediator.ruleset.rules import RuleSet
 from remediator.settings import Settings
 from remediator.store import open_store
 from remediator.store.base import Store
+from remediator.validation import Validator
 from remediator.webhook import WebhookState
 from remediator.worker import JournalWorker
 
@@ -118,7 +119,8 @@ def _services(app: web.Application, store: Store, clock: Clock) -> Services:
     gate = AckGate()
     worker = JournalWorker(store, pipeline, metrics, clock, settings, gate)
     auth = BearerAuth(settings.token_file) if settings.token_file else NoAuth()
-    state = WebhookState(settings, auth, store, worker, metrics, clock, gate)
+    validator = Validator(settings.payload_limits, settings.validation_workers)
+    state = WebhookState(settings, auth, store, worker, metrics, clock, gate, validator)
     return Services(store=store, worker=worker, runner=runner, webhook=state)
 
 
@@ -146,6 +148,7 @@ def _lifecycle(clock: Clock) -> Callable[[web.Application], AsyncIterator[None]]
             with contextlib.suppress(asyncio.CancelledError):
                 await services.worker_task
             await services.runner.drain(settings.shutdown_grace_s)
+            await services.webhook.validator.close()
             await store.close()
 
     return lifecycle

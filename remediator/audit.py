@@ -63,8 +63,11 @@ class Auditor:
             incident, self.ruleset_hash, (self._clock.now(), step), outcome, sentence, details
         )
 
-    async def write(self, records: Sequence[AuditRecord]) -> None:
-        await self._store.audit(records)
+    async def write(
+        self, records: Sequence[AuditRecord], decided_episodes: Sequence[int] = ()
+    ) -> None:
+        """Store ``records`` and mark ``decided_episodes`` decided, in one transaction."""
+        await self._store.audit(records, decided_episodes, self._clock.now())
         for r in records:
             if r.severity:
                 self._metrics.decisions.labels(r.severity, r.outcome.value).inc()

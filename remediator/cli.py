@@ -100,6 +100,13 @@ def _parser() -> argparse.ArgumentParser:
         help="require client certificates signed by this CA [REMEDIATOR_TLS_CLIENT_CA]",
     )
     serve.add_argument(
+        "--validation-workers",
+        type=int,
+        default=int(_env("VALIDATION_WORKERS", "2") or "2"),
+        help="processes that validate webhook bodies; 0 validates inline"
+        " [REMEDIATOR_VALIDATION_WORKERS]",
+    )
+    serve.add_argument(
         "--log-level", default=_env("LOG_LEVEL", "INFO"), help="[REMEDIATOR_LOG_LEVEL]"
     )
 
@@ -137,6 +144,7 @@ def _settings(args: argparse.Namespace) -> Settings:
         tls_cert=_path(args.tls_cert),
         tls_key=_path(args.tls_key),
         tls_client_ca=_path(args.tls_client_ca),
+        validation_workers=args.validation_workers,
     )
 
 

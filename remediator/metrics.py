@@ -30,6 +30,7 @@ REJECTION_CODES = (
     "annotation_too_long",
     "overloaded",
     "journal_unavailable",
+    "validation_unavailable",
     "shutting_down",
 )
 ACTION_RESULTS = ("succeeded", "failed", "dry_run", "refused")

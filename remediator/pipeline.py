@@ -8,7 +8,8 @@ is audited, and a stop that is not quiet (see ``QUIET_STOPS``) is escalated.
 
 from __future__ import annotations
 
-from dataclasses import replace
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 
 from remediator import failpoints
 from remediator.act import ActionJob, ActionRunner
@@ -29,6 +30,16 @@ from remediator.model import (
 from remediator.ruleset.rules import Rule
 from remediator.settings import Settings
 from remediator.store.base import Store
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """What deciding one alert produced: its audit records and, if claimed, the action."""
+
+    episode_id: int
+    records: list[AuditRecord]
+    job: ActionJob | None
+    decided: bool = True
 
 
 class Pipeline:
@@ -52,8 +63,21 @@ class Pipeline:
         self._settings = settings
         self._storm_window = storm.TargetWindow(self._policy.storm.window_s)
 
-    async def decide(self, incident: Incident, episode_open: bool) -> None:
-        """Take this episode's one decision; the caller has checked it is not decided yet."""
+    async def commit(self, decisions: Sequence[Decision]) -> None:
+        """Record a batch of decisions in one transaction, then queue their actions."""
+        records = [r for d in decisions for r in d.records]
+        decided = [d.episode_id for d in decisions if d.decided]
+        await self._auditor.write(records, decided_episodes=decided)
+        for decision in decisions:
+            if decision.job is not None:
+                self._runner.submit(decision.job)
+
+    async def decide(self, incident: Incident, episode_open: bool) -> Decision:
+        """This episode's one decision; the caller has checked it is not decided yet.
+
+        Only the claim is written here (atomically, with its guards); ``commit`` writes
+        the rest and queues the action.
+        """
         rule = self._classifier.classify(incident.alert.labels)
         incident = replace(incident, rule=rule.name, severity=rule.severity)
         records = [
@@ -77,12 +101,9 @@ class Pipeline:
             incident = await self._claim(incident, rule)
         if incident.stopped is not None:
             records.extend(self._stopped_records(incident, rule))
-        else:
-            records.append(self._claimed_record(incident))
-        await self._auditor.write(records)
-        await self._store.mark_decided(incident.episode_id, self._clock.now())
-        if incident.stopped is None:
-            self._submit(incident, rule)
+            return Decision(incident.episode_id, records, job=None)
+        records.append(self._claimed_record(incident))
+        return Decision(incident.episode_id, records, job=self._job(incident, rule))
 
     def _fresh(self, incident: Incident, episode_open: bool) -> Incident:
         verdict = freshness.decide(
@@ -186,23 +207,20 @@ class Pipeline:
             dict(incident.details),
         )
 
-    def _submit(self, incident: Incident, rule: Rule) -> None:
+    def _job(self, incident: Incident, rule: Rule) -> ActionJob:
         assert rule.plan is not None
         claim_id = int(incident.details["claim_id"])
-        self._runner.submit(ActionJob(incident, rule.plan, claim_id, rule.escalation))
+        return ActionJob(incident, rule.plan, claim_id, rule.escalation)
 
-    async def resolved(self, incident: Incident) -> None:
+    def resolved(self, incident: Incident) -> Decision:
         """The episode closed: record it (the incident, if any, resolves with it)."""
         rule = self._classifier.classify(incident.alert.labels)
         incident = replace(incident, rule=rule.name, severity=rule.severity)
-        await self._auditor.write(
-            [
-                self._auditor.make(
-                    incident,
-                    "resolved",
-                    Outcome.RESOLVED,
-                    f"Alert {incident.alert.name or '(no alertname)'} resolved; episode"
-                    f" {incident.episode_id} closed.",
-                )
-            ]
+        record = self._auditor.make(
+            incident,
+            "resolved",
+            Outcome.RESOLVED,
+            f"Alert {incident.alert.name or '(no alertname)'} resolved; episode"
+            f" {incident.episode_id} closed.",
         )
+        return Decision(incident.episode_id, [record], job=None, decided=False)

@@ -60,12 +60,19 @@ class Settings:
     max_in_flight: int = 64
     """Webhook requests handled at once; beyond it the answer is 503 with Retry-After."""
 
+    validation_workers: int = 2
+    """Processes that validate webhook bodies, so the event loop keeps only HTTP and the
+    journal. 0 validates inline. Two keep a 2-core host's acks ahead of the baseline."""
+
     worker_chunk_alerts: int = 256
     """Alerts the journal worker handles between two looks at the webhook queue."""
 
     worker_yield_s: float = 0.05
     """Longest wait, seconds, for no webhook in flight before the next chunk: acks go first,
     and decisions still progress at worker_chunk_alerts per worker_yield_s under load."""
+
+    journal_retention_s: float = 86_400.0
+    """How long a processed payload stays in the journal, seconds, for forensics."""
 
     stale_after_s: float = 900.0
     """An alert that waited longer than this (seconds) before processing is not acted on."""

@@ -19,12 +19,12 @@ from remediator.ackgate import AckGate
 from remediator.clock import Clock
 from remediator.errors import RequestRejected, StoreUnavailable
 from remediator.metrics import Metrics
-from remediator.payload import check
 from remediator.settings import Settings
 from remediator.store.base import Store
+from remediator.validation import Validator
 from remediator.worker import JournalWorker
 
-RETRY_AFTER_OVERLOADED_S = 1
+RETRY_AFTER_BUSY_S = 1
 RETRY_AFTER_JOURNAL_S = 5
 
 
@@ -43,6 +43,7 @@ class WebhookState:
     metrics: Metrics
     clock: Clock
     gate: AckGate
+    validator: Validator
     draining: bool = False
 
 
@@ -51,9 +52,7 @@ def error_response(exc: RequestRejected) -> web.Response:
     if exc.status == 401:
         response.headers["WWW-Authenticate"] = 'Bearer realm="remediator"'
     if exc.status == 503:
-        retry = (
-            RETRY_AFTER_JOURNAL_S if exc.code == "journal_unavailable" else RETRY_AFTER_OVERLOADED_S
-        )
+        retry = RETRY_AFTER_JOURNAL_S if exc.code == "journal_unavailable" else RETRY_AFTER_BUSY_S
         response.headers["Retry-After"] = str(retry)
     if exc.status == 413:
         response.force_close()
@@ -90,7 +89,7 @@ async def _accept(request: web.Request, state: WebhookState) -> web.Response:
     state.auth.check(request.headers.get("Authorization"))
     _check_headers(request, state.settings)
     body = await _read_body(request, state.settings)
-    payload = check(body, state.settings.payload_limits)
+    alerts = await state.validator.count_alerts(body)
     received_at = state.clock.now()
     started = state.clock.monotonic()
     try:
@@ -102,9 +101,7 @@ async def _accept(request: web.Request, state: WebhookState) -> web.Response:
     state.metrics.journal_write_seconds.observe(state.clock.monotonic() - started)
     failpoints.hit("after_journal_write")
     state.worker.accept(journal_id)
-    return web.json_response(
-        {"status": "accepted", "journal_id": journal_id, "alerts": len(payload.alerts)}
-    )
+    return web.json_response({"status": "accepted", "journal_id": journal_id, "alerts": alerts})
 
 
 async def handle(request: web.Request, state: WebhookState) -> web.Response:

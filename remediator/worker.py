@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from datetime import timedelta
 
 from remediator import failpoints
 from remediator.ackgate import AckGate
@@ -25,6 +26,7 @@ from remediator.store.base import JournalEntry, Sighting, Store
 log = logging.getLogger(__name__)
 
 RETRY_AFTER_STORE_ERROR_S = 1.0
+PRUNE_EVERY_S = 60.0
 STATUSES = {status.value: status for status in AlertStatus}
 #: Sightings that need no decision: a resolve for an episode already closed.
 RESENT = frozenset({EpisodeEvent.ALREADY_CLOSED})
@@ -43,6 +45,7 @@ class JournalWorker:
         gate: AckGate,
     ) -> None:
         self._gate = gate
+        self._pruned_at = float("-inf")
         self._store = store
         self._pipeline = pipeline
         self._metrics = metrics
@@ -69,6 +72,7 @@ class JournalWorker:
         while True:
             journal_id = await self._queue.get()
             await self._process_until_done(journal_id)
+            await self._prune_now_and_then()
             self._metrics.journal_backlog.set(self._queue.qsize())
             if self._queue.empty():
                 self.idle.set()
@@ -81,6 +85,17 @@ class JournalWorker:
             except StoreUnavailable:
                 log.exception("state store unavailable; retrying journal entry %d", journal_id)
                 await asyncio.sleep(RETRY_AFTER_STORE_ERROR_S)
+
+    async def _prune_now_and_then(self) -> None:
+        now = self._clock.monotonic()
+        if now - self._pruned_at < PRUNE_EVERY_S:
+            return
+        self._pruned_at = now
+        horizon = self._clock.now() - timedelta(seconds=self._settings.journal_retention_s)
+        try:
+            await self._store.journal_prune(horizon)
+        except StoreUnavailable:
+            log.exception("could not prune the journal; will try again")
 
     async def process(self, journal_id: int) -> None:
         failpoints.hit("before_process")
@@ -110,6 +125,7 @@ class JournalWorker:
             sightings, self._clock.now(), self._settings.episode_grace_s
         )
         self._count_received(sightings)
+        decisions = []
         for raw, observation in zip(chunk, observations, strict=True):
             event = observation.event
             if event in RESENT or (event in DECIDED_IF_SEEN and observation.episode.decided):
@@ -123,9 +139,10 @@ class JournalWorker:
                 truncated_alerts=model.truncatedAlerts,
             )
             if event in (EpisodeEvent.CLOSED, EpisodeEvent.RESOLVED_UNSEEN):
-                await self._pipeline.resolved(incident)
+                decisions.append(self._pipeline.resolved(incident))
             else:
-                await self._pipeline.decide(incident, observation.episode.is_open)
+                decisions.append(await self._pipeline.decide(incident, observation.episode.is_open))
+        await self._pipeline.commit(decisions)
 
     def _count_received(self, sightings: list[Sighting]) -> None:
         firing = sum(1 for s in sightings if s.status is AlertStatus.FIRING)

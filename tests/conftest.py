@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
+
+from remediator.store.sqlite import SqliteStore
 
 
 @pytest.fixture(autouse=True)
@@ -15,3 +18,14 @@ async def no_leftover_tasks() -> AsyncIterator[None]:
     current = asyncio.current_task()
     leftover = [t for t in asyncio.all_tasks() if t is not current and not t.done()]
     assert not leftover, f"tasks outlived the test: {leftover}"
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
+    """A fresh SQLite store in the test's own directory."""
+    s = SqliteStore(tmp_path / "state.db")
+    await s.open()
+    try:
+        yield s
+    finally:
+        await s.close()

@@ -5,12 +5,10 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import ClassVar
 
-import pytest
 from prometheus_client import CollectorRegistry
 from pydantic import BaseModel
 
@@ -66,16 +64,6 @@ class SlowAction:
 
     async def verify(self, request: ActionRequest, result: ActionResult) -> VerifyResult:
         return VerifyResult.VERIFIED
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
-    s = SqliteStore(tmp_path / "state.db")
-    await s.open()
-    try:
-        yield s
-    finally:
-        await s.close()
 
 
 async def submit_jobs(

@@ -13,41 +13,18 @@ import pytest
 from remediator.errors import RequestRejected
 from remediator.model import AlertStatus
 from remediator.payload import PayloadLimits, decode_json, parse
+from tests.support.payloads import webhook_alert, webhook_payload
 from tests.support.service import fixture_bytes
 
 MARKER = "ECHO-MARKER-7f3a"
-ZERO = "0001-01-01T00:00:00Z"
 
 
 def alert(fingerprint: str = "aa01", **overrides: Any) -> dict[str, Any]:
-    raw: dict[str, Any] = {
-        "status": "firing",
-        "labels": {"alertname": "HighCPUUsage", "namespace": "llm-research"},
-        "annotations": {"summary": "CPU above 85%"},
-        "startsAt": "2026-11-28T09:44:26Z",
-        "endsAt": ZERO,
-        "generatorURL": "",
-        "fingerprint": fingerprint,
-    }
-    raw.update(overrides)
-    return raw
+    return webhook_alert(fingerprint, **overrides)
 
 
 def payload(*alerts: dict[str, Any], **overrides: Any) -> dict[str, Any]:
-    raw: dict[str, Any] = {
-        "receiver": "remediator",
-        "status": "firing",
-        "alerts": list(alerts) or [alert()],
-        "groupLabels": {},
-        "commonLabels": {},
-        "commonAnnotations": {},
-        "externalURL": "http://alertmanager:9093",
-        "version": "4",
-        "groupKey": "{}:{}",
-        "truncatedAlerts": 0,
-    }
-    raw.update(overrides)
-    return raw
+    return webhook_payload(*alerts, **overrides)
 
 
 def rejection(body: bytes, limits: PayloadLimits | None = None) -> RequestRejected:

@@ -9,36 +9,16 @@ from typing import Any
 
 from remediator.store import open_store
 from tests.support.clock import FakeClock
+from tests.support.payloads import webhook_alert, webhook_payload
 from tests.support.service import fixture_json, serve, settings_for
-
-ZERO = "0001-01-01T00:00:00Z"
 
 
 def alert(fingerprint: str, status: str = "firing", **labels: str) -> dict[str, Any]:
-    return {
-        "status": status,
-        "labels": labels,
-        "annotations": {},
-        "startsAt": "2026-11-28T09:44:26Z",
-        "endsAt": ZERO if status == "firing" else "2026-11-28T09:50:00Z",
-        "generatorURL": "",
-        "fingerprint": fingerprint,
-    }
+    return webhook_alert(fingerprint, status, labels=labels, annotations={})
 
 
 def payload(*alerts: dict[str, Any], truncated: int = 0) -> dict[str, Any]:
-    return {
-        "receiver": "remediator",
-        "status": "firing" if any(a["status"] == "firing" for a in alerts) else "resolved",
-        "alerts": list(alerts),
-        "groupLabels": {},
-        "commonLabels": {},
-        "commonAnnotations": {},
-        "externalURL": "http://alertmanager:9093",
-        "version": "4",
-        "groupKey": "{}:{}",
-        "truncatedAlerts": truncated,
-    }
+    return webhook_payload(*alerts, truncatedAlerts=truncated)
 
 
 def cpu(fingerprint: str, deployment: str, namespace: str = "llm-research") -> dict[str, Any]:

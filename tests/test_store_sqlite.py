@@ -2,29 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 
+from remediator.errors import StoreUnavailable
 from remediator.guards.claim import ClaimRequest, Limit
 from remediator.model import AlertStatus, EpisodeEvent, StopReason
 from remediator.store.base import Sighting
 from remediator.store.sqlite import SqliteStore
+from tests.support.service import fixture_bytes
 
 T0 = datetime(2026, 11, 28, 10, 0, tzinfo=UTC)
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
-    s = SqliteStore(tmp_path / "state.db")
-    await s.open()
-    try:
-        yield s
-    finally:
-        await s.close()
 
 
 def at(seconds: float) -> datetime:
@@ -153,3 +143,19 @@ async def test_claims_without_an_outcome_are_listed_until_one_is_recorded(
     )
     await store.record_outcome(result.claim_id, "succeeded", at(1))
     assert await store.unfinished_claims() == []
+
+
+async def test_the_journal_keeps_bodies_byte_for_byte_and_prunes_only_old_finished_ones(
+    store: SqliteStore,
+) -> None:
+    body = fixture_bytes("mixed-1002-alerts-one-resolved.json")
+    old = await store.journal_append(body, at(0))
+    recent = await store.journal_append(body, at(1))
+    pending = await store.journal_append(body, at(2))
+    await store.journal_done(old, at(10))
+    await store.journal_done(recent, at(500))
+    assert await store.journal_prune(at(100)) == 1
+    assert (await store.journal_entry(recent)).body == body
+    assert await store.journal_pending() == [pending]
+    with pytest.raises(StoreUnavailable):
+        await store.journal_entry(old)

