@@ -11,6 +11,7 @@ import asyncio
 import base64
 import io
 import json
+import sqlite3
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -428,3 +429,29 @@ async def test_rejects_an_authorization_header_that_is_not_utf8_with_401(tmp_pat
         await assert_healthy(service)
     assert status == 401
     assert_short_json_error(raw, "unauthorized")
+
+
+async def test_a_journal_that_cannot_be_written_gets_503_and_the_retry_is_accepted(
+    tmp_path: Path,
+) -> None:
+    settings = settings_for(tmp_path)
+    async with serve(settings) as service:
+        blocker = sqlite3.connect(settings.sqlite_path, isolation_level=None)
+        blocker.execute("BEGIN EXCLUSIVE")  # another writer holds the database
+        try:
+            async with service.session.post(
+                f"{service.url}/webhook",
+                data=VALID,
+                headers={"Authorization": AUTH, "Content-Type": "application/json"},
+            ) as resp:
+                assert resp.status == 503
+                assert resp.headers["Retry-After"] == "5"
+                assert (await resp.json())["error"] == "journal_unavailable"
+        finally:
+            blocker.execute("ROLLBACK")
+            blocker.close()
+        status, _ = await service.post(VALID)
+        assert status == 200
+        await service.settle()
+        assert len(await service.decisions()) > 0
+        assert await service.metric(REJECTED, {"reason": "journal_unavailable"}) == 1

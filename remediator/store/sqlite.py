@@ -41,6 +41,12 @@ from remediator.store.base import (
 
 T = TypeVar("T")
 
+#: Seconds a journal write waits for a lock before the webhook answers 503 (Alertmanager
+#: retries 5xx). Short: a stalled ack makes HA peers deliver twice.
+JOURNAL_BUSY_TIMEOUT_S = 2.0
+#: Seconds the worker's statements wait for a lock; the worker retries after a failure.
+WORK_BUSY_TIMEOUT_S = 10.0
+
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS journal (
@@ -116,13 +122,14 @@ def _dt(value: float) -> datetime:
 class _Connection:
     """One SQLite connection confined to one thread."""
 
-    def __init__(self, path: Path, name: str) -> None:
+    def __init__(self, path: Path, name: str, busy_timeout_s: float) -> None:
+        self._busy_timeout_s = busy_timeout_s
         self._path = path
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
         self._db: sqlite3.Connection | None = None
 
     def _connect(self) -> None:
-        db = sqlite3.connect(self._path, isolation_level=None, timeout=10.0)
+        db = sqlite3.connect(self._path, isolation_level=None, timeout=self._busy_timeout_s)
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=FULL")
         db.execute("PRAGMA foreign_keys=ON")
@@ -336,8 +343,8 @@ def _query_sql(q: AuditQuery) -> tuple[str, list[Any]]:
 class SqliteStore:
     def __init__(self, path: Path) -> None:
         self._path = path
-        self._journal = _Connection(path, "journal")
-        self._work = _Connection(path, "store")
+        self._journal = _Connection(path, "journal", JOURNAL_BUSY_TIMEOUT_S)
+        self._work = _Connection(path, "store", WORK_BUSY_TIMEOUT_S)
 
     async def open(self) -> None:
         self._path.parent.mkdir(parents=True, exist_ok=True)
