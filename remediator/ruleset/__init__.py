@@ -1,2 +1,2 @@
-"""Rule files: YAML (``schema``) → checked, compiled ``RuleSet`` (``load``) with matchers
+"""Rule files: YAML (``schema``, ``read``) → checked, compiled ``RuleSet`` (``load``) with matchers
 (``matchers``), target templates (``template``) and an equality index (``index``)."""
