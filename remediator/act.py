@@ -6,11 +6,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
-from remediator.actions.base import ActionRequest, ActionResult, VerifyResult
+from remediator.actions.base import ActionRequest, ActionResult, Checked, VerifyResult
 from remediator.audit import Auditor
 from remediator.clock import Clock
+from remediator.errors import ApiError
 from remediator.metrics import Metrics
 from remediator.model import AuditRecord, Incident, Outcome, StopReason, refuse
 from remediator.ruleset.rules import PlannedAction
@@ -25,6 +28,7 @@ class ActionJob:
     plan: PlannedAction
     claim_id: int
     escalation: str
+    verify_within_s: float = 300.0
 
 
 class ActionRunner:
@@ -37,7 +41,9 @@ class ActionRunner:
         *,
         dry_run: bool,
         max_concurrent: int,
+        require_opt_in: bool = True,
     ) -> None:
+        self._require_opt_in = require_opt_in
         self._store = store
         self._auditor = auditor
         self._metrics = metrics
@@ -88,22 +94,40 @@ class ActionRunner:
             rule=incident.rule,
             episode_id=incident.episode_id,
             labels=incident.alert.labels,
+            verify_within_s=job.verify_within_s,
+            require_opt_in=self._require_opt_in,
         )
-        if self.dry_run:
+        if self.dry_run or not plan.action.available():
             await self._finish(job, "dry_run", [self._dry_run_record(incident, plan)])
             return
-        verdict = await plan.action.precheck(request)
-        if not verdict.allowed:
+        checked = await self._precheck(plan, request)
+        if not checked.verdict.allowed:
+            verdict = checked.verdict
+            assert verdict.reason is not None
+            self._metrics.guard_refusals.labels(verdict.reason.value).inc()
             stopped = incident.stop(verdict)
             records = [self._auditor.make(stopped, "refused", Outcome.REFUSED, verdict.sentence)]
             await self._finish(job, "refused", [*records, self._escalation(stopped, job)])
             return
-        result = await self._attempt(plan, request)
+        result = await self._attempt(plan, request, checked.facts)
         await self._after_run(job, request, result)
 
-    async def _attempt(self, plan: PlannedAction, request: ActionRequest) -> ActionResult:
+    async def _precheck(self, plan: PlannedAction, request: ActionRequest) -> Checked:
         try:
-            return await plan.action.run(request)
+            return await plan.action.precheck(request)
+        except ApiError as exc:
+            sentence = f"The API refused or failed while checking {request.target.key}: {exc}"
+            return Checked(refuse(StopReason.API_ERROR, sentence))
+        except Exception as exc:  # a broken precheck means doubt, and doubt means no action
+            log.exception("precheck of %s failed", plan.kind)
+            sentence = f"{plan.kind} precheck raised {type(exc).__name__}: {exc}"
+            return Checked(refuse(StopReason.PRECHECK_FAILED, sentence))
+
+    async def _attempt(
+        self, plan: PlannedAction, request: ActionRequest, facts: Mapping[str, Any]
+    ) -> ActionResult:
+        try:
+            return await plan.action.run(request, facts)
         except Exception as exc:  # an action's failure must reach a human, not crash us
             log.exception("action %s failed", plan.kind)
             return ActionResult(False, f"{plan.kind} raised {type(exc).__name__}: {exc}")
@@ -136,11 +160,12 @@ class ActionRunner:
         assert incident.target is not None
         stopped = incident.stop(refuse(StopReason.DRY_RUN, "dry-run"))
         self._metrics.guard_refusals.labels(StopReason.DRY_RUN.value).inc()
+        why = "" if self.dry_run else f" (no backend is configured for {plan.kind})"
         return self._auditor.make(
             stopped,
             "dry_run",
             Outcome.DRY_RUN,
-            f"Dry-run: would run {plan.kind} on {incident.target.key}.",
+            f"Dry-run{why}: would run {plan.kind} on {incident.target.key}.",
             {"params": plan.params.model_dump(mode="json")},
         )
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
@@ -21,6 +22,7 @@ from remediator.actions.registry import default_registry
 from remediator.audit import Auditor
 from remediator.auth import BearerAuth, NoAuth
 from remediator.classify import Classifier
+from remediator.clients.k8s import KubeClient, KubeHandle
 from remediator.clock import Clock, SystemClock
 from remediator.errors import RequestRejected
 from remediator.metrics import Metrics
@@ -51,6 +53,7 @@ SETTINGS = web.AppKey("settings", Settings)
 RULESET = web.AppKey("ruleset", RuleSet)
 REGISTRY = web.AppKey("registry", CollectorRegistry)
 SERVICES = web.AppKey("services", Services)
+KUBE = web.AppKey("kube", KubeHandle)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -104,8 +107,7 @@ async def _metrics(request: web.Request) -> web.Response:
 
 def _services(app: web.Application, store: Store, clock: Clock) -> Services:
     settings, ruleset = app[SETTINGS], app[RULESET]
-    registry = default_registry()
-    metrics = Metrics(app[REGISTRY], registry)
+    metrics = Metrics(app[REGISTRY], default_registry())
     auditor = Auditor(store, metrics, clock, ruleset.hash)
     runner = ActionRunner(
         store,
@@ -114,6 +116,7 @@ def _services(app: web.Application, store: Store, clock: Clock) -> Services:
         clock,
         dry_run=settings.dry_run,
         max_concurrent=ruleset.policy.max_concurrent_actions,
+        require_opt_in=ruleset.policy.require_opt_in,
     )
     pipeline = Pipeline(Classifier(ruleset), store, runner, auditor, metrics, clock, settings)
     gate = AckGate()
@@ -124,9 +127,20 @@ def _services(app: web.Application, store: Store, clock: Clock) -> Services:
     return Services(store=store, worker=worker, runner=runner, webhook=state)
 
 
+async def _connect_kube(settings: Settings) -> KubeClient | None:
+    """The cluster from the kubeconfig, or in-cluster; None (dry-run) when neither is there."""
+    in_cluster = bool(os.environ.get("KUBERNETES_SERVICE_HOST"))
+    if settings.kubeconfig is None and not in_cluster:
+        log.warning("no cluster configured: Kubernetes actions are planned as dry-run")
+        return None
+    return await KubeClient.connect(settings.kubeconfig, settings.kube_context)
+
+
 def _lifecycle(clock: Clock) -> Callable[[web.Application], AsyncIterator[None]]:
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         settings = app[SETTINGS]
+        kube = app[KUBE]
+        kube.client = await _connect_kube(settings)
         store = open_store(settings)
         await store.open()
         services = _services(app, store, clock)
@@ -150,6 +164,9 @@ def _lifecycle(clock: Clock) -> Callable[[web.Application], AsyncIterator[None]]
             await services.runner.drain(settings.shutdown_grace_s)
             await services.webhook.validator.close()
             await store.close()
+            if kube.client is not None:
+                await kube.client.close()
+                kube.client = None
 
     return lifecycle
 
@@ -164,7 +181,8 @@ def init_app(
     """The application; rules load here, so a bad rule file fails before anything listens."""
     app = web.Application(client_max_size=settings.max_body_bytes, middlewares=[json_errors])
     app[SETTINGS] = settings
-    app[RULESET] = ruleset or load_rules(settings.rules_dir, default_registry())
+    app[KUBE] = KubeHandle()
+    app[RULESET] = ruleset or load_rules(settings.rules_dir, default_registry(app[KUBE]))
     app[REGISTRY] = registry or CollectorRegistry()
     app.cleanup_ctx.append(_lifecycle(clock or SystemClock()))
     app.router.add_post("/webhook", _webhook)

@@ -1,4 +1,4 @@
-"""Command line: ``serve | check | explain | decisions``. Argument parsing only; the work
+"""Command line: ``serve | check | explain | rbac | decisions``. Argument parsing only; the work
 is done by the modules each command calls.
 """
 
@@ -22,6 +22,7 @@ from remediator.api import record_json
 from remediator.app import init_app
 from remediator.classify import Classifier
 from remediator.errors import RuleFileError
+from remediator.rbac import manifests
 from remediator.ruleset.load import load_rules
 from remediator.settings import DEFAULT_STATE_URL, Settings
 from remediator.store import open_store
@@ -100,6 +101,17 @@ def _parser() -> argparse.ArgumentParser:
         help="require client certificates signed by this CA [REMEDIATOR_TLS_CLIENT_CA]",
     )
     serve.add_argument(
+        "--kubeconfig",
+        default=_env("KUBECONFIG") or os.environ.get("KUBECONFIG"),
+        help="kubeconfig of the cluster to act on; none: in-cluster or dry-run"
+        " [REMEDIATOR_KUBECONFIG, KUBECONFIG]",
+    )
+    serve.add_argument(
+        "--kube-context",
+        default=_env("KUBE_CONTEXT"),
+        help="kubeconfig context [REMEDIATOR_KUBE_CONTEXT]",
+    )
+    serve.add_argument(
         "--validation-workers",
         type=int,
         default=int(_env("VALIDATION_WORKERS", "2") or "2"),
@@ -120,6 +132,13 @@ def _parser() -> argparse.ArgumentParser:
         "--rules", default=_env("RULES", "rules"), help="rule directory [REMEDIATOR_RULES]"
     )
     explain.add_argument("labels", nargs="+", metavar="NAME=VALUE")
+
+    rbac = commands.add_parser("rbac", help="print the RBAC the rules' actions need, as YAML")
+    rbac.add_argument(
+        "--rules", default=_env("RULES", "rules"), help="rule directory [REMEDIATOR_RULES]"
+    )
+    rbac.add_argument("--service-account", default="remediator", help="ServiceAccount name")
+    rbac.add_argument("--service-account-namespace", default="monitoring", help="its namespace")
 
     decisions = commands.add_parser("decisions", help="print audited decisions from the store")
     _add_common(decisions)
@@ -145,6 +164,8 @@ def _settings(args: argparse.Namespace) -> Settings:
         tls_key=_path(args.tls_key),
         tls_client_ca=_path(args.tls_client_ca),
         validation_workers=args.validation_workers,
+        kubeconfig=_path(args.kubeconfig),
+        kube_context=args.kube_context,
     )
 
 
@@ -261,6 +282,16 @@ async def _decisions(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_rbac(args: argparse.Namespace) -> int:
+    try:
+        ruleset = load_rules(Path(args.rules), default_registry())
+    except RuleFileError as exc:
+        print(f"remediator: {exc}", file=sys.stderr)
+        return 1
+    print(manifests(ruleset, args.service_account, args.service_account_namespace), end="")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "serve":
@@ -269,4 +300,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _cmd_check(args)
     if args.command == "explain":
         return _cmd_explain(args)
+    if args.command == "rbac":
+        return _cmd_rbac(args)
     return asyncio.run(_decisions(args))

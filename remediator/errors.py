@@ -49,3 +49,35 @@ class TransientActionError(ActionError):
     def __init__(self, message: str, delay_s: float | None = None) -> None:
         super().__init__(message)
         self.delay_s = delay_s
+
+
+class ApiError(RemediatorError):
+    def __init__(self, message: str, status: int = 0) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class NotFound(ApiError):
+    pass
+
+
+class Conflict(ApiError):
+    pass
+
+
+class Forbidden(ApiError):
+    pass
+
+
+class Throttled(ApiError):
+    def __init__(self, message: str, status: int = 429, retry_after_s: float | None = None) -> None:
+        super().__init__(message, status)
+        self.retry_after_s = retry_after_s
+
+
+class DisruptionBlocked(Throttled):
+    pass
+
+
+class Transient(ApiError):
+    pass

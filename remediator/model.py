@@ -42,6 +42,10 @@ class StopReason(StrEnum):
     GLOBAL_BUDGET = "global_budget"
     DRY_RUN = "dry_run"
     PRECHECK_FAILED = "precheck_failed"
+    NOT_OPTED_IN = "not_opted_in"
+    BLAST_RADIUS = "blast_radius"
+    TARGET_GONE = "target_gone"
+    API_ERROR = "api_error"
     SHUTTING_DOWN = "shutting_down"
     OUTCOME_UNKNOWN = "outcome_unknown"
 

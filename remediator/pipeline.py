@@ -210,7 +210,7 @@ class Pipeline:
     def _job(self, incident: Incident, rule: Rule) -> ActionJob:
         assert rule.plan is not None
         claim_id = int(incident.details["claim_id"])
-        return ActionJob(incident, rule.plan, claim_id, rule.escalation)
+        return ActionJob(incident, rule.plan, claim_id, rule.escalation, rule.verify_within_s)
 
     def resolved(self, incident: Incident) -> Decision:
         """The episode closed: record it (the incident, if any, resolves with it)."""

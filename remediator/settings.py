@@ -33,6 +33,13 @@ class Settings:
     insecure_no_auth: bool = False
     """Accept webhooks without a token. Only for a laptop; warned about at every start."""
 
+    kubeconfig: Path | None = None
+    """Kubeconfig file for the cluster. None: in-cluster if running in a pod, else no cluster
+    (Kubernetes actions are then planned and audited as dry-run)."""
+
+    kube_context: str | None = None
+    """Context of ``kubeconfig`` to use; None: its current context."""
+
     dry_run: bool = False
     """Plan and audit every action, run none. Also forced when no action backend is configured."""
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from prometheus_client import CollectorRegistry
 from pydantic import BaseModel
@@ -16,6 +16,7 @@ from remediator.act import ActionJob, ActionRunner
 from remediator.actions.base import (
     ActionRequest,
     ActionResult,
+    Checked,
     Permission,
     VerifyResult,
 )
@@ -23,7 +24,7 @@ from remediator.actions.log_only import LogOnlyParams
 from remediator.audit import Auditor
 from remediator.guards.claim import ClaimRequest
 from remediator.metrics import Metrics
-from remediator.model import ALLOW, Alert, AlertStatus, Incident, Target, Verdict
+from remediator.model import ALLOW, Alert, AlertStatus, Incident, Target
 from remediator.ruleset.rules import PlannedAction, TargetTemplate
 from remediator.ruleset.template import Template
 from remediator.store.base import AuditQuery, Sighting
@@ -45,13 +46,16 @@ class SlowAction:
         self.most_overall = 0
         self.fail_on = fail_on
 
+    def available(self) -> bool:
+        return True
+
     def permissions(self) -> Sequence[Permission]:
         return ()
 
-    async def precheck(self, request: ActionRequest) -> Verdict:
-        return ALLOW
+    async def precheck(self, request: ActionRequest) -> Checked:
+        return Checked(ALLOW)
 
-    async def run(self, request: ActionRequest) -> ActionResult:
+    async def run(self, request: ActionRequest, facts: Mapping[str, Any]) -> ActionResult:
         key = request.target.key
         self.running[key] += 1
         self.most_per_target = max(self.most_per_target, self.running[key])

@@ -123,19 +123,19 @@ BROKEN = [
     pytest.param(
         {
             "00-policy.yaml": POLICY,
-            "10-rules.yaml": rules(cpu(SCALE_OUT.replace("log_only", "scale_out"))),
+            "10-rules.yaml": rules(cpu(SCALE_OUT.replace("log_only", "reboot_node"))),
         },
-        '10-rules.yaml: rule "cpu": field "action.kind" names unknown action kind "scale_out"'
-        " (known: log_only).",
+        '10-rules.yaml: rule "cpu": field "action.kind" names unknown action kind "reboot_node"'
+        " (known: log_only, recycle_pod, scale_out).",
         id="unknown action kind inline",
     ),
     pytest.param(
         {
-            "00-policy.yaml": POLICY + "actions:\n  scale-out: {kind: scale_out}\n",
+            "00-policy.yaml": POLICY + "actions:\n  scale-out: {kind: reboot_node}\n",
             "10-rules.yaml": rules(),
         },
         '00-policy.yaml: action "scale-out": field "kind" names unknown action kind'
-        ' "scale_out" (known: log_only).',
+        ' "reboot_node" (known: log_only, recycle_pod, scale_out).',
         id="unknown action kind in a declared action",
     ),
     pytest.param(
@@ -330,11 +330,11 @@ BROKEN = [
     pytest.param(
         {
             "00-policy.yaml": POLICY
-            + "policy:\n  action_limits: {recycle_pod: {max_actions: 1, window_s: 60}}\n",
+            + "policy:\n  action_limits: {reboot_node: {max_actions: 1, window_s: 60}}\n",
             "10-rules.yaml": rules(),
         },
         '00-policy.yaml: policy: field "action_limits" names unknown action kind'
-        ' "recycle_pod" (known: log_only).',
+        ' "reboot_node" (known: log_only, recycle_pod, scale_out).',
         id="policy limit for an unknown action kind",
     ),
     pytest.param(

@@ -34,6 +34,17 @@ class ActionRequest:
     rule: str
     episode_id: int
     labels: Mapping[str, str]
+    verify_within_s: float = 300.0
+    require_opt_in: bool = True
+    """Whether the live object must carry the opt-in annotation (policy.require_opt_in)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Checked:
+    """A precheck's answer, and what it observed for ``run`` (a pod's UID, the replicas)."""
+
+    verdict: Verdict
+    facts: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,10 +67,14 @@ class Action(Protocol):
     """Target kinds accepted; empty means any."""
     destructive: ClassVar[bool]
 
+    def available(self) -> bool:
+        """Whether what it acts on is configured; if not, it is planned as dry-run."""
+        ...
+
     def permissions(self) -> Sequence[Permission]: ...
 
-    async def precheck(self, request: ActionRequest) -> Verdict: ...
+    async def precheck(self, request: ActionRequest) -> Checked: ...
 
-    async def run(self, request: ActionRequest) -> ActionResult: ...
+    async def run(self, request: ActionRequest, facts: Mapping[str, Any]) -> ActionResult: ...
 
     async def verify(self, request: ActionRequest, result: ActionResult) -> VerifyResult: ...

@@ -6,13 +6,19 @@ trusted with the target.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import ClassVar
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict
 
-from remediator.actions.base import ActionRequest, ActionResult, Permission, VerifyResult
-from remediator.model import ALLOW, Verdict
+from remediator.actions.base import (
+    ActionRequest,
+    ActionResult,
+    Checked,
+    Permission,
+    VerifyResult,
+)
+from remediator.model import ALLOW
 
 
 class LogOnlyParams(BaseModel):
@@ -28,13 +34,16 @@ class LogOnly:
     target_kinds: ClassVar[frozenset[str]] = frozenset()
     destructive: ClassVar[bool] = False
 
+    def available(self) -> bool:
+        return True
+
     def permissions(self) -> Sequence[Permission]:
         return ()
 
-    async def precheck(self, request: ActionRequest) -> Verdict:
-        return ALLOW
+    async def precheck(self, request: ActionRequest) -> Checked:
+        return Checked(ALLOW)
 
-    async def run(self, request: ActionRequest) -> ActionResult:
+    async def run(self, request: ActionRequest, facts: Mapping[str, Any]) -> ActionResult:
         assert isinstance(request.params, LogOnlyParams)
         note = f" ({request.params.note})" if request.params.note else ""
         return ActionResult(

@@ -42,6 +42,8 @@ class PolicySpec(Strict):
     action_limits: dict[str, LimitSpec] = Field(default_factory=dict)
     """Per action kind, e.g. ``recycle_pod: {max_actions: 10, window_s: 3600}``."""
     max_concurrent_actions: int = Field(default=4, ge=1)
+    require_opt_in: bool = True
+    """Act only on objects whose annotation remediator.io/allow names the action."""
 
 
 class ActionSpec(Strict):

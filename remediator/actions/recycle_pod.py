@@ -1,0 +1,252 @@
+"""``recycle_pod``: evict one pod so its Deployment's ReplicaSet replaces it.
+
+Through the Eviction API, so PodDisruptionBudgets apply, with the UID observed at
+precheck as a precondition, so a pod replaced meanwhile is never hit. Refused: pods
+without a controller, DaemonSet pods (unless allowed), other controllers, a Deployment
+rolling out, a recycle that would leave fewer than ``min_healthy`` ready replicas, and a
+second recycle in the same workload while one runs. A PDB's 429 is retried within a short
+bounded window, then the recycle fails and is escalated; DELETE is used instead only when
+the rule sets ``allow_delete_fallback``. Verified when a replacement pod is Ready.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from remediator.actions import opt_in
+from remediator.actions.base import (
+    ActionRequest,
+    ActionResult,
+    Checked,
+    Permission,
+    VerifyResult,
+)
+from remediator.clients.k8s import Deployment, KubeClient, KubeHandle, Pod
+from remediator.errors import Conflict, DisruptionBlocked, NotFound
+from remediator.model import ALLOW, StopReason, Verdict, refuse
+
+POLL_S = 1.0
+PDB_BACKOFF_S = 2.0
+
+
+class RecyclePodParams(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    min_healthy: int | str
+    """Ready replicas that must remain: a count (2) or a share of the desired ("66%")."""
+    pick: Literal["most_restarts", "oldest", "not_ready"] = "most_restarts"
+    """Which pod, when the target is a Deployment rather than a pod the alert names."""
+    uid_label: str = "uid"
+    """Alert label holding the pod UID (kube-state-metrics sets it); a mismatch means the
+    pod the alert is about is already gone."""
+    pdb_retry_s: float = Field(default=30.0, ge=0, le=300)
+    """How long to retry an eviction a PodDisruptionBudget refuses, seconds."""
+    allow_daemonset: bool = False
+    allow_delete_fallback: bool = False
+    """DELETE the pod when a PDB keeps refusing. Off: PDBs exist for a reason."""
+
+    @field_validator("min_healthy")
+    @classmethod
+    def _count_or_share(cls, value: int | str) -> int | str:
+        if isinstance(value, int):
+            if value < 0:
+                raise ValueError("must be 0 or more")
+            return value
+        if not value.endswith("%") or not value[:-1].isdigit() or int(value[:-1]) > 100:
+            raise ValueError('must be a count or a percentage such as "66%"')
+        return value
+
+
+def required_ready(min_healthy: int | str, desired: int) -> int:
+    if isinstance(min_healthy, int):
+        return min_healthy
+    return math.ceil(desired * int(min_healthy[:-1]) / 100)
+
+
+def choose(pods: Sequence[Pod], pick: str) -> Pod | None:
+    live = [p for p in pods if p.phase not in ("Succeeded", "Failed")]
+    if not live:
+        return None
+    if pick == "oldest":
+        return min(live, key=lambda p: p.created)
+    if pick == "not_ready":
+        return next((p for p in live if not p.ready), None)
+    return max(live, key=lambda p: (p.restarts, not p.ready))
+
+
+class RecyclePod:
+    kind: ClassVar[str] = "recycle_pod"
+    params_model: ClassVar[type[BaseModel]] = RecyclePodParams
+    target_kinds: ClassVar[frozenset[str]] = frozenset({"Pod", "Deployment"})
+    destructive: ClassVar[bool] = True
+
+    def __init__(self, handle: KubeHandle) -> None:
+        self._handle = handle
+        self._busy_workloads: set[str] = set()
+
+    def available(self) -> bool:
+        return self._handle.client is not None
+
+    def permissions(self) -> Sequence[Permission]:
+        return (
+            Permission("", ("pods",), ("get", "list")),
+            Permission("", ("pods/eviction",), ("create",)),
+            Permission("", ("pods",), ("delete",)),
+            Permission("apps", ("replicasets", "deployments"), ("get",)),
+            Permission("", ("events",), ("create",)),
+        )
+
+    def _kube(self) -> KubeClient:
+        assert self._handle.client is not None, "recycle_pod run without a cluster"
+        return self._handle.client
+
+    async def _pod(self, request: ActionRequest) -> Pod | Verdict:
+        target, kube = request.target, self._kube()
+        assert isinstance(request.params, RecyclePodParams)
+        if target.kind == "Deployment":
+            deployment = await kube.deployment(target.namespace, target.name)
+            chosen = choose(
+                await kube.pods(target.namespace, deployment.selector), request.params.pick
+            )
+            if chosen is None:
+                return refuse(
+                    StopReason.TARGET_GONE, f"No pod of {target.key} matches {request.params.pick}."
+                )
+            return chosen
+        pod = await kube.pod(target.namespace, target.name)
+        alerted_uid = request.labels.get(request.params.uid_label)
+        if alerted_uid and alerted_uid != pod.uid:
+            return refuse(
+                StopReason.TARGET_GONE,
+                f"{target.key} was replaced since the alert fired (UID {alerted_uid} is gone).",
+            )
+        return pod
+
+    async def _workload(self, pod: Pod, request: ActionRequest) -> Deployment | Verdict | None:
+        """The Deployment behind ``pod``; a refusal; or None for an allowed DaemonSet pod."""
+        assert isinstance(request.params, RecyclePodParams)
+        where = f"{pod.namespace}/Pod/{pod.name}"
+        owner = pod.owner
+        if owner is None:
+            return refuse(StopReason.PRECHECK_FAILED, f"{where} has no controller to replace it.")
+        if owner.kind == "DaemonSet":
+            if request.params.allow_daemonset:
+                return None
+            return refuse(StopReason.PRECHECK_FAILED, f"{where} belongs to DaemonSet {owner.name}.")
+        if owner.kind == "ReplicaSet":
+            parent = await self._kube().owner_of_replicaset(pod.namespace, owner.name)
+            if parent is not None and parent.kind == "Deployment":
+                return await self._kube().deployment(pod.namespace, parent.name)
+        return refuse(
+            StopReason.PRECHECK_FAILED,
+            f"{where} is controlled by {owner.kind} {owner.name}; recycle_pod handles pods of"
+            " Deployments.",
+        )
+
+    def _blast_radius(self, pod: Pod, deployment: Deployment, request: ActionRequest) -> Verdict:
+        assert isinstance(request.params, RecyclePodParams)
+        key = f"{deployment.namespace}/Deployment/{deployment.name}"
+        if deployment.rolling_out:
+            return refuse(StopReason.BLAST_RADIUS, f"{key} is rolling out; no recycle now.")
+        if key in self._busy_workloads:
+            return refuse(StopReason.BLAST_RADIUS, f"Another pod of {key} is being recycled.")
+        needed = required_ready(request.params.min_healthy, deployment.replicas)
+        left = deployment.ready_replicas - (1 if pod.ready else 0)
+        if left < needed:
+            return refuse(
+                StopReason.BLAST_RADIUS,
+                f"Recycling {pod.name} would leave {left} ready replicas of {key}, fewer than"
+                f" min_healthy {request.params.min_healthy} ({needed}).",
+            )
+        return opt_in.decide(deployment.annotations, self.kind, key, request.require_opt_in)
+
+    async def precheck(self, request: ActionRequest) -> Checked:
+        try:
+            pod = await self._pod(request)
+        except NotFound:
+            return Checked(refuse(StopReason.TARGET_GONE, f"{request.target.key} does not exist."))
+        if isinstance(pod, Verdict):
+            return Checked(pod)
+        workload = await self._workload(pod, request)
+        if isinstance(workload, Verdict):
+            return Checked(workload)
+        facts: dict[str, Any] = {"pod": pod.name, "uid": pod.uid, "restarts": pod.restarts}
+        if workload is None:
+            return Checked(ALLOW, facts)
+        verdict = self._blast_radius(pod, workload, request)
+        facts["workload"] = f"{workload.namespace}/Deployment/{workload.name}"
+        facts["selector"] = dict(workload.selector)
+        return Checked(verdict, facts)
+
+    async def run(self, request: ActionRequest, facts: Mapping[str, Any]) -> ActionResult:
+        workload = str(facts.get("workload", ""))
+        self._busy_workloads.add(workload)
+        try:
+            return await self._evict(request, facts)
+        finally:
+            self._busy_workloads.discard(workload)
+
+    async def _evict(self, request: ActionRequest, facts: Mapping[str, Any]) -> ActionResult:
+        assert isinstance(request.params, RecyclePodParams)
+        kube, namespace = self._kube(), request.target.namespace
+        name, uid = str(facts["pod"]), str(facts["uid"])
+        where = f"{namespace}/Pod/{name}"
+        selector = facts.get("selector")
+        if isinstance(selector, dict):
+            before = [p.uid for p in await kube.pods(namespace, selector)]
+            facts = {**facts, "pods_before": before}
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + request.params.pdb_retry_s
+        while True:
+            try:
+                await kube.evict(namespace, name, uid)
+                break
+            except Conflict:
+                return ActionResult(True, f"{where} was replaced before eviction; nothing evicted.",
+                                    {**facts, "evicted": False})  # fmt: skip
+            except NotFound:
+                return ActionResult(True, f"{where} is already gone; nothing evicted.",
+                                    {**facts, "evicted": False})  # fmt: skip
+            except DisruptionBlocked as exc:
+                if loop.time() + PDB_BACKOFF_S <= deadline:
+                    await asyncio.sleep(PDB_BACKOFF_S)
+                    continue
+                if not request.params.allow_delete_fallback:
+                    return ActionResult(
+                        False,
+                        f"The PodDisruptionBudget kept refusing to evict {where} for"
+                        f" {request.params.pdb_retry_s:g} s: {exc}",
+                        {**facts, "evicted": False},
+                    )
+                await kube.delete_pod(namespace, name, uid)
+                break
+        await kube.record_event(
+            namespace, "Pod", name, uid, "RemediatorRecycled",
+            f"remediator evicted this pod (rule {request.rule}, episode {request.episode_id}).",
+        )  # fmt: skip
+        return ActionResult(True, f"Evicted {where} (UID {uid}).", {**facts, "evicted": True})
+
+    async def verify(self, request: ActionRequest, result: ActionResult) -> VerifyResult:
+        if not result.details.get("evicted"):
+            return VerifyResult.UNKNOWN
+        selector = result.details.get("selector")
+        if not isinstance(selector, dict):
+            return VerifyResult.UNKNOWN
+        kube, namespace = self._kube(), request.target.namespace
+        old_uid = result.details.get("uid")
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + request.verify_within_s
+        while True:
+            pods = await kube.pods(namespace, selector)
+            if any(p.ready and p.uid != old_uid for p in pods) and all(
+                p.uid != old_uid or not p.ready for p in pods
+            ):
+                return VerifyResult.VERIFIED
+            if loop.time() + POLL_S > deadline:
+                return VerifyResult.INEFFECTIVE
+            await asyncio.sleep(POLL_S)

@@ -1,0 +1,157 @@
+"""``scale_out``: raise a Deployment's replicas through the scale subresource, within bounds.
+
+The new count is absolute, computed from the count read, never above ``max_replicas`` and
+never more than max(+4 pods, +100 %) in one action (the HPA's default scale-up policy),
+written with the resourceVersion read: a concurrent writer makes it re-read and decide
+again. A Deployment an HPA scales is refused: two controllers must not fight. Verified
+when ``readyReplicas`` reaches the new count within the rule's window.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar, Self
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from remediator.actions import opt_in
+from remediator.actions.base import (
+    ActionRequest,
+    ActionResult,
+    Checked,
+    Permission,
+    VerifyResult,
+)
+from remediator.clients.k8s import KubeClient, KubeHandle
+from remediator.errors import Conflict, NotFound
+from remediator.model import ALLOW, StopReason, refuse
+
+MAX_STEP_PODS = 4
+"""Pods one action may add beyond doubling: max(+4 pods, +100 %), like the HPA default."""
+WRITE_ATTEMPTS = 3
+POLL_S = 1.0
+
+
+class ScaleOutParams(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    max_replicas: int = Field(ge=1)
+    """Never scale above this. Required: the seed's API runs 3 to 20 pods."""
+    step: int | None = Field(default=None, ge=1)
+    """Pods to add."""
+    factor: float | None = Field(default=None, gt=1)
+    """Or multiply the current count (rounded up)."""
+
+    @model_validator(mode="after")
+    def _one_way_to_grow(self) -> Self:
+        if (self.step is None) == (self.factor is None):
+            raise ValueError("give exactly one of step or factor")
+        return self
+
+
+def target_replicas(current: int, params: ScaleOutParams) -> int:
+    """The absolute count to write: wanted, bounded by the step limit and max_replicas."""
+    wanted = current + params.step if params.step else math.ceil(current * (params.factor or 1))
+    return min(wanted, current + max(MAX_STEP_PODS, current), params.max_replicas)
+
+
+class ScaleOut:
+    kind: ClassVar[str] = "scale_out"
+    params_model: ClassVar[type[BaseModel]] = ScaleOutParams
+    target_kinds: ClassVar[frozenset[str]] = frozenset({"Deployment"})
+    destructive: ClassVar[bool] = False
+
+    def __init__(self, handle: KubeHandle) -> None:
+        self._handle = handle
+
+    def available(self) -> bool:
+        return self._handle.client is not None
+
+    def permissions(self) -> Sequence[Permission]:
+        return (
+            Permission("apps", ("deployments",), ("get",)),
+            Permission("apps", ("deployments/scale",), ("get", "patch")),
+            Permission("autoscaling", ("horizontalpodautoscalers",), ("list",)),
+            Permission("", ("events",), ("create",)),
+        )
+
+    def _kube(self) -> KubeClient:
+        assert self._handle.client is not None, "scale_out run without a cluster"
+        return self._handle.client
+
+    async def precheck(self, request: ActionRequest) -> Checked:
+        target, kube = request.target, self._kube()
+        try:
+            deployment = await kube.deployment(target.namespace, target.name)
+        except NotFound:
+            return Checked(refuse(StopReason.TARGET_GONE, f"{target.key} does not exist."))
+        verdict = opt_in.decide(
+            deployment.annotations, self.kind, target.key, request.require_opt_in
+        )
+        if not verdict.allowed:
+            return Checked(verdict)
+        hpas = await kube.hpas_for(target.namespace, target.name)
+        if hpas:
+            return Checked(
+                refuse(
+                    StopReason.PRECHECK_FAILED,
+                    f"HorizontalPodAutoscaler {', '.join(hpas)} scales {target.key}; remediator"
+                    " does not fight it.",
+                )
+            )
+        return Checked(ALLOW, {"uid": deployment.uid})
+
+    async def run(self, request: ActionRequest, facts: Mapping[str, Any]) -> ActionResult:
+        target, kube = request.target, self._kube()
+        assert isinstance(request.params, ScaleOutParams)
+        for _ in range(WRITE_ATTEMPTS):
+            scale = await kube.scale(target.namespace, target.name)
+            wanted = target_replicas(scale.replicas, request.params)
+            if wanted <= scale.replicas:
+                return ActionResult(
+                    True,
+                    f"{target.key} already runs {scale.replicas} replicas, at or above the"
+                    f" target of {wanted}; nothing changed.",
+                    {"from": scale.replicas, "to": scale.replicas, "changed": False},
+                )
+            try:
+                written = await kube.set_replicas(
+                    target.namespace, target.name, wanted, scale.resource_version
+                )
+            except Conflict:
+                continue  # someone wrote in between: read again and decide again
+            await kube.record_event(
+                target.namespace, "Deployment", target.name, str(facts.get("uid", "")),
+                "RemediatorScaledOut", f"remediator scaled from {scale.replicas} to {wanted}"
+                f" replicas (rule {request.rule}, episode {request.episode_id}).",
+            )  # fmt: skip
+            return ActionResult(
+                True,
+                f"Scaled {target.key} from {scale.replicas} to {wanted} replicas"
+                f" (at most {request.params.max_replicas}).",
+                {
+                    "from": scale.replicas,
+                    "to": wanted,
+                    "changed": True,
+                    "resource_version": written.resource_version,
+                },
+            )
+        return ActionResult(
+            False,
+            f"{target.key} changed under remediator {WRITE_ATTEMPTS} times in a row; not scaled.",
+        )
+
+    async def verify(self, request: ActionRequest, result: ActionResult) -> VerifyResult:
+        wanted = int(result.details.get("to", 0))
+        target, kube = request.target, self._kube()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + request.verify_within_s
+        while True:
+            deployment = await kube.deployment(target.namespace, target.name)
+            if deployment.ready_replicas >= wanted:
+                return VerifyResult.VERIFIED
+            if loop.time() + POLL_S > deadline:
+                return VerifyResult.INEFFECTIVE
+            await asyncio.sleep(POLL_S)

@@ -1,0 +1,361 @@
+"""The Kubernetes API through kubernetes-asyncio: the only module that imports it.
+
+Calls return plain values of ours (``Deployment``, ``Pod``, ``Scale``) and raise our errors:
+404 → ``NotFound``, 409 → ``Conflict``, 401/403 → ``Forbidden``, 429 → ``Throttled`` (or
+``DisruptionBlocked`` when a PodDisruptionBudget refused an eviction), 5xx and network
+failures → ``Transient``. Only ``Transient`` and generic ``Throttled`` are retried, a
+bounded number of times within a bounded time, honouring ``Retry-After``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+import aiohttp
+from kubernetes_asyncio import client, config
+from kubernetes_asyncio.client import ApiException
+from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, stop_after_delay
+from tenacity.wait import wait_base
+
+from remediator.errors import (
+    ApiError,
+    Conflict,
+    DisruptionBlocked,
+    Forbidden,
+    NotFound,
+    Throttled,
+    Transient,
+)
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+REQUEST_TIMEOUT_S = 10.0
+RETRY_ATTEMPTS = 4
+RETRY_WITHIN_S = 15.0
+BACKOFF_S = (0.2, 0.5, 1.0, 2.0)
+PDB_MESSAGE = "disruption budget"
+
+
+@dataclass(frozen=True, slots=True)
+class Owner:
+    kind: str
+    name: str
+    uid: str
+
+
+@dataclass(frozen=True, slots=True)
+class Deployment:
+    namespace: str
+    name: str
+    uid: str
+    resource_version: str
+    generation: int
+    observed_generation: int
+    replicas: int
+    ready_replicas: int
+    updated_replicas: int
+    annotations: Mapping[str, str]
+    selector: Mapping[str, str]
+
+    @property
+    def rolling_out(self) -> bool:
+        return self.observed_generation < self.generation or self.updated_replicas < self.replicas
+
+
+@dataclass(frozen=True, slots=True)
+class Pod:
+    namespace: str
+    name: str
+    uid: str
+    phase: str
+    ready: bool
+    restarts: int
+    created: datetime
+    owner: Owner | None
+    labels: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Scale:
+    replicas: int
+    resource_version: str
+
+
+def _retry_after(exc: ApiException) -> float | None:
+    headers: Any = exc.headers or {}
+    value = headers.get("Retry-After") if hasattr(headers, "get") else None
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+def _message(exc: ApiException) -> str:
+    try:
+        body = json.loads(exc.body or "{}")
+    except (TypeError, ValueError):
+        body = {}
+    text = body.get("message") if isinstance(body, dict) else None
+    return str(text or exc.reason or f"HTTP {exc.status}")
+
+
+def translate(exc: ApiException) -> ApiError:
+    """An ApiException as one of our errors, with the API server's own message."""
+    status, message = exc.status or 0, _message(exc)
+    if status == 404:
+        return NotFound(message, status)
+    if status == 409:
+        return Conflict(message, status)
+    if status in (401, 403):
+        return Forbidden(message, status)
+    if status == 429:
+        if PDB_MESSAGE in message:
+            return DisruptionBlocked(message, status, _retry_after(exc))
+        return Throttled(message, status, _retry_after(exc))
+    return Transient(message, status)
+
+
+def _retryable(exc: BaseException) -> bool:
+    return isinstance(exc, Transient) or (
+        isinstance(exc, Throttled) and not isinstance(exc, DisruptionBlocked)
+    )
+
+
+class _WaitRetryAfter(wait_base):
+    """The server's Retry-After when it gave one (capped), else a short backoff."""
+
+    def __call__(self, retry_state: Any) -> float:
+        exc = retry_state.outcome.exception() if retry_state.outcome else None
+        if isinstance(exc, Throttled) and exc.retry_after_s is not None:
+            return min(exc.retry_after_s, RETRY_WITHIN_S)
+        return BACKOFF_S[min(retry_state.attempt_number - 1, len(BACKOFF_S) - 1)]
+
+
+async def _once(call: Callable[[], Awaitable[T]]) -> T:
+    try:
+        return await call()
+    except ApiException as exc:
+        raise translate(exc) from None
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        raise Transient(f"{type(exc).__name__}: {exc}") from None
+
+
+async def call_with_retries(call: Callable[[], Awaitable[T]]) -> T:
+    retrying = AsyncRetrying(
+        retry=retry_if_exception(_retryable),
+        stop=stop_after_attempt(RETRY_ATTEMPTS) | stop_after_delay(RETRY_WITHIN_S),
+        wait=_WaitRetryAfter(),
+        reraise=True,
+    )
+    async for attempt in retrying:
+        with attempt:
+            return await _once(call)
+    raise AssertionError("unreachable")  # pragma: no cover - tenacity reraises
+
+
+def _owner(metadata: Any) -> Owner | None:
+    for ref in metadata.owner_references or []:
+        if ref.controller:
+            return Owner(ref.kind, ref.name, ref.uid)
+    return None
+
+
+def _pod(item: Any) -> Pod:
+    status = item.status
+    conditions = status.conditions or [] if status else []
+    ready = any(c.type == "Ready" and c.status == "True" for c in conditions)
+    restarts = sum(c.restart_count or 0 for c in (status.container_statuses or [])) if status else 0
+    created = item.metadata.creation_timestamp or datetime.fromtimestamp(0, UTC)
+    return Pod(
+        namespace=item.metadata.namespace,
+        name=item.metadata.name,
+        uid=item.metadata.uid,
+        phase=(status.phase if status else None) or "Unknown",
+        ready=ready,
+        restarts=restarts,
+        created=created,
+        owner=_owner(item.metadata),
+        labels=dict(item.metadata.labels or {}),
+    )
+
+
+def _deployment(item: Any) -> Deployment:
+    status = item.status
+    return Deployment(
+        namespace=item.metadata.namespace,
+        name=item.metadata.name,
+        uid=item.metadata.uid,
+        resource_version=item.metadata.resource_version,
+        generation=item.metadata.generation or 0,
+        observed_generation=(status.observed_generation if status else None) or 0,
+        replicas=item.spec.replicas if item.spec.replicas is not None else 1,
+        ready_replicas=(status.ready_replicas if status else None) or 0,
+        updated_replicas=(status.updated_replicas if status else None) or 0,
+        annotations=dict(item.metadata.annotations or {}),
+        selector=dict(item.spec.selector.match_labels or {}),
+    )
+
+
+def label_selector(labels: Mapping[str, str]) -> str:
+    return ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
+
+
+class KubeClient:
+    """One shared ``ApiClient``; the app's cleanup context opens and closes it."""
+
+    def __init__(self, api: client.ApiClient) -> None:
+        self._api = api
+        self._core = client.CoreV1Api(api)
+        self._apps = client.AppsV1Api(api)
+        self._autoscaling = client.AutoscalingV2Api(api)
+
+    @classmethod
+    async def connect(cls, kubeconfig: Path | None, context: str | None) -> KubeClient:
+        """From a kubeconfig file, or in-cluster from the ServiceAccount when none is given."""
+        configuration = client.Configuration()
+        if kubeconfig is None:
+            config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+        else:
+            await config.load_kube_config(
+                config_file=str(kubeconfig),
+                context=context,
+                client_configuration=configuration,
+                persist_config=False,
+            )
+        return cls(client.ApiClient(configuration=configuration))
+
+    async def close(self) -> None:
+        await self._api.close()
+
+    async def deployment(self, namespace: str, name: str) -> Deployment:
+        item = await call_with_retries(
+            lambda: self._apps.read_namespaced_deployment(
+                name, namespace, _request_timeout=REQUEST_TIMEOUT_S
+            )
+        )
+        return _deployment(item)
+
+    async def scale(self, namespace: str, name: str) -> Scale:
+        item = await call_with_retries(
+            lambda: self._apps.read_namespaced_deployment_scale(
+                name, namespace, _request_timeout=REQUEST_TIMEOUT_S
+            )
+        )
+        return Scale(item.spec.replicas or 0, item.metadata.resource_version)
+
+    async def set_replicas(
+        self, namespace: str, name: str, replicas: int, resource_version: str
+    ) -> Scale:
+        """Absolute replicas, only if nobody wrote since ``resource_version`` (else Conflict)."""
+        body = {"metadata": {"resourceVersion": resource_version}, "spec": {"replicas": replicas}}
+        item = await call_with_retries(
+            lambda: self._apps.patch_namespaced_deployment_scale(
+                name, namespace, body, _request_timeout=REQUEST_TIMEOUT_S
+            )
+        )
+        return Scale(item.spec.replicas or 0, item.metadata.resource_version)
+
+    async def hpas_for(self, namespace: str, deployment: str) -> list[str]:
+        """Names of the HorizontalPodAutoscalers that scale ``deployment``."""
+        found = await call_with_retries(
+            lambda: self._autoscaling.list_namespaced_horizontal_pod_autoscaler(
+                namespace, _request_timeout=REQUEST_TIMEOUT_S
+            )
+        )
+        return [
+            hpa.metadata.name
+            for hpa in found.items
+            if hpa.spec.scale_target_ref.kind == "Deployment"
+            and hpa.spec.scale_target_ref.name == deployment
+        ]
+
+    async def pod(self, namespace: str, name: str) -> Pod:
+        item = await call_with_retries(
+            lambda: self._core.read_namespaced_pod(
+                name, namespace, _request_timeout=REQUEST_TIMEOUT_S
+            )
+        )
+        return _pod(item)
+
+    async def pods(self, namespace: str, selector: Mapping[str, str]) -> list[Pod]:
+        found = await call_with_retries(
+            lambda: self._core.list_namespaced_pod(
+                namespace,
+                label_selector=label_selector(selector),
+                _request_timeout=REQUEST_TIMEOUT_S,
+            )
+        )
+        return [_pod(item) for item in found.items]
+
+    async def owner_of_replicaset(self, namespace: str, name: str) -> Owner | None:
+        item = await call_with_retries(
+            lambda: self._apps.read_namespaced_replica_set(
+                name, namespace, _request_timeout=REQUEST_TIMEOUT_S
+            )
+        )
+        return _owner(item.metadata)
+
+    async def evict(self, namespace: str, name: str, uid: str) -> None:
+        """Evict through the Eviction API, only the pod with ``uid`` (else Conflict).
+
+        Not retried here: a PDB refusal is ``DisruptionBlocked`` for the caller to decide.
+        """
+        body = client.V1Eviction(
+            metadata=client.V1ObjectMeta(name=name, namespace=namespace),
+            delete_options=client.V1DeleteOptions(preconditions=client.V1Preconditions(uid=uid)),
+        )
+        await _once(
+            lambda: self._core.create_namespaced_pod_eviction(
+                name, namespace, body, _request_timeout=REQUEST_TIMEOUT_S
+            )
+        )
+
+    async def delete_pod(self, namespace: str, name: str, uid: str) -> None:
+        body = client.V1DeleteOptions(preconditions=client.V1Preconditions(uid=uid))
+        await _once(
+            lambda: self._core.delete_namespaced_pod(
+                name, namespace, body=body, _request_timeout=REQUEST_TIMEOUT_S
+            )
+        )
+
+    async def record_event(
+        self, namespace: str, kind: str, name: str, uid: str, reason: str, message: str
+    ) -> None:
+        """A Kubernetes Event on the object; best effort, failures are only logged."""
+        now = datetime.now(UTC)
+        event = client.CoreV1Event(
+            metadata=client.V1ObjectMeta(generate_name="remediator-", namespace=namespace),
+            involved_object=client.V1ObjectReference(
+                kind=kind, name=name, namespace=namespace, uid=uid
+            ),
+            reason=reason,
+            message=message[:1024],
+            type="Normal",
+            source=client.V1EventSource(component="remediator"),
+            first_timestamp=now,
+            last_timestamp=now,
+            count=1,
+        )
+        try:
+            await _once(
+                lambda: self._core.create_namespaced_event(
+                    namespace, event, _request_timeout=REQUEST_TIMEOUT_S
+                )
+            )
+        except ApiError as exc:
+            log.warning("could not record a Kubernetes event on %s/%s: %s", namespace, name, exc)
+
+
+class KubeHandle:
+    """The cluster connection once the app has opened it; ``None`` while there is none, and
+    then Kubernetes actions are planned and audited as dry-run."""
+
+    def __init__(self) -> None:
+        self.client: KubeClient | None = None
