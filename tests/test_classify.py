@@ -224,9 +224,13 @@ def test_the_example_rules_load_with_a_catch_all_last_and_escalations_by_severit
     assert set(ruleset.escalations) == {"sev1-ladder", "sev2-oncall", "sev3-business-hours"}
 
 
-def test_every_example_runbook_action_runs_as_log_only_until_real_actions_exist() -> None:
+def test_example_runbook_actions_use_the_real_kubernetes_actions() -> None:
     plans = {r.plan.name: r.plan.kind for r in load(EXAMPLE_RULES).rules if r.plan is not None}
-    assert plans == dict.fromkeys(["scale-out-api", "recycle-pod", "kill-long-queries"], "log_only")
+    assert plans == {
+        "scale-out-api": "scale_out",
+        "recycle-pod": "recycle_pod",
+        "kill-long-queries": "log_only",
+    }
 
 
 def test_example_rule_limits_and_cooldowns_come_from_the_rule_or_the_defaults() -> None:

@@ -42,7 +42,7 @@ def test_explain_shows_rule_severity_action_and_resolved_target(
     assert capsys.readouterr().out.splitlines() == [
         "rule: cpu-above-85-percent (10-platform.yaml)",
         "severity: SEV-3",
-        "action: scale-out-api (log_only)",
+        "action: scale-out-api (scale_out)",
         "target: llm-research/Deployment/llm-research-api",
         "escalation: sev3-business-hours",
     ]

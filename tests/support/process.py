@@ -17,7 +17,7 @@ from typing import Any
 import aiohttp
 
 from tests.support.ports import free_port
-from tests.support.service import EXAMPLE_RULES, REPO, TOKEN
+from tests.support.service import LOG_ONLY_RULES, REPO, TOKEN
 
 READY_TIMEOUT_S = 20.0
 
@@ -96,7 +96,7 @@ async def start_remediator(
     workdir: Path,
     *,
     port: int | None = None,
-    rules: Path = EXAMPLE_RULES,
+    rules: Path = LOG_ONLY_RULES,
     failpoints: str = "",
     extra_args: tuple[str, ...] = (),
     wait_ready: bool = True,

@@ -24,6 +24,8 @@ from remediator.settings import Settings
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE_RULES = REPO / "rules"
+LOG_ONLY_RULES = REPO / "tests" / "fixtures" / "rules"
+"""The example rules with log_only actions: the pipeline runs end to end without a cluster."""
 FIXTURES = REPO / "tests" / "fixtures" / "alertmanager-0.25"
 TOKEN = "test-token-0123456789"
 
@@ -42,7 +44,7 @@ def settings_for(tmp_path: Path, **overrides: Any) -> Settings:
     token_file.write_text(TOKEN + "\n")
     base = Settings(
         listen_port=0,
-        rules_dir=EXAMPLE_RULES,
+        rules_dir=LOG_ONLY_RULES,
         state_url=f"sqlite:///{tmp_path / 'state.db'}",
         token_file=token_file,
     )
