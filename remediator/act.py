@@ -142,6 +142,10 @@ class ActionRunner:
             records.append(self._escalation(incident, job))
             await self._finish(job, outcome.value, records)
             return
+        if result.undo is not None:
+            await self._store.undo_plan(
+                job.claim_id, request.target.key, result.undo, result.undo_after_s
+            )
         verified = await plan.action.verify(request, result)
         records.append(
             self._auditor.make(

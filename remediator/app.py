@@ -19,6 +19,7 @@ from remediator import api, webhook
 from remediator.ackgate import AckGate
 from remediator.act import ActionRunner
 from remediator.actions.registry import default_registry
+from remediator.aftercare import Aftercare
 from remediator.audit import Auditor
 from remediator.auth import BearerAuth, NoAuth
 from remediator.classify import Classifier
@@ -47,6 +48,7 @@ class Services:
     runner: ActionRunner
     webhook: WebhookState
     worker_task: asyncio.Task[None] | None = None
+    aftercare_task: asyncio.Task[None] | None = None
 
 
 SETTINGS = web.AppKey("settings", Settings)
@@ -152,15 +154,18 @@ def _lifecycle(clock: Clock) -> Callable[[web.Application], AsyncIterator[None]]
         if recovered:
             log.warning("processing %d journal entries accepted before the last stop", recovered)
         services.worker_task = asyncio.create_task(services.worker.run(), name="journal-worker")
+        aftercare = Aftercare(store, app[RULESET], clock, settings.aftercare_poll_s)
+        services.aftercare_task = asyncio.create_task(aftercare.run(), name="aftercare")
         try:
             yield
         finally:
             services.webhook.draining = True
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(services.worker.idle.wait(), settings.shutdown_grace_s)
-            services.worker_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await services.worker_task
+            for task in (services.worker_task, services.aftercare_task):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             await services.runner.drain(settings.shutdown_grace_s)
             await services.webhook.validator.close()
             await store.close()

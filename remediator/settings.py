@@ -78,6 +78,9 @@ class Settings:
     """Longest wait, seconds, for no webhook in flight before the next chunk: acks go first,
     and decisions still progress at worker_chunk_alerts per worker_yield_s under load."""
 
+    aftercare_poll_s: float = 5.0
+    """How often, seconds, the store is asked for undos (scale back in) that fell due."""
+
     journal_retention_s: float = 86_400.0
     """How long a processed payload stays in the journal, seconds, for forensics."""
 

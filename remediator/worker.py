@@ -17,7 +17,7 @@ from remediator.ackgate import AckGate
 from remediator.clock import Clock
 from remediator.errors import RequestRejected, StoreUnavailable
 from remediator.metrics import Metrics
-from remediator.model import AlertStatus, EpisodeEvent, Incident
+from remediator.model import AlertStatus, EpisodeEvent, Incident, Observation
 from remediator.payload import WebhookAlert, WebhookPayload, check, to_alert
 from remediator.pipeline import Pipeline
 from remediator.settings import Settings
@@ -125,6 +125,7 @@ class JournalWorker:
             sightings, self._clock.now(), self._settings.episode_grace_s
         )
         self._count_received(sightings)
+        await self._arm_undos(observations)
         decisions = []
         for raw, observation in zip(chunk, observations, strict=True):
             event = observation.event
@@ -143,6 +144,14 @@ class JournalWorker:
             else:
                 decisions.append(await self._pipeline.decide(incident, observation.episode.is_open))
         await self._pipeline.commit(decisions)
+
+    async def _arm_undos(self, observations: list[Observation]) -> None:
+        closed = [o.episode.id for o in observations if o.event is EpisodeEvent.CLOSED]
+        reopened = [o.episode.id for o in observations if o.event is EpisodeEvent.REOPENED]
+        if closed:
+            await self._store.undo_arm(closed, self._clock.now())
+        if reopened:
+            await self._store.undo_disarm(reopened)
 
     def _count_received(self, sightings: list[Sighting]) -> None:
         firing = sum(1 for s in sightings if s.status is AlertStatus.FIRING)

@@ -52,6 +52,9 @@ class ActionResult:
     succeeded: bool
     sentence: str
     details: Mapping[str, Any] = field(default_factory=dict)
+    undo: Mapping[str, Any] | None = None
+    """What to put back once the episode has stayed resolved for ``undo_after_s``."""
+    undo_after_s: float = 0.0
 
 
 class VerifyResult(StrEnum):
@@ -78,3 +81,7 @@ class Action(Protocol):
     async def run(self, request: ActionRequest, facts: Mapping[str, Any]) -> ActionResult: ...
 
     async def verify(self, request: ActionRequest, result: ActionResult) -> VerifyResult: ...
+
+    async def undo(self, request: ActionRequest, state: Mapping[str, Any]) -> ActionResult:
+        """One bounded step back toward ``state``; its ``undo`` says if another step is due."""
+        ...

@@ -55,3 +55,6 @@ class LogOnly:
 
     async def verify(self, request: ActionRequest, result: ActionResult) -> VerifyResult:
         return VerifyResult.UNKNOWN
+
+    async def undo(self, request: ActionRequest, state: Mapping[str, Any]) -> ActionResult:
+        return ActionResult(True, f"{self.kind} leaves nothing to undo.")

@@ -250,3 +250,6 @@ class RecyclePod:
             if loop.time() + POLL_S > deadline:
                 return VerifyResult.INEFFECTIVE
             await asyncio.sleep(POLL_S)
+
+    async def undo(self, request: ActionRequest, state: Mapping[str, Any]) -> ActionResult:
+        return ActionResult(True, f"{self.kind} leaves nothing to undo.")

@@ -31,6 +31,8 @@ from remediator.model import ALLOW, StopReason, refuse
 MAX_STEP_PODS = 4
 """Pods one action may add beyond doubling: max(+4 pods, +100 %), like the HPA default."""
 WRITE_ATTEMPTS = 3
+SCALE_IN_STEP_S = 60.0
+"""Seconds between two scale-in steps, so each smaller count can show it holds."""
 POLL_S = 1.0
 
 
@@ -43,12 +45,20 @@ class ScaleOutParams(BaseModel):
     """Pods to add."""
     factor: float | None = Field(default=None, gt=1)
     """Or multiply the current count (rounded up)."""
+    scale_in_after_s: float | None = Field(default=None, ge=0)
+    """Once the episode has stayed resolved this long, return to the count it started from,
+    in bounded steps, unless someone else changed the replicas since. None: never."""
 
     @model_validator(mode="after")
     def _one_way_to_grow(self) -> Self:
         if (self.step is None) == (self.factor is None):
             raise ValueError("give exactly one of step or factor")
         return self
+
+
+def scale_in_step(current: int, restore_to: int) -> int:
+    """One bounded step back down: at most max(4 pods, half) at a time, never below."""
+    return max(restore_to, current - max(MAX_STEP_PODS, current // 2))
 
 
 def target_replicas(current: int, params: ScaleOutParams) -> int:
@@ -127,6 +137,7 @@ class ScaleOut:
                 "RemediatorScaledOut", f"remediator scaled from {scale.replicas} to {wanted}"
                 f" replicas (rule {request.rule}, episode {request.episode_id}).",
             )  # fmt: skip
+            after = request.params.scale_in_after_s
             return ActionResult(
                 True,
                 f"Scaled {target.key} from {scale.replicas} to {wanted} replicas"
@@ -137,6 +148,8 @@ class ScaleOut:
                     "changed": True,
                     "resource_version": written.resource_version,
                 },
+                undo=None if after is None else {"restore_to": scale.replicas, "set_to": wanted},
+                undo_after_s=after or 0.0,
             )
         return ActionResult(
             False,
@@ -155,3 +168,32 @@ class ScaleOut:
             if loop.time() + POLL_S > deadline:
                 return VerifyResult.INEFFECTIVE
             await asyncio.sleep(POLL_S)
+
+    async def undo(self, request: ActionRequest, state: Mapping[str, Any]) -> ActionResult:
+        """Scale back in one bounded step, if the replicas are still what remediator set."""
+        target, kube = request.target, self._kube()
+        restore_to, set_to = int(state["restore_to"]), int(state["set_to"])
+        scale = await kube.scale(target.namespace, target.name)
+        if scale.replicas != set_to:
+            return ActionResult(
+                True,
+                f"{target.key} now runs {scale.replicas} replicas, not the {set_to} remediator"
+                " set: someone else changed it, so it is not scaled back.",
+                {"replicas": scale.replicas},
+            )
+        step = scale_in_step(scale.replicas, restore_to)
+        try:
+            await kube.set_replicas(target.namespace, target.name, step, scale.resource_version)
+        except Conflict:
+            return ActionResult(
+                True, f"{target.key} changed while scaling back; left as it is.", {"to": set_to}
+            )
+        more = {"restore_to": restore_to, "set_to": step} if step > restore_to else None
+        return ActionResult(
+            True,
+            f"Scaled {target.key} back in from {scale.replicas} to {step} replicas"
+            f" (started from {restore_to}).",
+            {"from": scale.replicas, "to": step},
+            undo=more,
+            undo_after_s=SCALE_IN_STEP_S,
+        )

@@ -7,10 +7,10 @@ caller: the store never reads a clock.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 from remediator.guards.claim import ClaimRequest
 from remediator.model import AlertStatus, AuditRecord, Observation, Verdict
@@ -50,6 +50,19 @@ class UnfinishedClaim:
     action: str
     target: str
     claimed_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Undo:
+    """What an action changed and will put back once its episode stays resolved."""
+
+    id: int
+    episode_id: int
+    fingerprint: str
+    rule: str
+    action: str
+    target: str
+    state: Mapping[str, Any]
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +123,28 @@ class Store(Protocol):
 
     async def unfinished_claims(self) -> list[UnfinishedClaim]:
         """Claims without an outcome, oldest first."""
+        ...
+
+    async def undo_plan(
+        self, claim_id: int, target: str, state: Mapping[str, Any], after_s: float
+    ) -> None:
+        """Remember an undo for the claim's episode; armed when the episode closes."""
+        ...
+
+    async def undo_arm(self, episode_ids: Sequence[int], closed_at: datetime) -> None:
+        """The episodes closed: their undos fall due ``after_s`` later."""
+        ...
+
+    async def undo_disarm(self, episode_ids: Sequence[int]) -> None:
+        """The episodes fire again: their undos wait for the next close."""
+        ...
+
+    async def undo_due(self, now: datetime) -> list[Undo]: ...
+
+    async def undo_next(
+        self, undo_id: int, state: Mapping[str, Any] | None, due_at: datetime | None
+    ) -> None:
+        """Another step at ``due_at`` with ``state``; or, with None, the undo is done."""
         ...
 
     async def audit(

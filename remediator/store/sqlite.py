@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -36,6 +36,7 @@ from remediator.store.base import (
     ClaimResult,
     JournalEntry,
     Sighting,
+    Undo,
     UnfinishedClaim,
 )
 
@@ -82,6 +83,16 @@ CREATE TABLE IF NOT EXISTS claims (
 );
 CREATE INDEX IF NOT EXISTS claims_by_target ON claims (target, dry_run, claimed_at);
 CREATE INDEX IF NOT EXISTS claims_by_time ON claims (claimed_at);
+CREATE TABLE IF NOT EXISTS undos (
+    id INTEGER PRIMARY KEY,
+    claim_id INTEGER NOT NULL REFERENCES claims (id),
+    target TEXT NOT NULL,
+    state TEXT,
+    after_s REAL NOT NULL,
+    due_at REAL,
+    done_at REAL
+);
+CREATE INDEX IF NOT EXISTS undos_due ON undos (due_at) WHERE done_at IS NULL;
 CREATE TABLE IF NOT EXISTS audit (
     id INTEGER PRIMARY KEY,
     at REAL NOT NULL,
@@ -456,6 +467,62 @@ class SqliteStore:
             )
             for row in rows
         ]
+
+    async def undo_plan(
+        self, claim_id: int, target: str, state: Mapping[str, Any], after_s: float
+    ) -> None:
+        await self._work.run(
+            lambda db: db.execute(
+                "INSERT INTO undos (claim_id, target, state, after_s) VALUES (?, ?, ?, ?)",
+                (claim_id, target, json.dumps(dict(state)), after_s),
+            )
+        )
+
+    async def undo_arm(self, episode_ids: Sequence[int], closed_at: datetime) -> None:
+        rows = [(_ts(closed_at), e) for e in episode_ids]
+        await self._work.run(
+            lambda db: db.executemany(
+                "UPDATE undos SET due_at = ? + after_s WHERE done_at IS NULL AND due_at IS NULL"
+                " AND claim_id IN (SELECT id FROM claims WHERE episode_id = ?)",
+                rows,
+            )
+        )
+
+    async def undo_disarm(self, episode_ids: Sequence[int]) -> None:
+        rows = [(e,) for e in episode_ids]
+        await self._work.run(
+            lambda db: db.executemany(
+                "UPDATE undos SET due_at = NULL WHERE done_at IS NULL"
+                " AND claim_id IN (SELECT id FROM claims WHERE episode_id = ?)",
+                rows,
+            )
+        )
+
+    async def undo_due(self, now: datetime) -> list[Undo]:
+        rows = await self._work.run(
+            lambda db: db.execute(
+                "SELECT u.id, c.episode_id, e.fingerprint, c.rule, c.action, u.target, u.state"
+                " FROM undos u JOIN claims c ON c.id = u.claim_id"
+                " JOIN episodes e ON e.id = c.episode_id"
+                " WHERE u.done_at IS NULL AND u.due_at <= ? ORDER BY u.due_at",
+                (_ts(now),),
+            ).fetchall()
+        )
+        return [Undo(r[0], r[1], r[2], r[3], r[4], r[5], json.loads(r[6])) for r in rows]
+
+    async def undo_next(
+        self, undo_id: int, state: Mapping[str, Any] | None, due_at: datetime | None
+    ) -> None:
+        def write(db: sqlite3.Connection) -> None:
+            if state is None or due_at is None:
+                db.execute("UPDATE undos SET done_at = due_at WHERE id = ?", (undo_id,))
+            else:
+                db.execute(
+                    "UPDATE undos SET state = ?, due_at = ? WHERE id = ?",
+                    (json.dumps(dict(state)), _ts(due_at), undo_id),
+                )
+
+        await self._work.run(write)
 
     async def audit(
         self,

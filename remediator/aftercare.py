@@ -1,0 +1,84 @@
+"""Aftercare: once an episode has stayed resolved for the action's quiet period, put back
+what remediator changed (scale back in after the peak), one bounded step at a time, and
+audit each step. An episode that fires again disarms its undos until it closes again.
+
+A loop polls the store for undos that fell due; they live in the store, so a restart
+forgets none.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import timedelta
+
+from remediator.actions.base import ActionRequest, ActionResult
+from remediator.clock import Clock
+from remediator.errors import ApiError, StoreUnavailable
+from remediator.model import AuditRecord, Outcome, Target
+from remediator.ruleset.rules import RuleSet
+from remediator.store.base import Store, Undo
+
+log = logging.getLogger(__name__)
+
+
+def _target(key: str) -> Target:
+    namespace, kind, name = key.split("/", 2)
+    return Target(kind=kind, namespace=namespace, name=name)
+
+
+class Aftercare:
+    def __init__(self, store: Store, ruleset: RuleSet, clock: Clock, poll_s: float) -> None:
+        self._store = store
+        self._rules = {rule.name: rule for rule in ruleset.rules}
+        self._hash = ruleset.hash
+        self._clock = clock
+        self._poll_s = poll_s
+
+    async def run(self) -> None:
+        while True:
+            try:
+                for undo in await self._store.undo_due(self._clock.now()):
+                    await self._step(undo)
+            except StoreUnavailable:
+                log.exception("aftercare could not read the store; trying again")
+            await asyncio.sleep(self._poll_s)
+
+    async def _step(self, undo: Undo) -> None:
+        rule = self._rules.get(undo.rule)
+        if rule is None or rule.plan is None or rule.plan.name != undo.action:
+            result = ActionResult(
+                False,
+                f"Rule {undo.rule!r} no longer has action {undo.action!r};"
+                f" {undo.target} is left as it is.",
+            )
+        else:
+            request = ActionRequest(
+                _target(undo.target), rule.plan.params, rule.name, undo.episode_id, {}
+            )
+            try:
+                result = await rule.plan.action.undo(request, undo.state)
+            except ApiError as exc:
+                result = ActionResult(
+                    False, f"Undoing {undo.action} on {undo.target} failed: {exc}"
+                )
+        due = self._clock.now() + timedelta(seconds=result.undo_after_s)
+        await self._store.audit([self._record(undo, result)])
+        await self._store.undo_next(undo.id, result.undo, due if result.undo else None)
+
+    def _record(self, undo: Undo, result: ActionResult) -> AuditRecord:
+        rule = self._rules.get(undo.rule)
+        return AuditRecord(
+            at=self._clock.now(),
+            step="undone",
+            outcome=Outcome.SUCCEEDED if result.succeeded else Outcome.FAILED,
+            sentence=result.sentence,
+            episode_id=undo.episode_id,
+            fingerprint=undo.fingerprint,
+            rule=undo.rule,
+            ruleset_hash=self._hash,
+            severity=rule.severity.value if rule else "",
+            target=undo.target,
+            action=undo.action,
+            details=dict(result.details),
+        )
