@@ -1,0 +1,3227 @@
+"""An in-memory stand-in for a kube-apiserver, with the controllers remediator depends on.
+
+:class:`KubeApiServer` is an aiohttp server on a free loopback port. It answers the requests
+remediator makes the way a real kube-apiserver does: the same paths, status codes, ``kind:
+Status`` error bodies (``reason``, ``message``, ``details``, ``code``), and object JSON
+(``metadata`` with ``uid``, ``resourceVersion``, ``generation``, ``creationTimestamp``, labels,
+annotations, ``ownerReferences``). List items leave out ``kind`` and ``apiVersion``, as a real
+server does.
+
+Served:
+
+* ``v1``: namespaces (get, list), pods (get, list, delete, ``pods/{name}/eviction``), events
+  (create, get, list);
+* ``apps/v1``: deployments (get, list, patch; ``deployments/{name}/scale`` get, patch, put),
+  replicasets and daemonsets (get, list);
+* ``autoscaling/v2``: horizontalpodautoscalers (get, list);
+* ``policy/v1``: poddisruptionbudgets (get, list);
+* discovery (``/api``, ``/apis``, ``/api/v1``, ``/apis/{group}/{version}``), ``/version``,
+  ``/healthz``, ``/livez`` and ``/readyz``.
+
+``labelSelector`` (equality and set-based), ``fieldSelector``, ``limit``/``continue`` and
+``dryRun=All`` work. PATCH takes merge patches, strategic merge patches (applied as merge
+patches: lists are replaced, not merged by key) and JSON patches. Other verbs, and watches,
+answer ``405 MethodNotAllowed``.
+
+After every write, controllers run synchronously until nothing changes:
+
+* deployment: one ReplicaSet per pod template (``<deployment>-<pod-template-hash>``), scaled to
+  ``spec.replicas`` (older ones to 0), and ``status`` recomputed;
+* replicaset: creates pods ``<rs-name>-<5 chars>`` to make up ``spec.replicas``. Pods that are
+  terminating, ``Succeeded`` or ``Failed`` are replaced. Scaling down deletes the lowest-ranked
+  pods first: unscheduled, then Pending, then not Ready, then the newest;
+* daemonset: one pod per simulated node (see :meth:`KubeApiServer.add_daemonset_pod`);
+* kubelet, while :attr:`KubeApiServer.kubelet` is true: schedules Pending pods and makes them
+  Running and Ready, and removes terminating pods at once. While it is false, new pods stay
+  ``Pending`` with no conditions, and deleted scheduled pods stay terminating. That is what a
+  cluster with no scheduler and no kubelet shows;
+* disruption: PodDisruptionBudget status (``currentHealthy``, ``desiredHealthy``,
+  ``disruptionsAllowed``, ``expectedPods``, ``disruptedPods``, ``observedGeneration``);
+* horizontal pod autoscaler: ``status.currentReplicas`` and ``status.desiredReplicas`` follow
+  the target. It never scales anything.
+
+Test control: the seeding helpers (``add_*``), :meth:`KubeApiServer.set_pod_ready`,
+:meth:`KubeApiServer.set_pod_phase`, :meth:`KubeApiServer.start_rollout`, the ``kubelet``
+switch, readers for assertions, :attr:`KubeApiServer.requests` and
+:meth:`KubeApiServer.inject_fault`.
+
+Typical use::
+
+    async with KubeApiServer() as kube:
+        kube.add_deployment("shop", "web", replicas=3)
+        path = write_kubeconfig(tmp_path / "kubeconfig", kube.url, kube.token)
+        ...
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import contextlib
+import copy
+import dataclasses
+import datetime as dt
+import hashlib
+import json
+import math
+import random
+import re
+import uuid
+from collections.abc import Callable, Iterable, Mapping
+from types import TracebackType
+from typing import Any, Final, Self
+
+from aiohttp import web
+
+JSON = dict[str, Any]
+
+DEFAULT_TOKEN: Final = "remediator-test-token"
+DEFAULT_USER: Final = "system:serviceaccount:remediator:remediator"
+DEFAULT_IMAGE: Final = "registry.k8s.io/pause:3.10"
+DEFAULT_NAMESPACES: Final = ("default", "kube-node-lease", "kube-public", "kube-system")
+SERVER_VERSION: Final[JSON] = {
+    "major": "1",
+    "minor": "36",
+    "emulationMajor": "1",
+    "emulationMinor": "36",
+    "minCompatibilityMajor": "1",
+    "minCompatibilityMinor": "35",
+    "gitVersion": "v1.36.2",
+    "gitCommit": "0000000000000000000000000000000000000000",
+    "gitTreeState": "clean",
+    "buildDate": "2026-01-01T00:00:00Z",
+    "goVersion": "go1.25.5",
+    "compiler": "gc",
+    "platform": "linux/amd64",
+}
+
+MERGE_PATCH: Final = "application/merge-patch+json"
+STRATEGIC_MERGE_PATCH: Final = "application/strategic-merge-patch+json"
+JSON_PATCH: Final = "application/json-patch+json"
+_ACCEPTED_PATCH_TYPES: Final = (
+    "application/json-patch+json, application/merge-patch+json, "
+    "application/apply-patch+yaml, application/strategic-merge-patch+json"
+)
+
+#: Pods the disruption controller was told were evicted stop counting as healthy for this long,
+#: unless they are deleted first.
+PDB_DELETION_TIMEOUT: Final = dt.timedelta(minutes=2)
+
+_NAME_ALPHABET: Final = "bcdfghjklmnpqrstvwxz2456789"
+_REVISION: Final = "deployment.kubernetes.io/revision"
+_DESIRED_REPLICAS: Final = "deployment.kubernetes.io/desired-replicas"
+_MAX_REPLICAS: Final = "deployment.kubernetes.io/max-replicas"
+_OPTIMISTIC_LOCK: Final = (
+    "the object has been modified; please apply your changes to the latest version and try again"
+)
+_META_ORDER: Final = (
+    "name",
+    "generateName",
+    "namespace",
+    "selfLink",
+    "uid",
+    "resourceVersion",
+    "generation",
+    "creationTimestamp",
+    "deletionTimestamp",
+    "deletionGracePeriodSeconds",
+    "labels",
+    "annotations",
+    "ownerReferences",
+    "finalizers",
+    "managedFields",
+)
+_GENERIC_MESSAGES: Final[dict[int, tuple[str, str]]] = {
+    400: ("BadRequest", "the server rejected our request for an unknown reason"),
+    401: ("Unauthorized", "Unauthorized"),
+    403: ("Forbidden", "the server does not allow access to the requested resource"),
+    404: ("NotFound", "the server could not find the requested resource"),
+    405: ("MethodNotAllowed", "the server does not allow this method on the requested resource"),
+    406: (
+        "NotAcceptable",
+        "the server was unable to respond with a content type that the client supports",
+    ),
+    409: ("Conflict", "the server reported a conflict"),
+    410: ("Expired", "the resource has expired"),
+    413: ("RequestEntityTooLarge", "the request entity is too large"),
+    415: ("UnsupportedMediaType", "the server does not support the media type"),
+    422: ("Invalid", "the server rejected our request due to an error in our request"),
+    429: ("TooManyRequests", "Too many requests, please try again later."),
+    500: ("InternalError", "Internal error occurred: injected fault"),
+    503: ("ServiceUnavailable", "the server is currently unable to handle the request"),
+    504: (
+        "Timeout",
+        "Timeout: request did not complete within the allotted timeout",
+    ),
+}
+
+
+# --------------------------------------------------------------------------------------------
+# Resource kinds
+
+
+@dataclasses.dataclass(frozen=True)
+class _Kind:
+    resource: str
+    singular: str
+    kind: str
+    group: str
+    version: str
+    namespaced: bool = True
+    short_names: tuple[str, ...] = ()
+    has_generation: bool = False
+    verbs: tuple[str, ...] = (
+        "create",
+        "delete",
+        "deletecollection",
+        "get",
+        "list",
+        "patch",
+        "update",
+        "watch",
+    )
+
+    @property
+    def api_version(self) -> str:
+        return f"{self.group}/{self.version}" if self.group else self.version
+
+    @property
+    def qualified(self) -> str:
+        """``resource.group`` as the API server writes it in messages (``deployments.apps``)."""
+        return f"{self.resource}.{self.group}" if self.group else self.resource
+
+
+NAMESPACES: Final = _Kind(
+    "namespaces",
+    "namespace",
+    "Namespace",
+    "",
+    "v1",
+    namespaced=False,
+    short_names=("ns",),
+    verbs=("create", "delete", "get", "list", "patch", "update", "watch"),
+)
+PODS: Final = _Kind("pods", "pod", "Pod", "", "v1", short_names=("po",), has_generation=True)
+EVENTS: Final = _Kind("events", "event", "Event", "", "v1", short_names=("ev",))
+DEPLOYMENTS: Final = _Kind(
+    "deployments",
+    "deployment",
+    "Deployment",
+    "apps",
+    "v1",
+    short_names=("deploy",),
+    has_generation=True,
+)
+REPLICASETS: Final = _Kind(
+    "replicasets",
+    "replicaset",
+    "ReplicaSet",
+    "apps",
+    "v1",
+    short_names=("rs",),
+    has_generation=True,
+)
+DAEMONSETS: Final = _Kind(
+    "daemonsets", "daemonset", "DaemonSet", "apps", "v1", short_names=("ds",), has_generation=True
+)
+HPAS: Final = _Kind(
+    "horizontalpodautoscalers",
+    "horizontalpodautoscaler",
+    "HorizontalPodAutoscaler",
+    "autoscaling",
+    "v2",
+    short_names=("hpa",),
+)
+PDBS: Final = _Kind(
+    "poddisruptionbudgets",
+    "poddisruptionbudget",
+    "PodDisruptionBudget",
+    "policy",
+    "v1",
+    short_names=("pdb",),
+    has_generation=True,
+)
+_KINDS: Final = (NAMESPACES, PODS, EVENTS, DEPLOYMENTS, REPLICASETS, DAEMONSETS, HPAS, PDBS)
+_SERVED: Final[dict[tuple[str, str], dict[str, _Kind]]] = {}
+for _kind in _KINDS:
+    _SERVED.setdefault((_kind.group, _kind.version), {})[_kind.resource] = _kind
+_SUBRESOURCES: Final[dict[str, list[JSON]]] = {
+    "v1": [
+        {
+            "name": "pods/eviction",
+            "singularName": "",
+            "namespaced": True,
+            "group": "policy",
+            "version": "v1",
+            "kind": "Eviction",
+            "verbs": ["create"],
+        }
+    ],
+    "apps/v1": [
+        {
+            "name": "deployments/scale",
+            "singularName": "",
+            "namespaced": True,
+            "group": "autoscaling",
+            "version": "v1",
+            "kind": "Scale",
+            "verbs": ["get", "patch", "update"],
+        }
+    ],
+}
+
+
+# --------------------------------------------------------------------------------------------
+# Errors
+
+
+class ApiError(Exception):
+    """An error answer: a ``kind: Status`` body, or plain text when ``text`` is set."""
+
+    def __init__(
+        self,
+        code: int,
+        reason: str | None,
+        message: str,
+        details: JSON | None = None,
+        *,
+        headers: Mapping[str, str] | None = None,
+        text: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.code = code
+        self.reason = reason
+        self.message = message
+        self.details = details
+        self.headers = dict(headers or {})
+        self.text = text
+
+    def body(self) -> JSON:
+        status: JSON = {
+            "kind": "Status",
+            "apiVersion": "v1",
+            "metadata": {},
+            "status": "Failure",
+            "message": self.message,
+        }
+        if self.reason:
+            status["reason"] = self.reason
+        if self.details is not None:
+            status["details"] = self.details
+        status["code"] = self.code
+        return status
+
+
+def _details(name: str, group: str, kind: str) -> JSON:
+    details: JSON = {}
+    if name:
+        details["name"] = name
+    if group:
+        details["group"] = group
+    if kind:
+        details["kind"] = kind
+    return details
+
+
+def _not_found(kind: _Kind, name: str) -> ApiError:
+    return ApiError(
+        404,
+        "NotFound",
+        f'{kind.qualified} "{name}" not found',
+        _details(name, kind.group, kind.resource),
+    )
+
+
+def _conflict(group: str, resource: str, name: str, why: str) -> ApiError:
+    qualified = f"{resource}.{group}" if group else resource
+    return ApiError(
+        409,
+        "Conflict",
+        f'Operation cannot be fulfilled on {qualified} "{name}": {why}',
+        _details(name, group, resource),
+    )
+
+
+def _bad_request(message: str) -> ApiError:
+    return ApiError(400, "BadRequest", message)
+
+
+@dataclasses.dataclass(frozen=True)
+class _FieldError:
+    field: str
+    reason: str  # FieldValueInvalid, FieldValueRequired, ...
+    detail: str  # the text after the field name, e.g. 'Invalid value: -1: must be ...'
+
+
+def _invalid(kind: str, group: str, name: str, errors: list[_FieldError]) -> ApiError:
+    qualified = f"{kind}.{group}" if group else kind
+    rendered = [f"{e.field}: {e.detail}" for e in errors]
+    summary = rendered[0] if len(rendered) == 1 else "[" + ", ".join(rendered) + "]"
+    details = _details(name, group, kind)
+    details["causes"] = [
+        {"reason": e.reason, "message": e.detail, "field": e.field} for e in errors
+    ]
+    return ApiError(422, "Invalid", f'{qualified} "{name}" is invalid: {summary}', details)
+
+
+def _go_value(value: Any) -> str:
+    return json.dumps(value) if isinstance(value, str) else str(value)
+
+
+# --------------------------------------------------------------------------------------------
+# Label and field selectors
+
+
+class SelectorError(ValueError):
+    """A label or field selector that does not parse."""
+
+
+_LABEL_KEY = re.compile(
+    r"^(?:[a-z0-9](?:[-a-z0-9]*[a-z0-9])?(?:\.[a-z0-9](?:[-a-z0-9]*[a-z0-9])?)*/)?"
+    r"[A-Za-z0-9](?:[-A-Za-z0-9_.]*[A-Za-z0-9])?$"
+)
+_LABEL_VALUE = re.compile(r"^(?:(?:[A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
+_SELECTOR_TOKEN = re.compile(r"\s*(==|!=|=|!|\(|\)|,|>|<|[^\s=!(),<>]+)")
+
+
+@dataclasses.dataclass(frozen=True)
+class Requirement:
+    """One label requirement: ``op`` is one of ``=``, ``!=``, ``in``, ``notin``, ``exists``,
+    ``!`` (does not exist), ``gt``, ``lt``."""
+
+    key: str
+    op: str
+    values: tuple[str, ...] = ()
+
+    def matches(self, labels: Mapping[str, str]) -> bool:
+        present = self.key in labels
+        value = labels.get(self.key)
+        match self.op:
+            case "=" | "in":
+                return present and value in self.values
+            case "!=" | "notin":
+                return not present or value not in self.values
+            case "exists":
+                return present
+            case "!":
+                return not present
+            case "gt" | "lt":
+                if value is None:
+                    return False
+                try:
+                    number = int(value)
+                except ValueError:
+                    return False
+                bound = int(self.values[0])
+                return number > bound if self.op == "gt" else number < bound
+        raise AssertionError(self.op)
+
+    def __str__(self) -> str:
+        match self.op:
+            case "exists":
+                return self.key
+            case "!":
+                return f"!{self.key}"
+            case "in" | "notin":
+                return f"{self.key} {self.op} ({','.join(sorted(self.values))})"
+            case "gt":
+                return f"{self.key}>{self.values[0]}"
+            case "lt":
+                return f"{self.key}<{self.values[0]}"
+        return f"{self.key}{self.op}{self.values[0]}"
+
+
+def _check_key(key: str) -> None:
+    if len(key) > 317 or not _LABEL_KEY.match(key):
+        raise SelectorError(
+            f'unable to parse requirement: invalid label key "{key}": name part must consist of '
+            "alphanumeric characters, '-', '_' or '.', and must start and end with an "
+            "alphanumeric character"
+        )
+
+
+def _check_value(key: str, value: str) -> None:
+    if len(value) > 63 or not _LABEL_VALUE.match(value):
+        raise SelectorError(
+            f'unable to parse requirement: values[0][{key}]: Invalid value: "{value}": a valid '
+            "label must be an empty string or consist of alphanumeric characters, '-', '_' or "
+            "'.', and must start and end with an alphanumeric character"
+        )
+
+
+def parse_label_selector(text: str) -> list[Requirement]:
+    """Parse a ``labelSelector`` query value the way the API server does.
+
+    Supports ``k=v``, ``k==v``, ``k!=v``, ``k in (a,b)``, ``k notin (a,b)``, ``k``, ``!k``,
+    ``k>1``, ``k<1``, joined by commas. The empty selector matches everything.
+    """
+    tokens: list[str] = []
+    pos = 0
+    stripped = text.rstrip()
+    while pos < len(stripped):
+        m = _SELECTOR_TOKEN.match(stripped, pos)
+        if m is None:  # pragma: no cover - the pattern accepts any non-space character
+            raise SelectorError(f"unable to parse selector {text!r}")
+        tokens.append(m.group(1))
+        pos = m.end()
+    if not tokens:
+        return []
+    special = {"==", "!=", "=", "!", "(", ")", ",", ">", "<"}
+    reqs: list[Requirement] = []
+    i = 0
+
+    def peek() -> str | None:
+        return tokens[i] if i < len(tokens) else None
+
+    def expected(what: str) -> SelectorError:
+        found = peek()
+        return SelectorError(f"found '{found if found is not None else ''}', expected: {what}")
+
+    while True:
+        tok = peek()
+        if tok == "!":
+            i += 1
+            key = peek()
+            if key is None or key in special:
+                raise expected("identifier after '!'")
+            _check_key(key)
+            i += 1
+            reqs.append(Requirement(key, "!"))
+        elif tok is not None and tok not in special:
+            key = tok
+            _check_key(key)
+            i += 1
+            op = peek()
+            if op is None or op == ",":
+                reqs.append(Requirement(key, "exists"))
+            elif op in ("=", "==", "!="):
+                i += 1
+                value = peek()
+                if value is None or value == ",":
+                    value = ""
+                elif value in special:
+                    raise expected("identifier")
+                else:
+                    i += 1
+                _check_value(key, value)
+                reqs.append(Requirement(key, "!=" if op == "!=" else "=", (value,)))
+            elif op in ("in", "notin"):
+                i += 1
+                if peek() != "(":
+                    raise expected("'('")
+                i += 1
+                values: list[str] = []
+                while True:
+                    value = peek()
+                    if value == ")":
+                        i += 1
+                        break
+                    if value == ",":
+                        if not values:
+                            values.append("")
+                        i += 1
+                        if peek() in (",", ")"):
+                            values.append("")
+                        continue
+                    if value is None or value in special:
+                        raise expected("',', ')' or identifier")
+                    values.append(value)
+                    i += 1
+                if not values:
+                    raise SelectorError(
+                        "unable to parse requirement: values: Invalid value: []string{}: "
+                        "for 'in', 'notin' operators, values set can't be empty"
+                    )
+                for value in values:
+                    _check_value(key, value)
+                reqs.append(Requirement(key, op, tuple(values)))
+            elif op in (">", "<"):
+                i += 1
+                value = peek()
+                if value is None or not re.fullmatch(r"-?\d+", value):
+                    raise SelectorError(
+                        "unable to parse requirement: for 'Gt', 'Lt' operators, the value must "
+                        "be an integer"
+                    )
+                i += 1
+                reqs.append(Requirement(key, "gt" if op == ">" else "lt", (value,)))
+            else:
+                raise expected("in, notin, =, ==, !=, gt, lt")
+        else:
+            raise expected("!, identifier")
+        tok = peek()
+        if tok is None:
+            break
+        if tok != ",":
+            raise expected("',' or 'end of string'")
+        i += 1
+    return reqs
+
+
+def selector_requirements(selector: Mapping[str, Any] | None) -> list[Requirement]:
+    """The requirements of a ``metav1.LabelSelector`` (``matchLabels``/``matchExpressions``)."""
+    if not selector:
+        return []
+    reqs = [Requirement(k, "=", (str(v),)) for k, v in (selector.get("matchLabels") or {}).items()]
+    ops = {"In": "in", "NotIn": "notin", "Exists": "exists", "DoesNotExist": "!"}
+    for expr in selector.get("matchExpressions") or []:
+        reqs.append(
+            Requirement(expr["key"], ops[expr["operator"]], tuple(expr.get("values") or ()))
+        )
+    return sorted(reqs, key=lambda r: r.key)
+
+
+def selector_string(selector: Mapping[str, Any] | None) -> str:
+    """A label selector as the API server renders it (``Scale.status.selector``)."""
+    return ",".join(str(r) for r in selector_requirements(selector))
+
+
+def _matches(reqs: Iterable[Requirement], labels: Mapping[str, str]) -> bool:
+    return all(r.matches(labels) for r in reqs)
+
+
+def _field_value(kind: _Kind, obj: JSON, field: str) -> str | None:
+    meta = obj["metadata"]
+    if field == "metadata.name":
+        return str(meta["name"])
+    if field == "metadata.namespace":
+        return str(meta.get("namespace", ""))
+    spec = obj.get("spec") or {}
+    status = obj.get("status") or {}
+    if kind is PODS:
+        values = {
+            "spec.nodeName": spec.get("nodeName", ""),
+            "spec.restartPolicy": spec.get("restartPolicy", ""),
+            "spec.schedulerName": spec.get("schedulerName", ""),
+            "spec.serviceAccountName": spec.get("serviceAccountName", ""),
+            "spec.hostNetwork": "true" if spec.get("hostNetwork") else "false",
+            "status.phase": status.get("phase", ""),
+            "status.podIP": status.get("podIP", ""),
+            "status.nominatedNodeName": status.get("nominatedNodeName", ""),
+        }
+        return values.get(field)
+    if kind is EVENTS:
+        if field.startswith("involvedObject."):
+            sub = field.removeprefix("involvedObject.")
+            if sub in (
+                "kind",
+                "namespace",
+                "name",
+                "uid",
+                "apiVersion",
+                "resourceVersion",
+                "fieldPath",
+            ):
+                return str((obj.get("involvedObject") or {}).get(sub, ""))
+            return None
+        if field == "source":
+            return str((obj.get("source") or {}).get("component", ""))
+        if field in ("reason", "reportingComponent", "type"):
+            return str(obj.get(field, ""))
+        return None
+    if kind is NAMESPACES and field == "status.phase":
+        return str(status.get("phase", ""))
+    if kind is REPLICASETS and field == "status.replicas":
+        return str(status.get("replicas", 0))
+    return None
+
+
+def _parse_field_selector(text: str) -> list[tuple[str, bool, str]]:
+    """``[(field, equal, value)]`` from ``a=b,c!=d``."""
+    out: list[tuple[str, bool, str]] = []
+    for part in (p.strip() for p in text.split(",")):
+        if not part:
+            continue
+        m = re.fullmatch(r"([^=!\s]+)\s*(==|=|!=)\s*(.*)", part)
+        if m is None:
+            raise SelectorError(f"invalid selector: '{text}'; can't understand '{part}'")
+        out.append((m.group(1), m.group(2) != "!=", m.group(3)))
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Patches
+
+
+def _strip_directives(patch: Any) -> Any:
+    if isinstance(patch, dict):
+        return {k: _strip_directives(v) for k, v in patch.items() if not k.startswith("$")}
+    if isinstance(patch, list):
+        return [_strip_directives(v) for v in patch]
+    return patch
+
+
+def merge_patch(target: Any, patch: Any) -> Any:
+    """RFC 7386 JSON merge patch: ``null`` deletes a key, objects merge, everything else
+    replaces."""
+    if not isinstance(patch, dict):
+        return copy.deepcopy(patch)
+    result = copy.deepcopy(target) if isinstance(target, dict) else {}
+    for key, value in patch.items():
+        if value is None:
+            result.pop(key, None)
+        else:
+            result[key] = merge_patch(result.get(key), value)
+    return result
+
+
+def _pointer(path: str) -> list[str]:
+    if path == "":
+        return []
+    if not path.startswith("/"):
+        raise ValueError(f"JSON pointer must start with '/': {path!r}")
+    return [p.replace("~1", "/").replace("~0", "~") for p in path[1:].split("/")]
+
+
+def _resolve(doc: Any, parts: list[str]) -> Any:
+    for part in parts:
+        if isinstance(doc, list):
+            doc = doc[int(part)]
+        elif isinstance(doc, dict):
+            doc = doc[part]
+        else:
+            raise KeyError(part)
+    return doc
+
+
+def _json_patch(doc: JSON, ops: Any) -> Any:
+    """RFC 6902 JSON patch (add, remove, replace, move, copy, test)."""
+    if not isinstance(ops, list):
+        raise ValueError("json: cannot unmarshal object into Go value of type jsonpatch.Patch")
+    result: Any = copy.deepcopy(doc)
+    for op in ops:
+        if not isinstance(op, dict) or "op" not in op or "path" not in op:
+            raise ValueError(f"invalid JSON patch operation: {op!r}")
+        parts = _pointer(op["path"])
+        name = op["op"]
+        if name == "test":
+            if _resolve(result, parts) != op.get("value"):
+                raise ValueError("testing value " + op["path"] + " failed: test failed")
+            continue
+        if name in ("move", "copy"):
+            value = copy.deepcopy(_resolve(result, _pointer(op["from"])))
+            if name == "move":
+                result = _json_patch(result, [{"op": "remove", "path": op["from"]}])
+            result = _json_patch(result, [{"op": "add", "path": op["path"], "value": value}])
+            continue
+        if not parts:
+            if name == "remove":
+                raise ValueError("cannot remove the whole document")
+            result = copy.deepcopy(op.get("value"))
+            continue
+        parent = _resolve(result, parts[:-1])
+        last = parts[-1]
+        if name == "add":
+            if isinstance(parent, list):
+                index = len(parent) if last == "-" else int(last)
+                parent.insert(index, copy.deepcopy(op.get("value")))
+            else:
+                parent[last] = copy.deepcopy(op.get("value"))
+        elif name == "replace":
+            if isinstance(parent, list):
+                parent[int(last)] = copy.deepcopy(op.get("value"))
+            else:
+                if last not in parent:
+                    raise ValueError(
+                        f"replace operation does not apply: doc is missing key: {op['path']}"
+                    )
+                parent[last] = copy.deepcopy(op.get("value"))
+        elif name == "remove":
+            if isinstance(parent, list):
+                del parent[int(last)]
+            else:
+                if last not in parent:
+                    raise ValueError(
+                        f"remove operation does not apply: doc is missing path: {op['path']}"
+                    )
+                del parent[last]
+        else:
+            raise ValueError(f"Unexpected kind: {name}")
+    return result
+
+
+# --------------------------------------------------------------------------------------------
+# Small helpers
+
+
+def _fnv32a(data: bytes) -> int:
+    h = 0x811C9DC5
+    for byte in data:
+        h ^= byte
+        h = (h * 0x01000193) & 0xFFFFFFFF
+    return h
+
+
+def _safe_encode(text: str) -> str:
+    return "".join(_NAME_ALPHABET[ord(c) % len(_NAME_ALPHABET)] for c in text)
+
+
+def _template_hash(template: JSON) -> str:
+    """A ``pod-template-hash`` in the API server's alphabet, stable for equal templates."""
+    canonical = json.dumps(template, sort_keys=True, separators=(",", ":")).encode()
+    return _safe_encode(str(_fnv32a(canonical)))
+
+
+def _ordered_meta(meta: JSON) -> JSON:
+    out: JSON = {k: meta[k] for k in _META_ORDER if k in meta}
+    out.update({k: v for k, v in meta.items() if k not in out})
+    return out
+
+
+def _time(moment: dt.datetime) -> str:
+    return moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _parse_time(text: str) -> dt.datetime:
+    return dt.datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.UTC)
+
+
+def _dumps(obj: Any) -> bytes:
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode() + b"\n"
+
+
+def _labels(obj: JSON) -> dict[str, str]:
+    return dict(obj["metadata"].get("labels") or {})
+
+
+def _controller_uid(obj: JSON) -> str | None:
+    for ref in obj["metadata"].get("ownerReferences") or []:
+        if ref.get("controller"):
+            return str(ref["uid"])
+    return None
+
+
+def _controller_ref(obj: JSON) -> JSON | None:
+    for ref in obj["metadata"].get("ownerReferences") or []:
+        if ref.get("controller"):
+            return dict(ref)
+    return None
+
+
+def _owner_ref(owner: JSON) -> JSON:
+    return {
+        "apiVersion": owner["apiVersion"],
+        "kind": owner["kind"],
+        "name": owner["metadata"]["name"],
+        "uid": owner["metadata"]["uid"],
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+
+
+def is_pod_ready(pod: JSON) -> bool:
+    """True when the pod has a ``Ready`` condition with status ``True``."""
+    for cond in (pod.get("status") or {}).get("conditions") or []:
+        if cond.get("type") == "Ready":
+            return bool(cond.get("status") == "True")
+    return False
+
+
+def _is_terminating(pod: JSON) -> bool:
+    return bool(pod["metadata"].get("deletionTimestamp"))
+
+
+def _is_active(pod: JSON) -> bool:
+    phase = (pod.get("status") or {}).get("phase")
+    return not _is_terminating(pod) and phase not in ("Succeeded", "Failed")
+
+
+def _scaled(value: int | str, total: int, *, round_up: bool) -> int:
+    """``intstr.GetScaledValueFromIntOrPercent``."""
+    if isinstance(value, bool):
+        raise ValueError(f"invalid value for IntOrString: {value!r}")
+    if isinstance(value, int):
+        return value
+    if not value.endswith("%") or not value[:-1].isdigit():
+        raise ValueError(
+            f'invalid value for IntOrString: invalid type: string is not a percentage: "{value}"'
+        )
+    exact = int(value[:-1]) * total / 100
+    return math.ceil(exact) if round_up else math.floor(exact)
+
+
+def _nonzero(pairs: Iterable[tuple[str, Any]]) -> JSON:
+    return {k: v for k, v in pairs if v}
+
+
+# --------------------------------------------------------------------------------------------
+# Requests, faults and request attributes
+
+
+@dataclasses.dataclass
+class RecordedRequest:
+    """One request as the server received it."""
+
+    method: str
+    path: str
+    query: dict[str, str]
+    body: Any  # decoded JSON, the raw text when it is not JSON, or None when empty
+    content_type: str
+    status: int | None = None  # the HTTP status answered; None when the connection was dropped
+
+
+@dataclasses.dataclass
+class Fault:
+    """An injected misbehaviour; see :meth:`KubeApiServer.inject_fault`."""
+
+    path: re.Pattern[str]
+    method: str | None
+    remaining: int | None  # None: until cleared
+    delay: float = 0.0
+    status: int | None = None
+    message: str | None = None
+    retry_after: int | None = None
+    drop: bool = False
+    served: bool = False
+    body: Any = None
+    hits: int = 0
+
+    @property
+    def stage(self) -> str:
+        if self.status is not None:
+            return "status"
+        return "served" if self.served else "network"
+
+    @property
+    def terminal(self) -> bool:
+        return self.drop or self.status is not None
+
+    def matches(self, method: str, path: str) -> bool:
+        if self.remaining is not None and self.remaining <= 0:
+            return False
+        if self.method is not None and self.method.upper() != method.upper():
+            return False
+        return self.path.search(path) is not None
+
+    def consume(self) -> None:
+        self.hits += 1
+        if self.remaining is not None:
+            self.remaining -= 1
+
+
+@dataclasses.dataclass(frozen=True)
+class _Attributes:
+    """What the authorizer sees of a request (``RequestInfo``)."""
+
+    verb: str
+    path: str
+    resource_request: bool
+    group: str = ""
+    resource: str = ""
+    subresource: str = ""
+    namespace: str = ""
+    name: str = ""
+
+    @classmethod
+    def of(cls, method: str, path: str, query: Mapping[str, str]) -> _Attributes:
+        parts = [p for p in path.split("/") if p]
+        plain = cls(method.lower(), path, False)
+        if not parts or parts[0] not in ("api", "apis"):
+            return plain
+        if parts[0] == "api":
+            group, rest = "", parts[2:]
+        else:
+            group, rest = (parts[1], parts[3:]) if len(parts) >= 3 else ("", [])
+        if not rest:
+            return plain
+        verb = {
+            "POST": "create",
+            "GET": "get",
+            "HEAD": "get",
+            "PUT": "update",
+            "PATCH": "patch",
+            "DELETE": "delete",
+        }.get(method.upper(), method.lower())
+        namespace = ""
+        if rest[0] == "namespaces" and len(rest) > 1:
+            namespace = rest[1]
+            if len(rest) > 2 and rest[2] not in ("status", "finalize"):
+                rest = rest[2:]
+        resource = rest[0]
+        name = rest[1] if len(rest) > 1 else ""
+        subresource = rest[2] if len(rest) > 2 else ""
+        if not name and verb == "get":
+            verb = "watch" if query.get("watch") in ("1", "true") else "list"
+        if not name and verb == "delete":
+            verb = "deletecollection"
+        return cls(verb, path, True, group, resource, subresource, namespace, name)
+
+    def forbidden(self, user: str) -> ApiError:
+        """The answer RBAC gives when it denies this request to ``user``."""
+        if not self.resource_request:
+            why = f'User "{user}" cannot {self.verb} path "{self.path}"'
+            return ApiError(403, "Forbidden", f"forbidden: {why}", {})
+        resource = f"{self.resource}/{self.subresource}" if self.subresource else self.resource
+        why = f'User "{user}" cannot {self.verb} resource "{resource}" in API group "{self.group}"'
+        why += (
+            f' in the namespace "{self.namespace}"' if self.namespace else " at the cluster scope"
+        )
+        qualified = f"{self.resource}.{self.group}" if self.group else self.resource
+        target = f'{qualified} "{self.name}"' if self.name else qualified
+        return ApiError(
+            403,
+            "Forbidden",
+            f"{target} is forbidden: {why}",
+            _details(self.name, self.group, self.resource),
+        )
+
+
+# --------------------------------------------------------------------------------------------
+# The server
+
+
+class KubeApiServer:
+    """A stateful kube-apiserver stand-in; see the module documentation."""
+
+    def __init__(
+        self,
+        *,
+        token: str | None = DEFAULT_TOKEN,
+        user: str = DEFAULT_USER,
+        kubelet: bool = True,
+        anonymous_auth: bool = False,
+        seed: int | None = None,
+    ) -> None:
+        """``token``: the bearer token required (None: any request is accepted as ``user``).
+        ``user``: the identity named in RBAC denials. ``kubelet``: see :attr:`kubelet`.
+        ``anonymous_auth``: when true, requests without credentials are ``system:anonymous``
+        and are denied with 403 (the API server's ``--anonymous-auth=true``); when false they
+        get 401. ``seed``: makes generated names reproducible."""
+        self.token = token
+        self.user = user
+        self.anonymous_auth = anonymous_auth
+        self.requests: list[RecordedRequest] = []
+        #: Unexpected exceptions raised while serving (answered with 500); should stay empty.
+        self.internal_errors: list[Exception] = []
+        self._kubelet = kubelet
+        self._faults: list[Fault] = []
+        self._rng = random.Random(seed)
+        self._rv = 1000
+        self._store: dict[str, dict[tuple[str, str], JSON]] = {k.resource: {} for k in _KINDS}
+        self._pinned_pods: set[str] = set()  # uids whose status a test set explicitly
+        self._pod_seq: dict[str, int] = {}  # uid -> creation order
+        self._pod_node: dict[str, str] = {}  # uid -> node a daemonset pod is bound to
+        self._ds_nodes: dict[tuple[str, str], list[str]] = {}
+        self._frozen_deployments: set[tuple[str, str]] = set()
+        self._uncomputed_pdbs: set[tuple[str, str]] = set()
+        self._seq = 0
+        self._node_count = 0
+        self._ip_count = 0
+        self._runner: web.AppRunner | None = None
+        self._stopping = asyncio.Event()
+        self._url: str | None = None
+        for namespace in DEFAULT_NAMESPACES:
+            self.add_namespace(namespace)
+
+    # ---- lifecycle -------------------------------------------------------------------------
+
+    async def start(self) -> str:
+        """Listen on a free 127.0.0.1 port; return the base URL (``http://127.0.0.1:PORT``)."""
+        if self._runner is not None:
+            raise RuntimeError("KubeApiServer already started")
+        app = web.Application(client_max_size=16 * 1024 * 1024)
+        app.router.add_route("*", "/{tail:.*}", self._handle)
+        runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        self._runner = runner
+        self._stopping.clear()
+        port = runner.addresses[0][1]
+        self._url = f"http://127.0.0.1:{port}"
+        return self._url
+
+    async def stop(self) -> None:
+        """Stop listening and finish pending requests (injected latency is cut short)."""
+        self._stopping.set()
+        runner, self._runner = self._runner, None
+        if runner is not None:
+            await runner.cleanup()
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    @property
+    def url(self) -> str:
+        """The base URL; only valid after :meth:`start`."""
+        if self._url is None:
+            raise RuntimeError("KubeApiServer not started")
+        return self._url
+
+    @property
+    def resource_version(self) -> str:
+        """The latest resourceVersion handed out."""
+        return str(self._rv)
+
+    # ---- knobs -----------------------------------------------------------------------------
+
+    @property
+    def kubelet(self) -> bool:
+        """Whether a (very fast) kubelet runs: when true, Pending pods become Running and Ready
+        at once and terminating pods disappear at once. When false, new pods stay Pending
+        with no conditions and deleted scheduled pods stay terminating."""
+        return self._kubelet
+
+    @kubelet.setter
+    def kubelet(self, value: bool) -> None:
+        self._kubelet = value
+        self._reconcile()
+
+    # ---- fault injection -------------------------------------------------------------------
+
+    def inject_fault(
+        self,
+        path: str = ".*",
+        *,
+        method: str | None = None,
+        times: int | None = 1,
+        delay: float = 0.0,
+        status: int | None = None,
+        message: str | None = None,
+        retry_after: int | None = None,
+        drop: bool = False,
+        served: bool = False,
+        body: Any = None,
+    ) -> Fault:
+        """Misbehave for the next ``times`` requests (``None``: until :meth:`clear_faults`)
+        whose path matches the regex ``path`` (``re.search``) and, if given, whose ``method``
+        matches.
+
+        * ``delay``: wait this many seconds before answering. A fault with only a delay applies
+          before authentication and lets the request go on. A delay on a ``status`` fault
+          applies before that answer.
+        * ``drop``: close the connection without answering, before the request is served. With
+          ``served=True`` the request is served first (its effects happen) and only the answer
+          is lost.
+        * ``status``: answer this code instead of serving the request, after authentication.
+          403 gives the RBAC denial for the request and :attr:`user`. 429 gives API Priority
+          and Fairness throttling: a plain-text body and ``Retry-After`` (``retry_after``,
+          default 1). Other codes give a ``kind: Status`` body with the usual ``reason``, and
+          ``message`` overrides the default message. ``body`` (dict or str) replaces the body,
+          and ``retry_after`` adds a ``Retry-After`` header to any status.
+
+        Faults are checked in the order they were added; the first terminal one wins.
+        """
+        if status is None and not drop and delay <= 0:
+            raise ValueError("a fault needs a status, drop=True or a delay")
+        if status is not None and drop:
+            raise ValueError("a fault either drops the connection or answers a status")
+        if served and not drop:
+            raise ValueError("served=True only makes sense with drop=True")
+        fault = Fault(
+            path=re.compile(path),
+            method=method,
+            remaining=times,
+            delay=delay,
+            status=status,
+            message=message,
+            retry_after=retry_after,
+            drop=drop,
+            served=served,
+            body=body,
+        )
+        self._faults.append(fault)
+        return fault
+
+    def clear_faults(self) -> None:
+        """Remove every injected fault."""
+        self._faults.clear()
+
+    # ---- seeding ---------------------------------------------------------------------------
+
+    def add_namespace(self, name: str, labels: Mapping[str, str] | None = None) -> JSON:
+        """Create a namespace (no-op returning the existing one if it exists)."""
+        existing = self._store["namespaces"].get(("", name))
+        if existing is not None:
+            return copy.deepcopy(existing)
+        ns = {
+            "kind": "Namespace",
+            "apiVersion": "v1",
+            "metadata": {
+                "name": name,
+                "labels": {"kubernetes.io/metadata.name": name, **dict(labels or {})},
+            },
+            "spec": {"finalizers": ["kubernetes"]},
+            "status": {"phase": "Active"},
+        }
+        return copy.deepcopy(self._create(NAMESPACES, ns))
+
+    def add_deployment(
+        self,
+        namespace: str,
+        name: str,
+        replicas: int = 3,
+        labels: Mapping[str, str] | None = None,
+        annotations: Mapping[str, str] | None = None,
+        *,
+        image: str = DEFAULT_IMAGE,
+    ) -> JSON:
+        """Create a Deployment whose selector, template labels and labels are ``labels``
+        (default ``{"app": name}``); the controllers then create its ReplicaSet and pods."""
+        self.add_namespace(namespace)
+        labels = dict(labels) if labels is not None else {"app": name}
+        deployment: JSON = {
+            "kind": "Deployment",
+            "apiVersion": "apps/v1",
+            "metadata": {"name": name, "namespace": namespace, "labels": dict(labels)},
+            "spec": {
+                "replicas": replicas,
+                "selector": {"matchLabels": dict(labels)},
+                "template": {
+                    "metadata": {"labels": dict(labels)},
+                    "spec": self._pod_spec(image),
+                },
+                "strategy": {
+                    "type": "RollingUpdate",
+                    "rollingUpdate": {"maxUnavailable": "25%", "maxSurge": "25%"},
+                },
+                "revisionHistoryLimit": 10,
+                "progressDeadlineSeconds": 600,
+            },
+            "status": {},
+        }
+        if annotations:
+            deployment["metadata"]["annotations"] = dict(annotations)
+        self._create(DEPLOYMENTS, deployment)
+        self._reconcile()
+        return self.deployment(namespace, name)
+
+    def add_standalone_pod(
+        self,
+        namespace: str,
+        name: str,
+        labels: Mapping[str, str],
+        *,
+        phase: str | None = None,
+        ready: bool | None = None,
+        image: str = DEFAULT_IMAGE,
+    ) -> JSON:
+        """Create a pod with no owner. It follows :attr:`kubelet` unless ``phase`` or
+        ``ready`` is given (see :meth:`set_pod_phase` and :meth:`set_pod_ready`); ``ready``
+        alone means a Running pod that is (not) Ready."""
+        self.add_namespace(namespace)
+        pod = self._new_pod_object(namespace, name, dict(labels), self._pod_spec(image), None)
+        self._create_pod(pod)
+        if phase is None and ready is not None:
+            phase = "Running"
+        if phase is not None:
+            self.set_pod_phase(namespace, name, phase)
+        if ready is not None:
+            self.set_pod_ready(namespace, name, ready)
+        self._reconcile()
+        return self.pod(namespace, name)
+
+    def add_daemonset_pod(
+        self, namespace: str, ds_name: str, labels: Mapping[str, str] | None = None
+    ) -> JSON:
+        """Add a node to DaemonSet ``ds_name`` (created on first use, with labels ``labels``,
+        default ``{"app": ds_name}``); its controller then creates a pod for that node.
+        Returns that pod."""
+        self.add_namespace(namespace)
+        key = (namespace, ds_name)
+        if key not in self._store["daemonsets"]:
+            labels = dict(labels) if labels is not None else {"app": ds_name}
+            ds: JSON = {
+                "kind": "DaemonSet",
+                "apiVersion": "apps/v1",
+                "metadata": {
+                    "name": ds_name,
+                    "namespace": namespace,
+                    "labels": dict(labels),
+                    "annotations": {"deprecated.daemonset.template.generation": "1"},
+                },
+                "spec": {
+                    "selector": {"matchLabels": dict(labels)},
+                    "template": {
+                        "metadata": {"labels": dict(labels)},
+                        "spec": self._pod_spec(DEFAULT_IMAGE),
+                    },
+                    "updateStrategy": {
+                        "type": "RollingUpdate",
+                        "rollingUpdate": {"maxUnavailable": 1, "maxSurge": 0},
+                    },
+                    "revisionHistoryLimit": 10,
+                },
+                "status": {
+                    "currentNumberScheduled": 0,
+                    "numberMisscheduled": 0,
+                    "desiredNumberScheduled": 0,
+                    "numberReady": 0,
+                },
+            }
+            self._create(DAEMONSETS, ds)
+        self._node_count += 1
+        node = f"node-{self._node_count}"
+        self._ds_nodes.setdefault(key, []).append(node)
+        self._reconcile()
+        ds_uid = self._store["daemonsets"][key]["metadata"]["uid"]
+        for pod in self._owned_pods(namespace, ds_uid):
+            if self._pod_node.get(pod["metadata"]["uid"]) == node:
+                return copy.deepcopy(pod)
+        raise AssertionError("daemonset controller created no pod")  # pragma: no cover
+
+    def add_pdb(
+        self,
+        namespace: str,
+        name: str,
+        selector_labels: Mapping[str, str],
+        min_available: int | str | None = None,
+        max_unavailable: int | str | None = None,
+        computed: bool = True,
+    ) -> JSON:
+        """Create a policy/v1 PodDisruptionBudget selecting ``selector_labels``.
+        ``min_available``/``max_unavailable`` are integers or percentages (``"50%"``).
+        With ``computed=False`` the disruption controller leaves its status alone (no
+        ``observedGeneration``) until :meth:`compute_pdb`."""
+        if min_available is not None and max_unavailable is not None:
+            raise ValueError("minAvailable and maxUnavailable cannot be both set")
+        self.add_namespace(namespace)
+        spec: JSON = {}
+        if min_available is not None:
+            spec["minAvailable"] = min_available
+        spec["selector"] = {"matchLabels": dict(selector_labels)}
+        if max_unavailable is not None:
+            spec["maxUnavailable"] = max_unavailable
+        pdb = {
+            "kind": "PodDisruptionBudget",
+            "apiVersion": "policy/v1",
+            "metadata": {"name": name, "namespace": namespace},
+            "spec": spec,
+            "status": {
+                "disruptionsAllowed": 0,
+                "currentHealthy": 0,
+                "desiredHealthy": 0,
+                "expectedPods": 0,
+            },
+        }
+        if not computed:
+            self._uncomputed_pdbs.add((namespace, name))
+        self._create(PDBS, pdb)
+        self._reconcile()
+        return self.pdb(namespace, name)
+
+    def compute_pdb(self, namespace: str, name: str) -> JSON:
+        """Let the disruption controller compute a PDB created with ``computed=False``."""
+        self._get(PDBS, namespace, name)
+        self._uncomputed_pdbs.discard((namespace, name))
+        self._reconcile()
+        return self.pdb(namespace, name)
+
+    def add_hpa(
+        self,
+        namespace: str,
+        name: str,
+        target_deployment: str,
+        min_replicas: int,
+        max_replicas: int,
+        *,
+        cpu_utilization: int = 80,
+    ) -> JSON:
+        """Create an autoscaling/v2 HorizontalPodAutoscaler targeting a Deployment."""
+        self.add_namespace(namespace)
+        hpa = {
+            "kind": "HorizontalPodAutoscaler",
+            "apiVersion": "autoscaling/v2",
+            "metadata": {"name": name, "namespace": namespace},
+            "spec": {
+                "scaleTargetRef": {
+                    "kind": "Deployment",
+                    "name": target_deployment,
+                    "apiVersion": "apps/v1",
+                },
+                "minReplicas": min_replicas,
+                "maxReplicas": max_replicas,
+                "metrics": [
+                    {
+                        "type": "Resource",
+                        "resource": {
+                            "name": "cpu",
+                            "target": {
+                                "type": "Utilization",
+                                "averageUtilization": cpu_utilization,
+                            },
+                        },
+                    }
+                ],
+            },
+            "status": {"desiredReplicas": 0},
+        }
+        self._create(HPAS, hpa)
+        self._reconcile()
+        return copy.deepcopy(self._get(HPAS, namespace, name))
+
+    # ---- test-side mutations ---------------------------------------------------------------
+
+    def set_pod_ready(self, namespace: str, name: str, ready: bool) -> JSON:
+        """Make a pod Running and Ready (``ready=True``), or make a running pod not Ready. A
+        Pending pod stays Pending when ``ready=False``. From then on the simulated kubelet
+        leaves this pod's status alone."""
+        pod = copy.deepcopy(self._get(PODS, namespace, name))
+        uid = pod["metadata"]["uid"]
+        self._pinned_pods.add(uid)
+        phase = pod["status"].get("phase")
+        if ready or phase == "Running":
+            self._schedule(pod)
+            pod["status"] = self._running_status(pod, ready=ready)
+            self._update(PODS, pod)
+        self._reconcile()
+        return self.pod(namespace, name)
+
+    def set_pod_phase(self, namespace: str, name: str, phase: str) -> JSON:
+        """Set ``status.phase`` (``Pending``, ``Running`` (Ready), ``Succeeded``, ``Failed``).
+        From then on the simulated kubelet leaves this pod's status alone."""
+        pod = copy.deepcopy(self._get(PODS, namespace, name))
+        self._pinned_pods.add(pod["metadata"]["uid"])
+        if phase == "Running":
+            self._schedule(pod)
+            pod["status"] = self._running_status(pod, ready=True)
+        elif phase in ("Succeeded", "Failed"):
+            self._schedule(pod)
+            pod["status"] = self._terminated_status(pod, succeeded=phase == "Succeeded")
+        elif phase == "Pending":
+            pod["status"] = self._pending_status(pod)
+        else:
+            raise ValueError(f"unknown pod phase {phase!r}")
+        self._update(PODS, pod)
+        self._reconcile()
+        return self.pod(namespace, name)
+
+    def start_rollout(
+        self, namespace: str, name: str, *, updated_replicas: int | None = None
+    ) -> JSON:
+        """Make a Deployment look mid-rollout: bump ``metadata.generation`` and stop its
+        controller (``status.observedGeneration`` stays behind, the spec is not acted on) until
+        :meth:`finish_rollout`. ``updated_replicas`` also sets ``status.updatedReplicas``."""
+        d = copy.deepcopy(self._get(DEPLOYMENTS, namespace, name))
+        d["metadata"]["generation"] = int(d["metadata"].get("generation", 1)) + 1
+        if updated_replicas is not None:
+            d["status"]["updatedReplicas"] = updated_replicas
+        rs_name = self._newest_rs_name(d)
+        conditions = [c for c in d["status"].get("conditions", []) if c["type"] != "Progressing"]
+        conditions.append(
+            self._deployment_condition(
+                next(
+                    (c for c in d["status"].get("conditions", []) if c["type"] == "Progressing"),
+                    None,
+                ),
+                "Progressing",
+                "True",
+                "ReplicaSetUpdated",
+                f'ReplicaSet "{rs_name}" is progressing.',
+            )
+        )
+        d["status"]["conditions"] = conditions
+        self._frozen_deployments.add((namespace, name))
+        self._update(DEPLOYMENTS, d)
+        self._reconcile()
+        return self.deployment(namespace, name)
+
+    def finish_rollout(self, namespace: str, name: str) -> JSON:
+        """Let the deployment controller act on a Deployment again (see :meth:`start_rollout`)."""
+        self._get(DEPLOYMENTS, namespace, name)
+        self._frozen_deployments.discard((namespace, name))
+        self._reconcile()
+        return self.deployment(namespace, name)
+
+    # ---- readers ---------------------------------------------------------------------------
+
+    def deployment(self, namespace: str, name: str) -> JSON:
+        """The Deployment as stored (a copy). Raises KeyError when missing."""
+        return copy.deepcopy(self._get(DEPLOYMENTS, namespace, name, error=KeyError))
+
+    def replicasets(self, namespace: str, deployment: str | None = None) -> list[JSON]:
+        """ReplicaSets in ``namespace``, optionally only those a Deployment owns."""
+        items = self._items(REPLICASETS, namespace)
+        if deployment is not None:
+            uid = self._get(DEPLOYMENTS, namespace, deployment, error=KeyError)["metadata"]["uid"]
+            items = [rs for rs in items if _controller_uid(rs) == uid]
+        return copy.deepcopy(items)
+
+    def pods(self, namespace: str, labels: Mapping[str, str] | None = None) -> list[JSON]:
+        """Pods in ``namespace`` (by name), optionally only those carrying all ``labels``;
+        terminating pods included."""
+        items = self._items(PODS, namespace)
+        if labels:
+            items = [p for p in items if all(_labels(p).get(k) == v for k, v in labels.items())]
+        return copy.deepcopy(items)
+
+    def pod(self, namespace: str, name: str) -> JSON:
+        """One pod (a copy). Raises KeyError when missing."""
+        return copy.deepcopy(self._get(PODS, namespace, name, error=KeyError))
+
+    def has_pod(self, namespace: str, name: str) -> bool:
+        return (namespace, name) in self._store["pods"]
+
+    def pdb(self, namespace: str, name: str) -> JSON:
+        """One PodDisruptionBudget (a copy). Raises KeyError when missing."""
+        return copy.deepcopy(self._get(PDBS, namespace, name, error=KeyError))
+
+    def events(self, namespace: str) -> list[JSON]:
+        """Events in ``namespace``, by name."""
+        return copy.deepcopy(self._items(EVENTS, namespace))
+
+    def requests_to(self, path: str, method: str | None = None) -> list[RecordedRequest]:
+        """Recorded requests whose path matches the regex ``path`` (and ``method``)."""
+        pattern = re.compile(path)
+        return [
+            r
+            for r in self.requests
+            if pattern.search(r.path) and (method is None or r.method == method.upper())
+        ]
+
+    # ---- storage ---------------------------------------------------------------------------
+
+    def _now(self) -> str:
+        return _time(dt.datetime.now(dt.UTC))
+
+    def _items(self, kind: _Kind, namespace: str | None) -> list[JSON]:
+        store = self._store[kind.resource]
+        keys = sorted(k for k in store if namespace is None or k[0] == namespace)
+        return [store[k] for k in keys]
+
+    def _get(
+        self,
+        kind: _Kind,
+        namespace: str,
+        name: str,
+        *,
+        error: Callable[[str], Exception] | None = None,
+    ) -> JSON:
+        obj = self._store[kind.resource].get((namespace if kind.namespaced else "", name))
+        if obj is None:
+            if error is not None:
+                raise error(f"{kind.resource} {namespace}/{name} does not exist")
+            raise _not_found(kind, name)
+        return obj
+
+    def _key(self, kind: _Kind, obj: JSON) -> tuple[str, str]:
+        meta = obj["metadata"]
+        return (meta.get("namespace", "") if kind.namespaced else "", meta["name"])
+
+    def _bump(self) -> str:
+        self._rv += 1
+        return str(self._rv)
+
+    def _create(self, kind: _Kind, obj: JSON) -> JSON:
+        key = self._key(kind, obj)
+        store = self._store[kind.resource]
+        if key in store:
+            raise ApiError(
+                409,
+                "AlreadyExists",
+                f'{kind.qualified} "{key[1]}" already exists',
+                _details(key[1], kind.group, kind.resource),
+            )
+        meta = obj["metadata"]
+        meta["uid"] = str(uuid.uuid4())
+        meta["resourceVersion"] = self._bump()
+        if kind.has_generation:
+            meta["generation"] = 1
+        meta["creationTimestamp"] = self._now()
+        obj["metadata"] = _ordered_meta(meta)
+        store[key] = obj
+        return obj
+
+    def _update(self, kind: _Kind, obj: JSON) -> bool:
+        """Store ``obj`` (a copy the caller owns) with a new resourceVersion, unless nothing
+        but the resourceVersion would change. Returns whether it was written."""
+        key = self._key(kind, obj)
+        store = self._store[kind.resource]
+        current = store.get(key)
+        if current is not None:
+            before = dict(
+                current,
+                metadata={k: v for k, v in current["metadata"].items() if k != "resourceVersion"},
+            )
+            after = dict(
+                obj, metadata={k: v for k, v in obj["metadata"].items() if k != "resourceVersion"}
+            )
+            if before == after:
+                return False
+        obj["metadata"]["resourceVersion"] = self._bump()
+        obj["metadata"] = _ordered_meta(obj["metadata"])
+        store[key] = obj
+        return True
+
+    def _remove(self, kind: _Kind, namespace: str, name: str) -> JSON:
+        obj = self._store[kind.resource].pop((namespace if kind.namespaced else "", name))
+        obj["metadata"]["resourceVersion"] = self._bump()
+        if kind is PODS:
+            uid = obj["metadata"]["uid"]
+            self._pinned_pods.discard(uid)
+            self._pod_seq.pop(uid, None)
+            self._pod_node.pop(uid, None)
+        return obj
+
+    # ---- pods ------------------------------------------------------------------------------
+
+    @staticmethod
+    def _pod_spec(image: str) -> JSON:
+        return {
+            "containers": [
+                {
+                    "name": "app",
+                    "image": image,
+                    "resources": {},
+                    "terminationMessagePath": "/dev/termination-log",
+                    "terminationMessagePolicy": "File",
+                    "imagePullPolicy": "IfNotPresent",
+                }
+            ],
+            "restartPolicy": "Always",
+            "terminationGracePeriodSeconds": 30,
+            "dnsPolicy": "ClusterFirst",
+            "securityContext": {},
+            "schedulerName": "default-scheduler",
+        }
+
+    def _new_pod_object(
+        self,
+        namespace: str,
+        name: str,
+        labels: dict[str, str],
+        template_spec: JSON,
+        owner: JSON | None,
+        *,
+        generate_name: str | None = None,
+        annotations: Mapping[str, str] | None = None,
+    ) -> JSON:
+        meta: JSON = {"name": name}
+        if generate_name:
+            meta["generateName"] = generate_name
+        meta["namespace"] = namespace
+        meta["labels"] = labels
+        if annotations:
+            meta["annotations"] = dict(annotations)
+        if owner is not None:
+            meta["ownerReferences"] = [_owner_ref(owner)]
+        spec = copy.deepcopy(template_spec)
+        spec.setdefault("serviceAccountName", "default")
+        spec.setdefault("serviceAccount", spec["serviceAccountName"])
+        spec.setdefault(
+            "tolerations",
+            [
+                {
+                    "key": "node.kubernetes.io/not-ready",
+                    "operator": "Exists",
+                    "effect": "NoExecute",
+                    "tolerationSeconds": 300,
+                },
+                {
+                    "key": "node.kubernetes.io/unreachable",
+                    "operator": "Exists",
+                    "effect": "NoExecute",
+                    "tolerationSeconds": 300,
+                },
+            ],
+        )
+        spec.setdefault("priority", 0)
+        spec.setdefault("enableServiceLinks", True)
+        spec.setdefault("preemptionPolicy", "PreemptLowerPriority")
+        pod: JSON = {
+            "kind": "Pod",
+            "apiVersion": "v1",
+            "metadata": meta,
+            "spec": spec,
+            "status": {},
+        }
+        pod["status"] = self._pending_status(pod)
+        return pod
+
+    def _create_pod(self, pod: JSON) -> JSON:
+        created = self._create(PODS, pod)
+        self._seq += 1
+        self._pod_seq[created["metadata"]["uid"]] = self._seq
+        return created
+
+    def _generated_name(self, kind: _Kind, namespace: str, prefix: str) -> str:
+        store = self._store[kind.resource]
+        while True:
+            name = prefix + "".join(self._rng.choice(_NAME_ALPHABET) for _ in range(5))
+            if (namespace, name) not in store:
+                return name
+
+    def _spawn_pod(self, owner: JSON, node: str | None = None) -> JSON:
+        namespace = owner["metadata"]["namespace"]
+        template = owner["spec"]["template"]
+        prefix = owner["metadata"]["name"] + "-"
+        spec = copy.deepcopy(template["spec"])
+        if node is not None:
+            spec["affinity"] = {
+                "nodeAffinity": {
+                    "requiredDuringSchedulingIgnoredDuringExecution": {
+                        "nodeSelectorTerms": [
+                            {
+                                "matchFields": [
+                                    {"key": "metadata.name", "operator": "In", "values": [node]}
+                                ]
+                            }
+                        ]
+                    }
+                }
+            }
+        pod = self._new_pod_object(
+            namespace,
+            self._generated_name(PODS, namespace, prefix),
+            dict((template.get("metadata") or {}).get("labels") or {}),
+            spec,
+            owner,
+            generate_name=prefix,
+            annotations=(template.get("metadata") or {}).get("annotations"),
+        )
+        created = self._create_pod(pod)
+        if node is not None:
+            self._pod_node[created["metadata"]["uid"]] = node
+        return created
+
+    def _owned_pods(self, namespace: str, owner_uid: str) -> list[JSON]:
+        return [p for p in self._items(PODS, namespace) if _controller_uid(p) == owner_uid]
+
+    def _schedule(self, pod: JSON) -> None:
+        if not pod["spec"].get("nodeName"):
+            pod["spec"]["nodeName"] = self._pod_node.get(pod["metadata"]["uid"], "node-0")
+
+    def _pod_ips(self, pod: JSON) -> tuple[str, str]:
+        status = pod.get("status") or {}
+        if status.get("podIP"):
+            return str(status["hostIP"]), str(status["podIP"])
+        self._ip_count += 1
+        node = pod["spec"].get("nodeName", "node-0")
+        node_index = int(node.rsplit("-", 1)[-1]) if node.rsplit("-", 1)[-1].isdigit() else 0
+        return (
+            f"10.0.0.{10 + node_index % 240}",
+            f"10.244.{self._ip_count // 250}.{2 + self._ip_count % 250}",
+        )
+
+    @staticmethod
+    def _pod_condition(
+        previous: Mapping[str, JSON], type_: str, status: str, now: str, **extra: str
+    ) -> JSON:
+        old = previous.get(type_)
+        since = old["lastTransitionTime"] if old and old.get("status") == status else now
+        cond: JSON = {
+            "type": type_,
+            "status": status,
+            "lastProbeTime": None,
+            "lastTransitionTime": since,
+        }
+        cond.update(extra)
+        return cond
+
+    def _pending_status(self, pod: JSON) -> JSON:
+        if not pod["spec"].get("nodeName"):
+            return {"phase": "Pending", "qosClass": "BestEffort"}
+        now = self._now()
+        previous = {c["type"]: c for c in (pod.get("status") or {}).get("conditions") or []}
+        names = [c["name"] for c in pod["spec"]["containers"]]
+        unready = {
+            "reason": "ContainersNotReady",
+            "message": f"containers with unready status: [{' '.join(names)}]",
+        }
+        return {
+            "phase": "Pending",
+            "conditions": [
+                self._pod_condition(previous, "PodReadyToStartContainers", "False", now),
+                self._pod_condition(previous, "Initialized", "True", now),
+                self._pod_condition(previous, "Ready", "False", now, **unready),
+                self._pod_condition(previous, "ContainersReady", "False", now, **unready),
+                self._pod_condition(previous, "PodScheduled", "True", now),
+            ],
+            "hostIP": self._pod_ips(pod)[0],
+            "startTime": now,
+            "containerStatuses": [
+                {
+                    "name": c["name"],
+                    "state": {"waiting": {"reason": "ContainerCreating"}},
+                    "lastState": {},
+                    "ready": False,
+                    "restartCount": 0,
+                    "image": c["image"],
+                    "imageID": "",
+                    "started": False,
+                }
+                for c in pod["spec"]["containers"]
+            ],
+            "qosClass": "BestEffort",
+        }
+
+    def _container_ids(self, pod: JSON, container: JSON) -> tuple[str, str]:
+        seed = (pod["metadata"]["uid"] + container["name"]).encode()
+        image = str(container["image"]).rsplit(":", 1)[0]
+        return (
+            f"{image}@sha256:{hashlib.sha256(container['image'].encode()).hexdigest()}",
+            f"containerd://{hashlib.sha256(seed).hexdigest()}",
+        )
+
+    def _running_status(self, pod: JSON, *, ready: bool) -> JSON:
+        now = self._now()
+        old = pod.get("status") or {}
+        previous = {c["type"]: c for c in old.get("conditions") or []}
+        started = old.get("startTime", now)
+        host_ip, pod_ip = self._pod_ips(pod)
+        readiness = "True" if ready else "False"
+        names = [c["name"] for c in pod["spec"]["containers"]]
+        extra = (
+            {}
+            if ready
+            else {
+                "reason": "ContainersNotReady",
+                "message": f"containers with unready status: [{' '.join(names)}]",
+            }
+        )
+        statuses = []
+        for c in pod["spec"]["containers"]:
+            image_id, container_id = self._container_ids(pod, c)
+            statuses.append(
+                {
+                    "name": c["name"],
+                    "state": {"running": {"startedAt": started}},
+                    "lastState": {},
+                    "ready": ready,
+                    "restartCount": 0,
+                    "image": c["image"],
+                    "imageID": image_id,
+                    "containerID": container_id,
+                    "started": True,
+                }
+            )
+        return {
+            "observedGeneration": pod["metadata"].get("generation", 1),
+            "phase": "Running",
+            "conditions": [
+                self._pod_condition(previous, "PodReadyToStartContainers", "True", now),
+                self._pod_condition(previous, "Initialized", "True", now),
+                self._pod_condition(previous, "Ready", readiness, now, **extra),
+                self._pod_condition(previous, "ContainersReady", readiness, now, **extra),
+                self._pod_condition(previous, "PodScheduled", "True", now),
+            ],
+            "hostIP": host_ip,
+            "hostIPs": [{"ip": host_ip}],
+            "podIP": pod_ip,
+            "podIPs": [{"ip": pod_ip}],
+            "startTime": started,
+            "containerStatuses": statuses,
+            "qosClass": "BestEffort",
+        }
+
+    def _terminated_status(self, pod: JSON, *, succeeded: bool) -> JSON:
+        status = self._running_status(pod, ready=False)
+        now = self._now()
+        reason = "PodCompleted"
+        for cond in status["conditions"]:
+            if cond["type"] in ("Ready", "ContainersReady"):
+                cond["reason"] = reason
+                cond.pop("message", None)
+            if cond["type"] == "PodReadyToStartContainers":
+                cond["status"] = "False"
+        status["phase"] = "Succeeded" if succeeded else "Failed"
+        for cs in status["containerStatuses"]:
+            cs["state"] = {
+                "terminated": {
+                    "exitCode": 0 if succeeded else 1,
+                    "reason": "Completed" if succeeded else "Error",
+                    "startedAt": status["startTime"],
+                    "finishedAt": now,
+                    "containerID": cs["containerID"],
+                }
+            }
+            cs["started"] = False
+        return status
+
+    def _terminate_pod(self, pod: JSON, grace: int | None) -> JSON:
+        """Delete a pod the way the registry does: at once when it is unscheduled or
+        terminal (or ``grace`` is 0), otherwise gracefully (``deletionTimestamp`` set; the
+        kubelet finishes it). Returns the object the DELETE call answers."""
+        namespace, name = pod["metadata"]["namespace"], pod["metadata"]["name"]
+        phase = pod["status"].get("phase")
+        period = (
+            grace
+            if grace is not None
+            else int(pod["spec"].get("terminationGracePeriodSeconds", 30))
+        )
+        period = max(period, 0)
+        if not pod["spec"].get("nodeName") or phase in ("Succeeded", "Failed"):
+            period = 0
+        if _is_terminating(pod):
+            current = int(pod["metadata"].get("deletionGracePeriodSeconds") or 0)
+            if period != 0 and period >= current:
+                return copy.deepcopy(pod)
+        if period == 0:
+            return self._remove(PODS, namespace, name)
+        deleting = copy.deepcopy(pod)
+        meta = deleting["metadata"]
+        meta["deletionTimestamp"] = _time(dt.datetime.now(dt.UTC) + dt.timedelta(seconds=period))
+        meta["deletionGracePeriodSeconds"] = period
+        meta["generation"] = int(meta.get("generation", 1)) + 1
+        self._update(PODS, deleting)
+        return copy.deepcopy(deleting)
+
+    # ---- controllers -----------------------------------------------------------------------
+
+    def _reconcile(self) -> None:
+        for _ in range(100):
+            changed = False
+            for key in list(self._store["deployments"]):
+                changed |= self._sync_deployment(key)
+            for key in list(self._store["replicasets"]):
+                changed |= self._sync_replicaset(key)
+            for key in list(self._store["daemonsets"]):
+                changed |= self._sync_daemonset(key)
+            changed |= self._run_kubelet()
+            for key in list(self._store["poddisruptionbudgets"]):
+                changed |= self._sync_pdb(key)
+            for key in list(self._store["horizontalpodautoscalers"]):
+                changed |= self._sync_hpa(key)
+            if not changed:
+                return
+        raise RuntimeError("simulated controllers did not settle")  # pragma: no cover
+
+    def _run_kubelet(self) -> bool:
+        if not self._kubelet:
+            return False
+        changed = False
+        for pod in list(self._store["pods"].values()):
+            namespace, name = pod["metadata"]["namespace"], pod["metadata"]["name"]
+            if _is_terminating(pod):
+                self._remove(PODS, namespace, name)
+                changed = True
+                continue
+            if (
+                pod["metadata"]["uid"] in self._pinned_pods
+                or pod["status"].get("phase") != "Pending"
+            ):
+                continue
+            running = copy.deepcopy(pod)
+            self._schedule(running)
+            running["status"] = self._running_status(running, ready=True)
+            changed |= self._update(PODS, running)
+        return changed
+
+    @staticmethod
+    def _fenceposts(deployment: JSON, desired: int) -> tuple[int, int]:
+        """``(maxSurge, maxUnavailable)`` resolved against ``desired`` replicas."""
+        strategy = deployment["spec"].get("strategy") or {}
+        if strategy.get("type") == "Recreate":
+            return 0, 0
+        rolling = strategy.get("rollingUpdate") or {}
+        surge = _scaled(rolling.get("maxSurge", "25%"), desired, round_up=True)
+        unavailable = _scaled(rolling.get("maxUnavailable", "25%"), desired, round_up=False)
+        if surge == 0 and unavailable == 0:
+            unavailable = 1
+        return surge, unavailable
+
+    def _newest_rs_name(self, deployment: JSON) -> str:
+        owned = [
+            rs
+            for rs in self._items(REPLICASETS, deployment["metadata"]["namespace"])
+            if _controller_uid(rs) == deployment["metadata"]["uid"]
+        ]
+        if not owned:
+            return str(deployment["metadata"]["name"])
+        newest = max(
+            owned, key=lambda rs: int(rs["metadata"].get("annotations", {}).get(_REVISION, "0"))
+        )
+        return str(newest["metadata"]["name"])
+
+    def _deployment_condition(
+        self, old: JSON | None, type_: str, status: str, reason: str, message: str
+    ) -> JSON:
+        if old and (old.get("status"), old.get("reason"), old.get("message")) == (
+            status,
+            reason,
+            message,
+        ):
+            return old
+        now = self._now()
+        since = old["lastTransitionTime"] if old and old.get("status") == status else now
+        return {
+            "type": type_,
+            "status": status,
+            "lastUpdateTime": now,
+            "lastTransitionTime": since,
+            "reason": reason,
+            "message": message,
+        }
+
+    def _sync_deployment(self, key: tuple[str, str]) -> bool:
+        if key in self._frozen_deployments:
+            return False
+        namespace, _ = key
+        d = copy.deepcopy(self._store["deployments"][key])
+        spec = d["spec"]
+        desired = int(spec.get("replicas", 1))
+        pod_hash = _template_hash(spec["template"])
+        uid = d["metadata"]["uid"]
+        owned = [rs for rs in self._items(REPLICASETS, namespace) if _controller_uid(rs) == uid]
+        surge, unavailable = self._fenceposts(d, desired)
+        changed = False
+
+        def revision(rs: JSON) -> int:
+            return int((rs["metadata"].get("annotations") or {}).get(_REVISION, "0"))
+
+        new_rs = next(
+            (rs for rs in owned if _labels(rs).get("pod-template-hash") == pod_hash), None
+        )
+        if new_rs is None and not spec.get("paused"):
+            new_rs = self._new_replicaset(
+                d, pod_hash, desired, max(map(revision, owned), default=0) + 1
+            )
+            owned.append(new_rs)
+            changed = True
+        if new_rs is None and owned:
+            new_rs = max(owned, key=revision)
+        for rs in owned:
+            target = (
+                desired
+                if new_rs is not None and rs["metadata"]["uid"] == new_rs["metadata"]["uid"]
+                else 0
+            )
+            updated = copy.deepcopy(rs)
+            if updated["spec"].get("replicas") != target:
+                updated["spec"]["replicas"] = target
+                updated["metadata"]["generation"] = (
+                    int(updated["metadata"].get("generation", 1)) + 1
+                )
+            if target:
+                annotations = updated["metadata"].setdefault("annotations", {})
+                annotations[_DESIRED_REPLICAS] = str(desired)
+                annotations[_MAX_REPLICAS] = str(desired + surge)
+            changed |= self._update(REPLICASETS, updated)
+
+        owned = [rs for rs in self._items(REPLICASETS, namespace) if _controller_uid(rs) == uid]
+        new_current = next(
+            (
+                rs
+                for rs in owned
+                if new_rs is not None and rs["metadata"]["uid"] == new_rs["metadata"]["uid"]
+            ),
+            None,
+        )
+
+        def total(field: str) -> int:
+            return sum(int(rs.get("status", {}).get(field, 0)) for rs in owned)
+
+        replicas = total("replicas")
+        updated_replicas = int(new_current["status"].get("replicas", 0)) if new_current else 0
+        available = total("availableReplicas")
+        spec_total = sum(int(rs["spec"].get("replicas", 0)) for rs in owned)
+        generation = int(d["metadata"].get("generation", 1))
+        old_conditions = {c["type"]: c for c in d.get("status", {}).get("conditions", [])}
+        if available >= desired - unavailable:
+            available_cond = (
+                "True",
+                "MinimumReplicasAvailable",
+                "Deployment has minimum availability.",
+            )
+        else:
+            available_cond = (
+                "False",
+                "MinimumReplicasUnavailable",
+                "Deployment does not have minimum availability.",
+            )
+        rs_name = new_current["metadata"]["name"] if new_current else d["metadata"]["name"]
+        complete = updated_replicas == desired and replicas == desired and available == desired
+        if complete:
+            progressing = (
+                "True",
+                "NewReplicaSetAvailable",
+                f'ReplicaSet "{rs_name}" has successfully progressed.',
+            )
+        else:
+            progressing = ("True", "ReplicaSetUpdated", f'ReplicaSet "{rs_name}" is progressing.')
+        status = _nonzero(
+            [
+                ("observedGeneration", generation),
+                ("replicas", replicas),
+                ("updatedReplicas", updated_replicas),
+                ("readyReplicas", total("readyReplicas")),
+                ("availableReplicas", available),
+                ("unavailableReplicas", max(spec_total - available, 0)),
+            ]
+        )
+        status["conditions"] = [
+            self._deployment_condition(
+                old_conditions.get("Available"), "Available", *available_cond
+            ),
+            self._deployment_condition(
+                old_conditions.get("Progressing"), "Progressing", *progressing
+            ),
+        ]
+        d["status"] = status
+        if new_current is not None:
+            d["metadata"].setdefault("annotations", {})[_REVISION] = str(revision(new_current))
+        changed |= self._update(DEPLOYMENTS, d)
+        return changed
+
+    def _new_replicaset(self, d: JSON, pod_hash: str, desired: int, revision: int) -> JSON:
+        surge, _ = self._fenceposts(d, desired)
+        template = copy.deepcopy(d["spec"]["template"])
+        template.setdefault("metadata", {})
+        labels = {**(template["metadata"].get("labels") or {}), "pod-template-hash": pod_hash}
+        template["metadata"]["labels"] = dict(labels)
+        selector = copy.deepcopy(d["spec"].get("selector") or {})
+        selector.setdefault("matchLabels", {})["pod-template-hash"] = pod_hash
+        rs: JSON = {
+            "kind": "ReplicaSet",
+            "apiVersion": "apps/v1",
+            "metadata": {
+                "name": f"{d['metadata']['name']}-{pod_hash}",
+                "namespace": d["metadata"]["namespace"],
+                "labels": labels,
+                "annotations": {
+                    _DESIRED_REPLICAS: str(desired),
+                    _MAX_REPLICAS: str(desired + surge),
+                    _REVISION: str(revision),
+                },
+                "ownerReferences": [_owner_ref(d)],
+            },
+            "spec": {"replicas": desired, "selector": selector, "template": template},
+            "status": {"replicas": 0},
+        }
+        return self._create(REPLICASETS, rs)
+
+    def _deletion_rank(self, pod: JSON) -> tuple[int, int, int, int]:
+        phase_rank = {"Pending": 0, "Unknown": 1, "Running": 2}.get(
+            pod["status"].get("phase", ""), 0
+        )
+        return (
+            1 if pod["spec"].get("nodeName") else 0,
+            phase_rank,
+            1 if is_pod_ready(pod) else 0,
+            -self._pod_seq.get(pod["metadata"]["uid"], 0),
+        )
+
+    def _sync_replicaset(self, key: tuple[str, str]) -> bool:
+        namespace, _ = key
+        rs = copy.deepcopy(self._store["replicasets"][key])
+        uid = rs["metadata"]["uid"]
+        desired = int(rs["spec"].get("replicas", 1))
+        active = [p for p in self._owned_pods(namespace, uid) if _is_active(p)]
+        changed = False
+        if len(active) < desired:
+            for _ in range(desired - len(active)):
+                self._spawn_pod(rs)
+            changed = True
+        elif len(active) > desired:
+            for victim in sorted(active, key=self._deletion_rank)[: len(active) - desired]:
+                self._terminate_pod(victim, None)
+            changed = True
+        active = [p for p in self._owned_pods(namespace, uid) if _is_active(p)]
+        template_labels = (rs["spec"]["template"].get("metadata") or {}).get("labels") or {}
+        ready = sum(1 for p in active if is_pod_ready(p))
+        status: JSON = {"replicas": len(active)}
+        status.update(
+            _nonzero(
+                [
+                    (
+                        "fullyLabeledReplicas",
+                        sum(
+                            1
+                            for p in active
+                            if all(_labels(p).get(k) == v for k, v in template_labels.items())
+                        ),
+                    ),
+                    ("readyReplicas", ready),
+                    ("availableReplicas", ready),
+                    ("observedGeneration", int(rs["metadata"].get("generation", 1))),
+                ]
+            )
+        )
+        rs["status"] = status
+        changed |= self._update(REPLICASETS, rs)
+        return changed
+
+    def _sync_daemonset(self, key: tuple[str, str]) -> bool:
+        namespace, _ = key
+        ds = copy.deepcopy(self._store["daemonsets"][key])
+        uid = ds["metadata"]["uid"]
+        nodes = self._ds_nodes.get(key, [])
+        changed = False
+        covered = {
+            self._pod_node.get(p["metadata"]["uid"])
+            for p in self._owned_pods(namespace, uid)
+            if _is_active(p)
+        }
+        for node in nodes:
+            if node not in covered:
+                self._spawn_pod(ds, node)
+                changed = True
+        active = [p for p in self._owned_pods(namespace, uid) if _is_active(p)]
+        ready = sum(1 for p in active if is_pod_ready(p))
+        status: JSON = {
+            "currentNumberScheduled": len(nodes),
+            "numberMisscheduled": 0,
+            "desiredNumberScheduled": len(nodes),
+            "numberReady": ready,
+        }
+        status.update(
+            _nonzero(
+                [
+                    ("observedGeneration", int(ds["metadata"].get("generation", 1))),
+                    ("updatedNumberScheduled", len(active)),
+                    ("numberAvailable", ready),
+                    ("numberUnavailable", max(len(nodes) - ready, 0)),
+                ]
+            )
+        )
+        ds["status"] = status
+        changed |= self._update(DAEMONSETS, ds)
+        return changed
+
+    def _pdb_pods(self, pdb: JSON) -> list[JSON]:
+        reqs = selector_requirements(pdb["spec"].get("selector"))
+        if not reqs:
+            return []
+        return [
+            p for p in self._items(PODS, pdb["metadata"]["namespace"]) if _matches(reqs, _labels(p))
+        ]
+
+    def _expected_scale(self, pods: list[JSON]) -> int:
+        scales: dict[str, int] = {}
+        for pod in pods:
+            ref = _controller_ref(pod)
+            if ref is None:
+                continue  # unmanaged pods do not count
+            if ref["uid"] in scales:
+                continue
+            namespace = pod["metadata"]["namespace"]
+            if ref.get("kind") == "ReplicaSet":
+                rs = self._store["replicasets"].get((namespace, ref["name"]))
+                if rs is not None and rs["metadata"]["uid"] == ref["uid"]:
+                    owner = _controller_ref(rs)
+                    if owner is not None and owner.get("kind") == "Deployment":
+                        d = self._store["deployments"].get((namespace, owner["name"]))
+                        if d is not None and d["metadata"]["uid"] == owner["uid"]:
+                            scales[d["metadata"]["uid"]] = int(d["spec"].get("replicas", 1))
+                            continue
+                    scales[rs["metadata"]["uid"]] = int(rs["spec"].get("replicas", 1))
+                    continue
+            if ref.get("kind") == "DaemonSet":
+                raise ValueError("daemonsets.apps does not implement the scale subresource")
+            raise ValueError(f'found no controllers for pod "{pod["metadata"]["name"]}"')
+        return sum(scales.values())
+
+    def _pdb_condition(self, pdb: JSON, allowed: int, observed: int) -> JSON:
+        old = next(
+            (c for c in pdb["status"].get("conditions") or [] if c["type"] == "DisruptionAllowed"),
+            None,
+        )
+        status, reason = (
+            ("True", "SufficientPods") if allowed > 0 else ("False", "InsufficientPods")
+        )
+        since = old["lastTransitionTime"] if old and old.get("status") == status else self._now()
+        return {
+            "type": "DisruptionAllowed",
+            "status": status,
+            "observedGeneration": observed,
+            "lastTransitionTime": since,
+            "reason": reason,
+            "message": "",
+        }
+
+    def _sync_pdb(self, key: tuple[str, str]) -> bool:
+        if key in self._uncomputed_pdbs:
+            return False
+        pdb = copy.deepcopy(self._store["poddisruptionbudgets"][key])
+        spec = pdb["spec"]
+        pods = self._pdb_pods(pdb)
+        generation = int(pdb["metadata"].get("generation", 1))
+        try:
+            if spec.get("maxUnavailable") is not None:
+                expected = self._expected_scale(pods)
+                desired = max(
+                    expected - _scaled(spec["maxUnavailable"], expected, round_up=True), 0
+                )
+            elif isinstance(spec.get("minAvailable"), int):
+                expected = len(pods)
+                desired = int(spec["minAvailable"])
+            elif spec.get("minAvailable") is not None:
+                expected = self._expected_scale(pods)
+                desired = _scaled(spec["minAvailable"], expected, round_up=True)
+            else:
+                expected = desired = 0
+        except ValueError as exc:
+            old = pdb["status"]
+            old["disruptionsAllowed"] = 0
+            cond = self._pdb_condition(pdb, 0, int(old.get("observedGeneration", 0)))
+            cond.update(reason="SyncFailed", message=str(exc))
+            old["conditions"] = [cond]
+            return self._update(PDBS, pdb)
+        now = dt.datetime.now(dt.UTC)
+        disrupted_before = pdb["status"].get("disruptedPods") or {}
+        disrupted: JSON = {}
+        for pod in pods:
+            name = pod["metadata"]["name"]
+            if _is_terminating(pod) or name not in disrupted_before:
+                continue
+            if _parse_time(disrupted_before[name]) + PDB_DELETION_TIMEOUT > now:
+                disrupted[name] = disrupted_before[name]
+        healthy = sum(
+            1
+            for p in pods
+            if not _is_terminating(p) and p["metadata"]["name"] not in disrupted and is_pod_ready(p)
+        )
+        allowed = healthy - desired if expected > 0 and healthy > desired else 0
+        status: JSON = {"observedGeneration": generation}
+        if disrupted:
+            status["disruptedPods"] = disrupted
+        status.update(
+            disruptionsAllowed=allowed,
+            currentHealthy=healthy,
+            desiredHealthy=desired,
+            expectedPods=expected,
+        )
+        status["conditions"] = [self._pdb_condition(pdb, allowed, generation)]
+        pdb["status"] = status
+        return self._update(PDBS, pdb)
+
+    def _sync_hpa(self, key: tuple[str, str]) -> bool:
+        namespace, _ = key
+        hpa = copy.deepcopy(self._store["horizontalpodautoscalers"][key])
+        spec = hpa["spec"]
+        ref = spec["scaleTargetRef"]
+        target = (
+            self._store["deployments"].get((namespace, ref["name"]))
+            if ref.get("kind") == "Deployment"
+            else None
+        )
+        old = {c["type"]: c for c in hpa["status"].get("conditions") or []}
+
+        def condition(type_: str, status: str, reason: str, message: str) -> JSON:
+            before = old.get(type_)
+            since = (
+                before["lastTransitionTime"]
+                if before and before.get("status") == status
+                else self._now()
+            )
+            return {
+                "type": type_,
+                "status": status,
+                "lastTransitionTime": since,
+                "reason": reason,
+                "message": message,
+            }
+
+        if target is None:
+            status: JSON = {"desiredReplicas": 0}
+            status["conditions"] = [
+                condition(
+                    "AbleToScale",
+                    "False",
+                    "FailedGetScale",
+                    "the HPA controller was unable to get the target's current scale: "
+                    f'deployments/scale.apps "{ref["name"]}" not found',
+                )
+            ]
+        else:
+            current = int(target["status"].get("replicas", 0))
+            desired = min(
+                max(int(target["spec"].get("replicas", 1)), int(spec.get("minReplicas", 1))),
+                int(spec["maxReplicas"]),
+            )
+            status = _nonzero([("currentReplicas", current)])
+            status["desiredReplicas"] = desired
+            status["conditions"] = [
+                condition(
+                    "AbleToScale",
+                    "True",
+                    "SucceededGetScale",
+                    "the HPA controller was able to get the target's current scale",
+                ),
+                condition(
+                    "ScalingActive",
+                    "False",
+                    "FailedGetResourceMetric",
+                    "the HPA was unable to compute the replica count: "
+                    "failed to get cpu utilization: unable to get metrics for resource cpu: "
+                    "unable to fetch metrics from resource "
+                    "metrics API: the server could not find the requested resource "
+                    "(get pods.metrics.k8s.io)",
+                ),
+            ]
+        hpa["status"] = status
+        return self._update(HPAS, hpa)
+
+    # ---- HTTP ------------------------------------------------------------------------------
+
+    async def _sleep(self, seconds: float) -> None:
+        if seconds <= 0:
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), seconds)
+
+    def _take_faults(self, method: str, path: str, stage: str) -> list[Fault]:
+        """Consume the faults that apply at one stage of handling a request: ``network``
+        (latency-only faults and drops before serving), ``status`` (the first status fault) or
+        ``served`` (the first drop after serving)."""
+        taken: list[Fault] = []
+        for fault in self._faults:
+            if not fault.matches(method, path) or fault.stage != stage:
+                continue
+            fault.consume()
+            taken.append(fault)
+            if fault.terminal:
+                break
+        return taken
+
+    @staticmethod
+    def _drop(request: web.Request) -> web.Response:
+        if request.transport is not None:
+            request.transport.close()
+        return web.Response(status=500)  # never reaches the client
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        raw = await request.read()
+        body: Any = None
+        if raw:
+            try:
+                body = json.loads(raw)
+            except ValueError:
+                body = raw.decode("utf-8", "replace")
+        record = RecordedRequest(
+            method=request.method,
+            path=request.path,
+            query=dict(request.query),
+            body=body,
+            content_type=request.headers.get("Content-Type", ""),
+        )
+        self.requests.append(record)
+        for fault in self._take_faults(request.method, request.path, "network"):
+            await self._sleep(fault.delay)
+            if fault.drop:
+                return self._drop(request)
+        try:
+            response = await self._serve(request, raw, body)
+        except ApiError as err:
+            response = self._error_response(err)
+        except Exception as exc:  # a bug in this test server: answer like the API server would
+            self.internal_errors.append(exc)
+            message = f"{type(exc).__name__}: {exc}"
+            response = self._error_response(
+                ApiError(
+                    500,
+                    "InternalError",
+                    f"Internal error occurred: {message}",
+                    {"causes": [{"message": message}]},
+                )
+            )
+        for fault in self._take_faults(request.method, request.path, "served"):
+            await self._sleep(fault.delay)
+            return self._drop(request)
+        record.status = response.status
+        return response
+
+    async def _serve(self, request: web.Request, raw: bytes, body: Any) -> web.Response:
+        query = dict(request.query)
+        attrs = _Attributes.of(request.method, request.path, query)
+        user = self._authenticate(request)
+        if user == "system:anonymous" and request.path not in (
+            "/version",
+            "/healthz",
+            "/livez",
+            "/readyz",
+        ):
+            raise attrs.forbidden(user)
+        faults = self._take_faults(request.method, request.path, "status")
+        if faults:
+            fault = faults[0]
+            await self._sleep(fault.delay)
+            return self._fault_response(fault, attrs, user)
+        return self._dispatch(
+            request.method, request.path, query, raw, body, request.headers.get("Content-Type", "")
+        )
+
+    def _authenticate(self, request: web.Request) -> str:
+        if self.token is None:
+            return self.user
+        header = request.headers.get("Authorization")
+        if header is None and self.anonymous_auth:
+            return "system:anonymous"
+        if header is not None:
+            scheme, _, credential = header.partition(" ")
+            if scheme.lower() == "bearer" and credential.strip() == self.token:
+                return self.user
+        raise ApiError(401, "Unauthorized", "Unauthorized")
+
+    @staticmethod
+    def _base_headers() -> dict[str, str]:
+        return {"Audit-Id": str(uuid.uuid4()), "Cache-Control": "no-cache, private"}
+
+    def _json_response(self, obj: Any, status: int = 200) -> web.Response:
+        return web.Response(
+            status=status,
+            body=_dumps(obj),
+            content_type="application/json",
+            headers=self._base_headers(),
+        )
+
+    def _error_response(self, err: ApiError) -> web.Response:
+        headers = self._base_headers()
+        if err.details and err.details.get("retryAfterSeconds"):
+            headers["Retry-After"] = str(err.details["retryAfterSeconds"])
+        headers.update(err.headers)
+        if err.text is not None:
+            headers["X-Content-Type-Options"] = "nosniff"
+            return web.Response(
+                status=err.code,
+                text=err.text,
+                content_type="text/plain",
+                charset="utf-8",
+                headers=headers,
+            )
+        return web.Response(
+            status=err.code,
+            body=_dumps(err.body()),
+            content_type="application/json",
+            headers=headers,
+        )
+
+    def _fault_response(self, fault: Fault, attrs: _Attributes, user: str) -> web.Response:
+        code = fault.status
+        assert code is not None
+        headers: dict[str, str] = {}
+        if fault.retry_after is not None:
+            headers["Retry-After"] = str(fault.retry_after)
+        if fault.body is not None:
+            if isinstance(fault.body, str):
+                err = ApiError(code, None, fault.body, headers=headers, text=fault.body)
+            else:
+                response = self._json_response(fault.body, code)
+                response.headers.update(headers)
+                return response
+        elif code == 403 and fault.message is None:
+            err = attrs.forbidden(user)
+            err.headers.update(headers)
+        elif code == 429 and fault.message is None:
+            headers.setdefault("Retry-After", "1")
+            err = ApiError(
+                429,
+                "TooManyRequests",
+                "",
+                headers=headers,
+                text="Too many requests, please try again later.\n",
+            )
+        else:
+            reason, default = _GENERIC_MESSAGES.get(
+                code, ("InternalError" if code >= 500 else "", f"injected {code}")
+            )
+            message = fault.message if fault.message is not None else default
+            if code == 500 and fault.message is not None:
+                message = f"Internal error occurred: {fault.message}"
+            details: JSON | None = None
+            if code == 500:
+                details = {"causes": [{"message": fault.message or "injected fault"}]}
+            err = ApiError(code, reason or None, message, details, headers=headers)
+        return self._error_response(err)
+
+    # ---- routing ---------------------------------------------------------------------------
+
+    def _dispatch(
+        self,
+        method: str,
+        path: str,
+        query: dict[str, str],
+        raw: bytes,
+        body: Any,
+        content_type: str,
+    ) -> web.Response:
+        parts = [p for p in path.split("/") if p]
+        if not parts:
+            return self._json_response(
+                {"paths": ["/api", "/api/v1", "/apis", "/healthz", "/livez", "/readyz", "/version"]}
+            )
+        if parts[0] in ("healthz", "livez", "readyz") and len(parts) == 1:
+            return web.Response(
+                text="ok", content_type="text/plain", charset="utf-8", headers=self._base_headers()
+            )
+        if parts == ["version"]:
+            return self._json_response(SERVER_VERSION)
+        if parts == ["api"]:
+            return self._json_response(
+                {
+                    "kind": "APIVersions",
+                    "versions": ["v1"],
+                    "serverAddressByClientCIDRs": [
+                        {
+                            "clientCIDR": "0.0.0.0/0",
+                            "serverAddress": self.url.removeprefix("http://"),
+                        }
+                    ],
+                }
+            )
+        if parts == ["apis"]:
+            return self._json_response(
+                {
+                    "kind": "APIGroupList",
+                    "apiVersion": "v1",
+                    "groups": [self._api_group(g) for g in ("apps", "autoscaling", "policy")],
+                }
+            )
+        if parts[0] == "apis" and len(parts) == 2 and parts[1] in ("apps", "autoscaling", "policy"):
+            return self._json_response(
+                self._api_group(parts[1]) | {"kind": "APIGroup", "apiVersion": "v1"}
+            )
+        if parts[0] == "api" and len(parts) >= 2:
+            group, version, rest = "", parts[1], parts[2:]
+        elif parts[0] == "apis" and len(parts) >= 3:
+            group, version, rest = parts[1], parts[2], parts[3:]
+        else:
+            raise self._page_not_found()
+        served = _SERVED.get((group, version))
+        if served is None:
+            raise self._page_not_found()
+        if not rest:
+            if method != "GET":
+                raise self._method_not_allowed(method, path)
+            return self._json_response(self._resource_list(group, version, served))
+        namespace: str | None = None
+        if rest[0] == "namespaces" and len(rest) >= 3 and rest[2] not in ("status", "finalize"):
+            namespace, rest = rest[1], rest[2:]
+        kind = served.get(rest[0])
+        if kind is None or len(rest) > 3 or (namespace is not None and not kind.namespaced):
+            raise self._resource_not_found()
+        if namespace is None and kind.namespaced and len(rest) > 1:
+            raise self._resource_not_found()
+        name = rest[1] if len(rest) > 1 else ""
+        sub = rest[2] if len(rest) > 2 else ""
+        dry_run = self._dry_run(query)
+        if method == "GET" and query.get("watch") in ("1", "true"):
+            raise self._method_not_allowed(method, path, "watch")
+        handler = self._route(kind, sub, method, bool(name))
+        if handler is None:
+            if sub and (kind.resource, sub) not in (("pods", "eviction"), ("deployments", "scale")):
+                raise self._resource_not_found()
+            raise self._method_not_allowed(method, path)
+        return handler(
+            _Call(
+                namespace=namespace,
+                name=name,
+                query=query,
+                raw=raw,
+                body=body,
+                content_type=content_type,
+                dry_run=dry_run,
+            )
+        )
+
+    def _route(
+        self, kind: _Kind, sub: str, method: str, named: bool
+    ) -> Callable[[_Call], web.Response] | None:
+        table: dict[tuple[str, str, str, bool], Callable[[_Call], web.Response]] = {
+            ("pods", "", "DELETE", True): self._delete_pod,
+            ("pods", "eviction", "POST", True): self._evict,
+            ("events", "", "POST", False): self._create_event,
+            ("deployments", "", "PATCH", True): self._patch_deployment,
+            ("deployments", "scale", "GET", True): self._get_scale,
+            ("deployments", "scale", "PATCH", True): self._patch_scale,
+            ("deployments", "scale", "PUT", True): self._put_scale,
+        }
+        handler = table.get((kind.resource, sub, method, named))
+        if handler is not None:
+            return handler
+        if method == "GET" and not sub:
+            return (
+                (lambda call: self._get_one(kind, call))
+                if named
+                else (lambda call: self._list(kind, call))
+            )
+        return None
+
+    @staticmethod
+    def _dry_run(query: Mapping[str, str]) -> bool:
+        value = query.get("dryRun")
+        if value is None or value == "":
+            return False
+        if value != "All":
+            raise _bad_request(f'Invalid dry run value: "{value}"; valid values are: All')
+        return True
+
+    @staticmethod
+    def _page_not_found() -> ApiError:
+        return ApiError(404, "NotFound", "404 page not found", text="404 page not found\n")
+
+    @staticmethod
+    def _resource_not_found() -> ApiError:
+        return ApiError(404, "NotFound", "the server could not find the requested resource", {})
+
+    @staticmethod
+    def _method_not_allowed(method: str, path: str, what: str | None = None) -> ApiError:
+        return ApiError(
+            405,
+            "MethodNotAllowed",
+            f"{what or method} is not supported by the test API server on {path}",
+            {},
+        )
+
+    @staticmethod
+    def _api_group(group: str) -> JSON:
+        version = {"apps": "v1", "autoscaling": "v2", "policy": "v1"}[group]
+        versions = [{"groupVersion": f"{group}/{version}", "version": version}]
+        return {"name": group, "versions": versions, "preferredVersion": versions[0]}
+
+    @staticmethod
+    def _resource_list(group: str, version: str, served: Mapping[str, _Kind]) -> JSON:
+        group_version = f"{group}/{version}" if group else version
+        resources: list[JSON] = []
+        for kind in sorted(served.values(), key=lambda k: k.resource):
+            entry: JSON = {
+                "name": kind.resource,
+                "singularName": kind.singular,
+                "namespaced": kind.namespaced,
+                "kind": kind.kind,
+                "verbs": list(kind.verbs),
+            }
+            if kind.short_names:
+                entry["shortNames"] = list(kind.short_names)
+            resources.append(entry)
+        resources.extend(_SUBRESOURCES.get(group_version, []))
+        resources.sort(key=lambda r: str(r["name"]))
+        return {
+            "kind": "APIResourceList",
+            "apiVersion": "v1",
+            "groupVersion": group_version,
+            "resources": resources,
+        }
+
+    # ---- handlers: reads -------------------------------------------------------------------
+
+    def _get_one(self, kind: _Kind, call: _Call) -> web.Response:
+        return self._json_response(self._get(kind, call.namespace or "", call.name))
+
+    def _list(self, kind: _Kind, call: _Call) -> web.Response:
+        try:
+            label_reqs = parse_label_selector(call.query.get("labelSelector", ""))
+            field_reqs = _parse_field_selector(call.query.get("fieldSelector", ""))
+        except SelectorError as exc:
+            raise _bad_request(str(exc)) from None
+        for field, _, _ in field_reqs:
+            probe = {"metadata": {"name": "", "namespace": ""}}
+            if _field_value(kind, probe, field) is None:
+                raise _bad_request(f"field label not supported: {field}")
+        items = [
+            obj
+            for obj in self._items(kind, call.namespace if kind.namespaced else None)
+            if _matches(label_reqs, _labels(obj))
+            and all((_field_value(kind, obj, f) == v) == equal for f, equal, v in field_reqs)
+        ]
+        meta: JSON = {"resourceVersion": str(self._rv)}
+        start = call.query.get("continue")
+        if start:
+            try:
+                token = json.loads(base64.b64decode(start, validate=True))
+                after = str(token["start"]).rstrip("\x00")
+            except (ValueError, KeyError, TypeError, binascii.Error):
+                raise ApiError(
+                    400,
+                    "BadRequest",
+                    "continue key is not valid: incorrect encoded start resourceVersion "
+                    "(version meta.k8s.io/v1)",
+                ) from None
+            items = [o for o in items if self._list_key(kind, o) > after]
+        limit_text = call.query.get("limit")
+        limit = int(limit_text) if limit_text and limit_text.isdigit() else 0
+        if 0 < limit < len(items):
+            remaining = len(items) - limit
+            items = items[:limit]
+            token = {
+                "v": "meta.k8s.io/v1",
+                "rv": self._rv,
+                "start": self._list_key(kind, items[-1]) + "\x00",
+            }
+            meta["continue"] = base64.b64encode(
+                json.dumps(token, separators=(",", ":")).encode()
+            ).decode()
+            if not label_reqs and not field_reqs:
+                meta["remainingItemCount"] = remaining
+        listed = []
+        for obj in items:
+            item = {k: v for k, v in obj.items() if k not in ("kind", "apiVersion")}
+            listed.append(item)
+        return self._json_response(
+            {
+                "kind": f"{kind.kind}List",
+                "apiVersion": kind.api_version,
+                "metadata": meta,
+                "items": listed,
+            }
+        )
+
+    @staticmethod
+    def _list_key(kind: _Kind, obj: JSON) -> str:
+        meta = obj["metadata"]
+        return (
+            f"{meta.get('namespace', '')}/{meta['name']}" if kind.namespaced else str(meta["name"])
+        )
+
+    # ---- handlers: pods --------------------------------------------------------------------
+
+    @staticmethod
+    def _delete_options(body: Any, query: Mapping[str, str]) -> JSON:
+        options: JSON = dict(body) if isinstance(body, dict) else {}
+        if body is not None and not isinstance(body, dict):
+            raise _bad_request("the body of the request was in an unknown format")
+        grace = query.get("gracePeriodSeconds")
+        if grace is not None:
+            try:
+                options["gracePeriodSeconds"] = int(grace)
+            except ValueError:
+                raise _bad_request(f'strconv.ParseInt: parsing "{grace}": invalid syntax') from None
+        return options
+
+    def _check_preconditions(self, pod: JSON, options: JSON) -> None:
+        """``rest.BeforeDelete``: UID and resourceVersion preconditions."""
+        pre = options.get("preconditions") or {}
+        meta = pod["metadata"]
+        if pre.get("uid") is not None and pre["uid"] != meta["uid"]:
+            raise _conflict(
+                "",
+                "Pod",
+                meta["name"],
+                f"the UID in the precondition ({pre['uid']}) does not match the UID in record "
+                f"({meta['uid']}). The object might have been deleted and then recreated",
+            )
+        if (
+            pre.get("resourceVersion") is not None
+            and pre["resourceVersion"] != meta["resourceVersion"]
+        ):
+            raise _conflict(
+                "",
+                "Pod",
+                meta["name"],
+                f"the ResourceVersion in the precondition ({pre['resourceVersion']}) does not "
+                f"match the ResourceVersion in record ({meta['resourceVersion']}). The object "
+                "might have been modified",
+            )
+
+    def _delete_pod_now(self, pod: JSON, options: JSON, dry_run: bool) -> JSON:
+        self._check_preconditions(pod, options)
+        grace = options.get("gracePeriodSeconds")
+        if dry_run:
+            return copy.deepcopy(pod)
+        answer = self._terminate_pod(pod, int(grace) if grace is not None else None)
+        self._reconcile()
+        return answer
+
+    def _delete_pod(self, call: _Call) -> web.Response:
+        pod = self._get(PODS, call.namespace or "", call.name)
+        options = self._delete_options(call.body, call.query)
+        return self._json_response(self._delete_pod_now(pod, options, call.dry_run))
+
+    def _evict(self, call: _Call) -> web.Response:
+        namespace = call.namespace or ""
+        body = call.body
+        if not isinstance(body, dict):
+            raise _bad_request("the body of the request was in an unknown format")
+        meta = body.get("metadata") or {}
+        if meta.get("namespace") and meta["namespace"] != namespace:
+            raise _bad_request(
+                "the namespace of the provided object does not match the namespace sent on the "
+                "request"
+            )
+        if meta.get("name", "") != call.name:
+            raise _bad_request("name in URL does not match name in Eviction object")
+        options = dict(body.get("deleteOptions") or {})
+        dry_run = call.dry_run or "All" in (options.get("dryRun") or [])
+        pod = self._get(PODS, namespace, call.name)
+        success = {
+            "kind": "Status",
+            "apiVersion": "v1",
+            "metadata": {},
+            "status": "Success",
+            "code": 201,
+        }
+        phase = pod["status"].get("phase")
+        if phase in ("Pending", "Succeeded", "Failed") or _is_terminating(pod):
+            self._delete_pod_now(pod, options, dry_run)
+            return self._json_response(success, 201)
+        pdbs = [pdb for pdb in self._items(PDBS, namespace) if self._pdb_covers(pdb, pod)]
+        if len(pdbs) > 1:
+            raise ApiError(
+                500,
+                None,
+                "This pod has more than one PodDisruptionBudget, which the eviction subresource "
+                "does not support.",
+            )
+        if pdbs:
+            pdb = pdbs[0]
+            st = pdb["status"]
+            unready_ok = (
+                not is_pod_ready(pod)
+                and st.get("currentHealthy", 0) >= st.get("desiredHealthy", 0) > 0
+            )
+            if not unready_ok:
+                self._check_and_decrement(pdb, call.name, dry_run)
+        self._delete_pod_now(pod, options, dry_run)
+        return self._json_response(success, 201)
+
+    @staticmethod
+    def _pdb_covers(pdb: JSON, pod: JSON) -> bool:
+        reqs = selector_requirements(pdb["spec"].get("selector"))
+        return bool(reqs) and _matches(reqs, _labels(pod))
+
+    def _check_and_decrement(self, pdb: JSON, pod_name: str, dry_run: bool) -> None:
+        status = pdb["status"]
+        name = pdb["metadata"]["name"]
+        if int(status.get("observedGeneration", 0)) < int(pdb["metadata"].get("generation", 1)):
+            raise ApiError(
+                429,
+                "TooManyRequests",
+                "Cannot evict pod as it would violate the pod's disruption budget.",
+                {
+                    "causes": [
+                        {
+                            "reason": "DisruptionBudget",
+                            "message": f"The disruption budget {name} is still being "
+                            "processed by the server.",
+                        }
+                    ],
+                    "retryAfterSeconds": 10,
+                },
+            )
+        allowed = int(status.get("disruptionsAllowed", 0))
+        if allowed < 0:
+            raise ApiError(
+                403,
+                "Forbidden",
+                f'poddisruptionbudget.policy "{name}" is forbidden: '
+                "pdb disruptions allowed is negative",
+                _details(name, "policy", "poddisruptionbudget"),
+            )
+        if allowed == 0:
+            raise ApiError(
+                429,
+                "TooManyRequests",
+                "Cannot evict pod as it would violate the pod's disruption budget.",
+                {
+                    "causes": [
+                        {
+                            "reason": "DisruptionBudget",
+                            "message": f"The disruption budget {name} needs "
+                            f"{status.get('desiredHealthy', 0)} healthy pods and has "
+                            f"{status.get('currentHealthy', 0)} currently",
+                        }
+                    ]
+                },
+            )
+        if dry_run:
+            return
+        updated = copy.deepcopy(pdb)
+        old = updated["status"]
+        st: JSON = {}
+        if "observedGeneration" in old:
+            st["observedGeneration"] = old["observedGeneration"]
+        st["disruptedPods"] = {**(old.get("disruptedPods") or {}), pod_name: self._now()}
+        st["disruptionsAllowed"] = allowed - 1
+        for key in ("currentHealthy", "desiredHealthy", "expectedPods", "conditions"):
+            if key in old:
+                st[key] = old[key]
+        if st["disruptionsAllowed"] == 0:
+            st["conditions"] = [
+                self._pdb_condition(updated, 0, int(old.get("observedGeneration", 0)))
+            ]
+        updated["status"] = st
+        self._update(PDBS, updated)
+        self._reconcile()
+
+    # ---- handlers: events ------------------------------------------------------------------
+
+    def _create_event(self, call: _Call) -> web.Response:
+        namespace = call.namespace or ""
+        body = call.body
+        if ("", namespace) not in self._store["namespaces"]:
+            raise _not_found(NAMESPACES, namespace)
+        if not isinstance(body, dict):
+            raise _bad_request("the body of the request was in an unknown format")
+        meta = dict(body.get("metadata") or {})
+        if meta.get("namespace") and meta["namespace"] != namespace:
+            raise _bad_request(
+                "the namespace of the provided object does not match the namespace sent on the "
+                "request"
+            )
+        name = meta.get("name") or ""
+        if not name and meta.get("generateName"):
+            name = self._generated_name(EVENTS, namespace, str(meta["generateName"]))
+        if not name:
+            raise _invalid(
+                "Event",
+                "",
+                "",
+                [
+                    _FieldError(
+                        "metadata.name",
+                        "FieldValueRequired",
+                        "Required value: name or generateName is required",
+                    )
+                ],
+            )
+        involved = dict(body.get("involvedObject") or {})
+        if involved.get("namespace") and involved["namespace"] != namespace:
+            raise _invalid(
+                "Event",
+                "",
+                name,
+                [
+                    _FieldError(
+                        "involvedObject.namespace",
+                        "FieldValueInvalid",
+                        f"Invalid value: {_go_value(involved['namespace'])}: "
+                        "does not match event.namespace",
+                    )
+                ],
+            )
+        meta.update(name=name, namespace=namespace)
+        for key in ("uid", "resourceVersion", "creationTimestamp", "generation"):
+            meta.pop(key, None)
+        event: JSON = {
+            "kind": "Event",
+            "apiVersion": "v1",
+            "metadata": meta,
+            "involvedObject": involved,
+        }
+        for key in ("reason", "message"):
+            if body.get(key):
+                event[key] = body[key]
+        event["source"] = body.get("source") or {}
+        event["firstTimestamp"] = body.get("firstTimestamp")
+        event["lastTimestamp"] = body.get("lastTimestamp")
+        for key in ("count", "type"):
+            if body.get(key):
+                event[key] = body[key]
+        event["eventTime"] = body.get("eventTime")
+        for key in ("series", "action", "related"):
+            if body.get(key):
+                event[key] = body[key]
+        event["reportingComponent"] = body.get("reportingComponent") or ""
+        event["reportingInstance"] = body.get("reportingInstance") or ""
+        if call.dry_run:
+            return self._json_response(event, 201)
+        created = self._create(EVENTS, event)
+        return self._json_response(created, 201)
+
+    # ---- handlers: deployments and scale ---------------------------------------------------
+
+    def _apply_patch(self, current: JSON, call: _Call) -> JSON:
+        content_type = call.content_type.split(";")[0].strip().lower()
+        if content_type not in (MERGE_PATCH, STRATEGIC_MERGE_PATCH, JSON_PATCH):
+            raise ApiError(
+                415,
+                "UnsupportedMediaType",
+                "the body of the request was in an unknown format - accepted media types "
+                f"include: {_ACCEPTED_PATCH_TYPES}",
+            )
+        try:
+            patch = json.loads(call.raw)
+        except ValueError as exc:
+            raise _bad_request(f"error decoding patch: {exc}") from None
+        if content_type == JSON_PATCH:
+            try:
+                result = _json_patch(current, patch)
+            except (ValueError, KeyError, IndexError, TypeError) as exc:
+                raise ApiError(
+                    422,
+                    "Invalid",
+                    "the server rejected our request due to an error in our request",
+                    {"causes": [{"reason": "UnexpectedServerResponse", "message": str(exc)}]},
+                ) from None
+        else:
+            if not isinstance(patch, dict):
+                raise _bad_request(
+                    f"json: cannot unmarshal {type(patch).__name__} into Go value of type "
+                    "map[string]interface {}"
+                )
+            if content_type == STRATEGIC_MERGE_PATCH:
+                patch = _strip_directives(patch)
+            result = merge_patch(current, patch)
+        if not isinstance(result, dict):
+            raise _bad_request("the patched object is not a JSON object")
+        return result
+
+    @staticmethod
+    def _check_name(obj: JSON, name: str, namespace: str) -> None:
+        meta = obj.get("metadata") or {}
+        if meta.get("name", "") != name:
+            raise _bad_request(
+                f"the name of the object ({meta.get('name', '')}) does not match the name on "
+                f"the URL ({name})"
+            )
+        if meta.get("namespace") and meta["namespace"] != namespace:
+            raise _bad_request(
+                f"the namespace of the object ({meta['namespace']}) does not match the "
+                f"namespace on the request ({namespace})"
+            )
+
+    def _patch_deployment(self, call: _Call) -> web.Response:
+        namespace = call.namespace or ""
+        current = self._get(DEPLOYMENTS, namespace, call.name)
+        patched = self._apply_patch(current, call)
+        self._check_name(patched, call.name, namespace)
+        meta = patched.get("metadata") or {}
+        cur_meta = current["metadata"]
+        rv = meta.get("resourceVersion")
+        if rv and rv != cur_meta["resourceVersion"]:
+            raise _conflict("apps", "deployments", call.name, _OPTIMISTIC_LOCK)
+        errors: list[_FieldError] = []
+        if meta.get("uid") and meta["uid"] != cur_meta["uid"]:
+            errors.append(
+                _FieldError(
+                    "metadata.uid",
+                    "FieldValueInvalid",
+                    f"Invalid value: {_go_value(meta['uid'])}: field is immutable",
+                )
+            )
+        spec = patched.get("spec")
+        if not isinstance(spec, dict):
+            spec = {}
+        spec.setdefault("replicas", 1)
+        for field in ("selector", "template"):
+            if not isinstance(spec.get(field), dict):
+                raise _invalid(
+                    "Deployment",
+                    "apps",
+                    call.name,
+                    [_FieldError(f"spec.{field}", "FieldValueRequired", "Required value")],
+                )
+        replicas = spec["replicas"]
+        if isinstance(replicas, bool) or not isinstance(replicas, int):
+            raise _bad_request(
+                'Deployment in version "v1" cannot be handled as a Deployment: json: cannot '
+                f"unmarshal {type(replicas).__name__} into Go struct field "
+                "DeploymentSpec.spec.replicas of type int32"
+            )
+        if replicas < 0:
+            errors.append(
+                _FieldError(
+                    "spec.replicas",
+                    "FieldValueInvalid",
+                    f"Invalid value: {replicas}: must be greater than or equal to 0",
+                )
+            )
+        if spec.get("selector") != current["spec"].get("selector"):
+            errors.append(
+                _FieldError(
+                    "spec.selector", "FieldValueInvalid", "Invalid value: {}: field is immutable"
+                )
+            )
+        template_labels = ((spec.get("template") or {}).get("metadata") or {}).get("labels") or {}
+        if not _matches(selector_requirements(spec.get("selector")), template_labels):
+            errors.append(
+                _FieldError(
+                    "spec.template.metadata.labels",
+                    "FieldValueInvalid",
+                    "Invalid value: map[string]string{}: "
+                    "`selector` does not match template `labels`",
+                )
+            )
+        if errors:
+            raise _invalid("Deployment", "apps", call.name, errors)
+        updated = copy.deepcopy(current)
+        for key in ("labels", "annotations", "ownerReferences", "finalizers"):
+            if meta.get(key):
+                updated["metadata"][key] = copy.deepcopy(meta[key])
+            else:
+                updated["metadata"].pop(key, None)
+        if spec != current["spec"]:
+            updated["spec"] = copy.deepcopy(spec)
+            updated["metadata"]["generation"] = int(cur_meta.get("generation", 1)) + 1
+        if call.dry_run:
+            return self._json_response(updated)
+        self._update(DEPLOYMENTS, updated)
+        answer = copy.deepcopy(self._store["deployments"][(namespace, call.name)])
+        self._reconcile()
+        return self._json_response(answer)
+
+    def _scale_of(self, d: JSON) -> JSON:
+        meta = d["metadata"]
+        replicas = int(d["spec"].get("replicas", 1))
+        return {
+            "kind": "Scale",
+            "apiVersion": "autoscaling/v1",
+            "metadata": {
+                "name": meta["name"],
+                "namespace": meta["namespace"],
+                "uid": meta["uid"],
+                "resourceVersion": meta["resourceVersion"],
+                "creationTimestamp": meta["creationTimestamp"],
+            },
+            "spec": {"replicas": replicas} if replicas else {},
+            "status": {
+                "replicas": int(d.get("status", {}).get("replicas", 0)),
+                "selector": selector_string(d["spec"].get("selector")),
+            },
+        }
+
+    def _get_scale(self, call: _Call) -> web.Response:
+        return self._json_response(
+            self._scale_of(self._get(DEPLOYMENTS, call.namespace or "", call.name))
+        )
+
+    def _patch_scale(self, call: _Call) -> web.Response:
+        current = self._get(DEPLOYMENTS, call.namespace or "", call.name)
+        patched = self._apply_patch(self._scale_of(current), call)
+        return self._write_scale(call, patched)
+
+    def _put_scale(self, call: _Call) -> web.Response:
+        self._get(DEPLOYMENTS, call.namespace or "", call.name)
+        if not isinstance(call.body, dict):
+            raise _bad_request("the body of the request was in an unknown format")
+        return self._write_scale(call, call.body)
+
+    def _write_scale(self, call: _Call, scale: JSON) -> web.Response:
+        namespace = call.namespace or ""
+        current = self._get(DEPLOYMENTS, namespace, call.name)
+        self._check_name(scale, call.name, namespace)
+        rv = (scale.get("metadata") or {}).get("resourceVersion")
+        if rv and rv != current["metadata"]["resourceVersion"]:
+            raise _conflict("apps", "deployments", call.name, _OPTIMISTIC_LOCK)
+        spec = scale.get("spec") or {}
+        replicas = spec.get("replicas", 0) if isinstance(spec, dict) else 0
+        if isinstance(replicas, bool) or not isinstance(replicas, int):
+            raise _bad_request(
+                'Scale in version "v1" cannot be handled as a Scale: json: cannot unmarshal '
+                f"{type(replicas).__name__} into Go struct field ScaleSpec.spec.replicas of "
+                "type int32"
+            )
+        if replicas < 0:
+            raise _invalid(
+                "Scale",
+                "autoscaling",
+                call.name,
+                [
+                    _FieldError(
+                        "spec.replicas",
+                        "FieldValueInvalid",
+                        f"Invalid value: {replicas}: must be greater than or equal to 0",
+                    )
+                ],
+            )
+        updated = copy.deepcopy(current)
+        if int(updated["spec"].get("replicas", 1)) != replicas:
+            updated["spec"]["replicas"] = replicas
+            updated["metadata"]["generation"] = int(updated["metadata"].get("generation", 1)) + 1
+        if call.dry_run:
+            return self._json_response(self._scale_of(updated))
+        self._update(DEPLOYMENTS, updated)
+        answer = self._scale_of(self._store["deployments"][(namespace, call.name)])
+        self._reconcile()
+        return self._json_response(answer)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Call:
+    namespace: str | None
+    name: str
+    query: dict[str, str]
+    raw: bytes
+    body: Any
+    content_type: str
+    dry_run: bool

@@ -1,0 +1,391 @@
+"""scale_out and recycle_pod end to end: a webhook into the service, which acts through
+kubernetes-asyncio over real HTTP on the Kubernetes API test server, and the audit."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+import yaml
+
+from remediator.cli import main
+from tests.support.alertmanager import alertmanager
+from tests.support.kube_api import KubeApiServer
+from tests.support.kubeconfig import write_kubeconfig
+from tests.support.payloads import webhook_alert, webhook_payload
+from tests.support.ports import free_port
+from tests.support.process import start_remediator
+from tests.support.service import EXAMPLE_RULES, ServiceUnderTest, serve, settings_for
+
+NS = "llm-research"
+OPTED_IN = {"remediator.io/allow": "scale_out,recycle_pod"}
+
+
+@pytest.fixture
+async def kube() -> AsyncIterator[KubeApiServer]:
+    async with KubeApiServer(seed=7) as server:
+        yield server
+
+
+def rules_dir(tmp_path: Path, **replacements: str) -> Path:
+    """The example rules, with text replaced (e.g. a shorter PDB retry for the test)."""
+    directory = tmp_path / "rules"
+    directory.mkdir()
+    for source in EXAMPLE_RULES.glob("*.yaml"):
+        text = source.read_text()
+        for old, new in replacements.items():
+            text = text.replace(old, new)
+        (directory / source.name).write_text(text)
+    return directory
+
+
+@dataclass
+class Harness:
+    service: ServiceUnderTest
+    kube: KubeApiServer
+
+    async def fire(self, fingerprint: str, **labels: str) -> list[dict[str, Any]]:
+        alert = webhook_alert(fingerprint, labels=labels)
+        status, _ = await self.service.post(webhook_payload(alert))
+        assert status == 200
+        await self.service.settle()
+        return await self.service.decisions(fingerprint=fingerprint)
+
+    def calls(self, method: str, suffix: str) -> list[str]:
+        return [
+            r.path for r in self.kube.requests if r.method == method and r.path.endswith(suffix)
+        ]
+
+
+@pytest.fixture
+async def harness(tmp_path: Path, kube: KubeApiServer) -> AsyncIterator[Harness]:
+    kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", kube.url, kube.token or "")
+    rules = rules_dir(tmp_path, **{"pdb_retry_s: 30": "pdb_retry_s: 1"})
+    settings = settings_for(tmp_path, kubeconfig=kubeconfig, rules_dir=rules)
+    async with serve(settings) as service:
+        yield Harness(service, kube)
+
+
+def steps(decisions: list[dict[str, Any]]) -> list[tuple[str, str | None]]:
+    return [(d["step"], d["reason"]) for d in decisions]
+
+
+def cpu(deployment: str, namespace: str = NS) -> dict[str, str]:
+    return {"alertname": "HighCPUUsage", "namespace": namespace, "deployment": deployment}
+
+
+def crashloop(pod: str, **extra: str) -> dict[str, str]:
+    return {"alertname": "PodCrashLooping", "namespace": NS, "pod": pod, **extra}
+
+
+# --- scale_out --------------------------------------------------------------------------
+
+
+async def test_high_cpu_scales_an_opted_in_deployment_within_bounds_once(harness: Harness) -> None:
+    harness.kube.add_deployment(NS, "api", replicas=3, annotations=OPTED_IN)
+    decisions = await harness.fire("c1", **cpu("api"))
+    again = await harness.fire("c1", **cpu("api"))  # a resend of the same episode
+    assert steps(decisions) == [
+        ("received", None), ("classified", None), ("claimed", None), ("acted", None),
+        ("verified", None),
+    ]  # fmt: skip
+    assert again == decisions
+    assert harness.kube.deployment(NS, "api")["spec"]["replicas"] == 5
+    assert len(harness.calls("PATCH", "/deployments/api/scale")) == 1
+    acted = decisions[3]
+    assert (
+        acted["sentence"] == "Scaled llm-research/Deployment/api from 3 to 5 replicas (at most 20)."
+    )
+    assert decisions[4]["details"]["verification"] == "verified"
+    events = harness.kube.events(NS)
+    assert [e["reason"] for e in events] == ["RemediatorScaledOut"]
+
+
+async def test_scale_out_stops_at_max_replicas(harness: Harness) -> None:
+    harness.kube.add_deployment(NS, "api", replicas=19, annotations=OPTED_IN)
+    await harness.fire("c2", **cpu("api"))
+    assert harness.kube.deployment(NS, "api")["spec"]["replicas"] == 20
+
+
+async def test_a_deployment_already_at_max_is_left_alone(harness: Harness) -> None:
+    harness.kube.add_deployment(NS, "api", replicas=20, annotations=OPTED_IN)
+    decisions = await harness.fire("c3", **cpu("api"))
+    assert decisions[3]["sentence"] == (
+        "llm-research/Deployment/api already runs 20 replicas, at or above the target of 20;"
+        " nothing changed."
+    )
+    assert harness.calls("PATCH", "/scale") == []
+
+
+async def test_a_conflict_re_reads_and_decides_again(harness: Harness) -> None:
+    harness.kube.add_deployment(NS, "api", replicas=3, annotations=OPTED_IN)
+    harness.kube.inject_fault(r"/deployments/api/scale$", method="PATCH", status=409, times=1)
+    decisions = await harness.fire("c4", **cpu("api"))
+    assert decisions[3]["outcome"] == "succeeded"
+    assert harness.kube.deployment(NS, "api")["spec"]["replicas"] == 5
+    assert len(harness.calls("PATCH", "/deployments/api/scale")) == 2
+    assert len(harness.calls("GET", "/deployments/api/scale")) == 2
+
+
+async def test_a_deployment_an_hpa_scales_is_refused_and_escalated(harness: Harness) -> None:
+    harness.kube.add_deployment(NS, "api", replicas=3, annotations=OPTED_IN)
+    harness.kube.add_hpa(NS, "api-hpa", "api", min_replicas=3, max_replicas=10)
+    decisions = await harness.fire("c5", **cpu("api"))
+    assert steps(decisions)[3:] == [
+        ("refused", "precheck_failed"),
+        ("escalated", "precheck_failed"),
+    ]
+    assert "HorizontalPodAutoscaler api-hpa scales" in decisions[3]["sentence"]
+    assert harness.calls("PATCH", "/scale") == []
+
+
+async def test_a_deployment_without_the_opt_in_annotation_is_not_touched(
+    harness: Harness,
+) -> None:
+    harness.kube.add_deployment(
+        NS, "api", replicas=3, annotations={"remediator.io/allow": "recycle_pod"}
+    )
+    decisions = await harness.fire("c6", **cpu("api"))
+    assert steps(decisions)[3:] == [("refused", "not_opted_in"), ("escalated", "not_opted_in")]
+    assert harness.calls("PATCH", "/scale") == []
+
+
+async def test_forged_labels_naming_kube_system_never_reach_the_api(harness: Harness) -> None:
+    harness.kube.add_deployment("kube-system", "coredns", replicas=2, annotations=OPTED_IN)
+    decisions = await harness.fire("c7", **cpu("coredns", namespace="kube-system"))
+    assert steps(decisions)[2:] == [("refused", "out_of_scope"), ("escalated", "out_of_scope")]
+    assert not [r for r in harness.kube.requests if "kube-system" in r.path]
+
+
+async def test_a_transient_5xx_is_retried_and_the_scale_out_goes_through(harness: Harness) -> None:
+    harness.kube.add_deployment(NS, "api", replicas=3, annotations=OPTED_IN)
+    harness.kube.inject_fault(r"/deployments/api$", method="GET", status=503, times=2)
+    decisions = await harness.fire("c8", **cpu("api"))
+    assert decisions[3]["outcome"] == "succeeded"
+    assert harness.kube.deployment(NS, "api")["spec"]["replicas"] == 5
+
+
+async def test_a_403_is_refused_with_the_api_servers_own_words(harness: Harness) -> None:
+    harness.kube.add_deployment(NS, "api", replicas=3, annotations=OPTED_IN)
+    harness.kube.inject_fault(r"/deployments/api$", method="GET", status=403, times=None)
+    decisions = await harness.fire("c9", **cpu("api"))
+    assert steps(decisions)[3:] == [("refused", "api_error"), ("escalated", "api_error")]
+    assert 'deployments.apps "api" is forbidden' in decisions[3]["sentence"]
+
+
+async def test_an_unreachable_api_means_no_action_an_escalation_and_no_crash(
+    tmp_path: Path,
+) -> None:
+    dead = write_kubeconfig(tmp_path / "kubeconfig", f"http://127.0.0.1:{free_port()}", "t")
+    async with serve(settings_for(tmp_path, kubeconfig=dead, rules_dir=EXAMPLE_RULES)) as service:
+        status, _ = await service.post(webhook_payload(webhook_alert("d1", labels=cpu("api"))))
+        assert status == 200
+        await service.settle()
+        decisions = await service.decisions(fingerprint="d1")
+        health = await service.session.get(f"{service.url}/healthz")
+        assert health.status == 200
+        health.release()
+    assert steps(decisions)[3:] == [("refused", "api_error"), ("escalated", "api_error")]
+
+
+async def test_without_a_cluster_kubernetes_actions_are_planned_as_dry_run(tmp_path: Path) -> None:
+    async with serve(settings_for(tmp_path, rules_dir=EXAMPLE_RULES)) as service:
+        await service.post(webhook_payload(webhook_alert("e1", labels=cpu("api"))))
+        await service.settle()
+        decisions = await service.decisions(fingerprint="e1")
+    assert steps(decisions)[2:] == [("claimed", None), ("dry_run", "dry_run")]
+    assert decisions[-1]["sentence"] == (
+        "Dry-run (no backend is configured for scale_out): would run scale_out on"
+        " llm-research/Deployment/api."
+    )
+
+
+# --- recycle_pod ------------------------------------------------------------------------
+
+
+def first_pod(kube: KubeApiServer, app: str) -> dict[str, Any]:
+    return kube.pods(NS, {"app": app})[0]
+
+
+async def test_a_crashlooping_pod_is_evicted_and_replaced(harness: Harness) -> None:
+    harness.kube.add_deployment(NS, "api", replicas=3, annotations=OPTED_IN)
+    pod = first_pod(harness.kube, "api")
+    decisions = await harness.fire("p1", **crashloop(pod["metadata"]["name"]))
+    assert steps(decisions)[2:] == [("claimed", None), ("acted", None), ("verified", None)]
+    evictions = [r for r in harness.kube.requests if r.path.endswith("/eviction")]
+    assert len(evictions) == 1
+    assert evictions[0].body["deleteOptions"]["preconditions"]["uid"] == pod["metadata"]["uid"]
+    assert not harness.kube.has_pod(NS, pod["metadata"]["name"])
+    assert len(harness.kube.pods(NS, {"app": "api"})) == 3
+    assert decisions[-1]["details"]["verification"] == "verified"
+
+
+async def test_a_pdb_that_keeps_refusing_ends_in_an_escalation_not_a_delete(
+    harness: Harness,
+) -> None:
+    harness.kube.add_deployment(NS, "api", replicas=3, annotations=OPTED_IN)
+    harness.kube.add_pdb(NS, "api-pdb", {"app": "api"}, min_available=3)
+    pod = first_pod(harness.kube, "api")
+    decisions = await harness.fire("p2", **crashloop(pod["metadata"]["name"]))
+    assert steps(decisions)[3:] == [("acted", None), ("escalated", None)]
+    assert decisions[3]["outcome"] == "failed"
+    assert "PodDisruptionBudget kept refusing" in decisions[3]["sentence"]
+    assert harness.kube.has_pod(NS, pod["metadata"]["name"])
+    assert harness.calls("DELETE", pod["metadata"]["name"]) == []
+
+
+async def test_a_pod_replaced_since_the_alert_is_not_evicted(harness: Harness) -> None:
+    harness.kube.add_deployment(NS, "api", replicas=3, annotations=OPTED_IN)
+    pod = first_pod(harness.kube, "api")
+    labels = crashloop(pod["metadata"]["name"], uid="0b0b0b0b-dead-beef-0000-000000000000")
+    decisions = await harness.fire("p3", **labels)
+    assert steps(decisions)[3:] == [("refused", "target_gone"), ("escalated", "target_gone")]
+    assert harness.calls("POST", "/eviction") == []
+
+
+async def test_a_standalone_pod_is_refused(harness: Harness) -> None:
+    harness.kube.add_standalone_pod(NS, "debug-shell", {"app": "debug"})
+    decisions = await harness.fire("p4", **crashloop("debug-shell"))
+    assert steps(decisions)[3:] == [
+        ("refused", "precheck_failed"),
+        ("escalated", "precheck_failed"),
+    ]
+    assert "has no controller" in decisions[3]["sentence"]
+    assert harness.calls("POST", "/eviction") == []
+
+
+async def test_a_recycle_that_would_leave_too_few_ready_replicas_is_refused(
+    harness: Harness,
+) -> None:
+    harness.kube.add_deployment(NS, "api", replicas=3, annotations=OPTED_IN)
+    pods = harness.kube.pods(NS, {"app": "api"})
+    harness.kube.set_pod_ready(NS, pods[1]["metadata"]["name"], False)
+    decisions = await harness.fire("p5", **crashloop(pods[0]["metadata"]["name"]))
+    assert steps(decisions)[3:] == [("refused", "blast_radius"), ("escalated", "blast_radius")]
+    assert "would leave 1 ready replicas" in decisions[3]["sentence"]
+    assert harness.calls("POST", "/eviction") == []
+
+
+async def test_no_pod_is_recycled_while_its_deployment_rolls_out(harness: Harness) -> None:
+    harness.kube.add_deployment(NS, "api", replicas=3, annotations=OPTED_IN)
+    harness.kube.start_rollout(NS, "api")
+    pod = first_pod(harness.kube, "api")
+    decisions = await harness.fire("p6", **crashloop(pod["metadata"]["name"]))
+    assert steps(decisions)[3] == ("refused", "blast_radius")
+    assert "rolling out" in decisions[3]["sentence"]
+
+
+# --- scale back in ----------------------------------------------------------------------
+
+
+@pytest.fixture
+async def quick_scale_in(tmp_path: Path, kube: KubeApiServer) -> AsyncIterator[Harness]:
+    kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", kube.url, kube.token or "")
+    rules = rules_dir(tmp_path, **{"scale_in_after_s: 1800": "scale_in_after_s: 0.2"})
+    settings = settings_for(tmp_path, kubeconfig=kubeconfig, rules_dir=rules, aftercare_poll_s=0.05)
+    async with serve(settings) as service:
+        yield Harness(service, kube)
+
+
+async def scale_by_hand(kube: KubeApiServer, deployment: str, replicas: int) -> None:
+    url = f"{kube.url}/apis/apps/v1/namespaces/{NS}/deployments/{deployment}/scale"
+    headers = {
+        "Authorization": f"Bearer {kube.token}",
+        "Content-Type": "application/merge-patch+json",
+    }
+    async with (
+        aiohttp.ClientSession() as session,
+        session.patch(url, json={"spec": {"replicas": replicas}}, headers=headers) as resp,
+    ):
+        assert resp.status == 200
+
+
+async def resolve_and_wait(
+    harness: Harness, fingerprint: str, labels: dict[str, str]
+) -> list[dict[str, Any]]:
+    resolved = webhook_alert(fingerprint, "resolved", labels=labels)
+    assert (await harness.service.post(webhook_payload(resolved)))[0] == 200
+    await harness.service.settle()
+    for _ in range(100):
+        decisions = await harness.service.decisions(fingerprint=fingerprint)
+        if decisions[-1]["step"] == "undone":
+            return decisions
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"no scale-in recorded: {steps(decisions)}")
+
+
+async def test_after_the_quiet_period_the_deployment_returns_to_its_count(
+    quick_scale_in: Harness,
+) -> None:
+    quick_scale_in.kube.add_deployment(NS, "api", replicas=3, annotations=OPTED_IN)
+    await quick_scale_in.fire("s1", **cpu("api"))
+    assert quick_scale_in.kube.deployment(NS, "api")["spec"]["replicas"] == 5
+    decisions = await resolve_and_wait(quick_scale_in, "s1", cpu("api"))
+    assert [d["step"] for d in decisions][-2:] == ["resolved", "undone"]
+    assert decisions[-1]["sentence"] == (
+        "Scaled llm-research/Deployment/api back in from 5 to 3 replicas (started from 3)."
+    )
+    assert quick_scale_in.kube.deployment(NS, "api")["spec"]["replicas"] == 3
+
+
+async def test_replicas_someone_else_changed_are_not_scaled_back(quick_scale_in: Harness) -> None:
+    quick_scale_in.kube.add_deployment(NS, "api", replicas=3, annotations=OPTED_IN)
+    await quick_scale_in.fire("s2", **cpu("api"))
+    await scale_by_hand(quick_scale_in.kube, "api", 8)  # an SRE scaled it meanwhile
+    decisions = await resolve_and_wait(quick_scale_in, "s2", cpu("api"))
+    assert "someone else changed it, so it is not scaled back" in decisions[-1]["sentence"]
+    assert quick_scale_in.kube.deployment(NS, "api")["spec"]["replicas"] == 8
+
+
+async def test_the_rbac_command_lists_what_the_example_actions_need(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["rbac", "--rules", str(EXAMPLE_RULES)]) == 0
+    documents = list(yaml.safe_load_all(capsys.readouterr().out))
+    role, binding = documents
+    assert role["kind"] == "ClusterRole"
+    rules = {
+        (r["apiGroups"][0], res): set(r["verbs"]) for r in role["rules"] for res in r["resources"]
+    }
+    assert rules[("", "pods/eviction")] == {"create"}
+    assert rules[("apps", "deployments/scale")] == {"get", "patch"}
+    assert rules[("", "pods")] == {"get", "list", "delete"}
+    assert (binding["kind"], binding["metadata"]["namespace"]) == ("RoleBinding", NS)
+
+
+async def test_a_real_alertmanager_webhook_ends_in_one_eviction_on_the_api_server(
+    tmp_path: Path, kube: KubeApiServer
+) -> None:
+    kube.add_deployment(NS, "api", replicas=3, annotations=OPTED_IN)
+    pod = first_pod(kube, "api")["metadata"]["name"]
+    kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", kube.url, kube.token or "")
+    service = await start_remediator(
+        tmp_path / "remediator", rules=EXAMPLE_RULES, extra_args=("--kubeconfig", str(kubeconfig))
+    )
+    try:
+        async with alertmanager(
+            tmp_path / "am",
+            service.webhook_url,
+            credentials_file=tmp_path / "remediator" / "token",
+            group_interval="1s",
+        ) as am:
+            await am.post_alerts([{"labels": crashloop(pod), "annotations": {}}])
+            for _ in range(200):
+                if any(d["step"] == "verified" for d in await service.decisions()):
+                    break
+                await asyncio.sleep(0.1)
+            await asyncio.sleep(2.5)  # room for any further notification to arrive and act
+            decisions = await service.decisions()
+    finally:
+        await service.stop()
+    assert [d["step"] for d in decisions] == [
+        "received", "classified", "claimed", "acted", "verified",
+    ]  # fmt: skip
+    evictions = [r for r in kube.requests if r.method == "POST" and r.path.endswith("/eviction")]
+    assert [r.path for r in evictions] == [f"/api/v1/namespaces/{NS}/pods/{pod}/eviction"]
+    assert not kube.has_pod(NS, pod)

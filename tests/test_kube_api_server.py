@@ -1,0 +1,803 @@
+"""The test kube-apiserver (tests/support/kube_api.py), driven only through kubernetes-asyncio.
+
+Each test loads a kubeconfig written by tests/support/kubeconfig.py and talks to the server
+the way remediator will. Then it checks the status codes, the ``kind: Status`` bodies and the
+state the simulated controllers leave behind.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import AsyncIterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from kubernetes_asyncio import client, config
+from kubernetes_asyncio.client.api_client import ApiClient
+from kubernetes_asyncio.client.exceptions import ApiException
+
+from tests.support.kube_api import KubeApiServer
+from tests.support.kubeconfig import write_kubeconfig
+
+NS = "shop"
+USER = "system:serviceaccount:remediator:remediator"
+MERGE_PATCH = "application/merge-patch+json"
+
+
+@pytest.fixture
+async def kube() -> AsyncIterator[KubeApiServer]:
+    async with KubeApiServer(user=USER, seed=7) as server:
+        server.add_namespace(NS)
+        yield server
+        assert server.internal_errors == []
+
+
+@pytest.fixture
+async def api(kube: KubeApiServer, tmp_path: Path) -> AsyncIterator[ApiClient]:
+    assert kube.token is not None
+    path = write_kubeconfig(tmp_path / "kubeconfig", kube.url, kube.token)
+    api_client = await config.new_client_from_config(config_file=str(path), context="test")
+    try:
+        yield api_client
+    finally:
+        await api_client.close()
+
+
+def status_body(exc: ApiException) -> dict[str, Any]:
+    assert exc.body is not None
+    body: dict[str, Any] = json.loads(exc.body)
+    return body
+
+
+def headers(exc: ApiException) -> Mapping[str, str]:
+    assert exc.headers is not None
+    return exc.headers
+
+
+def eviction(name: str, uid: str | None = None) -> client.V1Eviction:
+    options = None
+    if uid is not None:
+        options = client.V1DeleteOptions(preconditions=client.V1Preconditions(uid=uid))
+    return client.V1Eviction(
+        api_version="policy/v1",
+        kind="Eviction",
+        metadata=client.V1ObjectMeta(name=name, namespace=NS),
+        delete_options=options,
+    )
+
+
+async def evict(api: ApiClient, name: str, uid: str | None = None) -> int:
+    """POST an eviction; return the HTTP status (raises ApiException on errors)."""
+    core = client.CoreV1Api(api)
+    _, status, _ = await core.create_namespaced_pod_eviction_with_http_info(
+        name, NS, eviction(name, uid)
+    )
+    return int(status)
+
+
+async def pod_names(api: ApiClient, selector: str = "", field_selector: str = "") -> list[str]:
+    pods = await client.CoreV1Api(api).list_namespaced_pod(
+        NS, label_selector=selector, field_selector=field_selector
+    )
+    return sorted(p.metadata.name for p in pods.items)
+
+
+def is_ready(pod: client.V1Pod) -> bool:
+    return any(c.type == "Ready" and c.status == "True" for c in pod.status.conditions or [])
+
+
+# ---- scale ----------------------------------------------------------------------------------
+
+
+async def test_the_scale_subresource_is_read_and_patched_and_the_controllers_follow(
+    kube: KubeApiServer, api: ApiClient
+) -> None:
+    kube.add_deployment(NS, "web", replicas=3)
+    apps = client.AppsV1Api(api)
+
+    scale = await apps.read_namespaced_deployment_scale("web", NS)
+    assert (scale.kind, scale.api_version) == ("Scale", "autoscaling/v1")
+    assert scale.spec.replicas == 3
+    assert scale.status.replicas == 3
+    assert scale.status.selector == "app=web"
+    deployment = kube.deployment(NS, "web")
+    assert scale.metadata.resource_version == deployment["metadata"]["resourceVersion"]
+    assert scale.metadata.uid == deployment["metadata"]["uid"]
+
+    patched = await apps.patch_namespaced_deployment_scale(  # type: ignore[call-arg]  # not in the stubs
+        "web", NS, {"spec": {"replicas": 5}}, _content_type=MERGE_PATCH
+    )
+    assert patched.spec.replicas == 5
+    assert patched.status.replicas == 3  # the answer predates the controller's work
+    assert int(patched.metadata.resource_version) > int(scale.metadata.resource_version)
+
+    d = await apps.read_namespaced_deployment("web", NS)
+    assert d.spec.replicas == 5
+    assert d.metadata.generation == 2
+    assert d.status.observed_generation == 2
+    assert (d.status.replicas, d.status.ready_replicas, d.status.available_replicas) == (5, 5, 5)
+    assert d.status.updated_replicas == 5
+    assert len(await pod_names(api, "app=web")) == 5
+
+    # kubernetes-asyncio's default content type for a dict body: strategic merge patch.
+    await apps.patch_namespaced_deployment_scale("web", NS, {"spec": {"replicas": 1}})
+    assert len(await pod_names(api, "app=web")) == 1
+    assert kube.requests[-2].content_type == "application/strategic-merge-patch+json"
+
+
+async def test_scaling_down_removes_the_newest_pods_first(
+    kube: KubeApiServer, api: ApiClient
+) -> None:
+    kube.add_deployment(NS, "web", replicas=3)
+    originals = await pod_names(api, "app=web")
+    apps = client.AppsV1Api(api)
+    await apps.patch_namespaced_deployment_scale("web", NS, {"spec": {"replicas": 5}})
+    assert len(await pod_names(api, "app=web")) == 5
+
+    await apps.patch_namespaced_deployment_scale("web", NS, {"spec": {"replicas": 3}})
+
+    assert await pod_names(api, "app=web") == originals
+
+
+async def test_patching_the_scale_with_a_stale_resource_version_is_a_conflict(
+    kube: KubeApiServer, api: ApiClient
+) -> None:
+    kube.add_deployment(NS, "web", replicas=3)
+    apps = client.AppsV1Api(api)
+    stale = (await apps.read_namespaced_deployment_scale("web", NS)).metadata.resource_version
+    await apps.patch_namespaced_deployment_scale("web", NS, {"spec": {"replicas": 4}})
+
+    with pytest.raises(ApiException) as caught:
+        await apps.patch_namespaced_deployment_scale(  # type: ignore[call-arg]
+            "web",
+            NS,
+            {"metadata": {"resourceVersion": stale}, "spec": {"replicas": 6}},
+            _content_type=MERGE_PATCH,
+        )
+    assert caught.value.status == 409
+    assert caught.value.reason == "Conflict"
+    assert status_body(caught.value) == {
+        "kind": "Status",
+        "apiVersion": "v1",
+        "metadata": {},
+        "status": "Failure",
+        "message": 'Operation cannot be fulfilled on deployments.apps "web": the object has been '
+        "modified; please apply your changes to the latest version and try again",
+        "reason": "Conflict",
+        "details": {"name": "web", "group": "apps", "kind": "deployments"},
+        "code": 409,
+    }
+
+    body = client.V1Scale(
+        metadata=client.V1ObjectMeta(name="web", namespace=NS, resource_version=stale),
+        spec=client.V1ScaleSpec(replicas=7),
+    )
+    with pytest.raises(ApiException) as caught:
+        await apps.replace_namespaced_deployment_scale("web", NS, body)
+    assert caught.value.status == 409
+    assert kube.deployment(NS, "web")["spec"]["replicas"] == 4
+
+    body.metadata = client.V1ObjectMeta(name="web", namespace=NS)  # unconditional PUT
+    replaced = await apps.replace_namespaced_deployment_scale("web", NS, body)
+    assert replaced.spec.replicas == 7
+
+
+async def test_a_missing_deployment_is_not_found(kube: KubeApiServer, api: ApiClient) -> None:
+    apps = client.AppsV1Api(api)
+    expected = {
+        "kind": "Status",
+        "apiVersion": "v1",
+        "metadata": {},
+        "status": "Failure",
+        "message": 'deployments.apps "nope" not found',
+        "reason": "NotFound",
+        "details": {"name": "nope", "group": "apps", "kind": "deployments"},
+        "code": 404,
+    }
+    for call in (apps.read_namespaced_deployment_scale, apps.read_namespaced_deployment):
+        with pytest.raises(ApiException) as caught:
+            await call("nope", NS)
+        assert caught.value.status == 404
+        assert status_body(caught.value) == expected
+
+    with pytest.raises(ApiException) as caught:
+        await apps.patch_namespaced_deployment_scale("nope", NS, {"spec": {"replicas": 1}})
+    assert caught.value.status == 404
+
+
+async def test_a_negative_replica_count_is_invalid(kube: KubeApiServer, api: ApiClient) -> None:
+    kube.add_deployment(NS, "web", replicas=2)
+    with pytest.raises(ApiException) as caught:
+        await client.AppsV1Api(api).patch_namespaced_deployment_scale(
+            "web", NS, {"spec": {"replicas": -1}}
+        )
+    assert caught.value.status == 422
+    body = status_body(caught.value)
+    assert body["reason"] == "Invalid"
+    assert body["message"] == (
+        'Scale.autoscaling "web" is invalid: spec.replicas: Invalid value: -1: must be greater '
+        "than or equal to 0"
+    )
+
+
+async def test_json_patches_and_dry_runs_are_honoured(kube: KubeApiServer, api: ApiClient) -> None:
+    kube.add_deployment(NS, "web", replicas=2)
+    apps = client.AppsV1Api(api)
+
+    patched = await apps.patch_namespaced_deployment_scale(
+        "web", NS, [{"op": "replace", "path": "/spec/replicas", "value": 3}]
+    )
+    assert patched.spec.replicas == 3
+    assert kube.requests[-1].content_type == "application/json-patch+json"
+
+    rv = kube.deployment(NS, "web")["metadata"]["resourceVersion"]
+    preview = await apps.patch_namespaced_deployment_scale(
+        "web", NS, {"spec": {"replicas": 9}}, dry_run="All"
+    )
+    assert preview.spec.replicas == 9
+    assert kube.deployment(NS, "web")["spec"]["replicas"] == 3
+    assert kube.deployment(NS, "web")["metadata"]["resourceVersion"] == rv
+
+
+# ---- deployments ----------------------------------------------------------------------------
+
+
+async def test_without_a_kubelet_new_pods_stay_pending_and_the_deployment_is_unavailable(
+    kube: KubeApiServer, api: ApiClient
+) -> None:
+    kube.add_deployment(NS, "web", replicas=2)
+    kube.kubelet = False
+    apps = client.AppsV1Api(api)
+
+    await apps.patch_namespaced_deployment_scale("web", NS, {"spec": {"replicas": 4}})
+
+    pods = (await client.CoreV1Api(api).list_namespaced_pod(NS, label_selector="app=web")).items
+    phases = sorted(p.status.phase for p in pods)
+    assert phases == ["Pending", "Pending", "Running", "Running"]
+    pending = [p for p in pods if p.status.phase == "Pending"]
+    assert all(p.status.conditions is None and p.spec.node_name is None for p in pending)
+    d = await apps.read_namespaced_deployment("web", NS)
+    assert (d.status.replicas, d.status.ready_replicas, d.status.unavailable_replicas) == (4, 2, 2)
+    available = next(c for c in d.status.conditions if c.type == "Available")
+    assert (available.status, available.reason) == ("False", "MinimumReplicasUnavailable")
+
+    kube.kubelet = True
+    d = await apps.read_namespaced_deployment("web", NS)
+    assert d.status.ready_replicas == 4
+    assert d.status.unavailable_replicas is None
+
+
+async def test_a_deployment_mid_rollout_has_its_observed_generation_behind(
+    kube: KubeApiServer, api: ApiClient
+) -> None:
+    kube.add_deployment(NS, "web", replicas=3)
+    kube.start_rollout(NS, "web", updated_replicas=1)
+    apps = client.AppsV1Api(api)
+
+    d = await apps.read_namespaced_deployment("web", NS)
+    assert d.metadata.generation == 2
+    assert d.status.observed_generation == 1
+    assert d.status.updated_replicas == 1
+
+    kube.finish_rollout(NS, "web")
+    d = await apps.read_namespaced_deployment("web", NS)
+    assert d.status.observed_generation == 2
+    assert d.status.updated_replicas == 3
+
+
+async def test_a_pod_template_change_rolls_out_a_new_replicaset(
+    kube: KubeApiServer, api: ApiClient
+) -> None:
+    kube.add_deployment(NS, "web", replicas=2, annotations={"team": "shop"})
+    before = {p["metadata"]["uid"] for p in kube.pods(NS)}
+    apps = client.AppsV1Api(api)
+    restart = {
+        "spec": {
+            "template": {
+                "metadata": {
+                    "annotations": {"kubectl.kubernetes.io/restartedAt": "2026-01-01T00:00:00Z"}
+                }
+            }
+        }
+    }
+
+    d = await apps.patch_namespaced_deployment("web", NS, restart)
+
+    assert d.metadata.generation == 2
+    assert d.metadata.annotations["team"] == "shop"
+    replicasets = (await apps.list_namespaced_replica_set(NS)).items
+    assert sorted(rs.spec.replicas for rs in replicasets) == [0, 2]
+    new_rs = next(rs for rs in replicasets if rs.spec.replicas == 2)
+    assert new_rs.metadata.owner_references[0].kind == "Deployment"
+    assert new_rs.metadata.owner_references[0].controller is True
+    assert new_rs.metadata.annotations["deployment.kubernetes.io/revision"] == "2"
+    pods = (await client.CoreV1Api(api).list_namespaced_pod(NS)).items
+    assert len(pods) == 2
+    assert not before & {p.metadata.uid for p in pods}
+    assert all(p.metadata.name.startswith(new_rs.metadata.name + "-") for p in pods)
+    assert all(p.metadata.owner_references[0].uid == new_rs.metadata.uid for p in pods)
+    d = await apps.read_namespaced_deployment("web", NS)
+    assert d.metadata.annotations["deployment.kubernetes.io/revision"] == "2"
+
+
+# ---- pods: listing --------------------------------------------------------------------------
+
+
+async def test_pods_are_listed_with_equality_and_set_based_label_selectors(
+    kube: KubeApiServer, api: ApiClient
+) -> None:
+    kube.add_standalone_pod(NS, "api-1", {"app": "api", "tier": "backend"})
+    kube.add_standalone_pod(NS, "api-2", {"app": "api", "tier": "frontend"})
+    kube.add_standalone_pod(NS, "db-1", {"app": "db", "tier": "backend"})
+    kube.add_standalone_pod(NS, "job-1", {"app": "job"})
+
+    assert await pod_names(api, "app=api") == ["api-1", "api-2"]
+    assert await pod_names(api, "app==api") == ["api-1", "api-2"]
+    assert await pod_names(api, "app!=api") == ["db-1", "job-1"]
+    assert await pod_names(api, "tier in (backend)") == ["api-1", "db-1"]
+    assert await pod_names(api, "tier notin (backend)") == ["api-2", "job-1"]
+    assert await pod_names(api, "tier") == ["api-1", "api-2", "db-1"]
+    assert await pod_names(api, "!tier") == ["job-1"]
+    assert await pod_names(api, "app in (api, db),tier!=frontend") == ["api-1", "db-1"]
+    assert await pod_names(api) == ["api-1", "api-2", "db-1", "job-1"]
+    assert await pod_names(api, field_selector="metadata.name=db-1") == ["db-1"]
+
+    with pytest.raises(ApiException) as caught:
+        await pod_names(api, "tier in backend")
+    assert caught.value.status == 400
+    assert status_body(caught.value)["reason"] == "BadRequest"
+
+
+async def test_pod_lists_are_paginated_with_limit_and_continue(
+    kube: KubeApiServer, api: ApiClient
+) -> None:
+    for i in range(5):
+        kube.add_standalone_pod(NS, f"p{i}", {"app": "p"})
+    core = client.CoreV1Api(api)
+
+    first = await core.list_namespaced_pod(NS, limit=2)
+    assert [p.metadata.name for p in first.items] == ["p0", "p1"]
+    assert first.metadata.remaining_item_count == 3
+    rest = await core.list_namespaced_pod(NS, limit=10, _continue=first.metadata._continue)
+    assert [p.metadata.name for p in rest.items] == ["p2", "p3", "p4"]
+    assert rest.metadata._continue is None
+
+
+# ---- pods: eviction -------------------------------------------------------------------------
+
+
+async def test_an_allowed_eviction_answers_201_and_a_replacement_pod_gets_a_new_uid(
+    kube: KubeApiServer, api: ApiClient
+) -> None:
+    kube.add_deployment(NS, "web", replicas=3)
+    core = client.CoreV1Api(api)
+    before = (await core.list_namespaced_pod(NS, label_selector="app=web")).items
+    victim = before[0]
+
+    assert await evict(api, victim.metadata.name, victim.metadata.uid) == 201
+
+    posted = kube.requests_to(r"/pods/[^/]+/eviction$", "POST")
+    assert [r.status for r in posted] == [201]
+    assert posted[0].body["kind"] == "Eviction"
+    after = (await core.list_namespaced_pod(NS, label_selector="app=web")).items
+    assert len(after) == 3
+    assert victim.metadata.name not in {p.metadata.name for p in after}
+    new = [p for p in after if p.metadata.uid not in {b.metadata.uid for b in before}]
+    assert len(new) == 1
+    assert new[0].metadata.owner_references[0].uid == victim.metadata.owner_references[0].uid
+    assert is_ready(new[0])
+    with pytest.raises(ApiException) as caught:
+        await core.read_namespaced_pod(victim.metadata.name, NS)
+    assert status_body(caught.value)["message"] == f'pods "{victim.metadata.name}" not found'
+
+
+async def test_evicting_a_missing_pod_is_not_found(kube: KubeApiServer, api: ApiClient) -> None:
+    with pytest.raises(ApiException) as caught:
+        await evict(api, "ghost")
+    assert caught.value.status == 404
+    assert status_body(caught.value)["details"] == {"name": "ghost", "kind": "pods"}
+
+
+async def test_a_pdb_with_min_available_2_over_3_ready_pods_allows_one_eviction_then_429(
+    kube: KubeApiServer, api: ApiClient
+) -> None:
+    kube.add_deployment(NS, "web", replicas=3)
+    kube.add_pdb(NS, "web", {"app": "web"}, min_available=2)
+    kube.kubelet = False  # as on the real cluster: the replacement pod stays Pending
+    policy = client.PolicyV1Api(api)
+    pdb = await policy.read_namespaced_pod_disruption_budget("web", NS)
+    assert pdb.status.disruptions_allowed == 1
+    assert (pdb.status.current_healthy, pdb.status.desired_healthy) == (3, 2)
+    assert (pdb.status.expected_pods, pdb.status.observed_generation) == (3, 1)
+    first, second, _ = await pod_names(api, "app=web")
+
+    assert await evict(api, first) == 201
+    with pytest.raises(ApiException) as caught:
+        await evict(api, second)
+
+    assert caught.value.status == 429
+    assert "Retry-After" not in headers(caught.value)
+    body = status_body(caught.value)
+    assert body["reason"] == "TooManyRequests"
+    assert body["message"] == "Cannot evict pod as it would violate the pod's disruption budget."
+    assert body["details"] == {
+        "causes": [
+            {
+                "reason": "DisruptionBudget",
+                "message": "The disruption budget web needs 2 healthy pods and has 2 currently",
+            }
+        ]
+    }
+    assert kube.has_pod(NS, second)
+    pdb = await policy.read_namespaced_pod_disruption_budget("web", NS)
+    assert (pdb.status.disruptions_allowed, pdb.status.current_healthy) == (0, 2)
+
+
+async def test_an_unready_pod_uses_up_the_budget_but_can_itself_be_evicted(
+    kube: KubeApiServer, api: ApiClient
+) -> None:
+    kube.add_deployment(NS, "web", replicas=3)
+    kube.add_pdb(NS, "web", {"app": "web"}, min_available=2)
+    unready, ready, _ = await pod_names(api, "app=web")
+    kube.set_pod_ready(NS, unready, False)
+    assert kube.pdb(NS, "web")["status"]["disruptionsAllowed"] == 0
+
+    with pytest.raises(ApiException) as caught:
+        await evict(api, ready)
+    assert caught.value.status == 429
+
+    assert await evict(api, unready) == 201
+
+
+async def test_a_pdb_whose_status_is_not_computed_yet_blocks_eviction_with_429(
+    kube: KubeApiServer, api: ApiClient
+) -> None:
+    kube.add_deployment(NS, "web", replicas=3)
+    kube.add_pdb(NS, "web", {"app": "web"}, max_unavailable=1, computed=False)
+    pdb = await client.PolicyV1Api(api).read_namespaced_pod_disruption_budget("web", NS)
+    assert pdb.status.observed_generation is None
+    victim = (await pod_names(api, "app=web"))[0]
+
+    with pytest.raises(ApiException) as caught:
+        await evict(api, victim)
+
+    assert caught.value.status == 429
+    assert headers(caught.value)["Retry-After"] == "10"
+    body = status_body(caught.value)
+    assert body["message"] == "Cannot evict pod as it would violate the pod's disruption budget."
+    assert body["details"]["causes"][0]["message"] == (
+        "The disruption budget web is still being processed by the server."
+    )
+    kube.compute_pdb(NS, "web")
+    assert await evict(api, victim) == 201
+
+
+@pytest.mark.parametrize("phase", ["Pending", "Succeeded", "Failed"])
+async def test_a_pod_that_is_not_running_is_evicted_even_when_its_pdb_allows_nothing(
+    kube: KubeApiServer, api: ApiClient, phase: str
+) -> None:
+    kube.add_standalone_pod(NS, "batch", {"app": "batch"}, phase=phase)
+    kube.add_pdb(NS, "batch", {"app": "batch"}, min_available=1)
+    assert kube.pdb(NS, "batch")["status"]["disruptionsAllowed"] == 0
+
+    assert await evict(api, "batch") == 201
+
+    assert not kube.has_pod(NS, "batch")
+
+
+async def test_a_pending_deployment_pod_is_evicted_despite_its_pdb(
+    kube: KubeApiServer, api: ApiClient
+) -> None:
+    kube.kubelet = False
+    kube.add_deployment(NS, "web", replicas=2)
+    kube.add_pdb(NS, "web", {"app": "web"}, min_available=2)
+    victim = (await pod_names(api, "app=web"))[0]
+
+    assert await evict(api, victim) == 201
+
+    names = await pod_names(api, "app=web")
+    assert victim not in names
+    assert len(names) == 2
+
+
+async def test_a_pod_covered_by_two_pdbs_is_not_evicted_and_the_answer_is_500(
+    kube: KubeApiServer, api: ApiClient
+) -> None:
+    kube.add_deployment(NS, "web", replicas=3)
+    kube.add_pdb(NS, "web-a", {"app": "web"}, min_available=1)
+    kube.add_pdb(NS, "web-b", {"app": "web"}, max_unavailable="50%")
+    victim = (await pod_names(api, "app=web"))[0]
+
+    with pytest.raises(ApiException) as caught:
+        await evict(api, victim)
+
+    assert caught.value.status == 500
+    assert status_body(caught.value) == {
+        "kind": "Status",
+        "apiVersion": "v1",
+        "metadata": {},
+        "status": "Failure",
+        "message": "This pod has more than one PodDisruptionBudget, which the eviction "
+        "subresource does not support.",
+        "code": 500,
+    }
+    assert kube.has_pod(NS, victim)
+
+
+async def test_an_eviction_with_a_stale_uid_precondition_is_a_conflict(
+    kube: KubeApiServer, api: ApiClient
+) -> None:
+    pod = kube.add_standalone_pod(NS, "worker", {"app": "worker"})
+    stale = "4f1e3c9a-0000-4000-8000-000000000000"
+
+    with pytest.raises(ApiException) as caught:
+        await evict(api, "worker", stale)
+
+    assert caught.value.status == 409
+    body = status_body(caught.value)
+    assert body["reason"] == "Conflict"
+    assert body["message"] == (
+        f'Operation cannot be fulfilled on Pod "worker": the UID in the precondition ({stale}) '
+        f"does not match the UID in record ({pod['metadata']['uid']}). The object might have "
+        "been deleted and then recreated"
+    )
+    assert body["details"] == {"name": "worker", "kind": "Pod"}
+    assert kube.has_pod(NS, "worker")
+
+
+async def test_deleting_a_pod_with_a_stale_uid_precondition_is_a_conflict(
+    kube: KubeApiServer, api: ApiClient
+) -> None:
+    pod = kube.add_standalone_pod(NS, "worker", {"app": "worker"})
+    core = client.CoreV1Api(api)
+    stale = client.V1DeleteOptions(preconditions=client.V1Preconditions(uid="not-the-uid"))
+
+    with pytest.raises(ApiException) as caught:
+        await core.delete_namespaced_pod("worker", NS, body=stale)
+    assert caught.value.status == 409
+    assert "the UID in the precondition (not-the-uid)" in status_body(caught.value)["message"]
+    assert kube.has_pod(NS, "worker")
+
+    current = client.V1DeleteOptions(
+        preconditions=client.V1Preconditions(uid=pod["metadata"]["uid"])
+    )
+    deleted = await core.delete_namespaced_pod("worker", NS, body=current)
+    assert deleted.metadata.deletion_timestamp is not None
+    assert deleted.metadata.deletion_grace_period_seconds == 30
+    assert not kube.has_pod(NS, "worker")
+
+
+async def test_a_daemonset_pod_is_recreated_on_its_node_after_eviction(
+    kube: KubeApiServer, api: ApiClient
+) -> None:
+    pod = kube.add_daemonset_pod(NS, "agent")
+    ds = await client.AppsV1Api(api).read_namespaced_daemon_set("agent", NS)
+    assert (ds.status.desired_number_scheduled, ds.status.number_ready) == (1, 1)
+
+    assert await evict(api, pod["metadata"]["name"]) == 201
+
+    (replacement,) = (await client.CoreV1Api(api).list_namespaced_pod(NS)).items
+    assert replacement.metadata.uid != pod["metadata"]["uid"]
+    assert replacement.spec.node_name == pod["spec"]["nodeName"]
+    assert replacement.metadata.owner_references[0].kind == "DaemonSet"
+
+
+async def test_pdb_status_follows_percentages_and_max_unavailable(
+    kube: KubeApiServer, api: ApiClient
+) -> None:
+    kube.add_deployment(NS, "web", replicas=4)
+    kube.add_deployment(NS, "api", replicas=3)
+    kube.add_pdb(NS, "web", {"app": "web"}, min_available="50%")
+    kube.add_pdb(NS, "api", {"app": "api"}, max_unavailable="34%")
+    policy = client.PolicyV1Api(api)
+
+    budgets = {
+        p.metadata.name: p.status
+        for p in (await policy.list_namespaced_pod_disruption_budget(NS)).items
+    }
+
+    assert budgets["web"].desired_healthy == 2
+    assert budgets["web"].disruptions_allowed == 2
+    assert budgets["api"].desired_healthy == 1  # 3 - ceil(34% of 3)
+    assert budgets["api"].disruptions_allowed == 2
+    assert budgets["api"].conditions[0].reason == "SufficientPods"
+
+
+# ---- fault injection and authentication -----------------------------------------------------
+
+
+async def test_an_injected_503_fails_once_then_the_request_succeeds(
+    kube: KubeApiServer, api: ApiClient
+) -> None:
+    kube.add_deployment(NS, "web", replicas=2)
+    fault = kube.inject_fault(r"/deployments/web/scale$", method="GET", status=503)
+    apps = client.AppsV1Api(api)
+
+    with pytest.raises(ApiException) as caught:
+        await apps.read_namespaced_deployment_scale("web", NS)
+    assert caught.value.status == 503
+    assert status_body(caught.value)["reason"] == "ServiceUnavailable"
+
+    scale = await apps.read_namespaced_deployment_scale("web", NS)
+    assert scale.spec.replicas == 2
+    assert fault.hits == 1
+    assert [r.status for r in kube.requests_to(r"/scale$")] == [503, 200]
+
+
+async def test_an_injected_429_carries_retry_after_in_the_api_exception_headers(
+    kube: KubeApiServer, api: ApiClient
+) -> None:
+    kube.inject_fault(r"/pods$", method="GET", status=429, retry_after=3)
+
+    with pytest.raises(ApiException) as caught:
+        await pod_names(api)
+
+    assert caught.value.status == 429
+    assert headers(caught.value)["Retry-After"] == "3"
+    body: object = caught.value.body  # API Priority and Fairness answers in plain text
+    assert body == "Too many requests, please try again later.\n"
+    assert await pod_names(api) == []
+
+
+async def test_a_dropped_connection_raises_an_aiohttp_client_error(
+    kube: KubeApiServer, api: ApiClient
+) -> None:
+    kube.add_standalone_pod(NS, "worker", {"app": "worker"})
+    kube.inject_fault(r"/eviction$", drop=True)
+
+    with pytest.raises(aiohttp.ClientError):
+        await evict(api, "worker")
+    assert kube.has_pod(NS, "worker")  # dropped before it was served
+
+    kube.inject_fault(r"/eviction$", drop=True, served=True)
+    with pytest.raises(aiohttp.ClientError):
+        await evict(api, "worker")
+    assert not kube.has_pod(NS, "worker")  # served, only the answer was lost
+    assert [r.status for r in kube.requests_to(r"/eviction$")] == [None, None]
+
+
+async def test_injected_latency_delays_the_answer_and_client_timeouts_fire(
+    kube: KubeApiServer, api: ApiClient
+) -> None:
+    kube.inject_fault(r"/pods$", delay=0.3, times=2)
+    core = client.CoreV1Api(api)
+
+    started = time.monotonic()
+    await core.list_namespaced_pod(NS)
+    assert time.monotonic() - started >= 0.3
+
+    with pytest.raises(TimeoutError):
+        await core.list_namespaced_pod(NS, _request_timeout=0.05)
+
+
+async def test_an_injected_403_reads_like_an_rbac_denial(
+    kube: KubeApiServer, api: ApiClient
+) -> None:
+    kube.add_standalone_pod(NS, "worker", {"app": "worker"})
+    kube.inject_fault(r"/eviction$", method="POST", status=403, times=None)
+
+    for _ in range(2):
+        with pytest.raises(ApiException) as caught:
+            await evict(api, "worker")
+        assert caught.value.status == 403
+        assert status_body(caught.value) == {
+            "kind": "Status",
+            "apiVersion": "v1",
+            "metadata": {},
+            "status": "Failure",
+            "message": f'pods "worker" is forbidden: User "{USER}" cannot create resource '
+            '"pods/eviction" in API group "" in the namespace "shop"',
+            "reason": "Forbidden",
+            "details": {"name": "worker", "kind": "pods"},
+            "code": 403,
+        }
+
+    kube.clear_faults()
+    assert await evict(api, "worker") == 201
+
+
+async def test_a_request_without_the_bearer_token_is_unauthorized(
+    kube: KubeApiServer, tmp_path: Path
+) -> None:
+    unauthorized = {
+        "kind": "Status",
+        "apiVersion": "v1",
+        "metadata": {},
+        "status": "Failure",
+        "message": "Unauthorized",
+        "reason": "Unauthorized",
+        "code": 401,
+    }
+    no_token = client.Configuration(host=kube.url)
+    wrong_token = client.Configuration()
+    path = write_kubeconfig(tmp_path / "wrong", kube.url, "not-the-token", context="wrong")
+    await config.load_kube_config(
+        config_file=str(path), context="wrong", client_configuration=wrong_token
+    )
+    for configuration in (no_token, wrong_token):
+        async with ApiClient(configuration=configuration) as api:
+            with pytest.raises(ApiException) as caught:
+                await client.CoreV1Api(api).list_namespaced_pod(NS)
+        assert caught.value.status == 401
+        assert status_body(caught.value) == unauthorized
+
+
+async def test_with_anonymous_auth_a_request_without_credentials_is_forbidden() -> None:
+    async with (
+        KubeApiServer(anonymous_auth=True) as kube,
+        ApiClient(configuration=client.Configuration(host=kube.url)) as api,
+    ):
+        with pytest.raises(ApiException) as caught:
+            await client.CoreV1Api(api).list_namespaced_pod(NS)
+    assert caught.value.status == 403
+    assert status_body(caught.value)["message"] == (
+        'pods is forbidden: User "system:anonymous" cannot list resource "pods" in API group "" '
+        'in the namespace "shop"'
+    )
+
+
+# ---- other resources ------------------------------------------------------------------------
+
+
+async def test_horizontal_pod_autoscalers_are_listed_per_namespace(
+    kube: KubeApiServer, api: ApiClient
+) -> None:
+    kube.add_deployment(NS, "web", replicas=3)
+    kube.add_hpa(NS, "web", "web", min_replicas=2, max_replicas=10)
+    kube.add_deployment("other", "api", replicas=1)
+    kube.add_hpa("other", "api", "api", min_replicas=1, max_replicas=3)
+    autoscaling = client.AutoscalingV2Api(api)
+
+    hpas = (await autoscaling.list_namespaced_horizontal_pod_autoscaler(NS)).items
+
+    assert [h.metadata.name for h in hpas] == ["web"]
+    (hpa,) = hpas
+    assert (hpa.spec.scale_target_ref.kind, hpa.spec.scale_target_ref.name) == ("Deployment", "web")
+    assert (hpa.spec.min_replicas, hpa.spec.max_replicas) == (2, 10)
+    assert hpa.status.current_replicas == 3
+    one = await autoscaling.read_namespaced_horizontal_pod_autoscaler("web", NS)
+    assert one.metadata.uid == hpa.metadata.uid
+    everywhere = await autoscaling.list_horizontal_pod_autoscaler_for_all_namespaces()
+    assert sorted(h.metadata.namespace for h in everywhere.items) == ["other", NS]
+
+
+async def test_events_are_created_and_listed(kube: KubeApiServer, api: ApiClient) -> None:
+    core = client.CoreV1Api(api)
+    event = client.CoreV1Event(
+        metadata=client.V1ObjectMeta(generate_name="web."),
+        involved_object=client.V1ObjectReference(
+            kind="Deployment", namespace=NS, name="web", api_version="apps/v1"
+        ),
+        reason="RemediationStarted",
+        message="scaling out",
+        type="Normal",
+        reporting_component="remediator",
+        reporting_instance="remediator-0",
+    )
+
+    created = await core.create_namespaced_event(NS, event)
+
+    assert created.metadata.name.startswith("web.")
+    assert created.metadata.uid
+    listed = (await core.list_namespaced_event(NS)).items
+    assert [e.reason for e in listed] == ["RemediationStarted"]
+    assert kube.events(NS)[0]["involvedObject"]["name"] == "web"
+    with pytest.raises(ApiException) as caught:
+        await core.create_namespaced_event("missing", event)
+    assert status_body(caught.value)["message"] == 'namespaces "missing" not found'
+
+
+async def test_namespaces_and_discovery_are_served(kube: KubeApiServer, api: ApiClient) -> None:
+    core = client.CoreV1Api(api)
+    names = [n.metadata.name for n in (await core.list_namespace()).items]
+    assert NS in names and "default" in names
+    assert (await core.read_namespace(NS)).status.phase == "Active"
+    versions = await client.CoreApi(api).get_api_versions()
+    assert versions.versions == ["v1"]
+    resources = await client.AppsV1Api(api).get_api_resources()
+    assert {"deployments", "deployments/scale", "replicasets"} <= {
+        r.name for r in resources.resources
+    }
