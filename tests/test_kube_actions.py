@@ -389,3 +389,56 @@ async def test_a_real_alertmanager_webhook_ends_in_one_eviction_on_the_api_serve
     evictions = [r for r in kube.requests if r.method == "POST" and r.path.endswith("/eviction")]
     assert [r.path for r in evictions] == [f"/api/v1/namespaces/{NS}/pods/{pod}/eviction"]
     assert not kube.has_pod(NS, pod)
+
+
+async def test_api_throttling_with_retry_after_is_waited_out(harness: Harness) -> None:
+    harness.kube.add_deployment(NS, "api", replicas=3, annotations=OPTED_IN)
+    harness.kube.inject_fault(r"/deployments/api/scale$", method="GET", status=429, retry_after=1)
+    decisions = await harness.fire("t1", **cpu("api"))
+    assert decisions[3]["outcome"] == "succeeded"
+    assert harness.kube.deployment(NS, "api")["spec"]["replicas"] == 5
+
+
+async def test_a_dropped_connection_is_retried(harness: Harness) -> None:
+    harness.kube.add_deployment(NS, "api", replicas=3, annotations=OPTED_IN)
+    harness.kube.inject_fault(r"/horizontalpodautoscalers$", method="GET", drop=True)
+    decisions = await harness.fire("t2", **cpu("api"))
+    assert decisions[3]["outcome"] == "succeeded"
+
+
+async def test_a_daemonset_pod_is_refused_unless_the_rule_allows_it(harness: Harness) -> None:
+    pod = harness.kube.add_daemonset_pod(NS, "node-exporter")["metadata"]["name"]
+    decisions = await harness.fire("t3", **crashloop(pod))
+    assert steps(decisions)[3] == ("refused", "precheck_failed")
+    assert "belongs to DaemonSet node-exporter" in decisions[3]["sentence"]
+    assert harness.calls("POST", "/eviction") == []
+
+
+async def test_a_rule_may_scale_through_the_hpa_by_raising_its_min_replicas(
+    tmp_path: Path, kube: KubeApiServer
+) -> None:
+    kube.add_deployment(NS, "api", replicas=3, annotations=OPTED_IN)
+    kube.add_hpa(NS, "api-hpa", "api", min_replicas=3, max_replicas=4)
+    kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", kube.url, kube.token or "")
+    rules = rules_dir(
+        tmp_path,
+        **{
+            "params: {step: 2, max_replicas: 20, scale_in_after_s: 1800}":
+            "params: {step: 2, max_replicas: 20, hpa: raise_min, scale_in_after_s: 0.2}",
+        },
+    )  # fmt: skip
+    settings = settings_for(tmp_path, kubeconfig=kubeconfig, rules_dir=rules, aftercare_poll_s=0.05)
+    async with serve(settings) as service:
+        harness = Harness(service, kube)
+        decisions = await harness.fire("h1", **cpu("api"))
+        # The HPA's own maximum (4) bounds the step as much as the rule's does.
+        assert decisions[3]["sentence"] == (
+            "Raised minReplicas of HorizontalPodAutoscaler api-hpa from 3 to 4, so it scales"
+            " llm-research/Deployment/api out."
+        )
+        assert kube.deployment(NS, "api")["spec"]["replicas"] == 4
+        assert harness.calls("PATCH", "/scale") == []
+        undone = await resolve_and_wait(harness, "h1", cpu("api"))
+    assert undone[-1]["sentence"] == (
+        "Lowered minReplicas of HorizontalPodAutoscaler api-hpa back to 3."
+    )

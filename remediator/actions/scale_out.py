@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import math
 from collections.abc import Mapping, Sequence
-from typing import Any, ClassVar, Self
+from typing import Any, ClassVar, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -45,6 +45,9 @@ class ScaleOutParams(BaseModel):
     """Pods to add."""
     factor: float | None = Field(default=None, gt=1)
     """Or multiply the current count (rounded up)."""
+    hpa: Literal["refuse", "raise_min"] = "refuse"
+    """When an HPA scales the Deployment: refuse (two controllers must not fight), or raise
+    the HPA's minReplicas to the new count instead and let the HPA scale."""
     scale_in_after_s: float | None = Field(default=None, ge=0)
     """Once the episode has stayed resolved this long, return to the count it started from,
     in bounded steps, unless someone else changed the replicas since. None: never."""
@@ -103,19 +106,23 @@ class ScaleOut:
         if not verdict.allowed:
             return Checked(verdict)
         hpas = await kube.hpas_for(target.namespace, target.name)
-        if hpas:
+        assert isinstance(request.params, ScaleOutParams)
+        if len(hpas) > 1 or (hpas and request.params.hpa == "refuse"):
+            names = ", ".join(h.name for h in hpas)
             return Checked(
                 refuse(
                     StopReason.PRECHECK_FAILED,
-                    f"HorizontalPodAutoscaler {', '.join(hpas)} scales {target.key}; remediator"
+                    f"HorizontalPodAutoscaler {names} scales {target.key}; remediator"
                     " does not fight it.",
                 )
             )
-        return Checked(ALLOW, {"uid": deployment.uid})
+        return Checked(ALLOW, {"uid": deployment.uid, "hpa": bool(hpas)})
 
     async def run(self, request: ActionRequest, facts: Mapping[str, Any]) -> ActionResult:
         target, kube = request.target, self._kube()
         assert isinstance(request.params, ScaleOutParams)
+        if facts.get("hpa"):
+            return await self._raise_hpa_min(request)
         for _ in range(WRITE_ATTEMPTS):
             scale = await kube.scale(target.namespace, target.name)
             wanted = target_replicas(scale.replicas, request.params)
@@ -156,6 +163,60 @@ class ScaleOut:
             f"{target.key} changed under remediator {WRITE_ATTEMPTS} times in a row; not scaled.",
         )
 
+    async def _raise_hpa_min(self, request: ActionRequest) -> ActionResult:
+        """Scale through the HPA: raise its minReplicas, within both its max and ours."""
+        target, kube = request.target, self._kube()
+        assert isinstance(request.params, ScaleOutParams)
+        for _ in range(WRITE_ATTEMPTS):
+            [hpa] = await kube.hpas_for(target.namespace, target.name)
+            scale = await kube.scale(target.namespace, target.name)
+            wanted = min(target_replicas(scale.replicas, request.params), hpa.max_replicas)
+            if wanted <= hpa.min_replicas:
+                return ActionResult(
+                    True,
+                    f"HorizontalPodAutoscaler {hpa.name} already keeps {target.key} at"
+                    f" {hpa.min_replicas} replicas or more; nothing changed.",
+                    {"from": scale.replicas, "to": scale.replicas, "changed": False},
+                )
+            try:
+                await kube.set_hpa_min(hpa, wanted)
+            except Conflict:
+                continue
+            return ActionResult(
+                True,
+                f"Raised minReplicas of HorizontalPodAutoscaler {hpa.name} from"
+                f" {hpa.min_replicas} to {wanted}, so it scales {target.key} out.",
+                {"hpa": hpa.name, "from": scale.replicas, "to": wanted, "changed": True,
+                 "hpa_min_before": hpa.min_replicas},
+                undo=None if request.params.scale_in_after_s is None
+                else {"hpa": hpa.name, "restore_min": hpa.min_replicas, "set_min": wanted},
+                undo_after_s=request.params.scale_in_after_s or 0.0,
+            )  # fmt: skip
+        return ActionResult(
+            False, f"The HPA of {target.key} changed under remediator {WRITE_ATTEMPTS} times."
+        )
+
+    async def _lower_hpa_min(
+        self, request: ActionRequest, state: Mapping[str, Any]
+    ) -> ActionResult:
+        """Put the HPA's minReplicas back; the HPA scales down at its own pace."""
+        target, kube = request.target, self._kube()
+        hpas = [
+            h for h in await kube.hpas_for(target.namespace, target.name) if h.name == state["hpa"]
+        ]
+        if not hpas or hpas[0].min_replicas != int(state["set_min"]):
+            return ActionResult(
+                True,
+                f"HorizontalPodAutoscaler {state['hpa']} changed since remediator raised it;"
+                " its minReplicas is left as it is.",
+            )
+        await kube.set_hpa_min(hpas[0], int(state["restore_min"]))
+        return ActionResult(
+            True,
+            f"Lowered minReplicas of HorizontalPodAutoscaler {state['hpa']} back to"
+            f" {state['restore_min']}.",
+        )
+
     async def verify(self, request: ActionRequest, result: ActionResult) -> VerifyResult:
         wanted = int(result.details.get("to", 0))
         target, kube = request.target, self._kube()
@@ -171,6 +232,8 @@ class ScaleOut:
 
     async def undo(self, request: ActionRequest, state: Mapping[str, Any]) -> ActionResult:
         """Scale back in one bounded step, if the replicas are still what remediator set."""
+        if "hpa" in state:
+            return await self._lower_hpa_min(request, state)
         target, kube = request.target, self._kube()
         restore_to, set_to = int(state["restore_to"]), int(state["set_to"])
         scale = await kube.scale(target.namespace, target.name)

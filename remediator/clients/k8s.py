@@ -83,6 +83,15 @@ class Pod:
 
 
 @dataclass(frozen=True, slots=True)
+class Autoscaler:
+    namespace: str
+    name: str
+    min_replicas: int
+    max_replicas: int
+    resource_version: str
+
+
+@dataclass(frozen=True, slots=True)
 class Scale:
     replicas: int
     resource_version: str
@@ -262,19 +271,37 @@ class KubeClient:
         )
         return Scale(item.spec.replicas or 0, item.metadata.resource_version)
 
-    async def hpas_for(self, namespace: str, deployment: str) -> list[str]:
-        """Names of the HorizontalPodAutoscalers that scale ``deployment``."""
+    async def hpas_for(self, namespace: str, deployment: str) -> list[Autoscaler]:
+        """The HorizontalPodAutoscalers that scale ``deployment``."""
         found = await call_with_retries(
             lambda: self._autoscaling.list_namespaced_horizontal_pod_autoscaler(
                 namespace, _request_timeout=REQUEST_TIMEOUT_S
             )
         )
         return [
-            hpa.metadata.name
+            Autoscaler(
+                namespace=namespace,
+                name=hpa.metadata.name,
+                min_replicas=hpa.spec.min_replicas or 1,
+                max_replicas=hpa.spec.max_replicas,
+                resource_version=hpa.metadata.resource_version,
+            )
             for hpa in found.items
             if hpa.spec.scale_target_ref.kind == "Deployment"
             and hpa.spec.scale_target_ref.name == deployment
         ]
+
+    async def set_hpa_min(self, hpa: Autoscaler, min_replicas: int) -> None:
+        """``minReplicas``, only if nobody wrote the HPA since it was read (else Conflict)."""
+        body = {
+            "metadata": {"resourceVersion": hpa.resource_version},
+            "spec": {"minReplicas": min_replicas},
+        }
+        await call_with_retries(
+            lambda: self._autoscaling.patch_namespaced_horizontal_pod_autoscaler(
+                hpa.name, hpa.namespace, body, _request_timeout=REQUEST_TIMEOUT_S
+            )
+        )
 
     async def pod(self, namespace: str, name: str) -> Pod:
         item = await call_with_retries(

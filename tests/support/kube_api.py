@@ -13,7 +13,7 @@ Served:
   (create, get, list);
 * ``apps/v1``: deployments (get, list, patch; ``deployments/{name}/scale`` get, patch, put),
   replicasets and daemonsets (get, list);
-* ``autoscaling/v2``: horizontalpodautoscalers (get, list);
+* ``autoscaling/v2``: horizontalpodautoscalers (get, list, patch);
 * ``policy/v1``: poddisruptionbudgets (get, list);
 * discovery (``/api``, ``/apis``, ``/api/v1``, ``/apis/{group}/{version}``), ``/version``,
   ``/healthz``, ``/livez`` and ``/readyz``.
@@ -2325,10 +2325,15 @@ class KubeApiServer:
             ]
         else:
             current = int(target["status"].get("replicas", 0))
-            desired = min(
-                max(int(target["spec"].get("replicas", 1)), int(spec.get("minReplicas", 1))),
-                int(spec["maxReplicas"]),
-            )
+            wanted = int(target["spec"].get("replicas", 1))
+            desired = min(max(wanted, int(spec.get("minReplicas", 1))), int(spec["maxReplicas"]))
+            if wanted not in (0, desired):
+                # Outside [minReplicas, maxReplicas] the HPA controller rescales at once,
+                # metrics or not ("Current number of replicas below Spec.MinReplicas").
+                scaled = copy.deepcopy(target)
+                scaled["spec"]["replicas"] = desired
+                scaled["metadata"]["generation"] = int(target["metadata"].get("generation", 1)) + 1
+                self._update(DEPLOYMENTS, scaled)
             status = _nonzero([("currentReplicas", current)])
             status["desiredReplicas"] = desired
             status["conditions"] = [
@@ -2625,6 +2630,7 @@ class KubeApiServer:
             ("deployments", "scale", "GET", True): self._get_scale,
             ("deployments", "scale", "PATCH", True): self._patch_scale,
             ("deployments", "scale", "PUT", True): self._put_scale,
+            ("horizontalpodautoscalers", "", "PATCH", True): self._patch_hpa,
         }
         handler = table.get((kind.resource, sub, method, named))
         if handler is not None:
@@ -3137,6 +3143,40 @@ class KubeApiServer:
             return self._json_response(updated)
         self._update(DEPLOYMENTS, updated)
         answer = copy.deepcopy(self._store["deployments"][(namespace, call.name)])
+        self._reconcile()
+        return self._json_response(answer)
+
+    def _patch_hpa(self, call: _Call) -> web.Response:
+        namespace = call.namespace or ""
+        current = self._get(HPAS, namespace, call.name)
+        patched = self._apply_patch(current, call)
+        rv = (patched.get("metadata") or {}).get("resourceVersion")
+        if rv and rv != current["metadata"]["resourceVersion"]:
+            raise _conflict("autoscaling", "horizontalpodautoscalers", call.name, _OPTIMISTIC_LOCK)
+        spec = patched.get("spec") or {}
+        low, high = spec.get("minReplicas", 1), spec.get("maxReplicas")
+        if not isinstance(low, int) or not isinstance(high, int) or not 1 <= low <= high:
+            raise _invalid(
+                "HorizontalPodAutoscaler",
+                "autoscaling",
+                call.name,
+                [
+                    _FieldError(
+                        "spec.minReplicas",
+                        "FieldValueInvalid",
+                        f"Invalid value: {_go_value(low)}: must be less than or equal to"
+                        " maxReplicas",
+                    )
+                ],
+            )
+        updated = copy.deepcopy(current)
+        if spec != current["spec"]:
+            updated["spec"] = copy.deepcopy(spec)
+            updated["metadata"]["generation"] = int(current["metadata"].get("generation", 1)) + 1
+        if call.dry_run:
+            return self._json_response(updated)
+        self._update(HPAS, updated)
+        answer = copy.deepcopy(self._store["horizontalpodautoscalers"][(namespace, call.name)])
         self._reconcile()
         return self._json_response(answer)
 
