@@ -21,7 +21,7 @@ from remediator.actions.registry import default_registry
 from remediator.api import record_json
 from remediator.app import init_app
 from remediator.classify import Classifier
-from remediator.errors import RuleFileError
+from remediator.errors import ConfigError, RuleFileError
 from remediator.rbac import manifests
 from remediator.ruleset.load import load_rules
 from remediator.settings import DEFAULT_STATE_URL, Settings
@@ -220,7 +220,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         log.warning("dry-run: actions are planned and audited, none is run")
     try:
         asyncio.run(_serve(settings))
-    except RuleFileError as exc:
+    except (RuleFileError, ConfigError) as exc:
         print(f"remediator: {exc}", file=sys.stderr)
         return 2
     return 0

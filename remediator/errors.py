@@ -33,6 +33,10 @@ class RuleFileError(RemediatorError):
     pass
 
 
+class ConfigError(RemediatorError):
+    pass
+
+
 class StoreUnavailable(RemediatorError):
     pass
 

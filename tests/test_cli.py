@@ -76,3 +76,19 @@ async def test_decisions_prints_what_the_service_recorded(tmp_path: Path) -> Non
     lines = result.stdout.splitlines()
     assert len(lines) == 10
     assert "claimed" in lines[2] and "Claimed scale-out-api on llm-research/Deployment/" in lines[2]
+
+
+def test_serve_stops_with_one_clear_line_when_the_kubeconfig_cannot_be_used(
+    tmp_path: Path,
+) -> None:
+    token = tmp_path / "token"
+    token.write_text("t\n")
+    missing = tmp_path / "no-such-kubeconfig"
+    result = subprocess.run(
+        [sys.executable, "-m", "remediator", "serve", "--state", f"sqlite:///{tmp_path}/s.db",
+         "--token-file", str(token), "--kubeconfig", str(missing), "--listen", "127.0.0.1:0"],
+        cwd=REPO, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert f"remediator: cannot use the cluster configuration from {missing}:" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -25,6 +25,7 @@ from tenacity.wait import wait_base
 
 from remediator.errors import (
     ApiError,
+    ConfigError,
     Conflict,
     DisruptionBlocked,
     Forbidden,
@@ -229,15 +230,19 @@ class KubeClient:
     async def connect(cls, kubeconfig: Path | None, context: str | None) -> KubeClient:
         """From a kubeconfig file, or in-cluster from the ServiceAccount when none is given."""
         configuration = client.Configuration()
-        if kubeconfig is None:
-            config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
-        else:
-            await config.load_kube_config(
-                config_file=str(kubeconfig),
-                context=context,
-                client_configuration=configuration,
-                persist_config=False,
-            )
+        try:
+            if kubeconfig is None:
+                config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+            else:
+                await config.load_kube_config(
+                    config_file=str(kubeconfig),
+                    context=context,
+                    client_configuration=configuration,
+                    persist_config=False,
+                )
+        except (OSError, ValueError, config.ConfigException) as exc:
+            where = kubeconfig or "the in-cluster ServiceAccount"
+            raise ConfigError(f"cannot use the cluster configuration from {where}: {exc}") from exc
         return cls(client.ApiClient(configuration=configuration))
 
     async def close(self) -> None:
