@@ -24,6 +24,7 @@ from remediator.audit import Auditor
 from remediator.auth import BearerAuth, NoAuth
 from remediator.classify import Classifier
 from remediator.clients.k8s import KubeClient, KubeHandle
+from remediator.clients.postgres import DatabaseHandle
 from remediator.clock import Clock, SystemClock
 from remediator.errors import RequestRejected
 from remediator.metrics import Metrics
@@ -56,6 +57,7 @@ RULESET = web.AppKey("ruleset", RuleSet)
 REGISTRY = web.AppKey("registry", CollectorRegistry)
 SERVICES = web.AppKey("services", Services)
 KUBE = web.AppKey("kube", KubeHandle)
+DATABASES = web.AppKey("databases", DatabaseHandle)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -143,6 +145,7 @@ def _lifecycle(clock: Clock) -> Callable[[web.Application], AsyncIterator[None]]
         settings = app[SETTINGS]
         kube = app[KUBE]
         kube.client = await _connect_kube(settings)
+        await app[DATABASES].open(settings.databases)
         store = open_store(settings)
         await store.open()
         services = _services(app, store, clock)
@@ -172,6 +175,7 @@ def _lifecycle(clock: Clock) -> Callable[[web.Application], AsyncIterator[None]]
             if kube.client is not None:
                 await kube.client.close()
                 kube.client = None
+            await app[DATABASES].close()
 
     return lifecycle
 
@@ -187,7 +191,9 @@ def init_app(
     app = web.Application(client_max_size=settings.max_body_bytes, middlewares=[json_errors])
     app[SETTINGS] = settings
     app[KUBE] = KubeHandle()
-    app[RULESET] = ruleset or load_rules(settings.rules_dir, default_registry(app[KUBE]))
+    app[DATABASES] = DatabaseHandle()
+    actions = default_registry(app[KUBE], app[DATABASES])
+    app[RULESET] = ruleset or load_rules(settings.rules_dir, actions)
     app[REGISTRY] = registry or CollectorRegistry()
     app.cleanup_ctx.append(_lifecycle(clock or SystemClock()))
     app.router.add_post("/webhook", _webhook)

@@ -51,6 +51,15 @@ def _listen(value: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
+def _database(value: str) -> tuple[str, str]:
+    name, sep, source = value.partition("=")
+    if not sep or not name or not source.startswith(("file:", "env:")):
+        raise argparse.ArgumentTypeError(
+            f"--database {value!r} is not NAME=file:PATH or NAME=env:VAR"
+        )
+    return name, source
+
+
 def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--rules", default=_env("RULES", "rules"), help="rule directory [REMEDIATOR_RULES]"
@@ -112,6 +121,15 @@ def _parser() -> argparse.ArgumentParser:
         help="kubeconfig context [REMEDIATOR_KUBE_CONTEXT]",
     )
     serve.add_argument(
+        "--database",
+        action="append",
+        type=_database,
+        default=[_database(item) for item in (_env("DATABASES") or "").split(",") if item],
+        metavar="NAME=file:PATH|env:VAR",
+        help="a kill_query target and where its DSN is read from; repeatable"
+        " [REMEDIATOR_DATABASES, comma-separated]",
+    )
+    serve.add_argument(
         "--validation-workers",
         type=int,
         default=int(_env("VALIDATION_WORKERS", "2") or "2"),
@@ -166,6 +184,7 @@ def _settings(args: argparse.Namespace) -> Settings:
         validation_workers=args.validation_workers,
         kubeconfig=_path(args.kubeconfig),
         kube_context=args.kube_context,
+        databases=dict(args.database),
     )
 
 

@@ -5,6 +5,7 @@ Every field names its unit, its default and why the default is what it is.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -39,6 +40,10 @@ class Settings:
 
     kube_context: str | None = None
     """Context of ``kubeconfig`` to use; None: its current context."""
+
+    databases: Mapping[str, str] = field(default_factory=dict)
+    """Database targets for kill_query: name → ``file:/path/to/dsn`` or ``env:VARIABLE``.
+    DSNs never appear in rule files or on the command line."""
 
     dry_run: bool = False
     """Plan and audit every action, run none. Also forced when no action backend is configured."""

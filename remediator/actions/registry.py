@@ -6,14 +6,23 @@ from collections.abc import Mapping
 from types import MappingProxyType
 
 from remediator.actions.base import Action
+from remediator.actions.kill_query import KillQuery
 from remediator.actions.log_only import LogOnly
 from remediator.actions.recycle_pod import RecyclePod
 from remediator.actions.scale_out import ScaleOut
 from remediator.clients.k8s import KubeHandle
+from remediator.clients.postgres import DatabaseHandle
 
 
-def default_registry(kube: KubeHandle | None = None) -> Mapping[str, Action]:
-    """Every action; the Kubernetes ones act through ``kube`` once it is connected."""
-    handle = kube or KubeHandle()
-    actions: list[Action] = [LogOnly(), ScaleOut(handle), RecyclePod(handle)]
+def default_registry(
+    kube: KubeHandle | None = None, databases: DatabaseHandle | None = None
+) -> Mapping[str, Action]:
+    """Every action; each acts through its handle once the app has connected it."""
+    cluster = kube or KubeHandle()
+    actions: list[Action] = [
+        LogOnly(),
+        ScaleOut(cluster),
+        RecyclePod(cluster),
+        KillQuery(databases or DatabaseHandle()),
+    ]
     return MappingProxyType({action.kind: action for action in actions})

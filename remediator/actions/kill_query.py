@@ -1,0 +1,211 @@
+"""``kill_query``: cancel, then after a grace terminate, long-running PostgreSQL queries.
+
+Only what the rule selects and nothing the invariant exclusions protect (see
+``clients.postgres``): client backends, not superusers', not parallel workers, not
+remediator's own. At most ``max_per_run`` sessions, oldest first. Each signal re-checks the
+session's ``pid``, ``backend_start`` and ``query_start`` in the same statement. Evidence,
+the chosen rows with their query text truncated and literals redacted, and the result of
+every signal go into the audit. Verified when the chosen sessions no longer run those
+queries.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from remediator.actions.base import (
+    ActionRequest,
+    ActionResult,
+    Checked,
+    Permission,
+    VerifyResult,
+)
+from remediator.clients.postgres import DatabaseHandle, PostgresTarget, Session
+from remediator.model import ALLOW, StopReason, refuse
+
+EVIDENCE_QUERY_CHARS = 200
+_STRING_LITERAL = re.compile(r"'(?:[^']|'')*'")
+_NUMBER = re.compile(r"\b\d+(?:\.\d+)?\b")
+
+
+class KillQueryParams(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    min_duration_s: float = Field(gt=0)
+    """Only queries running at least this long. Required."""
+    max_per_run: int = Field(ge=1)
+    """At most this many sessions per run. Required."""
+    states: list[str] = Field(default_factory=lambda: ["active"], min_length=1)
+    """pg_stat_activity states to consider: active, idle in transaction, …"""
+    databases: list[str] = Field(default_factory=list)
+    """Allow-list of databases; empty: any."""
+    users: list[str] = Field(default_factory=list)
+    applications: list[str] = Field(default_factory=list)
+    deny_databases: list[str] = Field(default_factory=list)
+    deny_users: list[str] = Field(default_factory=list)
+    deny_applications: list[str] = Field(default_factory=list)
+    query_pattern: str | None = None
+    """A regular expression the query text must match (search)."""
+    grace_s: float = Field(default=10.0, ge=0, le=300)
+    """Seconds between cancel and terminate."""
+    terminate: bool = False
+    """Terminate the session when cancelling did not stop its query within grace_s."""
+    redact_literals: bool = True
+    """Replace string and number literals in the audited query text with ``?``."""
+
+    @field_validator("query_pattern")
+    @classmethod
+    def _compiles(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                re.compile(value)
+            except re.error as exc:
+                raise ValueError(f"does not compile ({exc})") from None
+        return value
+
+
+def _allowed(value: str, allow: Sequence[str], deny: Sequence[str]) -> bool:
+    return (not allow or value in allow) and value not in deny
+
+
+def select(sessions: Sequence[Session], params: KillQueryParams) -> list[Session]:
+    """The sessions the rule may signal, oldest query first, at most ``max_per_run``."""
+    pattern = re.compile(params.query_pattern) if params.query_pattern else None
+    chosen = [
+        s
+        for s in sessions
+        if s.age_s >= params.min_duration_s
+        and s.state in params.states
+        and _allowed(s.database, params.databases, params.deny_databases)
+        and _allowed(s.user, params.users, params.deny_users)
+        and _allowed(s.application, params.applications, params.deny_applications)
+        and (pattern is None or pattern.search(s.query))
+    ]
+    return sorted(chosen, key=lambda s: s.query_start)[: params.max_per_run]
+
+
+def evidence(session: Session, redact: bool) -> dict[str, Any]:
+    query = session.query
+    if redact:
+        query = _NUMBER.sub("?", _STRING_LITERAL.sub("'?'", query))
+    return {
+        "pid": session.pid,
+        "user": session.user,
+        "database": session.database,
+        "application": session.application,
+        "state": session.state,
+        "age_s": round(session.age_s, 1),
+        "backend_start": session.backend_start.isoformat(),
+        "query_start": session.query_start.isoformat(),
+        "query": query[:EVIDENCE_QUERY_CHARS],
+    }
+
+
+class KillQuery:
+    kind: ClassVar[str] = "kill_query"
+    params_model: ClassVar[type[BaseModel]] = KillQueryParams
+    target_kinds: ClassVar[frozenset[str]] = frozenset({"Database"})
+    destructive: ClassVar[bool] = True
+
+    def __init__(self, handle: DatabaseHandle) -> None:
+        self._handle = handle
+
+    def available(self) -> bool:
+        return bool(self._handle.targets)
+
+    def permissions(self) -> Sequence[Permission]:
+        return ()  # database privileges: a login role with pg_signal_backend, pg_read_all_stats
+
+    def _target(self, request: ActionRequest) -> PostgresTarget | None:
+        return self._handle.targets.get(request.target.name)
+
+    async def precheck(self, request: ActionRequest) -> Checked:
+        assert isinstance(request.params, KillQueryParams)
+        name = request.target.name
+        target = self._target(request)
+        if target is None:
+            known = ", ".join(sorted(self._handle.targets)) or "none"
+            return Checked(
+                refuse(
+                    StopReason.TARGET_GONE,
+                    f"No database target named {name!r} is configured (configured: {known}).",
+                )
+            )
+        problems = self._handle.problems.get(name) or await target.privilege_problems()
+        if problems:
+            return Checked(
+                refuse(
+                    StopReason.PRECHECK_FAILED, f"Database target {name!r}: {'; '.join(problems)}."
+                )
+            )
+        params = request.params
+        chosen = select(await target.sessions(params.min_duration_s, params.states), params)
+        if not chosen:
+            return Checked(
+                refuse(
+                    StopReason.PRECHECK_FAILED,
+                    f"No session on {name!r} matches the rule (at least {params.min_duration_s:g} s"
+                    f" in {', '.join(params.states)}); nothing to cancel.",
+                )
+            )
+        return Checked(ALLOW, {"sessions": chosen})
+
+    async def run(self, request: ActionRequest, facts: Mapping[str, Any]) -> ActionResult:
+        assert isinstance(request.params, KillQueryParams)
+        target = self._target(request)
+        assert target is not None
+        params, chosen = request.params, list(facts["sessions"])
+        rows = {s.pid: evidence(s, params.redact_literals) for s in chosen}
+        for session in chosen:
+            rows[session.pid]["cancelled"] = await target.signal(session, "cancel")
+        if params.terminate:
+            await asyncio.sleep(params.grace_s)
+            for session in chosen:
+                if await target.still_running(session):
+                    rows[session.pid]["terminated"] = await target.signal(session, "terminate")
+        cancelled = sum(1 for r in rows.values() if r.get("cancelled"))
+        terminated = sum(1 for r in rows.values() if r.get("terminated"))
+        return ActionResult(
+            True,
+            f"On {request.target.name!r}: cancelled {cancelled} and terminated {terminated} of"
+            f" {len(chosen)} sessions chosen (max {params.max_per_run}).",
+            {"sessions": list(rows.values())},
+        )
+
+    async def verify(self, request: ActionRequest, result: ActionResult) -> VerifyResult:
+        target = self._target(request)
+        sessions = result.details.get("sessions")
+        if target is None or not isinstance(sessions, list):
+            return VerifyResult.UNKNOWN
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + request.verify_within_s
+        while True:
+            running = [await target.still_running(_as_session(row)) for row in sessions]
+            if not any(running):
+                return VerifyResult.VERIFIED
+            if loop.time() + 1.0 > deadline:
+                return VerifyResult.INEFFECTIVE
+            await asyncio.sleep(1.0)
+
+    async def undo(self, request: ActionRequest, state: Mapping[str, Any]) -> ActionResult:
+        return ActionResult(True, "kill_query leaves nothing to undo.")
+
+
+def _as_session(row: Mapping[str, Any]) -> Session:
+    return Session(
+        pid=int(row["pid"]),
+        user=str(row["user"]),
+        database=str(row["database"]),
+        application=str(row["application"]),
+        state=str(row["state"]),
+        backend_start=datetime.fromisoformat(str(row["backend_start"])),
+        query_start=datetime.fromisoformat(str(row["query_start"])),
+        query="",
+        age_s=float(row["age_s"]),
+    )
