@@ -161,6 +161,7 @@ class Pipeline:
                 dry_run=self._runner.dry_run,
                 cooldown_s=rule.cooldown_s,
                 rule_limit=rule.rate_limit,
+                target_limit=rule.target_rate_limit,
                 kind_limit=None
                 if kind_limit is None
                 else Limit(kind_limit.max_actions, kind_limit.window_s),

@@ -144,9 +144,17 @@ SEED_ALERTS = [
         {"alertname": "DBConnectionsHigh", "database": "orders"},
         "db-connections-above-90",
         Severity.SEV3,
-        "kill-long-queries",
-        "/Database/orders",
-        id="DB connections above 90 is SEV-3, kill long queries",
+        "release-leaked-connections",
+        "/Database/primary",
+        id="DB connections above 90 is SEV-3, release leaked connections",
+    ),
+    pytest.param(
+        {"alertname": "LongRunningQuery", "datname": "appdb"},
+        "long-running-query",
+        Severity.SEV3,
+        "cancel-long-queries",
+        "/Database/primary",
+        id="a long-running query is SEV-3, cancel it",
     ),
     pytest.param(
         {"alertname": "DiskUsageHigh", "namespace": NS, "instance": "db-0"},
@@ -229,7 +237,8 @@ def test_example_runbook_actions_use_the_real_kubernetes_actions() -> None:
     assert plans == {
         "scale-out-api": "scale_out",
         "recycle-pod": "recycle_pod",
-        "kill-long-queries": "log_only",
+        "cancel-long-queries": "kill_query",
+        "release-leaked-connections": "kill_query",
     }
 
 
@@ -296,6 +305,7 @@ def rule(position: int, name: str, *matchers: str) -> Rule:
         plan=None,
         cooldown_s=900.0,
         rate_limit=None,
+        target_rate_limit=None,
         verify_within_s=300.0,
         escalation="ticket",
     )

@@ -49,6 +49,10 @@ def test_scope_acts_only_inside_the_allow_list(
     assert verdict.reason is expected
 
 
+def test_a_configured_database_target_is_in_scope_without_a_namespace() -> None:
+    assert scope.decide(Target("Database", "", "primary"), ["llm-research"]).allowed
+
+
 @pytest.mark.parametrize(
     ("distinct", "truncated", "expected"),
     [(1, 0, None), (10, 0, None), (11, 0, StopReason.STORM), (1, 3, StopReason.STORM)],
@@ -79,6 +83,7 @@ REQUEST = ClaimRequest(
     rule_limit=Limit(4, 3600),
     kind_limit=Limit(10, 3600),
     global_budget=Limit(20, 3600),
+    target_limit=Limit(3, 3600),
 )
 CLEAR = ClaimFacts(False, None, 0, 0, 0)
 
@@ -94,6 +99,7 @@ CLEAR = ClaimFacts(False, None, 0, 0, 0)
         (ClaimFacts(False, None, 3, 10, 0), StopReason.ACTION_RATE_LIMIT),
         (ClaimFacts(False, None, 3, 9, 20), StopReason.GLOBAL_BUDGET),
         (ClaimFacts(False, None, 3, 9, 19), None),
+        (ClaimFacts(False, 700, 0, 0, 0, target_claims=3), StopReason.TARGET_RATE_LIMIT),
     ],
     ids=[
         "clear",
@@ -104,6 +110,7 @@ CLEAR = ClaimFacts(False, None, 0, 0, 0)
         "kind-limit",
         "budget-spent",
         "just-under-every-limit",
+        "target-limit",
     ],
 )
 def test_claim_guards_check_duplicate_cooldown_and_limits_in_order(

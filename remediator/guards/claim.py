@@ -1,7 +1,8 @@
 """The guards a claim must pass, evaluated by the store inside the claim's transaction.
 
 Duplicate (this episode already claimed this rule's action), cooldown per target, and
-rate limits per rule, per action kind and for the global budget of destructive actions.
+rate limits per target, per rule, per action kind and for the global budget of destructive
+actions.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ class ClaimRequest:
     rule_limit: Limit | None
     kind_limit: Limit | None
     global_budget: Limit | None
+    target_limit: Limit | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +45,7 @@ class ClaimFacts:
     rule_claims: int
     kind_claims: int
     destructive_claims: int
+    target_claims: int = 0
 
 
 def _over(count: int, limit: Limit | None) -> bool:
@@ -61,6 +64,11 @@ def decide(request: ClaimRequest, facts: ClaimFacts) -> Verdict:
             StopReason.COOLDOWN,
             f"{request.target} was acted on {since:.0f} s ago; its cooldown is"
             f" {request.cooldown_s:.0f} s.",
+        )
+    if _over(facts.target_claims, request.target_limit):
+        return refuse(
+            StopReason.TARGET_RATE_LIMIT,
+            f"{request.target} was acted on {facts.target_claims} times in its window.",
         )
     if _over(facts.rule_claims, request.rule_limit):
         return refuse(

@@ -7,8 +7,12 @@ from collections.abc import Collection
 from remediator.model import ALLOW, StopReason, Target, Verdict, refuse
 
 
+#: Database targets are in scope by configuration: only named targets exist at all.
+UNNAMESPACED_KINDS = frozenset({"Database"})
+
+
 def decide(target: Target, allowed_namespaces: Collection[str]) -> Verdict:
-    if target.namespace in allowed_namespaces:
+    if target.kind in UNNAMESPACED_KINDS or target.namespace in allowed_namespaces:
         return ALLOW
     return refuse(
         StopReason.OUT_OF_SCOPE,

@@ -235,6 +235,7 @@ def _compile_rule(
         plan=_plan(where, spec, declared, registry),
         cooldown_s=defaults.cooldown_s if spec.cooldown_s is None else spec.cooldown_s,
         rate_limit=_limit(spec.rate_limit),
+        target_rate_limit=_limit(spec.target_rate_limit),
         verify_within_s=spec.verify_within_s or defaults.verify_within_s,
         escalation=_escalation(where, spec, merged, defaults),
         description=spec.description,

@@ -49,6 +49,7 @@ class Rule:
     plan: PlannedAction | None
     cooldown_s: float
     rate_limit: Limit | None
+    target_rate_limit: Limit | None
     verify_within_s: float
     escalation: str
     description: str = ""

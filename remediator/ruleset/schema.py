@@ -82,6 +82,8 @@ class RuleSpec(Strict):
     target: TargetSpec | None = None
     cooldown_s: float | None = Field(default=None, ge=0)
     rate_limit: LimitSpec | None = None
+    target_rate_limit: LimitSpec | None = None
+    """At most this many actions on one target per window, whatever the episode."""
     verify_within_s: float | None = Field(default=None, gt=0)
     escalation: str | None = None
 

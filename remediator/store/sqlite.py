@@ -269,6 +269,9 @@ def _claim_facts(db: sqlite3.Connection, r: ClaimRequest, now: float) -> ClaimFa
         destructive_claims=_window_count(
             db, "dry_run = ? AND destructive = 1", mode, r.global_budget, now
         ),
+        target_claims=_window_count(
+            db, "dry_run = ? AND target = ?", (*mode, r.target), r.target_limit, now
+        ),
     )
 
 
