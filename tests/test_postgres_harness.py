@@ -45,6 +45,21 @@ async def remediator(pg: PostgresServer, roles: Roles) -> AsyncIterator[Any]:
         await conn.close()
 
 
+async def _process_gone(pid: int, timeout_s: float = 5.0) -> bool:
+    """Whether ``pid`` exits (or is a zombie awaiting its reaper) within ``timeout_s``."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while loop.time() < deadline:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (FileNotFoundError, ProcessLookupError):
+            return True
+        if state in ("Z", "X"):
+            return True
+        await asyncio.sleep(0.05)
+    return False
+
+
 def _uid_of(pid: int) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("Uid:"):
@@ -74,7 +89,8 @@ async def test_the_server_starts_and_accepts_the_superuser(pg: PostgresServer) -
     assert await pg.execute("SELECT 1") == "SELECT 1"
     if os.geteuid() == 0:
         # PostgreSQL refuses root: the server runs as an unprivileged user.
-        assert _uid_of(row["pid"]) != 0
+        assert pg.postmaster_pid is not None
+        assert _uid_of(pg.postmaster_pid) != 0
         assert pg.data_dir.stat().st_uid != 0
 
 
@@ -265,19 +281,19 @@ async def test_stopping_the_server_closes_every_session_and_removes_its_director
         stream = await pg.replication_stream(roles.replicator.name, roles.replicator.password)
         await query.started()
         base = pg.base_dir
-        postmaster_pid = int((pg.data_dir / "postmaster.pid").read_text().split()[0])
+        postmaster_pid = pg.postmaster_pid
     finally:
         await pg.stop()
     assert query.outcome == Outcome.CLOSED
     assert query.connection_closed and idle.connection_closed and switcher.connection_closed
     assert not stream.process_running
     assert not base.exists()
-    assert not Path(f"/proc/{postmaster_pid}").exists()
+    assert postmaster_pid is not None and await _process_gone(postmaster_pid)
     await pg.stop()  # idempotent
 
 
 async def test_a_server_that_fails_to_start_raises_with_its_log_and_cleans_up() -> None:
-    pg = PostgresServer(extra_settings={"shared_buffers": "'not-a-size'"})
+    pg = PostgresServer(extra_settings={"shared_buffers": "'not-a-size'"}, use_template=False)
     with pytest.raises(PostgresHarnessError, match="shared_buffers") as excinfo:
         await pg.start()
     log_path = re.search(r"--- (\S+/server\.log) \(tail\) ---", str(excinfo.value))

@@ -393,7 +393,7 @@ def test_remediator_check_prints_the_error_and_exits_non_zero(
     assert captured.err == (
         'remediator: 10-rules.yaml: rule "cpu": field "foo" is not a known key (known: name,'
         " description, match, severity, action, target, cooldown_s, rate_limit,"
-        " verify_within_s, escalation).\n"
+        " target_rate_limit, verify_within_s, escalation).\n"
     )
 
 

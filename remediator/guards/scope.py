@@ -6,7 +6,6 @@ from collections.abc import Collection
 
 from remediator.model import ALLOW, StopReason, Target, Verdict, refuse
 
-
 #: Database targets are in scope by configuration: only named targets exist at all.
 UNNAMESPACED_KINDS = frozenset({"Database"})
 
