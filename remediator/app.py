@@ -11,6 +11,7 @@ import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
+import aiohttp
 from aiohttp import web
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
@@ -27,12 +28,14 @@ from remediator.clients.k8s import KubeClient, KubeHandle
 from remediator.clients.postgres import DatabaseHandle
 from remediator.clock import Clock, SystemClock
 from remediator.errors import RequestRejected
+from remediator.escalate import Delivery
 from remediator.metrics import Metrics
 from remediator.pipeline import Pipeline
 from remediator.reconcile import reconcile_unfinished_claims
 from remediator.ruleset.load import load_rules
 from remediator.ruleset.rules import RuleSet
 from remediator.settings import Settings
+from remediator.sinks.registry import build_sinks
 from remediator.store import open_store
 from remediator.store.base import Store
 from remediator.validation import Validator
@@ -40,6 +43,7 @@ from remediator.webhook import WebhookState
 from remediator.worker import JournalWorker
 
 log = logging.getLogger(__name__)
+SINK_TIMEOUT_S = 10.0
 
 
 @dataclass
@@ -48,8 +52,10 @@ class Services:
     worker: JournalWorker
     runner: ActionRunner
     webhook: WebhookState
+    metrics: Metrics
     worker_task: asyncio.Task[None] | None = None
     aftercare_task: asyncio.Task[None] | None = None
+    delivery_task: asyncio.Task[None] | None = None
 
 
 SETTINGS = web.AppKey("settings", Settings)
@@ -111,8 +117,8 @@ async def _metrics(request: web.Request) -> web.Response:
 
 def _services(app: web.Application, store: Store, clock: Clock) -> Services:
     settings, ruleset = app[SETTINGS], app[RULESET]
-    metrics = Metrics(app[REGISTRY], default_registry())
-    auditor = Auditor(store, metrics, clock, ruleset.hash)
+    metrics = Metrics(app[REGISTRY], default_registry(), ruleset.sinks)
+    auditor = Auditor(store, metrics, clock, ruleset)
     runner = ActionRunner(
         store,
         auditor,
@@ -128,7 +134,7 @@ def _services(app: web.Application, store: Store, clock: Clock) -> Services:
     auth = BearerAuth(settings.token_file) if settings.token_file else NoAuth()
     validator = Validator(settings.payload_limits, settings.validation_workers)
     state = WebhookState(settings, auth, store, worker, metrics, clock, gate, validator)
-    return Services(store=store, worker=worker, runner=runner, webhook=state)
+    return Services(store=store, worker=worker, runner=runner, webhook=state, metrics=metrics)
 
 
 async def _connect_kube(settings: Settings) -> KubeClient | None:
@@ -144,6 +150,9 @@ def _lifecycle(clock: Clock) -> Callable[[web.Application], AsyncIterator[None]]
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         settings = app[SETTINGS]
         kube = app[KUBE]
+        sinks = build_sinks(app[RULESET].sinks)
+        if not sinks:
+            log.warning("no escalation sinks configured: escalations are audited, not sent")
         kube.client = await _connect_kube(settings)
         await app[DATABASES].open(settings.databases)
         store = open_store(settings)
@@ -159,16 +168,23 @@ def _lifecycle(clock: Clock) -> Callable[[web.Application], AsyncIterator[None]]
         services.worker_task = asyncio.create_task(services.worker.run(), name="journal-worker")
         aftercare = Aftercare(store, app[RULESET], clock, settings.aftercare_poll_s)
         services.aftercare_task = asyncio.create_task(aftercare.run(), name="aftercare")
+        http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=SINK_TIMEOUT_S))
+        delivery = Delivery(
+            store, sinks, http, services.metrics, clock,
+            poll_s=settings.delivery_poll_s, max_age_s=settings.delivery_max_age_s,
+        )  # fmt: skip
+        services.delivery_task = asyncio.create_task(delivery.run(), name="delivery")
         try:
             yield
         finally:
             services.webhook.draining = True
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(services.worker.idle.wait(), settings.shutdown_grace_s)
-            for task in (services.worker_task, services.aftercare_task):
+            for task in (services.worker_task, services.aftercare_task, services.delivery_task):
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+            await http.close()
             await services.runner.drain(settings.shutdown_grace_s)
             await services.webhook.validator.close()
             await store.close()

@@ -8,9 +8,11 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from remediator import escalate
 from remediator.clock import Clock
 from remediator.metrics import Metrics
 from remediator.model import AuditRecord, Incident, Outcome
+from remediator.ruleset.rules import RuleSet
 from remediator.store.base import Store
 
 
@@ -45,11 +47,12 @@ def record(
 
 
 class Auditor:
-    def __init__(self, store: Store, metrics: Metrics, clock: Clock, ruleset_hash: str) -> None:
+    def __init__(self, store: Store, metrics: Metrics, clock: Clock, ruleset: RuleSet) -> None:
         self._store = store
         self._metrics = metrics
         self._clock = clock
-        self.ruleset_hash = ruleset_hash
+        self._ruleset = ruleset
+        self.ruleset_hash = ruleset.hash
 
     def make(
         self,
@@ -66,8 +69,10 @@ class Auditor:
     async def write(
         self, records: Sequence[AuditRecord], decided_episodes: Sequence[int] = ()
     ) -> None:
-        """Store ``records`` and mark ``decided_episodes`` decided, in one transaction."""
-        await self._store.audit(records, decided_episodes, self._clock.now())
+        """Store ``records``, mark ``decided_episodes`` decided and queue the notifications
+        the records call for, in one transaction."""
+        outbox, resolved = escalate.plan(records, self._ruleset)
+        await self._store.audit(records, decided_episodes, self._clock.now(), outbox, resolved)
         for r in records:
             if r.severity:
                 self._metrics.decisions.labels(r.severity, r.outcome.value).inc()

@@ -34,6 +34,7 @@ REJECTION_CODES = (
     "shutting_down",
 )
 ACTION_RESULTS = ("succeeded", "failed", "dry_run", "refused")
+ESCALATION_RESULTS = ("delivered", "retried", "dropped")
 
 # ``*_created`` series double the scrape for no operational use.
 disable_created_metrics()  # type: ignore[no-untyped-call]
@@ -52,7 +53,12 @@ def _init(metric: Counter, *values: Iterable[str]) -> None:
 
 
 class Metrics:
-    def __init__(self, registry: CollectorRegistry, action_kinds: Iterable[str]) -> None:
+    def __init__(
+        self,
+        registry: CollectorRegistry,
+        action_kinds: Iterable[str],
+        sinks: Iterable[str] = (),
+    ) -> None:
         ns = "remediator"
         self.alerts_received = Counter(
             "alerts_received",
@@ -132,3 +138,11 @@ class Metrics:
         _init(self.decisions, [s.value for s in Severity], [o.value for o in Outcome])
         _init(self.guard_refusals, [r.value for r in StopReason])
         _init(self.actions, list(action_kinds), ACTION_RESULTS)
+        self.escalations = Counter(
+            "escalations",
+            "Notifications to sinks, by sink and result (delivered, retried, dropped).",
+            ["sink", "result"],
+            namespace=ns,
+            registry=registry,
+        )
+        _init(self.escalations, list(sinks), ESCALATION_RESULTS)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from remediator import escalate
 from remediator.clock import Clock
 from remediator.model import AuditRecord, Outcome, StopReason
 from remediator.ruleset.rules import RuleSet
@@ -51,6 +52,8 @@ def _records(claim: UnfinishedClaim, ruleset: RuleSet, clock: Clock) -> list[Aud
 async def reconcile_unfinished_claims(store: Store, ruleset: RuleSet, clock: Clock) -> int:
     claims = await store.unfinished_claims()
     for claim in claims:
-        await store.audit(_records(claim, ruleset, clock))
+        records = _records(claim, ruleset, clock)
+        outbox, _ = escalate.plan(records, ruleset)
+        await store.audit(records, now=clock.now(), outbox=outbox)
         await store.record_outcome(claim.claim_id, UNKNOWN, clock.now())
     return len(claims)

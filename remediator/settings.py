@@ -86,6 +86,12 @@ class Settings:
     aftercare_poll_s: float = 5.0
     """How often, seconds, the store is asked for undos (scale back in) that fell due."""
 
+    delivery_poll_s: float = 1.0
+    """How often, seconds, the outbox is asked for notifications that are due."""
+
+    delivery_max_age_s: float = 86_400.0
+    """How long, seconds, a notification is retried before it is dropped (and audited)."""
+
     journal_retention_s: float = 86_400.0
     """How long a processed payload stays in the journal, seconds, for forensics."""
 

@@ -25,7 +25,8 @@ from remediator.audit import Auditor
 from remediator.guards.claim import ClaimRequest
 from remediator.metrics import Metrics
 from remediator.model import ALLOW, Alert, AlertStatus, Incident, Target
-from remediator.ruleset.rules import PlannedAction, TargetTemplate
+from remediator.ruleset.rules import PlannedAction, RuleSet, TargetTemplate
+from remediator.ruleset.schema import PolicySpec
 from remediator.ruleset.template import Template
 from remediator.store.base import AuditQuery, Sighting
 from remediator.store.sqlite import SqliteStore
@@ -95,7 +96,8 @@ async def submit_jobs(
 def make_runner(store: SqliteStore, max_concurrent: int) -> ActionRunner:
     metrics = Metrics(CollectorRegistry(), ["slow"])
     clock = FakeClock()
-    auditor = Auditor(store, metrics, clock, "hash")
+    ruleset = RuleSet(rules=(), policy=PolicySpec(), escalations={}, hash="hash", files=())
+    auditor = Auditor(store, metrics, clock, ruleset)
     return ActionRunner(
         store, auditor, metrics, clock, dry_run=False, max_concurrent=max_concurrent
     )

@@ -265,7 +265,7 @@ BROKEN = [
     pytest.param(
         {"00-policy.yaml": POLICY, "10-rules.yaml": "- name: cpu\n"},
         "10-rules.yaml must be a mapping of sections (policy, defaults, actions, escalations,"
-        " rules), not a list.",
+        " sinks, rules), not a list.",
         id="file that is a list",
     ),
     pytest.param(

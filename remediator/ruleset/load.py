@@ -42,6 +42,7 @@ class _Merged:
     defaults_file: str = ""
     actions: dict[str, tuple[str, ActionSpec]] = field(default_factory=dict)
     escalations: dict[str, tuple[str, EscalationPolicySpec]] = field(default_factory=dict)
+    sinks: dict[str, tuple[str, Any]] = field(default_factory=dict)
     rules: list[tuple[str, RuleSpec]] = field(default_factory=list)
 
 
@@ -74,6 +75,7 @@ def _merge(files: Sequence[tuple[str, RuleFileSpec]]) -> _Merged:
             merged.defaults, merged.defaults_file = spec.defaults, file
         _merge_named("action", file, spec.actions, merged.actions)
         _merge_named("escalation policy", file, spec.escalations, merged.escalations)
+        _merge_named("sink", file, spec.sinks, merged.sinks)
         for rule in spec.rules:
             if rule.name in rule_files:
                 raise fail(
@@ -288,6 +290,23 @@ def rule_files(directory: Path) -> list[Path]:
     return files
 
 
+def _check_sinks(merged: _Merged) -> None:
+    """With sinks declared, every tier must notify declared sinks. Without any, escalations
+    are recorded but not delivered (the service warns at start)."""
+    if not merged.sinks:
+        return
+    for name, (file, policy) in merged.escalations.items():
+        for t, tier in enumerate(policy.tiers):
+            for n, sink in enumerate(tier.notify):
+                if sink not in merged.sinks:
+                    raise fail(
+                        f'{file}: escalation policy "{name}"',
+                        f"tiers[{t}].notify[{n}]",
+                        f"names undefined sink {quoted(sink)}"
+                        f" (defined: {_known(list(merged.sinks))})",
+                    )
+
+
 def load_rules(directory: Path, registry: Mapping[str, Action]) -> RuleSet:
     digest = hashlib.sha256()
     parsed: list[tuple[str, RuleFileSpec]] = []
@@ -304,10 +323,12 @@ def load_rules(directory: Path, registry: Mapping[str, Action]) -> RuleSet:
         for position, (file, spec) in enumerate(merged.rules)
     ]
     _check_catch_all(directory, rules)
+    _check_sinks(merged)
     return RuleSet(
         rules=tuple(rules),
         policy=policy,
         escalations={name: spec for name, (_, spec) in merged.escalations.items()},
+        sinks={name: spec for name, (_, spec) in merged.sinks.items()},
         hash=digest.hexdigest()[:12],
         files=tuple(name for name, _ in parsed),
     )

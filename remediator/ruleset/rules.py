@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from pydantic import BaseModel
 
@@ -65,3 +66,5 @@ class RuleSet:
     escalations: Mapping[str, EscalationPolicySpec]
     hash: str
     files: Sequence[str]
+    sinks: Mapping[str, Any] = field(default_factory=dict)
+    """Escalation sinks by name (their specs; secrets are read when the service starts)."""

@@ -6,7 +6,7 @@ are unique and ``policy``/``defaults`` appear at most once (see ``load``).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -96,9 +96,41 @@ class RuleSpec(Strict):
         return value
 
 
+class PagerDutySpec(Strict):
+    type: Literal["pagerduty"]
+    routing_key_file: str
+    """File holding the integration's routing key (never the key itself)."""
+    url: str = "https://events.pagerduty.com/v2/enqueue"
+
+
+class SlackSpec(Strict):
+    type: Literal["slack"]
+    webhook_url_file: str
+    """File holding the incoming-webhook URL, which is a secret."""
+
+
+class OpsgenieSpec(Strict):
+    type: Literal["opsgenie"]
+    api_key_file: str
+    url: str = "https://api.opsgenie.com"
+
+
+class WebhookSpec(Strict):
+    type: Literal["webhook"]
+    url: str
+    secret_file: str | None = None
+    """File holding the HMAC-SHA256 secret that signs each body."""
+
+
+SinkSpec = Annotated[
+    PagerDutySpec | SlackSpec | OpsgenieSpec | WebhookSpec, Field(discriminator="type")
+]
+
+
 class RuleFileSpec(Strict):
     policy: PolicySpec | None = None
     defaults: DefaultsSpec | None = None
     actions: dict[str, ActionSpec] = Field(default_factory=dict)
     escalations: dict[str, EscalationPolicySpec] = Field(default_factory=dict)
+    sinks: dict[str, SinkSpec] = Field(default_factory=dict)
     rules: list[RuleSpec] = Field(default_factory=list)

@@ -66,6 +66,25 @@ class Undo:
 
 
 @dataclass(frozen=True, slots=True)
+class OutboxItem:
+    """A notification to deliver: planned with the decision, sent by the delivery loop."""
+
+    episode_id: int
+    dedup_key: str
+    sink: str
+    event: str
+    tier: int
+    severity: str
+    policy: str
+    summary: str
+    details: Mapping[str, Any]
+    due_at: datetime
+    id: int | None = None
+    attempts: int = 0
+    created_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class AuditQuery:
     episode_id: int | None = None
     fingerprint: str | None = None
@@ -152,8 +171,32 @@ class Store(Protocol):
         records: Sequence[AuditRecord],
         decided_episodes: Sequence[int] = (),
         now: datetime | None = None,
+        outbox: Sequence[OutboxItem] = (),
+        resolved_episodes: Sequence[int] = (),
     ) -> None:
-        """Append ``records``; mark ``decided_episodes`` decided at ``now``. One transaction."""
+        """In one transaction: append ``records``, mark ``decided_episodes`` decided at
+        ``now``, queue ``outbox`` (once per episode, sink, event and tier), and queue a
+        resolve for every sink an episode of ``resolved_episodes`` was escalated to."""
         ...
+
+    async def outbox_due(self, now: datetime, limit: int) -> list[OutboxItem]: ...
+
+    async def outbox_done(
+        self, item_id: int, now: datetime, delivered: bool, error: str = ""
+    ) -> None:
+        """Delivered, or dropped for good with ``error``."""
+        ...
+
+    async def outbox_retry(self, item_id: int, due_at: datetime, error: str) -> None: ...
+
+    async def outbox_drop_pending_triggers(self, episode_id: int, now: datetime) -> int:
+        """Drop the triggers of an episode not sent yet (later tiers); how many."""
+        ...
+
+    async def outbox_was_triggered(self, dedup_key: str, sink: str) -> bool:
+        """Whether a trigger for this episode reached ``sink``."""
+        ...
+
+    async def episode_is_open(self, episode_id: int) -> bool: ...
 
     async def decisions(self, query: AuditQuery) -> list[AuditRecord]: ...

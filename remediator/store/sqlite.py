@@ -35,6 +35,7 @@ from remediator.store.base import (
     AuditQuery,
     ClaimResult,
     JournalEntry,
+    OutboxItem,
     Sighting,
     Undo,
     UnfinishedClaim,
@@ -93,6 +94,27 @@ CREATE TABLE IF NOT EXISTS undos (
     done_at REAL
 );
 CREATE INDEX IF NOT EXISTS undos_due ON undos (due_at) WHERE done_at IS NULL;
+CREATE TABLE IF NOT EXISTS outbox (
+    id INTEGER PRIMARY KEY,
+    episode_id INTEGER NOT NULL,
+    dedup_key TEXT NOT NULL,
+    sink TEXT NOT NULL,
+    event TEXT NOT NULL,
+    tier INTEGER NOT NULL,
+    severity TEXT NOT NULL,
+    policy TEXT NOT NULL,
+    summary TEXT NOT NULL,
+    details TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    due_at REAL NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    delivered_at REAL,
+    dropped_at REAL,
+    last_error TEXT NOT NULL DEFAULT ''
+);
+CREATE UNIQUE INDEX IF NOT EXISTS outbox_once ON outbox (dedup_key, sink, event, tier);
+CREATE INDEX IF NOT EXISTS outbox_due ON outbox (due_at)
+    WHERE delivered_at IS NULL AND dropped_at IS NULL;
 CREATE TABLE IF NOT EXISTS audit (
     id INTEGER PRIMARY KEY,
     at REAL NOT NULL,
@@ -304,6 +326,58 @@ def _audit_row(r: AuditRecord) -> tuple[Any, ...]:
         r.target,
         r.action,
         json.dumps(dict(r.details), sort_keys=True, default=str),
+    )
+
+
+OUTBOX_COLUMNS = (
+    "episode_id, dedup_key, sink, event, tier, severity, policy, summary, details, due_at,"
+    " created_at"
+)
+OUTBOX_WIDTH = 11
+
+#: A resolve for every sink an episode's triggers went to, due at once, queued once.
+RESOLVE_SQL = """
+INSERT OR IGNORE INTO outbox (episode_id, dedup_key, sink, event, tier, severity, policy,
+                              summary, details, due_at, created_at)
+SELECT DISTINCT episode_id, dedup_key, sink, 'resolve', 0, severity, policy,
+       summary, details, ?, ?
+FROM outbox WHERE episode_id = ? AND event = 'trigger'
+"""
+
+
+def _outbox_row(item: OutboxItem, now: float) -> tuple[Any, ...]:
+    return (
+        item.episode_id,
+        item.dedup_key,
+        item.sink,
+        item.event,
+        item.tier,
+        item.severity,
+        item.policy,
+        item.summary,
+        json.dumps(dict(item.details), sort_keys=True, default=str),
+        _ts(item.due_at),
+        now,
+    )
+
+
+def _outbox_item(row: tuple[Any, ...]) -> OutboxItem:
+    item_id, attempts, created_at = row[:3]
+    (episode_id, dedup_key, sink, event, tier, severity, policy, summary, details) = row[3:12]
+    return OutboxItem(
+        episode_id=episode_id,
+        dedup_key=dedup_key,
+        sink=sink,
+        event=event,
+        tier=tier,
+        severity=severity,
+        policy=policy,
+        summary=summary,
+        details=json.loads(details),
+        due_at=_dt(row[12]),
+        id=item_id,
+        attempts=attempts,
+        created_at=_dt(created_at),
     )
 
 
@@ -532,10 +606,15 @@ class SqliteStore:
         records: Sequence[AuditRecord],
         decided_episodes: Sequence[int] = (),
         now: datetime | None = None,
+        outbox: Sequence[OutboxItem] = (),
+        resolved_episodes: Sequence[int] = (),
     ) -> None:
         rows = [_audit_row(r) for r in records]
-        decided = [(_ts(now), e) for e in decided_episodes] if now else []
-        if not rows and not decided:
+        at = _ts(now) if now else 0.0
+        decided = [(at, e) for e in decided_episodes] if now else []
+        queued = [_outbox_row(item, at) for item in outbox]
+        resolved = [(at, at, e) for e in resolved_episodes]
+        if not (rows or decided or queued or resolved):
             return
 
         def write(db: sqlite3.Connection) -> None:
@@ -545,8 +624,75 @@ class SqliteStore:
             db.executemany(
                 "UPDATE episodes SET decided_at = ? WHERE id = ? AND decided_at IS NULL", decided
             )
+            db.executemany(
+                f"INSERT OR IGNORE INTO outbox ({OUTBOX_COLUMNS})"
+                f" VALUES ({', '.join('?' * OUTBOX_WIDTH)})",
+                queued,
+            )
+            db.executemany(RESOLVE_SQL, resolved)
 
         await self._work.run(lambda db: _transaction(db, write))
+
+    async def outbox_due(self, now: datetime, limit: int) -> list[OutboxItem]:
+        rows = await self._work.run(
+            lambda db: db.execute(
+                f"SELECT id, attempts, created_at, {OUTBOX_COLUMNS} FROM outbox"
+                " WHERE delivered_at IS NULL AND dropped_at IS NULL AND due_at <= ?"
+                " ORDER BY due_at, id LIMIT ?",
+                (_ts(now), limit),
+            ).fetchall()
+        )
+        return [_outbox_item(row) for row in rows]
+
+    async def outbox_done(
+        self, item_id: int, now: datetime, delivered: bool, error: str = ""
+    ) -> None:
+        column = "delivered_at" if delivered else "dropped_at"
+        await self._work.run(
+            lambda db: db.execute(
+                f"UPDATE outbox SET {column} = ?, attempts = attempts + 1, last_error = ?"
+                " WHERE id = ?",
+                (_ts(now), error, item_id),
+            )
+        )
+
+    async def outbox_retry(self, item_id: int, due_at: datetime, error: str) -> None:
+        await self._work.run(
+            lambda db: db.execute(
+                "UPDATE outbox SET due_at = ?, attempts = attempts + 1, last_error = ?"
+                " WHERE id = ?",
+                (_ts(due_at), error, item_id),
+            )
+        )
+
+    async def outbox_drop_pending_triggers(self, episode_id: int, now: datetime) -> int:
+        cursor = await self._work.run(
+            lambda db: db.execute(
+                "UPDATE outbox SET dropped_at = ?, last_error = 'the episode resolved first'"
+                " WHERE episode_id = ? AND event = 'trigger'"
+                " AND delivered_at IS NULL AND dropped_at IS NULL",
+                (_ts(now), episode_id),
+            )
+        )
+        return int(cursor.rowcount)
+
+    async def outbox_was_triggered(self, dedup_key: str, sink: str) -> bool:
+        row = await self._work.run(
+            lambda db: db.execute(
+                "SELECT 1 FROM outbox WHERE dedup_key = ? AND sink = ? AND event = 'trigger'"
+                " AND delivered_at IS NOT NULL LIMIT 1",
+                (dedup_key, sink),
+            ).fetchone()
+        )
+        return row is not None
+
+    async def episode_is_open(self, episode_id: int) -> bool:
+        row = await self._work.run(
+            lambda db: db.execute(
+                "SELECT closed_at IS NULL FROM episodes WHERE id = ?", (episode_id,)
+            ).fetchone()
+        )
+        return bool(row and row[0])
 
     async def decisions(self, query: AuditQuery) -> list[AuditRecord]:
         sql, args = _query_sql(query)

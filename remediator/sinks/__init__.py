@@ -1,0 +1,1 @@
+"""Escalation sinks: one module per integration (PagerDuty, Slack, Opsgenie, a webhook)."""
