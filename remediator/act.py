@@ -97,6 +97,13 @@ class ActionRunner:
             verify_within_s=job.verify_within_s,
             require_opt_in=self._require_opt_in,
         )
+        if not await self._store.episode_is_open(incident.episode_id):
+            # The alert resolved while the action waited for its turn: nothing to fix.
+            stopped = incident.stop(refuse(StopReason.RESOLVED, "resolved before it started"))
+            sentence = f"The alert resolved before {plan.kind} started; it was cancelled."
+            record = self._auditor.make(stopped, "refused", Outcome.RESOLVED, sentence)
+            await self._finish(job, "refused", [record])
+            return
         if self.dry_run or not plan.action.available():
             await self._finish(job, "dry_run", [self._dry_run_record(incident, plan)])
             return

@@ -32,11 +32,26 @@ BACKOFF_S = (1.0, 2.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0)
 BATCH = 100
 
 
+STORM_PREFIX = "remediator-storm-"
+
+
 def dedup_key(record: AuditRecord) -> str:
+    """One incident per episode; during a storm, one incident for the storm (per policy and
+    hour), so a fleet-wide alert pages once, not once per target."""
+    if record.reason == "storm":
+        return f"{STORM_PREFIX}{record.details.get('policy', '')}-{record.at:%Y%m%d%H}"
+    if record.reason == "ineffective_remediation":
+        return f"remediator-ineffective-{record.target}-{record.action}"
     return f"remediator-{record.fingerprint}-{record.episode_id}"
 
 
 def _summary(record: AuditRecord) -> str:
+    if record.reason == "storm":
+        return (
+            f"[{record.severity}] Alert storm: remediator escalates instead of acting. First:"
+            f" {record.alertname or record.rule} on {record.target or 'its target'}."
+            f" Every alert of the storm is in the decisions API (reason=storm)."
+        )
     what = record.alertname or record.rule or "alert"
     where = f" on {record.target}" if record.target else ""
     return f"[{record.severity}] {what}{where}: {record.sentence}"

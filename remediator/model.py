@@ -37,6 +37,7 @@ class StopReason(StrEnum):
     OUT_OF_SCOPE = "out_of_scope"
     STORM = "storm"
     COOLDOWN = "cooldown"
+    INEFFECTIVE = "ineffective_remediation"
     TARGET_RATE_LIMIT = "target_rate_limit"
     RULE_RATE_LIMIT = "rule_rate_limit"
     ACTION_RATE_LIMIT = "action_rate_limit"

@@ -162,6 +162,7 @@ class Pipeline:
                 cooldown_s=rule.cooldown_s,
                 rule_limit=rule.rate_limit,
                 target_limit=rule.target_rate_limit,
+                repeat_limit=rule.ineffective_after,
                 kind_limit=None
                 if kind_limit is None
                 else Limit(kind_limit.max_actions, kind_limit.window_s),

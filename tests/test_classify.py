@@ -306,6 +306,7 @@ def rule(position: int, name: str, *matchers: str) -> Rule:
         cooldown_s=900.0,
         rate_limit=None,
         target_rate_limit=None,
+        ineffective_after=None,
         verify_within_s=300.0,
         escalation="ticket",
     )

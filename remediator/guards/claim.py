@@ -34,6 +34,8 @@ class ClaimRequest:
     kind_limit: Limit | None
     global_budget: Limit | None
     target_limit: Limit | None = None
+    repeat_limit: Limit | None = None
+    """The same action on the same target this often means it does not help."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +48,7 @@ class ClaimFacts:
     kind_claims: int
     destructive_claims: int
     target_claims: int = 0
+    same_fix_claims: int = 0
 
 
 def _over(count: int, limit: Limit | None) -> bool:
@@ -64,6 +67,14 @@ def decide(request: ClaimRequest, facts: ClaimFacts) -> Verdict:
             StopReason.COOLDOWN,
             f"{request.target} was acted on {since:.0f} s ago; its cooldown is"
             f" {request.cooldown_s:.0f} s.",
+        )
+    if _over(facts.same_fix_claims, request.repeat_limit):
+        assert request.repeat_limit is not None
+        return refuse(
+            StopReason.INEFFECTIVE,
+            f"{request.target} needed {request.action_kind} {facts.same_fix_claims} times within"
+            f" {request.repeat_limit.window_s:.0f} s; it does not help, so remediator stops"
+            " acting on it.",
         )
     if _over(facts.target_claims, request.target_limit):
         return refuse(

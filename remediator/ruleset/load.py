@@ -238,6 +238,7 @@ def _compile_rule(
         cooldown_s=defaults.cooldown_s if spec.cooldown_s is None else spec.cooldown_s,
         rate_limit=_limit(spec.rate_limit),
         target_rate_limit=_limit(spec.target_rate_limit),
+        ineffective_after=_limit(defaults.ineffective_after),
         verify_within_s=spec.verify_within_s or defaults.verify_within_s,
         escalation=_escalation(where, spec, merged, defaults),
         description=spec.description,

@@ -51,6 +51,7 @@ class Rule:
     cooldown_s: float
     rate_limit: Limit | None
     target_rate_limit: Limit | None
+    ineffective_after: Limit | None
     verify_within_s: float
     escalation: str
     description: str = ""

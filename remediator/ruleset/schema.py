@@ -70,6 +70,10 @@ class DefaultsSpec(Strict):
     escalation: dict[Severity, str] = Field(default_factory=dict)
     cooldown_s: float = Field(default=900.0, ge=0)
     verify_within_s: float = Field(default=300.0, gt=0)
+    ineffective_after: LimitSpec = Field(
+        default_factory=lambda: LimitSpec(max_actions=3, window_s=3600.0)
+    )
+    """The same action on the same target this many times per window: stop, escalate."""
 
 
 class RuleSpec(Strict):

@@ -294,6 +294,13 @@ def _claim_facts(db: sqlite3.Connection, r: ClaimRequest, now: float) -> ClaimFa
         target_claims=_window_count(
             db, "dry_run = ? AND target = ?", (*mode, r.target), r.target_limit, now
         ),
+        same_fix_claims=_window_count(
+            db,
+            "dry_run = ? AND target = ? AND action_kind = ?",
+            (*mode, r.target, r.action_kind),
+            r.repeat_limit,
+            now,
+        ),
     )
 
 
@@ -342,6 +349,7 @@ INSERT OR IGNORE INTO outbox (episode_id, dedup_key, sink, event, tier, severity
 SELECT DISTINCT episode_id, dedup_key, sink, 'resolve', 0, severity, policy,
        summary, details, ?, ?
 FROM outbox WHERE episode_id = ? AND event = 'trigger'
+  AND dedup_key NOT LIKE 'remediator-storm-%'
 """
 
 
