@@ -45,7 +45,7 @@ def dedup_key(record: AuditRecord) -> str:
     return f"remediator-{record.fingerprint}-{record.episode_id}"
 
 
-def _summary(record: AuditRecord) -> str:
+def _summary(record: AuditRecord, why: str) -> str:
     if record.reason == "storm":
         return (
             f"[{record.severity}] Alert storm: remediator escalates instead of acting. First:"
@@ -54,7 +54,7 @@ def _summary(record: AuditRecord) -> str:
         )
     what = record.alertname or record.rule or "alert"
     where = f" on {record.target}" if record.target else ""
-    return f"[{record.severity}] {what}{where}: {record.sentence}"
+    return f"[{record.severity}] {what}{where}: {why or record.sentence}"
 
 
 def plan(records: Sequence[AuditRecord], ruleset: RuleSet) -> tuple[list[OutboxItem], list[int]]:
@@ -63,17 +63,21 @@ def plan(records: Sequence[AuditRecord], ruleset: RuleSet) -> tuple[list[OutboxI
         return [], []
     queued: list[OutboxItem] = []
     resolved: list[int] = []
+    previous: AuditRecord | None = None
     for record in records:
         if record.episode_id is None:
             continue
         if record.step == "resolved":
             resolved.append(record.episode_id)
         elif record.step == "escalated":
-            queued.extend(_tiers(record, ruleset))
+            # The record before says why: the refusal, the failed action, the verification.
+            same = previous is not None and previous.episode_id == record.episode_id
+            queued.extend(_tiers(record, ruleset, previous.sentence if same and previous else ""))
+        previous = record
     return queued, resolved
 
 
-def _tiers(record: AuditRecord, ruleset: RuleSet) -> list[OutboxItem]:
+def _tiers(record: AuditRecord, ruleset: RuleSet, why: str) -> list[OutboxItem]:
     name = str(record.details.get("policy", ""))
     policy = ruleset.escalations.get(name)
     if policy is None or record.episode_id is None:
@@ -97,7 +101,7 @@ def _tiers(record: AuditRecord, ruleset: RuleSet) -> list[OutboxItem]:
             tier=index,
             severity=record.severity,
             policy=name,
-            summary=_summary(record),
+            summary=_summary(record, why),
             details=details,
             due_at=record.at + timedelta(seconds=tier.after_s),
         )

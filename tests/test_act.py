@@ -130,3 +130,23 @@ async def test_an_action_that_raises_is_recorded_failed_and_escalated(store: Sql
     ]
     failed = next(r for r in records if r.outcome.value == "failed")
     assert failed.sentence == "slow raised RuntimeError: the far side said no"
+
+
+async def test_an_action_whose_alert_resolves_while_it_waits_is_cancelled_unpaged(
+    store: SqliteStore,
+) -> None:
+    action = SlowAction()
+    runner = make_runner(store, max_concurrent=1)
+    await submit_jobs(store, runner, action, ["first", "second"])  # one slot: second waits
+    await store.observe(
+        [Sighting("fp1", AlertStatus.RESOLVED, "X")], datetime(2026, 11, 28, tzinfo=UTC), 60
+    )
+    await runner.drain(10)
+    records = await store.decisions(AuditQuery())
+    assert sorted((r.target, r.step, r.outcome.value) for r in records) == [
+        ("ns/Deployment/first", "acted", "succeeded"),
+        ("ns/Deployment/first", "verified", "succeeded"),
+        ("ns/Deployment/second", "refused", "resolved"),
+    ]
+    assert action.most_overall == 1
+    assert await store.unfinished_claims() == []

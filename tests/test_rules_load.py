@@ -263,6 +263,25 @@ BROKEN = [
         id="YAML syntax error",
     ),
     pytest.param(
+        {
+            "00-policy.yaml": POLICY
+            + "sinks:\n  oncall: {type: webhook, url: 'http://127.0.0.1:1/hook'}\n",
+            "10-rules.yaml": rules(),
+        },
+        '00-policy.yaml: escalation policy "ticket": field "tiers[0].notify[0]" names'
+        ' undefined sink "ops" (defined: oncall).',
+        id="escalation to an undefined sink",
+    ),
+    pytest.param(
+        {
+            "00-policy.yaml": POLICY + "sinks:\n  oncall: {type: pager, url: x}\n",
+            "10-rules.yaml": rules(),
+        },
+        '00-policy.yaml: section "sinks": field "oncall" has type "pager", which must be one'
+        " of pagerduty, slack, opsgenie, webhook.",
+        id="sink of an unknown type",
+    ),
+    pytest.param(
         {"00-policy.yaml": POLICY, "10-rules.yaml": "- name: cpu\n"},
         "10-rules.yaml must be a mapping of sections (policy, defaults, actions, escalations,"
         " sinks, rules), not a list.",

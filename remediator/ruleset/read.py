@@ -175,6 +175,12 @@ def _predicate(error: ErrorDetails, model: type[BaseModel]) -> str:
         return _unknown_key(str(loc[-1]), _keys_at(model, loc[:-1]))
     if kind == "value_error":
         return str(error["msg"]).removeprefix("Value error, ")
+    if kind in ("union_tag_invalid", "union_tag_not_found"):
+        key = str(ctx["discriminator"]).strip("'")
+        expected = str(ctx.get("expected_tags", "")).replace("'", "")
+        if kind == "union_tag_not_found":
+            return f"needs a {key}"
+        return f"has {key} {_describe(ctx['tag'])}, which must be one of {expected}"
     if kind == "enum":
         expected = str(ctx["expected"]).replace("'", "")  # 'SEV-1', 'SEV-2' or 'SEV-3'
         return f"must be {expected}, not {_describe(value)}"

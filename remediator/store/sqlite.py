@@ -342,7 +342,8 @@ OUTBOX_COLUMNS = (
 )
 OUTBOX_WIDTH = 11
 
-#: A resolve for every sink an episode's triggers went to, due at once, queued once.
+#: A resolve for every sink an episode's triggers went to, due at once, queued once. Storm
+#: and ineffective-remediation incidents span episodes; a human resolves them.
 RESOLVE_SQL = """
 INSERT OR IGNORE INTO outbox (episode_id, dedup_key, sink, event, tier, severity, policy,
                               summary, details, due_at, created_at)
@@ -350,6 +351,7 @@ SELECT DISTINCT episode_id, dedup_key, sink, 'resolve', 0, severity, policy,
        summary, details, ?, ?
 FROM outbox WHERE episode_id = ? AND event = 'trigger'
   AND dedup_key NOT LIKE 'remediator-storm-%'
+  AND dedup_key NOT LIKE 'remediator-ineffective-%'
 """
 
 

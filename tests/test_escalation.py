@@ -1,0 +1,257 @@
+"""Escalation end to end: decisions that need a human reach PagerDuty, Slack, Opsgenie and
+a webhook (local stand-ins that follow each service's documented semantics), through the
+outbox, once per episode; a fake clock climbs the ladder."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import json
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from remediator.settings import Settings
+from tests.support.clock import FakeClock
+from tests.support.payloads import webhook_alert, webhook_payload
+from tests.support.service import ServiceUnderTest, serve, settings_for
+from tests.support.sinks import OpsgenieStub, PagerDutyStub, SlackStub, WebhookStub
+
+ROUTING_KEY = "r" * 32
+GENIE_KEY = str(uuid.UUID(int=7))
+HOOK_SECRET = "hook-secret"
+
+RULES = """
+policy:
+  namespaces: [llm-research]
+defaults:
+  escalation: {{SEV-1: sev1-ladder, SEV-2: sev3-hook, SEV-3: sev3-hook}}
+escalations:
+  sev1-ladder:
+    tiers:
+      - {{after_s: 0, notify: [pagerduty]}}
+      - {{after_s: 1800, notify: [slack]}}
+      - {{after_s: 3600, notify: [opsgenie]}}
+  sev3-hook:
+    tiers: [{{after_s: 0, notify: [hook]}}]
+sinks:
+  pagerduty: {{type: pagerduty, routing_key_file: {dir}/pd-key, url: "{pd}/v2/enqueue"}}
+  slack: {{type: slack, webhook_url_file: {dir}/slack-url}}
+  opsgenie: {{type: opsgenie, api_key_file: {dir}/genie-key, url: "{og}"}}
+  hook: {{type: webhook, url: "{hook}/remediator", secret_file: {dir}/hook-secret}}
+rules:
+  - name: api-down
+    match: ['alertname="APIUnavailable"']
+    severity: SEV-1
+  - name: cpu
+    match: ['alertname="HighCPUUsage"']
+    severity: SEV-3
+    action: {{kind: log_only}}
+    target: {{kind: Deployment, namespace: "{{namespace}}", name: "{{deployment}}"}}
+    cooldown_s: 0
+  - name: default
+    match: []
+    severity: SEV-3
+"""
+
+
+@dataclass
+class World:
+    service: ServiceUnderTest
+    clock: FakeClock
+    pd: PagerDutyStub
+    slack: SlackStub
+    genie: OpsgenieStub
+    hook: WebhookStub
+
+    async def post(self, *alerts: dict[str, Any], **fields: Any) -> None:
+        assert (await self.service.post(webhook_payload(*alerts, **fields)))[0] == 200
+        await self.service.settle()
+
+
+async def eventually(check: Callable[[], bool | Awaitable[bool]], what: str) -> None:
+    for _ in range(250):
+        result = check()
+        if result if isinstance(result, bool) else await result:
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def write_rules(tmp_path: Path, pd: str, slack: str, og: str, hook: str) -> Path:
+    secrets = tmp_path / "secrets"
+    secrets.mkdir()
+    (secrets / "pd-key").write_text(ROUTING_KEY + "\n")
+    (secrets / "slack-url").write_text(slack + "\n")
+    (secrets / "genie-key").write_text(GENIE_KEY + "\n")
+    (secrets / "hook-secret").write_text(HOOK_SECRET + "\n")
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    text = RULES.format(dir=secrets, pd=pd, og=og, hook=hook)
+    (rules / "rules.yaml").write_text(text)
+    return rules
+
+
+@pytest.fixture
+async def stubs() -> AsyncIterator[
+    tuple[FakeClock, PagerDutyStub, SlackStub, OpsgenieStub, WebhookStub]
+]:
+    clock = FakeClock()
+    async with AsyncExitStack() as stack:
+        pd = await stack.enter_async_context(PagerDutyStub(clock=clock.monotonic))
+        slack = await stack.enter_async_context(SlackStub(clock=clock.monotonic))
+        genie = await stack.enter_async_context(OpsgenieStub(clock=clock.monotonic))
+        hook = await stack.enter_async_context(WebhookStub(clock=clock.monotonic))
+        yield clock, pd, slack, genie, hook
+
+
+def world_settings(tmp_path: Path, stubs: Any) -> Settings:
+    _, pd, slack, genie, hook = stubs
+    rules = write_rules(tmp_path, pd.url, slack.webhook_url(), genie.url, hook.url)
+    return settings_for(tmp_path, rules_dir=rules, delivery_poll_s=0.02)
+
+
+@pytest.fixture
+async def world(tmp_path: Path, stubs: Any) -> AsyncIterator[World]:
+    clock = stubs[0]
+    async with serve(world_settings(tmp_path, stubs), clock=clock) as service:
+        yield World(service, clock, *stubs[1:])
+
+
+def down(fingerprint: str, status: str = "firing") -> dict[str, Any]:
+    return webhook_alert(fingerprint, status, labels={"alertname": "APIUnavailable"})
+
+
+def cpu(fingerprint: str, namespace: str = "llm-research") -> dict[str, Any]:
+    labels = {"alertname": "HighCPUUsage", "namespace": namespace, "deployment": "api"}
+    return webhook_alert(fingerprint, labels=labels)
+
+
+async def test_a_sev1_pages_at_once_climbs_the_ladder_while_open_and_resolves_everywhere(
+    world: World,
+) -> None:
+    await world.post(down("f1"))
+    await eventually(lambda: len(world.pd.events) == 1, "the first page")
+    [trigger] = world.pd.events
+    assert (trigger["event_action"], trigger["payload"]["severity"]) == ("trigger", "critical")
+    assert trigger["payload"]["summary"].startswith("[SEV-1] APIUnavailable")
+    assert world.slack.messages == [] and world.genie.alerts == {}
+    world.clock.advance(1800)
+    await eventually(lambda: len(world.slack.messages) == 1, "the platform lead tier")
+    world.clock.advance(1800)
+    await eventually(lambda: len(world.genie.alerts) == 1, "the engineering manager tier")
+    await world.post(down("f1", "resolved"))
+    world.clock.advance(2)  # past each sink's pacing interval
+    await eventually(lambda: len(world.pd.events) == 2, "the resolve")
+    assert [e["event_action"] for e in world.pd.events] == ["trigger", "resolve"]
+    key = trigger["dedup_key"]
+    assert world.pd.incidents[key].status == "resolved"
+    await eventually(lambda: world.genie.alerts[key]["status"] == "closed", "the Opsgenie close")
+    await eventually(lambda: len(world.slack.messages) == 2, "the Slack follow-up")
+    assert "Resolved" in world.slack.messages[-1]["json"]["text"]
+
+
+async def test_tiers_not_yet_due_are_dropped_when_the_episode_resolves(world: World) -> None:
+    await world.post(down("f2"))
+    await eventually(lambda: len(world.pd.events) == 1, "the first page")
+    await world.post(down("f2", "resolved"))
+    world.clock.advance(2)  # past PagerDuty's pacing interval
+    await eventually(lambda: len(world.pd.events) == 2, "the resolve")
+    world.clock.advance(7200)
+    await asyncio.sleep(0.3)
+    assert world.slack.messages == [] and world.genie.alerts == {}
+
+
+async def test_a_guard_refusal_reaches_the_webhook_once_and_signed(world: World) -> None:
+    await world.post(cpu("f3", namespace="kube-system"))
+    await eventually(lambda: len(world.hook.received) == 1, "the webhook")
+    await world.post(cpu("f3", namespace="kube-system"))  # a resend
+    await asyncio.sleep(0.2)
+    [request] = world.hook.received
+    expected = hmac.new(HOOK_SECRET.encode(), request.body, hashlib.sha256).hexdigest()
+    assert request.headers["X-Remediator-Signature"] == f"sha256={expected}"
+    body = json.loads(request.body)
+    assert (body["event"], body["severity"], body["details"]["reason"]) == (
+        "trigger", "SEV-3", "out_of_scope",
+    )  # fmt: skip
+
+
+async def test_a_sink_that_fails_then_recovers_is_paged_exactly_once(world: World) -> None:
+    world.pd.fail_next(2, status=503)
+    await world.post(down("f4"))
+    for attempt in (1, 2):
+        await eventually(lambda n=attempt: world.pd.requests >= n, f"attempt {attempt}")
+        world.clock.advance(10)  # past the backoff
+    await eventually(lambda: len(world.pd.events) == 1, "the page after recovery")
+    await asyncio.sleep(0.2)
+    assert len(world.pd.events) == 1
+    assert world.pd.requests == 3
+
+
+async def test_retry_after_from_a_429_is_honoured(world: World) -> None:
+    world.pd.fail_next(1, status=429, retry_after=30)
+    await world.post(down("f5"))
+    await eventually(lambda: world.pd.requests == 1, "the throttled attempt")
+    world.clock.advance(20)
+    await asyncio.sleep(0.2)
+    assert world.pd.events == []
+    world.clock.advance(11)
+    await eventually(lambda: len(world.pd.events) == 1, "the page after Retry-After")
+
+
+async def test_an_undelivered_page_survives_a_restart_and_is_delivered_once(
+    tmp_path: Path, stubs: Any
+) -> None:
+    clock, pd = stubs[0], stubs[1]
+    settings = world_settings(tmp_path, stubs)
+    await pd.down()
+    async with serve(settings, clock=clock) as service:
+        await service.post(webhook_payload(down("f6")))
+        await service.settle()
+        await eventually(lambda: _retried(service), "a failed delivery attempt")
+    await pd.up()
+    clock.advance(600)
+    async with serve(settings, clock=clock):
+        await eventually(lambda: len(pd.events) == 1, "the page after the restart")
+        await asyncio.sleep(0.2)
+    assert len(pd.events) == 1
+
+
+async def _retried(service: ServiceUnderTest) -> bool:
+    value = await service.metric(
+        "remediator_escalations_total", {"result": "retried", "sink": "pagerduty"}
+    )
+    return value >= 1
+
+
+async def test_a_storm_pages_one_incident_not_one_per_alert(world: World) -> None:
+    alerts = [cpu(f"s{i}") for i in range(3)]
+    for i, alert in enumerate(alerts):
+        alert["labels"]["deployment"] = f"svc-{i}"
+    await world.post(*alerts, truncatedAlerts=40)
+    await eventually(lambda: len(world.hook.received) == 1, "the storm page")
+    await asyncio.sleep(0.2)
+    [request] = world.hook.received
+    assert "Alert storm" in json.loads(request.body)["summary"]
+    decisions = await world.service.decisions(outcome="escalated")
+    assert len([d for d in decisions if d["step"] == "escalated"]) == 3
+
+
+async def test_the_same_fix_again_and_again_stops_and_pages_once(world: World) -> None:
+    for i in range(5):  # five episodes on one target; the rule has no cooldown
+        await world.post(cpu(f"r{i}"))
+        await world.post(webhook_alert(f"r{i}", "resolved", labels=cpu(f"r{i}")["labels"]))
+    decisions = await world.service.decisions()
+    reasons = [d["reason"] for d in decisions if d["step"] == "refused"]
+    assert reasons == ["ineffective_remediation", "ineffective_remediation"]
+    assert [d["step"] for d in decisions].count("claimed") == 3
+    await eventually(lambda: len(world.hook.received) == 1, "the ineffective page")
+    await asyncio.sleep(0.2)
+    assert len(world.hook.received) == 1
+    assert "does not help" in json.loads(world.hook.received[0].body)["summary"]
