@@ -8,6 +8,7 @@ import asyncio
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from remediator.actions.base import ActionRequest, ActionResult, Checked, VerifyResult
@@ -165,6 +166,10 @@ class ActionRunner:
         )
         if verified is VerifyResult.INEFFECTIVE:
             records.append(self._escalation(incident, job))
+        elif verified is VerifyResult.VERIFIED:
+            # The effect holds; the alert must also resolve within the rule's window.
+            due = self._clock.now() + timedelta(seconds=job.verify_within_s)
+            await self._store.followup_plan(job.claim_id, due)
         await self._finish(job, outcome.value, records)
 
     def _dry_run_record(self, incident: Incident, plan: PlannedAction) -> AuditRecord:

@@ -1,6 +1,8 @@
-"""Aftercare: once an episode has stayed resolved for the action's quiet period, put back
-what remediator changed (scale back in after the peak), one bounded step at a time, and
-audit each step. An episode that fires again disarms its undos until it closes again.
+"""Aftercare, after an action: did the alert resolve within the rule's verification window
+after the fix took effect (if not, the fix was ineffective: escalate)? And once an episode
+has stayed resolved for the action's quiet period, put back what remediator changed (scale
+back in after the peak), one bounded step at a time, auditing each step. An episode that
+fires again disarms its undos until it closes again.
 
 A loop polls the store for undos that fell due; they live in the store, so a restart
 forgets none.
@@ -10,8 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import replace
 from datetime import timedelta
 
+from remediator import escalate
 from remediator.actions.base import ActionRequest, ActionResult
 from remediator.clock import Clock
 from remediator.errors import ApiError, StoreUnavailable
@@ -30,6 +34,7 @@ def _target(key: str) -> Target:
 class Aftercare:
     def __init__(self, store: Store, ruleset: RuleSet, clock: Clock, poll_s: float) -> None:
         self._store = store
+        self._ruleset = ruleset
         self._rules = {rule.name: rule for rule in ruleset.rules}
         self._hash = ruleset.hash
         self._clock = clock
@@ -38,11 +43,46 @@ class Aftercare:
     async def run(self) -> None:
         while True:
             try:
+                for followup in await self._store.followup_due(self._clock.now()):
+                    await self._follow_up(followup)
                 for undo in await self._store.undo_due(self._clock.now()):
                     await self._step(undo)
             except StoreUnavailable:
                 log.exception("aftercare could not read the store; trying again")
             await asyncio.sleep(self._poll_s)
+
+    async def _follow_up(self, followup: Undo) -> None:
+        rule = self._rules.get(followup.rule)
+        resolved = not await self._store.episode_is_open(followup.episode_id)
+        outcome = Outcome.SUCCEEDED if resolved else Outcome.FAILED
+        verdict = "verified" if resolved else "ineffective"
+        sentence = (
+            f"The alert resolved after {followup.action} on {followup.target}."
+            if resolved
+            else f"{followup.action} on {followup.target} took effect, but the alert still"
+            f" fires {rule.verify_within_s if rule else 0:.0f} s later: the fix was ineffective."
+        )
+        record = replace(
+            self._record(followup, ActionResult(resolved, sentence, {"verification": verdict})),
+            step="verified",
+            outcome=outcome,
+        )
+        records = [record]
+        if not resolved and rule is not None:
+            records.append(
+                replace(
+                    record,
+                    step="escalated",
+                    outcome=Outcome.ESCALATED,
+                    reason="ineffective",
+                    sentence=f"Escalating to policy {rule.escalation!r}: the fix did not resolve"
+                    " the alert.",
+                    details={"policy": rule.escalation},
+                )
+            )
+        outbox, _ = escalate.plan(records, self._ruleset)
+        await self._store.audit(records, now=self._clock.now(), outbox=outbox)
+        await self._store.followup_done(followup.id, self._clock.now())
 
     async def _step(self, undo: Undo) -> None:
         rule = self._rules.get(undo.rule)

@@ -442,3 +442,47 @@ async def test_a_rule_may_scale_through_the_hpa_by_raising_its_min_replicas(
     assert undone[-1]["sentence"] == (
         "Lowered minReplicas of HorizontalPodAutoscaler api-hpa back to 3."
     )
+
+
+@pytest.fixture
+async def quick_verify(tmp_path: Path, kube: KubeApiServer) -> AsyncIterator[Harness]:
+    kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", kube.url, kube.token or "")
+    rules = rules_dir(tmp_path, **{"verify_within_s: 300": "verify_within_s: 0.3"})
+    settings = settings_for(tmp_path, kubeconfig=kubeconfig, rules_dir=rules, aftercare_poll_s=0.05)
+    async with serve(settings) as service:
+        yield Harness(service, kube)
+
+
+async def wait_for_step(harness: Harness, fingerprint: str, count: int) -> list[dict[str, Any]]:
+    for _ in range(100):
+        decisions = await harness.service.decisions(fingerprint=fingerprint)
+        if len(decisions) >= count:
+            return decisions
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"only {steps(decisions)}")
+
+
+async def test_a_fix_that_holds_while_the_alert_keeps_firing_is_ineffective_and_escalated(
+    quick_verify: Harness,
+) -> None:
+    quick_verify.kube.add_deployment(NS, "api", replicas=3, annotations=OPTED_IN)
+    await quick_verify.fire("v1", **cpu("api"))
+    decisions = await wait_for_step(quick_verify, "v1", 7)
+    assert [d["step"] for d in decisions] == [
+        "received", "classified", "claimed", "acted", "verified", "verified", "escalated",
+    ]  # fmt: skip
+    assert decisions[5]["outcome"] == "failed"
+    assert decisions[5]["details"]["verification"] == "ineffective"
+    assert "still fires" in decisions[5]["sentence"]
+
+
+async def test_a_fix_after_which_the_alert_resolves_is_verified(quick_verify: Harness) -> None:
+    quick_verify.kube.add_deployment(NS, "api", replicas=3, annotations=OPTED_IN)
+    await quick_verify.fire("v2", **cpu("api"))
+    resolved = webhook_alert("v2", "resolved", labels=cpu("api"))
+    assert (await quick_verify.service.post(webhook_payload(resolved)))[0] == 200
+    decisions = await wait_for_step(quick_verify, "v2", 7)
+    assert [d["step"] for d in decisions][-2:] == ["resolved", "verified"]
+    assert decisions[-1]["sentence"] == (
+        "The alert resolved after scale-out-api on llm-research/Deployment/api."
+    )

@@ -160,6 +160,16 @@ class Store(Protocol):
 
     async def undo_due(self, now: datetime) -> list[Undo]: ...
 
+    async def followup_plan(self, claim_id: int, due_at: datetime) -> None:
+        """At ``due_at``, check whether the claim's episode resolved after its fix."""
+        ...
+
+    async def followup_due(self, now: datetime) -> list[Undo]:
+        """Due follow-ups, as ``Undo`` values (their ``state`` is empty)."""
+        ...
+
+    async def followup_done(self, followup_id: int, now: datetime) -> None: ...
+
     async def undo_next(
         self, undo_id: int, state: Mapping[str, Any] | None, due_at: datetime | None
     ) -> None:

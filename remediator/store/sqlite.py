@@ -115,6 +115,12 @@ CREATE TABLE IF NOT EXISTS outbox (
 CREATE UNIQUE INDEX IF NOT EXISTS outbox_once ON outbox (dedup_key, sink, event, tier);
 CREATE INDEX IF NOT EXISTS outbox_due ON outbox (due_at)
     WHERE delivered_at IS NULL AND dropped_at IS NULL;
+CREATE TABLE IF NOT EXISTS followups (
+    id INTEGER PRIMARY KEY,
+    claim_id INTEGER NOT NULL UNIQUE REFERENCES claims (id),
+    due_at REAL NOT NULL,
+    done_at REAL
+);
 CREATE TABLE IF NOT EXISTS audit (
     id INTEGER PRIMARY KEY,
     at REAL NOT NULL,
@@ -596,6 +602,33 @@ class SqliteStore:
             ).fetchall()
         )
         return [Undo(r[0], r[1], r[2], r[3], r[4], r[5], json.loads(r[6])) for r in rows]
+
+    async def followup_plan(self, claim_id: int, due_at: datetime) -> None:
+        await self._work.run(
+            lambda db: db.execute(
+                "INSERT OR IGNORE INTO followups (claim_id, due_at) VALUES (?, ?)",
+                (claim_id, _ts(due_at)),
+            )
+        )
+
+    async def followup_due(self, now: datetime) -> list[Undo]:
+        rows = await self._work.run(
+            lambda db: db.execute(
+                "SELECT f.id, c.episode_id, e.fingerprint, c.rule, c.action, c.target"
+                " FROM followups f JOIN claims c ON c.id = f.claim_id"
+                " JOIN episodes e ON e.id = c.episode_id"
+                " WHERE f.done_at IS NULL AND f.due_at <= ? ORDER BY f.due_at",
+                (_ts(now),),
+            ).fetchall()
+        )
+        return [Undo(r[0], r[1], r[2], r[3], r[4], r[5], {}) for r in rows]
+
+    async def followup_done(self, followup_id: int, now: datetime) -> None:
+        await self._work.run(
+            lambda db: db.execute(
+                "UPDATE followups SET done_at = ? WHERE id = ?", (_ts(now), followup_id)
+            )
+        )
 
     async def undo_next(
         self, undo_id: int, state: Mapping[str, Any] | None, due_at: datetime | None
