@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from remediator.store.sqlite import SqliteStore
+from tests.support.postgres import PostgresServer, Roles
 
 
 @pytest.fixture(autouse=True)
@@ -29,3 +30,16 @@ async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
         yield s
     finally:
         await s.close()
+
+
+@pytest.fixture
+async def pg() -> AsyncIterator[PostgresServer]:
+    """A real PostgreSQL server of the test's own, stopped afterwards."""
+    async with PostgresServer() as server:
+        yield server
+
+
+@pytest.fixture
+async def roles(pg: PostgresServer) -> Roles:
+    """The app, remediator and replication roles on ``pg``."""
+    return await pg.create_roles()

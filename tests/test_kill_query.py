@@ -50,17 +50,6 @@ def rules(directory: Path, params: str, target: str = "primary") -> Path:
     return directory
 
 
-@pytest.fixture
-async def pg() -> AsyncIterator[PostgresServer]:
-    async with PostgresServer() as server:
-        yield server
-
-
-@pytest.fixture
-async def roles(pg: PostgresServer) -> Roles:
-    return await pg.create_roles()
-
-
 @dataclass
 class Harness:
     service: ServiceUnderTest

@@ -25,17 +25,6 @@ from tests.support.postgres import (
 
 
 @pytest.fixture
-async def pg() -> AsyncIterator[PostgresServer]:
-    async with PostgresServer() as server:
-        yield server
-
-
-@pytest.fixture
-async def roles(pg: PostgresServer) -> Roles:
-    return await pg.create_roles()
-
-
-@pytest.fixture
 async def remediator(pg: PostgresServer, roles: Roles) -> AsyncIterator[Any]:
     """A connection as the remediator role, over TCP with its password, as in production."""
     conn = await pg.connect(roles.remediator.name, roles.remediator.password)
