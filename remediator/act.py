@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
+from remediator import failpoints
 from remediator.actions.base import ActionRequest, ActionResult, Checked, VerifyResult
 from remediator.audit import Auditor
 from remediator.clock import Clock
@@ -118,6 +119,7 @@ class ActionRunner:
             await self._finish(job, "refused", [*records, self._escalation(stopped, job)])
             return
         result = await self._attempt(plan, request, checked.facts)
+        failpoints.hit("after_action")
         await self._after_run(job, request, result)
 
     async def _precheck(self, plan: PlannedAction, request: ActionRequest) -> Checked:
@@ -198,3 +200,4 @@ class ActionRunner:
         self._metrics.actions.labels(job.plan.kind, result).inc()
         await self._auditor.write(records)
         await self._store.record_outcome(job.claim_id, result, self._clock.now())
+        failpoints.hit("after_outcome")

@@ -196,6 +196,19 @@ def _lifecycle(clock: Clock) -> Callable[[web.Application], AsyncIterator[None]]
     return lifecycle
 
 
+async def drain(app: web.Application, timeout_s: float) -> None:
+    """Stop taking webhooks (503 with Retry-After, readiness false) while still serving,
+    then let the journal empty and running actions finish, within ``timeout_s``. Requests
+    already in flight finish; the cleanup context waits for what they journaled."""
+    services = app[SERVICES]
+    services.webhook.draining = True
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(services.worker.idle.wait(), max(0.0, deadline - loop.time()))
+    await services.runner.drain(max(0.0, deadline - loop.time()))
+
+
 def init_app(
     settings: Settings,
     *,

@@ -19,7 +19,7 @@ from aiohttp import web
 
 from remediator.actions.registry import default_registry
 from remediator.api import record_json
-from remediator.app import init_app
+from remediator.app import drain, init_app
 from remediator.classify import Classifier
 from remediator.errors import ConfigError, RuleFileError
 from remediator.rbac import manifests
@@ -218,7 +218,8 @@ async def _serve(settings: Settings) -> None:
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
     await stop.wait()
-    log.info("stopping: draining webhooks and running actions")
+    log.info("stopping: answering 503 while the journal drains and running actions finish")
+    await drain(app, settings.shutdown_grace_s)
     await runner.cleanup()
 
 

@@ -13,7 +13,14 @@ ENV = "REMEDIATOR_FAILPOINTS"
 EXIT_CODE = 137
 
 #: Every failpoint the code base has, so tests and docs can name them.
-NAMES = ("after_journal_write", "before_process", "after_claim")
+NAMES = (
+    "after_journal_write",  # the payload is durable, the 2xx not sent
+    "before_ack",  # handed to the worker, the 2xx not sent
+    "before_process",  # acknowledged, not yet processed
+    "after_claim",  # the claim is durable, the action not started
+    "after_action",  # the side effect happened, its outcome not recorded
+    "after_outcome",  # the outcome is recorded
+)
 
 _enabled = frozenset(filter(None, os.environ.get(ENV, "").split(",")))
 

@@ -101,6 +101,7 @@ async def _accept(request: web.Request, state: WebhookState) -> web.Response:
     state.metrics.journal_write_seconds.observe(state.clock.monotonic() - started)
     failpoints.hit("after_journal_write")
     state.worker.accept(journal_id)
+    failpoints.hit("before_ack")
     return web.json_response({"status": "accepted", "journal_id": journal_id, "alerts": alerts})
 
 

@@ -1,0 +1,135 @@
+"""Crash safety on one replica: ``kill -9`` (a failpoint's ``os._exit``) at every named
+point of the flow, a restart on the same state, and Alertmanager's resend; then exactly
+one claim with an outcome, and at most one effective side effect on the API server.
+And SIGTERM under load: 503 while draining, nothing half done, exit 0."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import sqlite3
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from tests.support.kube_api import KubeApiServer
+from tests.support.kubeconfig import write_kubeconfig
+from tests.support.payloads import webhook_alert, webhook_payload
+from tests.support.process import start_remediator
+from tests.support.service import EXAMPLE_RULES, TOKEN, fixture_bytes
+
+NS = "llm-research"
+OPTED_IN = {"remediator.io/allow": "scale_out"}
+PAYLOAD = json.dumps(
+    webhook_payload(
+        webhook_alert(
+            "c0ffee",
+            labels={"alertname": "HighCPUUsage", "namespace": NS, "deployment": "api"},
+        )
+    )
+).encode()
+
+#: Where the crash comes, and how many scale writes the API server may have seen.
+CRASHES = {
+    "after_journal_write": 1,  # acked nothing; the resend and the journal agree: act once
+    "before_ack": 1,
+    "before_process": 1,  # acked; processed after the restart
+    "after_claim": 0,  # claimed, not acted: closed as unknown and escalated, never re-run
+    "after_action": 1,  # acted, outcome lost: closed as unknown and escalated, not re-run
+    "after_outcome": 1,  # all recorded: nothing more to do
+}
+
+
+@pytest.fixture
+async def kube() -> AsyncIterator[KubeApiServer]:
+    async with KubeApiServer(seed=3) as server:
+        server.add_deployment(NS, "api", replicas=3, annotations=OPTED_IN)
+        yield server
+
+
+def claims(state: Path) -> list[tuple[int, str | None]]:
+    with sqlite3.connect(state) as db:
+        return list(db.execute("SELECT episode_id, outcome FROM claims"))
+
+
+async def settled(service: object, state: Path) -> None:
+    for _ in range(200):
+        rows = claims(state)
+        if rows and all(outcome is not None for _, outcome in rows):
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"claims did not settle: {claims(state)}")
+
+
+@pytest.mark.parametrize(("failpoint", "writes"), list(CRASHES.items()), ids=list(CRASHES))
+async def test_a_crash_at_any_point_ends_with_one_claim_and_at_most_one_scale_write(
+    tmp_path: Path, kube: KubeApiServer, failpoint: str, writes: int
+) -> None:
+    kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", kube.url, kube.token or "")
+    args = ("--kubeconfig", str(kubeconfig))
+    crashing = await start_remediator(
+        tmp_path, rules=EXAMPLE_RULES, failpoints=failpoint, extra_args=args
+    )
+    try:
+        await crashing.post(PAYLOAD)
+        assert await crashing.wait_exit() == 137
+    finally:
+        await crashing.stop()
+    service = await start_remediator(tmp_path, rules=EXAMPLE_RULES, extra_args=args)
+    try:
+        assert await service.post(PAYLOAD) == 200  # Alertmanager resends
+        await settled(service, tmp_path / "state.db")
+        await asyncio.sleep(0.3)
+        decisions = await service.decisions()
+    finally:
+        assert await service.stop() == 0
+    patches = [r for r in kube.requests if r.method == "PATCH" and r.path.endswith("/scale")]
+    assert len(patches) == writes
+    assert kube.deployment(NS, "api")["spec"]["replicas"] == 3 + 2 * writes
+    [(_, outcome)] = claims(tmp_path / "state.db")
+    assert outcome in ("succeeded", "unknown")
+    if outcome == "unknown":
+        assert ("escalated", "outcome_unknown") in [(d["step"], d["reason"]) for d in decisions]
+
+
+async def test_sigterm_under_load_answers_503_while_draining_and_leaves_nothing_half_done(
+    tmp_path: Path,
+) -> None:
+    service = await start_remediator(tmp_path)
+    body = fixture_bytes("mixed-1002-alerts-one-resolved.json")
+    headers = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
+    statuses: list[int] = []
+    refused = 0
+    warmed_up = asyncio.Event()
+
+    async def load(session: aiohttp.ClientSession) -> None:
+        nonlocal refused
+        for _ in range(200):
+            try:
+                async with session.post(service.webhook_url, data=body, headers=headers) as r:
+                    statuses.append(r.status)
+                if len(statuses) >= 10:
+                    warmed_up.set()
+            except aiohttp.ClientError:
+                refused += 1  # the listener closed: Alertmanager retries elsewhere or later
+                if refused > 20:
+                    return
+                await asyncio.sleep(0.01)
+
+    try:
+        async with aiohttp.ClientSession() as session:
+            clients = [asyncio.create_task(load(session)) for _ in range(4)]
+            await asyncio.wait_for(warmed_up.wait(), 20)
+            service.proc.send_signal(signal.SIGTERM)
+            await asyncio.gather(*clients)
+        assert await service.wait_exit(30) == 0
+    finally:
+        await service.stop()
+    assert set(statuses) == {200, 503}, statuses  # 503 (never 500) while draining
+    with sqlite3.connect(tmp_path / "state.db") as db:
+        pending = db.execute("SELECT count(*) FROM journal WHERE done_at IS NULL").fetchone()[0]
+        open_claims = db.execute("SELECT count(*) FROM claims WHERE outcome IS NULL").fetchone()[0]
+    assert (pending, open_claims) == (0, 0)
