@@ -14,7 +14,7 @@ import sqlite3
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -29,7 +29,6 @@ from remediator.model import (
     Episode,
     EpisodeEvent,
     Observation,
-    Outcome,
 )
 from remediator.store.base import (
     AuditQuery,
@@ -40,6 +39,18 @@ from remediator.store.base import (
     Undo,
     UnfinishedClaim,
 )
+from remediator.store.rows import (
+    AUDIT_COLUMNS,
+    OUTBOX_COLUMNS,
+    OUTBOX_WIDTH,
+)
+from remediator.store.rows import audit_record as _audit_record
+from remediator.store.rows import audit_row as _audit_row
+from remediator.store.rows import dt as _dt
+from remediator.store.rows import outbox_item as _outbox_item
+from remediator.store.rows import outbox_row as _outbox_row
+from remediator.store.rows import query_sql as _query_sql
+from remediator.store.rows import ts as _ts
 
 T = TypeVar("T")
 
@@ -143,19 +154,6 @@ CREATE INDEX IF NOT EXISTS audit_by_episode ON audit (episode_id);
 CREATE INDEX IF NOT EXISTS audit_by_fingerprint ON audit (fingerprint);
 CREATE INDEX IF NOT EXISTS audit_by_at ON audit (at);
 """
-
-AUDIT_COLUMNS = (
-    "at, step, outcome, sentence, journal_id, episode_id, fingerprint, alertname, rule,"
-    " ruleset_hash, severity, reason, target, action, details"
-)
-
-
-def _ts(value: datetime) -> float:
-    return value.timestamp()
-
-
-def _dt(value: float) -> datetime:
-    return datetime.fromtimestamp(value, UTC)
 
 
 class _Connection:
@@ -322,32 +320,6 @@ def _claim(db: sqlite3.Connection, r: ClaimRequest, now: float) -> ClaimResult:
     return ClaimResult(verdict, cursor.lastrowid)
 
 
-def _audit_row(r: AuditRecord) -> tuple[Any, ...]:
-    return (
-        _ts(r.at),
-        r.step,
-        r.outcome.value,
-        r.sentence,
-        r.journal_id,
-        r.episode_id,
-        r.fingerprint,
-        r.alertname,
-        r.rule,
-        r.ruleset_hash,
-        r.severity,
-        r.reason,
-        r.target,
-        r.action,
-        json.dumps(dict(r.details), sort_keys=True, default=str),
-    )
-
-
-OUTBOX_COLUMNS = (
-    "episode_id, dedup_key, sink, event, tier, severity, policy, summary, details, due_at,"
-    " created_at"
-)
-OUTBOX_WIDTH = 11
-
 #: A resolve for every sink an episode's triggers went to, due at once, queued once. Storm
 #: and ineffective-remediation incidents span episodes; a human resolves them.
 RESOLVE_SQL = """
@@ -359,89 +331,6 @@ FROM outbox WHERE episode_id = ? AND event = 'trigger'
   AND dedup_key NOT LIKE 'remediator-storm-%'
   AND dedup_key NOT LIKE 'remediator-ineffective-%'
 """
-
-
-def _outbox_row(item: OutboxItem, now: float) -> tuple[Any, ...]:
-    return (
-        item.episode_id,
-        item.dedup_key,
-        item.sink,
-        item.event,
-        item.tier,
-        item.severity,
-        item.policy,
-        item.summary,
-        json.dumps(dict(item.details), sort_keys=True, default=str),
-        _ts(item.due_at),
-        now,
-    )
-
-
-def _outbox_item(row: tuple[Any, ...]) -> OutboxItem:
-    item_id, attempts, created_at = row[:3]
-    (episode_id, dedup_key, sink, event, tier, severity, policy, summary, details) = row[3:12]
-    return OutboxItem(
-        episode_id=episode_id,
-        dedup_key=dedup_key,
-        sink=sink,
-        event=event,
-        tier=tier,
-        severity=severity,
-        policy=policy,
-        summary=summary,
-        details=json.loads(details),
-        due_at=_dt(row[12]),
-        id=item_id,
-        attempts=attempts,
-        created_at=_dt(created_at),
-    )
-
-
-def _audit_record(row: tuple[Any, ...]) -> AuditRecord:
-    (record_id, at, step, outcome, sentence, journal_id, episode_id, fingerprint) = row[:8]
-    (alertname, rule, ruleset_hash, severity, reason, target, action, details) = row[8:]
-    return AuditRecord(
-        id=record_id,
-        at=_dt(at),
-        step=step,
-        outcome=Outcome(outcome),
-        sentence=sentence,
-        journal_id=journal_id,
-        episode_id=episode_id,
-        fingerprint=fingerprint,
-        alertname=alertname,
-        rule=rule,
-        ruleset_hash=ruleset_hash,
-        severity=severity,
-        reason=reason,
-        target=target,
-        action=action,
-        details=json.loads(details),
-    )
-
-
-def _query_sql(q: AuditQuery) -> tuple[str, list[Any]]:
-    clauses: list[str] = ["id > ?"]
-    args: list[Any] = [q.after_id]
-    equals = {
-        "episode_id": q.episode_id,
-        "fingerprint": q.fingerprint,
-        "rule": q.rule,
-        "severity": q.severity,
-        "outcome": q.outcome,
-    }
-    for column, value in equals.items():
-        if value is not None:
-            clauses.append(f"{column} = ?")
-            args.append(value)
-    if q.since is not None:
-        clauses.append("at >= ?")
-        args.append(_ts(q.since))
-    if q.until is not None:
-        clauses.append("at < ?")
-        args.append(_ts(q.until))
-    sql = f"SELECT id, {AUDIT_COLUMNS} FROM audit WHERE {' AND '.join(clauses)} ORDER BY id LIMIT ?"
-    return sql, [*args, q.limit]
 
 
 class SqliteStore:
