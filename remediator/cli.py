@@ -10,6 +10,7 @@ import json
 import logging
 import os
 import signal
+import socket
 import ssl
 import sys
 from collections.abc import Sequence
@@ -130,6 +131,11 @@ def _parser() -> argparse.ArgumentParser:
         " [REMEDIATOR_DATABASES, comma-separated]",
     )
     serve.add_argument(
+        "--instance-id",
+        default=_env("INSTANCE_ID") or socket.gethostname(),
+        help="this replica's name, for a shared PostgreSQL store [REMEDIATOR_INSTANCE_ID]",
+    )
+    serve.add_argument(
         "--validation-workers",
         type=int,
         default=int(_env("VALIDATION_WORKERS", "2") or "2"),
@@ -185,6 +191,7 @@ def _settings(args: argparse.Namespace) -> Settings:
         kubeconfig=_path(args.kubeconfig),
         kube_context=args.kube_context,
         databases=dict(args.database),
+        instance_id=args.instance_id,
     )
 
 

@@ -5,6 +5,7 @@ Every field names its unit, its default and why the default is what it is.
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +28,10 @@ class Settings:
 
     state_url: str = DEFAULT_STATE_URL
     """Where journal, episodes, claims and audit live. ``sqlite:///rel`` or ``sqlite:////abs``."""
+
+    instance_id: str = field(default_factory=socket.gethostname)
+    """This replica's name; with a shared PostgreSQL store, each replica processes the journal
+    entries it accepted. Default: the host name (a pod's name in Kubernetes)."""
 
     token_file: Path | None = None
     """Bearer tokens, one per line (current and next, for rotation). Required unless insecure."""

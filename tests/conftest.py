@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
 
+from remediator.store.base import Store
+from remediator.store.postgres import PostgresStore
 from remediator.store.sqlite import SqliteStore
 from tests.support.postgres import PostgresServer, Roles
 
@@ -21,9 +24,27 @@ async def no_leftover_tasks() -> AsyncIterator[None]:
     assert not leftover, f"tasks outlived the test: {leftover}"
 
 
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
-    """A fresh SQLite store in the test's own directory."""
+@asynccontextmanager
+async def postgres_store() -> AsyncIterator[PostgresStore]:
+    """A PostgreSQL store on a real server of its own, as a non-superuser role."""
+    async with PostgresServer() as server:
+        await server.execute("CREATE ROLE state LOGIN PASSWORD 'state-secret'")
+        await server.execute("CREATE DATABASE state OWNER state")
+        store = PostgresStore(server.dsn("state", "state-secret", "state"), "test-instance")
+        await store.open()
+        try:
+            yield store
+        finally:
+            await store.close()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
+    """A fresh store of each backend: the contract tests run against both."""
+    if request.param == "postgres":
+        async with postgres_store() as pg_store:
+            yield pg_store
+        return
     s = SqliteStore(tmp_path / "state.db")
     await s.open()
     try:

@@ -28,8 +28,7 @@ from remediator.model import ALLOW, Alert, AlertStatus, Incident, Target
 from remediator.ruleset.rules import PlannedAction, RuleSet, TargetTemplate
 from remediator.ruleset.schema import PolicySpec
 from remediator.ruleset.template import Template
-from remediator.store.base import AuditQuery, Sighting
-from remediator.store.sqlite import SqliteStore
+from remediator.store.base import AuditQuery, Sighting, Store
 from tests.support.clock import FakeClock
 
 
@@ -72,7 +71,7 @@ class SlowAction:
 
 
 async def submit_jobs(
-    store: SqliteStore, runner: ActionRunner, action: SlowAction, targets: list[str]
+    store: Store, runner: ActionRunner, action: SlowAction, targets: list[str]
 ) -> None:
     now = datetime(2026, 11, 28, tzinfo=UTC)
     sightings = [Sighting(f"fp{i}", AlertStatus.FIRING, "X") for i in range(len(targets))]
@@ -93,7 +92,7 @@ async def submit_jobs(
         runner.submit(ActionJob(incident, plan, claim.claim_id, "oncall"))
 
 
-def make_runner(store: SqliteStore, max_concurrent: int) -> ActionRunner:
+def make_runner(store: Store, max_concurrent: int) -> ActionRunner:
     metrics = Metrics(CollectorRegistry(), ["slow"])
     clock = FakeClock()
     ruleset = RuleSet(rules=(), policy=PolicySpec(), escalations={}, hash="hash", files=())
@@ -104,7 +103,7 @@ def make_runner(store: SqliteStore, max_concurrent: int) -> ActionRunner:
 
 
 async def test_actions_run_one_at_a_time_per_target_and_within_the_global_cap(
-    store: SqliteStore,
+    store: Store,
 ) -> None:
     action = SlowAction()
     runner = make_runner(store, max_concurrent=2)
@@ -115,7 +114,7 @@ async def test_actions_run_one_at_a_time_per_target_and_within_the_global_cap(
     assert await store.unfinished_claims() == []
 
 
-async def test_an_action_that_raises_is_recorded_failed_and_escalated(store: SqliteStore) -> None:
+async def test_an_action_that_raises_is_recorded_failed_and_escalated(store: Store) -> None:
     action = SlowAction(fail_on="ns/Deployment/bad")
     runner = make_runner(store, max_concurrent=4)
     await submit_jobs(store, runner, action, ["bad", "good"])
@@ -133,7 +132,7 @@ async def test_an_action_that_raises_is_recorded_failed_and_escalated(store: Sql
 
 
 async def test_an_action_whose_alert_resolves_while_it_waits_is_cancelled_unpaged(
-    store: SqliteStore,
+    store: Store,
 ) -> None:
     action = SlowAction()
     runner = make_runner(store, max_concurrent=1)

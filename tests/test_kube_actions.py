@@ -486,3 +486,14 @@ async def test_a_fix_after_which_the_alert_resolves_is_verified(quick_verify: Ha
     assert decisions[-1]["sentence"] == (
         "The alert resolved after scale-out-api on llm-research/Deployment/api."
     )
+
+
+async def test_a_scale_write_whose_answer_is_lost_is_not_applied_twice(harness: Harness) -> None:
+    harness.kube.add_deployment(NS, "api", replicas=3, annotations=OPTED_IN)
+    # The API server applies the PATCH, then the connection drops before the answer: the
+    # client retries the same write (409, stale resourceVersion) and reads the scale again.
+    harness.kube.inject_fault(r"/deployments/api/scale$", method="PATCH", drop=True, served=True)
+    decisions = await harness.fire("l1", **cpu("api"))
+    assert harness.kube.deployment(NS, "api")["spec"]["replicas"] == 5
+    assert decisions[3]["outcome"] == "succeeded"
+    assert "at or above the target of 5" in decisions[3]["sentence"]

@@ -123,39 +123,43 @@ class ScaleOut:
         assert isinstance(request.params, ScaleOutParams)
         if facts.get("hpa"):
             return await self._raise_hpa_min(request)
+        # The target is fixed from the first read: a write that landed but whose answer was
+        # lost (a timeout, then a retry that meets 409) must not grow the count again.
+        scale = await kube.scale(target.namespace, target.name)
+        start, wanted = scale.replicas, target_replicas(scale.replicas, request.params)
         for _ in range(WRITE_ATTEMPTS):
-            scale = await kube.scale(target.namespace, target.name)
-            wanted = target_replicas(scale.replicas, request.params)
             if wanted <= scale.replicas:
                 return ActionResult(
                     True,
                     f"{target.key} already runs {scale.replicas} replicas, at or above the"
                     f" target of {wanted}; nothing changed.",
-                    {"from": scale.replicas, "to": scale.replicas, "changed": False},
+                    {"from": start, "to": scale.replicas, "changed": False},
                 )
             try:
                 written = await kube.set_replicas(
                     target.namespace, target.name, wanted, scale.resource_version
                 )
             except Conflict:
-                continue  # someone wrote in between: read again and decide again
+                # Someone (perhaps our own lost write) wrote in between: read again, decide again.
+                scale = await kube.scale(target.namespace, target.name)
+                continue
             await kube.record_event(
                 target.namespace, "Deployment", target.name, str(facts.get("uid", "")),
-                "RemediatorScaledOut", f"remediator scaled from {scale.replicas} to {wanted}"
+                "RemediatorScaledOut", f"remediator scaled from {start} to {wanted}"
                 f" replicas (rule {request.rule}, episode {request.episode_id}).",
             )  # fmt: skip
             after = request.params.scale_in_after_s
             return ActionResult(
                 True,
-                f"Scaled {target.key} from {scale.replicas} to {wanted} replicas"
+                f"Scaled {target.key} from {start} to {wanted} replicas"
                 f" (at most {request.params.max_replicas}).",
                 {
-                    "from": scale.replicas,
+                    "from": start,
                     "to": wanted,
                     "changed": True,
                     "resource_version": written.resource_version,
                 },
-                undo=None if after is None else {"restore_to": scale.replicas, "set_to": wanted},
+                undo=None if after is None else {"restore_to": start, "set_to": wanted},
                 undo_after_s=after or 0.0,
             )
         return ActionResult(
@@ -167,10 +171,11 @@ class ScaleOut:
         """Scale through the HPA: raise its minReplicas, within both its max and ours."""
         target, kube = request.target, self._kube()
         assert isinstance(request.params, ScaleOutParams)
+        scale = await kube.scale(target.namespace, target.name)
+        wanted = target_replicas(scale.replicas, request.params)  # fixed, as in run()
         for _ in range(WRITE_ATTEMPTS):
             [hpa] = await kube.hpas_for(target.namespace, target.name)
-            scale = await kube.scale(target.namespace, target.name)
-            wanted = min(target_replicas(scale.replicas, request.params), hpa.max_replicas)
+            wanted = min(wanted, hpa.max_replicas)
             if wanted <= hpa.min_replicas:
                 return ActionResult(
                     True,

@@ -1,13 +1,20 @@
-"""State: one ``Store`` contract (``base``), backends beside it. SQLite is the embedded default."""
+"""State: one ``Store`` contract (``base``) and two backends. SQLite (a file, one replica) is
+the embedded default; PostgreSQL is for several replicas sharing one truth."""
 
 from __future__ import annotations
 
 from remediator.settings import Settings
 from remediator.store.base import Store
 
+POSTGRES_SCHEMES = ("postgresql://", "postgres://")
+
 
 def open_store(settings: Settings) -> Store:
-    """The backend the state URL names. Only ``sqlite:///`` exists so far."""
+    """The backend the state URL names: ``sqlite:///…`` or ``postgresql://…``."""
+    if settings.state_url.startswith(POSTGRES_SCHEMES):
+        from remediator.store.postgres import PostgresStore
+
+        return PostgresStore(settings.state_url, settings.instance_id)
     from remediator.store.sqlite import SqliteStore
 
     return SqliteStore(settings.sqlite_path)

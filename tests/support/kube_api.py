@@ -1010,6 +1010,7 @@ class KubeApiServer:
         self._ip_count = 0
         self._runner: web.AppRunner | None = None
         self._stopping = asyncio.Event()
+        self._owners: dict[tuple[str, str], list[JSON]] | None = None
         self._url: str | None = None
         for namespace in DEFAULT_NAMESPACES:
             self.add_namespace(namespace)
@@ -1513,6 +1514,7 @@ class KubeApiServer:
         return str(self._rv)
 
     def _create(self, kind: _Kind, obj: JSON) -> JSON:
+        self._owners = None
         key = self._key(kind, obj)
         store = self._store[kind.resource]
         if key in store:
@@ -1533,6 +1535,7 @@ class KubeApiServer:
         return obj
 
     def _update(self, kind: _Kind, obj: JSON) -> bool:
+        self._owners = None
         """Store ``obj`` (a copy the caller owns) with a new resourceVersion, unless nothing
         but the resourceVersion would change. Returns whether it was written."""
         key = self._key(kind, obj)
@@ -1554,6 +1557,7 @@ class KubeApiServer:
         return True
 
     def _remove(self, kind: _Kind, namespace: str, name: str) -> JSON:
+        self._owners = None
         obj = self._store[kind.resource].pop((namespace if kind.namespaced else "", name))
         obj["metadata"]["resourceVersion"] = self._bump()
         if kind is PODS:
@@ -1684,8 +1688,25 @@ class KubeApiServer:
             self._pod_node[created["metadata"]["uid"]] = node
         return created
 
+    def _owned(self, kind: _Kind, namespace: str, owner_uid: str) -> list[JSON]:
+        # Indexed by controller UID and rebuilt after any write: the controllers ask this
+        # for every owner on every pass, which is quadratic over hundreds of objects.
+        if self._owners is None:
+            owners: dict[tuple[str, str], list[JSON]] = {}
+            for resource in (PODS, REPLICASETS):
+                for obj in self._items(resource, None):
+                    uid = _controller_uid(obj)
+                    if uid is not None:
+                        owners.setdefault((resource.resource, uid), []).append(obj)
+            self._owners = owners
+        return [
+            obj
+            for obj in self._owners.get((kind.resource, owner_uid), [])
+            if obj["metadata"]["namespace"] == namespace
+        ]
+
     def _owned_pods(self, namespace: str, owner_uid: str) -> list[JSON]:
-        return [p for p in self._items(PODS, namespace) if _controller_uid(p) == owner_uid]
+        return self._owned(PODS, namespace, owner_uid)
 
     def _schedule(self, pod: JSON) -> None:
         if not pod["spec"].get("nodeName"):
@@ -1962,7 +1983,7 @@ class KubeApiServer:
         desired = int(spec.get("replicas", 1))
         pod_hash = _template_hash(spec["template"])
         uid = d["metadata"]["uid"]
-        owned = [rs for rs in self._items(REPLICASETS, namespace) if _controller_uid(rs) == uid]
+        owned = self._owned(REPLICASETS, namespace, uid)
         surge, unavailable = self._fenceposts(d, desired)
         changed = False
 
@@ -1998,7 +2019,7 @@ class KubeApiServer:
                 annotations[_MAX_REPLICAS] = str(desired + surge)
             changed |= self._update(REPLICASETS, updated)
 
-        owned = [rs for rs in self._items(REPLICASETS, namespace) if _controller_uid(rs) == uid]
+        owned = self._owned(REPLICASETS, namespace, uid)
         new_current = next(
             (
                 rs

@@ -1,7 +1,9 @@
-"""The SQLite store: journal, the episode state machine, and claims with their guards."""
+"""The ``Store`` contract, on both backends (SQLite and a real PostgreSQL): journal, the
+episode state machine, claims with their guards, and the outbox."""
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
@@ -10,8 +12,9 @@ import pytest
 from remediator.errors import StoreUnavailable
 from remediator.guards.claim import ClaimRequest, Limit
 from remediator.model import AlertStatus, EpisodeEvent, StopReason
-from remediator.store.base import Sighting
-from remediator.store.sqlite import SqliteStore
+from remediator.store.base import OutboxItem, Sighting, Store
+from remediator.store.postgres import PostgresStore
+from tests.conftest import postgres_store
 from tests.support.service import fixture_bytes
 
 T0 = datetime(2026, 11, 28, 10, 0, tzinfo=UTC)
@@ -25,7 +28,7 @@ FIRING = Sighting("fp1", AlertStatus.FIRING, "HighCPUUsage")
 RESOLVED = Sighting("fp1", AlertStatus.RESOLVED, "HighCPUUsage")
 
 
-async def events(store: SqliteStore, *steps: tuple[Sighting, float]) -> list[tuple[str, int]]:
+async def events(store: Store, *steps: tuple[Sighting, float]) -> list[tuple[str, int]]:
     out = []
     for sighting, seconds in steps:
         [obs] = await store.observe([sighting], at(seconds), grace_s=60)
@@ -33,7 +36,7 @@ async def events(store: SqliteStore, *steps: tuple[Sighting, float]) -> list[tup
     return out
 
 
-async def test_journal_entries_stay_pending_until_marked_done(store: SqliteStore) -> None:
+async def test_journal_entries_stay_pending_until_marked_done(store: Store) -> None:
     first = await store.journal_append(b'{"a": 1}', at(0))
     second = await store.journal_append(b'{"b": 2}', at(1))
     assert await store.journal_pending() == [first, second]
@@ -44,7 +47,7 @@ async def test_journal_entries_stay_pending_until_marked_done(store: SqliteStore
 
 
 async def test_episodes_open_join_close_reopen_within_grace_and_renew_after_it(
-    store: SqliteStore,
+    store: Store,
 ) -> None:
     seen = await events(
         store,
@@ -70,13 +73,13 @@ async def test_episodes_open_join_close_reopen_within_grace_and_renew_after_it(
 
 
 async def test_a_resolve_for_an_unseen_fingerprint_records_a_closed_episode(
-    store: SqliteStore,
+    store: Store,
 ) -> None:
     [obs] = await store.observe([RESOLVED], at(0), grace_s=60)
     assert obs.event is EpisodeEvent.RESOLVED_UNSEEN and not obs.episode.is_open
 
 
-async def test_only_the_first_decider_of_an_episode_wins(store: SqliteStore) -> None:
+async def test_only_the_first_decider_of_an_episode_wins(store: Store) -> None:
     [obs] = await store.observe([FIRING], at(0), grace_s=60)
     assert await store.mark_decided(obs.episode.id, at(1))
     assert not await store.mark_decided(obs.episode.id, at(2))
@@ -101,13 +104,13 @@ def claim_request(episode_id: int, target: str = "ns/Deployment/api", **kw: obje
     return replace(base, **kw)  # type: ignore[arg-type]
 
 
-async def open_episodes(store: SqliteStore, count: int) -> list[int]:
+async def open_episodes(store: Store, count: int) -> list[int]:
     sightings = [Sighting(f"fp{i}", AlertStatus.FIRING, "X") for i in range(count)]
     return [o.episode.id for o in await store.observe(sightings, at(0), grace_s=60)]
 
 
 async def test_claims_are_unique_per_episode_and_respect_cooldown_and_rate_limit(
-    store: SqliteStore,
+    store: Store,
 ) -> None:
     e1, e2, e3, e4 = await open_episodes(store, 4)
     first = await store.claim(claim_request(e1), at(0))
@@ -123,14 +126,14 @@ async def test_claims_are_unique_per_episode_and_respect_cooldown_and_rate_limit
     assert later.verdict.allowed
 
 
-async def test_dry_run_claims_do_not_count_against_live_cooldowns(store: SqliteStore) -> None:
+async def test_dry_run_claims_do_not_count_against_live_cooldowns(store: Store) -> None:
     e1, e2 = await open_episodes(store, 2)
     assert (await store.claim(claim_request(e1, dry_run=True), at(0))).verdict.allowed
     assert (await store.claim(claim_request(e2), at(1))).verdict.allowed
 
 
 async def test_claims_without_an_outcome_are_listed_until_one_is_recorded(
-    store: SqliteStore,
+    store: Store,
 ) -> None:
     [e1] = await open_episodes(store, 1)
     result = await store.claim(claim_request(e1), at(0))
@@ -146,7 +149,7 @@ async def test_claims_without_an_outcome_are_listed_until_one_is_recorded(
 
 
 async def test_the_journal_keeps_bodies_byte_for_byte_and_prunes_only_old_finished_ones(
-    store: SqliteStore,
+    store: Store,
 ) -> None:
     body = fixture_bytes("mixed-1002-alerts-one-resolved.json")
     old = await store.journal_append(body, at(0))
@@ -159,3 +162,95 @@ async def test_the_journal_keeps_bodies_byte_for_byte_and_prunes_only_old_finish
     assert await store.journal_pending() == [pending]
     with pytest.raises(StoreUnavailable):
         await store.journal_entry(old)
+
+
+def outbox_item(episode_id: int, tier: int = 0, due: float = 0) -> OutboxItem:
+    return OutboxItem(
+        episode_id=episode_id,
+        dedup_key=f"remediator-fp-{episode_id}",
+        sink="pager",
+        event="trigger",
+        tier=tier,
+        severity="SEV-1",
+        policy="ladder",
+        summary="down",
+        details={"rule": "r"},
+        due_at=at(due),
+    )
+
+
+async def test_the_outbox_queues_once_delivers_due_items_and_resolves_what_was_sent(
+    store: Store,
+) -> None:
+    [e1] = await open_episodes(store, 1)
+    items = [outbox_item(e1, 0, 0), outbox_item(e1, 1, 1800)]
+    await store.audit([], now=at(0), outbox=items)
+    await store.audit([], now=at(1), outbox=items)  # queued once, whatever is said twice
+    [due] = await store.outbox_due(at(10), 10)
+    assert (due.tier, due.details, due.attempts) == (0, {"rule": "r"}, 0)
+    assert due.id is not None
+    await store.outbox_retry(due.id, at(20), "503")
+    assert await store.outbox_due(at(10), 10) == []
+    [again] = await store.outbox_due(at(20), 10)
+    assert again.attempts == 1
+    await store.outbox_done(again.id or 0, at(21), delivered=True)
+    assert await store.outbox_was_triggered(due.dedup_key, "pager")
+    await store.audit([], now=at(30), resolved_episodes=[e1])
+    assert await store.outbox_drop_pending_triggers(e1, at(31)) == 1  # tier 1, never sent
+    [resolve] = await store.outbox_due(at(40), 10)
+    assert (resolve.event, resolve.sink) == ("resolve", "pager")
+
+
+async def test_undos_wait_for_the_close_and_followups_fall_due(store: Store) -> None:
+    [e1] = await open_episodes(store, 1)
+    result = await store.claim(claim_request(e1), at(0))
+    assert result.claim_id is not None
+    await store.undo_plan(result.claim_id, "ns/Deployment/api", {"restore_to": 3}, 60)
+    await store.followup_plan(result.claim_id, at(300))
+    assert await store.undo_due(at(10_000)) == []  # not armed: the episode is open
+    await store.undo_arm([e1], at(100))
+    await store.undo_disarm([e1])
+    assert await store.undo_due(at(10_000)) == []
+    await store.undo_arm([e1], at(200))
+    [undo] = await store.undo_due(at(260))
+    assert (undo.episode_id, undo.state, undo.target) == (
+        e1,
+        {"restore_to": 3},
+        "ns/Deployment/api",
+    )
+    await store.undo_next(undo.id, None, None)
+    assert await store.undo_due(at(10_000)) == []
+    [followup] = await store.followup_due(at(300))
+    await store.followup_done(followup.id, at(301))
+    assert await store.followup_due(at(10_000)) == []
+    assert await store.episode_is_open(e1)
+
+
+async def test_two_replicas_on_one_postgres_store_share_episodes_and_take_one_claim() -> None:
+    async with postgres_store() as first:
+        second = PostgresStore(first.dsn, "replica-b")
+        await second.open()
+        try:
+            sightings = [Sighting(f"fp{i}", AlertStatus.FIRING, "X") for i in range(50)]
+            a, b = await asyncio.gather(
+                first.observe(sightings, at(0), 60), second.observe(sightings, at(0), 60)
+            )
+            assert [o.episode.id for o in a] == [o.episode.id for o in b]
+            claims = await asyncio.gather(
+                *(s.claim(claim_request(o.episode.id, target=f"t{n}", rule_limit=None), at(1))
+                  for n, o in enumerate(a) for s in (first, second))
+            )  # fmt: skip
+            assert sum(c.claim_id is not None for c in claims) == 50  # one per episode
+            assert {c.verdict.reason for c in claims if c.claim_id is None} == {
+                StopReason.DUPLICATE
+            }
+            # A shared budget: the rule may act twice per window, across both replicas.
+            more = [Sighting(f"more{i}", AlertStatus.FIRING, "X") for i in range(10)]
+            fresh = await first.observe(more, at(2), 60)
+            limited = await asyncio.gather(
+                *(s.claim(claim_request(o.episode.id, target=f"m{n}", rule="other"), at(3))
+                  for n, o in enumerate(fresh) for s in (first, second))
+            )  # fmt: skip
+            assert sum(c.claim_id is not None for c in limited) == 2
+        finally:
+            await second.close()
