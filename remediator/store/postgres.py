@@ -39,6 +39,7 @@ from remediator.store.rows import (
     OUTBOX_COLUMNS,
     audit_record,
     audit_row,
+    claim_windows,
     dt,
     outbox_item,
     outbox_row,
@@ -183,28 +184,14 @@ async def _claim_facts(tx: Tx, r: ClaimRequest, now: float) -> ClaimFacts:
         "SELECT MAX(claimed_at) FROM claims WHERE target = $1 AND dry_run = $2", r.target, mode
     )
     since = last[0] if last else None
+    counts = {
+        name: await _window(tx, where, args, limit, now)
+        for name, where, args, limit in claim_windows(r)
+    }
     return ClaimFacts(
         already_claimed=already is not None,
         seconds_since_target_claim=None if since is None else now - since,
-        rule_claims=await _window(
-            tx, "dry_run = ? AND rule = ?", (mode, r.rule), r.rule_limit, now
-        ),
-        kind_claims=await _window(
-            tx, "dry_run = ? AND action_kind = ?", (mode, r.action_kind), r.kind_limit, now
-        ),
-        destructive_claims=await _window(
-            tx, "dry_run = ? AND destructive = 1", (mode,), r.global_budget, now
-        ),
-        target_claims=await _window(
-            tx, "dry_run = ? AND target = ?", (mode, r.target), r.target_limit, now
-        ),
-        same_fix_claims=await _window(
-            tx,
-            "dry_run = ? AND target = ? AND action_kind = ?",
-            (mode, r.target, r.action_kind),
-            r.repeat_limit,
-            now,
-        ),
+        **counts,
     )
 
 

@@ -7,6 +7,7 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
+from remediator.guards.claim import ClaimRequest, Limit
 from remediator.model import AuditRecord, Outcome
 from remediator.store.base import AuditQuery, OutboxItem
 
@@ -133,3 +134,21 @@ def query_sql(q: AuditQuery) -> tuple[str, list[Any]]:
         args.append(ts(q.until))
     sql = f"SELECT id, {AUDIT_COLUMNS} FROM audit WHERE {' AND '.join(clauses)} ORDER BY id LIMIT ?"
     return sql, [*args, q.limit]
+
+
+def claim_windows(r: ClaimRequest) -> list[tuple[str, str, tuple[Any, ...], Limit | None]]:
+    """The claim windows every backend counts for ``r``: (``ClaimFacts`` field, a ``WHERE``
+    condition on ``claims`` with ``?`` placeholders, its arguments, the limit)."""
+    mode = int(r.dry_run)
+    return [
+        ("rule_claims", "dry_run = ? AND rule = ?", (mode, r.rule), r.rule_limit),
+        ("kind_claims", "dry_run = ? AND action_kind = ?", (mode, r.action_kind), r.kind_limit),
+        ("destructive_claims", "dry_run = ? AND destructive = 1", (mode,), r.global_budget),
+        ("target_claims", "dry_run = ? AND target = ?", (mode, r.target), r.target_limit),
+        (
+            "same_fix_claims",
+            "dry_run = ? AND target = ? AND action_kind = ?",
+            (mode, r.target, r.action_kind),
+            r.repeat_limit,
+        ),
+    ]

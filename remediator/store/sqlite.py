@@ -43,6 +43,7 @@ from remediator.store.rows import (
     AUDIT_COLUMNS,
     OUTBOX_COLUMNS,
     OUTBOX_WIDTH,
+    claim_windows,
 )
 from remediator.store.rows import audit_record as _audit_record
 from remediator.store.rows import audit_row as _audit_row
@@ -282,29 +283,14 @@ def _claim_facts(db: sqlite3.Connection, r: ClaimRequest, now: float) -> ClaimFa
         "SELECT MAX(claimed_at) FROM claims WHERE target = ? AND dry_run = ?",
         (r.target, r.dry_run),
     ).fetchone()[0]
-    mode = (r.dry_run,)
+    counts = {
+        name: _window_count(db, where, args, limit, now)
+        for name, where, args, limit in claim_windows(r)
+    }
     return ClaimFacts(
         already_claimed=already is not None,
         seconds_since_target_claim=None if last is None else now - last,
-        rule_claims=_window_count(
-            db, "dry_run = ? AND rule = ?", (*mode, r.rule), r.rule_limit, now
-        ),
-        kind_claims=_window_count(
-            db, "dry_run = ? AND action_kind = ?", (*mode, r.action_kind), r.kind_limit, now
-        ),
-        destructive_claims=_window_count(
-            db, "dry_run = ? AND destructive = 1", mode, r.global_budget, now
-        ),
-        target_claims=_window_count(
-            db, "dry_run = ? AND target = ?", (*mode, r.target), r.target_limit, now
-        ),
-        same_fix_claims=_window_count(
-            db,
-            "dry_run = ? AND target = ? AND action_kind = ?",
-            (*mode, r.target, r.action_kind),
-            r.repeat_limit,
-            now,
-        ),
+        **counts,
     )
 
 
