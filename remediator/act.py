@@ -12,12 +12,19 @@ from datetime import timedelta
 from typing import Any
 
 from remediator import failpoints
-from remediator.actions.base import ActionRequest, ActionResult, Checked, VerifyResult
+from remediator.actions.base import (
+    ActionRequest,
+    ActionResult,
+    Checked,
+    Intend,
+    IntentRefused,
+    VerifyResult,
+)
 from remediator.audit import Auditor
 from remediator.clock import Clock
 from remediator.errors import ApiError
 from remediator.metrics import Metrics
-from remediator.model import AuditRecord, Incident, Outcome, StopReason, refuse
+from remediator.model import AuditRecord, Incident, Outcome, StopReason, Verdict, refuse
 from remediator.ruleset.rules import PlannedAction
 from remediator.store.base import Store
 
@@ -98,6 +105,7 @@ class ActionRunner:
             labels=incident.alert.labels,
             verify_within_s=job.verify_within_s,
             require_opt_in=self._require_opt_in,
+            intend=self._intender(job.claim_id),
         )
         if not await self._store.episode_is_open(incident.episode_id):
             # The alert resolved while the action waited for its turn: nothing to fix.
@@ -111,16 +119,42 @@ class ActionRunner:
             return
         checked = await self._precheck(plan, request)
         if not checked.verdict.allowed:
-            verdict = checked.verdict
-            assert verdict.reason is not None
-            self._metrics.guard_refusals.labels(verdict.reason.value).inc()
-            stopped = incident.stop(verdict)
-            records = [self._auditor.make(stopped, "refused", Outcome.REFUSED, verdict.sentence)]
-            await self._finish(job, "refused", [*records, self._escalation(stopped, job)])
+            await self._refused(job, checked.verdict)
             return
         result = await self._attempt(plan, request, checked.facts)
+        if isinstance(result, Verdict):
+            await self._refused(job, result)
+            return
         failpoints.hit("after_action")
         await self._after_run(job, request, result)
+
+    def _intender(self, claim_id: int) -> Intend:
+        async def intend(intent: Mapping[str, Any], exclusive: str | None) -> None:
+            answer = await self._store.claim_intent(claim_id, intent, exclusive)
+            if answer == "busy":
+                raise IntentRefused(
+                    refuse(StopReason.BLAST_RADIUS, f"{exclusive} is being remediated already.")
+                )
+            if answer == "lost":
+                raise IntentRefused(
+                    refuse(
+                        StopReason.TAKEN_OVER,
+                        "Another replica took this claim over while remediator could not"
+                        " renew its lease; nothing was sent.",
+                    )
+                )
+            failpoints.hit("after_intent")
+
+        return intend
+
+    async def _refused(self, job: ActionJob, verdict: Verdict) -> None:
+        assert verdict.reason is not None
+        self._metrics.guard_refusals.labels(verdict.reason.value).inc()
+        stopped = job.incident.stop(verdict)
+        records = [self._auditor.make(stopped, "refused", Outcome.REFUSED, verdict.sentence)]
+        if verdict.reason is not StopReason.TAKEN_OVER:  # the replica that took it pages
+            records.append(self._escalation(stopped, job))
+        await self._finish(job, "refused", records)
 
     async def _precheck(self, plan: PlannedAction, request: ActionRequest) -> Checked:
         try:
@@ -135,9 +169,11 @@ class ActionRunner:
 
     async def _attempt(
         self, plan: PlannedAction, request: ActionRequest, facts: Mapping[str, Any]
-    ) -> ActionResult:
+    ) -> ActionResult | Verdict:
         try:
             return await plan.action.run(request, facts)
+        except IntentRefused as refused:
+            return refused.verdict
         except Exception as exc:  # an action's failure must reach a human, not crash us
             log.exception("action %s failed", plan.kind)
             return ActionResult(False, f"{plan.kind} raised {type(exc).__name__}: {exc}")

@@ -26,11 +26,6 @@ from remediator.store.base import Store, Undo
 log = logging.getLogger(__name__)
 
 
-def _target(key: str) -> Target:
-    namespace, kind, name = key.split("/", 2)
-    return Target(kind=kind, namespace=namespace, name=name)
-
-
 class Aftercare:
     def __init__(self, store: Store, ruleset: RuleSet, clock: Clock, poll_s: float) -> None:
         self._store = store
@@ -94,7 +89,7 @@ class Aftercare:
             )
         else:
             request = ActionRequest(
-                _target(undo.target), rule.plan.params, rule.name, undo.episode_id, {}
+                Target.from_key(undo.target), rule.plan.params, rule.name, undo.episode_id, {}
             )
             try:
                 result = await rule.plan.action.undo(request, undo.state)

@@ -29,6 +29,7 @@ from remediator.clients.postgres import DatabaseHandle
 from remediator.clock import Clock, SystemClock
 from remediator.errors import RequestRejected
 from remediator.escalate import Delivery
+from remediator.lease import Lease
 from remediator.metrics import Metrics
 from remediator.pipeline import Pipeline
 from remediator.reconcile import reconcile_unfinished_claims
@@ -56,6 +57,7 @@ class Services:
     worker_task: asyncio.Task[None] | None = None
     aftercare_task: asyncio.Task[None] | None = None
     delivery_task: asyncio.Task[None] | None = None
+    lease_task: asyncio.Task[None] | None = None
 
 
 SETTINGS = web.AppKey("settings", Settings)
@@ -159,13 +161,17 @@ def _lifecycle(clock: Clock) -> Callable[[web.Application], AsyncIterator[None]]
         await store.open()
         services = _services(app, store, clock)
         app[SERVICES] = services
+        lease = Lease(store, services.worker, app[RULESET], clock, settings.lease_s)
+        await lease.renew()
         unfinished = await reconcile_unfinished_claims(store, app[RULESET], clock)
         if unfinished:
-            log.warning("%d claims had no outcome after the last stop; escalated", unfinished)
+            log.warning("%d claims had no outcome after the last stop; reconciled", unfinished)
         recovered = await services.worker.recover()
         if recovered:
             log.warning("processing %d journal entries accepted before the last stop", recovered)
+        await lease.take_over()
         services.worker_task = asyncio.create_task(services.worker.run(), name="journal-worker")
+        services.lease_task = asyncio.create_task(lease.run(), name="lease")
         aftercare = Aftercare(store, app[RULESET], clock, settings.aftercare_poll_s)
         services.aftercare_task = asyncio.create_task(aftercare.run(), name="aftercare")
         http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=SINK_TIMEOUT_S))
@@ -181,11 +187,10 @@ def _lifecycle(clock: Clock) -> Callable[[web.Application], AsyncIterator[None]]
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(services.worker.idle.wait(), settings.shutdown_grace_s)
             for task in (services.worker_task, services.aftercare_task, services.delivery_task):
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+                await _cancel(task)
             await http.close()
             await services.runner.drain(settings.shutdown_grace_s)
+            await _cancel(services.lease_task)  # held until the last action has its outcome
             await services.webhook.validator.close()
             await store.close()
             if kube.client is not None:
@@ -194,6 +199,12 @@ def _lifecycle(clock: Clock) -> Callable[[web.Application], AsyncIterator[None]]
             await app[DATABASES].close()
 
     return lifecycle
+
+
+async def _cancel(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 async def drain(app: web.Application, timeout_s: float) -> None:

@@ -136,6 +136,13 @@ def _parser() -> argparse.ArgumentParser:
         help="this replica's name, for a shared PostgreSQL store [REMEDIATOR_INSTANCE_ID]",
     )
     serve.add_argument(
+        "--lease-seconds",
+        type=float,
+        default=float(_env("LEASE_SECONDS", "30") or "30"),
+        help="a replica silent this long has its unfinished work taken over by another"
+        " [REMEDIATOR_LEASE_SECONDS]",
+    )
+    serve.add_argument(
         "--validation-workers",
         type=int,
         default=int(_env("VALIDATION_WORKERS", "2") or "2"),
@@ -192,6 +199,7 @@ def _settings(args: argparse.Namespace) -> Settings:
         kube_context=args.kube_context,
         databases=dict(args.database),
         instance_id=args.instance_id,
+        lease_s=args.lease_seconds,
     )
 
 

@@ -18,6 +18,7 @@ NAMES = (
     "before_ack",  # handed to the worker, the 2xx not sent
     "before_process",  # acknowledged, not yet processed
     "after_claim",  # the claim is durable, the action not started
+    "after_intent",  # what the action will do is durable, nothing sent yet
     "after_action",  # the side effect happened, its outcome not recorded
     "after_outcome",  # the outcome is recorded
 )

@@ -50,6 +50,8 @@ class StopReason(StrEnum):
     API_ERROR = "api_error"
     SHUTTING_DOWN = "shutting_down"
     OUTCOME_UNKNOWN = "outcome_unknown"
+    NOT_APPLIED = "not_applied"
+    TAKEN_OVER = "taken_over"
 
 
 #: Stop reasons that end quietly: the episode is already handled, or nothing is wrong.
@@ -102,6 +104,11 @@ class Target:
     @property
     def key(self) -> str:
         return f"{self.namespace}/{self.kind}/{self.name}"
+
+    @classmethod
+    def from_key(cls, key: str) -> Target:
+        namespace, kind, name = key.split("/", 2)
+        return cls(kind=kind, namespace=namespace, name=name)
 
 
 @dataclass(frozen=True, slots=True)

@@ -61,7 +61,6 @@ class Pipeline:
         self._metrics = metrics
         self._clock = clock
         self._settings = settings
-        self._storm_window = storm.TargetWindow(self._policy.storm.window_s)
 
     async def commit(self, decisions: Sequence[Decision]) -> None:
         """Record a batch of decisions in one transaction, then queue their actions."""
@@ -96,7 +95,7 @@ class Pipeline:
                 f"Rule {rule.name!r} ({rule.file}) classified it {rule.severity.value}.",
             ),
         ]
-        incident = self._guard(self._plan(self._fresh(incident, episode_open), rule))
+        incident = await self._guard(self._plan(self._fresh(incident, episode_open), rule))
         if incident.stopped is None:
             incident = await self._claim(incident, rule)
         if incident.stopped is not None:
@@ -134,13 +133,14 @@ class Pipeline:
             )
         return replace(incident, target=target)
 
-    def _guard(self, incident: Incident) -> Incident:
+    async def _guard(self, incident: Incident) -> Incident:
         target = incident.target
         if incident.stopped is not None or target is None:
             return incident
         verdict = scope.decide(target, self._policy.namespaces)
         if verdict.allowed:
-            distinct = self._storm_window.add(target.key, self._clock.monotonic())
+            window_s = self._policy.storm.window_s
+            distinct = await self._store.storm_add(target.key, self._clock.now(), window_s)
             verdict = storm.decide(
                 distinct, self._policy.storm.max_targets, incident.truncated_alerts
             )

@@ -33,6 +33,11 @@ class Settings:
     """This replica's name; with a shared PostgreSQL store, each replica processes the journal
     entries it accepted. Default: the host name (a pod's name in Kubernetes)."""
 
+    lease_s: float = 30.0
+    """With a shared PostgreSQL store, a replica renews its lease every third of this; a
+    replica silent for this long has its unprocessed journal entries and unfinished claims
+    taken over by a live one (a pod that never comes back under the same name)."""
+
     token_file: Path | None = None
     """Bearer tokens, one per line (current and next, for rotation). Required unless insecure."""
 

@@ -1,6 +1,7 @@
-"""Crash safety on one replica: ``kill -9`` (a failpoint's ``os._exit``) at every named
-point of the flow, a restart on the same state, and Alertmanager's resend; then exactly
-one claim with an outcome, and at most one effective side effect on the API server.
+"""Crash safety on one replica: ``kill -9`` (a failpoint's ``os._exit``, or SIGKILL while
+the API server holds an applied write's answer) at every named point of the flow, several
+runs each, a restart on the same state, and Alertmanager's resend; then exactly one claim
+with one outcome, settled by observing the API server, and at most one effective write.
 And SIGTERM under load: 503 while draining, nothing half done, exit 0."""
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import pytest
 from tests.support.kube_api import KubeApiServer
 from tests.support.kubeconfig import write_kubeconfig
 from tests.support.payloads import webhook_alert, webhook_payload
-from tests.support.process import start_remediator
+from tests.support.process import RemediatorProcess, start_remediator
 from tests.support.service import EXAMPLE_RULES, TOKEN, fixture_bytes
 
 NS = "llm-research"
@@ -32,15 +33,22 @@ PAYLOAD = json.dumps(
     )
 ).encode()
 
-#: Where the crash comes, and how many scale writes the API server may have seen.
+#: Where the crash comes; how many scale writes the API server may then have seen; and the
+#: claim's outcome once the restarted process has settled it.
 CRASHES = {
-    "after_journal_write": 1,  # acked nothing; the resend and the journal agree: act once
-    "before_ack": 1,
-    "before_process": 1,  # acked; processed after the restart
-    "after_claim": 0,  # claimed, not acted: closed as unknown and escalated, never re-run
-    "after_action": 1,  # acted, outcome lost: closed as unknown and escalated, not re-run
-    "after_outcome": 1,  # all recorded: nothing more to do
+    "after_journal_write": (1, "succeeded"),  # acked nothing; the resend and the journal agree
+    "before_ack": (1, "succeeded"),
+    "before_process": (1, "succeeded"),  # acked; processed after the restart
+    "after_claim": (0, "not_run"),  # claimed, nothing sent: closed and escalated, never re-run
+    "after_intent": (0, "not_applied"),  # intent durable, nothing sent: observed, escalated
+    "side_effect_sent": (1, "succeeded"),  # the PATCH applied, its answer held: observed
+    "after_action": (1, "succeeded"),  # acted, outcome lost: observed as applied
+    "after_outcome": (1, "succeeded"),  # all recorded: nothing more to do
 }
+RUNS = 3
+#: Audit steps that give a claim its outcome: exactly one of them per claim. (A resend that
+#: meets the claim is a ``refused`` record with reason ``duplicate``, not an outcome.)
+OUTCOME_STEPS = ("acted", "reconciled")
 
 
 @pytest.fixture
@@ -55,7 +63,7 @@ def claims(state: Path) -> list[tuple[int, str | None]]:
         return list(db.execute("SELECT episode_id, outcome FROM claims"))
 
 
-async def settled(service: object, state: Path) -> None:
+async def settled(state: Path) -> None:
     for _ in range(200):
         rows = claims(state)
         if rows and all(outcome is not None for _, outcome in rows):
@@ -64,24 +72,45 @@ async def settled(service: object, state: Path) -> None:
     raise AssertionError(f"claims did not settle: {claims(state)}")
 
 
-@pytest.mark.parametrize(("failpoint", "writes"), list(CRASHES.items()), ids=list(CRASHES))
-async def test_a_crash_at_any_point_ends_with_one_claim_and_at_most_one_scale_write(
-    tmp_path: Path, kube: KubeApiServer, failpoint: str, writes: int
+async def crash(crashing: RemediatorProcess, kube: KubeApiServer, failpoint: str) -> None:
+    """Post the alert and see the process die at ``failpoint``. ``side_effect_sent`` is no
+    failpoint of ours: the API server applies the PATCH and holds its answer, and the
+    process is killed with SIGKILL while it waits."""
+    if failpoint != "side_effect_sent":
+        await crashing.post(PAYLOAD)
+        assert await crashing.wait_exit() == 137
+        return
+    kube.inject_fault(r"/scale$", method="PATCH", drop=True, served=True, delay=60)
+    posted = asyncio.create_task(crashing.post(PAYLOAD))
+    for _ in range(400):
+        if kube.deployment(NS, "api")["spec"]["replicas"] != 3:
+            break
+        await asyncio.sleep(0.025)
+    crashing.proc.kill()
+    assert await crashing.wait_exit() == -signal.SIGKILL
+    await posted
+    kube.clear_faults()
+
+
+@pytest.mark.parametrize("run", range(RUNS), ids=[f"run{n}" for n in range(RUNS)])
+@pytest.mark.parametrize("failpoint", list(CRASHES))
+async def test_a_crash_at_any_point_ends_with_one_claim_one_outcome_and_at_most_one_write(
+    tmp_path: Path, kube: KubeApiServer, failpoint: str, run: int
 ) -> None:
+    writes, outcome = CRASHES[failpoint]
     kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", kube.url, kube.token or "")
     args = ("--kubeconfig", str(kubeconfig))
     crashing = await start_remediator(
         tmp_path, rules=EXAMPLE_RULES, failpoints=failpoint, extra_args=args
     )
     try:
-        await crashing.post(PAYLOAD)
-        assert await crashing.wait_exit() == 137
+        await crash(crashing, kube, failpoint)
     finally:
         await crashing.stop()
     service = await start_remediator(tmp_path, rules=EXAMPLE_RULES, extra_args=args)
     try:
         assert await service.post(PAYLOAD) == 200  # Alertmanager resends
-        await settled(service, tmp_path / "state.db")
+        await settled(tmp_path / "state.db")
         await asyncio.sleep(0.3)
         decisions = await service.decisions()
     finally:
@@ -89,10 +118,15 @@ async def test_a_crash_at_any_point_ends_with_one_claim_and_at_most_one_scale_wr
     patches = [r for r in kube.requests if r.method == "PATCH" and r.path.endswith("/scale")]
     assert len(patches) == writes
     assert kube.deployment(NS, "api")["spec"]["replicas"] == 3 + 2 * writes
-    [(_, outcome)] = claims(tmp_path / "state.db")
-    assert outcome in ("succeeded", "unknown")
-    if outcome == "unknown":
-        assert ("escalated", "outcome_unknown") in [(d["step"], d["reason"]) for d in decisions]
+    assert [o for _, o in claims(tmp_path / "state.db")] == [outcome]
+    steps = [d["step"] for d in decisions if d["reason"] != "duplicate"]
+    assert sum(step in OUTCOME_STEPS for step in steps) == 1, steps
+    escalated = [d["reason"] for d in decisions if d["step"] == "escalated"]
+    assert escalated == ([] if outcome == "succeeded" else ["not_applied"])
+    if "reconciled" in steps and outcome == "succeeded":
+        # The fix was observed in place: its follow-up is armed as after a normal run.
+        with sqlite3.connect(tmp_path / "state.db") as db:
+            assert db.execute("SELECT COUNT(*) FROM followups").fetchone()[0] == 1
 
 
 async def test_sigterm_under_load_answers_503_while_draining_and_leaves_nothing_half_done(

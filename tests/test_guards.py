@@ -64,13 +64,6 @@ def test_storm_brake_engages_above_the_limit_or_on_truncation(
     assert storm.decide(distinct, 10, truncated).reason is expected
 
 
-def test_the_storm_window_forgets_targets_older_than_the_window() -> None:
-    window = storm.TargetWindow(window_s=60)
-    assert [window.add(key, t) for key, t in [("a", 0), ("b", 10), ("a", 20)]] == [1, 2, 2]
-    assert window.add("c", 71) == 2  # b (10) is gone, a (20) and c remain
-    assert window.add("d", 200) == 1
-
-
 REQUEST = ClaimRequest(
     episode_id=1,
     rule="cpu",

@@ -225,6 +225,25 @@ async def test_a_crashlooping_pod_is_evicted_and_replaced(harness: Harness) -> N
     assert decisions[-1]["details"]["verification"] == "verified"
 
 
+async def test_two_pods_of_one_workload_are_never_recycled_at_once(harness: Harness) -> None:
+    harness.kube.add_deployment(NS, "api", replicas=4, annotations=OPTED_IN)
+    names = [p["metadata"]["name"] for p in harness.kube.pods(NS, {"app": "api"})][:2]
+    # The first eviction takes a while to be answered: the workload is held meanwhile.
+    harness.kube.inject_fault(r"/eviction$", method="POST", delay=1.0)
+    alerts = [webhook_alert(f"w{n}", labels=crashloop(name)) for n, name in enumerate(names)]
+    assert (await harness.service.post(webhook_payload(*alerts)))[0] == 200
+    await harness.service.settle()
+    decisions = await harness.service.decisions()
+    evictions = [r for r in harness.kube.requests if r.path.endswith("/eviction")]
+    assert len(evictions) == 1
+    [refused] = [d for d in decisions if d["step"] == "refused"]
+    assert (refused["reason"], refused["sentence"]) == (
+        "blast_radius",
+        "llm-research/Deployment/api is being remediated already.",
+    )
+    assert [d["step"] for d in decisions].count("acted") == 1
+
+
 async def test_a_pdb_that_keeps_refusing_ends_in_an_escalation_not_a_delete(
     harness: Harness,
 ) -> None:
@@ -496,4 +515,8 @@ async def test_a_scale_write_whose_answer_is_lost_is_not_applied_twice(harness: 
     decisions = await harness.fire("l1", **cpu("api"))
     assert harness.kube.deployment(NS, "api")["spec"]["replicas"] == 5
     assert decisions[3]["outcome"] == "succeeded"
-    assert "at or above the target of 5" in decisions[3]["sentence"]
+    assert decisions[3]["sentence"] == (
+        "Scaled llm-research/Deployment/api from 3 to 5 replicas; the write landed though its"
+        " answer was lost."
+    )
+    assert len(harness.calls("PATCH", "/deployments/api/scale")) == 2  # the retry met 409

@@ -13,7 +13,7 @@ import pytest
 from remediator.errors import RequestRejected
 from remediator.model import AlertStatus
 from remediator.payload import PayloadLimits, decode_json, parse
-from tests.support.payloads import webhook_alert, webhook_payload
+from tests.support.payloads import fingerprint, webhook_alert, webhook_payload
 from tests.support.service import fixture_bytes
 
 MARKER = "ECHO-MARKER-7f3a"
@@ -191,3 +191,9 @@ def test_a_repeated_key_in_an_unknown_object_is_refused_too() -> None:
         '"receiver"', '"routeLabels": {"a": 1, "a": 2}, "receiver"'
     )
     assert rejection(text.encode()).code == "duplicate_key"
+
+
+def test_the_test_fingerprint_helper_gives_alertmanagers_fingerprints() -> None:
+    body = json.loads(fixture_bytes("mixed-1002-alerts-one-resolved.json"))
+    pairs = [(a["fingerprint"], fingerprint(a["labels"])) for a in body["alerts"]]
+    assert len(pairs) == 1002 and all(sent == ours for sent, ours in pairs)

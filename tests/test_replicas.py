@@ -1,18 +1,25 @@
 """Several replicas, one truth: two ``remediator serve`` processes on one PostgreSQL store,
 each behind its own Alertmanager with no cluster between them (split brain: every
-notification reaches both replicas). Every episode is acted on exactly once."""
+notification reaches both replicas), plus forced resends straight to both. Every episode is
+acted on exactly once. And a replica killed for good: the other takes its work over."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 from collections import Counter
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
+
+import pytest
 
 from tests.support.alertmanager import alertmanager
 from tests.support.kube_api import KubeApiServer
 from tests.support.kubeconfig import write_kubeconfig
+from tests.support.payloads import fingerprint, webhook_alert, webhook_payload
 from tests.support.postgres import PostgresServer
-from tests.support.process import start_remediator
+from tests.support.process import RemediatorProcess, start_remediator
 
 NS = "llm-research"
 ALERTS = 200
@@ -38,6 +45,57 @@ rules:
 """
 
 
+def labels(i: int) -> dict[str, str]:
+    return {"alertname": "HighCPUUsage", "namespace": NS, "deployment": f"d{i}"}
+
+
+def resends(count: int, per_payload: int = 50) -> list[bytes]:
+    """The notifications again, as Alertmanager builds them (same fingerprints)."""
+    return [
+        json.dumps(
+            webhook_payload(
+                *(
+                    webhook_alert(fingerprint(labels(i)), labels=labels(i))
+                    for i in range(start, min(start + per_payload, count))
+                )
+            )
+        ).encode()
+        for start in range(0, count, per_payload)
+    ]
+
+
+async def force_resends(replicas: list[RemediatorProcess], bodies: list[bytes]) -> None:
+    for _ in range(2):
+        statuses = await asyncio.gather(*(r.post(b) for r in replicas for b in bodies))
+        assert set(statuses) == {200}
+        await asyncio.sleep(0.3)
+
+
+@asynccontextmanager
+async def shared_state(
+    tmp_path: Path, pg: PostgresServer, deployments: int, seed: int
+) -> AsyncIterator[tuple[KubeApiServer, Callable[[str], tuple[str, ...]], Path]]:
+    """A state database on ``pg``, the rules, and ``deployments`` opted-in Deployments
+    d0, d1, … of one replica each; with the ``serve`` arguments of a replica by name."""
+    await pg.execute("CREATE ROLE state LOGIN PASSWORD 'state-secret'")
+    await pg.execute("CREATE DATABASE state OWNER state")
+    dsn = pg.dsn("state", "state-secret", "state")
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "rules.yaml").write_text(RULES)
+    async with KubeApiServer(seed=seed) as kube:
+        for i in range(deployments):
+            kube.add_deployment(
+                NS, f"d{i}", replicas=1, annotations={"remediator.io/allow": "scale_out"}
+            )
+        kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", kube.url, kube.token or "")
+
+        def args(name: str) -> tuple[str, ...]:
+            return ("--state", dsn, "--instance-id", name, "--kubeconfig", str(kubeconfig))
+
+        yield kube, args, rules
+
+
 def scale_writes(kube: KubeApiServer) -> Counter[str]:
     return Counter(
         r.path
@@ -49,23 +107,12 @@ def scale_writes(kube: KubeApiServer) -> Counter[str]:
 async def test_two_replicas_behind_split_brain_alertmanagers_act_once_per_episode(
     tmp_path: Path, pg: PostgresServer
 ) -> None:
-    await pg.execute("CREATE ROLE state LOGIN PASSWORD 'state-secret'")
-    await pg.execute("CREATE DATABASE state OWNER state")
-    dsn = pg.dsn("state", "state-secret", "state")
-    rules = tmp_path / "rules"
-    rules.mkdir()
-    (rules / "rules.yaml").write_text(RULES)
-    async with KubeApiServer(seed=5) as kube:
-        for i in range(ALERTS):
-            kube.add_deployment(
-                NS, f"d{i}", replicas=1, annotations={"remediator.io/allow": "scale_out"}
-            )
-        kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", kube.url, kube.token or "")
+    async with shared_state(tmp_path, pg, ALERTS, seed=5) as (kube, args, rules):
         replicas = [
             await start_remediator(
                 tmp_path / name,
                 rules=rules,
-                extra_args=("--state", dsn, "--instance-id", name, "--kubeconfig", str(kubeconfig)),
+                extra_args=args(name),
             )
             for name in ("replica-a", "replica-b")
         ]
@@ -76,17 +123,12 @@ async def test_two_replicas_behind_split_brain_alertmanagers_act_once_per_episod
                 alertmanager(tmp_path / "am-b", replicas[1].webhook_url,
                              credentials_file=tmp_path / "replica-b" / "token") as am_b,
             ):  # fmt: skip
-                alerts = [
-                    {
-                        "labels": {
-                            "alertname": "HighCPUUsage",
-                            "namespace": NS,
-                            "deployment": f"d{i}",
-                        }
-                    }
-                    for i in range(ALERTS)
-                ]
-                await asyncio.gather(am_a.post_alerts(alerts), am_b.post_alerts(alerts))
+                alerts = [{"labels": labels(i)} for i in range(ALERTS)]
+                await asyncio.gather(
+                    am_a.post_alerts(alerts),
+                    am_b.post_alerts(alerts),
+                    force_resends(replicas, resends(ALERTS)),
+                )
                 for _ in range(600):
                     if sum(scale_writes(kube).values()) >= ALERTS:
                         break
@@ -101,3 +143,60 @@ async def test_two_replicas_behind_split_brain_alertmanagers_act_once_per_episod
     claimed = Counter(d["episode"] for d in claims)
     assert len(claimed) == ALERTS and set(claimed.values()) == {1}
     assert {kube.deployment(NS, f"d{i}")["spec"]["replicas"] for i in range(ALERTS)} == {2}
+
+
+TAKEOVER_ALERTS = 20
+
+
+@pytest.mark.parametrize(
+    ("failpoint", "outcome"),
+    [("before_process", "claimed"), ("after_action", "reconciled")],
+    ids=["acked-not-processed", "acted-outcome-lost"],
+)
+async def test_a_replica_that_dies_for_good_leaves_its_work_to_the_other(
+    tmp_path: Path, pg: PostgresServer, failpoint: str, outcome: str
+) -> None:
+    """Replica A acks a notification and dies (before processing it, or after its first
+    write and before recording that outcome) and never comes back under its name. Once its
+    lease runs out, replica B processes A's journal entry, or settles A's claims by looking
+    at the Deployments: a write in place succeeded, the rest are paged, none is re-run."""
+    async with shared_state(tmp_path, pg, TAKEOVER_ALERTS, seed=6) as (kube, args, rules):
+        lease = ("--lease-seconds", "1.5")
+        doomed = await start_remediator(
+            tmp_path / "replica-a", rules=rules, failpoints=failpoint,
+            extra_args=(*args("a"), *lease),
+        )  # fmt: skip
+        survivor = await start_remediator(
+            tmp_path / "replica-b", rules=rules, extra_args=(*args("b"), *lease)
+        )
+        try:
+            [body] = resends(TAKEOVER_ALERTS, per_payload=TAKEOVER_ALERTS)
+            assert await doomed.post(body) == 200
+            assert await doomed.wait_exit() == 137
+            for _ in range(200):
+                settled = await survivor.decisions(limit="1000")
+                if sum(d["step"] == outcome for d in settled) >= TAKEOVER_ALERTS:
+                    break
+                await asyncio.sleep(0.1)
+            await asyncio.sleep(1.0)
+            decisions = await survivor.decisions(limit="1000")
+        finally:
+            await doomed.stop()
+            assert await survivor.stop() == 0
+    patches = scale_writes(kube)
+    assert set(patches.values()) == {1}  # never twice
+    scaled = {f"d{i}" for i in range(TAKEOVER_ALERTS)
+              if kube.deployment(NS, f"d{i}")["spec"]["replicas"] == 2}  # fmt: skip
+    assert len(scaled) == len(patches)
+    settled_by = Counter(d["episode"] for d in decisions if d["step"] == outcome)
+    assert len(settled_by) == TAKEOVER_ALERTS and set(settled_by.values()) == {1}
+    paged = [d for d in decisions if d["step"] == "escalated"]
+    assert "took over" in survivor.log_tail(200)
+    if outcome == "claimed":  # B processed A's journal entry as if it had been its own
+        assert len(patches) == TAKEOVER_ALERTS and paged == []
+        return
+    observed = {d["target"].rsplit("/", 1)[1] for d in decisions
+                if d["step"] == "reconciled" and d["outcome"] == "succeeded"}  # fmt: skip
+    assert observed == scaled and len(scaled) >= 1  # A's first write, at least, landed
+    assert len(paged) == TAKEOVER_ALERTS - len(scaled)
+    assert {d["reason"] for d in paged} <= {"not_applied"}

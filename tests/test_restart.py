@@ -90,12 +90,12 @@ async def test_a_crash_between_claim_and_action_is_escalated_not_run_again(
         await service.stop()
     first = [d for d in decisions if d["fingerprint"] == "df82dde64a63646d"]
     steps = [(d["step"], d["reason"]) for d in first]
-    # The claim survived the crash (its audit batch did not); on restart it is closed as
-    # unknown and escalated, and reprocessing the journal finds it already claimed.
-    # The action ran neither before nor after the restart.
+    # The claim survived the crash (its audit batch did not); it holds no intent, so on
+    # restart it is closed as not applied and escalated, and reprocessing the journal finds
+    # it already claimed. The action ran neither before nor after the restart.
     assert steps == [
-        ("reconciled", "outcome_unknown"),
-        ("escalated", "outcome_unknown"),
+        ("reconciled", "not_applied"),
+        ("escalated", "not_applied"),
         ("received", None),
         ("classified", None),
         ("refused", "duplicate"),

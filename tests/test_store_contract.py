@@ -1,5 +1,6 @@
 """The ``Store`` contract, on both backends (SQLite and a real PostgreSQL): journal, the
-episode state machine, claims with their guards, and the outbox."""
+episode state machine, claims with their guards and intents, the storm window and the
+outbox; on PostgreSQL also two replicas on one database, and the lease takeover."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import pytest
 from remediator.errors import StoreUnavailable
 from remediator.guards.claim import ClaimRequest, Limit
 from remediator.model import AlertStatus, EpisodeEvent, StopReason
-from remediator.store.base import OutboxItem, Sighting, Store
+from remediator.store.base import OutboxItem, Sighting, Store, TakenOver
 from remediator.store.postgres import PostgresStore
 from tests.conftest import postgres_store
 from tests.support.service import fixture_bytes
@@ -254,3 +255,61 @@ async def test_two_replicas_on_one_postgres_store_share_episodes_and_take_one_cl
             assert sum(c.claim_id is not None for c in limited) == 2
         finally:
             await second.close()
+
+
+async def test_an_intent_is_kept_with_its_claim_and_an_exclusive_key_is_held_until_outcome(
+    store: Store,
+) -> None:
+    e1, e2 = await open_episodes(store, 2)
+    first = await store.claim(claim_request(e1, target="ns/Pod/a", rule_limit=None), at(0))
+    second = await store.claim(claim_request(e2, target="ns/Pod/b", rule_limit=None), at(1))
+    assert first.claim_id is not None and second.claim_id is not None
+    [before, _] = await store.unfinished_claims()
+    assert before.intent is None  # nothing announced: nothing can have been sent
+    intent = {"pod": "a", "uid": "u-1"}
+    assert await store.claim_intent(first.claim_id, intent, "ns/Deployment/w") == "recorded"
+    assert await store.claim_intent(second.claim_id, {"pod": "b"}, "ns/Deployment/w") == "busy"
+    kept = {c.claim_id: c.intent for c in await store.unfinished_claims()}
+    assert kept == {first.claim_id: intent, second.claim_id: None}
+    assert await store.record_outcome(first.claim_id, "succeeded", at(2))
+    assert not await store.record_outcome(first.claim_id, "unknown", at(3))  # settled once
+    assert await store.claim_intent(second.claim_id, {"pod": "b"}, "ns/Deployment/w") == (
+        "recorded"
+    )
+    assert await store.claim_intent(first.claim_id, intent, None) == "lost"  # finished
+
+
+async def test_the_storm_window_counts_distinct_targets_and_forgets_old_ones(
+    store: Store,
+) -> None:
+    seen = [await store.storm_add(key, at(t), 60) for key, t in [("a", 0), ("b", 10), ("a", 20)]]
+    assert seen == [1, 2, 2]
+    assert await store.storm_add("c", at(71), 60) == 2  # b (10) is gone, a (20) and c remain
+    assert await store.storm_add("d", at(200), 60) == 1
+
+
+async def test_a_replica_whose_lease_ran_out_leaves_its_work_to_a_live_one() -> None:
+    async with postgres_store() as gone:
+        live = PostgresStore(gone.dsn, "replica-live")
+        await live.open()
+        try:
+            await gone.heartbeat(at(0))
+            await live.heartbeat(at(0))
+            accepted = await gone.journal_append(b"{}", at(0))
+            [e1] = await open_episodes(gone, 1)
+            claim = await gone.claim(claim_request(e1), at(1))
+            assert claim.claim_id is not None
+            await gone.claim_intent(claim.claim_id, {"from": 3, "to": 5}, None)
+            assert await live.take_over(at(20), lease_s=30) == TakenOver([], [])
+            await live.heartbeat(at(40))
+            taken = await live.take_over(at(40), lease_s=30)  # gone: silent for 40 s
+            assert taken.journal_ids == [accepted]
+            [adopted] = taken.claims
+            assert (adopted.claim_id, adopted.intent) == (claim.claim_id, {"from": 3, "to": 5})
+            assert await live.journal_pending() == [accepted]
+            assert await gone.journal_pending() == []
+            # The old owner can no longer act on it: its intent is refused as lost.
+            assert await gone.claim_intent(claim.claim_id, {"again": 1}, None) == "lost"
+            assert await live.take_over(at(41), lease_s=30) == TakenOver([], [])
+        finally:
+            await live.close()

@@ -4,11 +4,15 @@ An action declares its parameters (a pydantic model checked when rules load), th
 kinds it accepts, whether it is destructive (it then spends the global budget), and the
 permissions it needs. ``precheck`` may refuse; ``run`` does the one side effect;
 ``verify`` says whether the effect holds.
+
+Before its side effect, ``run`` records what it is about to do (``request.intend``): its
+intent is durable with the claim, so a process that dies mid-action leaves enough behind
+for ``reconcile`` to observe, after a restart, whether the effect happened.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, ClassVar, Protocol
@@ -27,6 +31,24 @@ class Permission:
     verbs: tuple[str, ...]
 
 
+class IntentRefused(Exception):
+    """``intend`` said no: the claim is no longer this process's, or what it needs alone
+    (a workload being recycled) is held by another claim. Nothing was sent."""
+
+    def __init__(self, verdict: Verdict) -> None:
+        super().__init__(verdict.sentence)
+        self.verdict = verdict
+
+
+Intend = Callable[[Mapping[str, Any], str | None], Awaitable[None]]
+"""Record an intent durably before the side effect, optionally holding an exclusive key
+until the outcome is written; raises ``IntentRefused``."""
+
+
+async def intend_nothing(intent: Mapping[str, Any], exclusive: str | None = None) -> None:
+    """For requests that never act (undo steps, reconcile): nothing to record."""
+
+
 @dataclass(frozen=True, slots=True)
 class ActionRequest:
     target: Target
@@ -37,6 +59,7 @@ class ActionRequest:
     verify_within_s: float = 300.0
     require_opt_in: bool = True
     """Whether the live object must carry the opt-in annotation (policy.require_opt_in)."""
+    intend: Intend = intend_nothing
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +78,17 @@ class ActionResult:
     undo: Mapping[str, Any] | None = None
     """What to put back once the episode has stayed resolved for ``undo_after_s``."""
     undo_after_s: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Reconciled:
+    """What ``reconcile`` observed of an intent whose outcome was never recorded."""
+
+    applied: bool | None
+    """True: the effect is in place; False: it is not; None: the world cannot tell."""
+    sentence: str
+    result: ActionResult | None = None
+    """When applied: what ``run`` would have answered (its undo, its details)."""
 
 
 class VerifyResult(StrEnum):
@@ -84,4 +118,8 @@ class Action(Protocol):
 
     async def undo(self, request: ActionRequest, state: Mapping[str, Any]) -> ActionResult:
         """One bounded step back toward ``state``; its ``undo`` says if another step is due."""
+        ...
+
+    async def reconcile(self, request: ActionRequest, intent: Mapping[str, Any]) -> Reconciled:
+        """Observe, never act: did the side effect ``intent`` announced take place?"""
         ...

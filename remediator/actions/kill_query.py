@@ -24,6 +24,7 @@ from remediator.actions.base import (
     ActionResult,
     Checked,
     Permission,
+    Reconciled,
     VerifyResult,
 )
 from remediator.clients.postgres import DatabaseHandle, PostgresTarget, Session
@@ -162,6 +163,7 @@ class KillQuery:
         assert target is not None
         params, chosen = request.params, list(facts["sessions"])
         rows = {s.pid: evidence(s, params.redact_literals) for s in chosen}
+        await request.intend({"sessions": list(rows.values())}, None)
         for session in chosen:
             rows[session.pid]["cancelled"] = await target.signal(session, "cancel")
         if params.terminate:
@@ -195,6 +197,23 @@ class KillQuery:
 
     async def undo(self, request: ActionRequest, state: Mapping[str, Any]) -> ActionResult:
         return ActionResult(True, "kill_query leaves nothing to undo.")
+
+    async def reconcile(self, request: ActionRequest, intent: Mapping[str, Any]) -> Reconciled:
+        """A chosen query no longer running (same pid, backend and query start) counts as
+        signalled: a query that ended by itself meanwhile looks the same, and is as gone."""
+        target = self._target(request)
+        sessions = intent.get("sessions")
+        if target is None or not isinstance(sessions, list):
+            return Reconciled(None, f"Database target {request.target.name!r} is not configured.")
+        running = [await target.still_running(_as_session(row)) for row in sessions]
+        gone = len(running) - sum(running)
+        sentence = (
+            f"On {request.target.name!r}, {gone} of the {len(running)} queries chosen no longer run"
+        )
+        if gone == 0:
+            return Reconciled(False, f"{sentence}: none was cancelled.")
+        details = {"sessions": sessions}
+        return Reconciled(True, f"{sentence}.", ActionResult(True, f"{sentence}.", details))
 
 
 def _as_session(row: Mapping[str, Any]) -> Session:

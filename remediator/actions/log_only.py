@@ -16,6 +16,7 @@ from remediator.actions.base import (
     ActionResult,
     Checked,
     Permission,
+    Reconciled,
     VerifyResult,
 )
 from remediator.model import ALLOW
@@ -58,3 +59,6 @@ class LogOnly:
 
     async def undo(self, request: ActionRequest, state: Mapping[str, Any]) -> ActionResult:
         return ActionResult(True, f"{self.kind} leaves nothing to undo.")
+
+    async def reconcile(self, request: ActionRequest, intent: Mapping[str, Any]) -> Reconciled:
+        return Reconciled(True, "log_only changes nothing.", ActionResult(True, "Recorded."))

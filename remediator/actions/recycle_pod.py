@@ -4,7 +4,8 @@ Through the Eviction API, so PodDisruptionBudgets apply, with the UID observed a
 precheck as a precondition, so a pod replaced meanwhile is never hit. Refused: pods
 without a controller, DaemonSet pods (unless allowed), other controllers, a Deployment
 rolling out, a recycle that would leave fewer than ``min_healthy`` ready replicas, and a
-second recycle in the same workload while one runs. A PDB's 429 is retried within a short
+second recycle in the same workload while one runs (the workload is an exclusive key of
+the intent, held in the store, so replicas see each other's). A PDB's 429 is retried within a short
 bounded window, then the recycle fails and is escalated; DELETE is used instead only when
 the rule sets ``allow_delete_fallback``. Verified when a replacement pod is Ready.
 """
@@ -24,6 +25,7 @@ from remediator.actions.base import (
     ActionResult,
     Checked,
     Permission,
+    Reconciled,
     VerifyResult,
 )
 from remediator.clients.k8s import Deployment, KubeClient, KubeHandle, Pod
@@ -87,7 +89,6 @@ class RecyclePod:
 
     def __init__(self, handle: KubeHandle) -> None:
         self._handle = handle
-        self._busy_workloads: set[str] = set()
 
     def available(self) -> bool:
         return self._handle.client is not None
@@ -153,8 +154,6 @@ class RecyclePod:
         key = f"{deployment.namespace}/Deployment/{deployment.name}"
         if deployment.rolling_out:
             return refuse(StopReason.BLAST_RADIUS, f"{key} is rolling out; no recycle now.")
-        if key in self._busy_workloads:
-            return refuse(StopReason.BLAST_RADIUS, f"Another pod of {key} is being recycled.")
         needed = required_ready(request.params.min_healthy, deployment.replicas)
         left = deployment.ready_replicas - (1 if pod.ready else 0)
         if left < needed:
@@ -184,14 +183,8 @@ class RecyclePod:
         return Checked(verdict, facts)
 
     async def run(self, request: ActionRequest, facts: Mapping[str, Any]) -> ActionResult:
-        workload = str(facts.get("workload", ""))
-        self._busy_workloads.add(workload)
-        try:
-            return await self._evict(request, facts)
-        finally:
-            self._busy_workloads.discard(workload)
-
-    async def _evict(self, request: ActionRequest, facts: Mapping[str, Any]) -> ActionResult:
+        """Evict the pod prechecked. One recycle per workload at a time, across replicas:
+        the workload is held in the store from the intent until the outcome."""
         assert isinstance(request.params, RecyclePodParams)
         kube, namespace = self._kube(), request.target.namespace
         name, uid = str(facts["pod"]), str(facts["uid"])
@@ -200,6 +193,8 @@ class RecyclePod:
         if isinstance(selector, dict):
             before = [p.uid for p in await kube.pods(namespace, selector)]
             facts = {**facts, "pods_before": before}
+        intent = {"pod": name, "uid": uid, "selector": selector}
+        await request.intend(intent, str(facts["workload"]) if facts.get("workload") else None)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + request.params.pdb_retry_s
         while True:
@@ -253,3 +248,17 @@ class RecyclePod:
 
     async def undo(self, request: ActionRequest, state: Mapping[str, Any]) -> ActionResult:
         return ActionResult(True, f"{self.kind} leaves nothing to undo.")
+
+    async def reconcile(self, request: ActionRequest, intent: Mapping[str, Any]) -> Reconciled:
+        """The pod with the intended UID gone, or going: the eviction took effect."""
+        namespace, name, uid = request.target.namespace, str(intent["pod"]), str(intent["uid"])
+        where = f"{namespace}/Pod/{name}"
+        try:
+            pod = await self._kube().pod(namespace, name)
+        except NotFound:
+            pod = None
+        if pod is None or pod.uid != uid or pod.terminating:
+            sentence = f"{where} with UID {uid} is gone or terminating: the eviction took effect."
+            details = {**intent, "evicted": True}
+            return Reconciled(True, sentence, ActionResult(True, sentence, details))
+        return Reconciled(False, f"{where} with UID {uid} still runs: it was not evicted.")

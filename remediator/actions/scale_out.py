@@ -22,6 +22,7 @@ from remediator.actions.base import (
     ActionResult,
     Checked,
     Permission,
+    Reconciled,
     VerifyResult,
 )
 from remediator.clients.k8s import KubeClient, KubeHandle
@@ -127,7 +128,19 @@ class ScaleOut:
         # lost (a timeout, then a retry that meets 409) must not grow the count again.
         scale = await kube.scale(target.namespace, target.name)
         start, wanted = scale.replicas, target_replicas(scale.replicas, request.params)
+        if wanted > start:
+            await request.intend({"from": start, "to": wanted, "uid": facts.get("uid", "")}, None)
         for _ in range(WRITE_ATTEMPTS):
+            if scale.replicas == wanted != start:
+                # After a 409: exactly the count remediator wrote, so its lost write landed.
+                return _scaled(
+                    request.params,
+                    f"Scaled {target.key} from {start} to {wanted} replicas; the write landed"
+                    " though its answer was lost.",
+                    start,
+                    wanted,
+                    scale.resource_version,
+                )
             if wanted <= scale.replicas:
                 return ActionResult(
                     True,
@@ -148,19 +161,13 @@ class ScaleOut:
                 "RemediatorScaledOut", f"remediator scaled from {start} to {wanted}"
                 f" replicas (rule {request.rule}, episode {request.episode_id}).",
             )  # fmt: skip
-            after = request.params.scale_in_after_s
-            return ActionResult(
-                True,
+            return _scaled(
+                request.params,
                 f"Scaled {target.key} from {start} to {wanted} replicas"
                 f" (at most {request.params.max_replicas}).",
-                {
-                    "from": start,
-                    "to": wanted,
-                    "changed": True,
-                    "resource_version": written.resource_version,
-                },
-                undo=None if after is None else {"restore_to": start, "set_to": wanted},
-                undo_after_s=after or 0.0,
+                start,
+                wanted,
+                written.resource_version,
             )
         return ActionResult(
             False,
@@ -173,9 +180,15 @@ class ScaleOut:
         assert isinstance(request.params, ScaleOutParams)
         scale = await kube.scale(target.namespace, target.name)
         wanted = target_replicas(scale.replicas, request.params)  # fixed, as in run()
+        intended = False
         for _ in range(WRITE_ATTEMPTS):
             [hpa] = await kube.hpas_for(target.namespace, target.name)
             wanted = min(wanted, hpa.max_replicas)
+            if not intended and wanted > hpa.min_replicas:
+                intent = {"hpa": hpa.name, "min_from": hpa.min_replicas, "min_to": wanted,
+                          "from": scale.replicas}  # fmt: skip
+                await request.intend(intent, None)
+                intended = True
             if wanted <= hpa.min_replicas:
                 return ActionResult(
                     True,
@@ -187,15 +200,11 @@ class ScaleOut:
                 await kube.set_hpa_min(hpa, wanted)
             except Conflict:
                 continue
-            return ActionResult(
-                True,
+            return _hpa_raised(
+                request.params,
                 f"Raised minReplicas of HorizontalPodAutoscaler {hpa.name} from"
                 f" {hpa.min_replicas} to {wanted}, so it scales {target.key} out.",
-                {"hpa": hpa.name, "from": scale.replicas, "to": wanted, "changed": True,
-                 "hpa_min_before": hpa.min_replicas},
-                undo=None if request.params.scale_in_after_s is None
-                else {"hpa": hpa.name, "restore_min": hpa.min_replicas, "set_min": wanted},
-                undo_after_s=request.params.scale_in_after_s or 0.0,
+                hpa.name, hpa.min_replicas, wanted, scale.replicas,
             )  # fmt: skip
         return ActionResult(
             False, f"The HPA of {target.key} changed under remediator {WRITE_ATTEMPTS} times."
@@ -235,6 +244,48 @@ class ScaleOut:
                 return VerifyResult.INEFFECTIVE
             await asyncio.sleep(POLL_S)
 
+    async def reconcile(self, request: ActionRequest, intent: Mapping[str, Any]) -> Reconciled:
+        """The write is absolute: at or above the intended count, it landed; still at the
+        count read before, it did not; anything else, someone else moved it."""
+        assert isinstance(request.params, ScaleOutParams)
+        target, kube = request.target, self._kube()
+        if "hpa" in intent:
+            return await self._reconcile_hpa(request, intent)
+        start, wanted = int(intent["from"]), int(intent["to"])
+        try:
+            scale = await kube.scale(target.namespace, target.name)
+        except NotFound:
+            return Reconciled(None, f"{target.key} no longer exists.")
+        seen = f"{target.key} runs {scale.replicas} replicas (intended {start} → {wanted})"
+        if scale.replicas >= wanted:
+            sentence = f"{seen}: the scale-out took effect."
+            result = _scaled(request.params, sentence, start, wanted, scale.resource_version)
+            return Reconciled(True, sentence, result)
+        if scale.replicas == start:
+            return Reconciled(False, f"{seen}: the scale-out did not take effect.")
+        return Reconciled(None, f"{seen}: someone else changed it.")
+
+    async def _reconcile_hpa(self, request: ActionRequest, intent: Mapping[str, Any]) -> Reconciled:
+        assert isinstance(request.params, ScaleOutParams)
+        target, kube = request.target, self._kube()
+        name, before, wanted = str(intent["hpa"]), int(intent["min_from"]), int(intent["min_to"])
+        hpas = [h for h in await kube.hpas_for(target.namespace, target.name) if h.name == name]
+        if not hpas:
+            return Reconciled(None, f"HorizontalPodAutoscaler {name} no longer exists.")
+        seen = (
+            f"HorizontalPodAutoscaler {name} keeps minReplicas {hpas[0].min_replicas}"
+            f" (intended {before} → {wanted})"
+        )
+        if hpas[0].min_replicas >= wanted:
+            sentence = f"{seen}: the raise took effect."
+            result = _hpa_raised(
+                request.params, sentence, name, before, wanted, int(intent["from"])
+            )
+            return Reconciled(True, sentence, result)
+        if hpas[0].min_replicas == before:
+            return Reconciled(False, f"{seen}: the raise did not take effect.")
+        return Reconciled(None, f"{seen}: someone else changed it.")
+
     async def undo(self, request: ActionRequest, state: Mapping[str, Any]) -> ActionResult:
         """Scale back in one bounded step, if the replicas are still what remediator set."""
         if "hpa" in state:
@@ -265,3 +316,31 @@ class ScaleOut:
             undo=more,
             undo_after_s=SCALE_IN_STEP_S,
         )
+
+
+def _scaled(
+    params: ScaleOutParams, sentence: str, start: int, wanted: int, resource_version: str
+) -> ActionResult:
+    after = params.scale_in_after_s
+    return ActionResult(
+        True,
+        sentence,
+        {"from": start, "to": wanted, "changed": True, "resource_version": resource_version},
+        undo=None if after is None else {"restore_to": start, "set_to": wanted},
+        undo_after_s=after or 0.0,
+    )
+
+
+def _hpa_raised(
+    params: ScaleOutParams, sentence: str, hpa: str, min_before: int, wanted: int, replicas: int
+) -> ActionResult:
+    after = params.scale_in_after_s
+    return ActionResult(
+        True,
+        sentence,
+        {"hpa": hpa, "from": replicas, "to": wanted, "changed": True,
+         "hpa_min_before": min_before},
+        undo=None if after is None
+        else {"hpa": hpa, "restore_min": min_before, "set_min": wanted},
+        undo_after_s=after or 0.0,
+    )  # fmt: skip

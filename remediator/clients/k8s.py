@@ -81,6 +81,8 @@ class Pod:
     created: datetime
     owner: Owner | None
     labels: Mapping[str, str] = field(default_factory=dict)
+    terminating: bool = False
+    """A deletion is under way (``deletionTimestamp`` set)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,6 +195,7 @@ def _pod(item: Any) -> Pod:
         created=created,
         owner=_owner(item.metadata),
         labels=dict(item.metadata.labels or {}),
+        terminating=item.metadata.deletion_timestamp is not None,
     )
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from remediator.guards.claim import ClaimRequest
 from remediator.model import AlertStatus, AuditRecord, Observation, Verdict
@@ -50,6 +50,21 @@ class UnfinishedClaim:
     action: str
     target: str
     claimed_at: datetime
+    intent: Mapping[str, Any] | None = None
+    """What the action announced before its side effect; None: it never got that far."""
+
+
+IntentAnswer = Literal["recorded", "busy", "lost"]
+"""``claim_intent``: recorded; ``busy``, another unfinished claim holds the exclusive key;
+``lost``, the claim is finished or another replica took it over."""
+
+
+@dataclass(frozen=True, slots=True)
+class TakenOver:
+    """What a replica whose lease ran out left behind, now this replica's."""
+
+    journal_ids: list[int]
+    claims: list[UnfinishedClaim]
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,10 +153,34 @@ class Store(Protocol):
         """Check the claim guards and record the claim in one transaction."""
         ...
 
-    async def record_outcome(self, claim_id: int, outcome: str, now: datetime) -> None: ...
+    async def claim_intent(
+        self, claim_id: int, intent: Mapping[str, Any], exclusive: str | None
+    ) -> IntentAnswer:
+        """Durably record what the claim's action is about to do, before it does it; and
+        hold ``exclusive`` (if given) for this claim until its outcome is recorded."""
+        ...
+
+    async def record_outcome(self, claim_id: int, outcome: str, now: datetime) -> bool:
+        """Record the outcome of an unfinished claim and release what it held; False when
+        it already had one (a replica that took it over settled it)."""
+        ...
 
     async def unfinished_claims(self) -> list[UnfinishedClaim]:
-        """Claims without an outcome, oldest first."""
+        """This replica's claims without an outcome, oldest first."""
+        ...
+
+    async def heartbeat(self, now: datetime) -> None:
+        """Renew this replica's lease on the journal entries and claims it owns."""
+        ...
+
+    async def take_over(self, now: datetime, lease_s: float) -> TakenOver:
+        """Make this replica the owner of the unprocessed journal entries and unfinished
+        claims of every replica whose lease is older than ``lease_s``."""
+        ...
+
+    async def storm_add(self, target: str, now: datetime, window_s: float) -> int:
+        """Note that ``target`` needs action now; how many distinct targets did, across
+        replicas, within the last ``window_s`` seconds."""
         ...
 
     async def undo_plan(

@@ -4,8 +4,9 @@ The same rows and decisions as the SQLite backend (``rows``, ``episodes.next_eve
 ``guards.claim``). Episodes and claims are decided under transaction-scoped advisory locks,
 so two replicas (and two Alertmanagers) never open two episodes for one fingerprint nor
 take two claims past one guard. Each replica processes the journal entries it accepted
-(``instance_id``). The schema is versioned and migrated under a lock, so replicas may
-start together.
+and settles the claims it took (``instance_id``), and renews a lease on them; a replica
+whose lease runs out leaves them to the first live replica that notices (``take_over``).
+The schema is versioned and migrated under a lock, so replicas may start together.
 """
 
 from __future__ import annotations
@@ -28,9 +29,11 @@ from remediator.model import AuditRecord, Episode, EpisodeEvent, Observation
 from remediator.store.base import (
     AuditQuery,
     ClaimResult,
+    IntentAnswer,
     JournalEntry,
     OutboxItem,
     Sighting,
+    TakenOver,
     Undo,
     UnfinishedClaim,
 )
@@ -45,11 +48,13 @@ from remediator.store.rows import (
     outbox_row,
     query_sql,
     ts,
+    unfinished_claim,
 )
 
 LOCK_MIGRATE = 7_100_001
 LOCK_EPISODES = 7_100_002
 LOCK_CLAIMS = 7_100_003
+LOCK_TAKEOVER = 7_100_004
 
 MIGRATIONS: tuple[str, ...] = (
     """
@@ -144,7 +149,30 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX audit_by_fingerprint ON audit (fingerprint);
     CREATE INDEX audit_by_at ON audit (at);
     """,
+    """
+    ALTER TABLE claims ADD COLUMN owner TEXT NOT NULL DEFAULT '';
+    ALTER TABLE claims ADD COLUMN intent TEXT;
+    CREATE INDEX claims_unfinished ON claims (owner, id) WHERE outcome IS NULL;
+    CREATE TABLE inflight (key TEXT PRIMARY KEY, claim_id BIGINT NOT NULL);
+    CREATE TABLE storm_targets (target TEXT PRIMARY KEY, seen_at DOUBLE PRECISION NOT NULL);
+    CREATE TABLE instances (id TEXT PRIMARY KEY, heartbeat_at DOUBLE PRECISION NOT NULL);
+    """,
 )
+
+UNFINISHED_SQL = """
+SELECT c.id, c.episode_id, e.fingerprint, e.alertname, c.rule, c.action, c.target,
+       c.claimed_at, c.intent
+FROM claims c JOIN episodes e ON e.id = c.episode_id
+WHERE c.outcome IS NULL AND c.owner = $1 {also} ORDER BY c.id
+"""
+
+#: Owners of unfinished work whose lease ran out, or who never held one.
+EXPIRED_OWNERS_SQL = """
+SELECT owner FROM journal WHERE done_at IS NULL
+UNION SELECT owner FROM claims WHERE outcome IS NULL
+EXCEPT SELECT id FROM instances WHERE heartbeat_at >= $1
+EXCEPT SELECT $2
+"""
 
 RESOLVE_SQL = """
 INSERT INTO outbox (episode_id, dedup_key, sink, event, tier, severity, policy,
@@ -324,31 +352,92 @@ class PostgresStore:
             r = request
             row = await tx.fetchrow(
                 "INSERT INTO claims (episode_id, rule, action, action_kind, target, destructive,"
-                " dry_run, claimed_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
+                " dry_run, claimed_at, owner) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+                " RETURNING id",
                 r.episode_id, r.rule, r.action, r.action_kind, r.target, int(r.destructive),
-                int(r.dry_run), at,
+                int(r.dry_run), at, self._instance,
             )  # fmt: skip
         assert row is not None
         return ClaimResult(verdict, int(row[0]))
 
-    async def record_outcome(self, claim_id: int, outcome: str, now: datetime) -> None:
+    async def claim_intent(
+        self, claim_id: int, intent: Mapping[str, Any], exclusive: str | None
+    ) -> IntentAnswer:
         async with self._db.transaction() as tx:
-            await tx.execute(
-                "UPDATE claims SET outcome = $1, outcome_at = $2 WHERE id = $3",
+            written = await tx.execute(
+                "UPDATE claims SET intent = $1 WHERE id = $2 AND outcome IS NULL AND owner = $3",
+                json.dumps(dict(intent), default=str), claim_id, self._instance,
+            )  # fmt: skip
+            if written != 1:
+                return "lost"
+            if exclusive is not None:
+                held = await tx.execute(
+                    "INSERT INTO inflight (key, claim_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+                    exclusive, claim_id,
+                )  # fmt: skip
+                if held != 1:
+                    await tx.execute("UPDATE claims SET intent = NULL WHERE id = $1", claim_id)
+                    return "busy"
+        return "recorded"
+
+    async def record_outcome(self, claim_id: int, outcome: str, now: datetime) -> bool:
+        async with self._db.transaction() as tx:
+            await tx.execute("DELETE FROM inflight WHERE claim_id = $1", claim_id)
+            written = await tx.execute(
+                "UPDATE claims SET outcome = $1, outcome_at = $2 WHERE id = $3"
+                " AND outcome IS NULL",
                 outcome, ts(now), claim_id,
             )  # fmt: skip
+        return written == 1
 
     async def unfinished_claims(self) -> list[UnfinishedClaim]:
         async with self._db.transaction() as tx:
-            rows = await tx.fetch(
-                "SELECT c.id, c.episode_id, e.fingerprint, e.alertname, c.rule, c.action,"
-                " c.target, c.claimed_at FROM claims c JOIN episodes e ON e.id = c.episode_id"
-                " WHERE c.outcome IS NULL ORDER BY c.id"
-            )
-        return [
-            UnfinishedClaim(int(r[0]), int(r[1]), r[2], r[3], r[4], r[5], r[6], dt(r[7]))
-            for r in rows
-        ]
+            rows = await tx.fetch(UNFINISHED_SQL.format(also=""), self._instance)
+        return [unfinished_claim(r) for r in rows]
+
+    async def heartbeat(self, now: datetime) -> None:
+        async with self._db.transaction() as tx:
+            await tx.execute(
+                "INSERT INTO instances (id, heartbeat_at) VALUES ($1, $2)"
+                " ON CONFLICT (id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at",
+                self._instance, ts(now),
+            )  # fmt: skip
+
+    async def take_over(self, now: datetime, lease_s: float) -> TakenOver:
+        async with self._db.transaction() as tx:
+            await tx.lock(LOCK_TAKEOVER)
+            rows = await tx.fetch(EXPIRED_OWNERS_SQL, ts(now) - lease_s, self._instance)
+            expired = [r[0] for r in rows]
+            if not expired:
+                return TakenOver([], [])
+            journal = await tx.fetch(
+                "UPDATE journal SET owner = $1 WHERE owner = ANY($2::text[])"
+                " AND done_at IS NULL RETURNING id",
+                self._instance, expired,
+            )  # fmt: skip
+            claimed = await tx.fetch(
+                "UPDATE claims SET owner = $1 WHERE owner = ANY($2::text[])"
+                " AND outcome IS NULL RETURNING id",
+                self._instance, expired,
+            )  # fmt: skip
+            claims = await tx.fetch(
+                UNFINISHED_SQL.format(also="AND c.id = ANY($2::bigint[])"),
+                self._instance, [r[0] for r in claimed],
+            )  # fmt: skip
+            await tx.execute("DELETE FROM instances WHERE id = ANY($1::text[])", expired)
+        return TakenOver(sorted(int(r[0]) for r in journal), [unfinished_claim(r) for r in claims])
+
+    async def storm_add(self, target: str, now: datetime, window_s: float) -> int:
+        at = ts(now)
+        async with self._db.transaction() as tx:
+            await tx.execute("DELETE FROM storm_targets WHERE seen_at < $1", at - window_s)
+            await tx.execute(
+                "INSERT INTO storm_targets (target, seen_at) VALUES ($1, $2)"
+                " ON CONFLICT (target) DO UPDATE SET seen_at = excluded.seen_at",
+                target, at,
+            )  # fmt: skip
+            row = await tx.fetchrow("SELECT COUNT(*) FROM storm_targets")
+        return int(row[0]) if row else 0
 
     async def undo_plan(
         self, claim_id: int, target: str, state: Mapping[str, Any], after_s: float

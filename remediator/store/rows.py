@@ -4,12 +4,13 @@ mapping between rows and our values. The SQL of each backend lives with the back
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 from remediator.guards.claim import ClaimRequest, Limit
 from remediator.model import AuditRecord, Outcome
-from remediator.store.base import AuditQuery, OutboxItem
+from remediator.store.base import AuditQuery, OutboxItem, UnfinishedClaim
 
 AUDIT_COLUMNS = (
     "at, step, outcome, sentence, journal_id, episode_id, fingerprint, alertname, rule,"
@@ -152,3 +153,11 @@ def claim_windows(r: ClaimRequest) -> list[tuple[str, str, tuple[Any, ...], Limi
             r.repeat_limit,
         ),
     ]
+
+
+def unfinished_claim(row: Sequence[Any]) -> UnfinishedClaim:
+    """(id, episode, fingerprint, alertname, rule, action, target, claimed_at, intent)."""
+    intent = json.loads(row[8]) if row[8] is not None else None
+    return UnfinishedClaim(
+        int(row[0]), int(row[1]), row[2], row[3], row[4], row[5], row[6], dt(row[7]), intent
+    )

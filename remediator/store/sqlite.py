@@ -33,9 +33,11 @@ from remediator.model import (
 from remediator.store.base import (
     AuditQuery,
     ClaimResult,
+    IntentAnswer,
     JournalEntry,
     OutboxItem,
     Sighting,
+    TakenOver,
     Undo,
     UnfinishedClaim,
 )
@@ -52,6 +54,7 @@ from remediator.store.rows import outbox_item as _outbox_item
 from remediator.store.rows import outbox_row as _outbox_row
 from remediator.store.rows import query_sql as _query_sql
 from remediator.store.rows import ts as _ts
+from remediator.store.rows import unfinished_claim as _unfinished_claim
 
 T = TypeVar("T")
 
@@ -155,6 +158,22 @@ CREATE INDEX IF NOT EXISTS audit_by_episode ON audit (episode_id);
 CREATE INDEX IF NOT EXISTS audit_by_fingerprint ON audit (fingerprint);
 CREATE INDEX IF NOT EXISTS audit_by_at ON audit (at);
 """
+
+#: Schema versions after the first, in ``PRAGMA user_version`` order.
+MIGRATIONS: tuple[str, ...] = (
+    """
+    ALTER TABLE claims ADD COLUMN intent TEXT; -- JSON, written before the side effect
+    CREATE TABLE inflight (key TEXT PRIMARY KEY, claim_id INTEGER NOT NULL);
+    CREATE TABLE storm_targets (target TEXT PRIMARY KEY, seen_at REAL NOT NULL);
+    """,
+)
+
+
+def _migrate(db: sqlite3.Connection) -> None:
+    db.executescript(SCHEMA)
+    version = int(db.execute("PRAGMA user_version").fetchone()[0])
+    for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+        db.executescript(f"BEGIN IMMEDIATE; {script}; PRAGMA user_version = {number}; COMMIT;")
 
 
 class _Connection:
@@ -327,7 +346,7 @@ class SqliteStore:
 
     async def open(self) -> None:
         self._path.parent.mkdir(parents=True, exist_ok=True)
-        await self._work.run(lambda db: db.executescript(SCHEMA))
+        await self._work.run(_migrate)
 
     async def close(self) -> None:
         await self._journal.close()
@@ -406,35 +425,67 @@ class SqliteStore:
         at = _ts(now)
         return await self._work.run(lambda db: _transaction(db, lambda tx: _claim(tx, request, at)))
 
-    async def record_outcome(self, claim_id: int, outcome: str, now: datetime) -> None:
-        await self._work.run(
-            lambda db: db.execute(
-                "UPDATE claims SET outcome = ?, outcome_at = ? WHERE id = ?",
+    async def claim_intent(
+        self, claim_id: int, intent: Mapping[str, Any], exclusive: str | None
+    ) -> IntentAnswer:
+        def record(db: sqlite3.Connection) -> IntentAnswer:
+            cursor = db.execute(
+                "UPDATE claims SET intent = ? WHERE id = ? AND outcome IS NULL",
+                (json.dumps(dict(intent), default=str), claim_id),
+            )
+            if cursor.rowcount != 1:
+                return "lost"
+            if exclusive is not None:
+                held = db.execute(
+                    "INSERT OR IGNORE INTO inflight (key, claim_id) VALUES (?, ?)",
+                    (exclusive, claim_id),
+                )
+                if held.rowcount != 1:
+                    db.execute("UPDATE claims SET intent = NULL WHERE id = ?", (claim_id,))
+                    return "busy"
+            return "recorded"
+
+        return await self._work.run(lambda db: _transaction(db, record))
+
+    async def record_outcome(self, claim_id: int, outcome: str, now: datetime) -> bool:
+        def record(db: sqlite3.Connection) -> bool:
+            db.execute("DELETE FROM inflight WHERE claim_id = ?", (claim_id,))
+            cursor = db.execute(
+                "UPDATE claims SET outcome = ?, outcome_at = ? WHERE id = ? AND outcome IS NULL",
                 (outcome, _ts(now), claim_id),
             )
-        )
+            return cursor.rowcount == 1
+
+        return await self._work.run(lambda db: _transaction(db, record))
+
+    async def heartbeat(self, now: datetime) -> None:
+        """One process owns the file: there is no one to take over from."""
+
+    async def take_over(self, now: datetime, lease_s: float) -> TakenOver:
+        return TakenOver([], [])
+
+    async def storm_add(self, target: str, now: datetime, window_s: float) -> int:
+        def add(db: sqlite3.Connection) -> int:
+            at = _ts(now)
+            db.execute("DELETE FROM storm_targets WHERE seen_at < ?", (at - window_s,))
+            db.execute(
+                "INSERT INTO storm_targets (target, seen_at) VALUES (?, ?)"
+                " ON CONFLICT (target) DO UPDATE SET seen_at = excluded.seen_at",
+                (target, at),
+            )
+            return int(db.execute("SELECT COUNT(*) FROM storm_targets").fetchone()[0])
+
+        return await self._work.run(lambda db: _transaction(db, add))
 
     async def unfinished_claims(self) -> list[UnfinishedClaim]:
         rows = await self._work.run(
             lambda db: db.execute(
                 "SELECT c.id, c.episode_id, e.fingerprint, e.alertname, c.rule, c.action,"
-                " c.target, c.claimed_at FROM claims c JOIN episodes e ON e.id = c.episode_id"
-                " WHERE c.outcome IS NULL ORDER BY c.id"
+                " c.target, c.claimed_at, c.intent FROM claims c"
+                " JOIN episodes e ON e.id = c.episode_id WHERE c.outcome IS NULL ORDER BY c.id"
             ).fetchall()
         )
-        return [
-            UnfinishedClaim(
-                claim_id=row[0],
-                episode_id=row[1],
-                fingerprint=row[2],
-                alertname=row[3],
-                rule=row[4],
-                action=row[5],
-                target=row[6],
-                claimed_at=_dt(row[7]),
-            )
-            for row in rows
-        ]
+        return [_unfinished_claim(row) for row in rows]
 
     async def undo_plan(
         self, claim_id: int, target: str, state: Mapping[str, Any], after_s: float

@@ -41,3 +41,18 @@ def webhook_payload(*alerts: dict[str, Any], **fields: Any) -> dict[str, Any]:
     }
     payload.update(fields)
     return payload
+
+
+FNV64_OFFSET = 14695981039346656037
+FNV64_PRIME = 1099511628211
+
+
+def fingerprint(labels: dict[str, str]) -> str:
+    """Alertmanager's fingerprint of a label set (Prometheus ``LabelSet.Fingerprint``):
+    FNV-1a 64 over sorted names and values, each followed by the 0xff separator."""
+    digest = FNV64_OFFSET
+    for name in sorted(labels):
+        for part in (name.encode(), b"\xff", labels[name].encode(), b"\xff"):
+            for byte in part:
+                digest = ((digest ^ byte) * FNV64_PRIME) & 0xFFFFFFFFFFFFFFFF
+    return f"{digest:016x}"
