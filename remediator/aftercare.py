@@ -17,6 +17,7 @@ from datetime import timedelta
 
 from remediator import escalate
 from remediator.actions.base import ActionRequest, ActionResult
+from remediator.audit import escalation_of
 from remediator.clock import Clock
 from remediator.errors import ApiError, StoreUnavailable
 from remediator.model import AuditRecord, Outcome, Target
@@ -64,17 +65,9 @@ class Aftercare:
         )
         records = [record]
         if not resolved and rule is not None:
-            records.append(
-                replace(
-                    record,
-                    step="escalated",
-                    outcome=Outcome.ESCALATED,
-                    reason="ineffective",
-                    sentence=f"Escalating to policy {rule.escalation!r}: the fix did not resolve"
-                    " the alert.",
-                    details={"policy": rule.escalation},
-                )
-            )
+            why = "the fix did not resolve the alert."
+            escalated = escalation_of(record, rule.escalation, why)
+            records.append(replace(escalated, reason="ineffective"))
         outbox, _ = escalate.plan(records, self._ruleset)
         await self._store.audit(records, now=self._clock.now(), outbox=outbox)
         await self._store.followup_done(followup.id, self._clock.now())

@@ -37,6 +37,7 @@ from remediator.ruleset.load import load_rules
 from remediator.ruleset.rules import RuleSet
 from remediator.settings import Settings
 from remediator.sinks.registry import build_sinks
+from remediator.spool import Journal
 from remediator.store import open_store
 from remediator.store.base import Store
 from remediator.validation import Validator
@@ -54,10 +55,12 @@ class Services:
     runner: ActionRunner
     webhook: WebhookState
     metrics: Metrics
+    journal: Journal
     worker_task: asyncio.Task[None] | None = None
     aftercare_task: asyncio.Task[None] | None = None
     delivery_task: asyncio.Task[None] | None = None
     lease_task: asyncio.Task[None] | None = None
+    spool_task: asyncio.Task[None] | None = None
 
 
 SETTINGS = web.AppKey("settings", Settings)
@@ -103,13 +106,15 @@ async def _healthz(_: web.Request) -> web.Response:
 
 async def _readyz(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
+    store = await services.store.ping()
     ready = (
         not services.webhook.draining
         and services.worker_task is not None
         and not services.worker_task.done()
-        and await services.store.ping()
+        and (store or request.app[SETTINGS].journal_spool is not None)
     )
-    return web.json_response({"ready": ready}, status=200 if ready else 503)
+    body = {"ready": ready, "store": store, "spooling": services.journal.spooling}
+    return web.json_response(body, status=200 if ready else 503)
 
 
 async def _metrics(request: web.Request) -> web.Response:
@@ -135,8 +140,13 @@ def _services(app: web.Application, store: Store, clock: Clock) -> Services:
     worker = JournalWorker(store, pipeline, metrics, clock, settings, gate)
     auth = BearerAuth(settings.token_file) if settings.token_file else NoAuth()
     validator = Validator(settings.payload_limits, settings.validation_workers)
-    state = WebhookState(settings, auth, store, worker, metrics, clock, gate, validator)
-    return Services(store=store, worker=worker, runner=runner, webhook=state, metrics=metrics)
+    journal = Journal(
+        store, worker, clock, metrics, settings.journal_spool, settings.journal_timeout_s
+    )
+    state = WebhookState(settings, auth, journal, metrics, clock, gate, validator)
+    return Services(
+        store=store, worker=worker, runner=runner, webhook=state, metrics=metrics, journal=journal
+    )
 
 
 async def _connect_kube(settings: Settings) -> KubeClient | None:
@@ -170,8 +180,10 @@ def _lifecycle(clock: Clock) -> Callable[[web.Application], AsyncIterator[None]]
         if recovered:
             log.warning("processing %d journal entries accepted before the last stop", recovered)
         await lease.take_over()
+        await services.journal.open()
         services.worker_task = asyncio.create_task(services.worker.run(), name="journal-worker")
         services.lease_task = asyncio.create_task(lease.run(), name="lease")
+        services.spool_task = asyncio.create_task(services.journal.run(), name="spool")
         aftercare = Aftercare(store, app[RULESET], clock, settings.aftercare_poll_s)
         services.aftercare_task = asyncio.create_task(aftercare.run(), name="aftercare")
         http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=SINK_TIMEOUT_S))
@@ -186,12 +198,15 @@ def _lifecycle(clock: Clock) -> Callable[[web.Application], AsyncIterator[None]]
             services.webhook.draining = True
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(services.worker.idle.wait(), settings.shutdown_grace_s)
-            for task in (services.worker_task, services.aftercare_task, services.delivery_task):
+            tasks = (services.worker_task, services.aftercare_task, services.delivery_task,
+                     services.spool_task)  # fmt: skip
+            for task in tasks:
                 await _cancel(task)
             await http.close()
             await services.runner.drain(settings.shutdown_grace_s)
             await _cancel(services.lease_task)  # held until the last action has its outcome
             await services.webhook.validator.close()
+            await services.journal.close()
             await store.close()
             if kube.client is not None:
                 await kube.client.close()

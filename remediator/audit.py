@@ -6,6 +6,7 @@ Records are written to the store and counted in ``decisions{severity,outcome}``.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 from remediator import escalate
@@ -43,6 +44,18 @@ def record(
         target=incident.target.key if incident.target else "",
         action=incident.action,
         details=dict(details or {}),
+    )
+
+
+def escalation_of(cause: AuditRecord, policy: str, why: str, **details: Any) -> AuditRecord:
+    """The ``escalated`` record that follows ``cause`` (a failed verification, a claim
+    settled at start-up), for the same episode and target."""
+    return replace(
+        cause,
+        step="escalated",
+        outcome=Outcome.ESCALATED,
+        sentence=f"Escalating to policy {policy!r}: {why}",
+        details={"policy": policy, **details},
     )
 
 

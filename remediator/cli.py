@@ -26,7 +26,7 @@ from remediator.errors import ConfigError, RuleFileError
 from remediator.rbac import manifests
 from remediator.ruleset.load import load_rules
 from remediator.settings import DEFAULT_STATE_URL, Settings
-from remediator.store import open_store
+from remediator.store import POSTGRES_SCHEMES, open_store
 from remediator.store.base import AuditQuery
 
 log = logging.getLogger("remediator")
@@ -136,6 +136,13 @@ def _parser() -> argparse.ArgumentParser:
         help="this replica's name, for a shared PostgreSQL store [REMEDIATOR_INSTANCE_ID]",
     )
     serve.add_argument(
+        "--journal-spool",
+        default=_env("JOURNAL_SPOOL"),
+        metavar="PATH",
+        help="a local SQLite file that takes webhooks while the PostgreSQL state database is"
+        " unreachable [REMEDIATOR_JOURNAL_SPOOL]",
+    )
+    serve.add_argument(
         "--lease-seconds",
         type=float,
         default=float(_env("LEASE_SECONDS", "30") or "30"),
@@ -200,6 +207,7 @@ def _settings(args: argparse.Namespace) -> Settings:
         databases=dict(args.database),
         instance_id=args.instance_id,
         lease_s=args.lease_seconds,
+        journal_spool=_path(args.journal_spool),
     )
 
 
@@ -248,6 +256,9 @@ def _cmd_serve(args: argparse.Namespace) -> int:
             "remediator: --token-file is required (or --insecure-no-auth for local use)",
             file=sys.stderr,
         )
+        return 2
+    if settings.journal_spool is not None and not settings.state_url.startswith(POSTGRES_SCHEMES):
+        print("remediator: --journal-spool needs a postgresql:// --state", file=sys.stderr)
         return 2
     if settings.token_file is None:
         log.warning("INSECURE: accepting webhooks without authentication (--insecure-no-auth)")

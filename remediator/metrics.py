@@ -121,6 +121,12 @@ class Metrics:
             registry=registry,
             buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
         )
+        self.spooled_payloads = Counter(
+            "spooled_payloads",
+            "Webhook payloads journaled in the local spool while the state database was away.",
+            namespace=ns,
+            registry=registry,
+        )
         self.journal_backlog = Gauge(
             "journal_backlog",
             "Accepted payloads not yet processed.",

@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import replace
 from datetime import timedelta
 
 from remediator import escalate
 from remediator.actions.base import ActionRequest, Reconciled
+from remediator.audit import escalation_of
 from remediator.clock import Clock
 from remediator.model import AuditRecord, Outcome, StopReason, Target
 from remediator.ruleset.rules import Rule, RuleSet
@@ -92,16 +92,12 @@ def _records(
     )
     if seen.applied:
         return outcome, [reconciled]
-    policy = (rule or ruleset.rules[-1]).escalation
-    escalated = replace(
-        reconciled,
-        step="escalated",
-        outcome=Outcome.ESCALATED,
-        sentence=f"Escalating to policy {policy!r}: a human must check {claim.target};"
-        f" {claim.action} was claimed and did not run to a recorded end.",
-        details={"policy": policy, "claim_id": claim.claim_id},
+    why = (
+        f"a human must check {claim.target}; {claim.action} was claimed and did not run to"
+        " a recorded end."
     )
-    return outcome, [reconciled, escalated]
+    policy = (rule or ruleset.rules[-1]).escalation
+    return outcome, [reconciled, escalation_of(reconciled, policy, why, claim_id=claim.claim_id)]
 
 
 async def reconcile_claims(

@@ -33,6 +33,13 @@ class Settings:
     """This replica's name; with a shared PostgreSQL store, each replica processes the journal
     entries it accepted. Default: the host name (a pod's name in Kubernetes)."""
 
+    journal_spool: Path | None = None
+    """A local SQLite file that takes webhook payloads while a shared state database is
+    unreachable, so acks stay fast; moved into the state journal once it answers again."""
+
+    journal_timeout_s: float = 1.0
+    """With a spool: a state journal write slower than this goes to the spool instead."""
+
     lease_s: float = 30.0
     """With a shared PostgreSQL store, a replica renews its lease every third of this; a
     replica silent for this long has its unprocessed journal entries and unfinished claims

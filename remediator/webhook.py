@@ -1,9 +1,10 @@
 """``POST /webhook``: authenticate → limits → parse → journal (durable) → 2xx.
 
-Never acts inline: the ack costs authentication, validation and one journal write, then
-the worker takes over. 4xx only for malformed or unauthenticated requests, with a short
-JSON body that echoes no input; 503 with ``Retry-After`` when overloaded or when the
-journal cannot be written, so Alertmanager retries and nothing is lost.
+Never acts inline: the ack costs authentication, validation and one journal write (to the
+local spool while a shared state database is away, see ``spool``), then the worker takes
+over. 4xx only for malformed or unauthenticated requests, with a short JSON body that
+echoes no input; 503 with ``Retry-After`` when overloaded or when the journal cannot be
+written, so Alertmanager retries and nothing is lost.
 """
 
 from __future__ import annotations
@@ -20,9 +21,8 @@ from remediator.clock import Clock
 from remediator.errors import RequestRejected, StoreUnavailable
 from remediator.metrics import Metrics
 from remediator.settings import Settings
-from remediator.store.base import Store
+from remediator.spool import Journal
 from remediator.validation import Validator
-from remediator.worker import JournalWorker
 
 RETRY_AFTER_BUSY_S = 1
 RETRY_AFTER_JOURNAL_S = 5
@@ -38,8 +38,7 @@ class WebhookState:
 
     settings: Settings
     auth: Authenticator
-    store: Store
-    worker: JournalWorker
+    journal: Journal
     metrics: Metrics
     clock: Clock
     gate: AckGate
@@ -93,16 +92,18 @@ async def _accept(request: web.Request, state: WebhookState) -> web.Response:
     received_at = state.clock.now()
     started = state.clock.monotonic()
     try:
-        journal_id = await state.store.journal_append(body, received_at)
+        journal_id = await state.journal.append(body, received_at)
     except StoreUnavailable:
         raise RequestRejected(
             503, "journal_unavailable", "The journal cannot be written; retry later."
         ) from None
     state.metrics.journal_write_seconds.observe(state.clock.monotonic() - started)
     failpoints.hit("after_journal_write")
-    state.worker.accept(journal_id)
     failpoints.hit("before_ack")
-    return web.json_response({"status": "accepted", "journal_id": journal_id, "alerts": alerts})
+    answer = {"status": "accepted", "journal_id": journal_id, "alerts": alerts}
+    if journal_id is None:
+        answer["spooled"] = True
+    return web.json_response(answer)
 
 
 async def handle(request: web.Request, state: WebhookState) -> web.Response:

@@ -28,6 +28,19 @@ def test_serve_refuses_to_start_without_a_token_file_unless_told_to(tmp_path: Pa
     assert "--token-file is required (or --insecure-no-auth for local use)" in result.stderr
 
 
+def test_serve_refuses_a_journal_spool_beside_a_sqlite_state(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "remediator", "serve", "--insecure-no-auth",
+         "--state", f"sqlite:///{tmp_path}/s.db", "--journal-spool", str(tmp_path / "spool")],
+        cwd=REPO, capture_output=True, text=True, timeout=30, env={"PATH": "/usr/bin:/bin"},
+        check=False,
+    )  # fmt: skip
+    assert (result.returncode, result.stderr.splitlines()[-1]) == (
+        2,
+        "remediator: --journal-spool needs a postgresql:// --state",
+    )
+
+
 def test_check_summarises_the_example_rules(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["check", "--rules", str(REPO / "rules")]) == 0
     out = capsys.readouterr().out

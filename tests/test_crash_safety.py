@@ -1,8 +1,9 @@
-"""Crash safety on one replica: ``kill -9`` (a failpoint's ``os._exit``, or SIGKILL while
-the API server holds an applied write's answer) at every named point of the flow, several
-runs each, a restart on the same state, and Alertmanager's resend; then exactly one claim
-with one outcome, settled by observing the API server, and at most one effective write.
-And SIGTERM under load: 503 while draining, nothing half done, exit 0."""
+"""Crash safety, on one replica and on two sharing PostgreSQL: ``kill -9`` (a failpoint's
+``os._exit``, or SIGKILL while the API server holds an applied write's answer) at every
+named point of the flow, several runs each, a restart on the same state, and Alertmanager's
+resend; then exactly one claim with one outcome, settled by observing the API server, and
+at most one effective write. And SIGTERM under load: 503 while draining, nothing half
+done, exit 0."""
 
 from __future__ import annotations
 
@@ -12,13 +13,16 @@ import signal
 import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import aiohttp
+import asyncpg
 import pytest
 
 from tests.support.kube_api import KubeApiServer
 from tests.support.kubeconfig import write_kubeconfig
 from tests.support.payloads import webhook_alert, webhook_payload
+from tests.support.postgres import PostgresServer
 from tests.support.process import RemediatorProcess, start_remediator
 from tests.support.service import EXAMPLE_RULES, TOKEN, fixture_bytes
 
@@ -46,6 +50,7 @@ CRASHES = {
     "after_outcome": (1, "succeeded"),  # all recorded: nothing more to do
 }
 RUNS = 3
+HA_RUNS = 2
 #: Audit steps that give a claim its outcome: exactly one of them per claim. (A resend that
 #: meets the claim is a ``refused`` record with reason ``duplicate``, not an outcome.)
 OUTCOME_STEPS = ("acted", "reconciled")
@@ -58,18 +63,47 @@ async def kube() -> AsyncIterator[KubeApiServer]:
         yield server
 
 
-def claims(state: Path) -> list[tuple[int, str | None]]:
-    with sqlite3.connect(state) as db:
-        return list(db.execute("SELECT episode_id, outcome FROM claims"))
+class SqliteState:
+    """The state one replica keeps in its SQLite file."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.args = ("--state", f"sqlite:///{path}")
+
+    async def rows(self, sql: str) -> list[tuple[Any, ...]]:
+        with sqlite3.connect(self.path) as db:
+            return list(db.execute(sql))
 
 
-async def settled(state: Path) -> None:
+class PostgresState:
+    """The state replicas share in a PostgreSQL database."""
+
+    def __init__(self, dsn: str) -> None:
+        self.args = ("--state", dsn)
+        self._dsn = dsn
+
+    async def rows(self, sql: str) -> list[tuple[Any, ...]]:
+        connection = await asyncpg.connect(self._dsn)
+        try:
+            return [tuple(row) for row in await connection.fetch(sql)]
+        finally:
+            await connection.close()
+
+
+State = SqliteState | PostgresState
+
+
+async def claims(state: State) -> list[tuple[int, str | None]]:
+    return [(int(r[0]), r[1]) for r in await state.rows("SELECT episode_id, outcome FROM claims")]
+
+
+async def settled(state: State) -> None:
     for _ in range(200):
-        rows = claims(state)
+        rows = await claims(state)
         if rows and all(outcome is not None for _, outcome in rows):
             return
         await asyncio.sleep(0.05)
-    raise AssertionError(f"claims did not settle: {claims(state)}")
+    raise AssertionError(f"claims did not settle: {await claims(state)}")
 
 
 async def crash(crashing: RemediatorProcess, kube: KubeApiServer, failpoint: str) -> None:
@@ -92,12 +126,30 @@ async def crash(crashing: RemediatorProcess, kube: KubeApiServer, failpoint: str
     kube.clear_faults()
 
 
+async def check(
+    kube: KubeApiServer, state: State, decisions: list[dict[str, Any]], failpoint: str
+) -> None:
+    """One claim with the outcome the crash point leads to, one outcome record, at most
+    one scale write, and a page exactly when the fix is not known to be in place."""
+    writes, outcome = CRASHES[failpoint]
+    patches = [r for r in kube.requests if r.method == "PATCH" and r.path.endswith("/scale")]
+    assert len(patches) == writes
+    assert kube.deployment(NS, "api")["spec"]["replicas"] == 3 + 2 * writes
+    assert [o for _, o in await claims(state)] == [outcome]
+    steps = [d["step"] for d in decisions if d["reason"] != "duplicate"]
+    assert sum(step in OUTCOME_STEPS for step in steps) == 1, steps
+    escalated = [d["reason"] for d in decisions if d["step"] == "escalated"]
+    assert escalated == ([] if outcome == "succeeded" else ["not_applied"])
+    if "reconciled" in steps and outcome == "succeeded":
+        # The fix was observed in place: its follow-up is armed as after a normal run.
+        assert await state.rows("SELECT claim_id FROM followups") != []
+
+
 @pytest.mark.parametrize("run", range(RUNS), ids=[f"run{n}" for n in range(RUNS)])
 @pytest.mark.parametrize("failpoint", list(CRASHES))
 async def test_a_crash_at_any_point_ends_with_one_claim_one_outcome_and_at_most_one_write(
     tmp_path: Path, kube: KubeApiServer, failpoint: str, run: int
 ) -> None:
-    writes, outcome = CRASHES[failpoint]
     kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", kube.url, kube.token or "")
     args = ("--kubeconfig", str(kubeconfig))
     crashing = await start_remediator(
@@ -107,26 +159,53 @@ async def test_a_crash_at_any_point_ends_with_one_claim_one_outcome_and_at_most_
         await crash(crashing, kube, failpoint)
     finally:
         await crashing.stop()
+    state = SqliteState(tmp_path / "state.db")
     service = await start_remediator(tmp_path, rules=EXAMPLE_RULES, extra_args=args)
     try:
         assert await service.post(PAYLOAD) == 200  # Alertmanager resends
-        await settled(tmp_path / "state.db")
+        await settled(state)
         await asyncio.sleep(0.3)
         decisions = await service.decisions()
     finally:
         assert await service.stop() == 0
-    patches = [r for r in kube.requests if r.method == "PATCH" and r.path.endswith("/scale")]
-    assert len(patches) == writes
-    assert kube.deployment(NS, "api")["spec"]["replicas"] == 3 + 2 * writes
-    assert [o for _, o in claims(tmp_path / "state.db")] == [outcome]
-    steps = [d["step"] for d in decisions if d["reason"] != "duplicate"]
-    assert sum(step in OUTCOME_STEPS for step in steps) == 1, steps
-    escalated = [d["reason"] for d in decisions if d["step"] == "escalated"]
-    assert escalated == ([] if outcome == "succeeded" else ["not_applied"])
-    if "reconciled" in steps and outcome == "succeeded":
-        # The fix was observed in place: its follow-up is armed as after a normal run.
-        with sqlite3.connect(tmp_path / "state.db") as db:
-            assert db.execute("SELECT COUNT(*) FROM followups").fetchone()[0] == 1
+    await check(kube, state, decisions, failpoint)
+
+
+@pytest.mark.parametrize("run", range(HA_RUNS), ids=[f"run{n}" for n in range(HA_RUNS)])
+@pytest.mark.parametrize("failpoint", list(CRASHES))
+async def test_a_crash_of_one_of_two_replicas_ends_with_one_claim_and_one_outcome(
+    tmp_path: Path, kube: KubeApiServer, pg: PostgresServer, failpoint: str, run: int
+) -> None:
+    """Replica A crashes at ``failpoint`` and restarts under its name; both replicas then
+    get the resend, as behind two Alertmanagers."""
+    await pg.execute("CREATE ROLE state LOGIN PASSWORD 'state-secret'")
+    await pg.execute("CREATE DATABASE state OWNER state")
+    state = PostgresState(pg.dsn("state", "state-secret", "state"))
+    kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", kube.url, kube.token or "")
+
+    def args(name: str) -> tuple[str, ...]:
+        return (*state.args, "--instance-id", name, "--kubeconfig", str(kubeconfig))
+
+    other = await start_remediator(tmp_path / "b", rules=EXAMPLE_RULES, extra_args=args("b"))
+    try:
+        crashing = await start_remediator(
+            tmp_path / "a", rules=EXAMPLE_RULES, failpoints=failpoint, extra_args=args("a")
+        )
+        try:
+            await crash(crashing, kube, failpoint)
+        finally:
+            await crashing.stop()
+        back = await start_remediator(tmp_path / "a", rules=EXAMPLE_RULES, extra_args=args("a"))
+        try:
+            assert await asyncio.gather(back.post(PAYLOAD), other.post(PAYLOAD)) == [200, 200]
+            await settled(state)
+            await asyncio.sleep(0.3)
+            decisions = await other.decisions()
+        finally:
+            assert await back.stop() == 0
+    finally:
+        assert await other.stop() == 0
+    await check(kube, state, decisions, failpoint)
 
 
 async def test_sigterm_under_load_answers_503_while_draining_and_leaves_nothing_half_done(

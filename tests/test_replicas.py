@@ -6,7 +6,7 @@ acted on exactly once. And a replica killed for good: the other takes its work o
 from __future__ import annotations
 
 import asyncio
-import json
+import signal
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -17,51 +17,13 @@ import pytest
 from tests.support.alertmanager import alertmanager
 from tests.support.kube_api import KubeApiServer
 from tests.support.kubeconfig import write_kubeconfig
-from tests.support.payloads import fingerprint, webhook_alert, webhook_payload
+from tests.support.payloads import fleet_labels, fleet_notifications
 from tests.support.postgres import PostgresServer
 from tests.support.process import RemediatorProcess, start_remediator
+from tests.support.service import SCALE_FLEET_RULES
 
 NS = "llm-research"
 ALERTS = 200
-RULES = """
-policy:
-  namespaces: [llm-research]
-  storm: {max_targets: 1000, window_s: 60}
-  max_concurrent_actions: 32
-defaults:
-  escalation: {SEV-1: page, SEV-2: page, SEV-3: page}
-escalations:
-  page: {tiers: [{after_s: 0, notify: [oncall]}]}
-rules:
-  - name: cpu
-    match: ['alertname="HighCPUUsage"']
-    severity: SEV-3
-    action: {kind: scale_out, params: {step: 1, max_replicas: 5}}
-    target: {kind: Deployment, namespace: "{namespace}", name: "{deployment}"}
-    verify_within_s: 30
-  - name: default
-    match: []
-    severity: SEV-3
-"""
-
-
-def labels(i: int) -> dict[str, str]:
-    return {"alertname": "HighCPUUsage", "namespace": NS, "deployment": f"d{i}"}
-
-
-def resends(count: int, per_payload: int = 50) -> list[bytes]:
-    """The notifications again, as Alertmanager builds them (same fingerprints)."""
-    return [
-        json.dumps(
-            webhook_payload(
-                *(
-                    webhook_alert(fingerprint(labels(i)), labels=labels(i))
-                    for i in range(start, min(start + per_payload, count))
-                )
-            )
-        ).encode()
-        for start in range(0, count, per_payload)
-    ]
 
 
 async def force_resends(replicas: list[RemediatorProcess], bodies: list[bytes]) -> None:
@@ -80,9 +42,7 @@ async def shared_state(
     await pg.execute("CREATE ROLE state LOGIN PASSWORD 'state-secret'")
     await pg.execute("CREATE DATABASE state OWNER state")
     dsn = pg.dsn("state", "state-secret", "state")
-    rules = tmp_path / "rules"
-    rules.mkdir()
-    (rules / "rules.yaml").write_text(RULES)
+    rules = SCALE_FLEET_RULES
     async with KubeApiServer(seed=seed) as kube:
         for i in range(deployments):
             kube.add_deployment(
@@ -123,11 +83,11 @@ async def test_two_replicas_behind_split_brain_alertmanagers_act_once_per_episod
                 alertmanager(tmp_path / "am-b", replicas[1].webhook_url,
                              credentials_file=tmp_path / "replica-b" / "token") as am_b,
             ):  # fmt: skip
-                alerts = [{"labels": labels(i)} for i in range(ALERTS)]
+                alerts = [{"labels": fleet_labels(i)} for i in range(ALERTS)]
                 await asyncio.gather(
                     am_a.post_alerts(alerts),
                     am_b.post_alerts(alerts),
-                    force_resends(replicas, resends(ALERTS)),
+                    force_resends(replicas, fleet_notifications(ALERTS)),
                 )
                 for _ in range(600):
                     if sum(scale_writes(kube).values()) >= ALERTS:
@@ -170,7 +130,7 @@ async def test_a_replica_that_dies_for_good_leaves_its_work_to_the_other(
             tmp_path / "replica-b", rules=rules, extra_args=(*args("b"), *lease)
         )
         try:
-            [body] = resends(TAKEOVER_ALERTS, per_payload=TAKEOVER_ALERTS)
+            [body] = fleet_notifications(TAKEOVER_ALERTS, per_payload=TAKEOVER_ALERTS)
             assert await doomed.post(body) == 200
             assert await doomed.wait_exit() == 137
             for _ in range(200):
@@ -200,3 +160,55 @@ async def test_a_replica_that_dies_for_good_leaves_its_work_to_the_other(
     assert observed == scaled and len(scaled) >= 1  # A's first write, at least, landed
     assert len(paged) == TAKEOVER_ALERTS - len(scaled)
     assert {d["reason"] for d in paged} <= {"not_applied"}
+
+
+async def test_sigterm_to_one_replica_under_load_drains_it_while_the_other_carries_on(
+    tmp_path: Path, pg: PostgresServer
+) -> None:
+    """Both replicas get every notification, over and over. Replica A is sent SIGTERM while
+    its actions run: it answers only 200 or 503 while draining, finishes what it started
+    and exits 0; B keeps answering 200; every Deployment is scaled exactly once and every
+    claim has an outcome."""
+    count = 40
+    bodies = fleet_notifications(count, per_payload=5)
+    async with shared_state(tmp_path, pg, count, seed=7) as (kube, args, rules):
+        replicas = [
+            await start_remediator(tmp_path / name, rules=rules, extra_args=args(name))
+            for name in ("a", "b")
+        ]
+        statuses: dict[str, list[int | None]] = {"a": [], "b": []}
+        stop = asyncio.Event()
+
+        async def load(name: str, replica: RemediatorProcess) -> None:
+            while not stop.is_set():
+                for body in bodies:
+                    statuses[name].append(await replica.post(body))
+                if replica.proc.returncode is not None:
+                    await asyncio.sleep(0.1)  # gone: Alertmanager would back off too
+
+        try:
+            senders = [asyncio.create_task(load(n, r)) for n, r in zip("ab", replicas, strict=True)]
+            for _ in range(400):
+                if sum(scale_writes(kube).values()) >= 3:
+                    break
+                await asyncio.sleep(0.01)
+            replicas[0].proc.send_signal(signal.SIGTERM)
+            assert await replicas[0].wait_exit(40) == 0
+            for _ in range(300):
+                if len(scale_writes(kube)) == count:
+                    break
+                await asyncio.sleep(0.1)
+            stop.set()
+            await asyncio.gather(*senders)
+            await asyncio.sleep(1.0)
+            outcomes = await replicas[1].decisions(limit="1000")
+        finally:
+            for replica in replicas:
+                assert await replica.stop() == 0
+    assert set(statuses["a"]) <= {200, 503, None} and 503 in statuses["a"]  # None: closed
+    assert set(statuses["b"]) == {200}
+    patches = scale_writes(kube)
+    assert len(patches) == count and set(patches.values()) == {1}
+    claimed = Counter(d["episode"] for d in outcomes if d["step"] == "claimed")
+    acted = Counter(d["episode"] for d in outcomes if d["step"] in ("acted", "reconciled"))
+    assert claimed == acted and set(acted.values()) == {1}  # nothing left half done

@@ -2,10 +2,13 @@
 
 When a whole fleet alerts together the cause is rarely in the fleet, and acting on every
 member multiplies risk; a human decides. The distinct targets of the window are counted
-in the store (``Store.storm_add``), so replicas brake together.
+by the store (``Store.storm_add``): in this process's ``TargetWindow`` for the one-replica
+SQLite store, in a shared table for PostgreSQL, so replicas brake together.
 """
 
 from __future__ import annotations
+
+from collections import OrderedDict
 
 from remediator.model import ALLOW, StopReason, Verdict, refuse
 
@@ -24,3 +27,21 @@ def decide(distinct_targets: int, max_targets: int, truncated_alerts: int) -> Ve
             f" the {max_targets} allowed; escalating instead of acting.",
         )
     return ALLOW
+
+
+class TargetWindow:
+    """Distinct target keys seen in the last ``window_s`` seconds (of whichever clock the
+    caller keeps to)."""
+
+    def __init__(self, window_s: float) -> None:
+        self._window_s = window_s
+        self._last_seen: OrderedDict[str, float] = OrderedDict()
+
+    def add(self, key: str, now_s: float) -> int:
+        """Record ``key`` at ``now_s``; return how many distinct keys the window holds."""
+        self._last_seen.pop(key, None)
+        self._last_seen[key] = now_s
+        horizon = now_s - self._window_s
+        while self._last_seen and next(iter(self._last_seen.values())) < horizon:
+            self._last_seen.popitem(last=False)
+        return len(self._last_seen)

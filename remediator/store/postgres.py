@@ -430,6 +430,8 @@ class PostgresStore:
     async def storm_add(self, target: str, now: datetime, window_s: float) -> int:
         at = ts(now)
         async with self._db.transaction() as tx:
+            # A sighting, not a decision: no need to wait for the WAL flush.
+            await tx.execute("SET LOCAL synchronous_commit = off")
             await tx.execute("DELETE FROM storm_targets WHERE seen_at < $1", at - window_s)
             await tx.execute(
                 "INSERT INTO storm_targets (target, seen_at) VALUES ($1, $2)"

@@ -24,6 +24,7 @@ from remediator.episodes import next_event
 from remediator.errors import StoreUnavailable
 from remediator.guards import claim as claim_guards
 from remediator.guards.claim import ClaimFacts, ClaimRequest, Limit
+from remediator.guards.storm import TargetWindow
 from remediator.model import (
     AuditRecord,
     Episode,
@@ -164,7 +165,6 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE claims ADD COLUMN intent TEXT; -- JSON, written before the side effect
     CREATE TABLE inflight (key TEXT PRIMARY KEY, claim_id INTEGER NOT NULL);
-    CREATE TABLE storm_targets (target TEXT PRIMARY KEY, seen_at REAL NOT NULL);
     """,
 )
 
@@ -343,6 +343,7 @@ class SqliteStore:
         self._path = path
         self._journal = _Connection(path, "journal", JOURNAL_BUSY_TIMEOUT_S)
         self._work = _Connection(path, "store", WORK_BUSY_TIMEOUT_S)
+        self._storm_windows: dict[float, TargetWindow] = {}
 
     async def open(self) -> None:
         self._path.parent.mkdir(parents=True, exist_ok=True)
@@ -465,17 +466,10 @@ class SqliteStore:
         return TakenOver([], [])
 
     async def storm_add(self, target: str, now: datetime, window_s: float) -> int:
-        def add(db: sqlite3.Connection) -> int:
-            at = _ts(now)
-            db.execute("DELETE FROM storm_targets WHERE seen_at < ?", (at - window_s,))
-            db.execute(
-                "INSERT INTO storm_targets (target, seen_at) VALUES (?, ?)"
-                " ON CONFLICT (target) DO UPDATE SET seen_at = excluded.seen_at",
-                (target, at),
-            )
-            return int(db.execute("SELECT COUNT(*) FROM storm_targets").fetchone()[0])
-
-        return await self._work.run(lambda db: _transaction(db, add))
+        """In memory: one process owns the file, and the window is only ``window_s`` long
+        (a transaction per alert would cost a disk flush each, in a storm of all times)."""
+        window = self._storm_windows.setdefault(window_s, TargetWindow(window_s))
+        return window.add(target, _ts(now))
 
     async def unfinished_claims(self) -> list[UnfinishedClaim]:
         rows = await self._work.run(

@@ -3,6 +3,7 @@ Alertmanager 0.25 sends: every field present, the zero ``endsAt`` on firing aler
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 ZERO = "0001-01-01T00:00:00Z"
@@ -56,3 +57,24 @@ def fingerprint(labels: dict[str, str]) -> str:
             for byte in part:
                 digest = ((digest ^ byte) * FNV64_PRIME) & 0xFFFFFFFFFFFFFFFF
     return f"{digest:016x}"
+
+
+def fleet_labels(i: int, namespace: str = "llm-research") -> dict[str, str]:
+    """The labels of HighCPUUsage on Deployment ``d<i>`` (``rules-scale-fleet``)."""
+    return {"alertname": "HighCPUUsage", "namespace": namespace, "deployment": f"d{i}"}
+
+
+def fleet_notifications(count: int, per_payload: int = 50) -> list[bytes]:
+    """HighCPUUsage for d0 … d<count-1>, as Alertmanager builds the notifications (same
+    fingerprints), ``per_payload`` alerts each."""
+    return [
+        json.dumps(
+            webhook_payload(
+                *(
+                    webhook_alert(fingerprint(fleet_labels(i)), labels=fleet_labels(i))
+                    for i in range(start, min(start + per_payload, count))
+                )
+            )
+        ).encode()
+        for start in range(0, count, per_payload)
+    ]

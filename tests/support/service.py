@@ -25,6 +25,7 @@ from remediator.settings import Settings
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE_RULES = REPO / "rules"
 LOG_ONLY_RULES = REPO / "tests" / "fixtures" / "rules"
+SCALE_FLEET_RULES = REPO / "tests" / "fixtures" / "rules-scale-fleet"
 """The example rules with log_only actions: the pipeline runs end to end without a cluster."""
 FIXTURES = REPO / "tests" / "fixtures" / "alertmanager-0.25"
 TOKEN = "test-token-0123456789"
