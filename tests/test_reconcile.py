@@ -80,6 +80,30 @@ async def test_scale_out_is_observed_as_applied_only_at_or_above_the_intended_co
     assert len(writes) == (0 if replicas == 3 else 1)  # observing wrote nothing
 
 
+@pytest.mark.parametrize(
+    ("min_replicas", "applied"),
+    [(5, True), (3, False), (4, None)],
+    ids=["raised", "unchanged", "moved-by-someone"],
+)
+async def test_an_hpa_raise_is_observed_by_its_min_replicas(
+    kube: tuple[KubeApiServer, KubeHandle], min_replicas: int, applied: bool | None
+) -> None:
+    server, handle = kube
+    server.add_deployment(NS, "api", replicas=3)
+    server.add_hpa(NS, "api", "api", min_replicas=3, max_replicas=10)
+    assert handle.client is not None
+    if min_replicas != 3:
+        [hpa] = await handle.client.hpas_for(NS, "api")
+        await handle.client.set_hpa_min(hpa, min_replicas)
+    params = ScaleOutParams(max_replicas=20, step=2, hpa="raise_min", scale_in_after_s=600)
+    intent = {"hpa": "api", "min_from": 3, "min_to": 5, "from": 3}
+    seen = await ScaleOut(handle).reconcile(request(API, params), intent)
+    assert seen.applied is applied, seen.sentence
+    if applied:
+        assert seen.result is not None
+        assert seen.result.undo == {"hpa": "api", "restore_min": 3, "set_min": 5}
+
+
 async def test_a_pod_is_observed_as_evicted_when_its_uid_is_gone_or_terminating(
     kube: tuple[KubeApiServer, KubeHandle],
 ) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -247,8 +247,8 @@ class ScaleOut:
     async def reconcile(self, request: ActionRequest, intent: Mapping[str, Any]) -> Reconciled:
         """The write is absolute: at or above the intended count, it landed; still at the
         count read before, it did not; anything else, someone else moved it."""
-        assert isinstance(request.params, ScaleOutParams)
-        target, kube = request.target, self._kube()
+        params, target, kube = request.params, request.target, self._kube()
+        assert isinstance(params, ScaleOutParams)
         if "hpa" in intent:
             return await self._reconcile_hpa(request, intent)
         start, wanted = int(intent["from"]), int(intent["to"])
@@ -257,17 +257,14 @@ class ScaleOut:
         except NotFound:
             return Reconciled(None, f"{target.key} no longer exists.")
         seen = f"{target.key} runs {scale.replicas} replicas (intended {start} → {wanted})"
-        if scale.replicas >= wanted:
-            sentence = f"{seen}: the scale-out took effect."
-            result = _scaled(request.params, sentence, start, wanted, scale.resource_version)
-            return Reconciled(True, sentence, result)
-        if scale.replicas == start:
-            return Reconciled(False, f"{seen}: the scale-out did not take effect.")
-        return Reconciled(None, f"{seen}: someone else changed it.")
+        return _judged(
+            scale.replicas, start, wanted, seen, "the scale-out",
+            lambda sentence: _scaled(params, sentence, start, wanted, scale.resource_version),
+        )  # fmt: skip
 
     async def _reconcile_hpa(self, request: ActionRequest, intent: Mapping[str, Any]) -> Reconciled:
-        assert isinstance(request.params, ScaleOutParams)
-        target, kube = request.target, self._kube()
+        params, target, kube = request.params, request.target, self._kube()
+        assert isinstance(params, ScaleOutParams)
         name, before, wanted = str(intent["hpa"]), int(intent["min_from"]), int(intent["min_to"])
         hpas = [h for h in await kube.hpas_for(target.namespace, target.name) if h.name == name]
         if not hpas:
@@ -276,15 +273,12 @@ class ScaleOut:
             f"HorizontalPodAutoscaler {name} keeps minReplicas {hpas[0].min_replicas}"
             f" (intended {before} → {wanted})"
         )
-        if hpas[0].min_replicas >= wanted:
-            sentence = f"{seen}: the raise took effect."
-            result = _hpa_raised(
-                request.params, sentence, name, before, wanted, int(intent["from"])
-            )
-            return Reconciled(True, sentence, result)
-        if hpas[0].min_replicas == before:
-            return Reconciled(False, f"{seen}: the raise did not take effect.")
-        return Reconciled(None, f"{seen}: someone else changed it.")
+        return _judged(
+            hpas[0].min_replicas, before, wanted, seen, "the raise",
+            lambda sentence: _hpa_raised(
+                params, sentence, name, before, wanted, int(intent["from"])
+            ),
+        )  # fmt: skip
 
     async def undo(self, request: ActionRequest, state: Mapping[str, Any]) -> ActionResult:
         """Scale back in one bounded step, if the replicas are still what remediator set."""
@@ -344,3 +338,21 @@ def _hpa_raised(
         else {"hpa": hpa, "restore_min": min_before, "set_min": wanted},
         undo_after_s=after or 0.0,
     )  # fmt: skip
+
+
+def _judged(
+    current: int,
+    before: int,
+    wanted: int,
+    seen: str,
+    effect: str,
+    applied: Callable[[str], ActionResult],
+) -> Reconciled:
+    """An absolute write of ``wanted`` over ``before``, judged by the ``current`` value:
+    at or above it, it landed; still ``before``, it did not; else someone else moved it."""
+    if current >= wanted:
+        sentence = f"{seen}: {effect} took effect."
+        return Reconciled(True, sentence, applied(sentence))
+    if current == before:
+        return Reconciled(False, f"{seen}: {effect} did not take effect.")
+    return Reconciled(None, f"{seen}: someone else changed it.")
