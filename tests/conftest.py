@@ -28,9 +28,7 @@ async def no_leftover_tasks() -> AsyncIterator[None]:
 async def postgres_store() -> AsyncIterator[PostgresStore]:
     """A PostgreSQL store on a real server of its own, as a non-superuser role."""
     async with PostgresServer() as server:
-        await server.execute("CREATE ROLE state LOGIN PASSWORD 'state-secret'")
-        await server.execute("CREATE DATABASE state OWNER state")
-        store = PostgresStore(server.dsn("state", "state-secret", "state"), "test-instance")
+        store = PostgresStore(await server.create_state_database(), "test-instance")
         await store.open()
         try:
             yield store

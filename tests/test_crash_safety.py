@@ -178,9 +178,7 @@ async def test_a_crash_of_one_of_two_replicas_ends_with_one_claim_and_one_outcom
 ) -> None:
     """Replica A crashes at ``failpoint`` and restarts under its name; both replicas then
     get the resend, as behind two Alertmanagers."""
-    await pg.execute("CREATE ROLE state LOGIN PASSWORD 'state-secret'")
-    await pg.execute("CREATE DATABASE state OWNER state")
-    state = PostgresState(pg.dsn("state", "state-secret", "state"))
+    state = PostgresState(await pg.create_state_database())
     kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", kube.url, kube.token or "")
 
     def args(name: str) -> tuple[str, ...]:

@@ -21,7 +21,7 @@ from remediator.actions.recycle_pod import RecyclePod, RecyclePodParams
 from remediator.actions.registry import default_registry
 from remediator.actions.scale_out import ScaleOut, ScaleOutParams
 from remediator.clients.k8s import KubeClient, KubeHandle
-from remediator.clients.postgres import DatabaseHandle, PostgresTarget
+from remediator.clients.postgres import DatabaseHandle
 from remediator.guards.claim import ClaimRequest
 from remediator.model import AlertStatus, Target
 from remediator.reconcile import reconcile_claims
@@ -128,15 +128,17 @@ async def test_a_pod_is_observed_as_evicted_when_its_uid_is_gone_or_terminating(
 
 
 async def test_a_query_is_observed_as_cancelled_only_once_it_stopped_running(
-    pg: PostgresServer, roles: Roles
+    tmp_path: Path, pg: PostgresServer, roles: Roles
 ) -> None:
     app, rem = roles.app, roles.remediator
     victim = await pg.long_query(app.name, app.password, "appdb", 60)
     await victim.started()
     await asyncio.sleep(1.1)
+    dsn_file = tmp_path / "primary.dsn"
+    dsn_file.write_text(pg.dsn(rem.name, rem.password) + "\n")
     handle = DatabaseHandle()
-    target = PostgresTarget("primary", pg.dsn(rem.name, rem.password))
-    handle.targets["primary"] = target
+    await handle.open({"primary": f"file:{dsn_file}"})
+    target = handle.targets["primary"]
     try:
         params = KillQueryParams(min_duration_s=1, max_per_run=1)
         [session] = [s for s in await target.sessions(1, ["active"]) if s.pid == victim.pid]

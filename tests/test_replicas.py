@@ -39,9 +39,7 @@ async def shared_state(
 ) -> AsyncIterator[tuple[KubeApiServer, Callable[[str], tuple[str, ...]], Path]]:
     """A state database on ``pg``, the rules, and ``deployments`` opted-in Deployments
     d0, d1, … of one replica each; with the ``serve`` arguments of a replica by name."""
-    await pg.execute("CREATE ROLE state LOGIN PASSWORD 'state-secret'")
-    await pg.execute("CREATE DATABASE state OWNER state")
-    dsn = pg.dsn("state", "state-secret", "state")
+    dsn = await pg.create_state_database()
     rules = SCALE_FLEET_RULES
     async with KubeApiServer(seed=seed) as kube:
         for i in range(deployments):

@@ -54,9 +54,7 @@ def scale_writes(kube: KubeApiServer) -> Counter[str]:
 async def outage_setup(
     tmp_path: Path, pg: PostgresServer, kube: KubeApiServer, proxy: TcpProxy
 ) -> tuple[str, ...]:
-    await pg.execute("CREATE ROLE state LOGIN PASSWORD 'state-secret'")
-    await pg.execute("CREATE DATABASE state OWNER state")
-    dsn = f"postgresql://state:state-secret@127.0.0.1:{proxy.port}/state"
+    dsn = await pg.create_state_database(port=proxy.port)
     for i in range(DEPLOYMENTS):
         kube.add_deployment(
             NS, f"d{i}", replicas=1, annotations={"remediator.io/allow": "scale_out"}

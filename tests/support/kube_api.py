@@ -69,10 +69,11 @@ import random
 import re
 import uuid
 from collections.abc import Callable, Iterable, Mapping
-from types import TracebackType
-from typing import Any, Final, Self
+from typing import Any, Final
 
 from aiohttp import web
+
+from tests.support.lifecycle import StartStop
 
 JSON = dict[str, Any]
 
@@ -971,7 +972,7 @@ class _Attributes:
 # The server
 
 
-class KubeApiServer:
+class KubeApiServer(StartStop):
     """A stateful kube-apiserver stand-in; see the module documentation."""
 
     def __init__(
@@ -1040,18 +1041,6 @@ class KubeApiServer:
         runner, self._runner = self._runner, None
         if runner is not None:
             await runner.cleanup()
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
 
     @property
     def url(self) -> str:

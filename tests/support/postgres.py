@@ -43,12 +43,12 @@ import subprocess
 import tempfile
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
-from types import TracebackType
-from typing import IO, Any, Self, TypeVar
+from typing import IO, Any, TypeVar
 from urllib.parse import quote
 
 import asyncpg
 
+from tests.support.lifecycle import StartStop
 from tests.support.ports import free_port
 
 T = TypeVar("T")
@@ -304,7 +304,7 @@ def _stop_leftover_servers() -> None:
 # --------------------------------------------------------------------------- the server
 
 
-class PostgresServer:
+class PostgresServer(StartStop):
     """A PostgreSQL server in a temporary directory; an async context manager."""
 
     def __init__(
@@ -358,26 +358,24 @@ class PostgresServer:
     def _log_detail(self) -> str:
         return f"\n--- {self.log_path} (tail) ---\n{self.log_tail()}" if self._base else ""
 
-    def dsn(self, user: str, password: str, database: str = "postgres") -> str:
-        """A TCP DSN for a password role (what the remediator is configured with)."""
+    def dsn(
+        self, user: str, password: str, database: str = "postgres", *, port: int | None = None
+    ) -> str:
+        """A TCP DSN for a password role (what the remediator is configured with); through
+        ``port`` (a proxy's, on this host) when given."""
         return (
             f"postgresql://{quote(user, safe='')}:{quote(password, safe='')}"
-            f"@{self.host}:{self.port}/{quote(database, safe='')}"
+            f"@{self.host}:{port or self.port}/{quote(database, safe='')}"
         )
 
+    async def create_state_database(self, *, port: int | None = None) -> str:
+        """Role ``state`` and a database ``state`` it owns, for remediator's state store, as
+        a non-superuser; their DSN (through ``port`` when given)."""
+        await self.execute("CREATE ROLE state LOGIN PASSWORD 'state-secret'")
+        await self.execute("CREATE DATABASE state OWNER state")
+        return self.dsn("state", "state-secret", "state", port=port)
+
     # ----- lifecycle
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
 
     async def start(self) -> None:
         """initdb (or copy this process's initdb output), configure, ``pg_ctl start -w`` and

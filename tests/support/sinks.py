@@ -52,12 +52,12 @@ import re
 import uuid
 from collections.abc import Awaitable, Callable, Collection
 from time import monotonic
-from types import TracebackType
-from typing import Any, Final, Literal, Self
+from typing import Any, Final, Literal
 
 from aiohttp import web
 from multidict import CIMultiDict
 
+from tests.support.lifecycle import StartStop
 from tests.support.ports import free_port
 
 JSON = dict[str, Any]
@@ -92,7 +92,7 @@ class _Fault:
     body: str | None = None
 
 
-class StubServer:
+class StubServer(StartStop):
     """Lifecycle, request log and fault injection shared by the stubs.
 
     Subclasses add their routes in :meth:`_routes`.
@@ -161,18 +161,6 @@ class StubServer:
     def is_up(self) -> bool:
         """True while the stub is listening."""
         return self._runner is not None
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
 
     @property
     def url(self) -> str:
