@@ -20,17 +20,10 @@ from remediator.ruleset.matchers import parse_matcher
 from remediator.ruleset.rules import Rule, RuleSet
 from remediator.ruleset.schema import PolicySpec
 from remediator.ruleset.template import Template
+from tests.support.rule_texts import POLICY
 
 EXAMPLE_RULES = Path(__file__).resolve().parents[1] / "rules"
 NS = "llm-research"
-
-POLICY = """\
-defaults:
-  escalation: {SEV-1: page, SEV-2: page, SEV-3: ticket}
-escalations:
-  page: {tiers: [{after_s: 0, notify: [oncall]}]}
-  ticket: {tiers: [{after_s: 0, notify: [ops]}]}
-"""
 
 
 def load(directory: Path) -> RuleSet:

@@ -29,6 +29,7 @@ from remediator.actions.base import (
 )
 from remediator.clients.postgres import DatabaseHandle, PostgresTarget, Session
 from remediator.model import ALLOW, StopReason, refuse
+from remediator.regex import Regex
 
 EVIDENCE_QUERY_CHARS = 200
 _STRING_LITERAL = re.compile(r"'(?:[^']|'')*'")
@@ -36,12 +37,13 @@ _NUMBER = re.compile(r"\b\d+(?:\.\d+)?\b")
 
 
 class KillQueryParams(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
-    min_duration_s: float = Field(gt=0)
-    """Only queries running at least this long. Required."""
-    max_per_run: int = Field(ge=1)
-    """At most this many sessions per run. Required."""
+    min_duration_s: float = Field(gt=0, le=86_400)
+    """Only queries running at least this long, seconds, at most a day (a query running
+    longer is a human's to judge). Required. It goes into PostgreSQL's make_interval."""
+    max_per_run: int = Field(ge=1, le=100)
+    """At most this many sessions per run, 1 to 100: the blast radius of one run. Required."""
     states: list[str] = Field(default_factory=lambda: ["active"], min_length=1)
     """pg_stat_activity states to consider: active, idle in transaction, …"""
     databases: list[str] = Field(default_factory=list)
@@ -52,9 +54,10 @@ class KillQueryParams(BaseModel):
     deny_users: list[str] = Field(default_factory=list)
     deny_applications: list[str] = Field(default_factory=list)
     query_pattern: str | None = None
-    """A regular expression the query text must match (search)."""
+    """An RE2 regular expression the query text must match (search). RE2: any database
+    client writes query text, and none can make the match backtrack."""
     grace_s: float = Field(default=10.0, ge=0, le=300)
-    """Seconds between cancel and terminate."""
+    """Seconds between cancel and terminate, at most 5 minutes."""
     terminate: bool = False
     """Terminate the session when cancelling did not stop its query within grace_s."""
     redact_literals: bool = True
@@ -65,9 +68,9 @@ class KillQueryParams(BaseModel):
     def _compiles(cls, value: str | None) -> str | None:
         if value is not None:
             try:
-                re.compile(value)
-            except re.error as exc:
-                raise ValueError(f"does not compile ({exc})") from None
+                Regex(value)
+            except ValueError as exc:
+                raise ValueError(f"is not usable: {exc}") from None
         return value
 
 
@@ -77,7 +80,7 @@ def _allowed(value: str, allow: Sequence[str], deny: Sequence[str]) -> bool:
 
 def select(sessions: Sequence[Session], params: KillQueryParams) -> list[Session]:
     """The sessions the rule may signal, oldest query first, at most ``max_per_run``."""
-    pattern = re.compile(params.query_pattern) if params.query_pattern else None
+    pattern = Regex(params.query_pattern) if params.query_pattern else None
     chosen = [
         s
         for s in sessions

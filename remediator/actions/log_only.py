@@ -23,7 +23,7 @@ from remediator.model import ALLOW
 
 
 class LogOnlyParams(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     note: str = ""
     """Free text copied into the audit record, e.g. the runbook step a human would take."""

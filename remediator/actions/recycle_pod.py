@@ -34,13 +34,16 @@ from remediator.model import ALLOW, StopReason, Verdict, refuse
 
 POLL_S = 1.0
 PDB_BACKOFF_S = 2.0
+MAX_MIN_HEALTHY = 1_000
+"""As scale_out's max_replicas: the most replicas a rule reasons about."""
 
 
 class RecyclePodParams(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     min_healthy: int | str
-    """Ready replicas that must remain: a count (2) or a share of the desired ("66%")."""
+    """Ready replicas that must remain: a count (0 to 1 000) or a share of the desired,
+    "0%" to "100%" ("66%")."""
     pick: Literal["most_restarts", "oldest", "not_ready"] = "most_restarts"
     """Which pod, when the target is a Deployment rather than a pod the alert names."""
     uid_label: str = "uid"
@@ -56,11 +59,13 @@ class RecyclePodParams(BaseModel):
     @classmethod
     def _count_or_share(cls, value: int | str) -> int | str:
         if isinstance(value, int):
-            if value < 0:
-                raise ValueError("must be 0 or more")
+            if not 0 <= value <= MAX_MIN_HEALTHY:
+                raise ValueError(f"must be a count from 0 to {MAX_MIN_HEALTHY}, not {value}")
             return value
-        if not value.endswith("%") or not value[:-1].isdigit() or int(value[:-1]) > 100:
-            raise ValueError('must be a count or a percentage such as "66%"')
+        digits = value.removesuffix("%")
+        share_ok = digits != value and digits.isascii() and digits.isdigit() and len(digits) <= 3
+        if not share_ok or int(digits) > 100:
+            raise ValueError('must be a count or a percentage from "0%" to "100%", such as "66%"')
         return value
 
 

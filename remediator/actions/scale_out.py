@@ -37,21 +37,29 @@ SCALE_IN_STEP_S = 60.0
 POLL_S = 1.0
 
 
-class ScaleOutParams(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+MAX_REPLICAS = 1_000
+"""The most replicas a rule may scale to: beyond that, capacity is a human decision."""
+MAX_SCALE_IN_AFTER_S = 7 * 86_400
+"""A week: extra pods kept longer than that are a capacity change, not a remediation."""
 
-    max_replicas: int = Field(ge=1)
-    """Never scale above this. Required: the seed's API runs 3 to 20 pods."""
-    step: int | None = Field(default=None, ge=1)
-    """Pods to add."""
-    factor: float | None = Field(default=None, gt=1)
-    """Or multiply the current count (rounded up)."""
+
+class ScaleOutParams(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    max_replicas: int = Field(ge=1, le=MAX_REPLICAS)
+    """Never scale above this, 1 to 1 000. Required: the seed's API runs 3 to 20 pods."""
+    step: int | None = Field(default=None, ge=1, le=MAX_REPLICAS)
+    """Pods to add, 1 to 1 000 (one action adds at most max(4 pods, +100 %) anyway)."""
+    factor: float | None = Field(default=None, gt=1, le=10)
+    """Or multiply the current count (rounded up), above 1 and at most 10; the step limit
+    caps any factor above 5 (1 pod → 5)."""
     hpa: Literal["refuse", "raise_min"] = "refuse"
     """When an HPA scales the Deployment: refuse (two controllers must not fight), or raise
     the HPA's minReplicas to the new count instead and let the HPA scale."""
-    scale_in_after_s: float | None = Field(default=None, ge=0)
-    """Once the episode has stayed resolved this long, return to the count it started from,
-    in bounded steps, unless someone else changed the replicas since. None: never."""
+    scale_in_after_s: float | None = Field(default=None, ge=0, le=MAX_SCALE_IN_AFTER_S)
+    """Once the episode has stayed resolved this long (seconds, at most 7 days), return to
+    the count it started from, in bounded steps, unless someone else changed the replicas
+    since. None: never."""
 
     @model_validator(mode="after")
     def _one_way_to_grow(self) -> Self:

@@ -2,14 +2,20 @@
 them, ``policy`` and ``defaults`` at most once), resolve named actions and escalation
 policies, compile matchers and target templates, and require a catch-all last.
 
+Where it sits: ``serve`` (through ``app.init_app``), ``check``, ``explain`` and ``rbac``
+call ``load_rules`` once; it reads the files (``files``, ``read``) and ``classify`` reads
+the ``RuleSet`` it returns.
+
 Errors are ``RuleFileError`` sentences naming file, rule and field (see ``read``).
 """
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import hashlib
 import itertools
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,8 +24,9 @@ from pydantic import BaseModel, ValidationError
 
 from remediator.actions.base import Action
 from remediator.guards.claim import Limit
+from remediator.ruleset.files import read_bounded, rule_files
 from remediator.ruleset.matchers import Matcher, parse_matcher
-from remediator.ruleset.read import RULE_SUFFIXES, fail, quoted, read_rule_file, schema_error
+from remediator.ruleset.read import fail, quoted, read_rule_file, schema_error, shown
 from remediator.ruleset.rules import PlannedAction, Rule, RuleSet, TargetTemplate
 from remediator.ruleset.schema import (
     ActionSpec,
@@ -51,7 +58,8 @@ def _merge_named(
 ) -> None:
     for name, spec in items.items():
         if name in into:
-            raise fail(f'{file}: {kind} "{name}"', "", f"is already declared in {into[name][0]}")
+            where = f"{file}: {kind} {quoted(name)}"
+            raise fail(where, "", f"is already declared in {into[name][0]}")
         into[name] = (file, spec)
 
 
@@ -88,8 +96,11 @@ def _merge(files: Sequence[tuple[str, RuleFileSpec]]) -> _Merged:
     return merged
 
 
-def _known(names: Sequence[str]) -> str:
-    return ", ".join(sorted(names)) or "none"
+def _known(names: Sequence[str], most: int = 10) -> str:
+    """``a, b, c``, or ``none``; past ``most`` names, ``a, b and 90 more``."""
+    first = sorted(names)[:most]
+    more = f" and {len(names) - most} more" if len(names) > most else ""
+    return ", ".join(shown(n) for n in first) + more or "none"
 
 
 def _resolve_action(
@@ -101,7 +112,7 @@ def _resolve_action(
         raise fail(
             where,
             f"{prefix}kind",
-            f'names unknown action kind "{spec.kind}" (known: {_known(list(registry))})',
+            f"names unknown action kind {quoted(spec.kind)} (known: {_known(list(registry))})",
         )
     try:
         params: BaseModel = action.params_model.model_validate(spec.params)
@@ -115,12 +126,37 @@ def _declared_actions(
 ) -> dict[str, tuple[Action, BaseModel]]:
     """Each declared action, checked once where it is declared (used or not)."""
     return {
-        name: _resolve_action(f'{file}: action "{name}"', "", spec, registry)
+        name: _resolve_action(f"{file}: action {quoted(name)}", "", spec, registry)
         for name, (file, spec) in merged.actions.items()
     }
 
 
-def _template(where: str, field_path: str, text: str) -> Template:
+@dataclass
+class _Compiler:
+    """What compiling a rule needs, and what is compiled so far: rules share most matchers
+    (``namespace=~"llm-.*"``), templates (``{namespace}``), inline actions and limits, and
+    all of them are immutable."""
+
+    merged: _Merged
+    declared: Mapping[str, tuple[Action, BaseModel]]
+    registry: Mapping[str, Action]
+    defaults: DefaultsSpec
+    ineffective_after: Limit | None = None
+    matchers: dict[str, Matcher] = field(default_factory=dict)
+    templates: dict[str, Template] = field(default_factory=dict)
+    inline: dict[str, tuple[str, Action, BaseModel]] = field(default_factory=dict)
+    limits: dict[tuple[int, float], Limit] = field(default_factory=dict)
+
+    def limit(self, spec: LimitSpec | None) -> Limit | None:
+        if spec is None:
+            return None
+        key = (spec.max_actions, spec.window_s)
+        return self.limits.get(key) or self.limits.setdefault(key, Limit(*key))
+
+
+def _template(where: str, field_path: str, text: str, cache: dict[str, Template]) -> Template:
+    if text in cache:
+        return cache[text]
     try:
         template = Template.parse(text)
     except ValueError as exc:
@@ -134,29 +170,44 @@ def _template(where: str, field_path: str, text: str) -> Template:
             f"is {quoted(text)}, which can never give a valid object name (lowercase letters,"
             " digits, '-' and '.')",
         ) from None
+    cache[text] = template
     return template
 
 
-def _target(where: str, action_name: str, action: Action, target: TargetSpec) -> TargetTemplate:
+def _target(
+    where: str, action_name: str, action: Action, target: TargetSpec, cache: dict[str, Template]
+) -> TargetTemplate:
     if action.target_kinds and target.kind not in action.target_kinds:
         raise fail(
             where,
             "target.kind",
-            f'is {target.kind}, but action "{action_name}" ({action.kind}) acts only on'
-            f" {', '.join(sorted(action.target_kinds))}",
+            f"is {shown(target.kind)}, but action {quoted(action_name)} ({action.kind}) acts"
+            f" only on {', '.join(sorted(action.target_kinds))}",
         )
-    namespace = _template(where, "target.namespace", target.namespace) if target.namespace else None
-    return TargetTemplate(
-        target.kind, namespace or Template(""), _template(where, "target.name", target.name)
+    namespace = (
+        _template(where, "target.namespace", target.namespace, cache) if target.namespace else None
     )
+    name = _template(where, "target.name", target.name, cache)
+    return TargetTemplate(target.kind, namespace or Template(""), name)
 
 
-def _plan(
-    where: str,
-    spec: RuleSpec,
-    declared: Mapping[str, tuple[Action, BaseModel]],
-    registry: Mapping[str, Action],
-) -> PlannedAction | None:
+def _inline(
+    where: str, raw: Mapping[str, Any], compiler: _Compiler
+) -> tuple[str, Action, BaseModel]:
+    """An inline ``{kind, params}``, checked; the same text twice is checked once."""
+    key = repr(raw)  # YAML's values (str, numbers, lists, dicts) print unambiguously
+    if key not in compiler.inline:
+        try:
+            inline = ActionSpec.model_validate(raw)
+        except ValidationError as exc:
+            raise schema_error(where, exc, ActionSpec, "action.") from None
+        action, params = _resolve_action(where, "action.", inline, compiler.registry)
+        compiler.inline[key] = (inline.kind, action, params)
+    return compiler.inline[key]
+
+
+def _plan(where: str, spec: RuleSpec, compiler: _Compiler) -> PlannedAction | None:
+    declared = compiler.declared
     if spec.action is None:
         if spec.target is not None:
             raise fail(where, "target", 'is set, but the rule has no "action" to act on it')
@@ -168,30 +219,29 @@ def _plan(
             raise fail(
                 where,
                 "action",
-                f'names undefined action "{spec.action}" (declared: {_known(list(declared))})',
+                f"names undefined action {quoted(spec.action)}"
+                f" (declared: {_known(list(declared))})",
             )
         name = spec.action
         action, params = declared[name]
     else:
-        try:
-            inline = ActionSpec.model_validate(spec.action)
-        except ValidationError as exc:
-            raise schema_error(where, exc, ActionSpec, "action.") from None
-        name = f"{spec.name}.{inline.kind}"
-        action, params = _resolve_action(where, "action.", inline, registry)
-    target = _target(where, name, action, spec.target)
+        kind, action, params = _inline(where, spec.action, compiler)
+        name = f"{spec.name}.{kind}"
+    target = _target(where, name, action, spec.target, compiler.templates)
     return PlannedAction(name=name, action=action, params=params, target=target)
 
 
-def _matchers(where: str, spec: RuleSpec) -> tuple[Matcher, ...]:
+def _matchers(where: str, spec: RuleSpec, cache: dict[str, Matcher]) -> tuple[Matcher, ...]:
     compiled = []
     for i, text in enumerate(spec.match):
         try:
-            compiled.append(parse_matcher(text))
+            matcher = cache.get(text) or parse_matcher(text)
         except ValueError as exc:
             raise fail(
-                where, f"match[{i}]", f"holds {text}, which is not a valid matcher: {exc}"
+                where, f"match[{i}]", f"holds {shown(text)}, which is not a valid matcher: {exc}"
             ) from None
+        cache[text] = matcher
+        compiled.append(matcher)
     return tuple(compiled)
 
 
@@ -212,35 +262,28 @@ def _escalation(where: str, spec: RuleSpec, merged: _Merged, defaults: DefaultsS
         raise fail(
             where,
             "escalation",
-            f'names undefined escalation policy "{name}"{source}'
+            f"names undefined escalation policy {quoted(name)}{source}"
             f" (defined: {_known(list(merged.escalations))})",
         )
     return name
 
 
-def _compile_rule(
-    position: int,
-    file: str,
-    spec: RuleSpec,
-    merged: _Merged,
-    declared: Mapping[str, tuple[Action, BaseModel]],
-    registry: Mapping[str, Action],
-) -> Rule:
+def _compile_rule(position: int, file: str, spec: RuleSpec, compiler: _Compiler) -> Rule:
     where = f'{file}: rule "{spec.name}"'
-    defaults = merged.defaults or DefaultsSpec()
+    defaults = compiler.defaults
     return Rule(
         name=spec.name,
         file=file,
         position=position,
-        matchers=_matchers(where, spec),
+        matchers=_matchers(where, spec, compiler.matchers),
         severity=spec.severity,
-        plan=_plan(where, spec, declared, registry),
+        plan=_plan(where, spec, compiler),
         cooldown_s=defaults.cooldown_s if spec.cooldown_s is None else spec.cooldown_s,
-        rate_limit=_limit(spec.rate_limit),
-        target_rate_limit=_limit(spec.target_rate_limit),
-        ineffective_after=_limit(defaults.ineffective_after),
+        rate_limit=compiler.limit(spec.rate_limit),
+        target_rate_limit=compiler.limit(spec.target_rate_limit),
+        ineffective_after=compiler.ineffective_after,
         verify_within_s=spec.verify_within_s or defaults.verify_within_s,
-        escalation=_escalation(where, spec, merged, defaults),
+        escalation=_escalation(where, spec, compiler.merged, defaults),
         description=spec.description,
     )
 
@@ -275,20 +318,8 @@ def _check_policy(file: str, policy: PolicySpec, registry: Mapping[str, Action])
             raise fail(
                 f"{file}: policy",
                 "action_limits",
-                f'names unknown action kind "{kind}" (known: {_known(list(registry))})',
+                f"names unknown action kind {quoted(kind)} (known: {_known(list(registry))})",
             )
-
-
-def rule_files(directory: Path) -> list[Path]:
-    where = f"rules directory {directory}"
-    if not directory.exists():
-        raise fail(where, "", "does not exist")
-    if not directory.is_dir():
-        raise fail(where, "", "is not a directory")
-    files = sorted(p for p in directory.iterdir() if p.suffix in RULE_SUFFIXES and p.is_file())
-    if not files:
-        raise fail(where, "", "holds no rule files (*.yaml or *.yml)")
-    return files
 
 
 def _check_sinks(merged: _Merged) -> None:
@@ -301,26 +332,47 @@ def _check_sinks(merged: _Merged) -> None:
             for n, sink in enumerate(tier.notify):
                 if sink not in merged.sinks:
                     raise fail(
-                        f'{file}: escalation policy "{name}"',
+                        f"{file}: escalation policy {quoted(name)}",
                         f"tiers[{t}].notify[{n}]",
                         f"names undefined sink {quoted(sink)}"
                         f" (defined: {_known(list(merged.sinks))})",
                     )
 
 
+@contextlib.contextmanager
+def _without_cyclic_gc() -> Iterator[None]:
+    """A load creates hundreds of thousands of lists, dicts and models and builds no
+    cycles; the collector's passes over them were a third of a 20 000-rule load."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
 def load_rules(directory: Path, registry: Mapping[str, Action]) -> RuleSet:
+    with _without_cyclic_gc():
+        return _load(directory, registry)
+
+
+def _load(directory: Path, registry: Mapping[str, Action]) -> RuleSet:
     digest = hashlib.sha256()
     parsed: list[tuple[str, RuleFileSpec]] = []
     for path in rule_files(directory):
-        spec, data = read_rule_file(path)
+        data = read_bounded(path)
+        spec = read_rule_file(path.name, data)
         digest.update(path.name.encode() + b"\0" + data + b"\0")
         parsed.append((path.name, spec))
     merged = _merge(parsed)
     policy = merged.policy or PolicySpec()
     _check_policy(merged.policy_file, policy, registry)
+    defaults = merged.defaults or DefaultsSpec()
     declared = _declared_actions(merged, registry)
+    compiler = _Compiler(merged, declared, registry, defaults, _limit(defaults.ineffective_after))
     rules = [
-        _compile_rule(position, file, spec, merged, declared, registry)
+        _compile_rule(position, file, spec, compiler)
         for position, (file, spec) in enumerate(merged.rules)
     ]
     _check_catch_all(directory, rules)

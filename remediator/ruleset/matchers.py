@@ -1,8 +1,14 @@
 """Alertmanager matcher syntax: ``name="v"``, ``name!="v"``, ``name=~"re"``, ``name!~"re"``.
 
-A missing label reads as the empty string, as in Alertmanager. Regexes are anchored (the
-whole value must match, as with Alertmanager's ``^(?:re)$``) and compiled once, when the
-rules load. They are Python regexes; RE2's common syntax means the same here.
+Where it sits: ``load`` compiles each rule's ``match`` list here once; ``classify`` (through
+``index``) calls ``Matcher.matches`` on every alert's labels, on the event loop.
+
+A missing label reads as the empty string, as in Alertmanager. Regexes are RE2, the engine
+whose syntax Alertmanager's Go ``regexp`` implements, and they are anchored: the whole value
+must match, as with Alertmanager's ``^(?:re)$``. RE2 matches in time linear in the label
+value, so no label value (labels are untrusted) can make classification backtrack. What
+Python's ``re`` has and RE2 has not (backreferences, lookarounds, atomic groups, possessive
+quantifiers, ``\\Z``) is refused when the rules load, with the reason.
 """
 
 from __future__ import annotations
@@ -13,7 +19,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 
-_MATCHER = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*(=~|!~|!=|=)\s*(.*?)\s*$", re.DOTALL)
+from remediator.regex import Regex
+
+# Both run on rule-file text, never on label values, and neither backtracks more than
+# linearly (the matcher's text is stripped first).
+_MATCHER = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)\s*(=~|!~|!=|=)\s*(.*)", re.DOTALL)
 _BARE_VALUE = re.compile(r'^[^"\s{}]*$')
 
 
@@ -24,19 +34,20 @@ class MatchType(StrEnum):
     NOT_REGEX = "!~"
 
 
+_TYPES = {kind.value: kind for kind in MatchType}  # faster than MatchType(op), per rule
+
+
 @dataclass(frozen=True, slots=True)
 class Matcher:
     name: str
     type: MatchType
     value: str
-    pattern: re.Pattern[str] | None = None
+    pattern: Regex | None = None
 
     def matches(self, labels: Mapping[str, str]) -> bool:
         actual = labels.get(self.name, "")
         if self.pattern is not None:
-            # fullmatch, not "^(?:re)$" with match(): "$" would also accept a trailing
-            # newline, and wrapping changes the meaning of a regex such as "a)|(b".
-            found = self.pattern.fullmatch(actual) is not None
+            found = self.pattern.fullmatch(actual)
             return found if self.type is MatchType.REGEX else not found
         equal = actual == self.value
         return equal if self.type is MatchType.EQUAL else not equal
@@ -47,6 +58,10 @@ class Matcher:
 
 def _unquote(raw: str) -> str:
     if raw.startswith('"'):
+        inner = raw[1:-1]
+        plain = len(raw) > 1 and raw.endswith('"') and inner.isprintable()
+        if plain and '"' not in inner and "\\" not in inner:
+            return inner  # nothing to unescape: what json.loads would give, faster
         try:
             value = json.loads(raw)
         except json.JSONDecodeError:
@@ -64,17 +79,14 @@ def _unquote(raw: str) -> str:
 
 def parse_matcher(text: str) -> Matcher:
     """``'severity=~"warning|critical"'`` → ``Matcher``; ``ValueError`` with a reason otherwise."""
-    found = _MATCHER.match(text)
+    found = _MATCHER.fullmatch(text.strip())
     if found is None:
         raise ValueError(
             'it is not of the form name="value", name!="value", name=~"re" or name!~"re"'
         )
     name, op, raw = found.groups()
-    kind = MatchType(op)
+    kind = _TYPES[op]
     value = _unquote(raw)
     if kind in (MatchType.REGEX, MatchType.NOT_REGEX):
-        try:
-            return Matcher(name, kind, value, re.compile(value))
-        except re.error as exc:
-            raise ValueError(f"its regular expression does not compile ({exc})") from None
+        return Matcher(name, kind, value, Regex(value))
     return Matcher(name, kind, value)

@@ -1,10 +1,17 @@
-"""Reading one rule file: YAML (no repeated keys) → ``RuleFileSpec``, or a ``RuleFileError``.
+"""Reading one rule file: its bytes (from ``files``) → YAML (``strict_yaml``) →
+``RuleFileSpec``, or a ``RuleFileError``; and the sentences every rule-file error is.
 
-Every message is one sentence that names the file, the rule (or section) and the field, in
-the manner of Alertmanager's ``undefined receiver "team-X" used in route``::
+Where it sits: ``load`` reads each selected file with ``files.read_bounded``, calls
+``read_rule_file`` on it, then merges and compiles the specs.
+
+Every message is one sentence on one line that names the file, the rule (or section) and
+the field, in the manner of Alertmanager's ``undefined receiver "team-X" used in route``::
 
     10-platform.yaml: rule "cpu": field "cooldwn_s" is not a known key (did you mean
     "cooldown_s"?).
+
+What the file holds is quoted with escapes (a newline reads as ``\\n``) and cut short, so
+no rule file can make a message span lines or run on.
 """
 
 from __future__ import annotations
@@ -12,25 +19,32 @@ from __future__ import annotations
 import difflib
 import json
 import types
-from collections.abc import Hashable, Mapping, Sequence
-from pathlib import Path
+from collections.abc import Mapping, Sequence
 from typing import Any, Union, get_args, get_origin
 
-import yaml
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
 from remediator.errors import RuleFileError
 from remediator.ruleset.schema import KIND_PATTERN, NAME_PATTERN, RuleFileSpec
+from remediator.ruleset.strict_yaml import DuplicateKey, YamlError, parse
 
-RULE_SUFFIXES = (".yaml", ".yml")
 SECTIONS = tuple(RuleFileSpec.model_fields)
+SHOWN_CHARS = 64
+"""Characters of a value, key or name quoted in a message; longer ones are cut, with "…"."""
 
 #: What a ``pattern`` means, in words, for the messages.
 _PATTERN_WORDS = {
     NAME_PATTERN: "must be 1 to 63 lowercase letters, digits, '.', '_' or '-',"
     " starting and ending with a letter or digit",
     KIND_PATTERN: "must be a Kubernetes kind in CamelCase, such as Deployment or Pod",
+}
+#: Pydantic's bound errors → (the bound's name in the error's context, our words).
+_BOUND_WORDS = {
+    "greater_than_equal": ("ge", "at least"),
+    "less_than_equal": ("le", "at most"),
+    "greater_than": ("gt", "greater than"),
+    "less_than": ("lt", "less than"),
 }
 _TYPE_WORDS = {
     "list_type": "a list",
@@ -48,53 +62,47 @@ _TYPE_WORDS = {
 }
 
 
-class _DuplicateKey(Exception):
-    def __init__(self, key: Any, node: yaml.MappingNode, key_node: yaml.Node) -> None:
-        super().__init__(key)
-        self.key = key
-        self.node = node
-        self.key_node = key_node
+def _escape(char: str) -> str:
+    code = ord(char)
+    return f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}"
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """PyYAML keeps the last of two equal keys; a rule file with two is a mistake."""
+def one_line(text: str) -> str:
+    """``text`` with every character that does not print (line breaks, U+2028, bidi
+    controls, tabs) written as an escape."""
+    if text.isprintable():
+        return text
+    escapes = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+    return "".join(c if c.isprintable() else escapes.get(c) or _escape(c) for c in text)
 
 
-def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode) -> dict[Any, Any]:
-    seen: set[Any] = set()
-    for key_node, _ in node.value:
-        key = loader.construct_object(key_node)
-        if not isinstance(key, Hashable):
-            break  # construct_mapping reports it, with its line
-        if key in seen:
-            raise _DuplicateKey(key, node, key_node)
-        seen.add(key)
-    return loader.construct_mapping(node)
-
-
-_UniqueKeyLoader.add_constructor(
-    yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG,
-    _construct_mapping,
-)
+def shown(text: object) -> str:
+    """A key or name from the file, for a message: on one line, at most ``SHOWN_CHARS``."""
+    text = str(text)
+    cut = text if len(text) <= SHOWN_CHARS else text[: SHOWN_CHARS - 1] + "…"
+    return one_line(cut)
 
 
 def fail(where: str, field_path: str, predicate: str) -> RuleFileError:
     """``where: field "path" predicate.``, or ``where predicate.`` without a field."""
     predicate = predicate.rstrip(".")
     if field_path:
-        return RuleFileError(f'{where}: field "{field_path}" {predicate}.')
-    return RuleFileError(f"{where} {predicate}.")
+        return RuleFileError(one_line(f'{where}: field "{field_path}" {predicate}.'))
+    return RuleFileError(one_line(f"{where} {predicate}."))
 
 
 def field_path(loc: Sequence[int | str]) -> str:
     path = ""
     for item in loc:
-        path += f"[{item}]" if isinstance(item, int) else (f".{item}" if path else str(item))
+        step = shown(item)
+        path += f"[{item}]" if isinstance(item, int) else (f".{step}" if path else step)
     return path
 
 
 def quoted(value: str) -> str:
-    return json.dumps(value, ensure_ascii=False)
+    """``value`` in double quotes with JSON's escapes, cut at ``SHOWN_CHARS``."""
+    cut = value if len(value) <= SHOWN_CHARS else value[: SHOWN_CHARS - 1] + "…"
+    return one_line(json.dumps(cut, ensure_ascii=False))
 
 
 def _describe_type(value: Any) -> str:
@@ -112,6 +120,13 @@ def _describe_type(value: Any) -> str:
     if isinstance(value, dict):
         return "a mapping"
     return "something else"
+
+
+def _bound(value: Any) -> str:
+    """A bound as written in the schema: 2592000, not 2592000.0 (pydantic's float)."""
+    if isinstance(value, float) and value.is_integer() and abs(value) < 1e15:
+        return str(int(value))
+    return str(value)
 
 
 def _describe(value: Any) -> str:
@@ -157,7 +172,7 @@ def _keys_at(model: type[BaseModel], loc: Sequence[int | str]) -> list[str]:
 
 
 def _unknown_key(key: str, known: Sequence[str], noun: str = "key") -> str:
-    close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+    close = difflib.get_close_matches(key, known, n=1, cutoff=0.6) if len(key) <= 100 else []
     if close:
         return f'is not a known {noun} (did you mean "{close[0]}"?)'
     if known:
@@ -189,6 +204,9 @@ def _predicate(error: ErrorDetails, model: type[BaseModel]) -> str:
         return f"{words}, not {_describe(value)}"
     if kind in _TYPE_WORDS:
         return f"must be {_TYPE_WORDS[kind]}, not {_describe_type(value)}"
+    if kind in _BOUND_WORDS:
+        name, words = _BOUND_WORDS[kind]
+        return f"must be {words} {_bound(ctx[name])}, not {_describe(value)}"
     if kind in ("too_short", "too_long"):
         bound, word = (
             ("min_length", "at least") if kind == "too_short" else ("max_length", "at most")
@@ -212,14 +230,14 @@ def _section_where(
         rules = raw.get("rules")
         item = rules[loc[1]] if isinstance(rules, list) and loc[1] < len(rules) else None
         name = item.get("name") if isinstance(item, dict) else None
-        label = f'rule "{name}"' if isinstance(name, str) else f"rule #{loc[1] + 1}"
+        label = f"rule {quoted(name)}" if isinstance(name, str) else f"rule #{loc[1] + 1}"
         return f"{file}: {label}", loc[2:]
     if len(loc) >= 2 and loc[0] in ("actions", "escalations"):
         kind = "action" if loc[0] == "actions" else "escalation policy"
-        return f'{file}: {kind} "{loc[1]}"', loc[2:]
+        return f"{file}: {kind} {quoted(str(loc[1]))}", loc[2:]
     if len(loc) >= 2 and loc[0] in ("policy", "defaults"):
         return f"{file}: {loc[0]}", loc[1:]
-    return (f'{file}: section "{loc[0]}"', loc[1:]) if loc else (file, ())
+    return (f"{file}: section {quoted(str(loc[0]))}", loc[1:]) if loc else (file, ())
 
 
 def schema_error(
@@ -232,72 +250,48 @@ def schema_error(
     if loc and loc[-1] == "[key]":
         # A mapping key that is not allowed, e.g. "SEV-4" under defaults.escalation.
         predicate = _predicate({**error, "input": None}, model).removesuffix(", not empty")
-        return fail(where, prefix + field_path(loc[:-2]), f'has key "{loc[-2]}", which {predicate}')
+        key = quoted(str(loc[-2]))
+        return fail(where, prefix + field_path(loc[:-2]), f"has key {key}, which {predicate}")
     return fail(where, prefix + field_path(loc), _predicate(error, model))
 
 
-def _path_to(node: yaml.Node, target: yaml.MappingNode) -> tuple[int | str, ...] | None:
-    """Where mapping ``target`` (of another parse) sits in the document under ``node``."""
-    if isinstance(node, yaml.MappingNode) and node.start_mark.index == target.start_mark.index:
-        return ()
-    children: list[tuple[int | str, yaml.Node]] = []
-    if isinstance(node, yaml.MappingNode):
-        children = [(str(k.value), v) for k, v in node.value if isinstance(k, yaml.ScalarNode)]
-    elif isinstance(node, yaml.SequenceNode):
-        children = list(enumerate(node.value))
-    for step, child in children:
-        found = _path_to(child, target)
-        if found is not None:
-            return (step, *found)
-    return None
+def _duplicate_key_error(file: str, dup: DuplicateKey) -> RuleFileError:
+    root = dup.root if isinstance(dup.root, dict) else {}
+    key = dup.key if isinstance(dup.key, str) else str(dup.key)
+    where, rest = _section_where(file, root, (*dup.path, key))
+    return fail(where, field_path(rest), f"appears twice, {dup.where}")
 
 
-def _duplicate_key_error(file: str, data: bytes, dup: _DuplicateKey) -> RuleFileError:
-    first = next(k for k, _ in dup.node.value if k.value == dup.key_node.value)
-    first_line, line = first.start_mark.line + 1, dup.key_node.start_mark.line + 1
-    lines = f"on line {line}" if first_line == line else f"on lines {first_line} and {line}"
-    document = yaml.compose(data, Loader=yaml.SafeLoader)
-    loc = _path_to(document, dup.node) if document is not None else None
-    if loc is None:
-        return fail(file, "", f'has the key "{dup.key}" twice in one mapping, {lines}')
-    raw = yaml.load(data, Loader=yaml.SafeLoader)  # duplicates allowed: only to name the rule
-    where, rest = _section_where(file, raw if isinstance(raw, dict) else {}, (*loc, dup.key))
-    if not rest:
-        return fail(where, "", f"appears twice, {lines}")
-    return fail(where, field_path(rest), f"appears twice, {lines}")
-
-
-def read_rule_file(path: Path) -> tuple[RuleFileSpec, bytes]:
-    data = path.read_bytes()
+def _yaml(file: str, data: bytes) -> Any:
     try:
-        raw = yaml.load(data, Loader=_UniqueKeyLoader)
-    except _DuplicateKey as dup:
-        raise _duplicate_key_error(path.name, data, dup) from None
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark
-        at = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "somewhere"
-        context = ""
-        if exc.context and exc.context_mark:
-            context = f" ({exc.context} started on line {exc.context_mark.line + 1})"
-        raise fail(path.name, "", f"is not valid YAML at {at}: {exc.problem}{context}") from None
-    except yaml.YAMLError as exc:
-        raise fail(path.name, "", f"is not valid YAML ({exc})") from None
+        return parse(data)
+    except DuplicateKey as dup:
+        raise _duplicate_key_error(file, dup) from None
+    except YamlError as exc:
+        raise fail(file, "", exc.problem) from None
+
+
+def read_rule_file(file: str, data: bytes) -> RuleFileSpec:
+    """The spec rule file ``file`` holds (``data``, read by ``files``), or a sentence."""
+    raw = _yaml(file, data)
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
         raise fail(
-            path.name,
+            file,
             "",
             f"must be a mapping of sections ({', '.join(SECTIONS)}), not {_describe_type(raw)}",
         )
     for key in raw:
         if key not in SECTIONS:
             raise fail(
-                f'{path.name}: section "{key}"', "", _unknown_key(str(key), SECTIONS, "section")
+                f"{file}: section {quoted(str(key))}",
+                "",
+                _unknown_key(str(key), SECTIONS, "section"),
             )
     try:
-        return RuleFileSpec.model_validate(raw), data
+        return RuleFileSpec.model_validate(raw)
     except ValidationError as exc:
         loc = tuple(exc.errors(include_url=False)[0]["loc"])
-        where, rest = _section_where(path.name, raw, loc)
+        where, rest = _section_where(file, raw, loc)
         raise schema_error(where, exc, RuleFileSpec, skip=len(loc) - len(rest)) from None

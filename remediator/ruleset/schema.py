@@ -1,7 +1,14 @@
-"""The rule-file format, as strict pydantic models: unknown keys are errors.
+"""The rule-file format, as strict pydantic models: unknown keys are errors, and every
+number has bounds.
 
-One file may hold any of the sections; across files, rule, action and escalation names
-are unique and ``policy``/``defaults`` appear at most once (see ``load``).
+Where it sits: ``read`` validates each file's YAML against ``RuleFileSpec``; ``load``
+merges the files. One file may hold any of the sections; across files, rule, action and
+escalation names are unique and ``policy``/``defaults`` appear at most once.
+
+Every number is bounded where it is read, so nothing later can overflow: the longest
+duration, 30 days, added to any clock time before December 9999 stays within ``datetime``,
+and infinity and NaN are refused (``allow_inf_nan=False``). Each field's docstring gives
+its bound and why; the action kinds bound their own parameters (``actions/``).
 """
 
 from __future__ import annotations
@@ -15,20 +22,34 @@ from remediator.model import Severity
 NAME_PATTERN = r"^[a-z0-9]([a-z0-9._-]{0,61}[a-z0-9])?$"
 KIND_PATTERN = r"^[A-Z][A-Za-z]*$"
 
+HOUR_S = 3_600
+DAY_S = 86_400
+MAX_WINDOW_S = 30 * DAY_S
+"""30 days: the longest window anything counts over, and the latest escalation tier."""
+MAX_ACTIONS = 10_000
+"""A count of actions per window: above 10 000 a limit limits nothing (and 1e6 is a typo)."""
+MAX_COOLDOWN_S = 7 * DAY_S
+"""A week between two actions on one target; rarer than that is a ``target_rate_limit``."""
+
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class LimitSpec(Strict):
-    max_actions: int = Field(ge=1)
-    window_s: float = Field(gt=0)
+    max_actions: int = Field(ge=1, le=MAX_ACTIONS)
+    """Actions allowed per window, 1 to 10 000."""
+    window_s: float = Field(gt=0, le=MAX_WINDOW_S)
+    """Seconds, at most 30 days: claims are counted in the store over this window."""
 
 
 class StormSpec(Strict):
-    max_targets: int = Field(default=10, ge=1)
-    """Distinct targets needing action within ``window_s`` before the brake engages."""
-    window_s: float = Field(default=60.0, gt=0)
+    max_targets: int = Field(default=10, ge=1, le=10_000)
+    """Distinct targets needing action within ``window_s`` before the brake engages, 1 to
+    10 000 (that many targets needing action at once is an outage already)."""
+    window_s: float = Field(default=60.0, gt=0, le=DAY_S)
+    """Seconds, at most a day: a storm is minutes, and the SQLite store keeps the window's
+    targets in memory."""
 
 
 class PolicySpec(Strict):
@@ -41,7 +62,9 @@ class PolicySpec(Strict):
     """Destructive actions allowed across all rules per window."""
     action_limits: dict[str, LimitSpec] = Field(default_factory=dict)
     """Per action kind, e.g. ``recycle_pod: {max_actions: 10, window_s: 3600}``."""
-    max_concurrent_actions: int = Field(default=4, ge=1)
+    max_concurrent_actions: int = Field(default=4, ge=1, le=64)
+    """Actions running at once, 1 to 64: each holds Kubernetes API or database connections
+    (and a running verification) for as long as it runs."""
     require_opt_in: bool = True
     """Act only on objects whose annotation remediator.io/allow names the action."""
 
@@ -58,7 +81,8 @@ class TargetSpec(Strict):
 
 
 class EscalationTier(Strict):
-    after_s: float = Field(ge=0)
+    after_s: float = Field(ge=0, le=MAX_WINDOW_S)
+    """Seconds after the escalation, at most 30 days; the tier is due at that time."""
     notify: list[str] = Field(min_length=1)
 
 
@@ -68,8 +92,13 @@ class EscalationPolicySpec(Strict):
 
 class DefaultsSpec(Strict):
     escalation: dict[Severity, str] = Field(default_factory=dict)
-    cooldown_s: float = Field(default=900.0, ge=0)
-    verify_within_s: float = Field(default=300.0, gt=0)
+    cooldown_s: float = Field(default=900.0, ge=0, le=MAX_COOLDOWN_S)
+    """Seconds between two actions on one target, at most 7 days (rarer than that is a
+    ``target_rate_limit``, over up to 30 days)."""
+    verify_within_s: float = Field(default=300.0, gt=0, le=HOUR_S)
+    """Seconds the fix has to show (the action's own check), then as long again for the
+    alert to resolve; at most an hour: the action verifies within its slot of
+    ``max_concurrent_actions``."""
     ineffective_after: LimitSpec = Field(
         default_factory=lambda: LimitSpec(max_actions=3, window_s=3600.0)
     )
@@ -84,11 +113,13 @@ class RuleSpec(Strict):
     action: str | dict[str, Any] | None = None
     """The name of a declared action, or an inline ``{kind, params}``."""
     target: TargetSpec | None = None
-    cooldown_s: float | None = Field(default=None, ge=0)
+    cooldown_s: float | None = Field(default=None, ge=0, le=MAX_COOLDOWN_S)
+    """Overrides ``defaults.cooldown_s``; the same bounds."""
     rate_limit: LimitSpec | None = None
     target_rate_limit: LimitSpec | None = None
     """At most this many actions on one target per window, whatever the episode."""
-    verify_within_s: float | None = Field(default=None, gt=0)
+    verify_within_s: float | None = Field(default=None, gt=0, le=HOUR_S)
+    """Overrides ``defaults.verify_within_s``; the same bounds."""
     escalation: str | None = None
 
     @field_validator("action", mode="before")

@@ -1,0 +1,99 @@
+"""RE2 regular expressions for what SREs write and attackers feed: linear time, always.
+
+Where it sits: rule matchers (``ruleset.matchers``) and ``kill_query``'s ``query_pattern``
+compile through ``Regex`` when the rules load, and match label values and query texts,
+which are untrusted, on the event loop. RE2 is the engine whose syntax Alertmanager's Go
+``regexp`` implements; it never backtracks. What Python's ``re`` has and RE2 has not
+(backreferences, lookarounds, atomic groups, possessive quantifiers, ``\\Z``) is refused
+with the reason.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+import re2
+
+_OPTIONS = re2.Options()
+_OPTIONS.log_errors = False  # RE2 would also print each error to stderr
+# RE2's default budget per regex (program and DFA cache), written out: a pattern that needs
+# more does not compile, and a match that fills the cache goes on, still linear, without it.
+_OPTIONS.max_mem = 8 << 20
+
+#: What Python's ``re`` has and RE2 has not: (RE2's error, or text of the regex) → our words.
+_PYTHON_ONLY = (
+    (re.compile(r"^invalid escape sequence: \\[1-9]"), "a backreference such as \\1"),
+    (re.compile(r"\(\?P="), "a named backreference (?P=name)"),
+    (re.compile(r"^invalid perl operator: \(\?<?[=!]"), "a lookahead or lookbehind"),
+    (re.compile(r"^invalid perl operator: \(\?>"), "an atomic group (?>...)"),
+    (re.compile(r"^invalid perl operator: \(\?\("), "a conditional (?(1)...)"),
+    (re.compile(r"^bad repetition operator: [*+?]\+"), "a possessive quantifier such as a++"),
+    (re.compile(r"^invalid escape sequence: \\Z"), "\\Z (write $ or \\z)"),
+)
+
+
+def _rejected(exc: Exception, text: str) -> str:
+    """RE2's error (bytes in its argument) as the end of our sentence."""
+    raw = exc.args[0] if exc.args else ""
+    reason = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
+    for pattern, feature in _PYTHON_ONLY:
+        if pattern.search(reason) or pattern.search(text):
+            return f"it uses {feature}, which RE2 (Alertmanager's regex syntax) does not have"
+    problem, _, fragment = reason.partition(": ")
+    at = f" at {json.dumps(fragment, ensure_ascii=False)}" if fragment else ""
+    return f"its regular expression does not compile as RE2 ({problem}{at})"
+
+
+def _has_any_byte_escape(text: str) -> bool:
+    """``\\C`` (one byte, even inside a UTF-8 character): C++ RE2 only, Go refuses it."""
+    escaped = False
+    for char in text:
+        if escaped and char == "C":
+            return True
+        escaped = not escaped and char == "\\"
+    return False
+
+
+def _encoded(value: str) -> bytes:
+    try:
+        return value.encode("utf-8")
+    except UnicodeEncodeError:
+        # A lone surrogate (from a JSON "\ud800" escape) reads as U+FFFD, as in Go.
+        return value.encode("utf-16", "surrogatepass").decode("utf-16", "replace").encode()
+
+
+class Regex:
+    """An RE2 regex, compiled once; ``ValueError`` with the reason when it does not."""
+
+    __slots__ = ("_compiled", "text")
+
+    def __init__(self, text: str) -> None:
+        if _has_any_byte_escape(text):
+            raise ValueError(
+                "it uses \\C (any byte), which Alertmanager's regex syntax does not have"
+            )
+        try:
+            self._compiled: Any = re2.compile(text, _OPTIONS)
+        except re2.error as exc:
+            raise ValueError(_rejected(exc, text)) from None
+        self.text = text
+
+    def fullmatch(self, value: str) -> bool:
+        # Anchored at both ends: "$" is the end of the value, never before a trailing
+        # newline, and a regex such as "a)|(b" is refused rather than wrapped.
+        return self._compiled.fullmatch(_encoded(value)) is not None
+
+    def search(self, value: str) -> bool:
+        """Found anywhere in ``value``."""
+        return self._compiled.search(_encoded(value)) is not None
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Regex) and other.text == self.text
+
+    def __hash__(self) -> int:
+        return hash(self.text)
+
+    def __repr__(self) -> str:
+        return f"Regex({self.text!r})"
