@@ -1,5 +1,6 @@
 """``init_app(settings)``: routes, typed app keys, and one cleanup context that owns the
-store, the worker and the action runner. ``serve`` and the tests both build the app here.
+store, the worker and the action runner. ``serve`` and the tests both build the app here
+and serve it through ``http_edge.listening``.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-from remediator import api, webhook
+from remediator import api, http_edge, webhook
 from remediator.ackgate import AckGate
 from remediator.act import ActionRunner
 from remediator.actions.registry import default_registry
@@ -62,6 +63,12 @@ class Services:
     lease_task: asyncio.Task[None] | None = None
     spool_task: asyncio.Task[None] | None = None
 
+    def loops(self) -> dict[str, asyncio.Task[None] | None]:
+        """The background loops by name: any that ended means the service is not ready."""
+        return {"worker": self.worker_task, "aftercare": self.aftercare_task,
+                "delivery": self.delivery_task, "lease": self.lease_task,
+                "spool": self.spool_task}  # fmt: skip
+
 
 SETTINGS = web.AppKey("settings", Settings)
 RULESET = web.AppKey("ruleset", RuleSet)
@@ -89,10 +96,23 @@ async def _webhook(request: web.Request) -> web.Response:
     return await webhook.handle(request, request.app[SERVICES].webhook)
 
 
+async def _webhook_expect(request: web.Request) -> web.Response | None:
+    return await webhook.expect(request, request.app[SERVICES].webhook)
+
+
+async def _decisions_expect(request: web.Request) -> web.Response | None:
+    try:
+        request.app[SERVICES].webhook.auth.check(webhook.authorization(request))
+    except RequestRejected as exc:
+        return webhook.error_response(exc)
+    await http_edge.send_continue(request)
+    return None
+
+
 async def _decisions(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
     try:
-        services.webhook.auth.check(request.headers.get("Authorization"))
+        services.webhook.auth.check(webhook.authorization(request))
         query = api.parse_query(request.query)
     except RequestRejected as exc:
         return webhook.error_response(exc)
@@ -107,13 +127,14 @@ async def _healthz(_: web.Request) -> web.Response:
 async def _readyz(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
     store = await services.store.ping()
+    stopped = [name for name, task in services.loops().items() if task is None or task.done()]
     ready = (
         not services.webhook.draining
-        and services.worker_task is not None
-        and not services.worker_task.done()
+        and not stopped
         and (store or request.app[SETTINGS].journal_spool is not None)
     )
-    body = {"ready": ready, "store": store, "spooling": services.journal.spooling}
+    body = {"ready": ready, "store": store, "spooling": services.journal.spooling,
+            "stopped_loops": stopped}  # fmt: skip
     return web.json_response(body, status=200 if ready else 503)
 
 
@@ -235,6 +256,15 @@ async def drain(app: web.Application, timeout_s: float) -> None:
     await services.runner.drain(max(0.0, deadline - loop.time()))
 
 
+def _count_refusals(app: web.Application) -> http_edge.Refusals:
+    def count(code: str) -> None:
+        services = app.get(SERVICES)
+        if services is not None:
+            services.metrics.payloads_rejected.labels(code).inc()
+
+    return count
+
+
 def init_app(
     settings: Settings,
     *,
@@ -250,9 +280,11 @@ def init_app(
     actions = default_registry(app[KUBE], app[DATABASES])
     app[RULESET] = ruleset or load_rules(settings.rules_dir, actions)
     app[REGISTRY] = registry or CollectorRegistry()
+    app[http_edge.REFUSALS] = _count_refusals(app)
     app.cleanup_ctx.append(_lifecycle(clock or SystemClock()))
-    app.router.add_post("/webhook", _webhook)
-    app.router.add_get("/api/v1/decisions", _decisions)
+    # The expect handlers authenticate before aiohttp's router sends 100 Continue.
+    app.router.add_post("/webhook", _webhook, expect_handler=_webhook_expect)
+    app.router.add_get("/api/v1/decisions", _decisions, expect_handler=_decisions_expect)
     app.router.add_get("/healthz", _healthz)
     app.router.add_get("/readyz", _readyz)
     app.router.add_get("/metrics", _metrics)

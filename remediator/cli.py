@@ -16,13 +16,12 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from aiohttp import web
-
 from remediator.actions.registry import default_registry
 from remediator.api import record_json
 from remediator.app import drain, init_app
 from remediator.classify import Classifier
 from remediator.errors import ConfigError, RuleFileError
+from remediator.http_edge import listening
 from remediator.rbac import manifests
 from remediator.ruleset.load import load_rules
 from remediator.settings import DEFAULT_STATE_URL, Settings
@@ -223,27 +222,20 @@ def _ssl_context(settings: Settings) -> ssl.SSLContext | None:
 
 
 async def _serve(settings: Settings) -> None:
-    app = init_app(settings)
-    runner = web.AppRunner(app, keepalive_timeout=settings.keepalive_timeout_s, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(
-        runner, settings.listen_host, settings.listen_port, ssl_context=_ssl_context(settings)
-    )
-    await site.start()
-    log.info(
-        "listening on %s:%d (rules %s)",
-        settings.listen_host,
-        settings.listen_port,
-        settings.rules_dir,
-    )
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stop.set)
-    await stop.wait()
-    log.info("stopping: answering 503 while the journal drains and running actions finish")
-    await drain(app, settings.shutdown_grace_s)
-    await runner.cleanup()
+    app = init_app(settings)  # rules load here: a rule error is then stderr's only line
+    if settings.token_file is None:
+        log.warning("INSECURE: accepting webhooks without authentication (--insecure-no-auth)")
+    if settings.dry_run:
+        log.warning("dry-run: actions are planned and audited, none is run")
+    async with listening(app, settings, ssl_context=_ssl_context(settings)) as edge:
+        log.info("listening on %s (rules %s)", edge.url, settings.rules_dir)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop.set)
+        await stop.wait()
+        log.info("stopping: answering 503 while the journal drains and running actions finish")
+        await drain(app, settings.shutdown_grace_s)
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
@@ -260,10 +252,6 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     if settings.journal_spool is not None and not settings.state_url.startswith(POSTGRES_SCHEMES):
         print("remediator: --journal-spool needs a postgresql:// --state", file=sys.stderr)
         return 2
-    if settings.token_file is None:
-        log.warning("INSECURE: accepting webhooks without authentication (--insecure-no-auth)")
-    if settings.dry_run:
-        log.warning("dry-run: actions are planned and audited, none is run")
     try:
         asyncio.run(_serve(settings))
     except (RuleFileError, ConfigError) as exc:
@@ -277,7 +265,7 @@ def _cmd_check(args: argparse.Namespace) -> int:
         ruleset = load_rules(Path(args.rules), default_registry())
     except RuleFileError as exc:
         print(f"remediator: {exc}", file=sys.stderr)
-        return 1
+        return 2  # as serve: a rule set that does not load is a usage error
     actions = sum(1 for r in ruleset.rules if r.plan)
     print(
         f"ok: {len(ruleset.rules)} rules ({actions} with actions) in {len(ruleset.files)} files,"
@@ -292,7 +280,7 @@ def _cmd_explain(args: argparse.Namespace) -> int:
         ruleset = load_rules(Path(args.rules), default_registry())
     except RuleFileError as exc:
         print(f"remediator: {exc}", file=sys.stderr)
-        return 1
+        return 2  # as serve: a rule set that does not load is a usage error
     rule = Classifier(ruleset).classify(labels)
     print(f"rule: {rule.name} ({rule.file})\nseverity: {rule.severity.value}")
     if rule.plan is None:
@@ -333,7 +321,7 @@ def _cmd_rbac(args: argparse.Namespace) -> int:
         ruleset = load_rules(Path(args.rules), default_registry())
     except RuleFileError as exc:
         print(f"remediator: {exc}", file=sys.stderr)
-        return 1
+        return 2  # as serve: a rule set that does not load is a usage error
     print(manifests(ruleset, args.service_account, args.service_account_namespace), end="")
     return 0
 

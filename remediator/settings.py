@@ -84,7 +84,25 @@ class Settings:
     """Seconds to receive a whole body once headers are in. aiohttp has no body timeout."""
 
     keepalive_timeout_s: float = 75.0
-    """Seconds an idle keep-alive connection stays open."""
+    """Seconds an idle keep-alive connection stays open. ``header_timeout_s`` is shorter and
+    closes an idle connection first; this stays as aiohttp's own backstop."""
+
+    header_timeout_s: float = 10.0
+    """Seconds a connection may go without a complete request head, counted from the connect
+    and from each response. An idle or trickling (slowloris) connection is closed at this
+    bound. Alertmanager writes a head in one send; 10 s covers a slow network many times."""
+
+    max_request_line_bytes: int = 4096
+    """Longest request line (method, path with query, version), bytes; beyond it 431. Our
+    longest legitimate line is a ``/api/v1/decisions`` query of a few hundred bytes."""
+
+    max_header_bytes: int = 8190
+    """Longest header field (name and value), bytes; beyond it 431. aiohttp's and nginx's
+    per-line size: room for a long bearer token or a JWT."""
+
+    max_headers: int = 64
+    """Most header fields in one request; beyond it 431. Alertmanager sends 6; proxies and
+    meshes add a few more each."""
 
     max_in_flight: int = 64
     """Webhook requests handled at once; beyond it the answer is 503 with Retry-After."""

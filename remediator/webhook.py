@@ -1,5 +1,10 @@
 """``POST /webhook``: authenticate → limits → parse → journal (durable) → 2xx.
 
+Behind ``http_edge`` (framing, header timeout). Everything a head alone can refuse (token,
+``Content-Encoding``, ``Content-Type``, ``Content-Length``) is refused before a body byte is
+read, and before ``100 Continue`` when the client asks for one; the connection then closes
+without the body being drained.
+
 Never acts inline: the ack costs authentication, validation and one journal write (to the
 local spool while a shared state database is away, see ``spool``), then the worker takes
 over. 4xx only for malformed or unauthenticated requests, with a short JSON body that
@@ -10,12 +15,13 @@ written, so Alertmanager retries and nothing is lost.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
 from aiohttp import web
 
-from remediator import failpoints
+from remediator import failpoints, http_edge
 from remediator.ackgate import AckGate
 from remediator.clock import Clock
 from remediator.errors import RequestRejected, StoreUnavailable
@@ -29,7 +35,7 @@ RETRY_AFTER_JOURNAL_S = 5
 
 
 class Authenticator(Protocol):
-    def check(self, authorization: str | None) -> None: ...
+    def check(self, authorization: Sequence[str]) -> None: ...
 
 
 @dataclass
@@ -53,12 +59,30 @@ def error_response(exc: RequestRejected) -> web.Response:
     if exc.status == 503:
         retry = RETRY_AFTER_JOURNAL_S if exc.code == "journal_unavailable" else RETRY_AFTER_BUSY_S
         response.headers["Retry-After"] = str(retry)
-    if exc.status == 413:
-        response.force_close()
+    if 400 <= exc.status < 500:
+        response.force_close()  # a client out of step with us: what else it sent is not read
     return response
 
 
+def authorization(request: web.BaseRequest) -> list[str]:
+    """Every ``Authorization`` value the request carries (one is accepted, see ``auth``)."""
+    return request.headers.getall("Authorization", [])
+
+
+def _check_encoding(request: web.Request) -> None:
+    codings = [
+        c.strip().lower()
+        for v in request.headers.getall("Content-Encoding", [])
+        for c in v.split(",")
+    ]
+    if any(coding != "identity" for coding in codings):
+        raise RequestRejected(
+            415, "unsupported_encoding", "Content-Encoding must be absent or identity."
+        )
+
+
 def _check_headers(request: web.Request, settings: Settings) -> None:
+    _check_encoding(request)
     charset = (request.charset or "utf-8").lower()
     if request.content_type != "application/json" or charset != "utf-8":
         raise RequestRejected(
@@ -82,11 +106,31 @@ async def _read_body(request: web.Request, settings: Settings) -> bytes:
         raise RequestRejected(
             413, "body_too_large", f"The body is larger than {settings.max_body_bytes} bytes."
         ) from None
+    except web.RequestPayloadError:
+        raise RequestRejected(
+            400, "invalid_request", "The body is not framed as the headers say."
+        ) from None
+
+
+def _check_head(request: web.Request, state: WebhookState) -> None:
+    state.auth.check(authorization(request))
+    _check_headers(request, state.settings)
+
+
+async def expect(request: web.Request, state: WebhookState) -> web.Response | None:
+    """The route's expect handler: ``_check_head`` before ``100 Continue``, so a refused
+    client is never asked for its body. None lets the handler run."""
+    try:
+        _check_head(request, state)
+    except RequestRejected as exc:
+        state.metrics.payloads_rejected.labels(exc.code).inc()
+        return error_response(exc)
+    await http_edge.send_continue(request)
+    return None
 
 
 async def _accept(request: web.Request, state: WebhookState) -> web.Response:
-    state.auth.check(request.headers.get("Authorization"))
-    _check_headers(request, state.settings)
+    _check_head(request, state)
     body = await _read_body(request, state.settings)
     alerts = await state.validator.count_alerts(body)
     received_at = state.clock.now()

@@ -1,4 +1,5 @@
-"""The command line: serve's refusal to run open by accident, check, explain, decisions."""
+"""The command line: serve's refusal to run open by accident, check, explain, decisions, and
+exit status 2 from every command that loads rules when they do not load."""
 
 from __future__ import annotations
 
@@ -41,10 +42,45 @@ def test_serve_refuses_a_journal_spool_beside_a_sqlite_state(tmp_path: Path) -> 
     )
 
 
+def test_a_rule_error_is_the_only_line_on_stderr_even_insecure_and_dry_run(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "10-rules.yaml").write_text("rules: [\n")
+    result = subprocess.run(
+        [sys.executable, "-m", "remediator", "serve", "--insecure-no-auth", "--dry-run",
+         "--rules", str(tmp_path), "--state", f"sqlite:///{tmp_path}/s.db",
+         "--listen", "127.0.0.1:0"],
+        cwd=REPO, capture_output=True, text=True, timeout=30, env={"PATH": "/usr/bin:/bin"},
+        check=False,
+    )  # fmt: skip
+    assert result.returncode == 2
+    [line] = result.stderr.splitlines()
+    assert line.startswith("remediator: 10-rules.yaml is not valid YAML")
+
+
 def test_check_summarises_the_example_rules(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["check", "--rules", str(REPO / "rules")]) == 0
     out = capsys.readouterr().out
     assert out.startswith("ok: 14 rules (8 with actions) in 2 files, rule-set hash ")
+
+
+@pytest.mark.parametrize(
+    "command", [["check"], ["explain", "alertname=HighCPUUsage"], ["rbac"]], ids=lambda c: c[0]
+)
+def test_a_command_that_loads_rules_exits_2_as_serve_does_when_they_do_not_load(
+    tmp_path: Path, command: list[str]
+) -> None:
+    (tmp_path / "10-rules.yaml").write_text("rules: [\n")
+    result = subprocess.run(
+        [sys.executable, "-m", "remediator", command[0], "--rules", str(tmp_path), *command[1:]],
+        cwd=REPO, capture_output=True, text=True, timeout=30, check=False,
+    )  # fmt: skip
+    assert (result.returncode, result.stdout, result.stderr) == (
+        2,
+        "",
+        "remediator: 10-rules.yaml is not valid YAML at line 2, column 1: did not find"
+        " expected node content (while parsing a flow node started on line 2).\n",
+    )
 
 
 def test_explain_shows_rule_severity_action_and_resolved_target(

@@ -1,4 +1,5 @@
-"""A remediator app served over real HTTP on loopback, in the test's event loop.
+"""A remediator app served over real HTTP on loopback, in the test's event loop, by the same
+``http_edge.listening`` that ``remediator serve`` runs.
 
 ``ServiceUnderTest`` posts webhooks with the bearer token and reads decisions back through
 the HTTP API, as Alertmanager and an SRE would.
@@ -15,10 +16,10 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-from aiohttp.test_utils import TestServer
 
 from remediator.app import SERVICES, init_app
 from remediator.clock import Clock
+from remediator.http_edge import Edge, listening
 from remediator.ruleset.rules import RuleSet
 from remediator.settings import Settings
 
@@ -54,12 +55,12 @@ def settings_for(tmp_path: Path, **overrides: Any) -> Settings:
 
 @dataclass
 class ServiceUnderTest:
-    server: TestServer
+    server: Edge
     session: aiohttp.ClientSession
 
     @property
     def url(self) -> str:
-        return str(self.server.make_url(""))
+        return self.server.url
 
     async def post(
         self, payload: Mapping[str, Any] | bytes, headers: Mapping[str, str] | None = None
@@ -88,6 +89,18 @@ class ServiceUnderTest:
         decisions: list[dict[str, Any]] = page["decisions"]
         return decisions
 
+    async def metric_by_label(self, name: str) -> dict[str, float]:
+        """The series of ``name`` with one label, by that label's value."""
+        async with self.session.get(f"{self.url}/metrics") as resp:
+            text = await resp.text()
+        counts: dict[str, float] = {}
+        for line in text.splitlines():
+            series, _, value = line.rpartition(" ")
+            family, _, label = series.partition("{")
+            if family == name and label.endswith('"}'):
+                counts[label.partition('="')[2][:-2]] = float(value)
+        return counts
+
     async def metric(self, name: str, labels: Mapping[str, str] | None = None) -> float:
         async with self.session.get(f"{self.url}/metrics") as resp:
             text = await resp.text()
@@ -106,10 +119,6 @@ async def serve(
     settings: Settings, *, ruleset: RuleSet | None = None, clock: Clock | None = None
 ) -> AsyncIterator[ServiceUnderTest]:
     app = init_app(settings, ruleset=ruleset, clock=clock)
-    server = TestServer(app, host="127.0.0.1", port=0)
-    await server.start_server()
-    try:
-        async with aiohttp.ClientSession() as session:
-            yield ServiceUnderTest(server, session)
-    finally:
-        await server.close()
+    loopback = replace(settings, listen_host="127.0.0.1", listen_port=0)
+    async with listening(app, loopback) as server, aiohttp.ClientSession() as session:
+        yield ServiceUnderTest(server, session)
