@@ -45,6 +45,8 @@ class Aftercare:
                     await self._step(undo)
             except StoreUnavailable:
                 log.exception("aftercare could not read the store; trying again")
+            except Exception:  # one bad undo or follow-up must not end every later one
+                log.exception("aftercare failed; trying again")
             await asyncio.sleep(self._poll_s)
 
     async def _follow_up(self, followup: Undo) -> None:

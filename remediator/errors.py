@@ -38,7 +38,12 @@ class ConfigError(RemediatorError):
 
 
 class StoreUnavailable(RemediatorError):
-    pass
+    """The state store cannot be reached or written now: retried until it answers."""
+
+
+class StoreRejected(RemediatorError):
+    """The state store refused what it was given (a value it cannot hold, a constraint):
+    retrying the same write cannot succeed, so the caller must not wait for it."""
 
 
 class ActionError(RemediatorError):

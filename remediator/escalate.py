@@ -21,7 +21,7 @@ import aiohttp
 
 from remediator.clock import Clock
 from remediator.metrics import Metrics
-from remediator.model import AuditRecord, Outcome
+from remediator.model import AuditRecord, Outcome, StopReason
 from remediator.ruleset.rules import RuleSet
 from remediator.sinks.base import Event, Notification, PermanentSinkError, Sink, SinkError
 from remediator.store.base import OutboxItem, Store
@@ -33,6 +33,9 @@ BATCH = 100
 
 
 STORM_PREFIX = "remediator-storm-"
+#: The outbox's episode for a page about no episode (an unreadable journal entry): the
+#: first tier is sent, later tiers are dropped, since no resolve can ever stop them.
+NO_EPISODE = 0
 
 
 def dedup_key(record: AuditRecord) -> str:
@@ -42,6 +45,8 @@ def dedup_key(record: AuditRecord) -> str:
         return f"{STORM_PREFIX}{record.details.get('policy', '')}-{record.at:%Y%m%d%H}"
     if record.reason == "ineffective_remediation":
         return f"remediator-ineffective-{record.target}-{record.action}"
+    if record.episode_id is None:  # a journal entry that could not be read: no episode
+        return f"remediator-unprocessable-journal-{record.journal_id}"
     return f"remediator-{record.fingerprint}-{record.episode_id}"
 
 
@@ -65,9 +70,9 @@ def plan(records: Sequence[AuditRecord], ruleset: RuleSet) -> tuple[list[OutboxI
     resolved: list[int] = []
     previous: AuditRecord | None = None
     for record in records:
-        if record.episode_id is None:
+        if record.episode_id is None and record.reason != StopReason.UNPROCESSABLE.value:
             continue
-        if record.step == "resolved":
+        if record.step == "resolved" and record.episode_id is not None:
             resolved.append(record.episode_id)
         elif record.step == "escalated":
             # The record before says why: the refusal, the failed action, the verification.
@@ -80,7 +85,7 @@ def plan(records: Sequence[AuditRecord], ruleset: RuleSet) -> tuple[list[OutboxI
 def _tiers(record: AuditRecord, ruleset: RuleSet, why: str) -> list[OutboxItem]:
     name = str(record.details.get("policy", ""))
     policy = ruleset.escalations.get(name)
-    if policy is None or record.episode_id is None:
+    if policy is None:
         log.error("escalation policy %r is not defined; nothing queued", name)
         return []
     details = {
@@ -90,11 +95,13 @@ def _tiers(record: AuditRecord, ruleset: RuleSet, why: str) -> list[OutboxItem]:
         "action": record.action,
         "episode": record.episode_id,
         "fingerprint": record.fingerprint,
-        "decisions": f"/api/v1/decisions?episode={record.episode_id}",
+        "decisions": f"/api/v1/decisions?episode={record.episode_id}"
+        if record.episode_id is not None
+        else "/api/v1/decisions",
     }
     return [
         OutboxItem(
-            episode_id=record.episode_id,
+            episode_id=record.episode_id or NO_EPISODE,
             dedup_key=dedup_key(record),
             sink=sink,
             event=Event.TRIGGER.value,

@@ -59,3 +59,5 @@ class Lease:
                 await self.take_over()
             except StoreUnavailable:
                 log.exception("could not renew the lease; trying again")
+            except Exception:  # the lease outlives any one failure, or others take over
+                log.exception("lease renewal or take-over failed; trying again")

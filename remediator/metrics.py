@@ -23,17 +23,27 @@ REJECTION_CODES = (
     "non_finite_number",
     "too_deep",
     "invalid_payload",
+    "invalid_string",
+    "invalid_label_name",
     "unsupported_version",
     "too_many_alerts",
     "too_many_labels",
     "label_too_long",
     "annotation_too_long",
+    "unsupported_encoding",
+    "invalid_request",
+    "unsupported_http_version",
+    "headers_too_large",
+    "expectation_failed",
+    "header_timeout",
+    "internal_error",
     "overloaded",
     "journal_unavailable",
     "validation_unavailable",
     "shutting_down",
 )
 ACTION_RESULTS = ("succeeded", "failed", "dry_run", "refused")
+QUARANTINED = ("entry", "alert")
 ESCALATION_RESULTS = ("delivered", "retried", "dropped")
 
 # ``*_created`` series double the scrape for no operational use.
@@ -70,6 +80,19 @@ class Metrics:
         self.alerts_resent = Counter(
             "alerts_resent",
             "Alerts that joined an episode already decided (resends, HA duplicates).",
+            namespace=ns,
+            registry=registry,
+        )
+        self.fingerprint_mismatches = Counter(
+            "fingerprint_mismatches",
+            "Alerts whose sender's fingerprint disagrees with their labels' (ignored).",
+            namespace=ns,
+            registry=registry,
+        )
+        self.quarantined = Counter(
+            "quarantined",
+            "Journal entries and alerts that could not be processed: audited, escalated.",
+            ["what"],
             namespace=ns,
             registry=registry,
         )
@@ -140,6 +163,7 @@ class Metrics:
             registry=registry,
         )
         _init(self.alerts_received, [s.value for s in AlertStatus])
+        _init(self.quarantined, QUARANTINED)
         _init(self.payloads_rejected, REJECTION_CODES)
         _init(self.decisions, [s.value for s in Severity], [o.value for o in Outcome])
         _init(self.guard_refusals, [r.value for r in StopReason])

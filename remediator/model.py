@@ -52,6 +52,7 @@ class StopReason(StrEnum):
     OUTCOME_UNKNOWN = "outcome_unknown"
     NOT_APPLIED = "not_applied"
     TAKEN_OVER = "taken_over"
+    UNPROCESSABLE = "unprocessable"
 
 
 #: Stop reasons that end quietly: the episode is already handled, or nothing is wrong.
@@ -78,7 +79,8 @@ def frozen_mapping(values: Mapping[str, str]) -> Mapping[str, str]:
 
 @dataclass(frozen=True, slots=True)
 class Alert:
-    """One alert of a webhook payload, as Alertmanager sent it."""
+    """One alert of a webhook payload, as Alertmanager sent it, under the fingerprint its
+    labels give (see ``fingerprint``)."""
 
     fingerprint: str
     status: AlertStatus
@@ -87,6 +89,8 @@ class Alert:
     starts_at: datetime
     ends_at: datetime | None
     generator_url: str = ""
+    sent_fingerprint: str = ""
+    """The sender's ``fingerprint`` when it disagrees with the labels': recorded, never used."""
 
     @property
     def name(self) -> str:

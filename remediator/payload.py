@@ -1,21 +1,25 @@
 """Alertmanager webhook payload (version 4): bytes → validated ``WebhookPayload`` → ``Payload``.
 
 Strict where it matters (UTF-8, one value per key, finite numbers, bounded depth and size,
-string labels, RFC 3339 times with a zone) and tolerant of fields newer Alertmanagers add.
-Every failure is a ``RequestRejected`` whose sentence names the problem without echoing
-the input.
+string labels under Prometheus label names, RFC 3339 times with a zone, no lone UTF-16
+surrogate and no NUL in any string, since neither state store can keep them) and tolerant of
+fields newer Alertmanagers add. Every failure is a ``RequestRejected`` whose sentence names
+the problem without echoing the input.
 
 The ack path runs ``check``. It decodes with msgspec, whose typed decoding costs less than
-``json.loads`` alone. Duplicate keys and overflowing numbers are found by re-encoding the
-untyped document and comparing its string and null counts with the body's. Conversion to
-``Alert`` values (``to_payload``) happens later, in the worker. When either finds a problem the
-body is decoded again with the standard library, to name it exactly.
+``json.loads`` alone, then proves that the typed payload holds every key of the body by
+counting colons (see ``_nothing_dropped``): times are decoded as the strings the body holds,
+so re-encoding reproduces them exactly, and are checked as RFC 3339 times in one pass
+after. Conversion to ``Alert`` values (``to_payload``) happens later, in the worker. When a
+check finds a problem the body is decoded again with the standard library, to name it
+exactly.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
@@ -24,6 +28,7 @@ from typing import Annotated, Any, Literal, NoReturn
 import msgspec
 
 from remediator.errors import RequestRejected
+from remediator.fingerprint import fingerprint
 from remediator.model import Alert, AlertStatus, frozen_mapping
 
 
@@ -36,6 +41,10 @@ class PayloadLimits:
     max_annotation_value_chars: int = 16_384
 
 
+#: Prometheus's label name syntax (Alertmanager 0.25 refuses anything else). Used with
+#: fullmatch: ``$`` would also accept a trailing newline.
+LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
+
 Status = Literal["firing", "resolved"]
 Timestamp = Annotated[datetime, msgspec.Meta(tz=True)]
 
@@ -46,8 +55,9 @@ class WebhookAlert(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     status: Status
     labels: dict[str, str]
     annotations: dict[str, str]
-    startsAt: Timestamp
-    endsAt: Timestamp | None
+    startsAt: str
+    """An RFC 3339 time with a zone (``check`` proves it), as the body spells it."""
+    endsAt: str | None
     generatorURL: str
     fingerprint: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
 
@@ -152,6 +162,30 @@ def _finite_float(text: str) -> float:
     return value
 
 
+def _check_strings(document: Any) -> None:
+    """Refuse what JSON can spell but Unicode text in a state store cannot hold: a lone
+    UTF-16 surrogate (``"\\ud800"``) and NUL. Iterative: the depth is the parser's."""
+    pending = [document]
+    while pending:
+        value = pending.pop()
+        if isinstance(value, dict):
+            pending.extend(value)
+            pending.extend(value.values())
+        elif isinstance(value, list):
+            pending.extend(value)
+        elif isinstance(value, str):
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                _reject(
+                    422,
+                    "invalid_string",
+                    "A string in the body holds a lone UTF-16 surrogate, which is not text.",
+                )
+            if "\x00" in value:
+                _reject(422, "invalid_string", "A string in the body holds a NUL character.")
+
+
 def decode_json(body: bytes) -> Any:
     """Bytes → Python value with the standard library, naming exactly what is wrong."""
     try:
@@ -159,7 +193,7 @@ def decode_json(body: bytes) -> Any:
     except UnicodeDecodeError:
         _reject(400, "invalid_utf8", "The body is not valid UTF-8.")
     try:
-        return json.loads(
+        document = json.loads(
             text,
             object_pairs_hook=_unique_keys,
             parse_constant=_non_finite,
@@ -171,6 +205,8 @@ def decode_json(body: bytes) -> Any:
         _reject(400, "invalid_json", f"The body is not valid JSON (line {exc.lineno}).")
     except ValueError:  # e.g. an integer longer than int_max_str_digits
         _reject(400, "invalid_json", "The body holds a number too long to read.")
+    _check_strings(document)
+    return document
 
 
 # --- the validation ---------------------------------------------------------------------
@@ -239,16 +275,61 @@ def _slow_path(body: bytes, limits: PayloadLimits) -> WebhookPayload:
         _validation_error(str(exc), limits)
 
 
+#: Escapes that spell a colon, and NUL, which only the slow path refuses.
+_FAST_PATH_ESCAPES = (b"\\u003a", b"\\u003A", b"\\u0000")
+
+
 def _nothing_dropped(body: bytes, payload: WebhookPayload) -> bool:
     """True when the typed payload holds every key the body has: no repeated key, no
-    unknown field. Each JSON key ends in a colon and re-encoding keeps the colons inside
-    strings, so the counts match exactly then, unless an escape spells a colon."""
-    at = body.find(b"\\u003")
-    while at != -1:
-        if body[at + 5 : at + 6] in (b"a", b"A"):
-            return False
-        at = body.find(b"\\u003", at + 6)
+    unknown field, exactly.
+
+    Every key ends in a colon. Re-encoding writes each string back with the colons it
+    holds, times included (they are kept as strings), and no other value holds one; so
+    unless the body spells a colon as an escape, the body and the re-encoded payload hold
+    equally many colons exactly when they hold the same keys. Whitespace does not count.
+    """
+    if b"\\u00" in body and any(escape in body for escape in _FAST_PATH_ESCAPES):
+        return False
     return _ENCODER.encode(payload).count(b":") == body.count(b":")
+
+
+#: Every alert's ``(startsAt, endsAt)``: one conversion checks all the times of a payload.
+AlertTimes = list[tuple[Timestamp, Timestamp | None]]
+
+
+def _check_times(payload: WebhookPayload, limits: PayloadLimits) -> None:
+    """Every ``startsAt`` and ``endsAt`` is an RFC 3339 time with a zone."""
+    try:
+        msgspec.convert([(a.startsAt, a.endsAt) for a in payload.alerts], AlertTimes)
+    except msgspec.ValidationError as exc:
+        reason, _, where = str(exc).partition(" - at ")
+        index, _, position = where.strip("`$[]").partition("][")
+        field = "startsAt" if position == "0" else "endsAt"
+        _validation_error(f"{reason} - at `$.alerts[{index}].{field}`", limits)
+
+
+def _check_label_names(payload: WebhookPayload) -> None:
+    """Every label name is a Prometheus label name. Checked once per distinct name: a
+    payload's thousand alerts share a dozen."""
+    names = {name for alert in payload.alerts for name in alert.labels}
+    if all(LABEL_NAME.fullmatch(name) for name in names):
+        return
+    index = next(
+        i
+        for i, alert in enumerate(payload.alerts)
+        if not all(LABEL_NAME.fullmatch(name) for name in alert.labels)
+    )
+    _reject(
+        422,
+        "invalid_label_name",
+        f"alerts[{index}] has a label name that is not a Prometheus label name"
+        " ([a-zA-Z_][a-zA-Z0-9_]*).",
+    )
+
+
+def _times(raw: WebhookAlert) -> tuple[datetime, datetime | None]:
+    [(starts_at, ends_at)] = msgspec.convert([(raw.startsAt, raw.endsAt)], AlertTimes)
+    return starts_at, ends_at
 
 
 def check(body: bytes, limits: PayloadLimits) -> WebhookPayload:
@@ -265,22 +346,27 @@ def check(body: bytes, limits: PayloadLimits) -> WebhookPayload:
     except RecursionError:
         _reject(400, "too_deep", "The JSON body is nested too deeply.")
     except msgspec.DecodeError:  # ValidationError included
-        return _slow_path(body, limits)
-    if not _nothing_dropped(body, payload):
-        return _slow_path(body, limits)
+        payload = _slow_path(body, limits)
+    else:
+        if not _nothing_dropped(body, payload):
+            payload = _slow_path(body, limits)
+    _check_label_names(payload)
+    _check_times(payload, limits)
     return payload
 
 
 def to_alert(raw: WebhookAlert) -> Alert:
-    ends_at = raw.endsAt
+    starts_at, ends_at = _times(raw)
     if ends_at is not None and ends_at.year == 1:
         ends_at = None
+    ours = fingerprint(raw.labels)
     return Alert(
-        fingerprint=raw.fingerprint,
+        fingerprint=ours,
+        sent_fingerprint="" if raw.fingerprint == ours else raw.fingerprint,
         status=AlertStatus(raw.status),
         labels=frozen_mapping(raw.labels),
         annotations=frozen_mapping(raw.annotations),
-        starts_at=raw.startsAt,
+        starts_at=starts_at,
         ends_at=ends_at,
         generator_url=raw.generatorURL,
     )

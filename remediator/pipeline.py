@@ -8,7 +8,7 @@ is audited, and a stop that is not quiet (see ``QUIET_STOPS``) is escalated.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 
 from remediator import failpoints
@@ -24,6 +24,7 @@ from remediator.model import (
     AuditRecord,
     Incident,
     Outcome,
+    Severity,
     StopReason,
     refuse,
 )
@@ -79,6 +80,9 @@ class Pipeline:
         """
         rule = self._classifier.classify(incident.alert.labels)
         incident = replace(incident, rule=rule.name, severity=rule.severity)
+        received: dict[str, object] = {"labels": dict(incident.alert.labels)}
+        if incident.alert.sent_fingerprint:
+            received["sent_fingerprint"] = incident.alert.sent_fingerprint
         records = [
             self._auditor.make(
                 incident,
@@ -86,7 +90,7 @@ class Pipeline:
                 Outcome.RECEIVED,
                 f"{incident.alert.status.value.capitalize()} alert"
                 f" {incident.alert.name or '(no alertname)'} opened episode {incident.episode_id}.",
-                {"labels": dict(incident.alert.labels)},
+                received,
             ),
             self._auditor.make(
                 incident,
@@ -213,6 +217,28 @@ class Pipeline:
         assert rule.plan is not None
         claim_id = int(incident.details["claim_id"])
         return ActionJob(incident, rule.plan, claim_id, rule.escalation, rule.verify_within_s)
+
+    def unprocessable(self, incident: Incident, what: str, error: str) -> Decision:
+        """``what`` (an alert, or a whole journal entry) could not be decided because of
+        ``error``: recorded and escalated, so a bug or a value no store can keep costs a page,
+        never the alert. The rule it matches names the policy; when matching fails too, the
+        first SEV-1 rule does."""
+        rule = self._rule_or_fallback(incident.alert.labels)
+        incident = replace(incident, rule=rule.name, severity=rule.severity).stop(
+            refuse(
+                StopReason.UNPROCESSABLE,
+                f"{what} of journal entry {incident.journal_id} could not be processed"
+                f" ({error}); nothing was done, a human must look.",
+            )
+        )
+        return Decision(incident.episode_id, self._stopped_records(incident, rule), job=None)
+
+    def _rule_or_fallback(self, labels: Mapping[str, str]) -> Rule:
+        try:
+            return self._classifier.classify(labels)
+        except Exception:  # the failure being handled may be in matching itself
+            rules = self._classifier.ruleset.rules
+            return next((r for r in rules if r.severity is Severity.SEV1), rules[-1])
 
     def resolved(self, incident: Incident) -> Decision:
         """The episode closed: record it (the incident, if any, resolves with it)."""

@@ -110,3 +110,5 @@ class Journal:
                 await self.drain()
             except StoreUnavailable:
                 log.info("the state database failed while spooled payloads moved; retrying")
+            except Exception:  # spooled payloads must not wait forever behind one failure
+                log.exception("moving spooled payloads failed; retrying")

@@ -4,20 +4,30 @@ Payloads are processed one at a time, in the order they were journaled; an entry
 marked done once every alert in it has its decision recorded (actions run on after that,
 from their durable claims). After a restart, entries not marked done are processed again:
 episodes already decided are skipped and claims are unique, so nothing acts twice.
+
+Nothing an entry holds can stop the worker. While the store is away an entry waits; any
+other failure is contained: a chunk that fails is decided again alert by alert, an alert
+that fails alone is quarantined (audited as ``unprocessable`` and escalated, its episode
+decided), and an entry that keeps failing is retried ``MAX_ATTEMPTS`` times, then
+quarantined as a whole and marked done (at once when retrying cannot help: an entry that no
+longer validates, or whose alerts keep failing one after another). Either way the worker
+moves on to the next entry.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import replace
 from datetime import timedelta
 
 from remediator import failpoints
 from remediator.ackgate import AckGate
 from remediator.clock import Clock
 from remediator.errors import RequestRejected, StoreUnavailable
+from remediator.fingerprint import fingerprint
 from remediator.metrics import Metrics
-from remediator.model import AlertStatus, EpisodeEvent, Incident, Observation
+from remediator.model import Alert, AlertStatus, EpisodeEvent, Incident, Observation
 from remediator.payload import WebhookAlert, WebhookPayload, check, to_alert
 from remediator.pipeline import Pipeline
 from remediator.settings import Settings
@@ -26,12 +36,24 @@ from remediator.store.base import JournalEntry, Sighting, Store
 log = logging.getLogger(__name__)
 
 RETRY_AFTER_STORE_ERROR_S = 1.0
+#: Tries of an entry whose processing fails (other than the store being away).
+MAX_ATTEMPTS = 3
+RETRY_AFTER_FAILURE_S = (0.2, 1.0)
+#: Alerts of one entry quarantined one by one; the next to fail quarantines the entry.
+MAX_QUARANTINED_ALERTS = 3
+#: How much of an error's text an audit record keeps.
+ERROR_CHARS = 300
 PRUNE_EVERY_S = 60.0
 STATUSES = {status.value: status for status in AlertStatus}
 #: Sightings that need no decision: a resolve for an episode already closed.
 RESENT = frozenset({EpisodeEvent.ALREADY_CLOSED})
 #: Sightings of an episode that needs no new decision once one was taken.
 DECIDED_IF_SEEN = frozenset({EpisodeEvent.JOINED, EpisodeEvent.REOPENED})
+
+
+class _TooManyFailures(Exception):
+    """So many alerts of one entry fail alone that the fault is not theirs: the rest of
+    the entry is quarantined as a whole, at once (trying again would page per alert)."""
 
 
 class JournalWorker:
@@ -78,6 +100,7 @@ class JournalWorker:
                 self.idle.set()
 
     async def _process_until_done(self, journal_id: int) -> None:
+        failures = 0
         while True:
             try:
                 await self.process(journal_id)
@@ -85,6 +108,43 @@ class JournalWorker:
             except StoreUnavailable:
                 log.exception("state store unavailable; retrying journal entry %d", journal_id)
                 await asyncio.sleep(RETRY_AFTER_STORE_ERROR_S)
+            except (RequestRejected, _TooManyFailures) as exc:  # the same again next time
+                await self._quarantine_entry(journal_id, exc)
+                return
+            except Exception as exc:  # a poison entry must not stop the worker
+                failures += 1
+                log.exception("journal entry %d failed (try %d of %d)", journal_id, failures,
+                              MAX_ATTEMPTS)  # fmt: skip
+                if failures >= MAX_ATTEMPTS:
+                    await self._quarantine_entry(journal_id, exc)
+                    return
+                await asyncio.sleep(RETRY_AFTER_FAILURE_S[failures - 1])
+
+    async def _quarantine_entry(self, journal_id: int, exc: Exception) -> None:
+        """Record and escalate an entry that cannot be processed, then mark it done. If even
+        that fails (other than by the store being away) the entry stays in the journal,
+        for the next start, and the worker still moves on."""
+        incident = Incident(
+            alert=Alert("", AlertStatus.FIRING, {}, {}, self._clock.now(), None),
+            episode_id=0,
+            journal_id=journal_id,
+            received_at=self._clock.now(),
+        )
+        decision = self._pipeline.unprocessable(incident, "The payload", _error_text(exc))
+        records = [replace(r, episode_id=None) for r in decision.records]
+        while True:
+            try:
+                await self._pipeline.commit([replace(decision, records=records, decided=False)])
+                await self._store.journal_done(journal_id, self._clock.now())
+                self._metrics.quarantined.labels("entry").inc()
+                return
+            except StoreUnavailable:
+                log.exception("state store unavailable; retrying quarantine of %d", journal_id)
+                await asyncio.sleep(RETRY_AFTER_STORE_ERROR_S)
+            except Exception:
+                log.critical("journal entry %d could not be quarantined; left for the next"
+                             " start", journal_id, exc_info=True)  # fmt: skip
+                return
 
     async def _prune_now_and_then(self) -> None:
         now = self._clock.monotonic()
@@ -94,33 +154,85 @@ class JournalWorker:
         horizon = self._clock.now() - timedelta(seconds=self._settings.journal_retention_s)
         try:
             await self._store.journal_prune(horizon)
-        except StoreUnavailable:
+        except Exception:  # pruning is housekeeping: it never stops deciding
             log.exception("could not prune the journal; will try again")
 
     async def process(self, journal_id: int) -> None:
+        """Decide every alert of one entry, then mark it done. An entry that no longer
+        validates (accepted by an earlier version, or under other limits) raises
+        ``RequestRejected``, like any other failure: it ends quarantined, never skipped."""
         failpoints.hit("before_process")
         entry = await self._store.journal_entry(journal_id)
-        try:
-            model = check(entry.body, self._settings.payload_limits)
-        except RequestRejected as exc:  # accepted under other limits; keep it, say so
-            log.error("journal entry %d no longer validates (%s); skipping", entry.id, exc)
-            await self._store.journal_done(entry.id, self._clock.now())
-            return
+        model = check(entry.body, self._settings.payload_limits)
         if model.truncatedAlerts:
             self._metrics.truncated_alerts.inc(model.truncatedAlerts)
         size = self._settings.worker_chunk_alerts
+        quarantined = 0
         for start in range(0, len(model.alerts), size):
             await self._gate.quiet(self._settings.worker_yield_s)
-            await self._process_chunk(entry, model, model.alerts[start : start + size])
+            chunk = model.alerts[start : start + size]
+            try:
+                await self._process_chunk(entry, model, chunk)
+            except StoreUnavailable:
+                raise
+            except Exception:
+                log.exception("journal entry %d: a chunk failed; deciding its alerts one by"
+                              " one", entry.id)  # fmt: skip
+                quarantined = await self._process_alone(entry, model, chunk, quarantined)
         await self._store.journal_done(entry.id, self._clock.now())
+
+    async def _process_alone(
+        self,
+        entry: JournalEntry,
+        model: WebhookPayload,
+        chunk: list[WebhookAlert],
+        quarantined: int,
+    ) -> int:
+        """Decide each alert of ``chunk`` on its own and quarantine those that fail; the
+        entry's count of quarantined alerts after it. ``_TooManyFailures`` past the cap."""
+        for raw in chunk:
+            try:
+                await self._process_chunk(entry, model, [raw])
+            except StoreUnavailable:
+                raise
+            except Exception as exc:
+                if quarantined >= MAX_QUARANTINED_ALERTS:
+                    raise _TooManyFailures(f"more than {quarantined} alerts failed") from exc
+                log.exception("journal entry %d: an alert failed; quarantining it", entry.id)
+                await self._quarantine_alert(entry, raw, exc)
+                quarantined += 1
+        return quarantined
+
+    async def _quarantine_alert(
+        self, entry: JournalEntry, raw: WebhookAlert, exc: Exception
+    ) -> None:
+        alert = to_alert(raw)
+        episode_id = 0
+        try:
+            [observation] = await self._store.observe(
+                [Sighting(alert.fingerprint, alert.status, alert.name)],
+                self._clock.now(),
+                self._settings.episode_grace_s,
+            )
+            episode_id = observation.episode.id
+        except StoreUnavailable:
+            raise
+        except Exception:
+            log.exception("journal entry %d: no episode for the quarantined alert", entry.id)
+        incident = Incident(
+            alert=alert, episode_id=episode_id, journal_id=entry.id, received_at=entry.received_at
+        )
+        decision = self._pipeline.unprocessable(incident, "An alert", _error_text(exc))
+        if not episode_id:
+            records = [replace(r, episode_id=None) for r in decision.records]
+            decision = replace(decision, records=records, decided=False)
+        await self._pipeline.commit([decision])
+        self._metrics.quarantined.labels("alert").inc()
 
     async def _process_chunk(
         self, entry: JournalEntry, model: WebhookPayload, chunk: list[WebhookAlert]
     ) -> None:
-        sightings = [
-            Sighting(raw.fingerprint, STATUSES[raw.status], raw.labels.get("alertname", ""))
-            for raw in chunk
-        ]
+        sightings = [self._sighting(raw) for raw in chunk]
         observations = await self._store.observe(
             sightings, self._clock.now(), self._settings.episode_grace_s
         )
@@ -153,9 +265,23 @@ class JournalWorker:
         if reopened:
             await self._store.undo_disarm(reopened)
 
+    def _sighting(self, raw: WebhookAlert) -> Sighting:
+        """The alert under the fingerprint of its labels; a sender's other one is counted."""
+        ours = fingerprint(raw.labels)
+        if raw.fingerprint != ours:
+            self._metrics.fingerprint_mismatches.inc()
+        return Sighting(ours, STATUSES[raw.status], raw.labels.get("alertname", ""))
+
     def _count_received(self, sightings: list[Sighting]) -> None:
         firing = sum(1 for s in sightings if s.status is AlertStatus.FIRING)
         self._metrics.alerts_received.labels(AlertStatus.FIRING.value).inc(firing)
         self._metrics.alerts_received.labels(AlertStatus.RESOLVED.value).inc(
             len(sightings) - firing
         )
+
+
+def _error_text(exc: BaseException) -> str:
+    """The error as an audit record can hold it: printable, bounded, one line."""
+    text = f"{type(exc).__name__}: {exc}"
+    text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text.replace("\x00", "\\x00").replace("\n", " ")[:ERROR_CHARS]

@@ -7,7 +7,7 @@ token from its credentials file; the test reads the decisions back over remediat
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -16,20 +16,7 @@ import pytest
 
 from tests.support.alertmanager import AlertmanagerProcess, alertmanager
 from tests.support.process import RemediatorProcess, start_remediator
-
-WAIT_S = 20.0
-
-
-async def eventually(
-    check: Callable[[], Awaitable[bool]], what: str, timeout_s: float = WAIT_S
-) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout_s
-    while loop.time() < deadline:
-        if await check():
-            return
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
+from tests.support.waiting import eventually
 
 
 def fired(labels: dict[str, str]) -> dict[str, Any]:

@@ -30,10 +30,7 @@ NS = "llm-research"
 OPTED_IN = {"remediator.io/allow": "scale_out"}
 PAYLOAD = json.dumps(
     webhook_payload(
-        webhook_alert(
-            "c0ffee",
-            labels={"alertname": "HighCPUUsage", "namespace": NS, "deployment": "api"},
-        )
+        webhook_alert(labels={"alertname": "HighCPUUsage", "namespace": NS, "deployment": "api"})
     )
 ).encode()
 

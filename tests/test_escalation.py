@@ -12,12 +12,14 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from remediator.settings import Settings
+from remediator.sinks.base import MAX_RETRY_AFTER_S, retry_after
 from tests.support.clock import FakeClock
 from tests.support.payloads import webhook_alert, webhook_payload
 from tests.support.service import ServiceUnderTest, serve, settings_for
@@ -124,19 +126,21 @@ async def world(tmp_path: Path, stubs: Any) -> AsyncIterator[World]:
         yield World(service, clock, *stubs[1:])
 
 
-def down(fingerprint: str, status: str = "firing") -> dict[str, Any]:
-    return webhook_alert(fingerprint, status, labels={"alertname": "APIUnavailable"})
+def down(status: str = "firing") -> dict[str, Any]:
+    return webhook_alert(status=status, labels={"alertname": "APIUnavailable"})
 
 
-def cpu(fingerprint: str, namespace: str = "llm-research") -> dict[str, Any]:
-    labels = {"alertname": "HighCPUUsage", "namespace": namespace, "deployment": "api"}
-    return webhook_alert(fingerprint, labels=labels)
+def cpu(
+    namespace: str = "llm-research", deployment: str = "api", status: str = "firing", **extra: str
+) -> dict[str, Any]:
+    labels = {"alertname": "HighCPUUsage", "namespace": namespace, "deployment": deployment}
+    return webhook_alert(status=status, labels={**labels, **extra})
 
 
 async def test_a_sev1_pages_at_once_climbs_the_ladder_while_open_and_resolves_everywhere(
     world: World,
 ) -> None:
-    await world.post(down("f1"))
+    await world.post(down())
     await eventually(lambda: len(world.pd.events) == 1, "the first page")
     [trigger] = world.pd.events
     assert (trigger["event_action"], trigger["payload"]["severity"]) == ("trigger", "critical")
@@ -146,7 +150,7 @@ async def test_a_sev1_pages_at_once_climbs_the_ladder_while_open_and_resolves_ev
     await eventually(lambda: len(world.slack.messages) == 1, "the platform lead tier")
     world.clock.advance(1800)
     await eventually(lambda: len(world.genie.alerts) == 1, "the engineering manager tier")
-    await world.post(down("f1", "resolved"))
+    await world.post(down("resolved"))
     world.clock.advance(2)  # past each sink's pacing interval
     await eventually(lambda: len(world.pd.events) == 2, "the resolve")
     assert [e["event_action"] for e in world.pd.events] == ["trigger", "resolve"]
@@ -158,9 +162,9 @@ async def test_a_sev1_pages_at_once_climbs_the_ladder_while_open_and_resolves_ev
 
 
 async def test_tiers_not_yet_due_are_dropped_when_the_episode_resolves(world: World) -> None:
-    await world.post(down("f2"))
+    await world.post(down())
     await eventually(lambda: len(world.pd.events) == 1, "the first page")
-    await world.post(down("f2", "resolved"))
+    await world.post(down("resolved"))
     world.clock.advance(2)  # past PagerDuty's pacing interval
     await eventually(lambda: len(world.pd.events) == 2, "the resolve")
     world.clock.advance(7200)
@@ -169,9 +173,9 @@ async def test_tiers_not_yet_due_are_dropped_when_the_episode_resolves(world: Wo
 
 
 async def test_a_guard_refusal_reaches_the_webhook_once_and_signed(world: World) -> None:
-    await world.post(cpu("f3", namespace="kube-system"))
+    await world.post(cpu(namespace="kube-system"))
     await eventually(lambda: len(world.hook.received) == 1, "the webhook")
-    await world.post(cpu("f3", namespace="kube-system"))  # a resend
+    await world.post(cpu(namespace="kube-system"))  # a resend
     await asyncio.sleep(0.2)
     [request] = world.hook.received
     expected = hmac.new(HOOK_SECRET.encode(), request.body, hashlib.sha256).hexdigest()
@@ -184,7 +188,7 @@ async def test_a_guard_refusal_reaches_the_webhook_once_and_signed(world: World)
 
 async def test_a_sink_that_fails_then_recovers_is_paged_exactly_once(world: World) -> None:
     world.pd.fail_next(2, status=503)
-    await world.post(down("f4"))
+    await world.post(down())
     for attempt in (1, 2):
         await eventually(lambda n=attempt: world.pd.requests >= n, f"attempt {attempt}")
         world.clock.advance(10)  # past the backoff
@@ -196,7 +200,7 @@ async def test_a_sink_that_fails_then_recovers_is_paged_exactly_once(world: Worl
 
 async def test_retry_after_from_a_429_is_honoured(world: World) -> None:
     world.pd.fail_next(1, status=429, retry_after=30)
-    await world.post(down("f5"))
+    await world.post(down())
     await eventually(lambda: world.pd.requests == 1, "the throttled attempt")
     world.clock.advance(20)
     await asyncio.sleep(0.2)
@@ -212,7 +216,7 @@ async def test_an_undelivered_page_survives_a_restart_and_is_delivered_once(
     settings = world_settings(tmp_path, stubs)
     await pd.down()
     async with serve(settings, clock=clock) as service:
-        await service.post(webhook_payload(down("f6")))
+        await service.post(webhook_payload(down()))
         await service.settle()
         await eventually(lambda: _retried(service), "a failed delivery attempt")
     await pd.up()
@@ -231,9 +235,7 @@ async def _retried(service: ServiceUnderTest) -> bool:
 
 
 async def test_a_storm_pages_one_incident_not_one_per_alert(world: World) -> None:
-    alerts = [cpu(f"s{i}") for i in range(3)]
-    for i, alert in enumerate(alerts):
-        alert["labels"]["deployment"] = f"svc-{i}"
+    alerts = [cpu(deployment=f"svc-{i}") for i in range(3)]
     await world.post(*alerts, truncatedAlerts=40)
     await eventually(lambda: len(world.hook.received) == 1, "the storm page")
     await asyncio.sleep(0.2)
@@ -244,9 +246,9 @@ async def test_a_storm_pages_one_incident_not_one_per_alert(world: World) -> Non
 
 
 async def test_the_same_fix_again_and_again_stops_and_pages_once(world: World) -> None:
-    for i in range(5):  # five episodes on one target; the rule has no cooldown
-        await world.post(cpu(f"r{i}"))
-        await world.post(webhook_alert(f"r{i}", "resolved", labels=cpu(f"r{i}")["labels"]))
+    for i in range(5):  # five alerts, one episode each, on one target; the rule has no cooldown
+        await world.post(cpu(pod=f"api-{i}"))
+        await world.post(cpu(pod=f"api-{i}", status="resolved"))
     decisions = await world.service.decisions()
     reasons = [d["reason"] for d in decisions if d["step"] == "refused"]
     assert reasons == ["ineffective_remediation", "ineffective_remediation"]
@@ -255,3 +257,27 @@ async def test_the_same_fix_again_and_again_stops_and_pages_once(world: World) -
     await asyncio.sleep(0.2)
     assert len(world.hook.received) == 1
     assert "does not help" in json.loads(world.hook.received[0].body)["summary"]
+
+
+@pytest.mark.parametrize(
+    ("header", "delay"),
+    [
+        ("30", 30.0),
+        ("0", 0.0),
+        ("2.5", 2.5),
+        ("1e12", MAX_RETRY_AFTER_S),
+        ("inf", None),
+        ("-inf", None),
+        ("nan", None),
+        ("-5", None),
+        ("Wed, 21 Oct 2026 07:28:00 GMT", None),
+        ("", None),
+        ("9" * 400, None),  # a float past its range: inf
+    ],
+)
+def test_a_sinks_retry_after_is_bounded_so_no_answer_can_overflow_the_next_due_time(
+    header: str, delay: float | None
+) -> None:
+    assert retry_after({"Retry-After": header}) == delay
+    if delay is not None:  # what Delivery._retry computes from it
+        assert datetime(9999, 12, 1) + timedelta(seconds=delay) <= datetime.max

@@ -5,6 +5,7 @@ pg_stat_activity says who survived."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -13,9 +14,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 
 from remediator.actions.kill_query import KillQueryParams, evidence, select
 from remediator.clients.postgres import PostgresTarget, Session
+from remediator.fingerprint import fingerprint
 from tests.support.payloads import webhook_alert, webhook_payload
 from tests.support.ports import free_port
 from tests.support.postgres import Outcome, PostgresServer, Roles
@@ -50,16 +53,19 @@ def rules(directory: Path, params: str, target: str = "primary") -> Path:
     return directory
 
 
+LONG_QUERY = {"alertname": "LongRunningQuery"}
+
+
 @dataclass
 class Harness:
     service: ServiceUnderTest
     pg: PostgresServer
 
-    async def fire(self, fingerprint: str) -> list[dict[str, Any]]:
-        alert = webhook_alert(fingerprint, labels={"alertname": "LongRunningQuery"})
+    async def fire(self) -> list[dict[str, Any]]:
+        alert = webhook_alert(labels=LONG_QUERY)
         assert (await self.service.post(webhook_payload(alert)))[0] == 200
         await self.service.settle()
-        return await self.service.decisions(fingerprint=fingerprint)
+        return await self.service.decisions(fingerprint=fingerprint(LONG_QUERY))
 
 
 def dsn_file(tmp_path: Path, dsn: str) -> str:
@@ -100,7 +106,7 @@ async def test_only_the_applications_long_query_is_cancelled_and_everyone_else_s
         await session.started()
     await asyncio.sleep(1.2)  # every query is now older than min_duration_s
     async with running(tmp_path, pg, pg.dsn(rem.name, rem.password), ACTIVE) as harness:
-        decisions = await harness.fire("q1")
+        decisions = await harness.fire()
         own = await pg.fetch(
             "SELECT pid FROM pg_stat_activity WHERE application_name = 'remediator'"
         )
@@ -128,7 +134,7 @@ async def test_an_idle_transaction_ignores_cancel_and_is_terminated_after_the_gr
         " terminate: true, grace_s: 0.5}"
     )
     async with running(tmp_path, pg, pg.dsn(rem.name, rem.password), params) as harness:
-        decisions = await harness.fire("q2")
+        decisions = await harness.fire()
     [row] = decisions[3]["details"]["sessions"]
     assert (row["cancelled"], row["terminated"]) == (True, True)
     await idle.wait_connection_closed()
@@ -148,7 +154,7 @@ async def test_max_per_run_signals_only_the_oldest_sessions(
     await asyncio.sleep(1.2)
     params = "{min_duration_s: 1, max_per_run: 2, states: [active]}"
     async with running(tmp_path, pg, pg.dsn(rem.name, rem.password), params) as harness:
-        decisions = await harness.fire("q3")
+        decisions = await harness.fire()
     assert [r["pid"] for r in decisions[3]["details"]["sessions"]] == [s.pid for s in sessions[:2]]
     assert [await s.finished() for s in sessions[:2]] == [Outcome.CANCELLED] * 2
     assert (await pg.activity(sessions[2].pid) or {}).get("state") == "active"
@@ -182,8 +188,8 @@ async def test_a_database_that_is_down_means_a_refusal_an_escalation_and_no_cras
 ) -> None:
     down = f"postgresql://remediator:x@127.0.0.1:{free_port()}/postgres"
     async with running(tmp_path, pg, down, ACTIVE) as harness:
-        decisions = await harness.fire("q4")
-        status, _ = await harness.service.post(webhook_payload(webhook_alert("q5")))
+        decisions = await harness.fire()
+        status, _ = await harness.service.post(webhook_payload(webhook_alert()))
     assert steps(decisions)[3:] == [("refused", "api_error"), ("escalated", "api_error")]
     assert "database target 'primary'" in decisions[3]["sentence"]
     assert status == 200
@@ -194,7 +200,7 @@ async def test_an_unknown_target_name_is_a_refusal_not_a_guess(
 ) -> None:
     rem = roles.remediator
     async with running(tmp_path, pg, pg.dsn(rem.name, rem.password), ACTIVE, "reports") as harness:
-        decisions = await harness.fire("q6")
+        decisions = await harness.fire()
     assert steps(decisions)[3] == ("refused", "target_gone")
     assert decisions[3]["sentence"] == (
         "No database target named 'reports' is configured (configured: primary)."
@@ -208,7 +214,7 @@ async def test_a_role_that_cannot_see_other_sessions_queries_is_refused_clearly(
     victim = await pg.long_query(roles.app.name, roles.app.password, "appdb", 60)
     await victim.started()
     async with running(tmp_path, pg, pg.dsn("weak", "weak-secret"), ACTIVE) as harness:
-        decisions = await harness.fire("q7")
+        decisions = await harness.fire()
     assert steps(decisions)[3] == ("refused", "precheck_failed")
     assert "cannot see other sessions' queries" in decisions[3]["sentence"]
     assert (await pg.activity(victim.pid) or {}).get("state") == "active"
@@ -250,3 +256,25 @@ def test_evidence_redacts_literals_and_truncates_the_query() -> None:
     row = evidence(session(query="SELECT '" + "x" * 500 + "', 7"), redact=True)
     assert row["query"] == "SELECT '?', ?"
     assert evidence(session(), redact=False)["query"].endswith("id = 42")
+
+
+def test_a_query_pattern_python_has_and_re2_has_not_is_refused_with_the_reason() -> None:
+    with pytest.raises(ValidationError) as caught:
+        KillQueryParams.model_validate(
+            {"min_duration_s": 60, "max_per_run": 5, "query_pattern": r"(SELECT) \1"}
+        )
+    assert "backreference" in str(caught.value)
+
+
+def test_a_backtracking_pattern_cannot_be_made_slow_by_a_clients_query_text() -> None:
+    """Any database client writes query text; RE2 matches it in linear time."""
+    rule = KillQueryParams.model_validate(
+        {"min_duration_s": 60, "max_per_run": 5, "query_pattern": r"^(a+)+$"}
+    )
+    timings = []
+    for size in (10_000, 100_000):
+        hostile = session(query="a" * size + "!")
+        started = time.perf_counter()
+        assert select([hostile], rule) == []
+        timings.append(time.perf_counter() - started)
+    assert timings[1] < 0.5 and timings[1] < 40 * max(timings[0], 1e-4)

@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from remediator.cli import main
+from remediator.fingerprint import fingerprint
 from tests.support.alertmanager import alertmanager
 from tests.support.kube_api import KubeApiServer
 from tests.support.kubeconfig import write_kubeconfig
@@ -49,12 +50,12 @@ class Harness:
     service: ServiceUnderTest
     kube: KubeApiServer
 
-    async def fire(self, fingerprint: str, **labels: str) -> list[dict[str, Any]]:
-        alert = webhook_alert(fingerprint, labels=labels)
+    async def fire(self, **labels: str) -> list[dict[str, Any]]:
+        alert = webhook_alert(labels=labels)
         status, _ = await self.service.post(webhook_payload(alert))
         assert status == 200
         await self.service.settle()
-        return await self.service.decisions(fingerprint=fingerprint)
+        return await self.service.decisions(fingerprint=fingerprint(labels))
 
     def calls(self, method: str, suffix: str) -> list[str]:
         return [
@@ -88,8 +89,8 @@ def crashloop(pod: str, **extra: str) -> dict[str, str]:
 
 async def test_high_cpu_scales_an_opted_in_deployment_within_bounds_once(harness: Harness) -> None:
     harness.kube.add_deployment(NS, "api", replicas=3, annotations=OPTED_IN)
-    decisions = await harness.fire("c1", **cpu("api"))
-    again = await harness.fire("c1", **cpu("api"))  # a resend of the same episode
+    decisions = await harness.fire(**cpu("api"))
+    again = await harness.fire(**cpu("api"))  # a resend of the same episode
     assert steps(decisions) == [
         ("received", None), ("classified", None), ("claimed", None), ("acted", None),
         ("verified", None),
@@ -108,13 +109,13 @@ async def test_high_cpu_scales_an_opted_in_deployment_within_bounds_once(harness
 
 async def test_scale_out_stops_at_max_replicas(harness: Harness) -> None:
     harness.kube.add_deployment(NS, "api", replicas=19, annotations=OPTED_IN)
-    await harness.fire("c2", **cpu("api"))
+    await harness.fire(**cpu("api"))
     assert harness.kube.deployment(NS, "api")["spec"]["replicas"] == 20
 
 
 async def test_a_deployment_already_at_max_is_left_alone(harness: Harness) -> None:
     harness.kube.add_deployment(NS, "api", replicas=20, annotations=OPTED_IN)
-    decisions = await harness.fire("c3", **cpu("api"))
+    decisions = await harness.fire(**cpu("api"))
     assert decisions[3]["sentence"] == (
         "llm-research/Deployment/api already runs 20 replicas, at or above the target of 20;"
         " nothing changed."
@@ -125,7 +126,7 @@ async def test_a_deployment_already_at_max_is_left_alone(harness: Harness) -> No
 async def test_a_conflict_re_reads_and_decides_again(harness: Harness) -> None:
     harness.kube.add_deployment(NS, "api", replicas=3, annotations=OPTED_IN)
     harness.kube.inject_fault(r"/deployments/api/scale$", method="PATCH", status=409, times=1)
-    decisions = await harness.fire("c4", **cpu("api"))
+    decisions = await harness.fire(**cpu("api"))
     assert decisions[3]["outcome"] == "succeeded"
     assert harness.kube.deployment(NS, "api")["spec"]["replicas"] == 5
     assert len(harness.calls("PATCH", "/deployments/api/scale")) == 2
@@ -135,7 +136,7 @@ async def test_a_conflict_re_reads_and_decides_again(harness: Harness) -> None:
 async def test_a_deployment_an_hpa_scales_is_refused_and_escalated(harness: Harness) -> None:
     harness.kube.add_deployment(NS, "api", replicas=3, annotations=OPTED_IN)
     harness.kube.add_hpa(NS, "api-hpa", "api", min_replicas=3, max_replicas=10)
-    decisions = await harness.fire("c5", **cpu("api"))
+    decisions = await harness.fire(**cpu("api"))
     assert steps(decisions)[3:] == [
         ("refused", "precheck_failed"),
         ("escalated", "precheck_failed"),
@@ -150,14 +151,14 @@ async def test_a_deployment_without_the_opt_in_annotation_is_not_touched(
     harness.kube.add_deployment(
         NS, "api", replicas=3, annotations={"remediator.io/allow": "recycle_pod"}
     )
-    decisions = await harness.fire("c6", **cpu("api"))
+    decisions = await harness.fire(**cpu("api"))
     assert steps(decisions)[3:] == [("refused", "not_opted_in"), ("escalated", "not_opted_in")]
     assert harness.calls("PATCH", "/scale") == []
 
 
 async def test_forged_labels_naming_kube_system_never_reach_the_api(harness: Harness) -> None:
     harness.kube.add_deployment("kube-system", "coredns", replicas=2, annotations=OPTED_IN)
-    decisions = await harness.fire("c7", **cpu("coredns", namespace="kube-system"))
+    decisions = await harness.fire(**cpu("coredns", namespace="kube-system"))
     assert steps(decisions)[2:] == [("refused", "out_of_scope"), ("escalated", "out_of_scope")]
     assert not [r for r in harness.kube.requests if "kube-system" in r.path]
 
@@ -165,7 +166,7 @@ async def test_forged_labels_naming_kube_system_never_reach_the_api(harness: Har
 async def test_a_transient_5xx_is_retried_and_the_scale_out_goes_through(harness: Harness) -> None:
     harness.kube.add_deployment(NS, "api", replicas=3, annotations=OPTED_IN)
     harness.kube.inject_fault(r"/deployments/api$", method="GET", status=503, times=2)
-    decisions = await harness.fire("c8", **cpu("api"))
+    decisions = await harness.fire(**cpu("api"))
     assert decisions[3]["outcome"] == "succeeded"
     assert harness.kube.deployment(NS, "api")["spec"]["replicas"] == 5
 
@@ -173,7 +174,7 @@ async def test_a_transient_5xx_is_retried_and_the_scale_out_goes_through(harness
 async def test_a_403_is_refused_with_the_api_servers_own_words(harness: Harness) -> None:
     harness.kube.add_deployment(NS, "api", replicas=3, annotations=OPTED_IN)
     harness.kube.inject_fault(r"/deployments/api$", method="GET", status=403, times=None)
-    decisions = await harness.fire("c9", **cpu("api"))
+    decisions = await harness.fire(**cpu("api"))
     assert steps(decisions)[3:] == [("refused", "api_error"), ("escalated", "api_error")]
     assert 'deployments.apps "api" is forbidden' in decisions[3]["sentence"]
 
@@ -183,10 +184,10 @@ async def test_an_unreachable_api_means_no_action_an_escalation_and_no_crash(
 ) -> None:
     dead = write_kubeconfig(tmp_path / "kubeconfig", f"http://127.0.0.1:{free_port()}", "t")
     async with serve(settings_for(tmp_path, kubeconfig=dead, rules_dir=EXAMPLE_RULES)) as service:
-        status, _ = await service.post(webhook_payload(webhook_alert("d1", labels=cpu("api"))))
+        status, _ = await service.post(webhook_payload(webhook_alert(labels=cpu("api"))))
         assert status == 200
         await service.settle()
-        decisions = await service.decisions(fingerprint="d1")
+        decisions = await service.decisions(fingerprint=fingerprint(cpu("api")))
         health = await service.session.get(f"{service.url}/healthz")
         assert health.status == 200
         health.release()
@@ -195,9 +196,9 @@ async def test_an_unreachable_api_means_no_action_an_escalation_and_no_crash(
 
 async def test_without_a_cluster_kubernetes_actions_are_planned_as_dry_run(tmp_path: Path) -> None:
     async with serve(settings_for(tmp_path, rules_dir=EXAMPLE_RULES)) as service:
-        await service.post(webhook_payload(webhook_alert("e1", labels=cpu("api"))))
+        await service.post(webhook_payload(webhook_alert(labels=cpu("api"))))
         await service.settle()
-        decisions = await service.decisions(fingerprint="e1")
+        decisions = await service.decisions(fingerprint=fingerprint(cpu("api")))
     assert steps(decisions)[2:] == [("claimed", None), ("dry_run", "dry_run")]
     assert decisions[-1]["sentence"] == (
         "Dry-run (no backend is configured for scale_out): would run scale_out on"
@@ -215,7 +216,7 @@ def first_pod(kube: KubeApiServer, app: str) -> dict[str, Any]:
 async def test_a_crashlooping_pod_is_evicted_and_replaced(harness: Harness) -> None:
     harness.kube.add_deployment(NS, "api", replicas=3, annotations=OPTED_IN)
     pod = first_pod(harness.kube, "api")
-    decisions = await harness.fire("p1", **crashloop(pod["metadata"]["name"]))
+    decisions = await harness.fire(**crashloop(pod["metadata"]["name"]))
     assert steps(decisions)[2:] == [("claimed", None), ("acted", None), ("verified", None)]
     evictions = [r for r in harness.kube.requests if r.path.endswith("/eviction")]
     assert len(evictions) == 1
@@ -230,7 +231,7 @@ async def test_two_pods_of_one_workload_are_never_recycled_at_once(harness: Harn
     names = [p["metadata"]["name"] for p in harness.kube.pods(NS, {"app": "api"})][:2]
     # The first eviction takes a while to be answered: the workload is held meanwhile.
     harness.kube.inject_fault(r"/eviction$", method="POST", delay=1.0)
-    alerts = [webhook_alert(f"w{n}", labels=crashloop(name)) for n, name in enumerate(names)]
+    alerts = [webhook_alert(labels=crashloop(name)) for name in names]
     assert (await harness.service.post(webhook_payload(*alerts)))[0] == 200
     await harness.service.settle()
     decisions = await harness.service.decisions()
@@ -250,7 +251,7 @@ async def test_a_pdb_that_keeps_refusing_ends_in_an_escalation_not_a_delete(
     harness.kube.add_deployment(NS, "api", replicas=3, annotations=OPTED_IN)
     harness.kube.add_pdb(NS, "api-pdb", {"app": "api"}, min_available=3)
     pod = first_pod(harness.kube, "api")
-    decisions = await harness.fire("p2", **crashloop(pod["metadata"]["name"]))
+    decisions = await harness.fire(**crashloop(pod["metadata"]["name"]))
     assert steps(decisions)[3:] == [("acted", None), ("escalated", None)]
     assert decisions[3]["outcome"] == "failed"
     assert "PodDisruptionBudget kept refusing" in decisions[3]["sentence"]
@@ -262,14 +263,14 @@ async def test_a_pod_replaced_since_the_alert_is_not_evicted(harness: Harness) -
     harness.kube.add_deployment(NS, "api", replicas=3, annotations=OPTED_IN)
     pod = first_pod(harness.kube, "api")
     labels = crashloop(pod["metadata"]["name"], uid="0b0b0b0b-dead-beef-0000-000000000000")
-    decisions = await harness.fire("p3", **labels)
+    decisions = await harness.fire(**labels)
     assert steps(decisions)[3:] == [("refused", "target_gone"), ("escalated", "target_gone")]
     assert harness.calls("POST", "/eviction") == []
 
 
 async def test_a_standalone_pod_is_refused(harness: Harness) -> None:
     harness.kube.add_standalone_pod(NS, "debug-shell", {"app": "debug"})
-    decisions = await harness.fire("p4", **crashloop("debug-shell"))
+    decisions = await harness.fire(**crashloop("debug-shell"))
     assert steps(decisions)[3:] == [
         ("refused", "precheck_failed"),
         ("escalated", "precheck_failed"),
@@ -284,7 +285,7 @@ async def test_a_recycle_that_would_leave_too_few_ready_replicas_is_refused(
     harness.kube.add_deployment(NS, "api", replicas=3, annotations=OPTED_IN)
     pods = harness.kube.pods(NS, {"app": "api"})
     harness.kube.set_pod_ready(NS, pods[1]["metadata"]["name"], False)
-    decisions = await harness.fire("p5", **crashloop(pods[0]["metadata"]["name"]))
+    decisions = await harness.fire(**crashloop(pods[0]["metadata"]["name"]))
     assert steps(decisions)[3:] == [("refused", "blast_radius"), ("escalated", "blast_radius")]
     assert "would leave 1 ready replicas" in decisions[3]["sentence"]
     assert harness.calls("POST", "/eviction") == []
@@ -294,7 +295,7 @@ async def test_no_pod_is_recycled_while_its_deployment_rolls_out(harness: Harnes
     harness.kube.add_deployment(NS, "api", replicas=3, annotations=OPTED_IN)
     harness.kube.start_rollout(NS, "api")
     pod = first_pod(harness.kube, "api")
-    decisions = await harness.fire("p6", **crashloop(pod["metadata"]["name"]))
+    decisions = await harness.fire(**crashloop(pod["metadata"]["name"]))
     assert steps(decisions)[3] == ("refused", "blast_radius")
     assert "rolling out" in decisions[3]["sentence"]
 
@@ -324,14 +325,12 @@ async def scale_by_hand(kube: KubeApiServer, deployment: str, replicas: int) -> 
         assert resp.status == 200
 
 
-async def resolve_and_wait(
-    harness: Harness, fingerprint: str, labels: dict[str, str]
-) -> list[dict[str, Any]]:
-    resolved = webhook_alert(fingerprint, "resolved", labels=labels)
+async def resolve_and_wait(harness: Harness, labels: dict[str, str]) -> list[dict[str, Any]]:
+    resolved = webhook_alert(status="resolved", labels=labels)
     assert (await harness.service.post(webhook_payload(resolved)))[0] == 200
     await harness.service.settle()
     for _ in range(100):
-        decisions = await harness.service.decisions(fingerprint=fingerprint)
+        decisions = await harness.service.decisions(fingerprint=fingerprint(labels))
         if decisions[-1]["step"] == "undone":
             return decisions
         await asyncio.sleep(0.05)
@@ -342,9 +341,9 @@ async def test_after_the_quiet_period_the_deployment_returns_to_its_count(
     quick_scale_in: Harness,
 ) -> None:
     quick_scale_in.kube.add_deployment(NS, "api", replicas=3, annotations=OPTED_IN)
-    await quick_scale_in.fire("s1", **cpu("api"))
+    await quick_scale_in.fire(**cpu("api"))
     assert quick_scale_in.kube.deployment(NS, "api")["spec"]["replicas"] == 5
-    decisions = await resolve_and_wait(quick_scale_in, "s1", cpu("api"))
+    decisions = await resolve_and_wait(quick_scale_in, cpu("api"))
     assert [d["step"] for d in decisions][-2:] == ["resolved", "undone"]
     assert decisions[-1]["sentence"] == (
         "Scaled llm-research/Deployment/api back in from 5 to 3 replicas (started from 3)."
@@ -354,9 +353,9 @@ async def test_after_the_quiet_period_the_deployment_returns_to_its_count(
 
 async def test_replicas_someone_else_changed_are_not_scaled_back(quick_scale_in: Harness) -> None:
     quick_scale_in.kube.add_deployment(NS, "api", replicas=3, annotations=OPTED_IN)
-    await quick_scale_in.fire("s2", **cpu("api"))
+    await quick_scale_in.fire(**cpu("api"))
     await scale_by_hand(quick_scale_in.kube, "api", 8)  # an SRE scaled it meanwhile
-    decisions = await resolve_and_wait(quick_scale_in, "s2", cpu("api"))
+    decisions = await resolve_and_wait(quick_scale_in, cpu("api"))
     assert "someone else changed it, so it is not scaled back" in decisions[-1]["sentence"]
     assert quick_scale_in.kube.deployment(NS, "api")["spec"]["replicas"] == 8
 
@@ -413,7 +412,7 @@ async def test_a_real_alertmanager_webhook_ends_in_one_eviction_on_the_api_serve
 async def test_api_throttling_with_retry_after_is_waited_out(harness: Harness) -> None:
     harness.kube.add_deployment(NS, "api", replicas=3, annotations=OPTED_IN)
     harness.kube.inject_fault(r"/deployments/api/scale$", method="GET", status=429, retry_after=1)
-    decisions = await harness.fire("t1", **cpu("api"))
+    decisions = await harness.fire(**cpu("api"))
     assert decisions[3]["outcome"] == "succeeded"
     assert harness.kube.deployment(NS, "api")["spec"]["replicas"] == 5
 
@@ -421,13 +420,13 @@ async def test_api_throttling_with_retry_after_is_waited_out(harness: Harness) -
 async def test_a_dropped_connection_is_retried(harness: Harness) -> None:
     harness.kube.add_deployment(NS, "api", replicas=3, annotations=OPTED_IN)
     harness.kube.inject_fault(r"/horizontalpodautoscalers$", method="GET", drop=True)
-    decisions = await harness.fire("t2", **cpu("api"))
+    decisions = await harness.fire(**cpu("api"))
     assert decisions[3]["outcome"] == "succeeded"
 
 
 async def test_a_daemonset_pod_is_refused_unless_the_rule_allows_it(harness: Harness) -> None:
     pod = harness.kube.add_daemonset_pod(NS, "node-exporter")["metadata"]["name"]
-    decisions = await harness.fire("t3", **crashloop(pod))
+    decisions = await harness.fire(**crashloop(pod))
     assert steps(decisions)[3] == ("refused", "precheck_failed")
     assert "belongs to DaemonSet node-exporter" in decisions[3]["sentence"]
     assert harness.calls("POST", "/eviction") == []
@@ -449,7 +448,7 @@ async def test_a_rule_may_scale_through_the_hpa_by_raising_its_min_replicas(
     settings = settings_for(tmp_path, kubeconfig=kubeconfig, rules_dir=rules, aftercare_poll_s=0.05)
     async with serve(settings) as service:
         harness = Harness(service, kube)
-        decisions = await harness.fire("h1", **cpu("api"))
+        decisions = await harness.fire(**cpu("api"))
         # The HPA's own maximum (4) bounds the step as much as the rule's does.
         assert decisions[3]["sentence"] == (
             "Raised minReplicas of HorizontalPodAutoscaler api-hpa from 3 to 4, so it scales"
@@ -457,7 +456,7 @@ async def test_a_rule_may_scale_through_the_hpa_by_raising_its_min_replicas(
         )
         assert kube.deployment(NS, "api")["spec"]["replicas"] == 4
         assert harness.calls("PATCH", "/scale") == []
-        undone = await resolve_and_wait(harness, "h1", cpu("api"))
+        undone = await resolve_and_wait(harness, cpu("api"))
     assert undone[-1]["sentence"] == (
         "Lowered minReplicas of HorizontalPodAutoscaler api-hpa back to 3."
     )
@@ -472,9 +471,11 @@ async def quick_verify(tmp_path: Path, kube: KubeApiServer) -> AsyncIterator[Har
         yield Harness(service, kube)
 
 
-async def wait_for_step(harness: Harness, fingerprint: str, count: int) -> list[dict[str, Any]]:
+async def wait_for_step(
+    harness: Harness, labels: dict[str, str], count: int
+) -> list[dict[str, Any]]:
     for _ in range(100):
-        decisions = await harness.service.decisions(fingerprint=fingerprint)
+        decisions = await harness.service.decisions(fingerprint=fingerprint(labels))
         if len(decisions) >= count:
             return decisions
         await asyncio.sleep(0.05)
@@ -485,8 +486,8 @@ async def test_a_fix_that_holds_while_the_alert_keeps_firing_is_ineffective_and_
     quick_verify: Harness,
 ) -> None:
     quick_verify.kube.add_deployment(NS, "api", replicas=3, annotations=OPTED_IN)
-    await quick_verify.fire("v1", **cpu("api"))
-    decisions = await wait_for_step(quick_verify, "v1", 7)
+    await quick_verify.fire(**cpu("api"))
+    decisions = await wait_for_step(quick_verify, cpu("api"), 7)
     assert [d["step"] for d in decisions] == [
         "received", "classified", "claimed", "acted", "verified", "verified", "escalated",
     ]  # fmt: skip
@@ -497,10 +498,10 @@ async def test_a_fix_that_holds_while_the_alert_keeps_firing_is_ineffective_and_
 
 async def test_a_fix_after_which_the_alert_resolves_is_verified(quick_verify: Harness) -> None:
     quick_verify.kube.add_deployment(NS, "api", replicas=3, annotations=OPTED_IN)
-    await quick_verify.fire("v2", **cpu("api"))
-    resolved = webhook_alert("v2", "resolved", labels=cpu("api"))
+    await quick_verify.fire(**cpu("api"))
+    resolved = webhook_alert(status="resolved", labels=cpu("api"))
     assert (await quick_verify.service.post(webhook_payload(resolved)))[0] == 200
-    decisions = await wait_for_step(quick_verify, "v2", 7)
+    decisions = await wait_for_step(quick_verify, cpu("api"), 7)
     assert [d["step"] for d in decisions][-2:] == ["resolved", "verified"]
     assert decisions[-1]["sentence"] == (
         "The alert resolved after scale-out-api on llm-research/Deployment/api."
@@ -512,7 +513,7 @@ async def test_a_scale_write_whose_answer_is_lost_is_not_applied_twice(harness: 
     # The API server applies the PATCH, then the connection drops before the answer: the
     # client retries the same write (409, stale resourceVersion) and reads the scale again.
     harness.kube.inject_fault(r"/deployments/api/scale$", method="PATCH", drop=True, served=True)
-    decisions = await harness.fire("l1", **cpu("api"))
+    decisions = await harness.fire(**cpu("api"))
     assert harness.kube.deployment(NS, "api")["spec"]["replicas"] == 5
     assert decisions[3]["outcome"] == "succeeded"
     assert decisions[3]["sentence"] == (

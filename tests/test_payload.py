@@ -11,12 +11,13 @@ from typing import Any
 import pytest
 
 from remediator.errors import RequestRejected
+from remediator.fingerprint import fingerprint
 from remediator.model import AlertStatus
-from remediator.payload import PayloadLimits, decode_json, parse
-from tests.support.payloads import fingerprint, webhook_alert, webhook_payload
+from remediator.payload import PayloadLimits, check, decode_json, parse
+from tests.support.payloads import webhook_alert, webhook_payload
 from tests.support.service import fixture_bytes
 
-MARKER = "ECHO-MARKER-7f3a"
+MARKER = "ECHO_MARKER_7f3a"  # a valid label name, so only its value can be wrong
 
 
 def alert(fingerprint: str = "aa01", **overrides: Any) -> dict[str, Any]:
@@ -85,7 +86,7 @@ def test_unknown_fields_at_top_level_and_in_alerts_are_tolerated() -> None:
     newer = {"notification_reason": "resend", "routeLabels": {"team": "llm"}}
     data = payload(alert(**newer), **newer)
     parsed = parse(json.dumps(data).encode(), PayloadLimits())
-    assert [a.fingerprint for a in parsed.alerts] == ["aa01"]
+    assert [a.sent_fingerprint for a in parsed.alerts] == ["aa01"]
 
 
 def test_a_parse_error_names_the_field_with_label_keys_replaced() -> None:
@@ -183,7 +184,10 @@ def test_one_over_a_limit_is_refused_without_echoing_the_input(
 )
 def test_unusual_but_valid_json_in_an_unknown_field_is_accepted(spelled: str) -> None:
     text = json.dumps(payload()).replace('"receiver"', f'"extra": {spelled}, "receiver"', 1)
-    assert [a.fingerprint for a in parse(text.encode(), PayloadLimits()).alerts] == ["aa01"]
+    labels = alert()["labels"]
+    assert [a.fingerprint for a in parse(text.encode(), PayloadLimits()).alerts] == [
+        fingerprint(labels)
+    ]
 
 
 def test_a_repeated_key_in_an_unknown_object_is_refused_too() -> None:
@@ -193,7 +197,125 @@ def test_a_repeated_key_in_an_unknown_object_is_refused_too() -> None:
     assert rejection(text.encode()).code == "duplicate_key"
 
 
-def test_the_test_fingerprint_helper_gives_alertmanagers_fingerprints() -> None:
+def test_our_fingerprint_is_alertmanagers_for_every_recorded_alert() -> None:
     body = json.loads(fixture_bytes("mixed-1002-alerts-one-resolved.json"))
     pairs = [(a["fingerprint"], fingerprint(a["labels"])) for a in body["alerts"]]
     assert len(pairs) == 1002 and all(sent == ours for sent, ours in pairs)
+
+
+def test_a_senders_fingerprint_that_disagrees_with_the_labels_is_kept_aside() -> None:
+    (parsed,) = parse(json.dumps(payload(alert("aa01"))).encode(), PayloadLimits()).alerts
+    assert parsed.fingerprint == fingerprint(alert()["labels"]) != "aa01"
+    assert parsed.sent_fingerprint == "aa01"
+    honest = alert(fingerprint(alert()["labels"]))
+    (parsed,) = parse(json.dumps(payload(honest)).encode(), PayloadLimits()).alerts
+    assert parsed.sent_fingerprint == ""
+
+
+# --- duplicate keys: exact, whatever re-encoding changes -----------------------------------
+
+NAMESPACE_TWICE = '"namespace": "kube-system", "namespace": "llm-research"'
+
+
+def _twice(offsets: str = "Z", **replacements: str) -> bytes:
+    """A body whose labels say ``namespace`` twice, its times written with ``offsets``."""
+    text = json.dumps(payload(alert(startsAt=f"2026-11-28T09:44:26{offsets}")))
+    text = text.replace('"namespace": "llm-research"', NAMESPACE_TWICE)
+    for old, new in replacements.items():
+        text = text.replace(old, new)
+    return text.encode()
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        _twice(),
+        _twice("+0530"),  # re-encodes as +05:30: one colon more than the body
+        _twice("-0800"),
+        _twice("+05:30"),
+        _twice("+00:00"),  # re-encodes as Z: one colon fewer
+        _twice(summary='summ\\u0022: "ary'),  # a quote spelled as an escape, then a colon
+        _twice(summary='summ\\": ary'),
+        _twice(summary="summ\\u003aary"),
+        _twice(summary="summ\\u003Aary"),
+        _twice(**{'"summary"': '"summary" '}),  # a space between a key and its colon
+        _twice(**{'"namespace": "kube-system"': '"namespace" : "kube-system"'}),
+    ],
+    ids=["plain", "offset-0530", "offset-0800", "offset-05-30", "offset-00-00",
+         "escaped-quote-colon", "quote-colon", "escaped-colon", "escaped-colon-upper",
+         "space-before-colon", "space-in-the-duplicate"],
+)  # fmt: skip
+def test_a_repeated_label_is_refused_however_the_body_is_spelled(raw: bytes) -> None:
+    assert rejection(raw).code == "duplicate_key"
+
+
+def test_every_offset_in_a_big_body_cannot_hide_as_many_repeated_keys() -> None:
+    alerts = [alert(startsAt="2026-11-28T09:44:26+0530") for _ in range(50)]
+    text = json.dumps(payload(*alerts))
+    assert len(parse(text.encode(), PayloadLimits()).alerts) == 50
+    hidden = text.replace('"namespace": "llm-research"', NAMESPACE_TWICE, 10)
+    assert rejection(hidden.encode()).code == "duplicate_key"
+
+
+def _exactly(body: bytes) -> str:
+    """The verdict of the standard library's exact, slow decoding."""
+    try:
+        decode_json(body)
+    except RequestRejected as exc:
+        return exc.code
+    return "ok"
+
+
+def test_the_fast_path_agrees_with_the_exact_decoder_on_a_thousand_spellings() -> None:
+    """Seeded: bodies with random offsets, escapes, spacing and, in half, one repeated key."""
+    import random
+
+    chooser = random.Random(20261201)
+    pieces = ["a", ":", '\\"', "\\u0022", "\\u003a", " ", "\\\\", "é", "\\u00e9", "\\/"]
+    for _ in range(1000):
+        summary = "".join(chooser.choice(pieces) for _ in range(chooser.randint(0, 8)))
+        offset = chooser.choice(["Z", "+0530", "+05:30", "-00:00", "+00:00", ".123Z"])
+        text = json.dumps(payload(alert(startsAt=f"2026-11-28T09:44:26{offset}")))
+        text = text.replace("CPU above 85%", summary)
+        if chooser.random() < 0.5:
+            text = text.replace('"namespace": "llm-research"', NAMESPACE_TWICE)
+        if chooser.random() < 0.3:
+            text = text.replace('": ', '" : ')
+        raw = text.encode()
+        expected = _exactly(raw)
+        try:
+            check(raw, PayloadLimits())
+            got = "ok"
+        except RequestRejected as exc:
+            got = exc.code if exc.code in ("duplicate_key", "invalid_json") else "ok"
+        assert got == (expected if expected in ("duplicate_key", "invalid_json") else "ok"), raw
+
+
+# --- label names and strings ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "name", ["", "1abc", "a-b", "a.b", "ä", "alertname\n", " a", "a b", "\u00a0"]
+)
+def test_a_label_name_prometheus_forbids_is_refused(name: str) -> None:
+    raw = json.dumps(payload(alert(labels={"alertname": "HighCPUUsage", name: "x"}))).encode()
+    exc = rejection(raw)
+    assert (exc.status, exc.code) == (422, "invalid_label_name")
+
+
+@pytest.mark.parametrize("name", ["a", "_", "__name__", "A_1", "x" * 256])
+def test_a_label_name_prometheus_allows_is_accepted(name: str) -> None:
+    raw = json.dumps(payload(alert(labels={"alertname": "HighCPUUsage", name: "x"}))).encode()
+    assert len(parse(raw, PayloadLimits()).alerts) == 1
+
+
+@pytest.mark.parametrize(
+    "escape", [r"\ud800", r"\udc00", r"\udbff\u0041", r"\u0000", r"\ud800\ud800"]
+)
+@pytest.mark.parametrize("where", ['"HighCPUUsage"', '"summary"', '"aa01"', '"hook"'])
+def test_a_lone_surrogate_or_nul_anywhere_is_refused(escape: str, where: str) -> None:
+    text = json.dumps(payload(alert(), receiver="hook"))
+    raw = text.replace(where, where[:-1] + escape + '"').encode()
+    exc = rejection(raw)
+    assert (exc.status, exc.code) == (422, "invalid_string")
+    assert escape not in exc.detail

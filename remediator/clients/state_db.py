@@ -10,9 +10,17 @@ from typing import Any
 
 import asyncpg
 
-from remediator.errors import StoreUnavailable
+from remediator.errors import StoreRejected, StoreUnavailable
 
 CONNECT_TIMEOUT_S = 5.0
+#: SQLSTATE classes 22 (data exception: NUL in text, a number out of range) and 23
+#: (integrity constraint), and a value asyncpg cannot encode: the same write fails again.
+REFUSED_VALUES = (
+    asyncpg.DataError,
+    asyncpg.IntegrityConstraintViolationError,
+    UnicodeEncodeError,
+    OverflowError,
+)
 COMMAND_TIMEOUT_S = 10.0
 
 
@@ -74,5 +82,7 @@ class StateDatabase:
         try:
             async with self._pool.acquire() as connection, connection.transaction():
                 yield Tx(connection)
+        except REFUSED_VALUES as exc:
+            raise StoreRejected(f"PostgreSQL state store refused a value: {exc}") from None
         except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             raise StoreUnavailable(f"PostgreSQL state store: {exc}") from None

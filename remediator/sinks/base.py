@@ -3,6 +3,7 @@ aiohttp session; a failure says whether retrying can help and when."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -50,11 +51,21 @@ class Sink(Protocol):
     async def send(self, session: aiohttp.ClientSession, note: Notification) -> None: ...
 
 
+#: The longest ``Retry-After`` a sink may ask for, seconds; past it the backoff decides. A
+#: sink's answer is input too: ``inf`` or ``1e12`` must not overflow the next due time.
+MAX_RETRY_AFTER_S = 3600.0
+
+
 def retry_after(headers: Mapping[str, str]) -> float | None:
+    """The delay a sink asks for, in seconds, bounded; None when it asks for none we can
+    use (absent, an HTTP date, negative, not a finite number)."""
     try:
-        return float(headers["Retry-After"])
+        delay = float(headers["Retry-After"])
     except (KeyError, ValueError):
         return None
+    if not 0 <= delay < math.inf:  # NaN fails this too
+        return None
+    return min(delay, MAX_RETRY_AFTER_S)
 
 
 async def check_response(response: aiohttp.ClientResponse, what: str) -> None:

@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 import lz4.frame
 
 from remediator.episodes import next_event
-from remediator.errors import StoreUnavailable
+from remediator.errors import StoreRejected, StoreUnavailable
 from remediator.guards import claim as claim_guards
 from remediator.guards.claim import ClaimFacts, ClaimRequest, Limit
 from remediator.guards.storm import TargetWindow
@@ -58,6 +58,9 @@ from remediator.store.rows import ts as _ts
 from remediator.store.rows import unfinished_claim as _unfinished_claim
 
 T = TypeVar("T")
+#: What SQLite (or its Python binding) raises for a value it cannot keep: a lone surrogate,
+#: an integer past 64 bits, a string past its size limit, a broken constraint. Permanent.
+REFUSED_VALUES = (sqlite3.DataError, sqlite3.IntegrityError, UnicodeEncodeError, OverflowError)
 
 #: Seconds a journal write waits for a lock before the webhook answers 503 (Alertmanager
 #: retries 5xx). Short: a stalled ack makes HA peers deliver twice.
@@ -201,6 +204,8 @@ class _Connection:
 
         try:
             return await asyncio.get_running_loop().run_in_executor(self._executor, call)
+        except REFUSED_VALUES as exc:
+            raise StoreRejected(f"SQLite state store refused a value: {exc}") from exc
         except sqlite3.Error as exc:
             raise StoreUnavailable(f"SQLite state store at {self._path}: {exc}") from exc
 

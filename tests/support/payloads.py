@@ -6,13 +6,17 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from remediator.fingerprint import fingerprint
+
 ZERO = "0001-01-01T00:00:00Z"
 ENDED = "2026-11-28T09:50:00Z"
 
 
 def webhook_alert(
-    fingerprint: str = "aa01", status: str = "firing", **fields: Any
+    sent_fingerprint: str | None = None, status: str = "firing", **fields: Any
 ) -> dict[str, Any]:
+    """An alert; its ``fingerprint`` is the one its labels give, as Alertmanager sends it,
+    unless ``sent_fingerprint`` says what a (forging or buggy) sender writes instead."""
     alert: dict[str, Any] = {
         "status": status,
         "labels": {"alertname": "HighCPUUsage", "namespace": "llm-research"},
@@ -20,9 +24,15 @@ def webhook_alert(
         "startsAt": "2026-11-28T09:44:26Z",
         "endsAt": ZERO if status == "firing" else ENDED,
         "generatorURL": "",
-        "fingerprint": fingerprint,
     }
     alert.update(fields)
+    if isinstance(alert["labels"], dict) and all(
+        isinstance(v, str) for v in alert["labels"].values()
+    ):
+        alert.setdefault("fingerprint", fingerprint(alert["labels"]))
+    if sent_fingerprint is not None:
+        alert["fingerprint"] = sent_fingerprint
+    alert.setdefault("fingerprint", "aa01")
     return alert
 
 
@@ -42,21 +52,6 @@ def webhook_payload(*alerts: dict[str, Any], **fields: Any) -> dict[str, Any]:
     }
     payload.update(fields)
     return payload
-
-
-FNV64_OFFSET = 14695981039346656037
-FNV64_PRIME = 1099511628211
-
-
-def fingerprint(labels: dict[str, str]) -> str:
-    """Alertmanager's fingerprint of a label set (Prometheus ``LabelSet.Fingerprint``):
-    FNV-1a 64 over sorted names and values, each followed by the 0xff separator."""
-    digest = FNV64_OFFSET
-    for name in sorted(labels):
-        for part in (name.encode(), b"\xff", labels[name].encode(), b"\xff"):
-            for byte in part:
-                digest = ((digest ^ byte) * FNV64_PRIME) & 0xFFFFFFFFFFFFFFFF
-    return f"{digest:016x}"
 
 
 def fleet_labels(i: int, namespace: str = "llm-research") -> dict[str, str]:
