@@ -29,7 +29,7 @@ from remediator.fingerprint import fingerprint
 from remediator.metrics import Metrics
 from remediator.model import Alert, AlertStatus, EpisodeEvent, Incident, Observation
 from remediator.payload import WebhookAlert, WebhookPayload, check, to_alert
-from remediator.pipeline import Pipeline
+from remediator.pipeline import Decision, Pipeline
 from remediator.settings import Settings
 from remediator.store.base import JournalEntry, Sighting, Store
 
@@ -238,24 +238,30 @@ class JournalWorker:
         )
         self._count_received(sightings)
         await self._arm_undos(observations)
-        decisions = []
-        for raw, observation in zip(chunk, observations, strict=True):
-            event = observation.event
-            if event in RESENT or (event in DECIDED_IF_SEEN and observation.episode.decided):
-                self._metrics.alerts_resent.inc()
-                continue
-            incident = Incident(
-                alert=to_alert(raw),
-                episode_id=observation.episode.id,
-                journal_id=entry.id,
-                received_at=entry.received_at,
-                truncated_alerts=model.truncatedAlerts,
-            )
-            if event in (EpisodeEvent.CLOSED, EpisodeEvent.RESOLVED_UNSEEN):
-                decisions.append(self._pipeline.resolved(incident))
-            else:
-                decisions.append(await self._pipeline.decide(incident, observation.episode.is_open))
-        await self._pipeline.commit(decisions)
+        decisions: list[Decision] = []
+        try:
+            for raw, observation in zip(chunk, observations, strict=True):
+                event = observation.event
+                if event in RESENT or (event in DECIDED_IF_SEEN and observation.episode.decided):
+                    self._metrics.alerts_resent.inc()
+                    continue
+                incident = Incident(
+                    alert=to_alert(raw),
+                    episode_id=observation.episode.id,
+                    journal_id=entry.id,
+                    received_at=entry.received_at,
+                    truncated_alerts=model.truncatedAlerts,
+                )
+                if event in (EpisodeEvent.CLOSED, EpisodeEvent.RESOLVED_UNSEEN):
+                    decisions.append(self._pipeline.resolved(incident))
+                else:
+                    episode_open = observation.episode.is_open
+                    decisions.append(await self._pipeline.decide(incident, episode_open))
+        finally:
+            # Also when an alert failed: what was decided before it (claims included) is
+            # committed, so deciding the chunk again skips it rather than finding its claim
+            # taken and the action never queued.
+            await self._pipeline.commit(decisions)
 
     async def _arm_undos(self, observations: list[Observation]) -> None:
         closed = [o.episode.id for o in observations if o.event is EpisodeEvent.CLOSED]

@@ -229,6 +229,19 @@ async def test_an_alert_that_fails_alone_is_quarantined_and_its_neighbours_are_d
     assert counted == 1
 
 
+async def test_fixes_claimed_before_an_alert_that_fails_still_run_once(tmp_path: Path) -> None:
+    before, poison, after = cpu("api"), cpu("web", victim="poison"), cpu("worker")
+    async with serve(settings_for(tmp_path), ruleset=failing_rules()) as service:
+        await service.post(body(alert(before), alert(poison), alert(after)))
+        await service.settle()
+        decisions = await service.decisions()
+    for fixed in (before, after):
+        steps = [d["step"] for d in decisions if d["fingerprint"] == fingerprint(fixed)]
+        assert steps == ["received", "classified", "claimed", "acted", "verified"], steps
+    refused = [d["reason"] for d in decisions if d["step"] == "refused"]
+    assert refused == ["unprocessable"]  # no "duplicate": the first claim was not orphaned
+
+
 async def test_an_entry_whose_alerts_keep_failing_is_quarantined_whole_after_the_cap(
     tmp_path: Path,
 ) -> None:
