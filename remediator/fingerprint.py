@@ -19,6 +19,24 @@ SEPARATOR = b"\xff"
 CACHED = 65_536
 
 
+#: Sent fingerprints already proven right, with the labels they were proven for.
+_PROVEN: dict[str, Mapping[str, str]] = {}
+
+
+def of_alert(sent: str, labels: Mapping[str, str]) -> str:
+    """``fingerprint(labels)``, a quarter of its cost when ``sent`` was proven right for
+    these labels before: Alertmanager resends the same alerts every ``group_interval``, and
+    comparing two label sets is cheaper than hashing one."""
+    if _PROVEN.get(sent) == labels:
+        return sent
+    ours = fingerprint(labels)
+    if ours == sent:
+        if len(_PROVEN) >= CACHED:
+            _PROVEN.clear()
+        _PROVEN[sent] = dict(labels)
+    return ours
+
+
 def fingerprint(labels: Mapping[str, str]) -> str:
     """The 16 hex digits Alertmanager sends as ``fingerprint`` for ``labels``."""
     return _of(tuple(sorted(labels.items())))

@@ -28,7 +28,7 @@ from typing import Annotated, Any, Literal, NoReturn
 import msgspec
 
 from remediator.errors import RequestRejected
-from remediator.fingerprint import fingerprint
+from remediator.fingerprint import of_alert
 from remediator.model import Alert, AlertStatus, frozen_mapping
 
 
@@ -359,7 +359,7 @@ def to_alert(raw: WebhookAlert) -> Alert:
     starts_at, ends_at = _times(raw)
     if ends_at is not None and ends_at.year == 1:
         ends_at = None
-    ours = fingerprint(raw.labels)
+    ours = of_alert(raw.fingerprint, raw.labels)
     return Alert(
         fingerprint=ours,
         sent_fingerprint="" if raw.fingerprint == ours else raw.fingerprint,

@@ -25,7 +25,7 @@ from remediator import failpoints
 from remediator.ackgate import AckGate
 from remediator.clock import Clock
 from remediator.errors import RequestRejected, StoreUnavailable
-from remediator.fingerprint import fingerprint
+from remediator.fingerprint import of_alert
 from remediator.metrics import Metrics
 from remediator.model import Alert, AlertStatus, EpisodeEvent, Incident, Observation
 from remediator.payload import WebhookAlert, WebhookPayload, check, to_alert
@@ -273,7 +273,7 @@ class JournalWorker:
 
     def _sighting(self, raw: WebhookAlert) -> Sighting:
         """The alert under the fingerprint of its labels; a sender's other one is counted."""
-        ours = fingerprint(raw.labels)
+        ours = of_alert(raw.fingerprint, raw.labels)
         if raw.fingerprint != ours:
             self._metrics.fingerprint_mismatches.inc()
         return Sighting(ours, STATUSES[raw.status], raw.labels.get("alertname", ""))

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from remediator.errors import RequestRejected
-from remediator.fingerprint import fingerprint
+from remediator.fingerprint import fingerprint, of_alert
 from remediator.model import AlertStatus
 from remediator.payload import PayloadLimits, check, decode_json, parse
 from tests.support.payloads import webhook_alert, webhook_payload
@@ -319,3 +319,13 @@ def test_a_lone_surrogate_or_nul_anywhere_is_refused(escape: str, where: str) ->
     exc = rejection(raw)
     assert (exc.status, exc.code) == (422, "invalid_string")
     assert escape not in exc.detail
+
+
+def test_a_fingerprint_proven_once_still_cannot_carry_other_labels() -> None:
+    labels = {"alertname": "HighLatency", "namespace": "llm-research"}
+    proven = fingerprint(labels)
+    assert of_alert(proven, dict(labels)) == proven  # proven, and remembered
+    assert of_alert(proven, dict(labels)) == proven  # the remembered path
+    forged = {"alertname": "APIUnavailable", "namespace": "llm-research"}
+    assert of_alert(proven, forged) == fingerprint(forged) != proven
+    assert of_alert("aa01", labels) == proven
