@@ -88,8 +88,7 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        code = exc.reason.lower().replace(" ", "_")
-        return webhook.error_response(RequestRejected(exc.status, code, f"{exc.reason}."))
+        return webhook.error_response(http_edge.http_error(exc))
 
 
 async def _webhook(request: web.Request) -> web.Response:

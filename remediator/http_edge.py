@@ -109,6 +109,17 @@ def framing_refusal(exc: BaseException | None, limits: EdgeLimits) -> RequestRej
     )
 
 
+def codings(request: web.BaseRequest, header: str) -> list[str]:
+    """The comma-separated values of every ``header`` field, lowercased (``Content-Encoding``,
+    ``Transfer-Encoding``: a list may be split over several fields)."""
+    return [c.strip().lower() for v in request.headers.getall(header, []) for c in v.split(",")]
+
+
+def http_error(exc: web.HTTPException) -> RequestRejected:
+    """One of aiohttp's own HTTP errors (404, 405, 413, …) as ours: its reason as the code."""
+    return RequestRejected(exc.status, exc.reason.lower().replace(" ", "_"), f"{exc.reason}.")
+
+
 def check_framing(request: web.BaseRequest) -> None:
     """What the parser lets through and we do not: other HTTP versions, transfer codings
     other than ``chunked`` (nothing would decode them), expectations other than 100-continue."""
@@ -116,12 +127,8 @@ def check_framing(request: web.BaseRequest) -> None:
         raise RequestRejected(
             400, "unsupported_http_version", "Only HTTP/1.0 and HTTP/1.1 are served."
         )
-    codings = [
-        c.strip().lower()
-        for v in request.headers.getall("Transfer-Encoding", [])
-        for c in v.split(",")
-    ]
-    if codings and codings != ["chunked"]:
+    transfer = codings(request, "Transfer-Encoding")
+    if transfer and transfer != ["chunked"]:
         raise RequestRejected(400, "invalid_request", "Transfer-Encoding may only be chunked.")
     expect = request.headers.getall("Expect", [])
     if expect and (len(expect) > 1 or expect[0].strip().lower() != "100-continue"):
@@ -296,9 +303,9 @@ def edge_handler(app_handler: Handler, refusals: Refusals) -> Handler:
         except web.HTTPException as exc:
             if exc.status < 400:
                 raise
-            code = exc.reason.lower().replace(" ", "_")
-            refusals(code)
-            return json_refusal(RequestRejected(exc.status, code, f"{exc.reason}."))
+            refusal = http_error(exc)
+            refusals(refusal.code)
+            return json_refusal(refusal)
 
     return handle
 

@@ -16,6 +16,7 @@ from remediator.act import ActionJob, ActionRunner
 from remediator.audit import Auditor
 from remediator.classify import Classifier
 from remediator.clock import Clock
+from remediator.escalate import NO_EPISODE
 from remediator.guards import freshness, scope, storm
 from remediator.guards.claim import ClaimRequest, Limit
 from remediator.metrics import Metrics
@@ -222,7 +223,8 @@ class Pipeline:
         """``what`` (an alert, or a whole journal entry) could not be decided because of
         ``error``: recorded and escalated, so a bug or a value no store can keep costs a page,
         never the alert. The rule it matches names the policy; when matching fails too, the
-        first SEV-1 rule does."""
+        first SEV-1 rule does. Episode ``NO_EPISODE`` (none could be had): the records name
+        none and nothing is marked decided."""
         rule = self._rule_or_fallback(incident.alert.labels)
         incident = replace(incident, rule=rule.name, severity=rule.severity).stop(
             refuse(
@@ -231,7 +233,11 @@ class Pipeline:
                 f" ({error}); nothing was done, a human must look.",
             )
         )
-        return Decision(incident.episode_id, self._stopped_records(incident, rule), job=None)
+        records = self._stopped_records(incident, rule)
+        if incident.episode_id == NO_EPISODE:
+            records = [replace(r, episode_id=None) for r in records]
+        decided = incident.episode_id != NO_EPISODE
+        return Decision(incident.episode_id, records, job=None, decided=decided)
 
     def _rule_or_fallback(self, labels: Mapping[str, str]) -> Rule:
         try:

@@ -70,12 +70,7 @@ def authorization(request: web.BaseRequest) -> list[str]:
 
 
 def _check_encoding(request: web.Request) -> None:
-    codings = [
-        c.strip().lower()
-        for v in request.headers.getall("Content-Encoding", [])
-        for c in v.split(",")
-    ]
-    if any(coding != "identity" for coding in codings):
+    if any(coding != "identity" for coding in http_edge.codings(request, "Content-Encoding")):
         raise RequestRejected(
             415, "unsupported_encoding", "Content-Encoding must be absent or identity."
         )

@@ -18,13 +18,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import replace
 from datetime import timedelta
 
 from remediator import failpoints
 from remediator.ackgate import AckGate
 from remediator.clock import Clock
 from remediator.errors import RequestRejected, StoreUnavailable
+from remediator.escalate import NO_EPISODE
 from remediator.fingerprint import of_alert
 from remediator.metrics import Metrics
 from remediator.model import Alert, AlertStatus, EpisodeEvent, Incident, Observation
@@ -126,15 +126,14 @@ class JournalWorker:
         for the next start, and the worker still moves on."""
         incident = Incident(
             alert=Alert("", AlertStatus.FIRING, {}, {}, self._clock.now(), None),
-            episode_id=0,
+            episode_id=NO_EPISODE,
             journal_id=journal_id,
             received_at=self._clock.now(),
         )
         decision = self._pipeline.unprocessable(incident, "The payload", _error_text(exc))
-        records = [replace(r, episode_id=None) for r in decision.records]
         while True:
             try:
-                await self._pipeline.commit([replace(decision, records=records, decided=False)])
+                await self._pipeline.commit([decision])
                 await self._store.journal_done(journal_id, self._clock.now())
                 self._metrics.quarantined.labels("entry").inc()
                 return
@@ -207,7 +206,7 @@ class JournalWorker:
         self, entry: JournalEntry, raw: WebhookAlert, exc: Exception
     ) -> None:
         alert = to_alert(raw)
-        episode_id = 0
+        episode_id = NO_EPISODE
         try:
             [observation] = await self._store.observe(
                 [Sighting(alert.fingerprint, alert.status, alert.name)],
@@ -223,9 +222,6 @@ class JournalWorker:
             alert=alert, episode_id=episode_id, journal_id=entry.id, received_at=entry.received_at
         )
         decision = self._pipeline.unprocessable(incident, "An alert", _error_text(exc))
-        if not episode_id:
-            records = [replace(r, episode_id=None) for r in decision.records]
-            decision = replace(decision, records=records, decided=False)
         await self._pipeline.commit([decision])
         self._metrics.quarantined.labels("alert").inc()
 
