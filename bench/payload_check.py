@@ -1,4 +1,4 @@
-"""The ack path's validation (``remediator.payload.check``) against the cheapest decoders,
+"""The ack path's validation (``remediator.ingest.payload.check``) against the cheapest decoders,
 side by side in one run: what exact duplicate-key detection, label-name checks and time
 checks cost on Alertmanager's own bodies.
 
@@ -24,7 +24,7 @@ import msgspec
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from remediator.payload import PayloadLimits, check  # noqa: E402
+from remediator.ingest.payload import PayloadLimits, check  # noqa: E402
 
 FIXTURE = REPO / "tests" / "fixtures" / "alertmanager-0.25" / "mixed-1002-alerts-one-resolved.json"
 

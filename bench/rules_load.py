@@ -30,7 +30,7 @@ if str(REPO_ROOT) not in sys.path:  # run as a script: sys.path[0] is bench/
     sys.path.insert(0, str(REPO_ROOT))
 
 from remediator.actions.registry import default_registry  # noqa: E402
-from remediator.errors import RuleFileError  # noqa: E402
+from remediator.core.errors import RuleFileError  # noqa: E402
 from remediator.ruleset.load import load_rules  # noqa: E402
 
 POLICY = """\

@@ -1,5 +1,5 @@
 """``python -m remediator``: the same entry point as the ``remediator`` console script."""
 
-from remediator.cli import main
+from remediator.cli.main import main
 
 raise SystemExit(main())

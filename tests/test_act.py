@@ -12,7 +12,7 @@ from typing import Any, ClassVar
 from prometheus_client import CollectorRegistry
 from pydantic import BaseModel
 
-from remediator.act import ActionJob, ActionRunner
+from remediator.act.runner import ActionJob, ActionRunner
 from remediator.actions.base import (
     ActionRequest,
     ActionResult,
@@ -21,10 +21,10 @@ from remediator.actions.base import (
     VerifyResult,
 )
 from remediator.actions.log_only import LogOnlyParams
-from remediator.audit import Auditor
+from remediator.audit.recorder import Auditor
+from remediator.core.metrics import Metrics
+from remediator.core.model import ALLOW, Alert, AlertStatus, Incident, Target
 from remediator.guards.claim import ClaimRequest
-from remediator.metrics import Metrics
-from remediator.model import ALLOW, Alert, AlertStatus, Incident, Target
 from remediator.ruleset.rules import PlannedAction, RuleSet, TargetTemplate
 from remediator.ruleset.schema import PolicySpec
 from remediator.ruleset.template import Template

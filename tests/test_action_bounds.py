@@ -14,9 +14,16 @@ from remediator.actions.base import Permission
 from remediator.actions.recycle_pod import RecyclePodParams, choose, required_ready
 from remediator.actions.scale_out import ScaleOutParams, target_replicas
 from remediator.clients.k8s import Pod, translate
-from remediator.errors import Conflict, DisruptionBlocked, Forbidden, NotFound, Throttled, Transient
-from remediator.model import StopReason
-from remediator.rbac import merged_rules
+from remediator.core.errors import (
+    Conflict,
+    DisruptionBlocked,
+    Forbidden,
+    NotFound,
+    Throttled,
+    Transient,
+)
+from remediator.core.model import StopReason
+from remediator.ruleset.rbac import merged_rules
 
 
 @pytest.mark.parametrize(

@@ -20,7 +20,7 @@ from typing import Any
 
 import aiohttp
 
-from remediator.fingerprint import fingerprint
+from remediator.core.fingerprint import fingerprint
 from tests.support.alertmanager import alertmanager
 from tests.support.payloads import webhook_alert, webhook_payload
 from tests.support.process import RemediatorProcess, start_remediator

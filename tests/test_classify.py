@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from remediator.actions.registry import default_registry
-from remediator.classify import Classifier
-from remediator.model import Severity
+from remediator.core.model import Severity
+from remediator.decide.classify import Classifier
 from remediator.ruleset.index import RuleIndex
 from remediator.ruleset.load import load_rules
 from remediator.ruleset.matchers import parse_matcher

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from remediator.cli import main
+from remediator.cli.main import main
 from tests.support.process import start_remediator
 from tests.support.service import REPO, fixture_bytes
 

@@ -6,9 +6,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from remediator.core.model import AlertStatus, StopReason, Target
 from remediator.guards import claim, freshness, scope, storm
 from remediator.guards.claim import ClaimFacts, ClaimRequest, Limit
-from remediator.model import AlertStatus, StopReason, Target
 
 NOW = datetime(2026, 11, 28, 10, 0, tzinfo=UTC)
 

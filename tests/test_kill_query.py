@@ -18,7 +18,7 @@ from pydantic import ValidationError
 
 from remediator.actions.kill_query import KillQueryParams, evidence, select
 from remediator.clients.postgres import PostgresTarget, Session
-from remediator.fingerprint import fingerprint
+from remediator.core.fingerprint import fingerprint
 from tests.support.payloads import webhook_alert, webhook_payload
 from tests.support.ports import free_port
 from tests.support.postgres import Outcome, PostgresServer, Roles

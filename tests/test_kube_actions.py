@@ -13,8 +13,8 @@ import aiohttp
 import pytest
 import yaml
 
-from remediator.cli import main
-from remediator.fingerprint import fingerprint
+from remediator.cli.main import main
+from remediator.core.fingerprint import fingerprint
 from tests.support.alertmanager import alertmanager
 from tests.support.kube_api import KubeApiServer
 from tests.support.kubeconfig import write_kubeconfig

@@ -1,4 +1,4 @@
-"""``remediator.payload``: the recorded Alertmanager 0.25 bodies parse, fields newer
+"""``remediator.ingest.payload``: the recorded Alertmanager 0.25 bodies parse, fields newer
 Alertmanagers add are tolerated, and a refusal's sentence never echoes the input."""
 
 from __future__ import annotations
@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 
-from remediator.errors import RequestRejected
-from remediator.fingerprint import fingerprint, of_alert
-from remediator.model import AlertStatus
-from remediator.payload import PayloadLimits, check, decode_json, parse
+from remediator.core.errors import RequestRejected
+from remediator.core.fingerprint import fingerprint, of_alert
+from remediator.core.model import AlertStatus
+from remediator.ingest.payload import PayloadLimits, check, decode_json, parse
 from tests.support.payloads import webhook_alert, webhook_payload
 from tests.support.service import fixture_bytes
 

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from remediator.fingerprint import fingerprint
+from remediator.core.fingerprint import fingerprint
 from remediator.store import open_store
 from tests.support.clock import FakeClock
 from tests.support.payloads import webhook_alert, webhook_payload

@@ -19,16 +19,16 @@ from typing import Any
 import pytest
 
 from remediator.actions.registry import default_registry
-from remediator.app import SERVICES
-from remediator.errors import StoreRejected
-from remediator.fingerprint import fingerprint
-from remediator.model import AlertStatus
+from remediator.core.errors import StoreRejected
+from remediator.core.fingerprint import fingerprint
+from remediator.core.model import AlertStatus
+from remediator.decide.worker import MAX_QUARANTINED_ALERTS
 from remediator.ruleset.load import load_rules
 from remediator.ruleset.matchers import Matcher, MatchType
 from remediator.ruleset.rules import RuleSet
+from remediator.runtime.app import SERVICES
 from remediator.store.base import Sighting, Store
 from remediator.store.sqlite import SqliteStore
-from remediator.worker import MAX_QUARANTINED_ALERTS
 from tests.conftest import postgres_store
 from tests.support.payloads import webhook_alert, webhook_payload
 from tests.support.process import start_remediator

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from remediator.act.reconcile import reconcile_claims
 from remediator.actions.base import ActionRequest
 from remediator.actions.kill_query import KillQuery, KillQueryParams, evidence
 from remediator.actions.recycle_pod import RecyclePod, RecyclePodParams
@@ -22,9 +23,8 @@ from remediator.actions.registry import default_registry
 from remediator.actions.scale_out import ScaleOut, ScaleOutParams
 from remediator.clients.k8s import KubeClient, KubeHandle
 from remediator.clients.postgres import DatabaseHandle
+from remediator.core.model import AlertStatus, Target
 from remediator.guards.claim import ClaimRequest
-from remediator.model import AlertStatus, Target
-from remediator.reconcile import reconcile_claims
 from remediator.ruleset.load import load_rules
 from remediator.store.base import AuditQuery, Sighting, Store
 from tests.support.clock import FakeClock

@@ -21,7 +21,7 @@ import aiohttp
 import pytest
 
 from remediator.actions.registry import default_registry
-from remediator.classify import Classifier
+from remediator.decide.classify import Classifier
 from remediator.ruleset.load import load_rules
 from remediator.ruleset.template import Template
 from tests.support.payloads import webhook_alert, webhook_payload

@@ -15,15 +15,15 @@ import pytest
 import yaml
 
 from remediator.actions.registry import default_registry
-from remediator.app import init_app
-from remediator.cli import main
-from remediator.errors import RuleFileError
-from remediator.escalate import plan
-from remediator.model import AuditRecord, Outcome
+from remediator.cli.main import main
+from remediator.config import Settings
+from remediator.core.errors import RuleFileError
+from remediator.core.model import AuditRecord, Outcome
+from remediator.escalate.plan import plan
 from remediator.ruleset.files import MAX_FILE_BYTES
 from remediator.ruleset.load import load_rules
 from remediator.ruleset.strict_yaml import YamlError, parse
-from remediator.settings import Settings
+from remediator.runtime.app import init_app
 from tests.support.rule_texts import POLICY
 from tests.support.service import REPO
 

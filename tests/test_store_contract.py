@@ -10,9 +10,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from remediator.errors import StoreUnavailable
+from remediator.core.errors import StoreUnavailable
+from remediator.core.model import AlertStatus, EpisodeEvent, StopReason
 from remediator.guards.claim import ClaimRequest, Limit
-from remediator.model import AlertStatus, EpisodeEvent, StopReason
 from remediator.store.base import OutboxItem, Sighting, Store, TakenOver
 from remediator.store.postgres import PostgresStore
 from tests.conftest import postgres_store

@@ -7,9 +7,9 @@ import os
 import signal
 from pathlib import Path
 
-from remediator.app import SERVICES
-from remediator.payload import PayloadLimits
-from remediator.validation import check_body
+from remediator.ingest.payload import PayloadLimits
+from remediator.ingest.validation import check_body
+from remediator.runtime.app import SERVICES
 from tests.support.service import fixture_bytes, serve, settings_for
 
 

@@ -19,8 +19,8 @@ from typing import Any
 
 import pytest
 
-from remediator.app import SERVICES
-from remediator.payload import PayloadLimits
+from remediator.ingest.payload import PayloadLimits
+from remediator.runtime.app import SERVICES
 from tests.support.payloads import webhook_alert, webhook_payload
 from tests.support.service import (
     TOKEN,

@@ -19,7 +19,7 @@ from typing import Any, ClassVar, Protocol
 
 from pydantic import BaseModel
 
-from remediator.model import Target, Verdict
+from remediator.core.model import Target, Verdict
 
 
 @dataclass(frozen=True, slots=True)

@@ -28,8 +28,8 @@ from remediator.actions.base import (
     VerifyResult,
 )
 from remediator.clients.postgres import DatabaseHandle, PostgresTarget, Session
-from remediator.model import ALLOW, StopReason, refuse
-from remediator.regex import Regex
+from remediator.core.model import ALLOW, StopReason, refuse
+from remediator.core.regex import Regex
 
 EVIDENCE_QUERY_CHARS = 200
 _STRING_LITERAL = re.compile(r"'(?:[^']|'')*'")

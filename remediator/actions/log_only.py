@@ -19,7 +19,7 @@ from remediator.actions.base import (
     Reconciled,
     VerifyResult,
 )
-from remediator.model import ALLOW
+from remediator.core.model import ALLOW
 
 
 class LogOnlyParams(BaseModel):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from remediator.model import ALLOW, StopReason, Verdict, refuse
+from remediator.core.model import ALLOW, StopReason, Verdict, refuse
 
 ANNOTATION = "remediator.io/allow"
 

@@ -29,8 +29,8 @@ from remediator.actions.base import (
     VerifyResult,
 )
 from remediator.clients.k8s import Deployment, KubeClient, KubeHandle, Pod
-from remediator.errors import Conflict, DisruptionBlocked, NotFound
-from remediator.model import ALLOW, StopReason, Verdict, refuse
+from remediator.core.errors import Conflict, DisruptionBlocked, NotFound
+from remediator.core.model import ALLOW, StopReason, Verdict, refuse
 
 POLL_S = 1.0
 PDB_BACKOFF_S = 2.0

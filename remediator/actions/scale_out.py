@@ -26,8 +26,8 @@ from remediator.actions.base import (
     VerifyResult,
 )
 from remediator.clients.k8s import KubeClient, KubeHandle
-from remediator.errors import Conflict, NotFound
-from remediator.model import ALLOW, StopReason, refuse
+from remediator.core.errors import Conflict, NotFound
+from remediator.core.model import ALLOW, StopReason, refuse
 
 MAX_STEP_PODS = 4
 """Pods one action may add beyond doubling: max(+4 pods, +100 %), like the HPA default."""

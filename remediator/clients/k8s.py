@@ -23,7 +23,7 @@ from kubernetes_asyncio.client import ApiException
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, stop_after_delay
 from tenacity.wait import wait_base
 
-from remediator.errors import (
+from remediator.core.errors import (
     ApiError,
     ConfigError,
     Conflict,

@@ -19,7 +19,7 @@ from typing import Any, Literal, TypeVar
 
 import asyncpg
 
-from remediator.errors import ConfigError, Forbidden, Transient
+from remediator.core.errors import ConfigError, Forbidden, Transient
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

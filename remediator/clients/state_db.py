@@ -10,7 +10,7 @@ from typing import Any
 
 import asyncpg
 
-from remediator.errors import StoreRejected, StoreUnavailable
+from remediator.core.errors import StoreRejected, StoreUnavailable
 
 CONNECT_TIMEOUT_S = 5.0
 #: SQLSTATE classes 22 (data exception: NUL in text, a number out of range) and 23

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from remediator.model import ALLOW, StopReason, Verdict, refuse
+from remediator.core.model import ALLOW, StopReason, Verdict, refuse
 
 
 @dataclass(frozen=True, slots=True)

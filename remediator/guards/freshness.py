@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from remediator.model import ALLOW, AlertStatus, StopReason, Verdict, refuse
+from remediator.core.model import ALLOW, AlertStatus, StopReason, Verdict, refuse
 
 
 def decide(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Collection
 
-from remediator.model import ALLOW, StopReason, Target, Verdict, refuse
+from remediator.core.model import ALLOW, StopReason, Target, Verdict, refuse
 
 #: Database targets are in scope by configuration: only named targets exist at all.
 UNNAMESPACED_KINDS = frozenset({"Database"})

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
-from remediator.model import ALLOW, StopReason, Verdict, refuse
+from remediator.core.model import ALLOW, StopReason, Verdict, refuse
 
 
 def decide(distinct_targets: int, max_targets: int, truncated_alerts: int) -> Verdict:

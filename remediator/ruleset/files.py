@@ -17,7 +17,7 @@ import re
 import stat
 from pathlib import Path
 
-from remediator.errors import RuleFileError
+from remediator.core.errors import RuleFileError
 from remediator.ruleset.read import fail, quoted
 
 RULE_SUFFIXES = (".yaml", ".yml")

@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 
-from remediator.regex import Regex
+from remediator.core.regex import Regex
 
 # Both run on rule-file text, never on label values, and neither backtracks more than
 # linearly (the matcher's text is stripped first).

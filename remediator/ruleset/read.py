@@ -25,7 +25,7 @@ from typing import Any, Union, get_args, get_origin
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
-from remediator.errors import RuleFileError
+from remediator.core.errors import RuleFileError
 from remediator.ruleset.schema import KIND_PATTERN, NAME_PATTERN, RuleFileSpec
 from remediator.ruleset.strict_yaml import DuplicateKey, YamlError, parse
 

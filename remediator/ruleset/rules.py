@@ -9,8 +9,8 @@ from typing import Any
 from pydantic import BaseModel
 
 from remediator.actions.base import Action
+from remediator.core.model import Severity, Target
 from remediator.guards.claim import Limit
-from remediator.model import Severity, Target
 from remediator.ruleset.matchers import Matcher
 from remediator.ruleset.schema import EscalationPolicySpec, PolicySpec
 from remediator.ruleset.template import Template

@@ -17,7 +17,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from remediator.model import Severity
+from remediator.core.model import Severity
 
 NAME_PATTERN = r"^[a-z0-9]([a-z0-9._-]{0,61}[a-z0-9])?$"
 KIND_PATTERN = r"^[A-Z][A-Za-z]*$"

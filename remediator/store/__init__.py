@@ -3,7 +3,7 @@ the embedded default; PostgreSQL is for several replicas sharing one truth."""
 
 from __future__ import annotations
 
-from remediator.settings import Settings
+from remediator.config import Settings
 from remediator.store.base import Store
 
 POSTGRES_SCHEMES = ("postgresql://", "postgres://")

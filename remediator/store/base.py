@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal, Protocol
 
+from remediator.core.model import AlertStatus, AuditRecord, Observation, Verdict
 from remediator.guards.claim import ClaimRequest
-from remediator.model import AlertStatus, AuditRecord, Observation, Verdict
 
 
 @dataclass(frozen=True, slots=True)

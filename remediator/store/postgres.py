@@ -21,11 +21,11 @@ from typing import Any
 import lz4.frame
 
 from remediator.clients.state_db import StateDatabase, Tx
-from remediator.episodes import next_event
-from remediator.errors import StoreUnavailable
+from remediator.core.episodes import next_event
+from remediator.core.errors import StoreUnavailable
+from remediator.core.model import AuditRecord, Episode, EpisodeEvent, Observation
 from remediator.guards import claim as claim_guards
 from remediator.guards.claim import ClaimFacts, ClaimRequest, Limit
-from remediator.model import AuditRecord, Episode, EpisodeEvent, Observation
 from remediator.store.base import (
     AuditQuery,
     ClaimResult,

@@ -8,8 +8,8 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from remediator.core.model import AuditRecord, Outcome
 from remediator.guards.claim import ClaimRequest, Limit
-from remediator.model import AuditRecord, Outcome
 from remediator.store.base import AuditQuery, OutboxItem, UnfinishedClaim
 
 AUDIT_COLUMNS = (

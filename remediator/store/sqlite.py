@@ -20,17 +20,17 @@ from typing import Any, TypeVar
 
 import lz4.frame
 
-from remediator.episodes import next_event
-from remediator.errors import StoreRejected, StoreUnavailable
-from remediator.guards import claim as claim_guards
-from remediator.guards.claim import ClaimFacts, ClaimRequest, Limit
-from remediator.guards.storm import TargetWindow
-from remediator.model import (
+from remediator.core.episodes import next_event
+from remediator.core.errors import StoreRejected, StoreUnavailable
+from remediator.core.model import (
     AuditRecord,
     Episode,
     EpisodeEvent,
     Observation,
 )
+from remediator.guards import claim as claim_guards
+from remediator.guards.claim import ClaimFacts, ClaimRequest, Limit
+from remediator.guards.storm import TargetWindow
 from remediator.store.base import (
     AuditQuery,
     ClaimResult,

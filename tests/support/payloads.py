@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from remediator.fingerprint import fingerprint
+from remediator.core.fingerprint import fingerprint
 
 ZERO = "0001-01-01T00:00:00Z"
 ENDED = "2026-11-28T09:50:00Z"

@@ -17,11 +17,11 @@ from typing import Any
 
 import aiohttp
 
-from remediator.app import SERVICES, init_app
-from remediator.clock import Clock
-from remediator.http_edge import Edge, listening
+from remediator.config import Settings
+from remediator.core.clock import Clock
+from remediator.ingest.edge import Edge, listening
 from remediator.ruleset.rules import RuleSet
-from remediator.settings import Settings
+from remediator.runtime.app import SERVICES, init_app
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE_RULES = REPO / "rules"

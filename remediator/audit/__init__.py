@@ -1,0 +1,3 @@
+"""Audit: every decision becomes a record, written through one door; the decisions API reads
+them back.
+"""

@@ -1,0 +1,113 @@
+"""Read side of the HTTP API: ``GET /api/v1/decisions`` (filtered, paginated audit) and the
+health endpoints ``/healthz`` (the process answers) and ``/readyz`` (it can take webhooks).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from multidict import MultiMapping
+
+from remediator.core.errors import RequestRejected
+from remediator.core.model import AuditRecord, Outcome, Severity
+from remediator.store.base import AuditQuery
+
+MAX_PAGE = 1000
+DEFAULT_PAGE = 100
+FILTERS = (
+    "episode",
+    "fingerprint",
+    "rule",
+    "severity",
+    "outcome",
+    "since",
+    "until",
+    "limit",
+    "after",
+)
+
+
+def _bad(name: str, sentence: str) -> RequestRejected:
+    return RequestRejected(400, "invalid_query", f"Parameter {name}: {sentence}")
+
+
+def _int(params: MultiMapping[str], name: str, low: int, high: int | None = None) -> int | None:
+    raw = params.get(name)
+    if raw is None:
+        return None
+    if not raw.isdigit():
+        raise _bad(name, "must be a whole number.")
+    value = int(raw)
+    if value < low or (high is not None and value > high):
+        raise _bad(name, f"must be between {low} and {high}." if high else f"must be ≥ {low}.")
+    return value
+
+
+def _time(params: MultiMapping[str], name: str) -> datetime | None:
+    raw = params.get(name)
+    if raw is None:
+        return None
+    try:
+        value = datetime.fromisoformat(raw)
+    except ValueError:
+        raise _bad(name, "must be an ISO 8601 time such as 2026-11-28T09:00:00Z.") from None
+    if value.tzinfo is None:
+        raise _bad(name, "must carry a time zone, e.g. Z.")
+    return value
+
+
+def _choice(params: MultiMapping[str], name: str, allowed: set[str]) -> str | None:
+    raw = params.get(name)
+    if raw is not None and raw not in allowed:
+        raise _bad(name, f"must be one of {', '.join(sorted(allowed))}.")
+    return raw
+
+
+def parse_query(params: MultiMapping[str]) -> AuditQuery:
+    unknown = sorted(set(params) - set(FILTERS))
+    if unknown:
+        raise RequestRejected(
+            400, "invalid_query", f"Unknown parameter; known ones are {', '.join(FILTERS)}."
+        )
+    return AuditQuery(
+        episode_id=_int(params, "episode", 1),
+        fingerprint=params.get("fingerprint"),
+        rule=params.get("rule"),
+        severity=_choice(params, "severity", {s.value for s in Severity}),
+        outcome=_choice(params, "outcome", {o.value for o in Outcome}),
+        since=_time(params, "since"),
+        until=_time(params, "until"),
+        after_id=_int(params, "after", 0) or 0,
+        limit=_int(params, "limit", 1, MAX_PAGE) or DEFAULT_PAGE,
+    )
+
+
+def record_json(record: AuditRecord) -> dict[str, Any]:
+    return {
+        "id": record.id,
+        "at": record.at.isoformat().replace("+00:00", "Z"),
+        "step": record.step,
+        "outcome": record.outcome.value,
+        "reason": record.reason or None,
+        "sentence": record.sentence,
+        "episode": record.episode_id,
+        "fingerprint": record.fingerprint,
+        "alertname": record.alertname,
+        "rule": record.rule or None,
+        "ruleset_hash": record.ruleset_hash,
+        "severity": record.severity or None,
+        "target": record.target or None,
+        "action": record.action or None,
+        "journal_id": record.journal_id,
+        "details": dict(record.details),
+    }
+
+
+def page_json(records: list[AuditRecord], query: AuditQuery) -> Mapping[str, Any]:
+    full = len(records) == query.limit
+    return {
+        "decisions": [record_json(r) for r in records],
+        "next_after": records[-1].id if full and records else None,
+    }

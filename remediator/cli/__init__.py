@@ -1,0 +1,1 @@
+"""The ``remediator`` command: ``serve`` and the offline commands."""

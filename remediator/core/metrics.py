@@ -1,0 +1,178 @@
+"""Every metric remediator exports, on an injected registry, label values pre-created.
+
+Label values come from closed sets (``StopReason``, ``Outcome``, ``Severity``, rejection
+codes), so series exist at zero from the first scrape and cardinality is bounded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
+
+from remediator.core.model import AlertStatus, Outcome, Severity, StopReason
+
+REJECTION_CODES = (
+    "unauthorized",
+    "unsupported_media_type",
+    "body_too_large",
+    "read_timeout",
+    "invalid_utf8",
+    "invalid_json",
+    "duplicate_key",
+    "non_finite_number",
+    "too_deep",
+    "invalid_payload",
+    "invalid_string",
+    "invalid_label_name",
+    "unsupported_version",
+    "too_many_alerts",
+    "too_many_labels",
+    "label_too_long",
+    "annotation_too_long",
+    "unsupported_encoding",
+    "invalid_request",
+    "unsupported_http_version",
+    "headers_too_large",
+    "expectation_failed",
+    "header_timeout",
+    "internal_error",
+    "overloaded",
+    "journal_unavailable",
+    "validation_unavailable",
+    "shutting_down",
+)
+ACTION_RESULTS = ("succeeded", "failed", "dry_run", "refused")
+QUARANTINED = ("entry", "alert")
+ESCALATION_RESULTS = ("delivered", "retried", "dropped")
+
+# ``*_created`` series double the scrape for no operational use.
+disable_created_metrics()  # type: ignore[no-untyped-call]
+
+
+def _init(metric: Counter, *values: Iterable[str]) -> None:
+    if len(values) == 1:
+        for value in values[0]:
+            metric.labels(value)
+        return
+    first, second = values
+    seconds = list(second)
+    for a in first:
+        for b in seconds:
+            metric.labels(a, b)
+
+
+class Metrics:
+    def __init__(
+        self,
+        registry: CollectorRegistry,
+        action_kinds: Iterable[str],
+        sinks: Iterable[str] = (),
+    ) -> None:
+        ns = "remediator"
+        self.alerts_received = Counter(
+            "alerts_received",
+            "Alerts received in accepted webhooks, by alert status.",
+            ["status"],
+            namespace=ns,
+            registry=registry,
+        )
+        self.alerts_resent = Counter(
+            "alerts_resent",
+            "Alerts that joined an episode already decided (resends, HA duplicates).",
+            namespace=ns,
+            registry=registry,
+        )
+        self.fingerprint_mismatches = Counter(
+            "fingerprint_mismatches",
+            "Alerts whose sender's fingerprint disagrees with their labels' (ignored).",
+            namespace=ns,
+            registry=registry,
+        )
+        self.quarantined = Counter(
+            "quarantined",
+            "Journal entries and alerts that could not be processed: audited, escalated.",
+            ["what"],
+            namespace=ns,
+            registry=registry,
+        )
+        self.truncated_alerts = Counter(
+            "truncated_alerts",
+            "Alerts Alertmanager reported as truncated (max_alerts).",
+            namespace=ns,
+            registry=registry,
+        )
+        self.payloads_rejected = Counter(
+            "payloads_rejected",
+            "Webhook requests refused, by error code.",
+            ["reason"],
+            namespace=ns,
+            registry=registry,
+        )
+        self.decisions = Counter(
+            "decisions",
+            "Audited decisions, by severity and outcome.",
+            ["severity", "outcome"],
+            namespace=ns,
+            registry=registry,
+        )
+        self.guard_refusals = Counter(
+            "guard_refusals",
+            "Pipeline stops, by reason.",
+            ["reason"],
+            namespace=ns,
+            registry=registry,
+        )
+        self.actions = Counter(
+            "actions",
+            "Actions by kind and result.",
+            ["kind", "result"],
+            namespace=ns,
+            registry=registry,
+        )
+        self.webhook_seconds = Histogram(
+            "webhook_duration_seconds",
+            "Time to answer a webhook request.",
+            namespace=ns,
+            registry=registry,
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
+        )
+        self.journal_write_seconds = Histogram(
+            "journal_write_duration_seconds",
+            "Time to write an accepted payload durably.",
+            namespace=ns,
+            registry=registry,
+            buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
+        )
+        self.spooled_payloads = Counter(
+            "spooled_payloads",
+            "Webhook payloads journaled in the local spool while the state database was away.",
+            namespace=ns,
+            registry=registry,
+        )
+        self.journal_backlog = Gauge(
+            "journal_backlog",
+            "Accepted payloads not yet processed.",
+            namespace=ns,
+            registry=registry,
+        )
+        self.queue_depth = Gauge(
+            "action_queue_depth",
+            "Actions waiting for or holding a target's queue.",
+            namespace=ns,
+            registry=registry,
+        )
+        _init(self.alerts_received, [s.value for s in AlertStatus])
+        _init(self.quarantined, QUARANTINED)
+        _init(self.payloads_rejected, REJECTION_CODES)
+        _init(self.decisions, [s.value for s in Severity], [o.value for o in Outcome])
+        _init(self.guard_refusals, [r.value for r in StopReason])
+        _init(self.actions, list(action_kinds), ACTION_RESULTS)
+        self.escalations = Counter(
+            "escalations",
+            "Notifications to sinks, by sink and result (delivered, retried, dropped).",
+            ["sink", "result"],
+            namespace=ns,
+            registry=registry,
+        )
+        _init(self.escalations, list(sinks), ESCALATION_RESULTS)

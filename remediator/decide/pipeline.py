@@ -1,0 +1,260 @@
+"""The decision pipeline for one alert of one episode, assembled so it reads like the flow:
+
+    received → classify → fresh? → plan? → target → scope → storm → claim → act (queued)
+
+Each stage returns the incident, stopped or not; the first stop ends the run. Every step
+is audited, and a stop that is not quiet (see ``QUIET_STOPS``) is escalated.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+
+from remediator.act.runner import ActionJob, ActionRunner
+from remediator.audit.recorder import Auditor
+from remediator.config import Settings
+from remediator.core import failpoints
+from remediator.core.clock import Clock
+from remediator.core.metrics import Metrics
+from remediator.core.model import (
+    QUIET_STOPS,
+    AuditRecord,
+    Incident,
+    Outcome,
+    Severity,
+    StopReason,
+    refuse,
+)
+from remediator.decide.classify import Classifier
+from remediator.escalate.plan import NO_EPISODE
+from remediator.guards import freshness, scope, storm
+from remediator.guards.claim import ClaimRequest, Limit
+from remediator.ruleset.rules import Rule
+from remediator.store.base import Store
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """What deciding one alert produced: its audit records and, if claimed, the action."""
+
+    episode_id: int
+    records: list[AuditRecord]
+    job: ActionJob | None
+    decided: bool = True
+
+
+class Pipeline:
+    def __init__(
+        self,
+        classifier: Classifier,
+        store: Store,
+        runner: ActionRunner,
+        auditor: Auditor,
+        metrics: Metrics,
+        clock: Clock,
+        settings: Settings,
+    ) -> None:
+        self._classifier = classifier
+        self._policy = classifier.ruleset.policy
+        self._store = store
+        self._runner = runner
+        self._auditor = auditor
+        self._metrics = metrics
+        self._clock = clock
+        self._settings = settings
+
+    async def commit(self, decisions: Sequence[Decision]) -> None:
+        """Record a batch of decisions in one transaction, then queue their actions."""
+        records = [r for d in decisions for r in d.records]
+        decided = [d.episode_id for d in decisions if d.decided]
+        await self._auditor.write(records, decided_episodes=decided)
+        for decision in decisions:
+            if decision.job is not None:
+                self._runner.submit(decision.job)
+
+    async def decide(self, incident: Incident, episode_open: bool) -> Decision:
+        """This episode's one decision; the caller has checked it is not decided yet.
+
+        Only the claim is written here (atomically, with its guards); ``commit`` writes
+        the rest and queues the action.
+        """
+        rule = self._classifier.classify(incident.alert.labels)
+        incident = replace(incident, rule=rule.name, severity=rule.severity)
+        received: dict[str, object] = {"labels": dict(incident.alert.labels)}
+        if incident.alert.sent_fingerprint:
+            received["sent_fingerprint"] = incident.alert.sent_fingerprint
+        records = [
+            self._auditor.make(
+                incident,
+                "received",
+                Outcome.RECEIVED,
+                f"{incident.alert.status.value.capitalize()} alert"
+                f" {incident.alert.name or '(no alertname)'} opened episode {incident.episode_id}.",
+                received,
+            ),
+            self._auditor.make(
+                incident,
+                "classified",
+                Outcome.CLASSIFIED,
+                f"Rule {rule.name!r} ({rule.file}) classified it {rule.severity.value}.",
+            ),
+        ]
+        incident = await self._guard(self._plan(self._fresh(incident, episode_open), rule))
+        if incident.stopped is None:
+            incident = await self._claim(incident, rule)
+        if incident.stopped is not None:
+            records.extend(self._stopped_records(incident, rule))
+            return Decision(incident.episode_id, records, job=None)
+        records.append(self._claimed_record(incident))
+        return Decision(incident.episode_id, records, job=self._job(incident, rule))
+
+    def _fresh(self, incident: Incident, episode_open: bool) -> Incident:
+        verdict = freshness.decide(
+            incident.alert.status,
+            episode_open,
+            incident.received_at,
+            self._clock.now(),
+            self._settings.stale_after_s,
+        )
+        return incident if verdict.allowed else incident.stop(verdict)
+
+    def _plan(self, incident: Incident, rule: Rule) -> Incident:
+        if incident.stopped is not None:
+            return incident
+        if rule.plan is None:
+            return incident.stop(
+                refuse(
+                    StopReason.ESCALATE_ONLY,
+                    f"Rule {rule.name!r} calls for a human, not an action.",
+                )
+            )
+        incident = replace(incident, action=rule.plan.name)
+        try:
+            target = rule.plan.target.render(incident.alert.labels)
+        except LookupError as exc:
+            return incident.stop(
+                refuse(StopReason.TARGET_UNRESOLVED, f"No target for {rule.plan.kind}: {exc}.")
+            )
+        return replace(incident, target=target)
+
+    async def _guard(self, incident: Incident) -> Incident:
+        target = incident.target
+        if incident.stopped is not None or target is None:
+            return incident
+        verdict = scope.decide(target, self._policy.namespaces)
+        if verdict.allowed:
+            window_s = self._policy.storm.window_s
+            distinct = await self._store.storm_add(target.key, self._clock.now(), window_s)
+            verdict = storm.decide(
+                distinct, self._policy.storm.max_targets, incident.truncated_alerts
+            )
+        return incident if verdict.allowed else incident.stop(verdict)
+
+    async def _claim(self, incident: Incident, rule: Rule) -> Incident:
+        assert rule.plan is not None and incident.target is not None
+        kind_limit = self._policy.action_limits.get(rule.plan.kind)
+        budget = self._policy.global_budget
+        result = await self._store.claim(
+            ClaimRequest(
+                episode_id=incident.episode_id,
+                rule=rule.name,
+                action=rule.plan.name,
+                action_kind=rule.plan.kind,
+                target=incident.target.key,
+                destructive=rule.plan.action.destructive,
+                dry_run=self._runner.dry_run,
+                cooldown_s=rule.cooldown_s,
+                rule_limit=rule.rate_limit,
+                target_limit=rule.target_rate_limit,
+                repeat_limit=rule.ineffective_after,
+                kind_limit=None
+                if kind_limit is None
+                else Limit(kind_limit.max_actions, kind_limit.window_s),
+                global_budget=Limit(budget.max_actions, budget.window_s),
+            ),
+            self._clock.now(),
+        )
+        if not result.verdict.allowed:
+            return incident.stop(result.verdict)
+        assert result.claim_id is not None
+        failpoints.hit("after_claim")
+        return replace(incident, details={"claim_id": result.claim_id})
+
+    def _stopped_records(self, incident: Incident, rule: Rule) -> list[AuditRecord]:
+        assert incident.stopped is not None and incident.stopped.reason is not None
+        reason = incident.stopped.reason
+        self._metrics.guard_refusals.labels(reason.value).inc()
+        outcome = Outcome.RESOLVED if reason is StopReason.RESOLVED else Outcome.REFUSED
+        records = [self._auditor.make(incident, "refused", outcome, incident.stopped.sentence)]
+        if reason not in QUIET_STOPS:
+            records.append(self._escalation_record(incident, rule))
+        return records
+
+    def _escalation_record(self, incident: Incident, rule: Rule) -> AuditRecord:
+        policy = self._classifier.ruleset.escalations[rule.escalation]
+        first = policy.tiers[0]
+        return self._auditor.make(
+            incident,
+            "escalated",
+            Outcome.ESCALATED,
+            f"Escalating {rule.severity.value} to policy {rule.escalation!r}"
+            f" (first tier after {first.after_s:.0f} s: {', '.join(first.notify)}).",
+            {"policy": rule.escalation, "tiers": [t.model_dump() for t in policy.tiers]},
+        )
+
+    def _claimed_record(self, incident: Incident) -> AuditRecord:
+        assert incident.target is not None
+        return self._auditor.make(
+            incident,
+            "claimed",
+            Outcome.CLAIMED,
+            f"Claimed {incident.action} on {incident.target.key}"
+            f" for episode {incident.episode_id}.",
+            dict(incident.details),
+        )
+
+    def _job(self, incident: Incident, rule: Rule) -> ActionJob:
+        assert rule.plan is not None
+        claim_id = int(incident.details["claim_id"])
+        return ActionJob(incident, rule.plan, claim_id, rule.escalation, rule.verify_within_s)
+
+    def unprocessable(self, incident: Incident, what: str, error: str) -> Decision:
+        """``what`` (an alert, or a whole journal entry) could not be decided because of
+        ``error``: recorded and escalated, so a bug or a value no store can keep costs a page,
+        never the alert. The rule it matches names the policy; when matching fails too, the
+        first SEV-1 rule does. Episode ``NO_EPISODE`` (none could be had): the records name
+        none and nothing is marked decided."""
+        rule = self._rule_or_fallback(incident.alert.labels)
+        incident = replace(incident, rule=rule.name, severity=rule.severity).stop(
+            refuse(
+                StopReason.UNPROCESSABLE,
+                f"{what} of journal entry {incident.journal_id} could not be processed"
+                f" ({error}); nothing was done, a human must look.",
+            )
+        )
+        records = self._stopped_records(incident, rule)
+        if incident.episode_id == NO_EPISODE:
+            records = [replace(r, episode_id=None) for r in records]
+        decided = incident.episode_id != NO_EPISODE
+        return Decision(incident.episode_id, records, job=None, decided=decided)
+
+    def _rule_or_fallback(self, labels: Mapping[str, str]) -> Rule:
+        try:
+            return self._classifier.classify(labels)
+        except Exception:  # the failure being handled may be in matching itself
+            rules = self._classifier.ruleset.rules
+            return next((r for r in rules if r.severity is Severity.SEV1), rules[-1])
+
+    def resolved(self, incident: Incident) -> Decision:
+        """The episode closed: record it (the incident, if any, resolves with it)."""
+        rule = self._classifier.classify(incident.alert.labels)
+        incident = replace(incident, rule=rule.name, severity=rule.severity)
+        record = self._auditor.make(
+            incident,
+            "resolved",
+            Outcome.RESOLVED,
+            f"Alert {incident.alert.name or '(no alertname)'} resolved; episode"
+            f" {incident.episode_id} closed.",
+        )
+        return Decision(incident.episode_id, [record], job=None, decided=False)

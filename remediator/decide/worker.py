@@ -1,0 +1,289 @@
+"""The journal worker: accepted payloads → episodes → one pipeline decision per new episode.
+
+Payloads are processed one at a time, in the order they were journaled; an entry is
+marked done once every alert in it has its decision recorded (actions run on after that,
+from their durable claims). After a restart, entries not marked done are processed again:
+episodes already decided are skipped and claims are unique, so nothing acts twice.
+
+Nothing an entry holds can stop the worker. While the store is away an entry waits; any
+other failure is contained: a chunk that fails is decided again alert by alert, an alert
+that fails alone is quarantined (audited as ``unprocessable`` and escalated, its episode
+decided), and an entry that keeps failing is retried ``MAX_ATTEMPTS`` times, then
+quarantined as a whole and marked done (at once when retrying cannot help: an entry that no
+longer validates, or whose alerts keep failing one after another). Either way the worker
+moves on to the next entry.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import timedelta
+
+from remediator.config import Settings
+from remediator.core import failpoints
+from remediator.core.clock import Clock
+from remediator.core.errors import RequestRejected, StoreUnavailable
+from remediator.core.fingerprint import of_alert
+from remediator.core.metrics import Metrics
+from remediator.core.model import Alert, AlertStatus, EpisodeEvent, Incident, Observation
+from remediator.decide.pipeline import Decision, Pipeline
+from remediator.escalate.plan import NO_EPISODE
+from remediator.ingest.ackgate import AckGate
+from remediator.ingest.payload import WebhookAlert, WebhookPayload, check, to_alert
+from remediator.store.base import JournalEntry, Sighting, Store
+
+log = logging.getLogger(__name__)
+
+RETRY_AFTER_STORE_ERROR_S = 1.0
+#: Tries of an entry whose processing fails (other than the store being away).
+MAX_ATTEMPTS = 3
+RETRY_AFTER_FAILURE_S = (0.2, 1.0)
+#: Alerts of one entry quarantined one by one; the next to fail quarantines the entry.
+MAX_QUARANTINED_ALERTS = 3
+#: How much of an error's text an audit record keeps.
+ERROR_CHARS = 300
+PRUNE_EVERY_S = 60.0
+STATUSES = {status.value: status for status in AlertStatus}
+#: Sightings that need no decision: a resolve for an episode already closed.
+RESENT = frozenset({EpisodeEvent.ALREADY_CLOSED})
+#: Sightings of an episode that needs no new decision once one was taken.
+DECIDED_IF_SEEN = frozenset({EpisodeEvent.JOINED, EpisodeEvent.REOPENED})
+
+
+class _TooManyFailures(Exception):
+    """So many alerts of one entry fail alone that the fault is not theirs: the rest of
+    the entry is quarantined as a whole, at once (trying again would page per alert)."""
+
+
+class JournalWorker:
+    def __init__(
+        self,
+        store: Store,
+        pipeline: Pipeline,
+        metrics: Metrics,
+        clock: Clock,
+        settings: Settings,
+        gate: AckGate,
+    ) -> None:
+        self._gate = gate
+        self._pruned_at = float("-inf")
+        self._store = store
+        self._pipeline = pipeline
+        self._metrics = metrics
+        self._clock = clock
+        self._settings = settings
+        self._queue: asyncio.Queue[int] = asyncio.Queue()
+        self.idle = asyncio.Event()
+        self.idle.set()
+
+    def accept(self, journal_id: int) -> None:
+        """Queue a journaled payload. Only its id waits in memory; the body stays on disk."""
+        self.idle.clear()
+        self._queue.put_nowait(journal_id)
+        self._metrics.journal_backlog.set(self._queue.qsize())
+
+    async def recover(self) -> int:
+        """Queue the journal entries a previous run accepted but did not finish."""
+        pending = await self._store.journal_pending()
+        for journal_id in pending:
+            self.accept(journal_id)
+        return len(pending)
+
+    async def run(self) -> None:
+        while True:
+            journal_id = await self._queue.get()
+            await self._process_until_done(journal_id)
+            await self._prune_now_and_then()
+            self._metrics.journal_backlog.set(self._queue.qsize())
+            if self._queue.empty():
+                self.idle.set()
+
+    async def _process_until_done(self, journal_id: int) -> None:
+        failures = 0
+        while True:
+            try:
+                await self.process(journal_id)
+                return
+            except StoreUnavailable:
+                log.exception("state store unavailable; retrying journal entry %d", journal_id)
+                await asyncio.sleep(RETRY_AFTER_STORE_ERROR_S)
+            except (RequestRejected, _TooManyFailures) as exc:  # the same again next time
+                await self._quarantine_entry(journal_id, exc)
+                return
+            except Exception as exc:  # a poison entry must not stop the worker
+                failures += 1
+                log.exception("journal entry %d failed (try %d of %d)", journal_id, failures,
+                              MAX_ATTEMPTS)  # fmt: skip
+                if failures >= MAX_ATTEMPTS:
+                    await self._quarantine_entry(journal_id, exc)
+                    return
+                await asyncio.sleep(RETRY_AFTER_FAILURE_S[failures - 1])
+
+    async def _quarantine_entry(self, journal_id: int, exc: Exception) -> None:
+        """Record and escalate an entry that cannot be processed, then mark it done. If even
+        that fails (other than by the store being away) the entry stays in the journal,
+        for the next start, and the worker still moves on."""
+        incident = Incident(
+            alert=Alert("", AlertStatus.FIRING, {}, {}, self._clock.now(), None),
+            episode_id=NO_EPISODE,
+            journal_id=journal_id,
+            received_at=self._clock.now(),
+        )
+        decision = self._pipeline.unprocessable(incident, "The payload", _error_text(exc))
+        while True:
+            try:
+                await self._pipeline.commit([decision])
+                await self._store.journal_done(journal_id, self._clock.now())
+                self._metrics.quarantined.labels("entry").inc()
+                return
+            except StoreUnavailable:
+                log.exception("state store unavailable; retrying quarantine of %d", journal_id)
+                await asyncio.sleep(RETRY_AFTER_STORE_ERROR_S)
+            except Exception:
+                log.critical("journal entry %d could not be quarantined; left for the next"
+                             " start", journal_id, exc_info=True)  # fmt: skip
+                return
+
+    async def _prune_now_and_then(self) -> None:
+        now = self._clock.monotonic()
+        if now - self._pruned_at < PRUNE_EVERY_S:
+            return
+        self._pruned_at = now
+        horizon = self._clock.now() - timedelta(seconds=self._settings.journal_retention_s)
+        try:
+            await self._store.journal_prune(horizon)
+        except Exception:  # pruning is housekeeping: it never stops deciding
+            log.exception("could not prune the journal; will try again")
+
+    async def process(self, journal_id: int) -> None:
+        """Decide every alert of one entry, then mark it done. An entry that no longer
+        validates (accepted by an earlier version, or under other limits) raises
+        ``RequestRejected``, like any other failure: it ends quarantined, never skipped."""
+        failpoints.hit("before_process")
+        entry = await self._store.journal_entry(journal_id)
+        model = check(entry.body, self._settings.payload_limits)
+        if model.truncatedAlerts:
+            self._metrics.truncated_alerts.inc(model.truncatedAlerts)
+        size = self._settings.worker_chunk_alerts
+        quarantined = 0
+        for start in range(0, len(model.alerts), size):
+            await self._gate.quiet(self._settings.worker_yield_s)
+            chunk = model.alerts[start : start + size]
+            try:
+                await self._process_chunk(entry, model, chunk)
+            except StoreUnavailable:
+                raise
+            except Exception:
+                log.exception("journal entry %d: a chunk failed; deciding its alerts one by"
+                              " one", entry.id)  # fmt: skip
+                quarantined = await self._process_alone(entry, model, chunk, quarantined)
+        await self._store.journal_done(entry.id, self._clock.now())
+
+    async def _process_alone(
+        self,
+        entry: JournalEntry,
+        model: WebhookPayload,
+        chunk: list[WebhookAlert],
+        quarantined: int,
+    ) -> int:
+        """Decide each alert of ``chunk`` on its own and quarantine those that fail; the
+        entry's count of quarantined alerts after it. ``_TooManyFailures`` past the cap."""
+        for raw in chunk:
+            try:
+                await self._process_chunk(entry, model, [raw])
+            except StoreUnavailable:
+                raise
+            except Exception as exc:
+                if quarantined >= MAX_QUARANTINED_ALERTS:
+                    raise _TooManyFailures(f"more than {quarantined} alerts failed") from exc
+                log.exception("journal entry %d: an alert failed; quarantining it", entry.id)
+                await self._quarantine_alert(entry, raw, exc)
+                quarantined += 1
+        return quarantined
+
+    async def _quarantine_alert(
+        self, entry: JournalEntry, raw: WebhookAlert, exc: Exception
+    ) -> None:
+        alert = to_alert(raw)
+        episode_id = NO_EPISODE
+        try:
+            [observation] = await self._store.observe(
+                [Sighting(alert.fingerprint, alert.status, alert.name)],
+                self._clock.now(),
+                self._settings.episode_grace_s,
+            )
+            episode_id = observation.episode.id
+        except StoreUnavailable:
+            raise
+        except Exception:
+            log.exception("journal entry %d: no episode for the quarantined alert", entry.id)
+        incident = Incident(
+            alert=alert, episode_id=episode_id, journal_id=entry.id, received_at=entry.received_at
+        )
+        decision = self._pipeline.unprocessable(incident, "An alert", _error_text(exc))
+        await self._pipeline.commit([decision])
+        self._metrics.quarantined.labels("alert").inc()
+
+    async def _process_chunk(
+        self, entry: JournalEntry, model: WebhookPayload, chunk: list[WebhookAlert]
+    ) -> None:
+        sightings = [self._sighting(raw) for raw in chunk]
+        observations = await self._store.observe(
+            sightings, self._clock.now(), self._settings.episode_grace_s
+        )
+        self._count_received(sightings)
+        await self._arm_undos(observations)
+        decisions: list[Decision] = []
+        try:
+            for raw, observation in zip(chunk, observations, strict=True):
+                event = observation.event
+                if event in RESENT or (event in DECIDED_IF_SEEN and observation.episode.decided):
+                    self._metrics.alerts_resent.inc()
+                    continue
+                incident = Incident(
+                    alert=to_alert(raw),
+                    episode_id=observation.episode.id,
+                    journal_id=entry.id,
+                    received_at=entry.received_at,
+                    truncated_alerts=model.truncatedAlerts,
+                )
+                if event in (EpisodeEvent.CLOSED, EpisodeEvent.RESOLVED_UNSEEN):
+                    decisions.append(self._pipeline.resolved(incident))
+                else:
+                    episode_open = observation.episode.is_open
+                    decisions.append(await self._pipeline.decide(incident, episode_open))
+        finally:
+            # Also when an alert failed: what was decided before it (claims included) is
+            # committed, so deciding the chunk again skips it rather than finding its claim
+            # taken and the action never queued.
+            await self._pipeline.commit(decisions)
+
+    async def _arm_undos(self, observations: list[Observation]) -> None:
+        closed = [o.episode.id for o in observations if o.event is EpisodeEvent.CLOSED]
+        reopened = [o.episode.id for o in observations if o.event is EpisodeEvent.REOPENED]
+        if closed:
+            await self._store.undo_arm(closed, self._clock.now())
+        if reopened:
+            await self._store.undo_disarm(reopened)
+
+    def _sighting(self, raw: WebhookAlert) -> Sighting:
+        """The alert under the fingerprint of its labels; a sender's other one is counted."""
+        ours = of_alert(raw.fingerprint, raw.labels)
+        if raw.fingerprint != ours:
+            self._metrics.fingerprint_mismatches.inc()
+        return Sighting(ours, STATUSES[raw.status], raw.labels.get("alertname", ""))
+
+    def _count_received(self, sightings: list[Sighting]) -> None:
+        firing = sum(1 for s in sightings if s.status is AlertStatus.FIRING)
+        self._metrics.alerts_received.labels(AlertStatus.FIRING.value).inc(firing)
+        self._metrics.alerts_received.labels(AlertStatus.RESOLVED.value).inc(
+            len(sightings) - firing
+        )
+
+
+def _error_text(exc: BaseException) -> str:
+    """The error as an audit record can hold it: printable, bounded, one line."""
+    text = f"{type(exc).__name__}: {exc}"
+    text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text.replace("\x00", "\\x00").replace("\n", " ")[:ERROR_CHARS]

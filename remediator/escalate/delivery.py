@@ -1,0 +1,145 @@
+"""Delivery: the loop that sends what ``plan`` queued in the outbox.
+
+A tier is sent only while the episode is still open. When the episode resolves, every sink
+that was paged gets a resolve, and tiers not yet sent are dropped. Failed sends are retried
+with backoff, honouring ``Retry-After``, until ``max_age_s``; each sink is paced to its
+documented rate limit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping
+from datetime import timedelta
+
+import aiohttp
+
+from remediator.core.clock import Clock
+from remediator.core.metrics import Metrics
+from remediator.core.model import AuditRecord, Outcome
+from remediator.escalate.sinks.base import Event, Notification, PermanentSinkError, Sink, SinkError
+from remediator.store.base import OutboxItem, Store
+
+log = logging.getLogger(__name__)
+
+BACKOFF_S = (1.0, 2.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0)
+BATCH = 100
+
+
+class Delivery:
+    """Sends what the outbox holds, when it is due, to the sinks by name."""
+
+    def __init__(
+        self,
+        store: Store,
+        sinks: Mapping[str, Sink],
+        session: aiohttp.ClientSession,
+        metrics: Metrics,
+        clock: Clock,
+        *,
+        poll_s: float,
+        max_age_s: float,
+    ) -> None:
+        self._store = store
+        self._sinks = sinks
+        self._session = session
+        self._metrics = metrics
+        self._clock = clock
+        self._poll_s = poll_s
+        self._max_age_s = max_age_s
+        self._last_sent: dict[str, float] = {}
+
+    async def run(self) -> None:
+        while True:
+            try:
+                await self.deliver_due()
+            except Exception:  # the loop must outlive any one failure
+                log.exception("escalation delivery failed; trying again")
+            await asyncio.sleep(self._poll_s)
+
+    async def deliver_due(self) -> None:
+        for item in await self._store.outbox_due(self._clock.now(), BATCH):
+            await self._deliver(item)
+
+    async def _deliver(self, item: OutboxItem) -> None:
+        assert item.id is not None
+        sink = self._sinks.get(item.sink)
+        if sink is None:
+            await self._drop(item, f"sink {item.sink!r} is not configured")
+            return
+        why_not = await self._still_wanted(item)
+        if why_not:
+            await self._drop(item, why_not, count=False)
+            return
+        if self._clock.monotonic() - self._last_sent.get(sink.name, -1e9) < sink.min_interval_s:
+            return  # paced: the next poll sends it
+        self._last_sent[sink.name] = self._clock.monotonic()
+        try:
+            await sink.send(self._session, _notification(item))
+        except PermanentSinkError as exc:
+            await self._drop(item, str(exc))
+        except (SinkError, aiohttp.ClientError, TimeoutError) as exc:
+            await self._retry(item, exc)
+        else:
+            await self._store.outbox_done(item.id, self._clock.now(), delivered=True)
+            self._metrics.escalations.labels(item.sink, "delivered").inc()
+            await self._audit(item, Outcome.ESCALATED, f"{item.sink} was notified ({item.event}).")
+
+    async def _still_wanted(self, item: OutboxItem) -> str:
+        if item.event == Event.RESOLVE.value:
+            await self._store.outbox_drop_pending_triggers(item.episode_id, self._clock.now())
+            if not await self._store.outbox_was_triggered(item.dedup_key, item.sink):
+                return "nothing was sent to resolve"
+            return ""
+        if item.tier > 0 and not await self._store.episode_is_open(item.episode_id):
+            return "the episode resolved before this tier was due"
+        return ""
+
+    async def _retry(self, item: OutboxItem, exc: BaseException) -> None:
+        assert item.id is not None and item.created_at is not None
+        now = self._clock.now()
+        if (now - item.created_at).total_seconds() > self._max_age_s:
+            await self._drop(item, f"gave up after {item.attempts + 1} attempts: {exc}")
+            return
+        delay = (
+            getattr(exc, "retry_after_s", None) or BACKOFF_S[min(item.attempts, len(BACKOFF_S) - 1)]
+        )
+        await self._store.outbox_retry(item.id, now + timedelta(seconds=delay), str(exc)[:500])
+        self._metrics.escalations.labels(item.sink, "retried").inc()
+
+    async def _drop(self, item: OutboxItem, why: str, count: bool = True) -> None:
+        assert item.id is not None
+        await self._store.outbox_done(item.id, self._clock.now(), delivered=False, error=why)
+        if count:
+            self._metrics.escalations.labels(item.sink, "dropped").inc()
+            log.error("notification to %s dropped: %s", item.sink, why)
+            await self._audit(item, Outcome.FAILED, f"Notifying {item.sink} failed: {why}")
+
+    async def _audit(self, item: OutboxItem, outcome: Outcome, sentence: str) -> None:
+        record = AuditRecord(
+            at=self._clock.now(),
+            step="notified",
+            outcome=outcome,
+            sentence=sentence,
+            episode_id=item.episode_id,
+            fingerprint=str(item.details.get("fingerprint", "")),
+            rule=str(item.details.get("rule", "")),
+            severity=item.severity,
+            target=str(item.details.get("target", "")),
+            details={"sink": item.sink, "event": item.event, "tier": item.tier,
+                     "dedup_key": item.dedup_key},
+        )  # fmt: skip
+        await self._store.audit([record])
+
+
+def _notification(item: OutboxItem) -> Notification:
+    return Notification(
+        event=Event(item.event),
+        dedup_key=item.dedup_key,
+        severity=item.severity,
+        summary=item.summary,
+        tier=item.tier,
+        policy=item.policy,
+        details=item.details,
+    )

@@ -1,0 +1,106 @@
+"""Plan: the decisions that need a human become notifications in the outbox.
+
+Planning happens in the same transaction as the audit record that says "escalated", so a
+crash cannot lose a page. Every tier of the rule's escalation policy is queued at once,
+due ``after_s`` later; a tier is sent only while the episode is still open. One incident
+per episode and sink: the dedup key is stable, and each (episode, sink, event, tier) is
+queued once. ``delivery`` sends them.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from datetime import timedelta
+
+from remediator.core.model import AuditRecord, StopReason
+from remediator.escalate.sinks.base import Event
+from remediator.ruleset.rules import RuleSet
+from remediator.store.base import OutboxItem
+
+log = logging.getLogger(__name__)
+
+
+STORM_PREFIX = "remediator-storm-"
+#: The outbox's episode for a page about no episode (an unreadable journal entry): the
+#: first tier is sent, later tiers are dropped, since no resolve can ever stop them.
+NO_EPISODE = 0
+
+
+def dedup_key(record: AuditRecord) -> str:
+    """One incident per episode; during a storm, one incident for the storm (per policy and
+    hour), so a fleet-wide alert pages once, not once per target."""
+    if record.reason == "storm":
+        return f"{STORM_PREFIX}{record.details.get('policy', '')}-{record.at:%Y%m%d%H}"
+    if record.reason == "ineffective_remediation":
+        return f"remediator-ineffective-{record.target}-{record.action}"
+    if record.episode_id is None:  # a journal entry that could not be read: no episode
+        return f"remediator-unprocessable-journal-{record.journal_id}"
+    return f"remediator-{record.fingerprint}-{record.episode_id}"
+
+
+def _summary(record: AuditRecord, why: str) -> str:
+    if record.reason == "storm":
+        return (
+            f"[{record.severity}] Alert storm: remediator escalates instead of acting. First:"
+            f" {record.alertname or record.rule} on {record.target or 'its target'}."
+            f" Every alert of the storm is in the decisions API (reason=storm)."
+        )
+    what = record.alertname or record.rule or "alert"
+    where = f" on {record.target}" if record.target else ""
+    return f"[{record.severity}] {what}{where}: {why or record.sentence}"
+
+
+def plan(records: Sequence[AuditRecord], ruleset: RuleSet) -> tuple[list[OutboxItem], list[int]]:
+    """The notifications ``records`` call for, and the episodes they resolve."""
+    if not ruleset.sinks:
+        return [], []
+    queued: list[OutboxItem] = []
+    resolved: list[int] = []
+    previous: AuditRecord | None = None
+    for record in records:
+        if record.episode_id is None and record.reason != StopReason.UNPROCESSABLE.value:
+            continue
+        if record.step == "resolved" and record.episode_id is not None:
+            resolved.append(record.episode_id)
+        elif record.step == "escalated":
+            # The record before says why: the refusal, the failed action, the verification.
+            same = previous is not None and previous.episode_id == record.episode_id
+            queued.extend(_tiers(record, ruleset, previous.sentence if same and previous else ""))
+        previous = record
+    return queued, resolved
+
+
+def _tiers(record: AuditRecord, ruleset: RuleSet, why: str) -> list[OutboxItem]:
+    name = str(record.details.get("policy", ""))
+    policy = ruleset.escalations.get(name)
+    if policy is None:
+        log.error("escalation policy %r is not defined; nothing queued", name)
+        return []
+    details = {
+        "rule": record.rule,
+        "reason": record.reason,
+        "target": record.target,
+        "action": record.action,
+        "episode": record.episode_id,
+        "fingerprint": record.fingerprint,
+        "decisions": f"/api/v1/decisions?episode={record.episode_id}"
+        if record.episode_id is not None
+        else "/api/v1/decisions",
+    }
+    return [
+        OutboxItem(
+            episode_id=record.episode_id or NO_EPISODE,
+            dedup_key=dedup_key(record),
+            sink=sink,
+            event=Event.TRIGGER.value,
+            tier=index,
+            severity=record.severity,
+            policy=name,
+            summary=_summary(record, why),
+            details=details,
+            due_at=record.at + timedelta(seconds=tier.after_s),
+        )
+        for index, tier in enumerate(policy.tiers)
+        for sink in tier.notify
+    ]

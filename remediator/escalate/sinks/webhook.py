@@ -1,0 +1,48 @@
+"""A generic webhook: the notification as JSON, signed with HMAC-SHA256 when a secret is
+configured (``X-Remediator-Signature: sha256=<hex>`` over the exact body bytes)."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from dataclasses import dataclass
+
+import aiohttp
+
+from remediator.escalate.sinks.base import Notification, check_response
+
+SIGNATURE_HEADER = "X-Remediator-Signature"
+
+
+def signature(secret: bytes, body: bytes) -> str:
+    return "sha256=" + hmac.new(secret, body, hashlib.sha256).hexdigest()
+
+
+@dataclass
+class WebhookSink:
+    name: str
+    url: str
+    secret: bytes | None = None
+    kind: str = "webhook"
+    min_interval_s: float = 0.0
+
+    def body(self, note: Notification) -> bytes:
+        document = {
+            "event": note.event.value,
+            "dedup_key": note.dedup_key,
+            "severity": note.severity,
+            "summary": note.summary,
+            "tier": note.tier,
+            "policy": note.policy,
+            "details": dict(note.details),
+        }
+        return json.dumps(document, sort_keys=True, default=str).encode()
+
+    async def send(self, session: aiohttp.ClientSession, note: Notification) -> None:
+        body = self.body(note)
+        headers = {"Content-Type": "application/json"}
+        if self.secret:
+            headers[SIGNATURE_HEADER] = signature(self.secret, body)
+        async with session.post(self.url, data=body, headers=headers) as response:
+            await check_response(response, f"webhook {self.name}")

@@ -1,0 +1,3 @@
+"""Runtime: builds the application, starts and stops its loops in order, and holds the
+replica's lease.
+"""

@@ -1,0 +1,291 @@
+"""``init_app(settings)``: routes, typed app keys, and one cleanup context that owns the
+store, the worker and the action runner. ``serve`` and the tests both build the app here
+and serve it through ``edge.listening``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+
+import aiohttp
+from aiohttp import web
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from remediator.act.aftercare import Aftercare
+from remediator.act.reconcile import reconcile_unfinished_claims
+from remediator.act.runner import ActionRunner
+from remediator.actions.registry import default_registry
+from remediator.audit import api
+from remediator.audit.recorder import Auditor
+from remediator.clients.k8s import KubeClient, KubeHandle
+from remediator.clients.postgres import DatabaseHandle
+from remediator.config import Settings
+from remediator.core.clock import Clock, SystemClock
+from remediator.core.errors import RequestRejected
+from remediator.core.metrics import Metrics
+from remediator.decide.classify import Classifier
+from remediator.decide.pipeline import Pipeline
+from remediator.decide.worker import JournalWorker
+from remediator.escalate.delivery import Delivery
+from remediator.escalate.sinks.registry import build_sinks
+from remediator.ingest import edge, webhook
+from remediator.ingest.ackgate import AckGate
+from remediator.ingest.auth import BearerAuth, NoAuth
+from remediator.ingest.journal import Journal
+from remediator.ingest.validation import Validator
+from remediator.ingest.webhook import WebhookState
+from remediator.ruleset.load import load_rules
+from remediator.ruleset.rules import RuleSet
+from remediator.runtime.lease import Lease
+from remediator.store import open_store
+from remediator.store.base import Store
+
+log = logging.getLogger(__name__)
+SINK_TIMEOUT_S = 10.0
+
+
+@dataclass
+class Services:
+    store: Store
+    worker: JournalWorker
+    runner: ActionRunner
+    webhook: WebhookState
+    metrics: Metrics
+    journal: Journal
+    worker_task: asyncio.Task[None] | None = None
+    aftercare_task: asyncio.Task[None] | None = None
+    delivery_task: asyncio.Task[None] | None = None
+    lease_task: asyncio.Task[None] | None = None
+    spool_task: asyncio.Task[None] | None = None
+
+    def loops(self) -> dict[str, asyncio.Task[None] | None]:
+        """The background loops by name: any that ended means the service is not ready."""
+        return {"worker": self.worker_task, "aftercare": self.aftercare_task,
+                "delivery": self.delivery_task, "lease": self.lease_task,
+                "spool": self.spool_task}  # fmt: skip
+
+
+SETTINGS = web.AppKey("settings", Settings)
+RULESET = web.AppKey("ruleset", RuleSet)
+REGISTRY = web.AppKey("registry", CollectorRegistry)
+SERVICES = web.AppKey("services", Services)
+KUBE = web.AppKey("kube", KubeHandle)
+DATABASES = web.AppKey("databases", DatabaseHandle)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@web.middleware
+async def json_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """aiohttp's own 404/405/413 answers, as the JSON errors the rest of the API gives."""
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        return webhook.error_response(edge.http_error(exc))
+
+
+async def _webhook(request: web.Request) -> web.Response:
+    return await webhook.handle(request, request.app[SERVICES].webhook)
+
+
+async def _webhook_expect(request: web.Request) -> web.Response | None:
+    return await webhook.expect(request, request.app[SERVICES].webhook)
+
+
+async def _decisions_expect(request: web.Request) -> web.Response | None:
+    try:
+        request.app[SERVICES].webhook.auth.check(webhook.authorization(request))
+    except RequestRejected as exc:
+        return webhook.error_response(exc)
+    await edge.send_continue(request)
+    return None
+
+
+async def _decisions(request: web.Request) -> web.Response:
+    services = request.app[SERVICES]
+    try:
+        services.webhook.auth.check(webhook.authorization(request))
+        query = api.parse_query(request.query)
+    except RequestRejected as exc:
+        return webhook.error_response(exc)
+    records = await services.store.decisions(query)
+    return web.json_response(api.page_json(records, query))
+
+
+async def _healthz(_: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+async def _readyz(request: web.Request) -> web.Response:
+    services = request.app[SERVICES]
+    store = await services.store.ping()
+    stopped = [name for name, task in services.loops().items() if task is None or task.done()]
+    ready = (
+        not services.webhook.draining
+        and not stopped
+        and (store or request.app[SETTINGS].journal_spool is not None)
+    )
+    body = {"ready": ready, "store": store, "spooling": services.journal.spooling,
+            "stopped_loops": stopped}  # fmt: skip
+    return web.json_response(body, status=200 if ready else 503)
+
+
+async def _metrics(request: web.Request) -> web.Response:
+    body = generate_latest(request.app[REGISTRY])
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+def _services(app: web.Application, store: Store, clock: Clock) -> Services:
+    settings, ruleset = app[SETTINGS], app[RULESET]
+    metrics = Metrics(app[REGISTRY], default_registry(), ruleset.sinks)
+    auditor = Auditor(store, metrics, clock, ruleset)
+    runner = ActionRunner(
+        store,
+        auditor,
+        metrics,
+        clock,
+        dry_run=settings.dry_run,
+        max_concurrent=ruleset.policy.max_concurrent_actions,
+        require_opt_in=ruleset.policy.require_opt_in,
+    )
+    pipeline = Pipeline(Classifier(ruleset), store, runner, auditor, metrics, clock, settings)
+    gate = AckGate()
+    worker = JournalWorker(store, pipeline, metrics, clock, settings, gate)
+    auth = BearerAuth(settings.token_file) if settings.token_file else NoAuth()
+    validator = Validator(settings.payload_limits, settings.validation_workers)
+    journal = Journal(
+        store, worker, clock, metrics, settings.journal_spool, settings.journal_timeout_s
+    )
+    state = WebhookState(settings, auth, journal, metrics, clock, gate, validator)
+    return Services(
+        store=store, worker=worker, runner=runner, webhook=state, metrics=metrics, journal=journal
+    )
+
+
+async def _connect_kube(settings: Settings) -> KubeClient | None:
+    """The cluster from the kubeconfig, or in-cluster; None (dry-run) when neither is there."""
+    in_cluster = bool(os.environ.get("KUBERNETES_SERVICE_HOST"))
+    if settings.kubeconfig is None and not in_cluster:
+        log.warning("no cluster configured: Kubernetes actions are planned as dry-run")
+        return None
+    return await KubeClient.connect(settings.kubeconfig, settings.kube_context)
+
+
+def _lifecycle(clock: Clock) -> Callable[[web.Application], AsyncIterator[None]]:
+    async def lifecycle(app: web.Application) -> AsyncIterator[None]:
+        settings = app[SETTINGS]
+        kube = app[KUBE]
+        sinks = build_sinks(app[RULESET].sinks)
+        if not sinks:
+            log.warning("no escalation sinks configured: escalations are audited, not sent")
+        kube.client = await _connect_kube(settings)
+        await app[DATABASES].open(settings.databases)
+        store = open_store(settings)
+        await store.open()
+        services = _services(app, store, clock)
+        app[SERVICES] = services
+        lease = Lease(store, services.worker, app[RULESET], clock, settings.lease_s)
+        await lease.renew()
+        unfinished = await reconcile_unfinished_claims(store, app[RULESET], clock)
+        if unfinished:
+            log.warning("%d claims had no outcome after the last stop; reconciled", unfinished)
+        recovered = await services.worker.recover()
+        if recovered:
+            log.warning("processing %d journal entries accepted before the last stop", recovered)
+        await lease.take_over()
+        await services.journal.open()
+        services.worker_task = asyncio.create_task(services.worker.run(), name="journal-worker")
+        services.lease_task = asyncio.create_task(lease.run(), name="lease")
+        services.spool_task = asyncio.create_task(services.journal.run(), name="spool")
+        aftercare = Aftercare(store, app[RULESET], clock, settings.aftercare_poll_s)
+        services.aftercare_task = asyncio.create_task(aftercare.run(), name="aftercare")
+        http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=SINK_TIMEOUT_S))
+        delivery = Delivery(
+            store, sinks, http, services.metrics, clock,
+            poll_s=settings.delivery_poll_s, max_age_s=settings.delivery_max_age_s,
+        )  # fmt: skip
+        services.delivery_task = asyncio.create_task(delivery.run(), name="delivery")
+        try:
+            yield
+        finally:
+            services.webhook.draining = True
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(services.worker.idle.wait(), settings.shutdown_grace_s)
+            tasks = (services.worker_task, services.aftercare_task, services.delivery_task,
+                     services.spool_task)  # fmt: skip
+            for task in tasks:
+                await _cancel(task)
+            await http.close()
+            await services.runner.drain(settings.shutdown_grace_s)
+            await _cancel(services.lease_task)  # held until the last action has its outcome
+            await services.webhook.validator.close()
+            await services.journal.close()
+            await store.close()
+            if kube.client is not None:
+                await kube.client.close()
+                kube.client = None
+            await app[DATABASES].close()
+
+    return lifecycle
+
+
+async def _cancel(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+async def drain(app: web.Application, timeout_s: float) -> None:
+    """Stop taking webhooks (503 with Retry-After, readiness false) while still serving,
+    then let the journal empty and running actions finish, within ``timeout_s``. Requests
+    already in flight finish; the cleanup context waits for what they journaled."""
+    services = app[SERVICES]
+    services.webhook.draining = True
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(services.worker.idle.wait(), max(0.0, deadline - loop.time()))
+    await services.runner.drain(max(0.0, deadline - loop.time()))
+
+
+def _count_refusals(app: web.Application) -> edge.Refusals:
+    def count(code: str) -> None:
+        services = app.get(SERVICES)
+        if services is not None:
+            services.metrics.payloads_rejected.labels(code).inc()
+
+    return count
+
+
+def init_app(
+    settings: Settings,
+    *,
+    ruleset: RuleSet | None = None,
+    clock: Clock | None = None,
+    registry: CollectorRegistry | None = None,
+) -> web.Application:
+    """The application; rules load here, so a bad rule file fails before anything listens."""
+    app = web.Application(client_max_size=settings.max_body_bytes, middlewares=[json_errors])
+    app[SETTINGS] = settings
+    app[KUBE] = KubeHandle()
+    app[DATABASES] = DatabaseHandle()
+    actions = default_registry(app[KUBE], app[DATABASES])
+    app[RULESET] = ruleset or load_rules(settings.rules_dir, actions)
+    app[REGISTRY] = registry or CollectorRegistry()
+    app[edge.REFUSALS] = _count_refusals(app)
+    app.cleanup_ctx.append(_lifecycle(clock or SystemClock()))
+    # The expect handlers authenticate before aiohttp's router sends 100 Continue.
+    app.router.add_post("/webhook", _webhook, expect_handler=_webhook_expect)
+    app.router.add_get("/api/v1/decisions", _decisions, expect_handler=_decisions_expect)
+    app.router.add_get("/healthz", _healthz)
+    app.router.add_get("/readyz", _readyz)
+    app.router.add_get("/metrics", _metrics)
+    return app

@@ -1,0 +1,63 @@
+"""The lease: how replicas sharing a PostgreSQL store notice one that is gone for good.
+
+Every replica renews its lease every third of ``lease_s``. Each round it also takes over
+what a replica silent for longer than ``lease_s`` left unfinished: journal entries it
+acknowledged but never processed go to this replica's worker (episodes and unique claims
+make a second processing harmless), and claims it left without an outcome are settled by
+observing the world (``reconcile``). The SQLite store has no one to take over from.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from remediator.act.reconcile import reconcile_claims
+from remediator.core.clock import Clock
+from remediator.core.errors import StoreUnavailable
+from remediator.decide.worker import JournalWorker
+from remediator.ruleset.rules import RuleSet
+from remediator.store.base import Store
+
+log = logging.getLogger(__name__)
+
+
+class Lease:
+    def __init__(
+        self, store: Store, worker: JournalWorker, ruleset: RuleSet, clock: Clock, lease_s: float
+    ) -> None:
+        self._store = store
+        self._worker = worker
+        self._ruleset = ruleset
+        self._clock = clock
+        self.lease_s = lease_s
+
+    async def renew(self) -> None:
+        await self._store.heartbeat(self._clock.now())
+
+    async def take_over(self) -> int:
+        """Adopt what expired replicas left; how many journal entries and claims."""
+        taken = await self._store.take_over(self._clock.now(), self.lease_s)
+        for journal_id in taken.journal_ids:
+            self._worker.accept(journal_id)
+        if taken.claims:
+            await reconcile_claims(taken.claims, self._store, self._ruleset, self._clock)
+        count = len(taken.journal_ids) + len(taken.claims)
+        if count:
+            log.warning(
+                "took over %d journal entries and %d claims from replicas whose lease ran out",
+                len(taken.journal_ids),
+                len(taken.claims),
+            )
+        return count
+
+    async def run(self) -> None:
+        while True:
+            await asyncio.sleep(self.lease_s / 3)
+            try:
+                await self.renew()
+                await self.take_over()
+            except StoreUnavailable:
+                log.exception("could not renew the lease; trying again")
+            except Exception:  # the lease outlives any one failure, or others take over
+                log.exception("lease renewal or take-over failed; trying again")
