@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from remediator.store.base import Store
+from remediator.store.contract import Store
 from remediator.store.postgres import PostgresStore
 from remediator.store.sqlite import SqliteStore
 from tests.support.postgres import PostgresServer, Roles

@@ -28,7 +28,7 @@ from remediator.guards.claim import ClaimRequest
 from remediator.ruleset.rules import PlannedAction, RuleSet, TargetTemplate
 from remediator.ruleset.schema import PolicySpec
 from remediator.ruleset.template import Template
-from remediator.store.base import AuditQuery, Sighting, Store
+from remediator.store.contract import AuditQuery, Sighting, Store
 from tests.support.clock import FakeClock
 
 

@@ -27,7 +27,7 @@ from remediator.ruleset.load import load_rules
 from remediator.ruleset.matchers import Matcher, MatchType
 from remediator.ruleset.rules import RuleSet
 from remediator.runtime.app import SERVICES
-from remediator.store.base import Sighting, Store
+from remediator.store.contract import Sighting, Store
 from remediator.store.sqlite import SqliteStore
 from tests.conftest import postgres_store
 from tests.support.payloads import webhook_alert, webhook_payload

@@ -26,7 +26,7 @@ from remediator.clients.postgres import DatabaseHandle
 from remediator.core.model import AlertStatus, Target
 from remediator.guards.claim import ClaimRequest
 from remediator.ruleset.load import load_rules
-from remediator.store.base import AuditQuery, Sighting, Store
+from remediator.store.contract import AuditQuery, Sighting, Store
 from tests.support.clock import FakeClock
 from tests.support.kube_api import KubeApiServer
 from tests.support.kubeconfig import write_kubeconfig

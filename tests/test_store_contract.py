@@ -13,7 +13,7 @@ import pytest
 from remediator.core.errors import StoreUnavailable
 from remediator.core.model import AlertStatus, EpisodeEvent, StopReason
 from remediator.guards.claim import ClaimRequest, Limit
-from remediator.store.base import OutboxItem, Sighting, Store, TakenOver
+from remediator.store.contract import OutboxItem, Sighting, Store, TakenOver
 from remediator.store.postgres import PostgresStore
 from tests.conftest import postgres_store
 from tests.support.service import fixture_bytes

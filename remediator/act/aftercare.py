@@ -22,7 +22,7 @@ from remediator.core.errors import ApiError, StoreUnavailable
 from remediator.core.model import AuditRecord, Outcome, Target
 from remediator.escalate import plan as escalate
 from remediator.ruleset.rules import RuleSet
-from remediator.store.base import Store, Undo
+from remediator.store.contract import Store, Undo
 
 log = logging.getLogger(__name__)
 

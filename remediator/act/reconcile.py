@@ -22,7 +22,7 @@ from remediator.core.clock import Clock
 from remediator.core.model import AuditRecord, Outcome, StopReason, Target
 from remediator.escalate import plan as escalate
 from remediator.ruleset.rules import Rule, RuleSet
-from remediator.store.base import Store, UnfinishedClaim
+from remediator.store.contract import Store, UnfinishedClaim
 
 log = logging.getLogger(__name__)
 

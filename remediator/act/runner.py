@@ -26,7 +26,7 @@ from remediator.core.errors import ApiError
 from remediator.core.metrics import Metrics
 from remediator.core.model import AuditRecord, Incident, Outcome, StopReason, Verdict, refuse
 from remediator.ruleset.rules import PlannedAction
-from remediator.store.base import Store
+from remediator.store.contract import Store
 
 log = logging.getLogger(__name__)
 

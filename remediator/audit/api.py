@@ -12,7 +12,7 @@ from multidict import MultiMapping
 
 from remediator.core.errors import RequestRejected
 from remediator.core.model import AuditRecord, Outcome, Severity
-from remediator.store.base import AuditQuery
+from remediator.store.contract import AuditQuery
 
 MAX_PAGE = 1000
 DEFAULT_PAGE = 100

@@ -14,7 +14,7 @@ from remediator.core.metrics import Metrics
 from remediator.core.model import AuditRecord, Incident, Outcome
 from remediator.escalate import plan as escalate
 from remediator.ruleset.rules import RuleSet
-from remediator.store.base import Store
+from remediator.store.contract import Store
 
 
 def record(

@@ -27,7 +27,7 @@ from remediator.ruleset.rbac import manifests
 from remediator.runtime.app import drain, init_app
 from remediator.runtime.logs import configure_logging
 from remediator.store import POSTGRES_SCHEMES, open_store
-from remediator.store.base import AuditQuery
+from remediator.store.contract import AuditQuery
 
 log = logging.getLogger("remediator")
 ENV = "REMEDIATOR_"

@@ -31,7 +31,7 @@ from remediator.escalate.plan import NO_EPISODE
 from remediator.guards import freshness, scope, storm
 from remediator.guards.claim import ClaimRequest, Limit
 from remediator.ruleset.rules import Rule
-from remediator.store.base import Store
+from remediator.store.contract import Store
 
 
 @dataclass(frozen=True, slots=True)

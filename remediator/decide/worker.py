@@ -31,7 +31,7 @@ from remediator.decide.pipeline import Decision, Pipeline
 from remediator.escalate.plan import NO_EPISODE
 from remediator.ingest.ackgate import AckGate
 from remediator.ingest.payload import WebhookAlert, WebhookPayload, check, to_alert
-from remediator.store.base import JournalEntry, Sighting, Store
+from remediator.store.contract import JournalEntry, Sighting, Store
 
 log = logging.getLogger(__name__)
 

@@ -19,7 +19,7 @@ from remediator.core.clock import Clock
 from remediator.core.metrics import Metrics
 from remediator.core.model import AuditRecord, Outcome
 from remediator.escalate.sinks.base import Event, Notification, PermanentSinkError, Sink, SinkError
-from remediator.store.base import OutboxItem, Store
+from remediator.store.contract import OutboxItem, Store
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ from datetime import timedelta
 from remediator.core.model import AuditRecord, StopReason
 from remediator.escalate.sinks.base import Event
 from remediator.ruleset.rules import RuleSet
-from remediator.store.base import OutboxItem
+from remediator.store.contract import OutboxItem
 
 log = logging.getLogger(__name__)
 

@@ -20,7 +20,7 @@ from typing import Protocol
 from remediator.core.clock import Clock
 from remediator.core.errors import StoreUnavailable
 from remediator.core.metrics import Metrics
-from remediator.store.base import Store
+from remediator.store.contract import Store
 from remediator.store.sqlite import SqliteStore
 
 log = logging.getLogger(__name__)

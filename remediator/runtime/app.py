@@ -44,7 +44,7 @@ from remediator.ruleset.load import load_rules
 from remediator.ruleset.rules import RuleSet
 from remediator.runtime.lease import Lease
 from remediator.store import open_store
-from remediator.store.base import Store
+from remediator.store.contract import Store
 
 log = logging.getLogger(__name__)
 SINK_TIMEOUT_S = 10.0

@@ -17,7 +17,7 @@ from remediator.core.clock import Clock
 from remediator.core.errors import StoreUnavailable
 from remediator.decide.worker import JournalWorker
 from remediator.ruleset.rules import RuleSet
-from remediator.store.base import Store
+from remediator.store.contract import Store
 
 log = logging.getLogger(__name__)
 

@@ -4,7 +4,7 @@ the embedded default; PostgreSQL is for several replicas sharing one truth."""
 from __future__ import annotations
 
 from remediator.config import Settings
-from remediator.store.base import Store
+from remediator.store.contract import Store
 
 POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 

@@ -26,7 +26,7 @@ from remediator.core.errors import StoreUnavailable
 from remediator.core.model import AuditRecord, Episode, EpisodeEvent, Observation
 from remediator.guards import claim as claim_guards
 from remediator.guards.claim import ClaimFacts, ClaimRequest, Limit
-from remediator.store.base import (
+from remediator.store.contract import (
     AuditQuery,
     ClaimResult,
     IntentAnswer,

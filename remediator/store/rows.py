@@ -10,7 +10,7 @@ from typing import Any
 
 from remediator.core.model import AuditRecord, Outcome
 from remediator.guards.claim import ClaimRequest, Limit
-from remediator.store.base import AuditQuery, OutboxItem, UnfinishedClaim
+from remediator.store.contract import AuditQuery, OutboxItem, UnfinishedClaim
 
 AUDIT_COLUMNS = (
     "at, step, outcome, sentence, journal_id, episode_id, fingerprint, alertname, rule,"

@@ -31,7 +31,7 @@ from remediator.core.model import (
 from remediator.guards import claim as claim_guards
 from remediator.guards.claim import ClaimFacts, ClaimRequest, Limit
 from remediator.guards.storm import TargetWindow
-from remediator.store.base import (
+from remediator.store.contract import (
     AuditQuery,
     ClaimResult,
     IntentAnswer,
