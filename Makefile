@@ -2,6 +2,8 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# make bench DECISIONS_ARGS="--checkout base=../base --checkout head=." compares two checkouts.
+DECISIONS_ARGS ?= --checkout head=.
 
 .PHONY: run test lint typecheck unit bench system-deps clean
 
@@ -18,9 +20,10 @@ run: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check remediator tests bench
 	$(VENV)/bin/ruff format --check remediator tests bench
+	$(VENV)/bin/lint-imports --no-cache
 
 typecheck: $(STAMP)
-	$(VENV)/bin/mypy remediator
+	$(VENV)/bin/mypy remediator tests/support
 
 unit: $(STAMP)
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
@@ -29,6 +32,7 @@ test: system-deps $(STAMP) lint typecheck unit
 
 bench: system-deps $(STAMP)
 	$(PY) bench/ack_throughput.py $(BENCH_ARGS)
+	$(PY) bench/decisions.py $(DECISIONS_ARGS)
 
 clean:
 	rm -rf $(VENV) .state .mypy_cache .pytest_cache .ruff_cache

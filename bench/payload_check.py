@@ -24,7 +24,8 @@ import msgspec
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from remediator.ingest.payload import PayloadLimits, check  # noqa: E402
+from remediator.config import PayloadLimits  # noqa: E402
+from remediator.ingest.payload import check  # noqa: E402
 
 FIXTURE = REPO / "tests" / "fixtures" / "alertmanager-0.25" / "mixed-1002-alerts-one-resolved.json"
 

@@ -21,9 +21,10 @@ from remediator.actions.base import (
     VerifyResult,
 )
 from remediator.actions.log_only import LogOnlyParams
-from remediator.audit.recorder import Auditor
+from remediator.audit.recorder import Recorder
 from remediator.core.metrics import Metrics
 from remediator.core.model import ALLOW, Alert, AlertStatus, Incident, Target
+from remediator.escalate import plan as escalate
 from remediator.guards.claim import ClaimRequest
 from remediator.ruleset.rules import PlannedAction, RuleSet, TargetTemplate
 from remediator.ruleset.schema import PolicySpec
@@ -96,9 +97,9 @@ def make_runner(store: Store, max_concurrent: int) -> ActionRunner:
     metrics = Metrics(CollectorRegistry(), ["slow"])
     clock = FakeClock()
     ruleset = RuleSet(rules=(), policy=PolicySpec(), escalations={}, hash="hash", files=())
-    auditor = Auditor(store, metrics, clock, ruleset)
+    recorder = Recorder(store, metrics, clock, ruleset, plan=escalate.plan)
     return ActionRunner(
-        store, auditor, metrics, clock, dry_run=False, max_concurrent=max_concurrent
+        store, recorder, metrics, clock, dry_run=False, max_concurrent=max_concurrent
     )
 
 

@@ -4,13 +4,22 @@ exit status 2 from every command that loads rules when they do not load."""
 from __future__ import annotations
 
 import asyncio
+import os
+import shlex
+import signal
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
+from remediator import __version__
 from remediator.cli.main import main
+from tests.support.kubeconfig import write_kubeconfig
+from tests.support.ports import free_port
+from tests.support.postgres import PostgresServer
 from tests.support.process import start_remediator
 from tests.support.service import REPO, fixture_bytes
 
@@ -141,3 +150,264 @@ def test_serve_stops_with_one_clear_line_when_the_kubeconfig_cannot_be_used(
     assert result.returncode == 2
     assert f"remediator: cannot use the cluster configuration from {missing}:" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+# Every configuration or start-up error: one sentence on stderr, exit 2, no traceback.
+
+BARE_ENV = {"PATH": "/usr/bin:/bin", "COLUMNS": "200"}
+
+
+def remediator(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "remediator", *args], cwd=REPO, capture_output=True, text=True,
+        timeout=timeout, env={**BARE_ENV, **(env or {})}, check=False,
+    )  # fmt: skip
+
+
+def refused(result: subprocess.CompletedProcess[str]) -> str:
+    """The one line a refused start wrote to stderr, once it is proven to be the only one."""
+    assert "Traceback" not in result.stderr
+    assert result.returncode == 2, result.stderr
+    [line] = result.stderr.splitlines()
+    return line
+
+
+def state(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path}/s.db"
+
+
+def test_a_malformed_number_in_the_environment_is_one_sentence(tmp_path: Path) -> None:
+    result = remediator("serve", "--insecure-no-auth", "--state", state(tmp_path),
+                        env={"REMEDIATOR_LEASE_SECONDS": "30s"})  # fmt: skip
+    assert refused(result) == "remediator: REMEDIATOR_LEASE_SECONDS '30s' is not a number"
+
+
+def test_the_same_number_on_the_command_line_names_the_flag(tmp_path: Path) -> None:
+    result = remediator("serve", "--insecure-no-auth", "--state", state(tmp_path),
+                        "--lease-seconds", "30s")  # fmt: skip
+    assert refused(result) == "remediator: --lease-seconds '30s' is not a number"
+
+
+@pytest.mark.parametrize("command", [["check"], ["rbac"], ["explain", "alertname=HighCPUUsage"]],
+                         ids=lambda c: c[0])  # fmt: skip
+def test_a_command_that_reads_only_rules_ignores_serves_settings(command: list[str]) -> None:
+    result = remediator(*command, "--rules", str(REPO / "rules"),
+                        env={"REMEDIATOR_LEASE_SECONDS": "30s"})  # fmt: skip
+    assert (result.returncode, result.stderr) == (0, "")
+
+
+def test_a_missing_token_file_is_one_sentence(tmp_path: Path) -> None:
+    missing = tmp_path / "no-such-token"
+    result = remediator("serve", "--state", state(tmp_path), "--token-file", str(missing))
+    assert refused(result) == (
+        f"remediator: cannot read --token-file {missing}: no such file or directory"
+    )
+
+
+def test_a_token_file_without_a_token_is_one_sentence(tmp_path: Path) -> None:
+    empty = tmp_path / "token"
+    empty.write_text("# rotated out\n\n")
+    result = remediator("serve", "--state", state(tmp_path), "--token-file", str(empty))
+    assert refused(result) == f"remediator: --token-file {empty} holds no token"
+
+
+def test_a_port_in_use_is_refused_before_the_store_is_opened(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = remediator("serve", "--insecure-no-auth", "--state", state(tmp_path),
+                            "--listen", f"127.0.0.1:{port}")  # fmt: skip
+    assert result.stderr.splitlines()[-1] == (
+        f"remediator: cannot listen on 127.0.0.1:{port}: address already in use"
+    )
+    assert "Traceback" not in result.stderr and result.returncode == 2
+    assert not (tmp_path / "s.db").exists()  # no store opened, so nothing reconciled
+
+
+UNKNOWN_LEVEL = (
+    "remediator: --log-level 'verbose' is not one of 'DEBUG', 'INFO', 'WARNING', 'ERROR',"
+    " 'CRITICAL'"
+)
+NOT_A_STATE_URL = (
+    "remediator: --state '/tmp/x.db' is not a state URL: use sqlite:///relative/path,"
+    " sqlite:////absolute/path or postgresql://user@host:port/database"
+)
+REFUSALS = {
+    "log-level": (["serve", "--insecure-no-auth", "--log-level", "verbose"], {}, UNKNOWN_LEVEL),
+    "log-format": (["serve", "--insecure-no-auth"], {"REMEDIATOR_LOG_FORMAT": "xml"},
+                   "remediator: REMEDIATOR_LOG_FORMAT 'xml' is not one of 'text', 'json',"
+                   " 'logfmt'"),
+    "state-path-serve": (["serve", "--insecure-no-auth", "--state", "/tmp/x.db"], {},
+                         NOT_A_STATE_URL),
+    "state-path-decisions": (["decisions", "--state", "/tmp/x.db"], {}, NOT_A_STATE_URL),
+    "dry-run-maybe": (["serve", "--insecure-no-auth"], {"REMEDIATOR_DRY_RUN": "maybe"},
+                      "remediator: REMEDIATOR_DRY_RUN 'maybe' is not a boolean: use 1, true,"
+                      " yes, on or 0, false, no, off"),
+    "misspelt-variable": (["check"], {"REMEDIATOR_DRYRUN": "1"},
+                          "remediator: REMEDIATOR_DRYRUN is not a setting; did you mean"
+                          " REMEDIATOR_DRY_RUN?"),
+    "listen": (["serve", "--insecure-no-auth", "--listen", "9095"], {},
+               "remediator: --listen '9095' is not HOST:PORT"),
+    "port": (["serve", "--insecure-no-auth", "--listen", "127.0.0.1:70000"], {},
+             "remediator: --listen port '70000' must be at most 65535"),
+    "unknown-flag": (["serve", "--dry-rum"], {},
+                     "remediator: unrecognized arguments: --dry-rum (see remediator --help)"),
+    "flag-value": (["decisions", "--limit", "ten"], {},
+                   "remediator: argument --limit: invalid int value: 'ten'"
+                   " (see remediator decisions --help)"),
+    "no-command": ([], {}, "remediator: the following arguments are required: COMMAND"
+                   " (see remediator --help)"),
+    "spool-beside-sqlite": (["serve", "--insecure-no-auth", "--journal-spool", "spool"], {},
+                            "remediator: --journal-spool needs a postgresql:// --state"),
+    "key-without-cert": (["serve", "--insecure-no-auth", "--tls-key", "k.pem"], {},
+                         "remediator: --tls-key and --tls-client-ca need --tls-cert"),
+    "rules-not-a-directory": (["check", "--rules", "README.md"], {},
+                              "remediator: rules directory README.md is not a directory."),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize(("args", "env", "sentence"), REFUSALS.values(), ids=REFUSALS)
+def test_a_configuration_error_is_one_sentence_and_exit_2(
+    args: list[str], env: dict[str, str], sentence: str
+) -> None:
+    assert refused(remediator(*args, env=env)) == sentence
+
+
+def test_a_tls_file_that_is_not_pem_is_one_sentence(tmp_path: Path) -> None:
+    cert = tmp_path / "cert.pem"
+    cert.write_text("not a certificate\n")
+    result = remediator("serve", "--insecure-no-auth", "--state", state(tmp_path),
+                        "--tls-cert", str(cert), "--listen", "127.0.0.1:0")  # fmt: skip
+    assert refused(result) == (
+        f"remediator: cannot use the TLS files {cert}: not a PEM certificate and key, or a key"
+        " that does not match the certificate"
+    )
+
+
+@pytest.mark.parametrize("command", ["serve", "decisions"])
+def test_an_unreachable_postgresql_is_one_sentence_naming_host_and_port(command: str) -> None:
+    port = free_port()  # nothing listens there
+    flags = ["--insecure-no-auth", "--listen", "127.0.0.1:0"] if command == "serve" else []
+    result = remediator(command, "--state", f"postgresql://remediator@127.0.0.1:{port}/state",
+                        *flags)  # fmt: skip
+    assert "Traceback" not in result.stderr and result.returncode == 2
+    assert result.stderr.splitlines()[-1] == (
+        f"remediator: cannot connect to the PostgreSQL state store at 127.0.0.1:{port}:"
+        " connection refused"
+    )
+
+
+async def test_a_refused_login_to_a_real_postgresql_is_one_sentence(
+    pg: PostgresServer, tmp_path: Path
+) -> None:
+    dsn = (await pg.create_state_database()).replace("state-secret", "wrong-secret")
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "remediator", "serve", "--insecure-no-auth", "--state", dsn,
+        "--listen", "127.0.0.1:0", cwd=REPO, env=BARE_ENV, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    _, stderr = await asyncio.wait_for(proc.communicate(), 60)
+    assert b"Traceback" not in stderr and proc.returncode == 2
+    assert stderr.decode().splitlines()[-1] == (
+        f"remediator: cannot connect to the PostgreSQL state store at {pg.host}:{pg.port}:"
+        ' password authentication failed for user "state"'
+    )
+
+
+def test_version_prints_the_package_version() -> None:
+    result = remediator("--version")
+    assert (result.returncode, result.stdout) == (0, f"remediator {__version__}\n")
+
+
+def test_help_shows_each_settings_default_and_variable() -> None:
+    result = remediator("serve", "--help")
+    assert result.returncode == 0
+    assert "(default: 127.0.0.1:9095; $REMEDIATOR_LISTEN)" in result.stdout
+    assert "(default: 30.0; $REMEDIATOR_LEASE_SECONDS)" in result.stdout
+    assert "(default: off; $REMEDIATOR_DRY_RUN)" in result.stdout
+    assert "(default: text; $REMEDIATOR_LOG_FORMAT)" in result.stdout
+    assert "(default: 100)" in remediator("decisions", "--help").stdout
+
+
+def test_top_level_help_says_what_it_does_and_where_to_start() -> None:
+    out = remediator("--help").stdout
+    assert "Receives Prometheus Alertmanager webhooks" in out
+    assert "Where to start:" in out
+    for command in ("serve", "check", "explain", "rbac", "decisions"):
+        assert f"\n    {command}" in out
+
+
+def test_a_flag_beats_its_variable_on_the_real_command_line() -> None:
+    env = {"REMEDIATOR_RULES": "/no/such/rules"}
+    assert remediator("check", "--rules", "rules", env=env).stdout.startswith("ok: 14 rules")
+    assert refused(remediator("check", env=env)) == (
+        "remediator: rules directory /no/such/rules does not exist."
+    )
+
+
+# Output into a closed pipe, and the dry-run promises.
+
+
+async def test_decisions_into_a_closed_pipe_exits_quietly(tmp_path: Path) -> None:
+    service = await start_remediator(tmp_path)
+    try:
+        assert await service.post(fixture_bytes("firing-2-alerts.json")) == 200
+        for _ in range(100):
+            if len(await service.decisions()) >= 10:
+                break
+            await asyncio.sleep(0.05)
+    finally:
+        await service.stop()
+    command = [sys.executable, "-m", "remediator", "decisions", "--json",
+               "--state", f"sqlite:///{tmp_path}/state.db"]  # fmt: skip
+    piped = subprocess.run(
+        " ".join(shlex.quote(part) for part in command) + " | head -3", shell=True,
+        cwd=REPO, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert (len(piped.stdout.splitlines()), piped.stderr) == (3, "")
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader is gone before the first line is written
+    reader_gone = await asyncio.create_subprocess_exec(
+        *command, cwd=REPO, stdout=write_end, stderr=asyncio.subprocess.PIPE
+    )
+    os.close(write_end)
+    _, stderr = await asyncio.wait_for(reader_gone.communicate(), 60)
+    assert (reader_gone.returncode, stderr) == (1, b"")
+
+
+def serve_until_listening(command: list[str], env: dict[str, str], timeout_s: float = 60) -> str:
+    """Start ``command``, wait for its "listening on" log line, stop it; its stderr."""
+    proc = subprocess.Popen(command, cwd=REPO, env={**BARE_ENV, **env}, text=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
+    assert proc.stderr is not None
+    lines: list[str] = []
+    deadline = time.monotonic() + timeout_s
+    try:
+        for line in proc.stderr:
+            lines.append(line)
+            if " listening on " in line or time.monotonic() > deadline:
+                break
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        rest = proc.communicate(timeout=60)[1]
+    return "".join(lines) + rest
+
+
+def test_dry_run_on_in_the_environment_starts_dry_run(tmp_path: Path) -> None:
+    stderr = serve_until_listening(
+        [sys.executable, "-m", "remediator", "serve", "--insecure-no-auth",
+         "--state", state(tmp_path), "--listen", "127.0.0.1:0"],
+        {"REMEDIATOR_DRY_RUN": "on"},
+    )  # fmt: skip
+    assert "dry-run: actions are planned and audited, none is run" in stderr
+
+
+def test_make_run_stays_dry_run_with_a_kubeconfig_exported(tmp_path: Path) -> None:
+    kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", f"http://127.0.0.1:{free_port()}", "t")
+    env = {"KUBECONFIG": str(kubeconfig), "RUN_STATE_DIR": str(tmp_path / "state"),
+           "REMEDIATOR_LISTEN": f"127.0.0.1:{free_port()}"}  # fmt: skip
+    stderr = serve_until_listening([str(REPO / "scripts" / "run-local")], env)
+    assert "dry-run: actions are planned and audited, none is run" in stderr
+    assert "no cluster configured" not in stderr  # the kubeconfig was read, and still dry-run

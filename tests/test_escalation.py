@@ -18,8 +18,8 @@ from typing import Any
 
 import pytest
 
+from remediator.clients.http import MAX_RETRY_AFTER_S, retry_after
 from remediator.config import Settings
-from remediator.escalate.sinks.base import MAX_RETRY_AFTER_S, retry_after
 from tests.support.clock import FakeClock
 from tests.support.payloads import webhook_alert, webhook_payload
 from tests.support.service import ServiceUnderTest, serve, settings_for

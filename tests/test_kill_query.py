@@ -254,8 +254,8 @@ def test_rule_filters_choose_or_spare_a_session(params: dict[str, Any], chosen: 
 
 def test_evidence_redacts_literals_and_truncates_the_query() -> None:
     row = evidence(session(query="SELECT '" + "x" * 500 + "', 7"), redact=True)
-    assert row["query"] == "SELECT '?', ?"
-    assert evidence(session(), redact=False)["query"].endswith("id = 42")
+    assert row.query == "SELECT '?', ?"
+    assert evidence(session(), redact=False).query.endswith("id = 42")
 
 
 def test_a_query_pattern_python_has_and_re2_has_not_is_refused_with_the_reason() -> None:

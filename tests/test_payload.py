@@ -10,10 +10,11 @@ from typing import Any
 
 import pytest
 
+from remediator.config import PayloadLimits
 from remediator.core.errors import RequestRejected
 from remediator.core.fingerprint import fingerprint, of_alert
 from remediator.core.model import AlertStatus
-from remediator.ingest.payload import PayloadLimits, check, decode_json, parse
+from remediator.ingest.payload import check, decode_json, parse
 from tests.support.payloads import webhook_alert, webhook_payload
 from tests.support.service import fixture_bytes
 

@@ -364,10 +364,11 @@ async def test_a_background_loop_that_ended_makes_the_service_unready_and_says_w
         services = service.server.app[SERVICES]
         async with service.session.get(f"{service.url}/readyz") as resp:
             assert (resp.status, (await resp.json())["stopped_loops"]) == (200, [])
-        assert services.aftercare_task is not None
-        services.aftercare_task.cancel()  # as if the loop had died
+        task = services.loops["aftercare"].task
+        assert task is not None
+        task.cancel()  # as if the loop had died beyond its supervisor's reach
         with contextlib.suppress(asyncio.CancelledError):
-            await services.aftercare_task
+            await task
         async with service.session.get(f"{service.url}/readyz") as resp:
             answer = await resp.json()
             assert resp.status == 503

@@ -14,16 +14,20 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from prometheus_client import CollectorRegistry
 
 from remediator.act.reconcile import reconcile_claims
 from remediator.actions.base import ActionRequest
-from remediator.actions.kill_query import KillQuery, KillQueryParams, evidence
-from remediator.actions.recycle_pod import RecyclePod, RecyclePodParams
+from remediator.actions.kill_query import KillQuery, KillQueryIntent, KillQueryParams, evidence
+from remediator.actions.recycle_pod import RecyclePod, RecyclePodIntent, RecyclePodParams
 from remediator.actions.registry import default_registry
-from remediator.actions.scale_out import ScaleOut, ScaleOutParams
+from remediator.actions.scale_out import ScaleOut, ScaleOutIntent, ScaleOutParams, ScaleOutUndo
+from remediator.audit.recorder import Recorder
 from remediator.clients.k8s import KubeClient, KubeHandle
 from remediator.clients.postgres import DatabaseHandle
+from remediator.core.metrics import Metrics
 from remediator.core.model import AlertStatus, Target
+from remediator.escalate import plan as escalate
 from remediator.guards.claim import ClaimRequest
 from remediator.ruleset.load import load_rules
 from remediator.store.contract import AuditQuery, Sighting, Store
@@ -49,7 +53,7 @@ async def kube(tmp_path: Path) -> AsyncIterator[tuple[KubeApiServer, KubeHandle]
             await handle.client.close()
 
 
-def request(target: Target, params: Any) -> ActionRequest:
+def request(target: Target, params: Any) -> ActionRequest[Any, Any]:
     return ActionRequest(target, params, "rule", 1, {})
 
 
@@ -71,11 +75,13 @@ async def test_scale_out_is_observed_as_applied_only_at_or_above_the_intended_co
     if replicas != 3:
         scale = await handle.client.scale(NS, "api")
         await handle.client.set_replicas(NS, "api", replicas, scale.resource_version)
-    seen = await ScaleOut(handle).reconcile(request(API, SCALE), {"from": 3, "to": 5, "uid": ""})
+    intent = ScaleOutIntent.model_validate({"from": 3, "to": 5, "uid": ""})
+    seen = await ScaleOut(handle).reconcile(request(API, SCALE), intent)
     assert seen.applied is applied, seen.sentence
     if applied:
         assert seen.result is not None
-        assert seen.result.undo == {"restore_to": 3, "set_to": 5}  # scale-in still comes
+        # scale-in still comes
+        assert seen.result.undo == ScaleOutUndo.model_validate({"restore_to": 3, "set_to": 5})
     writes = [r for r in server.requests if r.method == "PATCH"]
     assert len(writes) == (0 if replicas == 3 else 1)  # observing wrote nothing
 
@@ -96,12 +102,13 @@ async def test_an_hpa_raise_is_observed_by_its_min_replicas(
         [hpa] = await handle.client.hpas_for(NS, "api")
         await handle.client.set_hpa_min(hpa, min_replicas)
     params = ScaleOutParams(max_replicas=20, step=2, hpa="raise_min", scale_in_after_s=600)
-    intent = {"hpa": "api", "min_from": 3, "min_to": 5, "from": 3}
+    intent = ScaleOutIntent.model_validate({"hpa": "api", "min_from": 3, "min_to": 5, "from": 3})
     seen = await ScaleOut(handle).reconcile(request(API, params), intent)
     assert seen.applied is applied, seen.sentence
     if applied:
         assert seen.result is not None
-        assert seen.result.undo == {"hpa": "api", "restore_min": 3, "set_min": 5}
+        undo = {"hpa": "api", "restore_min": 3, "set_min": 5}
+        assert seen.result.undo == ScaleOutUndo.model_validate(undo)
 
 
 async def test_a_pod_is_observed_as_evicted_when_its_uid_is_gone_or_terminating(
@@ -113,7 +120,9 @@ async def test_a_pod_is_observed_as_evicted_when_its_uid_is_gone_or_terminating(
     [first, second] = [(p["metadata"]["name"], p["metadata"]["uid"]) for p in pods]
     action, params = RecyclePod(handle), RecyclePodParams(min_healthy=1)
     target = Target("Pod", NS, first[0])
-    intent = {"pod": first[0], "uid": first[1], "selector": {"app": "web"}}
+    intent = RecyclePodIntent.model_validate(
+        {"pod": first[0], "uid": first[1], "selector": {"app": "web"}}
+    )
     still = await action.reconcile(request(target, params), intent)
     assert still.applied is False
     assert handle.client is not None
@@ -121,7 +130,9 @@ async def test_a_pod_is_observed_as_evicted_when_its_uid_is_gone_or_terminating(
     gone = await action.reconcile(request(target, params), intent)
     assert gone.applied is True and gone.result is not None
     assert gone.result.details["evicted"] is True
-    replaced = {"pod": second[0], "uid": "uid-of-an-earlier-pod", "selector": {}}
+    replaced = RecyclePodIntent.model_validate(
+        {"pod": second[0], "uid": "uid-of-an-earlier-pod", "selector": {}}
+    )
     assert (await action.reconcile(request(target, params), replaced)).applied is True
     writes = [r.path for r in server.requests if r.method in ("POST", "DELETE", "PATCH")]
     assert writes == [f"/api/v1/namespaces/{NS}/pods/{first[0]}/eviction"]  # ours, not its
@@ -142,7 +153,7 @@ async def test_a_query_is_observed_as_cancelled_only_once_it_stopped_running(
     try:
         params = KillQueryParams(min_duration_s=1, max_per_run=1)
         [session] = [s for s in await target.sessions(1, ["active"]) if s.pid == victim.pid]
-        intent = {"sessions": [evidence(session, redact=True)]}
+        intent = KillQueryIntent(sessions=[evidence(session, redact=True)])
         action, where = KillQuery(handle), Target("Database", "", "primary")
         assert (await action.reconcile(request(where, params), intent)).applied is False
         assert await target.signal(session, "cancel")
@@ -170,7 +181,7 @@ async def claimed(store: Store, rule: str, action: str, target: str) -> int:
     [
         (None, 3, ("failed", "not_applied"), ["not_applied"]),
         ({"from": 3, "to": 5}, 3, ("failed", "not_applied"), ["not_applied"]),
-        ({"from": 3, "to": 5}, 5, ("succeeded", ""), []),
+        ({"from": 3, "to": 5}, 5, ("succeeded", None), []),
         ({"from": 3, "to": 5}, 4, ("failed", "outcome_unknown"), ["outcome_unknown"]),
     ],
     ids=["no-intent", "not-applied", "applied", "moved-by-someone"],
@@ -180,7 +191,7 @@ async def test_a_claim_is_settled_by_what_is_observed_and_pages_unless_the_fix_i
     kube: tuple[KubeApiServer, KubeHandle],
     intent: dict[str, int] | None,
     replicas: int,
-    settled: tuple[str, str],
+    settled: tuple[str, str | None],
     escalated: list[str],
 ) -> None:
     server, handle = kube
@@ -192,7 +203,9 @@ async def test_a_claim_is_settled_by_what_is_observed_and_pages_unless_the_fix_i
     if intent is not None:
         assert await store.claim_intent(claim_id, intent, None) == "recorded"
     unfinished = await store.unfinished_claims()
-    assert await reconcile_claims(unfinished, store, ruleset, FakeClock(T0)) == 1
+    clock = FakeClock(T0)
+    recorder = Recorder(store, Metrics(CollectorRegistry(), []), clock, ruleset, escalate.plan)
+    assert await reconcile_claims(unfinished, store, recorder, clock) == 1
     assert await store.unfinished_claims() == []
     assert not await store.record_outcome(claim_id, "again", T0)  # it has its outcome
     records = await store.decisions(AuditQuery(limit=100))

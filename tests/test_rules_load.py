@@ -20,7 +20,7 @@ from remediator.config import Settings
 from remediator.core.errors import RuleFileError
 from remediator.core.model import AuditRecord, Outcome
 from remediator.escalate.plan import plan
-from remediator.ruleset.files import MAX_FILE_BYTES
+from remediator.ruleset.files import MAX_FILE_BYTES, is_rule_file
 from remediator.ruleset.load import load_rules
 from remediator.ruleset.strict_yaml import YamlError, parse
 from remediator.runtime.app import init_app
@@ -431,7 +431,8 @@ def test_a_bad_rule_directory_never_starts_the_service(tmp_path: Path) -> None:
     directory = write_rules(
         tmp_path / "rules", {"00-policy.yaml": POLICY, "10-rules.yaml": rules(CPU, CPU)}
     )
-    settings = Settings(rules_dir=directory, state_url=f"sqlite:///{tmp_path / 'state.db'}")
+    state_url = f"sqlite:///{tmp_path / 'state.db'}"
+    settings = Settings(rules_dir=directory, state_url=state_url, insecure_no_auth=True)
     with pytest.raises(RuleFileError, match=r'^10-rules\.yaml: rule "cpu": field "name" is'):
         init_app(settings)
     assert not (tmp_path / "state.db").exists()
@@ -638,6 +639,37 @@ def test_an_editors_hidden_lock_and_swap_files_are_not_rule_files(tmp_path: Path
     (directory / "20-dangling.yaml").symlink_to("nowhere.yaml")
     with pytest.raises(RuleFileError, match=r"20-dangling\.yaml is a symbolic link"):
         load_rules(directory, default_registry())
+
+
+@pytest.mark.parametrize(
+    ("name", "is_rule"),
+    [
+        ("10-rules.yaml", True),
+        ("10-rules.yml", True),
+        (".10-rules.yaml", False),  # hidden
+        (".#10-rules.yaml", False),  # emacs lock
+        (".10-rules.yaml.swp", False),  # vim swap
+        (".10-rules.yaml.kate-swp", False),  # kate swap
+        ("#10-rules.yaml#", False),  # emacs auto-save
+        ("10-rules.yaml~", False),  # editor backup
+        ("..data", False),  # a ConfigMap mount's hidden directory
+        ("README.md", False),
+    ],
+)
+def test_only_visible_yaml_names_are_rule_files(name: str, is_rule: bool) -> None:
+    assert is_rule_file(name) is is_rule
+
+
+def test_nothing_under_a_hidden_or_any_subdirectory_is_loaded(tmp_path: Path) -> None:
+    directory = write_rules(
+        tmp_path / "rules", {"00-policy.yaml": POLICY, "10-rules.yaml": rules()}
+    )
+    broken = "rules: [{name: broken}]\n"  # would stop the load if it were read
+    for sub in ("..2026_12_01_13_00_00.1", ".git", ".x.yaml", "drafts"):
+        (directory / sub).mkdir()
+        (directory / sub / "20-more.yaml").write_text(broken)
+    (directory / ".x.yaml" / ".y.yml").write_text(broken)
+    assert [r.name for r in load_rules(directory, default_registry()).rules] == ["default"]
 
 
 def test_a_file_of_exactly_1_mib_loads_and_one_byte_more_does_not(tmp_path: Path) -> None:

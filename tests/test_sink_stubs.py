@@ -1,4 +1,6 @@
-"""The escalation stubs in :mod:`tests.support.sinks` answer like the services they replace."""
+"""The escalation stubs in :mod:`tests.support.sinks` answer like the services they replace,
+and the sinks, through :mod:`remediator.clients.http`, turn each answer into delivered,
+``SinkUnavailable`` (retry, when) or ``SinkRejected`` (drop)."""
 
 from __future__ import annotations
 
@@ -10,6 +12,14 @@ from typing import Any
 import aiohttp
 import pytest
 
+from remediator.clients.http import MAX_RETRY_AFTER_S, HttpClient
+from remediator.core.errors import SinkRejected, SinkUnavailable
+from remediator.core.vocab import Event
+from remediator.escalate.sinks.base import Notification
+from remediator.escalate.sinks.opsgenie import OpsgenieSink
+from remediator.escalate.sinks.pagerduty import PagerDutySink
+from remediator.escalate.sinks.slack import SlackSink
+from remediator.escalate.sinks.webhook import SIGNATURE_HEADER, WebhookSink, signature
 from tests.support.clock import FakeClock
 from tests.support.sinks import (
     OpsgenieStub,
@@ -605,3 +615,104 @@ async def test_a_stub_cannot_start_twice_and_stop_is_idempotent() -> None:
         await stub.start()
     await stub.stop()
     await stub.stop()
+
+
+# ---- the HTTP client edge (remediator.clients.http) and the sinks through it -----------------
+
+
+@pytest.fixture
+async def client() -> AsyncIterator[HttpClient]:
+    client = HttpClient.open(timeout_s=5)
+    yield client
+    await client.close()
+
+
+def note(event: Event = Event.TRIGGER, dedup_key: str = "db-down") -> Notification:
+    return Notification(event, dedup_key, "SEV-1", "Primary database is down", 0, "sev1-ladder")
+
+
+async def test_each_sink_delivers_through_the_client(
+    client: HttpClient,
+    pagerduty: PagerDutyStub,
+    slack: SlackStub,
+    opsgenie: OpsgenieStub,
+    webhook: WebhookStub,
+) -> None:
+    await PagerDutySink("pd", ROUTING_KEY, f"{pagerduty.url}/v2/enqueue").send(client, note())
+    await SlackSink("slack", slack.webhook_url(SLACK_HOOK)).send(client, note())
+    await OpsgenieSink("og", GENIE_KEY, opsgenie.url).send(client, note())
+    await OpsgenieSink("og", GENIE_KEY, opsgenie.url).send(client, note(Event.RESOLVE))
+    await WebhookSink("hook", f"{webhook.url}/remediator", b"s3cret").send(client, note())
+
+    assert pagerduty.incidents["db-down"].status == "triggered"
+    assert "Primary database is down" in slack.messages_to(SLACK_HOOK)[0]["json"]["text"]
+    assert opsgenie.alerts["db-down"]["status"] == "closed"
+    [request] = webhook.received
+    assert request.headers[SIGNATURE_HEADER] == signature(b"s3cret", request.body)
+
+
+@pytest.mark.parametrize(
+    ("status", "retry_after", "delay"),
+    [(503, 7, 7.0), (429, None, None), (500, "1e12", MAX_RETRY_AFTER_S), (502, "soon", None)],
+)
+async def test_a_429_or_5xx_answer_is_unavailable_with_its_bounded_retry_after(
+    client: HttpClient,
+    pagerduty: PagerDutyStub,
+    status: int,
+    retry_after: int | str | None,
+    delay: float | None,
+) -> None:
+    pagerduty.fail_next(1, status=status, retry_after=retry_after)
+    with pytest.raises(SinkUnavailable) as raised:
+        await PagerDutySink("pd", ROUTING_KEY, f"{pagerduty.url}/v2/enqueue").send(client, note())
+    assert str(raised.value).startswith(f"PagerDuty answered {status}: ")
+    assert raised.value.retry_after_s == delay
+    assert not isinstance(raised.value, SinkRejected)
+
+
+async def test_a_4xx_answer_is_rejected_quoting_the_sinks_reason(
+    client: HttpClient, pagerduty: PagerDutyStub, opsgenie: OpsgenieStub
+) -> None:
+    with pytest.raises(SinkRejected) as raised:
+        await PagerDutySink("pd", "short", f"{pagerduty.url}/v2/enqueue").send(client, note())
+    assert str(raised.value).startswith("PagerDuty answered 400: ")
+    assert "invalid event" in str(raised.value)
+    with pytest.raises(SinkRejected, match=r"^Opsgenie answered 401: .*Could not authenticate"):
+        await OpsgenieSink("og", str(uuid.UUID(int=1)), opsgenie.url).send(client, note())
+
+
+async def test_a_dropped_or_refused_connection_is_unavailable(
+    client: HttpClient, webhook: WebhookStub
+) -> None:
+    sink = WebhookSink("hook", f"{webhook.url}/remediator")
+    webhook.drop_next()
+    with pytest.raises(SinkUnavailable, match=r"^webhook hook: ServerDisconnectedError"):
+        await sink.send(client, note())
+    await webhook.down()
+    with pytest.raises(SinkUnavailable, match=r"^webhook hook: ClientConnectorError") as raised:
+        await sink.send(client, note())
+    assert raised.value.retry_after_s is None
+    await webhook.up()
+    await sink.send(client, note())
+    assert len(webhook.received) == 1
+
+
+async def test_a_sink_that_never_answers_is_unavailable_after_the_timeout() -> None:
+    accepted = asyncio.Event()
+
+    async def hold(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        accepted.set()
+        await reader.read()  # until the client gives up and closes
+        writer.close()
+
+    server = await asyncio.start_server(hold, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    client = HttpClient.open(timeout_s=0.2)
+    try:
+        with pytest.raises(SinkUnavailable, match=r"^Slack: .*Timeout"):
+            await SlackSink("slack", f"http://127.0.0.1:{port}/services/x").send(client, note())
+    finally:
+        await client.close()
+        server.close()
+        await server.wait_closed()
+    assert accepted.is_set()

@@ -17,6 +17,7 @@ from remediator.store.contract import OutboxItem, Sighting, Store, TakenOver
 from remediator.store.postgres import PostgresStore
 from tests.conftest import postgres_store
 from tests.support.service import fixture_bytes
+from tests.support.stores import mark_decided
 
 T0 = datetime(2026, 11, 28, 10, 0, tzinfo=UTC)
 
@@ -82,8 +83,8 @@ async def test_a_resolve_for_an_unseen_fingerprint_records_a_closed_episode(
 
 async def test_only_the_first_decider_of_an_episode_wins(store: Store) -> None:
     [obs] = await store.observe([FIRING], at(0), grace_s=60)
-    assert await store.mark_decided(obs.episode.id, at(1))
-    assert not await store.mark_decided(obs.episode.id, at(2))
+    assert await mark_decided(store, obs.episode.id, at(1))
+    assert not await mark_decided(store, obs.episode.id, at(2))
     [again] = await store.observe([FIRING], at(3), grace_s=60)
     assert again.episode.decided
 

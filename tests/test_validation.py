@@ -7,7 +7,7 @@ import os
 import signal
 from pathlib import Path
 
-from remediator.ingest.payload import PayloadLimits
+from remediator.config import PayloadLimits
 from remediator.ingest.validation import check_body
 from remediator.runtime.app import SERVICES
 from tests.support.service import fixture_bytes, serve, settings_for

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from remediator.ingest.payload import PayloadLimits
+from remediator.config import PayloadLimits
 from remediator.runtime.app import SERVICES
 from tests.support.payloads import webhook_alert, webhook_payload
 from tests.support.service import (

@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
+
+from pydantic import BaseModel
 
 from remediator.actions.base import (
     ActionRequest,
@@ -19,16 +20,21 @@ from remediator.actions.base import (
     IntentRefused,
     VerifyResult,
 )
-from remediator.audit.recorder import Auditor
+from remediator.audit import records as audit
+from remediator.audit.recorder import Recorder
 from remediator.core import failpoints
 from remediator.core.clock import Clock
 from remediator.core.errors import ApiError
 from remediator.core.metrics import Metrics
-from remediator.core.model import AuditRecord, Incident, Outcome, StopReason, Verdict, refuse
+from remediator.core.model import AuditRecord, Incident, StopReason, Verdict, refuse
+from remediator.core.vocab import ClaimOutcome
 from remediator.ruleset.rules import PlannedAction
 from remediator.store.contract import Store
 
 log = logging.getLogger(__name__)
+
+Request = ActionRequest[Any, Any]
+"""A request to whichever action the plan names; the plan paired it with its params."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,7 +50,7 @@ class ActionRunner:
     def __init__(
         self,
         store: Store,
-        auditor: Auditor,
+        recorder: Recorder,
         metrics: Metrics,
         clock: Clock,
         *,
@@ -54,7 +60,7 @@ class ActionRunner:
     ) -> None:
         self._require_opt_in = require_opt_in
         self._store = store
-        self._auditor = auditor
+        self._recorder = recorder
         self._metrics = metrics
         self._clock = clock
         self.dry_run = dry_run
@@ -97,7 +103,7 @@ class ActionRunner:
     async def _run(self, job: ActionJob) -> None:
         incident, plan = job.incident, job.plan
         assert incident.target is not None
-        request = ActionRequest(
+        request: Request = ActionRequest(
             target=incident.target,
             params=plan.params,
             rule=incident.rule,
@@ -109,13 +115,13 @@ class ActionRunner:
         )
         if not await self._store.episode_is_open(incident.episode_id):
             # The alert resolved while the action waited for its turn: nothing to fix.
-            stopped = incident.stop(refuse(StopReason.RESOLVED, "resolved before it started"))
             sentence = f"The alert resolved before {plan.kind} started; it was cancelled."
-            record = self._auditor.make(stopped, "refused", Outcome.RESOLVED, sentence)
-            await self._finish(job, "refused", [record])
+            stopped = incident.stop(refuse(StopReason.RESOLVED, sentence))
+            record = audit.refused(self._recorder.stamp(), stopped)
+            await self._finish(job, ClaimOutcome.REFUSED, [record])
             return
         if self.dry_run or not plan.action.available():
-            await self._finish(job, "dry_run", [self._dry_run_record(incident, plan)])
+            await self._finish(job, ClaimOutcome.DRY_RUN, [self._dry_run_record(incident, plan)])
             return
         checked = await self._precheck(plan, request)
         if not checked.verdict.allowed:
@@ -128,9 +134,10 @@ class ActionRunner:
         failpoints.hit("after_action")
         await self._after_run(job, request, result)
 
-    def _intender(self, claim_id: int) -> Intend:
-        async def intend(intent: Mapping[str, Any], exclusive: str | None) -> None:
-            answer = await self._store.claim_intent(claim_id, intent, exclusive)
+    def _intender(self, claim_id: int) -> Intend[BaseModel]:
+        async def intend(intent: BaseModel, exclusive: str | None) -> None:
+            stored = intent.model_dump(mode="json")
+            answer = await self._store.claim_intent(claim_id, stored, exclusive)
             if answer == "busy":
                 raise IntentRefused(
                     refuse(StopReason.BLAST_RADIUS, f"{exclusive} is being remediated already.")
@@ -151,12 +158,12 @@ class ActionRunner:
         assert verdict.reason is not None
         self._metrics.guard_refusals.labels(verdict.reason.value).inc()
         stopped = job.incident.stop(verdict)
-        records = [self._auditor.make(stopped, "refused", Outcome.REFUSED, verdict.sentence)]
+        records = [audit.refused(self._recorder.stamp(), stopped)]
         if verdict.reason is not StopReason.TAKEN_OVER:  # the replica that took it pages
             records.append(self._escalation(stopped, job))
-        await self._finish(job, "refused", records)
+        await self._finish(job, ClaimOutcome.REFUSED, records)
 
-    async def _precheck(self, plan: PlannedAction, request: ActionRequest) -> Checked:
+    async def _precheck(self, plan: PlannedAction, request: Request) -> Checked[Any]:
         try:
             return await plan.action.precheck(request)
         except ApiError as exc:
@@ -168,8 +175,8 @@ class ActionRunner:
             return Checked(refuse(StopReason.PRECHECK_FAILED, sentence))
 
     async def _attempt(
-        self, plan: PlannedAction, request: ActionRequest, facts: Mapping[str, Any]
-    ) -> ActionResult | Verdict:
+        self, plan: PlannedAction, request: Request, facts: Any
+    ) -> ActionResult[Any] | Verdict:
         try:
             return await plan.action.run(request, facts)
         except IntentRefused as refused:
@@ -178,62 +185,51 @@ class ActionRunner:
             log.exception("action %s failed", plan.kind)
             return ActionResult(False, f"{plan.kind} raised {type(exc).__name__}: {exc}")
 
-    async def _after_run(
-        self, job: ActionJob, request: ActionRequest, result: ActionResult
-    ) -> None:
+    async def _after_run(self, job: ActionJob, request: Request, result: ActionResult[Any]) -> None:
         incident, plan = job.incident, job.plan
-        outcome = Outcome.SUCCEEDED if result.succeeded else Outcome.FAILED
-        records = [self._auditor.make(incident, "acted", outcome, result.sentence, result.details)]
+        records = [audit.acted(self._recorder.stamp(), incident, result)]
         if not result.succeeded:
             records.append(self._escalation(incident, job))
-            await self._finish(job, outcome.value, records)
+            await self._finish(job, ClaimOutcome.FAILED, records)
             return
         if result.undo is not None:
+            state = result.undo.model_dump(mode="json")
             await self._store.undo_plan(
-                job.claim_id, request.target.key, result.undo, result.undo_after_s
+                job.claim_id, request.target.key, state, result.undo_after_s
             )
         verified = await plan.action.verify(request, result)
-        records.append(
-            self._auditor.make(
-                incident,
-                "verified",
-                outcome,
-                f"Verification of {plan.kind}: {verified.value}.",
-                {"verification": verified.value},
-            )
-        )
+        records.append(audit.verified(self._recorder.stamp(), incident, plan, verified))
         if verified is VerifyResult.INEFFECTIVE:
             records.append(self._escalation(incident, job))
         elif verified is VerifyResult.VERIFIED:
             # The effect holds; the alert must also resolve within the rule's window.
             due = self._clock.now() + timedelta(seconds=job.verify_within_s)
             await self._store.followup_plan(job.claim_id, due)
-        await self._finish(job, outcome.value, records)
+        await self._finish(job, ClaimOutcome.SUCCEEDED, records)
 
     def _dry_run_record(self, incident: Incident, plan: PlannedAction) -> AuditRecord:
-        assert incident.target is not None
         stopped = incident.stop(refuse(StopReason.DRY_RUN, "dry-run"))
         self._metrics.guard_refusals.labels(StopReason.DRY_RUN.value).inc()
-        why = "" if self.dry_run else f" (no backend is configured for {plan.kind})"
-        return self._auditor.make(
-            stopped,
-            "dry_run",
-            Outcome.DRY_RUN,
-            f"Dry-run{why}: would run {plan.kind} on {incident.target.key}.",
-            {"params": plan.params.model_dump(mode="json")},
-        )
+        return audit.dry_run(self._recorder.stamp(), stopped, plan, live=not self.dry_run)
 
     def _escalation(self, incident: Incident, job: ActionJob) -> AuditRecord:
-        return self._auditor.make(
-            incident,
-            "escalated",
-            Outcome.ESCALATED,
-            f"Escalating to policy {job.escalation!r}: the remediation did not end in a fix.",
-            {"policy": job.escalation},
-        )
+        return audit.escalated_unfixed(self._recorder.stamp(), incident, job.escalation)
 
-    async def _finish(self, job: ActionJob, result: str, records: list[AuditRecord]) -> None:
-        self._metrics.actions.labels(job.plan.kind, result).inc()
-        await self._auditor.write(records)
-        await self._store.record_outcome(job.claim_id, result, self._clock.now())
+    async def _finish(
+        self, job: ActionJob, result: ClaimOutcome, records: list[AuditRecord]
+    ) -> None:
+        self._metrics.actions.labels(job.plan.kind, result.value).inc()
+        await self._recorder.write(records)
+        await self._store.record_outcome(job.claim_id, result.value, self._clock.now())
+        _log_result(job, result.value)
         failpoints.hit("after_outcome")
+
+
+def _log_result(job: ActionJob, outcome: str) -> None:
+    """One line per action result, once its outcome is durable."""
+    target = job.incident.target.key if job.incident.target is not None else ""
+    fields = {"action": job.plan.name, "kind": job.plan.kind, "target": target,
+              "outcome": outcome, "episode": job.incident.episode_id, "claim": job.claim_id,
+              "rule": job.incident.rule}  # fmt: skip
+    level = logging.WARNING if outcome == "failed" else logging.INFO
+    log.log(level, "action %s on %s: %s", job.plan.name, target, outcome, extra={"fields": fields})

@@ -12,19 +12,32 @@ queries.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from datetime import datetime
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    PlainValidator,
+    SerializerFunctionWrapHandler,
+    field_validator,
+    model_serializer,
+)
 
 from remediator.actions.base import (
+    Action,
     ActionRequest,
     ActionResult,
     Checked,
+    Nothing,
     Permission,
     Reconciled,
+    Stored,
     VerifyResult,
 )
 from remediator.clients.postgres import DatabaseHandle, PostgresTarget, Session
@@ -32,6 +45,9 @@ from remediator.core.model import ALLOW, StopReason, refuse
 from remediator.core.regex import Regex
 
 EVIDENCE_QUERY_CHARS = 200
+MAX_PER_RUN = 100
+PID_MAX = 2**31 - 1
+"""PostgreSQL backend pids are int4."""
 _STRING_LITERAL = re.compile(r"'(?:[^']|'')*'")
 _NUMBER = re.compile(r"\b\d+(?:\.\d+)?\b")
 
@@ -42,7 +58,7 @@ class KillQueryParams(BaseModel):
     min_duration_s: float = Field(gt=0, le=86_400)
     """Only queries running at least this long, seconds, at most a day (a query running
     longer is a human's to judge). Required. It goes into PostgreSQL's make_interval."""
-    max_per_run: int = Field(ge=1, le=100)
+    max_per_run: int = Field(ge=1, le=MAX_PER_RUN)
     """At most this many sessions per run, 1 to 100: the blast radius of one run. Required."""
     states: list[str] = Field(default_factory=lambda: ["active"], min_length=1)
     """pg_stat_activity states to consider: active, idle in transaction, …"""
@@ -74,6 +90,73 @@ class KillQueryParams(BaseModel):
         return value
 
 
+def _instant(value: object) -> datetime:
+    """An ISO 8601 time as the evidence has always held it; no number of seconds."""
+    if isinstance(value, datetime):
+        return value
+    if isinstance(value, str):
+        with contextlib.suppress(ValueError):  # Python's message quotes the (maybe huge) text
+            return datetime.fromisoformat(value)
+    raise ValueError("must be an ISO 8601 time")
+
+
+Instant = Annotated[datetime, PlainValidator(_instant), PlainSerializer(datetime.isoformat)]
+"""A datetime written as ``isoformat()`` (``+00:00``, not pydantic's ``Z``), as before."""
+
+
+class QueryEvidence(Stored):
+    """One chosen session, its query text truncated and redacted; ``cancelled`` and
+    ``terminated`` are present once that signal was sent."""
+
+    pid: int = Field(ge=1, le=PID_MAX)
+    user: str
+    database: str
+    application: str
+    state: str
+    age_s: float = Field(ge=0)
+    backend_start: Instant
+    query_start: Instant
+    query: str = Field(max_length=EVIDENCE_QUERY_CHARS)
+    cancelled: bool | None = None
+    terminated: bool | None = None
+
+    @model_serializer(mode="wrap")
+    def _signals_sent(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        row: dict[str, Any] = handler(self)
+        for signal in ("cancelled", "terminated"):
+            if row.get(signal) is None:
+                row.pop(signal, None)
+        return row
+
+    def session(self) -> Session:
+        """Enough of the session to re-check it is the one chosen (pid and both starts)."""
+        return Session(
+            pid=self.pid, user=self.user, database=self.database,
+            application=self.application, state=self.state,
+            backend_start=self.backend_start, query_start=self.query_start,
+            query="", age_s=self.age_s,
+        )  # fmt: skip
+
+
+class KillQueryFacts(BaseModel):
+    """The sessions precheck chose, oldest query first."""
+
+    model_config = ConfigDict(frozen=True)
+
+    sessions: tuple[Session, ...] = Field(min_length=1)
+
+
+class KillQueryIntent(Stored):
+    """The sessions about to be cancelled (and perhaps terminated)."""
+
+    sessions: list[QueryEvidence] = Field(min_length=1, max_length=MAX_PER_RUN)
+    """A list, as JSON holds it (a strict tuple would refuse what the store reads back)."""
+
+
+Request = ActionRequest[KillQueryParams, KillQueryIntent]
+Result = ActionResult[Nothing]
+
+
 def _allowed(value: str, allow: Sequence[str], deny: Sequence[str]) -> bool:
     return (not allow or value in allow) and value not in deny
 
@@ -94,26 +177,28 @@ def select(sessions: Sequence[Session], params: KillQueryParams) -> list[Session
     return sorted(chosen, key=lambda s: s.query_start)[: params.max_per_run]
 
 
-def evidence(session: Session, redact: bool) -> dict[str, Any]:
+def evidence(session: Session, redact: bool) -> QueryEvidence:
     query = session.query
     if redact:
         query = _NUMBER.sub("?", _STRING_LITERAL.sub("'?'", query))
-    return {
-        "pid": session.pid,
-        "user": session.user,
-        "database": session.database,
-        "application": session.application,
-        "state": session.state,
-        "age_s": round(session.age_s, 1),
-        "backend_start": session.backend_start.isoformat(),
-        "query_start": session.query_start.isoformat(),
-        "query": query[:EVIDENCE_QUERY_CHARS],
-    }
+    return QueryEvidence(
+        pid=session.pid,
+        user=session.user,
+        database=session.database,
+        application=session.application,
+        state=session.state,
+        age_s=round(session.age_s, 1),
+        backend_start=session.backend_start,
+        query_start=session.query_start,
+        query=query[:EVIDENCE_QUERY_CHARS],
+    )
 
 
-class KillQuery:
+class KillQuery(Action[KillQueryParams, KillQueryFacts, KillQueryIntent, Nothing]):
     kind: ClassVar[str] = "kill_query"
-    params_model: ClassVar[type[BaseModel]] = KillQueryParams
+    params_model: ClassVar[type[KillQueryParams]] = KillQueryParams
+    intent_model: ClassVar[type[KillQueryIntent]] = KillQueryIntent
+    undo_model: ClassVar[type[Nothing]] = Nothing
     target_kinds: ClassVar[frozenset[str]] = frozenset({"Database"})
     destructive: ClassVar[bool] = True
 
@@ -126,11 +211,10 @@ class KillQuery:
     def permissions(self) -> Sequence[Permission]:
         return ()  # database privileges: a login role with pg_signal_backend, pg_read_all_stats
 
-    def _target(self, request: ActionRequest) -> PostgresTarget | None:
+    def _target(self, request: Request) -> PostgresTarget | None:
         return self._handle.targets.get(request.target.name)
 
-    async def precheck(self, request: ActionRequest) -> Checked:
-        assert isinstance(request.params, KillQueryParams)
+    async def precheck(self, request: Request) -> Checked[KillQueryFacts]:
         name = request.target.name
         target = self._target(request)
         if target is None:
@@ -158,76 +242,65 @@ class KillQuery:
                     f" in {', '.join(params.states)}); nothing to cancel.",
                 )
             )
-        return Checked(ALLOW, {"sessions": chosen})
+        return Checked(ALLOW, KillQueryFacts(sessions=tuple(chosen)))
 
-    async def run(self, request: ActionRequest, facts: Mapping[str, Any]) -> ActionResult:
-        assert isinstance(request.params, KillQueryParams)
+    async def run(self, request: Request, facts: KillQueryFacts) -> Result:
         target = self._target(request)
-        assert target is not None
-        params, chosen = request.params, list(facts["sessions"])
+        assert target is not None, "kill_query run without the target precheck found"
+        params, chosen = request.params, facts.sessions
         rows = {s.pid: evidence(s, params.redact_literals) for s in chosen}
-        await request.intend({"sessions": list(rows.values())}, None)
+        await request.intend(KillQueryIntent(sessions=list(rows.values())), None)
         for session in chosen:
-            rows[session.pid]["cancelled"] = await target.signal(session, "cancel")
+            cancelled = await target.signal(session, "cancel")
+            rows[session.pid] = rows[session.pid].model_copy(update={"cancelled": cancelled})
         if params.terminate:
             await asyncio.sleep(params.grace_s)
             for session in chosen:
                 if await target.still_running(session):
-                    rows[session.pid]["terminated"] = await target.signal(session, "terminate")
-        cancelled = sum(1 for r in rows.values() if r.get("cancelled"))
-        terminated = sum(1 for r in rows.values() if r.get("terminated"))
+                    terminated = await target.signal(session, "terminate")
+                    rows[session.pid] = rows[session.pid].model_copy(
+                        update={"terminated": terminated}
+                    )
+        cancelled_n = sum(1 for r in rows.values() if r.cancelled)
+        terminated_n = sum(1 for r in rows.values() if r.terminated)
         return ActionResult(
             True,
-            f"On {request.target.name!r}: cancelled {cancelled} and terminated {terminated} of"
-            f" {len(chosen)} sessions chosen (max {params.max_per_run}).",
-            {"sessions": list(rows.values())},
+            f"On {request.target.name!r}: cancelled {cancelled_n} and terminated {terminated_n}"
+            f" of {len(chosen)} sessions chosen (max {params.max_per_run}).",
+            {"sessions": [r.model_dump(mode="json") for r in rows.values()]},
         )
 
-    async def verify(self, request: ActionRequest, result: ActionResult) -> VerifyResult:
+    async def verify(self, request: Request, result: Result) -> VerifyResult:
         target = self._target(request)
-        sessions = result.details.get("sessions")
-        if target is None or not isinstance(sessions, list):
+        rows = result.details.get("sessions")
+        if target is None or not isinstance(rows, list):
             return VerifyResult.UNKNOWN
+        sessions = [QueryEvidence.model_validate(row).session() for row in rows]
         loop = asyncio.get_running_loop()
         deadline = loop.time() + request.verify_within_s
         while True:
-            running = [await target.still_running(_as_session(row)) for row in sessions]
+            running = [await target.still_running(session) for session in sessions]
             if not any(running):
                 return VerifyResult.VERIFIED
             if loop.time() + 1.0 > deadline:
                 return VerifyResult.INEFFECTIVE
             await asyncio.sleep(1.0)
 
-    async def undo(self, request: ActionRequest, state: Mapping[str, Any]) -> ActionResult:
+    async def undo(self, request: Request, state: Nothing) -> Result:
         return ActionResult(True, "kill_query leaves nothing to undo.")
 
-    async def reconcile(self, request: ActionRequest, intent: Mapping[str, Any]) -> Reconciled:
+    async def reconcile(self, request: Request, intent: KillQueryIntent) -> Reconciled[Nothing]:
         """A chosen query no longer running (same pid, backend and query start) counts as
         signalled: a query that ended by itself meanwhile looks the same, and is as gone."""
         target = self._target(request)
-        sessions = intent.get("sessions")
-        if target is None or not isinstance(sessions, list):
+        if target is None:
             return Reconciled(None, f"Database target {request.target.name!r} is not configured.")
-        running = [await target.still_running(_as_session(row)) for row in sessions]
+        running = [await target.still_running(row.session()) for row in intent.sessions]
         gone = len(running) - sum(running)
         sentence = (
             f"On {request.target.name!r}, {gone} of the {len(running)} queries chosen no longer run"
         )
         if gone == 0:
             return Reconciled(False, f"{sentence}: none was cancelled.")
-        details = {"sessions": sessions}
+        details = intent.model_dump(mode="json")
         return Reconciled(True, f"{sentence}.", ActionResult(True, f"{sentence}.", details))
-
-
-def _as_session(row: Mapping[str, Any]) -> Session:
-    return Session(
-        pid=int(row["pid"]),
-        user=str(row["user"]),
-        database=str(row["database"]),
-        application=str(row["application"]),
-        state=str(row["state"]),
-        backend_start=datetime.fromisoformat(str(row["backend_start"])),
-        query_start=datetime.fromisoformat(str(row["query_start"])),
-        query="",
-        age_s=float(row["age_s"]),
-    )

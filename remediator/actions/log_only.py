@@ -6,15 +6,17 @@ trusted with the target.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any, ClassVar
+from collections.abc import Sequence
+from typing import ClassVar
 
 from pydantic import BaseModel, ConfigDict
 
 from remediator.actions.base import (
+    Action,
     ActionRequest,
     ActionResult,
     Checked,
+    Nothing,
     Permission,
     Reconciled,
     VerifyResult,
@@ -29,9 +31,14 @@ class LogOnlyParams(BaseModel):
     """Free text copied into the audit record, e.g. the runbook step a human would take."""
 
 
-class LogOnly:
+Request = ActionRequest[LogOnlyParams, Nothing]
+
+
+class LogOnly(Action[LogOnlyParams, None, Nothing, Nothing]):
     kind: ClassVar[str] = "log_only"
-    params_model: ClassVar[type[BaseModel]] = LogOnlyParams
+    params_model: ClassVar[type[LogOnlyParams]] = LogOnlyParams
+    intent_model: ClassVar[type[Nothing]] = Nothing
+    undo_model: ClassVar[type[Nothing]] = Nothing
     target_kinds: ClassVar[frozenset[str]] = frozenset()
     destructive: ClassVar[bool] = False
 
@@ -41,11 +48,10 @@ class LogOnly:
     def permissions(self) -> Sequence[Permission]:
         return ()
 
-    async def precheck(self, request: ActionRequest) -> Checked:
+    async def precheck(self, request: Request) -> Checked[None]:
         return Checked(ALLOW)
 
-    async def run(self, request: ActionRequest, facts: Mapping[str, Any]) -> ActionResult:
-        assert isinstance(request.params, LogOnlyParams)
+    async def run(self, request: Request, facts: None) -> ActionResult[Nothing]:
         note = f" ({request.params.note})" if request.params.note else ""
         return ActionResult(
             succeeded=True,
@@ -54,11 +60,11 @@ class LogOnly:
             details={"note": request.params.note},
         )
 
-    async def verify(self, request: ActionRequest, result: ActionResult) -> VerifyResult:
+    async def verify(self, request: Request, result: ActionResult[Nothing]) -> VerifyResult:
         return VerifyResult.UNKNOWN
 
-    async def undo(self, request: ActionRequest, state: Mapping[str, Any]) -> ActionResult:
+    async def undo(self, request: Request, state: Nothing) -> ActionResult[Nothing]:
         return ActionResult(True, f"{self.kind} leaves nothing to undo.")
 
-    async def reconcile(self, request: ActionRequest, intent: Mapping[str, Any]) -> Reconciled:
+    async def reconcile(self, request: Request, intent: Nothing) -> Reconciled[Nothing]:
         return Reconciled(True, "log_only changes nothing.", ActionResult(True, "Recorded."))

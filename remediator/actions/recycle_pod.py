@@ -14,18 +14,21 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from remediator.actions import opt_in
 from remediator.actions.base import (
+    Action,
     ActionRequest,
     ActionResult,
     Checked,
+    Nothing,
     Permission,
     Reconciled,
+    Stored,
     VerifyResult,
 )
 from remediator.clients.k8s import Deployment, KubeClient, KubeHandle, Pod
@@ -69,6 +72,37 @@ class RecyclePodParams(BaseModel):
         return value
 
 
+class RecyclePodFacts(BaseModel):
+    """What precheck saw: the pod, and for a Deployment's pod the workload (the exclusive
+    key of the intent) and its selector (to see the replacement come up)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    pod: str
+    uid: str
+    restarts: int
+    workload: str | None = None
+    """``namespace/Deployment/name``; None for an allowed DaemonSet pod."""
+    selector: dict[str, str] | None = None
+
+    def details(self) -> dict[str, Any]:
+        """For the audit, as before: a DaemonSet pod's facts have no workload or selector."""
+        return self.model_dump(mode="json", exclude_none=True)
+
+
+class RecyclePodIntent(Stored):
+    """Pod ``pod`` with UID ``uid`` is about to be evicted."""
+
+    pod: str = Field(min_length=1)
+    uid: str = Field(min_length=1)
+    selector: dict[str, str] | None
+    """Its Deployment's selector; None for a DaemonSet pod."""
+
+
+Request = ActionRequest[RecyclePodParams, RecyclePodIntent]
+Result = ActionResult[Nothing]
+
+
 def required_ready(min_healthy: int | str, desired: int) -> int:
     if isinstance(min_healthy, int):
         return min_healthy
@@ -86,9 +120,11 @@ def choose(pods: Sequence[Pod], pick: str) -> Pod | None:
     return max(live, key=lambda p: (p.restarts, not p.ready))
 
 
-class RecyclePod:
+class RecyclePod(Action[RecyclePodParams, RecyclePodFacts, RecyclePodIntent, Nothing]):
     kind: ClassVar[str] = "recycle_pod"
-    params_model: ClassVar[type[BaseModel]] = RecyclePodParams
+    params_model: ClassVar[type[RecyclePodParams]] = RecyclePodParams
+    intent_model: ClassVar[type[RecyclePodIntent]] = RecyclePodIntent
+    undo_model: ClassVar[type[Nothing]] = Nothing
     target_kinds: ClassVar[frozenset[str]] = frozenset({"Pod", "Deployment"})
     destructive: ClassVar[bool] = True
 
@@ -111,9 +147,8 @@ class RecyclePod:
         assert self._handle.client is not None, "recycle_pod run without a cluster"
         return self._handle.client
 
-    async def _pod(self, request: ActionRequest) -> Pod | Verdict:
+    async def _pod(self, request: Request) -> Pod | Verdict:
         target, kube = request.target, self._kube()
-        assert isinstance(request.params, RecyclePodParams)
         if target.kind == "Deployment":
             deployment = await kube.deployment(target.namespace, target.name)
             chosen = choose(
@@ -133,9 +168,8 @@ class RecyclePod:
             )
         return pod
 
-    async def _workload(self, pod: Pod, request: ActionRequest) -> Deployment | Verdict | None:
+    async def _workload(self, pod: Pod, request: Request) -> Deployment | Verdict | None:
         """The Deployment behind ``pod``; a refusal; or None for an allowed DaemonSet pod."""
-        assert isinstance(request.params, RecyclePodParams)
         where = f"{pod.namespace}/Pod/{pod.name}"
         owner = pod.owner
         if owner is None:
@@ -154,8 +188,7 @@ class RecyclePod:
             " Deployments.",
         )
 
-    def _blast_radius(self, pod: Pod, deployment: Deployment, request: ActionRequest) -> Verdict:
-        assert isinstance(request.params, RecyclePodParams)
+    def _blast_radius(self, pod: Pod, deployment: Deployment, request: Request) -> Verdict:
         key = f"{deployment.namespace}/Deployment/{deployment.name}"
         if deployment.rolling_out:
             return refuse(StopReason.BLAST_RADIUS, f"{key} is rolling out; no recycle now.")
@@ -169,7 +202,7 @@ class RecyclePod:
             )
         return opt_in.decide(deployment.annotations, self.kind, key, request.require_opt_in)
 
-    async def precheck(self, request: ActionRequest) -> Checked:
+    async def precheck(self, request: Request) -> Checked[RecyclePodFacts]:
         try:
             pod = await self._pod(request)
         except NotFound:
@@ -179,27 +212,28 @@ class RecyclePod:
         workload = await self._workload(pod, request)
         if isinstance(workload, Verdict):
             return Checked(workload)
-        facts: dict[str, Any] = {"pod": pod.name, "uid": pod.uid, "restarts": pod.restarts}
         if workload is None:
-            return Checked(ALLOW, facts)
-        verdict = self._blast_radius(pod, workload, request)
-        facts["workload"] = f"{workload.namespace}/Deployment/{workload.name}"
-        facts["selector"] = dict(workload.selector)
-        return Checked(verdict, facts)
+            return Checked(ALLOW, RecyclePodFacts(pod=pod.name, uid=pod.uid, restarts=pod.restarts))
+        facts = RecyclePodFacts(
+            pod=pod.name,
+            uid=pod.uid,
+            restarts=pod.restarts,
+            workload=f"{workload.namespace}/Deployment/{workload.name}",
+            selector=dict(workload.selector),
+        )
+        return Checked(self._blast_radius(pod, workload, request), facts)
 
-    async def run(self, request: ActionRequest, facts: Mapping[str, Any]) -> ActionResult:
+    async def run(self, request: Request, facts: RecyclePodFacts) -> Result:
         """Evict the pod prechecked. One recycle per workload at a time, across replicas:
         the workload is held in the store from the intent until the outcome."""
-        assert isinstance(request.params, RecyclePodParams)
         kube, namespace = self._kube(), request.target.namespace
-        name, uid = str(facts["pod"]), str(facts["uid"])
+        name, uid = facts.pod, facts.uid
         where = f"{namespace}/Pod/{name}"
-        selector = facts.get("selector")
-        if isinstance(selector, dict):
-            before = [p.uid for p in await kube.pods(namespace, selector)]
-            facts = {**facts, "pods_before": before}
-        intent = {"pod": name, "uid": uid, "selector": selector}
-        await request.intend(intent, str(facts["workload"]) if facts.get("workload") else None)
+        details = facts.details()
+        if facts.selector is not None:
+            details["pods_before"] = [p.uid for p in await kube.pods(namespace, facts.selector)]
+        intent = RecyclePodIntent(pod=name, uid=uid, selector=facts.selector)
+        await request.intend(intent, facts.workload)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + request.params.pdb_retry_s
         while True:
@@ -208,10 +242,10 @@ class RecyclePod:
                 break
             except Conflict:
                 return ActionResult(True, f"{where} was replaced before eviction; nothing evicted.",
-                                    {**facts, "evicted": False})  # fmt: skip
+                                    {**details, "evicted": False})  # fmt: skip
             except NotFound:
                 return ActionResult(True, f"{where} is already gone; nothing evicted.",
-                                    {**facts, "evicted": False})  # fmt: skip
+                                    {**details, "evicted": False})  # fmt: skip
             except DisruptionBlocked as exc:
                 if loop.time() + PDB_BACKOFF_S <= deadline:
                     await asyncio.sleep(PDB_BACKOFF_S)
@@ -221,7 +255,7 @@ class RecyclePod:
                         False,
                         f"The PodDisruptionBudget kept refusing to evict {where} for"
                         f" {request.params.pdb_retry_s:g} s: {exc}",
-                        {**facts, "evicted": False},
+                        {**details, "evicted": False},
                     )
                 await kube.delete_pod(namespace, name, uid)
                 break
@@ -229,9 +263,9 @@ class RecyclePod:
             namespace, "Pod", name, uid, "RemediatorRecycled",
             f"remediator evicted this pod (rule {request.rule}, episode {request.episode_id}).",
         )  # fmt: skip
-        return ActionResult(True, f"Evicted {where} (UID {uid}).", {**facts, "evicted": True})
+        return ActionResult(True, f"Evicted {where} (UID {uid}).", {**details, "evicted": True})
 
-    async def verify(self, request: ActionRequest, result: ActionResult) -> VerifyResult:
+    async def verify(self, request: Request, result: Result) -> VerifyResult:
         if not result.details.get("evicted"):
             return VerifyResult.UNKNOWN
         selector = result.details.get("selector")
@@ -251,12 +285,12 @@ class RecyclePod:
                 return VerifyResult.INEFFECTIVE
             await asyncio.sleep(POLL_S)
 
-    async def undo(self, request: ActionRequest, state: Mapping[str, Any]) -> ActionResult:
+    async def undo(self, request: Request, state: Nothing) -> Result:
         return ActionResult(True, f"{self.kind} leaves nothing to undo.")
 
-    async def reconcile(self, request: ActionRequest, intent: Mapping[str, Any]) -> Reconciled:
+    async def reconcile(self, request: Request, intent: RecyclePodIntent) -> Reconciled[Nothing]:
         """The pod with the intended UID gone, or going: the eviction took effect."""
-        namespace, name, uid = request.target.namespace, str(intent["pod"]), str(intent["uid"])
+        namespace, name, uid = request.target.namespace, intent.pod, intent.uid
         where = f"{namespace}/Pod/{name}"
         try:
             pod = await self._kube().pod(namespace, name)
@@ -264,6 +298,6 @@ class RecyclePod:
             pod = None
         if pod is None or pod.uid != uid or pod.terminating:
             sentence = f"{where} with UID {uid} is gone or terminating: the eviction took effect."
-            details = {**intent, "evicted": True}
+            details = {**intent.model_dump(mode="json"), "evicted": True}
             return Reconciled(True, sentence, ActionResult(True, sentence, details))
         return Reconciled(False, f"{where} with UID {uid} still runs: it was not evicted.")

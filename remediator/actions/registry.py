@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from types import MappingProxyType
 
-from remediator.actions.base import Action
+from remediator.actions.base import AnyAction
 from remediator.actions.kill_query import KillQuery
 from remediator.actions.log_only import LogOnly
 from remediator.actions.recycle_pod import RecyclePod
@@ -16,10 +16,10 @@ from remediator.clients.postgres import DatabaseHandle
 
 def default_registry(
     kube: KubeHandle | None = None, databases: DatabaseHandle | None = None
-) -> Mapping[str, Action]:
+) -> Mapping[str, AnyAction]:
     """Every action; each acts through its handle once the app has connected it."""
     cluster = kube or KubeHandle()
-    actions: list[Action] = [
+    actions: list[AnyAction] = [
         LogOnly(),
         ScaleOut(cluster),
         RecyclePod(cluster),

@@ -5,24 +5,30 @@ never more than max(+4 pods, +100 %) in one action (the HPA's default scale-up p
 written with the resourceVersion read: a concurrent writer makes it re-read and decide
 again. A Deployment an HPA scales is refused: two controllers must not fight. Verified
 when ``readyReplicas`` reaches the new count within the rule's window.
+
+Its intent and its undo state each take one of two shapes: through the scale subresource
+(``from``/``to``, ``restore_to``/``set_to``) or through the HPA's minReplicas (named by
+``hpa``); the ``hpa`` key tells them apart, as it always has in the store.
 """
 
 from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import Callable, Mapping, Sequence
-from typing import Any, ClassVar, Literal, Self
+from collections.abc import Callable, Sequence
+from typing import Annotated, ClassVar, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, RootModel, Tag, model_validator
 
 from remediator.actions import opt_in
 from remediator.actions.base import (
+    Action,
     ActionRequest,
     ActionResult,
     Checked,
     Permission,
     Reconciled,
+    Stored,
     VerifyResult,
 )
 from remediator.clients.k8s import KubeClient, KubeHandle
@@ -68,6 +74,93 @@ class ScaleOutParams(BaseModel):
         return self
 
 
+INT32_MAX = 2**31 - 1
+"""Kubernetes counts are int32: the most replicas an API server can report."""
+
+WrittenReplicas = Annotated[int, Field(ge=0, le=MAX_REPLICAS)]
+"""A count remediator writes or puts back: never above ``MAX_REPLICAS``."""
+ObservedReplicas = Annotated[int, Field(ge=0, le=INT32_MAX)]
+"""A count read from the API server, which someone else may have set."""
+
+
+class ScaleOutFacts(BaseModel):
+    """What precheck saw: the Deployment's UID (for its events), and whether an HPA scales
+    it (then the rule's ``hpa: raise_min`` scales through the HPA)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    uid: str
+    hpa_scales: bool
+
+
+class ReplicasIntent(Stored):
+    """The scale subresource goes from ``from`` to ``to`` replicas."""
+
+    from_replicas: WrittenReplicas = Field(alias="from")
+    to_replicas: WrittenReplicas = Field(alias="to")
+    uid: str = ""
+    """The Deployment's UID when precheck saw it; intents written without one read as ""."""
+
+
+class HpaIntent(Stored):
+    """HorizontalPodAutoscaler ``hpa`` gets minReplicas ``min_to`` instead of ``min_from``."""
+
+    hpa_name: str = Field(alias="hpa", min_length=1)
+    min_from_replicas: WrittenReplicas = Field(alias="min_from")
+    min_to_replicas: WrittenReplicas = Field(alias="min_to")
+    from_replicas: ObservedReplicas = Field(alias="from")
+    """The Deployment's replicas when the raise was decided."""
+
+
+class ReplicasUndo(Stored):
+    """Scale back to ``restore_to`` if the count is still the ``set_to`` remediator wrote."""
+
+    restore_to_replicas: WrittenReplicas = Field(alias="restore_to")
+    set_to_replicas: WrittenReplicas = Field(alias="set_to")
+
+
+class HpaUndo(Stored):
+    """Put minReplicas of ``hpa`` back to ``restore_min`` if it still is ``set_min``."""
+
+    hpa_name: str = Field(alias="hpa", min_length=1)
+    restore_min_replicas: WrittenReplicas = Field(alias="restore_min")
+    set_min_replicas: WrittenReplicas = Field(alias="set_min")
+
+
+def _through(value: object) -> str:
+    """Which shape a stored value has: the HPA's when it names one."""
+    through_hpa = isinstance(value, HpaIntent | HpaUndo) or (
+        isinstance(value, dict) and "hpa" in value
+    )
+    return "hpa" if through_hpa else "scale"
+
+
+class ScaleOutIntent(
+    RootModel[
+        Annotated[
+            Annotated[ReplicasIntent, Tag("scale")] | Annotated[HpaIntent, Tag("hpa")],
+            Discriminator(_through),
+        ]
+    ]
+):
+    model_config = ConfigDict(frozen=True)
+
+
+class ScaleOutUndo(
+    RootModel[
+        Annotated[
+            Annotated[ReplicasUndo, Tag("scale")] | Annotated[HpaUndo, Tag("hpa")],
+            Discriminator(_through),
+        ]
+    ]
+):
+    model_config = ConfigDict(frozen=True)
+
+
+Request = ActionRequest[ScaleOutParams, ScaleOutIntent]
+Result = ActionResult[ScaleOutUndo]
+
+
 def scale_in_step(current: int, restore_to: int) -> int:
     """One bounded step back down: at most max(4 pods, half) at a time, never below."""
     return max(restore_to, current - max(MAX_STEP_PODS, current // 2))
@@ -79,9 +172,11 @@ def target_replicas(current: int, params: ScaleOutParams) -> int:
     return min(wanted, current + max(MAX_STEP_PODS, current), params.max_replicas)
 
 
-class ScaleOut:
+class ScaleOut(Action[ScaleOutParams, ScaleOutFacts, ScaleOutIntent, ScaleOutUndo]):
     kind: ClassVar[str] = "scale_out"
-    params_model: ClassVar[type[BaseModel]] = ScaleOutParams
+    params_model: ClassVar[type[ScaleOutParams]] = ScaleOutParams
+    intent_model: ClassVar[type[ScaleOutIntent]] = ScaleOutIntent
+    undo_model: ClassVar[type[ScaleOutUndo]] = ScaleOutUndo
     target_kinds: ClassVar[frozenset[str]] = frozenset({"Deployment"})
     destructive: ClassVar[bool] = False
 
@@ -103,7 +198,7 @@ class ScaleOut:
         assert self._handle.client is not None, "scale_out run without a cluster"
         return self._handle.client
 
-    async def precheck(self, request: ActionRequest) -> Checked:
+    async def precheck(self, request: Request) -> Checked[ScaleOutFacts]:
         target, kube = request.target, self._kube()
         try:
             deployment = await kube.deployment(target.namespace, target.name)
@@ -115,7 +210,6 @@ class ScaleOut:
         if not verdict.allowed:
             return Checked(verdict)
         hpas = await kube.hpas_for(target.namespace, target.name)
-        assert isinstance(request.params, ScaleOutParams)
         if len(hpas) > 1 or (hpas and request.params.hpa == "refuse"):
             names = ", ".join(h.name for h in hpas)
             return Checked(
@@ -125,19 +219,19 @@ class ScaleOut:
                     " does not fight it.",
                 )
             )
-        return Checked(ALLOW, {"uid": deployment.uid, "hpa": bool(hpas)})
+        return Checked(ALLOW, ScaleOutFacts(uid=deployment.uid, hpa_scales=bool(hpas)))
 
-    async def run(self, request: ActionRequest, facts: Mapping[str, Any]) -> ActionResult:
+    async def run(self, request: Request, facts: ScaleOutFacts) -> Result:
         target, kube = request.target, self._kube()
-        assert isinstance(request.params, ScaleOutParams)
-        if facts.get("hpa"):
+        if facts.hpa_scales:
             return await self._raise_hpa_min(request)
         # The target is fixed from the first read: a write that landed but whose answer was
         # lost (a timeout, then a retry that meets 409) must not grow the count again.
         scale = await kube.scale(target.namespace, target.name)
         start, wanted = scale.replicas, target_replicas(scale.replicas, request.params)
         if wanted > start:
-            await request.intend({"from": start, "to": wanted, "uid": facts.get("uid", "")}, None)
+            intent = ReplicasIntent(from_replicas=start, to_replicas=wanted, uid=facts.uid)
+            await request.intend(ScaleOutIntent(intent), None)
         for _ in range(WRITE_ATTEMPTS):
             if scale.replicas == wanted != start:
                 # After a 409: exactly the count remediator wrote, so its lost write landed.
@@ -165,7 +259,7 @@ class ScaleOut:
                 scale = await kube.scale(target.namespace, target.name)
                 continue
             await kube.record_event(
-                target.namespace, "Deployment", target.name, str(facts.get("uid", "")),
+                target.namespace, "Deployment", target.name, facts.uid,
                 "RemediatorScaledOut", f"remediator scaled from {start} to {wanted}"
                 f" replicas (rule {request.rule}, episode {request.episode_id}).",
             )  # fmt: skip
@@ -182,10 +276,9 @@ class ScaleOut:
             f"{target.key} changed under remediator {WRITE_ATTEMPTS} times in a row; not scaled.",
         )
 
-    async def _raise_hpa_min(self, request: ActionRequest) -> ActionResult:
+    async def _raise_hpa_min(self, request: Request) -> Result:
         """Scale through the HPA: raise its minReplicas, within both its max and ours."""
         target, kube = request.target, self._kube()
-        assert isinstance(request.params, ScaleOutParams)
         scale = await kube.scale(target.namespace, target.name)
         wanted = target_replicas(scale.replicas, request.params)  # fixed, as in run()
         intended = False
@@ -193,9 +286,13 @@ class ScaleOut:
             [hpa] = await kube.hpas_for(target.namespace, target.name)
             wanted = min(wanted, hpa.max_replicas)
             if not intended and wanted > hpa.min_replicas:
-                intent = {"hpa": hpa.name, "min_from": hpa.min_replicas, "min_to": wanted,
-                          "from": scale.replicas}  # fmt: skip
-                await request.intend(intent, None)
+                intent = HpaIntent(
+                    hpa_name=hpa.name,
+                    min_from_replicas=hpa.min_replicas,
+                    min_to_replicas=wanted,
+                    from_replicas=scale.replicas,
+                )
+                await request.intend(ScaleOutIntent(intent), None)
                 intended = True
             if wanted <= hpa.min_replicas:
                 return ActionResult(
@@ -218,28 +315,25 @@ class ScaleOut:
             False, f"The HPA of {target.key} changed under remediator {WRITE_ATTEMPTS} times."
         )
 
-    async def _lower_hpa_min(
-        self, request: ActionRequest, state: Mapping[str, Any]
-    ) -> ActionResult:
+    async def _lower_hpa_min(self, request: Request, state: HpaUndo) -> Result:
         """Put the HPA's minReplicas back; the HPA scales down at its own pace."""
         target, kube = request.target, self._kube()
-        hpas = [
-            h for h in await kube.hpas_for(target.namespace, target.name) if h.name == state["hpa"]
-        ]
-        if not hpas or hpas[0].min_replicas != int(state["set_min"]):
+        name = state.hpa_name
+        hpas = [h for h in await kube.hpas_for(target.namespace, target.name) if h.name == name]
+        if not hpas or hpas[0].min_replicas != state.set_min_replicas:
             return ActionResult(
                 True,
-                f"HorizontalPodAutoscaler {state['hpa']} changed since remediator raised it;"
+                f"HorizontalPodAutoscaler {name} changed since remediator raised it;"
                 " its minReplicas is left as it is.",
             )
-        await kube.set_hpa_min(hpas[0], int(state["restore_min"]))
+        await kube.set_hpa_min(hpas[0], state.restore_min_replicas)
         return ActionResult(
             True,
-            f"Lowered minReplicas of HorizontalPodAutoscaler {state['hpa']} back to"
-            f" {state['restore_min']}.",
+            f"Lowered minReplicas of HorizontalPodAutoscaler {name} back to"
+            f" {state.restore_min_replicas}.",
         )
 
-    async def verify(self, request: ActionRequest, result: ActionResult) -> VerifyResult:
+    async def verify(self, request: Request, result: Result) -> VerifyResult:
         wanted = int(result.details.get("to", 0))
         target, kube = request.target, self._kube()
         loop = asyncio.get_running_loop()
@@ -252,14 +346,13 @@ class ScaleOut:
                 return VerifyResult.INEFFECTIVE
             await asyncio.sleep(POLL_S)
 
-    async def reconcile(self, request: ActionRequest, intent: Mapping[str, Any]) -> Reconciled:
+    async def reconcile(self, request: Request, intent: ScaleOutIntent) -> Reconciled[ScaleOutUndo]:
         """The write is absolute: at or above the intended count, it landed; still at the
         count read before, it did not; anything else, someone else moved it."""
+        if isinstance(intent.root, HpaIntent):
+            return await self._reconcile_hpa(request, intent.root)
         params, target, kube = request.params, request.target, self._kube()
-        assert isinstance(params, ScaleOutParams)
-        if "hpa" in intent:
-            return await self._reconcile_hpa(request, intent)
-        start, wanted = int(intent["from"]), int(intent["to"])
+        start, wanted = intent.root.from_replicas, intent.root.to_replicas
         try:
             scale = await kube.scale(target.namespace, target.name)
         except NotFound:
@@ -270,10 +363,9 @@ class ScaleOut:
             lambda sentence: _scaled(params, sentence, start, wanted, scale.resource_version),
         )  # fmt: skip
 
-    async def _reconcile_hpa(self, request: ActionRequest, intent: Mapping[str, Any]) -> Reconciled:
+    async def _reconcile_hpa(self, request: Request, intent: HpaIntent) -> Reconciled[ScaleOutUndo]:
         params, target, kube = request.params, request.target, self._kube()
-        assert isinstance(params, ScaleOutParams)
-        name, before, wanted = str(intent["hpa"]), int(intent["min_from"]), int(intent["min_to"])
+        name, before, wanted = intent.hpa_name, intent.min_from_replicas, intent.min_to_replicas
         hpas = [h for h in await kube.hpas_for(target.namespace, target.name) if h.name == name]
         if not hpas:
             return Reconciled(None, f"HorizontalPodAutoscaler {name} no longer exists.")
@@ -284,16 +376,16 @@ class ScaleOut:
         return _judged(
             hpas[0].min_replicas, before, wanted, seen, "the raise",
             lambda sentence: _hpa_raised(
-                params, sentence, name, before, wanted, int(intent["from"])
+                params, sentence, name, before, wanted, intent.from_replicas
             ),
         )  # fmt: skip
 
-    async def undo(self, request: ActionRequest, state: Mapping[str, Any]) -> ActionResult:
+    async def undo(self, request: Request, state: ScaleOutUndo) -> Result:
         """Scale back in one bounded step, if the replicas are still what remediator set."""
-        if "hpa" in state:
-            return await self._lower_hpa_min(request, state)
+        if isinstance(state.root, HpaUndo):
+            return await self._lower_hpa_min(request, state.root)
         target, kube = request.target, self._kube()
-        restore_to, set_to = int(state["restore_to"]), int(state["set_to"])
+        restore_to, set_to = state.root.restore_to_replicas, state.root.set_to_replicas
         scale = await kube.scale(target.namespace, target.name)
         if scale.replicas != set_to:
             return ActionResult(
@@ -309,41 +401,42 @@ class ScaleOut:
             return ActionResult(
                 True, f"{target.key} changed while scaling back; left as it is.", {"to": set_to}
             )
-        more = {"restore_to": restore_to, "set_to": step} if step > restore_to else None
+        more = ReplicasUndo(restore_to_replicas=restore_to, set_to_replicas=step)
         return ActionResult(
             True,
             f"Scaled {target.key} back in from {scale.replicas} to {step} replicas"
             f" (started from {restore_to}).",
             {"from": scale.replicas, "to": step},
-            undo=more,
+            undo=ScaleOutUndo(more) if step > restore_to else None,
             undo_after_s=SCALE_IN_STEP_S,
         )
 
 
 def _scaled(
     params: ScaleOutParams, sentence: str, start: int, wanted: int, resource_version: str
-) -> ActionResult:
+) -> Result:
     after = params.scale_in_after_s
+    back = ReplicasUndo(restore_to_replicas=start, set_to_replicas=wanted)
     return ActionResult(
         True,
         sentence,
         {"from": start, "to": wanted, "changed": True, "resource_version": resource_version},
-        undo=None if after is None else {"restore_to": start, "set_to": wanted},
+        undo=None if after is None else ScaleOutUndo(back),
         undo_after_s=after or 0.0,
     )
 
 
 def _hpa_raised(
     params: ScaleOutParams, sentence: str, hpa: str, min_before: int, wanted: int, replicas: int
-) -> ActionResult:
+) -> Result:
     after = params.scale_in_after_s
+    back = HpaUndo(hpa_name=hpa, restore_min_replicas=min_before, set_min_replicas=wanted)
     return ActionResult(
         True,
         sentence,
         {"hpa": hpa, "from": replicas, "to": wanted, "changed": True,
          "hpa_min_before": min_before},
-        undo=None if after is None
-        else {"hpa": hpa, "restore_min": min_before, "set_min": wanted},
+        undo=None if after is None else ScaleOutUndo(back),
         undo_after_s=after or 0.0,
     )  # fmt: skip
 
@@ -354,8 +447,8 @@ def _judged(
     wanted: int,
     seen: str,
     effect: str,
-    applied: Callable[[str], ActionResult],
-) -> Reconciled:
+    applied: Callable[[str], Result],
+) -> Reconciled[ScaleOutUndo]:
     """An absolute write of ``wanted`` over ``before``, judged by the ``current`` value:
     at or above it, it landed; still ``before``, it did not; else someone else moved it."""
     if current >= wanted:

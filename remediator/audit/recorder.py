@@ -1,91 +1,72 @@
-"""Audit: one record per decision, with the incident's identity and a sentence for humans.
+"""The recorder: the one door every audit record goes through, whichever stage built it.
 
-Records are written to the store and counted in ``decisions{severity,outcome}``.
+A write stores the records, marks the episodes decided and queues the notifications the
+records call for, in one transaction; then each record is counted in
+``decisions{severity,outcome}`` and logged as one ``decision`` line. What to notify is
+planned by the escalation stage, which sits above the audit: its planner is passed in.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import replace
+import logging
+from collections.abc import Callable, Sequence
 from typing import Any
 
+from remediator.audit.records import Stamp
 from remediator.core.clock import Clock
 from remediator.core.metrics import Metrics
-from remediator.core.model import AuditRecord, Incident, Outcome
-from remediator.escalate import plan as escalate
+from remediator.core.model import AuditRecord
 from remediator.ruleset.rules import RuleSet
-from remediator.store.contract import Store
+from remediator.store.contract import OutboxItem, Store
+
+log = logging.getLogger(__name__)
+
+Planner = Callable[[Sequence[AuditRecord], RuleSet], tuple[list[OutboxItem], list[int]]]
+"""The notifications records call for, and the episodes they resolve (``escalate.plan``)."""
 
 
-def record(
-    incident: Incident,
-    ruleset_hash: str,
-    now_step: tuple[Any, str],
-    outcome: Outcome,
-    sentence: str,
-    details: Mapping[str, Any] | None = None,
-) -> AuditRecord:
-    """An audit record for ``incident``; ``now_step`` is ``(when, step name)``."""
-    at, step = now_step
-    reason = incident.stopped.reason.value if incident.stopped and incident.stopped.reason else ""
-    return AuditRecord(
-        at=at,
-        step=step,
-        outcome=outcome,
-        sentence=sentence,
-        journal_id=incident.journal_id,
-        episode_id=incident.episode_id,
-        fingerprint=incident.alert.fingerprint,
-        alertname=incident.alert.name,
-        rule=incident.rule,
-        ruleset_hash=ruleset_hash,
-        severity=incident.severity.value if incident.rule else "",
-        reason=reason,
-        target=incident.target.key if incident.target else "",
-        action=incident.action,
-        details=dict(details or {}),
-    )
+def log_fields(record: AuditRecord) -> dict[str, Any]:
+    """What the ``decision`` log line says of ``record``: its identity and where it went,
+    in plain strings (a formatter needs to know no enum)."""
+    return {
+        "episode": record.episode_id,
+        "fingerprint": record.fingerprint,
+        "alertname": record.alertname,
+        "rule": record.rule,
+        "severity": record.severity.value if record.severity else None,
+        "step": record.step.value,
+        "outcome": record.outcome.value,
+        "reason": record.reason.value if record.reason else None,
+        "target": record.target,
+        "action": record.action,
+        "journal_id": record.journal_id,
+    }
 
 
-def escalation_of(cause: AuditRecord, policy: str, why: str, **details: Any) -> AuditRecord:
-    """The ``escalated`` record that follows ``cause`` (a failed verification, a claim
-    settled at start-up), for the same episode and target."""
-    return replace(
-        cause,
-        step="escalated",
-        outcome=Outcome.ESCALATED,
-        sentence=f"Escalating to policy {policy!r}: {why}",
-        details={"policy": policy, **details},
-    )
+class Recorder:
+    """Writes audit records; stamps them with the time and the rule set they were made
+    under (``stamp``, for the builders of ``records``)."""
 
-
-class Auditor:
-    def __init__(self, store: Store, metrics: Metrics, clock: Clock, ruleset: RuleSet) -> None:
+    def __init__(
+        self, store: Store, metrics: Metrics, clock: Clock, ruleset: RuleSet, plan: Planner
+    ) -> None:
         self._store = store
         self._metrics = metrics
         self._clock = clock
-        self._ruleset = ruleset
-        self.ruleset_hash = ruleset.hash
+        self._plan = plan
+        self.ruleset = ruleset
 
-    def make(
-        self,
-        incident: Incident,
-        step: str,
-        outcome: Outcome,
-        sentence: str,
-        details: Mapping[str, Any] | None = None,
-    ) -> AuditRecord:
-        return record(
-            incident, self.ruleset_hash, (self._clock.now(), step), outcome, sentence, details
-        )
+    def stamp(self) -> Stamp:
+        return Stamp(self._clock.now(), self.ruleset.hash)
 
     async def write(
         self, records: Sequence[AuditRecord], decided_episodes: Sequence[int] = ()
     ) -> None:
         """Store ``records``, mark ``decided_episodes`` decided and queue the notifications
-        the records call for, in one transaction."""
-        outbox, resolved = escalate.plan(records, self._ruleset)
+        the records call for, in one transaction; then count and log each record."""
+        outbox, resolved = self._plan(records, self.ruleset)
         await self._store.audit(records, decided_episodes, self._clock.now(), outbox, resolved)
-        for r in records:
-            if r.severity:
-                self._metrics.decisions.labels(r.severity, r.outcome.value).inc()
+        for record in records:
+            if record.severity is not None:  # the series are per severity
+                self._metrics.decisions.labels(record.severity, record.outcome).inc()
+            log.info("decision", extra={"fields": log_fields(record)})

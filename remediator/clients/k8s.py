@@ -4,14 +4,17 @@ Calls return plain values of ours (``Deployment``, ``Pod``, ``Scale``) and raise
 404 → ``NotFound``, 409 → ``Conflict``, 401/403 → ``Forbidden``, 429 → ``Throttled`` (or
 ``DisruptionBlocked`` when a PodDisruptionBudget refused an eviction), 5xx and network
 failures → ``Transient``. Only ``Transient`` and generic ``Throttled`` are retried, a
-bounded number of times within a bounded time, honouring ``Retry-After``.
+bounded number of times within a bounded time, honouring ``Retry-After``. A call that fails
+in the end is logged here, once, with the API server's answer: at warning, unless the
+answer is one the actions expect and act on (``EXPECTED``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -42,6 +45,8 @@ RETRY_ATTEMPTS = 4
 RETRY_WITHIN_S = 15.0
 BACKOFF_S = (0.2, 0.5, 1.0, 2.0)
 PDB_MESSAGE = "disruption budget"
+#: Answers the actions expect and handle as outcomes: gone, changed meanwhile, a PDB refusal.
+EXPECTED: tuple[type[ApiError], ...] = (NotFound, Conflict, DisruptionBlocked)
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,16 +164,30 @@ async def _once(call: Callable[[], Awaitable[T]]) -> T:
         raise Transient(f"{type(exc).__name__}: {exc}") from None
 
 
-async def call_with_retries(call: Callable[[], Awaitable[T]]) -> T:
+@contextlib.contextmanager
+def logged(what: str) -> Iterator[None]:
+    """Log an API error once, as it leaves the client, with the server's answer."""
+    try:
+        yield
+    except ApiError as exc:
+        level = logging.DEBUG if isinstance(exc, EXPECTED) else logging.WARNING
+        fields = {"call": what, "error": str(exc), "status": exc.status,
+                  "kind": type(exc).__name__}  # fmt: skip
+        log.log(level, "Kubernetes API: %s failed: %s", what, exc, extra={"fields": fields})
+        raise
+
+
+async def call_with_retries(what: str, call: Callable[[], Awaitable[T]]) -> T:
     retrying = AsyncRetrying(
         retry=retry_if_exception(_retryable),
         stop=stop_after_attempt(RETRY_ATTEMPTS) | stop_after_delay(RETRY_WITHIN_S),
         wait=_WaitRetryAfter(),
         reraise=True,
     )
-    async for attempt in retrying:
-        with attempt:
-            return await _once(call)
+    with logged(what):
+        async for attempt in retrying:
+            with attempt:
+                return await _once(call)
     raise AssertionError("unreachable")  # pragma: no cover - tenacity reraises
 
 
@@ -253,17 +272,19 @@ class KubeClient:
 
     async def deployment(self, namespace: str, name: str) -> Deployment:
         item = await call_with_retries(
+            f"read deployment {namespace}/{name}",
             lambda: self._apps.read_namespaced_deployment(
                 name, namespace, _request_timeout=REQUEST_TIMEOUT_S
-            )
+            ),
         )
         return _deployment(item)
 
     async def scale(self, namespace: str, name: str) -> Scale:
         item = await call_with_retries(
+            f"read the scale of {namespace}/{name}",
             lambda: self._apps.read_namespaced_deployment_scale(
                 name, namespace, _request_timeout=REQUEST_TIMEOUT_S
-            )
+            ),
         )
         return Scale(item.spec.replicas or 0, item.metadata.resource_version)
 
@@ -273,18 +294,20 @@ class KubeClient:
         """Absolute replicas, only if nobody wrote since ``resource_version`` (else Conflict)."""
         body = {"metadata": {"resourceVersion": resource_version}, "spec": {"replicas": replicas}}
         item = await call_with_retries(
+            f"scale {namespace}/{name} to {replicas}",
             lambda: self._apps.patch_namespaced_deployment_scale(
                 name, namespace, body, _request_timeout=REQUEST_TIMEOUT_S
-            )
+            ),
         )
         return Scale(item.spec.replicas or 0, item.metadata.resource_version)
 
     async def hpas_for(self, namespace: str, deployment: str) -> list[Autoscaler]:
         """The HorizontalPodAutoscalers that scale ``deployment``."""
         found = await call_with_retries(
+            f"list the autoscalers in {namespace}",
             lambda: self._autoscaling.list_namespaced_horizontal_pod_autoscaler(
                 namespace, _request_timeout=REQUEST_TIMEOUT_S
-            )
+            ),
         )
         return [
             Autoscaler(
@@ -306,34 +329,38 @@ class KubeClient:
             "spec": {"minReplicas": min_replicas},
         }
         await call_with_retries(
+            f"set minReplicas of {hpa.namespace}/{hpa.name}",
             lambda: self._autoscaling.patch_namespaced_horizontal_pod_autoscaler(
                 hpa.name, hpa.namespace, body, _request_timeout=REQUEST_TIMEOUT_S
-            )
+            ),
         )
 
     async def pod(self, namespace: str, name: str) -> Pod:
         item = await call_with_retries(
+            f"read pod {namespace}/{name}",
             lambda: self._core.read_namespaced_pod(
                 name, namespace, _request_timeout=REQUEST_TIMEOUT_S
-            )
+            ),
         )
         return _pod(item)
 
     async def pods(self, namespace: str, selector: Mapping[str, str]) -> list[Pod]:
         found = await call_with_retries(
+            f"list pods in {namespace}",
             lambda: self._core.list_namespaced_pod(
                 namespace,
                 label_selector=label_selector(selector),
                 _request_timeout=REQUEST_TIMEOUT_S,
-            )
+            ),
         )
         return [_pod(item) for item in found.items]
 
     async def owner_of_replicaset(self, namespace: str, name: str) -> Owner | None:
         item = await call_with_retries(
+            f"read replica set {namespace}/{name}",
             lambda: self._apps.read_namespaced_replica_set(
                 name, namespace, _request_timeout=REQUEST_TIMEOUT_S
-            )
+            ),
         )
         return _owner(item.metadata)
 
@@ -346,19 +373,21 @@ class KubeClient:
             metadata=client.V1ObjectMeta(name=name, namespace=namespace),
             delete_options=client.V1DeleteOptions(preconditions=client.V1Preconditions(uid=uid)),
         )
-        await _once(
-            lambda: self._core.create_namespaced_pod_eviction(
-                name, namespace, body, _request_timeout=REQUEST_TIMEOUT_S
+        with logged(f"evict pod {namespace}/{name}"):
+            await _once(
+                lambda: self._core.create_namespaced_pod_eviction(
+                    name, namespace, body, _request_timeout=REQUEST_TIMEOUT_S
+                )
             )
-        )
 
     async def delete_pod(self, namespace: str, name: str, uid: str) -> None:
         body = client.V1DeleteOptions(preconditions=client.V1Preconditions(uid=uid))
-        await _once(
-            lambda: self._core.delete_namespaced_pod(
-                name, namespace, body=body, _request_timeout=REQUEST_TIMEOUT_S
+        with logged(f"delete pod {namespace}/{name}"):
+            await _once(
+                lambda: self._core.delete_namespaced_pod(
+                    name, namespace, body=body, _request_timeout=REQUEST_TIMEOUT_S
+                )
             )
-        )
 
     async def record_event(
         self, namespace: str, kind: str, name: str, uid: str, reason: str, message: str

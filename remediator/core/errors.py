@@ -4,9 +4,12 @@ RemediatorError
 ├── RequestRejected      a webhook request we answer with a 4xx/5xx and a JSON body
 ├── RuleFileError        a rule file that must not load; the message names file, rule, field
 ├── StoreUnavailable     the state store cannot be read or written
-└── ActionError          an action could not do its work
-    ├── PermanentActionError   retrying will not help
-    └── TransientActionError   retrying later may help (``delay_s`` when the far side said)
+├── ActionError          an action could not do its work
+│   ├── PermanentActionError   retrying will not help
+│   └── TransientActionError   retrying later may help (``delay_s`` when the far side said)
+└── SinkError            an escalation sink did not take a notification
+    ├── SinkUnavailable        retrying later may help (``retry_after_s`` when the sink said)
+    └── SinkRejected           retrying the same request cannot succeed
 """
 
 from __future__ import annotations
@@ -90,3 +93,19 @@ class DisruptionBlocked(Throttled):
 
 class Transient(ApiError):
     pass
+
+
+class SinkError(RemediatorError):
+    """Delivery failed; ``retry_after_s`` when the far side said when to come back."""
+
+    def __init__(self, message: str, retry_after_s: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+class SinkUnavailable(SinkError):
+    """The sink could not be reached or answered 429/5xx: the outbox retries it."""
+
+
+class SinkRejected(SinkError):
+    """The sink refused the request (a 4xx other than 429): sending it again cannot help."""

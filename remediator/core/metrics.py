@@ -45,6 +45,8 @@ REJECTION_CODES = (
 ACTION_RESULTS = ("succeeded", "failed", "dry_run", "refused")
 QUARANTINED = ("entry", "alert")
 ESCALATION_RESULTS = ("delivered", "retried", "dropped")
+#: The supervised background loops (``runtime/tasks.py``), as the app starts them.
+LOOPS = ("lease", "worker", "spool", "aftercare", "delivery")
 
 # ``*_created`` series double the scrape for no operational use.
 disable_created_metrics()  # type: ignore[no-untyped-call]
@@ -176,3 +178,11 @@ class Metrics:
             registry=registry,
         )
         _init(self.escalations, list(sinks), ESCALATION_RESULTS)
+        self.loop_failures = Counter(
+            "loop_failures",
+            "Unexpected failures of a background loop, each followed by a restart, by loop.",
+            ["loop"],
+            namespace=ns,
+            registry=registry,
+        )
+        _init(self.loop_failures, LOOPS)

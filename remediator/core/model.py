@@ -1,6 +1,8 @@
 """The values passed from stage to stage: alerts, targets, verdicts and the incident.
 
-All frozen: a stage returns a new value rather than mutating the one it was given.
+All frozen: a stage returns a new value rather than mutating the one it was given. The
+words they carry (severities, reasons, steps, outcomes) are the closed sets of ``vocab``,
+re-exported here.
 """
 
 from __future__ import annotations
@@ -8,69 +10,38 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from enum import StrEnum
 from types import MappingProxyType
 from typing import Any
 
+from remediator.core.vocab import (
+    QUIET_STOPS,
+    AlertStatus,
+    EpisodeEvent,
+    Outcome,
+    Severity,
+    Step,
+    StopReason,
+)
 
-class Severity(StrEnum):
-    """The seed's severities: SEV-1 respond in 15 min, SEV-2 in 30 min, SEV-3 in 2 h."""
-
-    SEV1 = "SEV-1"
-    SEV2 = "SEV-2"
-    SEV3 = "SEV-3"
-
-
-class AlertStatus(StrEnum):
-    FIRING = "firing"
-    RESOLVED = "resolved"
-
-
-class StopReason(StrEnum):
-    """Why the pipeline stopped short of acting. A closed set: these are metric labels."""
-
-    RESOLVED = "resolved"
-    STALE = "stale"
-    DUPLICATE = "duplicate"
-    ESCALATE_ONLY = "escalate_only"
-    TARGET_UNRESOLVED = "target_unresolved"
-    OUT_OF_SCOPE = "out_of_scope"
-    STORM = "storm"
-    COOLDOWN = "cooldown"
-    INEFFECTIVE = "ineffective_remediation"
-    TARGET_RATE_LIMIT = "target_rate_limit"
-    RULE_RATE_LIMIT = "rule_rate_limit"
-    ACTION_RATE_LIMIT = "action_rate_limit"
-    GLOBAL_BUDGET = "global_budget"
-    DRY_RUN = "dry_run"
-    PRECHECK_FAILED = "precheck_failed"
-    NOT_OPTED_IN = "not_opted_in"
-    BLAST_RADIUS = "blast_radius"
-    TARGET_GONE = "target_gone"
-    API_ERROR = "api_error"
-    SHUTTING_DOWN = "shutting_down"
-    OUTCOME_UNKNOWN = "outcome_unknown"
-    NOT_APPLIED = "not_applied"
-    TAKEN_OVER = "taken_over"
-    UNPROCESSABLE = "unprocessable"
-
-
-#: Stop reasons that end quietly: the episode is already handled, or nothing is wrong.
-QUIET_STOPS = frozenset({StopReason.RESOLVED, StopReason.DUPLICATE, StopReason.DRY_RUN})
-
-
-class Outcome(StrEnum):
-    """What a decision came to. The ``outcome`` column of the audit and a metric label."""
-
-    RECEIVED = "received"
-    CLASSIFIED = "classified"
-    REFUSED = "refused"
-    CLAIMED = "claimed"
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-    DRY_RUN = "dry_run"
-    ESCALATED = "escalated"
-    RESOLVED = "resolved"
+__all__ = [
+    "ALLOW",
+    "QUIET_STOPS",
+    "Alert",
+    "AlertStatus",
+    "AuditRecord",
+    "Episode",
+    "EpisodeEvent",
+    "Incident",
+    "Observation",
+    "Outcome",
+    "Severity",
+    "Step",
+    "StopReason",
+    "Target",
+    "Verdict",
+    "frozen_mapping",
+    "refuse",
+]
 
 
 def frozen_mapping(values: Mapping[str, str]) -> Mapping[str, str]:
@@ -151,17 +122,6 @@ class Episode:
         return self.closed_at_s is None
 
 
-class EpisodeEvent(StrEnum):
-    """What observing an alert did to its episode."""
-
-    OPENED = "opened"
-    JOINED = "joined"
-    REOPENED = "reopened"
-    CLOSED = "closed"
-    ALREADY_CLOSED = "already_closed"
-    RESOLVED_UNSEEN = "resolved_unseen"
-
-
 @dataclass(frozen=True, slots=True)
 class Observation:
     episode: Episode
@@ -190,10 +150,12 @@ class Incident:
 
 @dataclass(frozen=True, slots=True)
 class AuditRecord:
-    """One decision, as stored and served by ``GET /api/v1/decisions``."""
+    """One decision, as stored and served by ``GET /api/v1/decisions``. Built by
+    ``audit.records``, written by ``audit.recorder``; ``severity`` is None when no rule
+    classified the alert, ``reason`` when nothing stopped it."""
 
     at: datetime
-    step: str
+    step: Step
     outcome: Outcome
     sentence: str
     journal_id: int | None = None
@@ -202,8 +164,8 @@ class AuditRecord:
     alertname: str = ""
     rule: str = ""
     ruleset_hash: str = ""
-    severity: str = ""
-    reason: str = ""
+    severity: Severity | None = None
+    reason: StopReason | None = None
     target: str = ""
     action: str = ""
     details: Mapping[str, Any] = field(default_factory=dict)

@@ -12,20 +12,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 
 from remediator.act.runner import ActionJob, ActionRunner
-from remediator.audit.recorder import Auditor
+from remediator.audit import records as audit
+from remediator.audit.recorder import Recorder
 from remediator.config import Settings
 from remediator.core import failpoints
 from remediator.core.clock import Clock
 from remediator.core.metrics import Metrics
-from remediator.core.model import (
-    QUIET_STOPS,
-    AuditRecord,
-    Incident,
-    Outcome,
-    Severity,
-    StopReason,
-    refuse,
-)
+from remediator.core.model import QUIET_STOPS, AuditRecord, Incident, Severity, StopReason, refuse
 from remediator.decide.classify import Classifier
 from remediator.escalate.plan import NO_EPISODE
 from remediator.guards import freshness, scope, storm
@@ -50,7 +43,7 @@ class Pipeline:
         classifier: Classifier,
         store: Store,
         runner: ActionRunner,
-        auditor: Auditor,
+        recorder: Recorder,
         metrics: Metrics,
         clock: Clock,
         settings: Settings,
@@ -59,7 +52,7 @@ class Pipeline:
         self._policy = classifier.ruleset.policy
         self._store = store
         self._runner = runner
-        self._auditor = auditor
+        self._recorder = recorder
         self._metrics = metrics
         self._clock = clock
         self._settings = settings
@@ -68,7 +61,7 @@ class Pipeline:
         """Record a batch of decisions in one transaction, then queue their actions."""
         records = [r for d in decisions for r in d.records]
         decided = [d.episode_id for d in decisions if d.decided]
-        await self._auditor.write(records, decided_episodes=decided)
+        await self._recorder.write(records, decided_episodes=decided)
         for decision in decisions:
             if decision.job is not None:
                 self._runner.submit(decision.job)
@@ -81,32 +74,15 @@ class Pipeline:
         """
         rule = self._classifier.classify(incident.alert.labels)
         incident = replace(incident, rule=rule.name, severity=rule.severity)
-        received: dict[str, object] = {"labels": dict(incident.alert.labels)}
-        if incident.alert.sent_fingerprint:
-            received["sent_fingerprint"] = incident.alert.sent_fingerprint
-        records = [
-            self._auditor.make(
-                incident,
-                "received",
-                Outcome.RECEIVED,
-                f"{incident.alert.status.value.capitalize()} alert"
-                f" {incident.alert.name or '(no alertname)'} opened episode {incident.episode_id}.",
-                received,
-            ),
-            self._auditor.make(
-                incident,
-                "classified",
-                Outcome.CLASSIFIED,
-                f"Rule {rule.name!r} ({rule.file}) classified it {rule.severity.value}.",
-            ),
-        ]
+        stamp = self._recorder.stamp()
+        records = [audit.received(stamp, incident), audit.classified(stamp, incident, rule)]
         incident = await self._guard(self._plan(self._fresh(incident, episode_open), rule))
         if incident.stopped is None:
             incident = await self._claim(incident, rule)
         if incident.stopped is not None:
             records.extend(self._stopped_records(incident, rule))
             return Decision(incident.episode_id, records, job=None)
-        records.append(self._claimed_record(incident))
+        records.append(audit.claimed(self._recorder.stamp(), incident))
         return Decision(incident.episode_id, records, job=self._job(incident, rule))
 
     def _fresh(self, incident: Incident, episode_open: bool) -> Incident:
@@ -185,34 +161,12 @@ class Pipeline:
         assert incident.stopped is not None and incident.stopped.reason is not None
         reason = incident.stopped.reason
         self._metrics.guard_refusals.labels(reason.value).inc()
-        outcome = Outcome.RESOLVED if reason is StopReason.RESOLVED else Outcome.REFUSED
-        records = [self._auditor.make(incident, "refused", outcome, incident.stopped.sentence)]
+        stamp = self._recorder.stamp()
+        records = [audit.refused(stamp, incident)]
         if reason not in QUIET_STOPS:
-            records.append(self._escalation_record(incident, rule))
+            policy = self._classifier.ruleset.escalations[rule.escalation]
+            records.append(audit.escalated(stamp, incident, rule, policy))
         return records
-
-    def _escalation_record(self, incident: Incident, rule: Rule) -> AuditRecord:
-        policy = self._classifier.ruleset.escalations[rule.escalation]
-        first = policy.tiers[0]
-        return self._auditor.make(
-            incident,
-            "escalated",
-            Outcome.ESCALATED,
-            f"Escalating {rule.severity.value} to policy {rule.escalation!r}"
-            f" (first tier after {first.after_s:.0f} s: {', '.join(first.notify)}).",
-            {"policy": rule.escalation, "tiers": [t.model_dump() for t in policy.tiers]},
-        )
-
-    def _claimed_record(self, incident: Incident) -> AuditRecord:
-        assert incident.target is not None
-        return self._auditor.make(
-            incident,
-            "claimed",
-            Outcome.CLAIMED,
-            f"Claimed {incident.action} on {incident.target.key}"
-            f" for episode {incident.episode_id}.",
-            dict(incident.details),
-        )
 
     def _job(self, incident: Incident, rule: Rule) -> ActionJob:
         assert rule.plan is not None
@@ -250,11 +204,5 @@ class Pipeline:
         """The episode closed: record it (the incident, if any, resolves with it)."""
         rule = self._classifier.classify(incident.alert.labels)
         incident = replace(incident, rule=rule.name, severity=rule.severity)
-        record = self._auditor.make(
-            incident,
-            "resolved",
-            Outcome.RESOLVED,
-            f"Alert {incident.alert.name or '(no alertname)'} resolved; episode"
-            f" {incident.episode_id} closed.",
-        )
+        record = audit.resolved(self._recorder.stamp(), incident)
         return Decision(incident.episode_id, [record], job=None, decided=False)

@@ -91,6 +91,8 @@ class JournalWorker:
         return len(pending)
 
     async def run(self) -> None:
+        """Take queued entries one by one, for ever. Supervised (``runtime/tasks.py``): it
+        contains every failure of an entry itself, so a restart means a bug of ours."""
         while True:
             journal_id = await self._queue.get()
             await self._process_until_done(journal_id)

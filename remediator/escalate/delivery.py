@@ -8,17 +8,17 @@ documented rate limit.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Mapping
 from datetime import timedelta
 
-import aiohttp
-
+from remediator.audit import records as audit
+from remediator.audit.recorder import Recorder
+from remediator.clients.http import HttpClient
 from remediator.core.clock import Clock
+from remediator.core.errors import SinkError, SinkRejected
 from remediator.core.metrics import Metrics
-from remediator.core.model import AuditRecord, Outcome
-from remediator.escalate.sinks.base import Event, Notification, PermanentSinkError, Sink, SinkError
+from remediator.escalate.sinks.base import Event, Notification, Sink
 from remediator.store.contract import OutboxItem, Store
 
 log = logging.getLogger(__name__)
@@ -33,8 +33,9 @@ class Delivery:
     def __init__(
         self,
         store: Store,
+        recorder: Recorder,
         sinks: Mapping[str, Sink],
-        session: aiohttp.ClientSession,
+        http: HttpClient,
         metrics: Metrics,
         clock: Clock,
         *,
@@ -42,23 +43,18 @@ class Delivery:
         max_age_s: float,
     ) -> None:
         self._store = store
+        self._recorder = recorder
         self._sinks = sinks
-        self._session = session
+        self._http = http
         self._metrics = metrics
         self._clock = clock
-        self._poll_s = poll_s
+        self.poll_s = poll_s
         self._max_age_s = max_age_s
         self._last_sent: dict[str, float] = {}
 
-    async def run(self) -> None:
-        while True:
-            try:
-                await self.deliver_due()
-            except Exception:  # the loop must outlive any one failure
-                log.exception("escalation delivery failed; trying again")
-            await asyncio.sleep(self._poll_s)
-
     async def deliver_due(self) -> None:
+        """Send what is due; a supervised loop (``runtime/tasks.py``) runs this every
+        ``poll_s`` and restarts it after an unexpected failure."""
         for item in await self._store.outbox_due(self._clock.now(), BATCH):
             await self._deliver(item)
 
@@ -76,15 +72,16 @@ class Delivery:
             return  # paced: the next poll sends it
         self._last_sent[sink.name] = self._clock.monotonic()
         try:
-            await sink.send(self._session, _notification(item))
-        except PermanentSinkError as exc:
+            await sink.send(self._http, _notification(item))
+        except SinkRejected as exc:
             await self._drop(item, str(exc))
-        except (SinkError, aiohttp.ClientError, TimeoutError) as exc:
+        except SinkError as exc:  # SinkUnavailable: the far side may answer later
             await self._retry(item, exc)
         else:
             await self._store.outbox_done(item.id, self._clock.now(), delivered=True)
             self._metrics.escalations.labels(item.sink, "delivered").inc()
-            await self._audit(item, Outcome.ESCALATED, f"{item.sink} was notified ({item.event}).")
+            _log(logging.INFO, item, "delivered")
+            await self._recorder.write([audit.notified(self._recorder.stamp(), item)])
 
     async def _still_wanted(self, item: OutboxItem) -> str:
         if item.event == Event.RESOLVE.value:
@@ -107,30 +104,31 @@ class Delivery:
         )
         await self._store.outbox_retry(item.id, now + timedelta(seconds=delay), str(exc)[:500])
         self._metrics.escalations.labels(item.sink, "retried").inc()
+        _log(logging.WARNING, item, "retried", f"{exc}; next try in {delay:g} s")
 
     async def _drop(self, item: OutboxItem, why: str, count: bool = True) -> None:
         assert item.id is not None
         await self._store.outbox_done(item.id, self._clock.now(), delivered=False, error=why)
+        _log(logging.ERROR if count else logging.INFO, item, "dropped", why)
         if count:
             self._metrics.escalations.labels(item.sink, "dropped").inc()
-            log.error("notification to %s dropped: %s", item.sink, why)
-            await self._audit(item, Outcome.FAILED, f"Notifying {item.sink} failed: {why}")
+            await self._recorder.write([audit.notified(self._recorder.stamp(), item, why)])
 
-    async def _audit(self, item: OutboxItem, outcome: Outcome, sentence: str) -> None:
-        record = AuditRecord(
-            at=self._clock.now(),
-            step="notified",
-            outcome=outcome,
-            sentence=sentence,
-            episode_id=item.episode_id,
-            fingerprint=str(item.details.get("fingerprint", "")),
-            rule=str(item.details.get("rule", "")),
-            severity=item.severity,
-            target=str(item.details.get("target", "")),
-            details={"sink": item.sink, "event": item.event, "tier": item.tier,
-                     "dedup_key": item.dedup_key},
-        )  # fmt: skip
-        await self._store.audit([record])
+
+def _log(level: int, item: OutboxItem, outcome: str, why: str = "") -> None:
+    """One line per notification delivered, retried or dropped, with what names it."""
+    fields: dict[str, object] = {
+        "sink": item.sink,
+        "event": item.event,
+        "tier": item.tier,
+        "dedup_key": item.dedup_key,
+        "episode": item.episode_id,
+        "outcome": outcome,
+    }
+    if why:
+        fields["why"] = why
+    text = "notification to %s %s: %s" if why else "notification to %s %s%s"
+    log.log(level, text, item.sink, outcome, why, extra={"fields": fields})
 
 
 def _notification(item: OutboxItem) -> Notification:

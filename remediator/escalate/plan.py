@@ -13,15 +13,15 @@ import logging
 from collections.abc import Sequence
 from datetime import timedelta
 
-from remediator.core.model import AuditRecord, StopReason
-from remediator.escalate.sinks.base import Event
+from remediator.core import dedup_keys
+from remediator.core.model import AuditRecord
+from remediator.core.vocab import Event, Step, StopReason
 from remediator.ruleset.rules import RuleSet
 from remediator.store.contract import OutboxItem
 
 log = logging.getLogger(__name__)
 
 
-STORM_PREFIX = "remediator-storm-"
 #: The outbox's episode for a page about no episode (an unreadable journal entry): the
 #: first tier is sent, later tiers are dropped, since no resolve can ever stop them.
 NO_EPISODE = 0
@@ -31,16 +31,16 @@ def dedup_key(record: AuditRecord) -> str:
     """One incident per episode; during a storm, one incident for the storm (per policy and
     hour), so a fleet-wide alert pages once, not once per target."""
     if record.reason == "storm":
-        return f"{STORM_PREFIX}{record.details.get('policy', '')}-{record.at:%Y%m%d%H}"
+        return dedup_keys.storm(str(record.details.get("policy", "")), record.at)
     if record.reason == "ineffective_remediation":
-        return f"remediator-ineffective-{record.target}-{record.action}"
+        return dedup_keys.ineffective(record.target, record.action)
     if record.episode_id is None:  # a journal entry that could not be read: no episode
-        return f"remediator-unprocessable-journal-{record.journal_id}"
-    return f"remediator-{record.fingerprint}-{record.episode_id}"
+        return dedup_keys.unprocessable(record.journal_id)
+    return dedup_keys.episode(record.fingerprint, record.episode_id)
 
 
 def _summary(record: AuditRecord, why: str) -> str:
-    if record.reason == "storm":
+    if record.reason == StopReason.STORM:
         return (
             f"[{record.severity}] Alert storm: remediator escalates instead of acting. First:"
             f" {record.alertname or record.rule} on {record.target or 'its target'}."
@@ -59,11 +59,11 @@ def plan(records: Sequence[AuditRecord], ruleset: RuleSet) -> tuple[list[OutboxI
     resolved: list[int] = []
     previous: AuditRecord | None = None
     for record in records:
-        if record.episode_id is None and record.reason != StopReason.UNPROCESSABLE.value:
+        if record.episode_id is None and record.reason != StopReason.UNPROCESSABLE:
             continue
-        if record.step == "resolved" and record.episode_id is not None:
+        if record.step == Step.RESOLVED and record.episode_id is not None:
             resolved.append(record.episode_id)
-        elif record.step == "escalated":
+        elif record.step == Step.ESCALATED:
             # The record before says why: the refusal, the failed action, the verification.
             same = previous is not None and previous.episode_id == record.episode_id
             queued.extend(_tiers(record, ruleset, previous.sentence if same and previous else ""))
@@ -79,7 +79,7 @@ def _tiers(record: AuditRecord, ruleset: RuleSet, why: str) -> list[OutboxItem]:
         return []
     details = {
         "rule": record.rule,
-        "reason": record.reason,
+        "reason": str(record.reason or ""),
         "target": record.target,
         "action": record.action,
         "episode": record.episode_id,
@@ -95,7 +95,7 @@ def _tiers(record: AuditRecord, ruleset: RuleSet, why: str) -> list[OutboxItem]:
             sink=sink,
             event=Event.TRIGGER.value,
             tier=index,
-            severity=record.severity,
+            severity=str(record.severity or ""),
             policy=name,
             summary=_summary(record, why),
             details=details,

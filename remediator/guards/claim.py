@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from remediator.core.model import ALLOW, StopReason, Verdict, refuse
+from remediator.core.model import ALLOW, Verdict, refuse
+from remediator.core.vocab import StopReason
 
 
 @dataclass(frozen=True, slots=True)

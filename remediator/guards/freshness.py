@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from remediator.core.model import ALLOW, AlertStatus, StopReason, Verdict, refuse
+from remediator.core.model import ALLOW, Verdict, refuse
+from remediator.core.vocab import AlertStatus, StopReason
 
 
 def decide(

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Collection
 
-from remediator.core.model import ALLOW, StopReason, Target, Verdict, refuse
+from remediator.core.model import ALLOW, Target, Verdict, refuse
+from remediator.core.vocab import StopReason
 
 #: Database targets are in scope by configuration: only named targets exist at all.
 UNNAMESPACED_KINDS = frozenset({"Database"})

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
-from remediator.core.model import ALLOW, StopReason, Verdict, refuse
+from remediator.core.model import ALLOW, Verdict, refuse
+from remediator.core.vocab import StopReason
 
 
 def decide(distinct_targets: int, max_targets: int, truncated_alerts: int) -> Verdict:

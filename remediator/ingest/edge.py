@@ -20,9 +20,11 @@ Built on aiohttp 3.14 internals, each named where it is used: ``RequestHandler``
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
 import logging
+import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -42,7 +44,7 @@ from aiohttp.web_protocol import (
 )
 
 from remediator.config import Settings
-from remediator.core.errors import RequestRejected
+from remediator.core.errors import ConfigError, RequestRejected
 
 log = logging.getLogger(__name__)
 
@@ -380,20 +382,44 @@ class Edge:
         return f"{self.scheme}://{host}:{self.port}"
 
 
+def bind(host: str, port: int) -> socket.socket:
+    """A socket bound to ``host:port`` and not yet listening, so a port in use is found
+    before the store is opened, and nothing connects until the app has started."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+        sock = socket.socket(family, kind, proto)
+    except OSError as exc:
+        raise ConfigError(f"cannot listen on {host}:{port}: {_reason(exc)}") from None
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as aiohttp's own sites
+        sock.bind(address)
+    except OSError as exc:
+        sock.close()
+        raise ConfigError(f"cannot listen on {host}:{port}: {_reason(exc)}") from None
+    sock.setblocking(False)
+    return sock
+
+
+def _reason(exc: OSError) -> str:
+    return (exc.strerror or str(exc)).lower()
+
+
 @asynccontextmanager
 async def listening(
     app: web.Application, settings: Settings, *, ssl_context: SSLContext | None = None
 ) -> AsyncIterator[Edge]:
     """Start ``app`` on ``settings.listen_host:listen_port`` and stop it on exit: the one
-    server ``remediator serve`` and the tests run."""
-    runner = EdgeRunner(app, settings)
-    await runner.setup()
-    try:
-        site = web.TCPSite(
-            runner, settings.listen_host, settings.listen_port, ssl_context=ssl_context
-        )
-        await site.start()
-        host, port = runner.addresses[0][:2]
-        yield Edge(app, runner, host, port, "https" if ssl_context else "http")
-    finally:
-        await runner.cleanup()
+    server ``remediator serve`` and the tests run. The port is taken first: the app's start
+    (store, reconcile, recovery) runs only once it is ours."""
+    with contextlib.closing(bind(settings.listen_host, settings.listen_port)) as sock:
+        runner = EdgeRunner(app, settings)
+        await runner.setup()
+        try:
+            site = web.SockSite(runner, sock, ssl_context=ssl_context)
+            await site.start()
+            host, port = runner.addresses[0][:2]
+            yield Edge(app, runner, host, port, "https" if ssl_context else "http")
+        finally:
+            await runner.cleanup()

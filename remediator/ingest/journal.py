@@ -25,6 +25,7 @@ from remediator.store.sqlite import SqliteStore
 
 log = logging.getLogger(__name__)
 
+#: How often a supervised loop (``runtime/tasks.py``) runs ``drain``.
 DRAIN_EVERY_S = 1.0
 
 
@@ -108,13 +109,3 @@ class Journal:
             await self._spool.journal_prune(self._clock.now())
         log.warning("moved %d spooled payloads into the state journal", moved)
         return moved
-
-    async def run(self) -> None:
-        while True:
-            await asyncio.sleep(DRAIN_EVERY_S)
-            try:
-                await self.drain()
-            except StoreUnavailable:
-                log.info("the state database failed while spooled payloads moved; retrying")
-            except Exception:  # spooled payloads must not wait forever behind one failure
-                log.exception("moving spooled payloads failed; retrying")

@@ -27,19 +27,10 @@ from typing import Annotated, Any, Literal, NoReturn
 
 import msgspec
 
+from remediator.config import PayloadLimits
 from remediator.core.errors import RequestRejected
 from remediator.core.fingerprint import of_alert
 from remediator.core.model import Alert, AlertStatus, frozen_mapping
-
-
-@dataclass(frozen=True, slots=True)
-class PayloadLimits:
-    max_alerts: int = 10_000
-    max_labels: int = 64
-    max_label_name_chars: int = 256
-    max_label_value_chars: int = 2_048
-    max_annotation_value_chars: int = 16_384
-
 
 #: Prometheus's label name syntax (Alertmanager 0.25 refuses anything else). Used with
 #: fullmatch: ``$`` would also accept a trailing newline.

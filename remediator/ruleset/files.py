@@ -4,7 +4,9 @@ Where it sits: ``load`` lists the directory with ``rule_files``, reads each file
 ``read_bounded``, and hands the bytes to ``read``. Every name ending in .yaml or .yml is a
 rule file, and it must be a regular file (a symbolic link must reach one, as a ConfigMap
 mount's do): a directory, a named pipe, a device, a dangling link or a link loop stops the
-load rather than being skipped; a hidden name (``.x.yaml``) is not a rule file. A file is
+load rather than being skipped. A hidden name (``.x.yaml``, an editor's ``.x.yaml.swp``) is
+not a rule file, and the listing is not recursive, so nothing under a subdirectory (a hidden
+one such as a ConfigMap's ``..data`` included) is one either. A file is
 opened without blocking and checked on the open descriptor (kind, then size) before
 anything is read; then it must be UTF-8 holding only characters YAML allows.
 """
@@ -39,18 +41,22 @@ _FILE_KINDS = (
 )
 
 
+def is_rule_file(name: str) -> bool:
+    """Whether a name in the rules directory names a rule file. Hidden names are not: an
+    editor's lock (``.#10-platform.yaml``, a dangling link) or swap file must not stop a
+    service whose rules someone is editing, nor a ConfigMap's ``..data`` be read as one."""
+    return name.endswith(RULE_SUFFIXES) and not name.startswith(".")
+
+
 def rule_files(directory: Path) -> list[Path]:
+    """The rule files directly in ``directory``, in name order (the order they load in)."""
     where = f"rules directory {directory}"
     if not directory.exists():
         raise fail(where, "", "does not exist")
     if not directory.is_dir():
         raise fail(where, "", "is not a directory")
-    # Not only regular files: read_bounded refuses the others, saying what they are. Hidden
-    # names are not rule files: an editor's lock (".#10-platform.yaml", a dangling link)
-    # or swap file must not stop a service whose rules someone is editing.
-    files = sorted(
-        p for p in directory.iterdir() if p.suffix in RULE_SUFFIXES and not p.name.startswith(".")
-    )
+    # Not only regular files: read_bounded refuses the others, saying what they are.
+    files = sorted(p for p in directory.iterdir() if is_rule_file(p.name))
     if not files:
         raise fail(where, "", "holds no rule files (*.yaml or *.yml)")
     return files

@@ -22,7 +22,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from remediator.actions.base import Action
+from remediator.actions.base import AnyAction
 from remediator.guards.claim import Limit
 from remediator.ruleset.files import read_bounded, rule_files
 from remediator.ruleset.matchers import Matcher, parse_matcher
@@ -104,8 +104,8 @@ def _known(names: Sequence[str], most: int = 10) -> str:
 
 
 def _resolve_action(
-    where: str, prefix: str, spec: ActionSpec, registry: Mapping[str, Action]
-) -> tuple[Action, BaseModel]:
+    where: str, prefix: str, spec: ActionSpec, registry: Mapping[str, AnyAction]
+) -> tuple[AnyAction, BaseModel]:
     """The action kind and its checked parameters; ``prefix`` leads the field paths."""
     action = registry.get(spec.kind)
     if action is None:
@@ -122,8 +122,8 @@ def _resolve_action(
 
 
 def _declared_actions(
-    merged: _Merged, registry: Mapping[str, Action]
-) -> dict[str, tuple[Action, BaseModel]]:
+    merged: _Merged, registry: Mapping[str, AnyAction]
+) -> dict[str, tuple[AnyAction, BaseModel]]:
     """Each declared action, checked once where it is declared (used or not)."""
     return {
         name: _resolve_action(f"{file}: action {quoted(name)}", "", spec, registry)
@@ -138,13 +138,13 @@ class _Compiler:
     all of them are immutable."""
 
     merged: _Merged
-    declared: Mapping[str, tuple[Action, BaseModel]]
-    registry: Mapping[str, Action]
+    declared: Mapping[str, tuple[AnyAction, BaseModel]]
+    registry: Mapping[str, AnyAction]
     defaults: DefaultsSpec
     ineffective_after: Limit | None = None
     matchers: dict[str, Matcher] = field(default_factory=dict)
     templates: dict[str, Template] = field(default_factory=dict)
-    inline: dict[str, tuple[str, Action, BaseModel]] = field(default_factory=dict)
+    inline: dict[str, tuple[str, AnyAction, BaseModel]] = field(default_factory=dict)
     limits: dict[tuple[int, float], Limit] = field(default_factory=dict)
 
     def limit(self, spec: LimitSpec | None) -> Limit | None:
@@ -175,7 +175,7 @@ def _template(where: str, field_path: str, text: str, cache: dict[str, Template]
 
 
 def _target(
-    where: str, action_name: str, action: Action, target: TargetSpec, cache: dict[str, Template]
+    where: str, action_name: str, action: AnyAction, target: TargetSpec, cache: dict[str, Template]
 ) -> TargetTemplate:
     if action.target_kinds and target.kind not in action.target_kinds:
         raise fail(
@@ -193,7 +193,7 @@ def _target(
 
 def _inline(
     where: str, raw: Mapping[str, Any], compiler: _Compiler
-) -> tuple[str, Action, BaseModel]:
+) -> tuple[str, AnyAction, BaseModel]:
     """An inline ``{kind, params}``, checked; the same text twice is checked once."""
     key = repr(raw)  # YAML's values (str, numbers, lists, dicts) print unambiguously
     if key not in compiler.inline:
@@ -312,7 +312,7 @@ def _check_catch_all(directory: Path, rules: Sequence[Rule]) -> None:
         )
 
 
-def _check_policy(file: str, policy: PolicySpec, registry: Mapping[str, Action]) -> None:
+def _check_policy(file: str, policy: PolicySpec, registry: Mapping[str, AnyAction]) -> None:
     for kind in policy.action_limits:
         if kind not in registry:
             raise fail(
@@ -352,12 +352,12 @@ def _without_cyclic_gc() -> Iterator[None]:
             gc.enable()
 
 
-def load_rules(directory: Path, registry: Mapping[str, Action]) -> RuleSet:
+def load_rules(directory: Path, registry: Mapping[str, AnyAction]) -> RuleSet:
     with _without_cyclic_gc():
         return _load(directory, registry)
 
 
-def _load(directory: Path, registry: Mapping[str, Action]) -> RuleSet:
+def _load(directory: Path, registry: Mapping[str, AnyAction]) -> RuleSet:
     digest = hashlib.sha256()
     parsed: list[tuple[str, RuleFileSpec]] = []
     for path in rule_files(directory):

@@ -8,7 +8,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from remediator.actions.base import Action
+from remediator.actions.base import AnyAction
 from remediator.core.model import Severity, Target
 from remediator.guards.claim import Limit
 from remediator.ruleset.matchers import Matcher
@@ -31,7 +31,7 @@ class TargetTemplate:
 @dataclass(frozen=True, slots=True)
 class PlannedAction:
     name: str
-    action: Action
+    action: AnyAction
     params: BaseModel
     target: TargetTemplate
 

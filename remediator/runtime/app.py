@@ -12,7 +12,6 @@ import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
-import aiohttp
 from aiohttp import web
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
@@ -22,7 +21,8 @@ from remediator.act.reconcile import reconcile_unfinished_claims
 from remediator.act.runner import ActionRunner
 from remediator.actions.registry import default_registry
 from remediator.audit import api
-from remediator.audit.recorder import Auditor
+from remediator.audit.recorder import Recorder
+from remediator.clients.http import HttpClient
 from remediator.clients.k8s import KubeClient, KubeHandle
 from remediator.clients.postgres import DatabaseHandle
 from remediator.config import Settings
@@ -32,17 +32,19 @@ from remediator.core.metrics import Metrics
 from remediator.decide.classify import Classifier
 from remediator.decide.pipeline import Pipeline
 from remediator.decide.worker import JournalWorker
+from remediator.escalate import plan as escalate
 from remediator.escalate.delivery import Delivery
 from remediator.escalate.sinks.registry import build_sinks
 from remediator.ingest import edge, webhook
 from remediator.ingest.ackgate import AckGate
 from remediator.ingest.auth import BearerAuth, NoAuth
-from remediator.ingest.journal import Journal
+from remediator.ingest.journal import DRAIN_EVERY_S, Journal
 from remediator.ingest.validation import Validator
 from remediator.ingest.webhook import WebhookState
 from remediator.ruleset.load import load_rules
 from remediator.ruleset.rules import RuleSet
 from remediator.runtime.lease import Lease
+from remediator.runtime.tasks import Loops
 from remediator.store import open_store
 from remediator.store.contract import Store
 
@@ -58,17 +60,8 @@ class Services:
     webhook: WebhookState
     metrics: Metrics
     journal: Journal
-    worker_task: asyncio.Task[None] | None = None
-    aftercare_task: asyncio.Task[None] | None = None
-    delivery_task: asyncio.Task[None] | None = None
-    lease_task: asyncio.Task[None] | None = None
-    spool_task: asyncio.Task[None] | None = None
-
-    def loops(self) -> dict[str, asyncio.Task[None] | None]:
-        """The background loops by name: any that ended means the service is not ready."""
-        return {"worker": self.worker_task, "aftercare": self.aftercare_task,
-                "delivery": self.delivery_task, "lease": self.lease_task,
-                "spool": self.spool_task}  # fmt: skip
+    recorder: Recorder
+    loops: Loops
 
 
 SETTINGS = web.AppKey("settings", Settings)
@@ -125,16 +118,19 @@ async def _healthz(_: web.Request) -> web.Response:
 
 
 async def _readyz(request: web.Request) -> web.Response:
+    """Ready: not draining, the store answers (or a spool takes its place), and no loop is
+    down. ``loops`` says how each loop is (running, restarting, its last error);
+    ``stopped_loops`` names those that hold readiness down."""
     services = request.app[SERVICES]
     store = await services.store.ping()
-    stopped = [name for name, task in services.loops().items() if task is None or task.done()]
+    down = services.loops.down()
     ready = (
         not services.webhook.draining
-        and not stopped
+        and not down
         and (store or request.app[SETTINGS].journal_spool is not None)
     )
     body = {"ready": ready, "store": store, "spooling": services.journal.spooling,
-            "stopped_loops": stopped}  # fmt: skip
+            "stopped_loops": down, "loops": services.loops.report()}  # fmt: skip
     return web.json_response(body, status=200 if ready else 503)
 
 
@@ -146,17 +142,17 @@ async def _metrics(request: web.Request) -> web.Response:
 def _services(app: web.Application, store: Store, clock: Clock) -> Services:
     settings, ruleset = app[SETTINGS], app[RULESET]
     metrics = Metrics(app[REGISTRY], default_registry(), ruleset.sinks)
-    auditor = Auditor(store, metrics, clock, ruleset)
+    recorder = Recorder(store, metrics, clock, ruleset, plan=escalate.plan)
     runner = ActionRunner(
         store,
-        auditor,
+        recorder,
         metrics,
         clock,
         dry_run=settings.dry_run,
         max_concurrent=ruleset.policy.max_concurrent_actions,
         require_opt_in=ruleset.policy.require_opt_in,
     )
-    pipeline = Pipeline(Classifier(ruleset), store, runner, auditor, metrics, clock, settings)
+    pipeline = Pipeline(Classifier(ruleset), store, runner, recorder, metrics, clock, settings)
     gate = AckGate()
     worker = JournalWorker(store, pipeline, metrics, clock, settings, gate)
     auth = BearerAuth(settings.token_file) if settings.token_file else NoAuth()
@@ -166,8 +162,9 @@ def _services(app: web.Application, store: Store, clock: Clock) -> Services:
     )
     state = WebhookState(settings, auth, journal, metrics, clock, gate, validator)
     return Services(
-        store=store, worker=worker, runner=runner, webhook=state, metrics=metrics, journal=journal
-    )
+        store=store, worker=worker, runner=runner, webhook=state, metrics=metrics, journal=journal,
+        recorder=recorder, loops=Loops(metrics.loop_failures),
+    )  # fmt: skip
 
 
 async def _connect_kube(settings: Settings) -> KubeClient | None:
@@ -192,9 +189,9 @@ def _lifecycle(clock: Clock) -> Callable[[web.Application], AsyncIterator[None]]
         await store.open()
         services = _services(app, store, clock)
         app[SERVICES] = services
-        lease = Lease(store, services.worker, app[RULESET], clock, settings.lease_s)
+        lease = Lease(store, services.worker, services.recorder, clock, settings.lease_s)
         await lease.renew()
-        unfinished = await reconcile_unfinished_claims(store, app[RULESET], clock)
+        unfinished = await reconcile_unfinished_claims(store, services.recorder, clock)
         if unfinished:
             log.warning("%d claims had no outcome after the last stop; reconciled", unfinished)
         recovered = await services.worker.recover()
@@ -202,30 +199,22 @@ def _lifecycle(clock: Clock) -> Callable[[web.Application], AsyncIterator[None]]
             log.warning("processing %d journal entries accepted before the last stop", recovered)
         await lease.take_over()
         await services.journal.open()
-        services.worker_task = asyncio.create_task(services.worker.run(), name="journal-worker")
-        services.lease_task = asyncio.create_task(lease.run(), name="lease")
-        services.spool_task = asyncio.create_task(services.journal.run(), name="spool")
-        aftercare = Aftercare(store, app[RULESET], clock, settings.aftercare_poll_s)
-        services.aftercare_task = asyncio.create_task(aftercare.run(), name="aftercare")
-        http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=SINK_TIMEOUT_S))
+        aftercare = Aftercare(store, services.recorder, clock, settings.aftercare_poll_s)
+        http = HttpClient.open(SINK_TIMEOUT_S)
         delivery = Delivery(
-            store, sinks, http, services.metrics, clock,
+            store, services.recorder, sinks, http, services.metrics, clock,
             poll_s=settings.delivery_poll_s, max_age_s=settings.delivery_max_age_s,
         )  # fmt: skip
-        services.delivery_task = asyncio.create_task(delivery.run(), name="delivery")
+        _register_loops(services, settings, lease, aftercare, delivery, http)
+        await services.webhook.validator.warm()  # before /readyz can answer: the port waits
+        services.loops.start()
         try:
             yield
         finally:
             services.webhook.draining = True
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(services.worker.idle.wait(), settings.shutdown_grace_s)
-            tasks = (services.worker_task, services.aftercare_task, services.delivery_task,
-                     services.spool_task)  # fmt: skip
-            for task in tasks:
-                await _cancel(task)
-            await http.close()
-            await services.runner.drain(settings.shutdown_grace_s)
-            await _cancel(services.lease_task)  # held until the last action has its outcome
+            await services.loops.stop()
             await services.webhook.validator.close()
             await services.journal.close()
             await store.close()
@@ -237,10 +226,33 @@ def _lifecycle(clock: Clock) -> Callable[[web.Application], AsyncIterator[None]]
     return lifecycle
 
 
-async def _cancel(task: asyncio.Task[None]) -> None:
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+def _register_loops(
+    services: Services,
+    settings: Settings,
+    lease: Lease,
+    aftercare: Aftercare,
+    delivery: Delivery,
+    http: HttpClient,
+) -> None:
+    """The background loops in start order; they stop in the reverse order. A loop that
+    hands work to another starts after it, so what it hands over has a taker while it runs:
+    the worker outlives the spool that hands it entries, and runs every action it started
+    to its outcome (``runner.drain``) before the lease, held to the last, stops. A
+    restarting aftercare or delivery does not take the replica out of service: their work
+    waits in the store, and a failure that repeats on one item would otherwise stop every
+    replica taking webhooks."""
+    loops, grace_s = services.loops, settings.shutdown_grace_s
+    loops.every("lease", lease.round, lease.period_s, wait_first=True)
+
+    async def drain_actions() -> None:
+        await services.runner.drain(grace_s)
+
+    loops.forever("worker", services.worker.run, after_stop=drain_actions)
+    loops.every("spool", services.journal.drain, DRAIN_EVERY_S, wait_first=True)
+    loops.every("aftercare", aftercare.run_due, aftercare.poll_s, required=False)
+    loops.every(
+        "delivery", delivery.deliver_due, delivery.poll_s, required=False, after_stop=http.close
+    )
 
 
 async def drain(app: web.Application, timeout_s: float) -> None:

@@ -1,22 +1,21 @@
 """The lease: how replicas sharing a PostgreSQL store notice one that is gone for good.
 
-Every replica renews its lease every third of ``lease_s``. Each round it also takes over
-what a replica silent for longer than ``lease_s`` left unfinished: journal entries it
-acknowledged but never processed go to this replica's worker (episodes and unique claims
-make a second processing harmless), and claims it left without an outcome are settled by
-observing the world (``reconcile``). The SQLite store has no one to take over from.
+Every replica renews its lease every third of ``lease_s`` (a supervised loop runs
+``round``). Each round it also takes over what a replica silent for longer than ``lease_s``
+left unfinished: journal entries it acknowledged but never processed go to this replica's
+worker (episodes and unique claims make a second processing harmless), and claims it left
+without an outcome are settled by observing the world (``reconcile``). The SQLite store
+has no one to take over from.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 
 from remediator.act.reconcile import reconcile_claims
+from remediator.audit.recorder import Recorder
 from remediator.core.clock import Clock
-from remediator.core.errors import StoreUnavailable
 from remediator.decide.worker import JournalWorker
-from remediator.ruleset.rules import RuleSet
 from remediator.store.contract import Store
 
 log = logging.getLogger(__name__)
@@ -24,11 +23,11 @@ log = logging.getLogger(__name__)
 
 class Lease:
     def __init__(
-        self, store: Store, worker: JournalWorker, ruleset: RuleSet, clock: Clock, lease_s: float
+        self, store: Store, worker: JournalWorker, recorder: Recorder, clock: Clock, lease_s: float
     ) -> None:
         self._store = store
         self._worker = worker
-        self._ruleset = ruleset
+        self._recorder = recorder
         self._clock = clock
         self.lease_s = lease_s
 
@@ -41,7 +40,7 @@ class Lease:
         for journal_id in taken.journal_ids:
             self._worker.accept(journal_id)
         if taken.claims:
-            await reconcile_claims(taken.claims, self._store, self._ruleset, self._clock)
+            await reconcile_claims(taken.claims, self._store, self._recorder, self._clock)
         count = len(taken.journal_ids) + len(taken.claims)
         if count:
             log.warning(
@@ -51,13 +50,13 @@ class Lease:
             )
         return count
 
-    async def run(self) -> None:
-        while True:
-            await asyncio.sleep(self.lease_s / 3)
-            try:
-                await self.renew()
-                await self.take_over()
-            except StoreUnavailable:
-                log.exception("could not renew the lease; trying again")
-            except Exception:  # the lease outlives any one failure, or others take over
-                log.exception("lease renewal or take-over failed; trying again")
+    @property
+    def period_s(self) -> float:
+        """How often ``round`` runs: three renewals per lease, so one lost is no lapse."""
+        return self.lease_s / 3
+
+    async def round(self) -> None:
+        """Renew the lease, then adopt what expired replicas left. The supervised loop
+        (``runtime/tasks.py``) runs it every ``period_s``; the store away is retried there."""
+        await self.renew()
+        await self.take_over()

@@ -1,5 +1,7 @@
-"""State: one ``Store`` contract (``base``) and two backends. SQLite (a file, one replica) is
-the embedded default; PostgreSQL is for several replicas sharing one truth."""
+"""State: one ``Store`` contract (``contract``), one schema (``schema``, ``migrations``), each
+statement once (``sql``, run by ``sqlstore``), and two backends that differ only in how they
+connect, lock and number parameters. SQLite (a file, one replica) is the embedded default;
+PostgreSQL is for several replicas sharing one truth."""
 
 from __future__ import annotations
 

@@ -1,8 +1,9 @@
-"""The ``Store`` contract every state backend implements.
+"""The ``Store`` contract every state backend implements, one protocol per concern.
 
 Journal (payloads accepted but not yet processed), episodes, claims (with the guards that
-must hold atomically when one is taken) and the audit trail. Times are passed in by the
-caller: the store never reads a clock.
+must hold atomically when one is taken), the lease, aftercare, the audit trail and the
+outbox; ``Store`` is their union. A stage depends on the concerns it uses. Times are
+passed in by the caller: the store never reads a clock.
 """
 
 from __future__ import annotations
@@ -112,7 +113,9 @@ class AuditQuery:
     limit: int = 100
 
 
-class Store(Protocol):
+class StoreLifecycle(Protocol):
+    """Opening (which migrates the schema), closing, and a health probe."""
+
     async def open(self) -> None:
         """Create or migrate the schema and get ready to serve."""
         ...
@@ -122,6 +125,10 @@ class Store(Protocol):
     async def ping(self) -> bool:
         """True when the store answers a trivial read."""
         ...
+
+
+class JournalStore(Protocol):
+    """Accepted payloads, durable before the ack, until the worker processed them."""
 
     async def journal_append(self, body: bytes, received_at: datetime) -> int:
         """Durably record an accepted payload; the webhook acks only after this returns."""
@@ -139,15 +146,22 @@ class Store(Protocol):
         """Forget processed payloads finished before ``done_before``; how many went."""
         ...
 
+
+class EpisodeStore(Protocol):
+    """One episode per firing of a fingerprint: opened, joined, closed, reopened."""
+
     async def observe(
         self, sightings: Sequence[Sighting], now: datetime, grace_s: float
     ) -> list[Observation]:
         """Open, join, reopen or close the episode of each sighting, in order, atomically."""
         ...
 
-    async def mark_decided(self, episode_id: int, now: datetime) -> bool:
-        """Take the right to decide an episode; False when someone already did."""
-        ...
+    async def episode_is_open(self, episode_id: int) -> bool: ...
+
+
+class ClaimStore(Protocol):
+    """The right to act, taken under the claim guards, with the intent before the effect and
+    the outcome after it; and the storm window the guards count."""
 
     async def claim(self, request: ClaimRequest, now: datetime) -> ClaimResult:
         """Check the claim guards and record the claim in one transaction."""
@@ -169,6 +183,15 @@ class Store(Protocol):
         """This replica's claims without an outcome, oldest first."""
         ...
 
+    async def storm_add(self, target: str, now: datetime, window_s: float) -> int:
+        """Note that ``target`` needs action now; how many distinct targets did, across
+        replicas, within the last ``window_s`` seconds."""
+        ...
+
+
+class LeaseStore(Protocol):
+    """Replicas' leases on the work they own, and taking over a dead one's."""
+
     async def heartbeat(self, now: datetime) -> None:
         """Renew this replica's lease on the journal entries and claims it owns."""
         ...
@@ -178,10 +201,9 @@ class Store(Protocol):
         claims of every replica whose lease is older than ``lease_s``."""
         ...
 
-    async def storm_add(self, target: str, now: datetime, window_s: float) -> int:
-        """Note that ``target`` needs action now; how many distinct targets did, across
-        replicas, within the last ``window_s`` seconds."""
-        ...
+
+class AftercareStore(Protocol):
+    """After a fix: undos once the episode stays resolved, follow-ups that check it did."""
 
     async def undo_plan(
         self, claim_id: int, target: str, state: Mapping[str, Any], after_s: float
@@ -199,6 +221,12 @@ class Store(Protocol):
 
     async def undo_due(self, now: datetime) -> list[Undo]: ...
 
+    async def undo_next(
+        self, undo_id: int, state: Mapping[str, Any] | None, due_at: datetime | None
+    ) -> None:
+        """Another step at ``due_at`` with ``state``; or, with None, the undo is done."""
+        ...
+
     async def followup_plan(self, claim_id: int, due_at: datetime) -> None:
         """At ``due_at``, check whether the claim's episode resolved after its fix."""
         ...
@@ -209,11 +237,9 @@ class Store(Protocol):
 
     async def followup_done(self, followup_id: int, now: datetime) -> None: ...
 
-    async def undo_next(
-        self, undo_id: int, state: Mapping[str, Any] | None, due_at: datetime | None
-    ) -> None:
-        """Another step at ``due_at`` with ``state``; or, with None, the undo is done."""
-        ...
+
+class AuditStore(Protocol):
+    """The decisions, appended in the transaction that plans their notifications."""
 
     async def audit(
         self,
@@ -227,6 +253,12 @@ class Store(Protocol):
         ``now``, queue ``outbox`` (once per episode, sink, event and tier), and queue a
         resolve for every sink an episode of ``resolved_episodes`` was escalated to."""
         ...
+
+    async def decisions(self, query: AuditQuery) -> list[AuditRecord]: ...
+
+
+class OutboxStore(Protocol):
+    """Notifications planned with the decision, sent and retried by the delivery loop."""
 
     async def outbox_due(self, now: datetime, limit: int) -> list[OutboxItem]: ...
 
@@ -246,6 +278,16 @@ class Store(Protocol):
         """Whether a trigger for this episode reached ``sink``."""
         ...
 
-    async def episode_is_open(self, episode_id: int) -> bool: ...
 
-    async def decisions(self, query: AuditQuery) -> list[AuditRecord]: ...
+class Store(
+    StoreLifecycle,
+    JournalStore,
+    EpisodeStore,
+    ClaimStore,
+    LeaseStore,
+    AftercareStore,
+    AuditStore,
+    OutboxStore,
+    Protocol,
+):
+    """Every concern at once: what a backend implements and the service is given."""

@@ -1,5 +1,5 @@
 """Rows as both state backends store them: epoch-second timestamps, JSON details, and the
-mapping between rows and our values. The SQL of each backend lives with the backend."""
+mapping between rows (named parameters going in, tuples coming out) and our values."""
 
 from __future__ import annotations
 
@@ -8,14 +8,10 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from remediator.core.model import AuditRecord, Outcome
+from remediator.core.model import AuditRecord, Outcome, Severity, Step, StopReason
 from remediator.guards.claim import ClaimRequest, Limit
 from remediator.store.contract import AuditQuery, OutboxItem, UnfinishedClaim
-
-AUDIT_COLUMNS = (
-    "at, step, outcome, sentence, journal_id, episode_id, fingerprint, alertname, rule,"
-    " ruleset_hash, severity, reason, target, action, details"
-)
+from remediator.store.sql import AUDIT_EQUALS
 
 
 def ts(value: datetime) -> float:
@@ -26,47 +22,40 @@ def dt(value: float) -> datetime:
     return datetime.fromtimestamp(value, UTC)
 
 
-def audit_row(r: AuditRecord) -> tuple[Any, ...]:
-    return (
-        ts(r.at),
-        r.step,
-        r.outcome.value,
-        r.sentence,
-        r.journal_id,
-        r.episode_id,
-        r.fingerprint,
-        r.alertname,
-        r.rule,
-        r.ruleset_hash,
-        r.severity,
-        r.reason,
-        r.target,
-        r.action,
-        json.dumps(dict(r.details), sort_keys=True, default=str),
-    )
+def audit_row(r: AuditRecord) -> dict[str, Any]:
+    return {
+        "at": ts(r.at),
+        "step": str(r.step),
+        "outcome": r.outcome.value,
+        "sentence": r.sentence,
+        "journal_id": r.journal_id,
+        "episode_id": r.episode_id,
+        "fingerprint": r.fingerprint,
+        "alertname": r.alertname,
+        "rule": r.rule,
+        "ruleset_hash": r.ruleset_hash,
+        "severity": str(r.severity or ""),
+        "reason": str(r.reason or ""),
+        "target": r.target,
+        "action": r.action,
+        "details": json.dumps(dict(r.details), sort_keys=True, default=str),
+    }
 
 
-OUTBOX_COLUMNS = (
-    "episode_id, dedup_key, sink, event, tier, severity, policy, summary, details, due_at,"
-    " created_at"
-)
-OUTBOX_WIDTH = 11
-
-
-def outbox_row(item: OutboxItem, now: float) -> tuple[Any, ...]:
-    return (
-        item.episode_id,
-        item.dedup_key,
-        item.sink,
-        item.event,
-        item.tier,
-        item.severity,
-        item.policy,
-        item.summary,
-        json.dumps(dict(item.details), sort_keys=True, default=str),
-        ts(item.due_at),
-        now,
-    )
+def outbox_row(item: OutboxItem, now: float) -> dict[str, Any]:
+    return {
+        "episode_id": item.episode_id,
+        "dedup_key": item.dedup_key,
+        "sink": item.sink,
+        "event": item.event,
+        "tier": item.tier,
+        "severity": item.severity,
+        "policy": item.policy,
+        "summary": item.summary,
+        "details": json.dumps(dict(item.details), sort_keys=True, default=str),
+        "due_at": ts(item.due_at),
+        "created_at": now,
+    }
 
 
 def outbox_item(row: tuple[Any, ...]) -> OutboxItem:
@@ -95,7 +84,7 @@ def audit_record(row: tuple[Any, ...]) -> AuditRecord:
     return AuditRecord(
         id=record_id,
         at=dt(at),
-        step=step,
+        step=Step(step),
         outcome=Outcome(outcome),
         sentence=sentence,
         journal_id=journal_id,
@@ -104,55 +93,50 @@ def audit_record(row: tuple[Any, ...]) -> AuditRecord:
         alertname=alertname,
         rule=rule,
         ruleset_hash=ruleset_hash,
-        severity=severity,
-        reason=reason,
+        severity=Severity(severity) if severity else None,
+        reason=StopReason(reason) if reason else None,
         target=target,
         action=action,
         details=json.loads(details),
     )
 
 
-def query_sql(q: AuditQuery) -> tuple[str, list[Any]]:
-    """The audit query with ``?`` placeholders, and its arguments."""
-    clauses: list[str] = ["id > ?"]
-    args: list[Any] = [q.after_id]
-    equals = {
-        "episode_id": q.episode_id,
-        "fingerprint": q.fingerprint,
-        "rule": q.rule,
-        "severity": q.severity,
-        "outcome": q.outcome,
-    }
-    for column, value in equals.items():
+def audit_conditions(q: AuditQuery) -> tuple[list[str], dict[str, Any]]:
+    """The conditions (named parameters) of an audit query beyond ``id > :after_id``, and
+    every parameter of it."""
+    params: dict[str, Any] = {"after_id": q.after_id, "limit": q.limit}
+    conditions = []
+    for column in AUDIT_EQUALS:
+        value = getattr(q, column)
         if value is not None:
-            clauses.append(f"{column} = ?")
-            args.append(value)
+            conditions.append(f"{column} = :{column}")
+            params[column] = value
     if q.since is not None:
-        clauses.append("at >= ?")
-        args.append(ts(q.since))
+        conditions.append("at >= :since")
+        params["since"] = ts(q.since)
     if q.until is not None:
-        clauses.append("at < ?")
-        args.append(ts(q.until))
-    sql = f"SELECT id, {AUDIT_COLUMNS} FROM audit WHERE {' AND '.join(clauses)} ORDER BY id LIMIT ?"
-    return sql, [*args, q.limit]
+        conditions.append("at < :until")
+        params["until"] = ts(q.until)
+    return conditions, params
 
 
-def claim_windows(r: ClaimRequest) -> list[tuple[str, str, tuple[Any, ...], Limit | None]]:
+def claim_windows(r: ClaimRequest) -> list[tuple[str, str, dict[str, Any], Limit | None]]:
     """The claim windows every backend counts for ``r``: (``ClaimFacts`` field, a ``WHERE``
-    condition on ``claims`` with ``?`` placeholders, its arguments, the limit)."""
+    condition on ``claims`` with named parameters, its parameters, the limit)."""
     mode = int(r.dry_run)
+    kind, target = r.action_kind, r.target
     return [
-        ("rule_claims", "dry_run = ? AND rule = ?", (mode, r.rule), r.rule_limit),
-        ("kind_claims", "dry_run = ? AND action_kind = ?", (mode, r.action_kind), r.kind_limit),
-        ("destructive_claims", "dry_run = ? AND destructive = 1", (mode,), r.global_budget),
-        ("target_claims", "dry_run = ? AND target = ?", (mode, r.target), r.target_limit),
-        (
-            "same_fix_claims",
-            "dry_run = ? AND target = ? AND action_kind = ?",
-            (mode, r.target, r.action_kind),
-            r.repeat_limit,
-        ),
-    ]
+        ("rule_claims", "dry_run = :mode AND rule = :rule", {"mode": mode, "rule": r.rule},
+         r.rule_limit),
+        ("kind_claims", "dry_run = :mode AND action_kind = :kind", {"mode": mode, "kind": kind},
+         r.kind_limit),
+        ("destructive_claims", "dry_run = :mode AND destructive = 1", {"mode": mode},
+         r.global_budget),
+        ("target_claims", "dry_run = :mode AND target = :target",
+         {"mode": mode, "target": target}, r.target_limit),
+        ("same_fix_claims", "dry_run = :mode AND target = :target AND action_kind = :kind",
+         {"mode": mode, "target": target, "kind": kind}, r.repeat_limit),
+    ]  # fmt: skip
 
 
 def unfinished_claim(row: Sequence[Any]) -> UnfinishedClaim:

@@ -11,7 +11,7 @@ import asyncio
 import json
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -44,13 +44,13 @@ def fixture_json(name: str) -> dict[str, Any]:
 def settings_for(tmp_path: Path, **overrides: Any) -> Settings:
     token_file = tmp_path / "token"
     token_file.write_text(TOKEN + "\n")
-    base = Settings(
-        listen_port=0,
-        rules_dir=LOG_ONLY_RULES,
-        state_url=f"sqlite:///{tmp_path / 'state.db'}",
-        token_file=token_file,
-    )
-    return replace(base, **overrides)
+    base: dict[str, Any] = {
+        "listen_port": 0,
+        "rules_dir": LOG_ONLY_RULES,
+        "state_url": f"sqlite:///{tmp_path / 'state.db'}",
+        "token_file": token_file,
+    }
+    return Settings(**{**base, **overrides})  # validated, as the command line's are
 
 
 @dataclass
@@ -119,6 +119,6 @@ async def serve(
     settings: Settings, *, ruleset: RuleSet | None = None, clock: Clock | None = None
 ) -> AsyncIterator[ServiceUnderTest]:
     app = init_app(settings, ruleset=ruleset, clock=clock)
-    loopback = replace(settings, listen_host="127.0.0.1", listen_port=0)
+    loopback = settings.model_copy(update={"listen_host": "127.0.0.1", "listen_port": 0})
     async with listening(app, loopback) as server, aiohttp.ClientSession() as session:
         yield ServiceUnderTest(server, session)

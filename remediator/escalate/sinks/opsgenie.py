@@ -7,9 +7,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
-import aiohttp
-
-from remediator.escalate.sinks.base import Event, Notification, check_response
+from remediator.clients.http import HttpClient
+from remediator.escalate.sinks.base import Event, Notification
 
 API_URL = "https://api.opsgenie.com"
 PRIORITIES = {"SEV-1": "P1", "SEV-2": "P2", "SEV-3": "P3"}
@@ -33,14 +32,12 @@ class OpsgenieSink:
             "source": "remediator",
         }
 
-    async def send(self, session: aiohttp.ClientSession, note: Notification) -> None:
+    async def send(self, http: HttpClient, note: Notification) -> None:
         headers = {"Authorization": f"GenieKey {self.api_key}"}
         if note.event is Event.RESOLVE:
             url = f"{self.url}/v2/alerts/{quote(note.dedup_key, safe='')}/close"
-            request = session.post(
-                url, params={"identifierType": "alias"}, json={}, headers=headers
-            )
+            params = {"identifierType": "alias"}
+            await http.post("Opsgenie", url, params=params, json={}, headers=headers)
         else:
-            request = session.post(f"{self.url}/v2/alerts", json=self.body(note), headers=headers)
-        async with request as response:
-            await check_response(response, "Opsgenie")
+            url = f"{self.url}/v2/alerts"
+            await http.post("Opsgenie", url, json=self.body(note), headers=headers)

@@ -8,9 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import aiohttp
-
-from remediator.escalate.sinks.base import SEVERITY_WORDS, Event, Notification, check_response
+from remediator.clients.http import HttpClient
+from remediator.escalate.sinks.base import SEVERITY_WORDS, Event, Notification
 
 EVENTS_URL = "https://events.pagerduty.com/v2/enqueue"
 SUMMARY_CHARS = 1024
@@ -39,6 +38,5 @@ class PagerDutySink:
             }
         return event
 
-    async def send(self, session: aiohttp.ClientSession, note: Notification) -> None:
-        async with session.post(self.url, json=self.body(note)) as response:
-            await check_response(response, "PagerDuty")
+    async def send(self, http: HttpClient, note: Notification) -> None:
+        await http.post("PagerDuty", self.url, json=self.body(note))

@@ -5,9 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import aiohttp
-
-from remediator.escalate.sinks.base import Event, Notification, check_response
+from remediator.clients.http import HttpClient
+from remediator.escalate.sinks.base import Event, Notification
 
 
 @dataclass
@@ -23,6 +22,5 @@ class SlackSink:
         tier = f", escalation tier {note.tier + 1}" if note.tier else ""
         return f":rotating_light: {note.severity}{tier}: {note.summary} ({note.dedup_key})"
 
-    async def send(self, session: aiohttp.ClientSession, note: Notification) -> None:
-        async with session.post(self.webhook_url, json={"text": self.text(note)}) as response:
-            await check_response(response, "Slack")
+    async def send(self, http: HttpClient, note: Notification) -> None:
+        await http.post("Slack", self.webhook_url, json={"text": self.text(note)})

@@ -8,9 +8,8 @@ import hmac
 import json
 from dataclasses import dataclass
 
-import aiohttp
-
-from remediator.escalate.sinks.base import Notification, check_response
+from remediator.clients.http import HttpClient
+from remediator.escalate.sinks.base import Notification
 
 SIGNATURE_HEADER = "X-Remediator-Signature"
 
@@ -39,10 +38,9 @@ class WebhookSink:
         }
         return json.dumps(document, sort_keys=True, default=str).encode()
 
-    async def send(self, session: aiohttp.ClientSession, note: Notification) -> None:
+    async def send(self, http: HttpClient, note: Notification) -> None:
         body = self.body(note)
         headers = {"Content-Type": "application/json"}
         if self.secret:
             headers[SIGNATURE_HEADER] = signature(self.secret, body)
-        async with session.post(self.url, data=body, headers=headers) as response:
-            await check_response(response, f"webhook {self.name}")
+        await http.post(f"webhook {self.name}", self.url, data=body, headers=headers)

@@ -1,0 +1,229 @@
+"""Decisions per second: how fast ``remediator serve`` turns acked alerts into decisions.
+
+Each round starts ``python -m remediator serve`` from each checkout named with ``--checkout``
+(a fresh SQLite state, the checkout's own ``rules/``, dry-run), posts ``--payloads`` webhooks
+of ``--alerts`` distinct firing alerts each as fast as they are acked, and stops the clock when
+``remediator_journal_backlog`` is back at 0 and every alert has its decision records. The
+checkouts alternate within a round, so a noisy machine skews them alike; the median of the
+rounds is printed per checkout, with its ratio to the first checkout.
+
+    .venv/bin/python bench/decisions.py --checkout base=../base --checkout head=.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import secrets
+import socket
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiohttp
+
+LOOPBACK = "127.0.0.1"
+ALERTNAMES = ("HighErrorRate", "HighLatency", "HighCPUUsage", "DiskUsageHigh", "PodNotReady")
+FNV64_OFFSET = 14695981039346656037
+FNV64_PRIME = 1099511628211
+MASK64 = 0xFFFFFFFFFFFFFFFF
+BACKLOG = re.compile(rb"^remediator_journal_backlog (\S+)$", re.M)
+DECISIONS = re.compile(rb"^remediator_decisions_total\{[^}]*\} (\S+)$", re.M)
+READY_WITHIN_S = 60.0
+DECIDED_WITHIN_S = 600.0
+
+
+@dataclass(frozen=True, slots=True)
+class Round:
+    checkout: str
+    acked_s: float
+    decided_s: float
+    alerts: int
+
+    @property
+    def decisions_per_s(self) -> float:
+        return self.alerts / self.decided_s
+
+
+def fingerprint(labels: dict[str, str]) -> str:
+    """Alertmanager's label fingerprint (FNV-1a 64, 0xff after each name and value)."""
+    digest = FNV64_OFFSET
+    for name, value in sorted(labels.items()):
+        for byte in name.encode() + b"\xff" + value.encode() + b"\xff":
+            digest = ((digest ^ byte) * FNV64_PRIME) & MASK64
+    return f"{digest:016x}"
+
+
+def payload(index: int, alerts: int) -> bytes:
+    """One webhook of ``alerts`` distinct firing alerts over the example rules' alertnames."""
+    items = []
+    for n in range(alerts):
+        labels = {
+            "alertname": ALERTNAMES[n % len(ALERTNAMES)],
+            "namespace": "llm-research",
+            "deployment": f"api-{n % 50}",
+            "instance": f"node-{index}-{n}",
+            "severity": "warning",
+        }
+        items.append(
+            {
+                "status": "firing",
+                "labels": labels,
+                "annotations": {"summary": "bench"},
+                "startsAt": "2026-12-01T00:00:00Z",
+                "endsAt": "0001-01-01T00:00:00Z",
+                "generatorURL": "http://prometheus/graph",
+                "fingerprint": fingerprint(labels),
+            }
+        )
+    doc = {
+        "version": "4",
+        "groupKey": f"{{}}:{{bench={index}}}",
+        "truncatedAlerts": 0,
+        "status": "firing",
+        "receiver": "remediator",
+        "groupLabels": {},
+        "commonLabels": {},
+        "commonAnnotations": {},
+        "externalURL": "http://alertmanager",
+        "alerts": items,
+    }
+    return json.dumps(doc).encode()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind((LOOPBACK, 0))
+        return int(sock.getsockname()[1])
+
+
+async def scrape(session: aiohttp.ClientSession, base: str) -> tuple[float, float]:
+    async with session.get(f"{base}/metrics") as response:
+        text = await response.read()
+    backlog = BACKLOG.search(text)
+    decided = sum(float(m) for m in DECISIONS.findall(text))
+    return (float(backlog.group(1)) if backlog else -1.0), decided
+
+
+async def wait_ready(session: aiohttp.ClientSession, base: str) -> None:
+    deadline = time.monotonic() + READY_WITHIN_S
+    while time.monotonic() < deadline:
+        try:
+            async with session.get(f"{base}/readyz") as response:
+                if response.status == 200:
+                    return
+        except aiohttp.ClientError:
+            pass
+        await asyncio.sleep(0.1)
+    raise SystemExit(f"remediator at {base} was not ready within {READY_WITHIN_S:.0f} s")
+
+
+async def post_all(
+    session: aiohttp.ClientSession, url: str, token: str, bodies: Sequence[bytes]
+) -> None:
+    headers = {"Content-Type": "application/json", "Authorization": f"Bearer {token}"}
+    queue = list(bodies)
+
+    async def one() -> None:
+        while queue:
+            body = queue.pop()
+            async with session.post(url, data=body, headers=headers) as response:
+                if response.status >= 300:
+                    raise SystemExit(f"webhook answered {response.status}: {await response.text()}")
+
+    await asyncio.gather(*(one() for _ in range(4)))
+
+
+async def wait_decided(session: aiohttp.ClientSession, base: str, before: float) -> None:
+    deadline = time.monotonic() + DECIDED_WITHIN_S
+    while time.monotonic() < deadline:
+        backlog, decided = await scrape(session, base)
+        if backlog == 0 and decided > before:
+            return
+        await asyncio.sleep(0.05)
+    raise SystemExit(f"not decided within {DECIDED_WITHIN_S:.0f} s")
+
+
+async def one_round(name: str, checkout: Path, bodies: Sequence[bytes], alerts: int) -> Round:
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        token = secrets.token_urlsafe(24)
+        (work / "token").write_text(token + "\n")
+        (work / "token").chmod(0o600)
+        port = free_port()
+        base = f"http://{LOOPBACK}:{port}"
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("REMEDIATOR_", "KUBE"))}
+        env["PYTHONPATH"] = str(checkout.resolve())
+        argv = [sys.executable, "-m", "remediator", "serve", "--listen", f"{LOOPBACK}:{port}"]
+        argv += ["--rules", str(checkout / "rules"), "--token-file", str(work / "token")]
+        argv += ["--state", f"sqlite:///{work.resolve() / 'state.db'}", "--dry-run"]
+        log = (work / "log").open("wb")
+        proc = await asyncio.create_subprocess_exec(
+            *argv, cwd=work, env=env, stdout=log, stderr=log
+        )
+        try:
+            async with aiohttp.ClientSession() as session:
+                await wait_ready(session, base)
+                _, before = await scrape(session, base)
+                started = time.perf_counter()
+                await post_all(session, f"{base}/webhook", token, bodies)
+                acked = time.perf_counter() - started
+                await wait_decided(session, base, before)
+                decided = time.perf_counter() - started
+        finally:
+            proc.terminate()
+            await proc.wait()
+            log.close()
+    return Round(name, acked, decided, alerts)
+
+
+def parse_checkout(value: str) -> tuple[str, Path]:
+    name, sep, path = value.partition("=")
+    if not sep or not (Path(path) / "remediator").is_dir():
+        raise argparse.ArgumentTypeError(f"expected NAME=CHECKOUT_DIR, got {value!r}")
+    return name, Path(path)
+
+
+def options(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--checkout", type=parse_checkout, action="append", required=True)
+    parser.add_argument("--payloads", type=int, default=20, help="webhooks per round")
+    parser.add_argument("--alerts", type=int, default=500, help="alerts per webhook")
+    parser.add_argument("--rounds", type=int, default=3)
+    return parser.parse_args(argv)
+
+
+async def main(argv: Sequence[str] | None = None) -> int:
+    opts = options(argv)
+    bodies = [payload(i, opts.alerts) for i in range(opts.payloads)]
+    total = opts.payloads * opts.alerts
+    rounds: list[Round] = []
+    for n in range(opts.rounds):
+        order = opts.checkout if n % 2 == 0 else list(reversed(opts.checkout))
+        for name, path in order:
+            result = await one_round(name, path, bodies, total)
+            rounds.append(result)
+            print(
+                f"round {n + 1} {name}: {total} alerts acked in {result.acked_s:.2f} s,"
+                f" decided in {result.decided_s:.2f} s ({result.decisions_per_s:.0f}/s)",
+                flush=True,
+            )
+    first = None
+    for name, _ in opts.checkout:
+        median = statistics.median(r.decisions_per_s for r in rounds if r.checkout == name)
+        first = first or median
+        print(
+            f"{name}: median {median:.0f} decisions/s, {median / first:.2f} x {opts.checkout[0][0]}"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(asyncio.run(main()))

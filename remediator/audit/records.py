@@ -1,0 +1,277 @@
+"""Records: every audit record remediator writes is built here, one named builder per kind.
+
+The decision of one alert (``decide``) writes ``received``, ``classified`` and then
+``refused`` or ``claimed``, with ``escalated`` after a refusal that is not quiet; the run of a
+claim (``act``) writes ``dry_run``, ``refused``, ``acted`` and ``verified``; aftercare
+writes the follow-up ``verified`` and ``undone``; reconcile writes ``reconciled``; delivery
+writes ``notified``; an episode that closes writes ``resolved``. Builders are pure: the
+time and the rule set's hash come in a ``Stamp``. ``recorder`` writes what they build.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Any
+
+from remediator.actions.base import ActionResult, Reconciled, VerifyResult
+from remediator.core.model import AuditRecord, Incident
+from remediator.core.vocab import Event, Outcome, Severity, Step, StopReason
+from remediator.ruleset.rules import PlannedAction, Rule
+from remediator.ruleset.schema import EscalationPolicySpec
+from remediator.store.contract import OutboxItem, Undo, UnfinishedClaim
+
+
+@dataclass(frozen=True, slots=True)
+class Stamp:
+    """What every record carries besides its decision: when, and under which rule set."""
+
+    at: datetime
+    ruleset_hash: str
+
+
+def _of(
+    stamp: Stamp,
+    incident: Incident,
+    step: Step,
+    outcome: Outcome,
+    sentence: str,
+    details: Mapping[str, Any] | None = None,
+) -> AuditRecord:
+    """A record of ``incident``: its identity, its rule (if classified) and its stop reason."""
+    return AuditRecord(
+        at=stamp.at,
+        step=step,
+        outcome=outcome,
+        sentence=sentence,
+        journal_id=incident.journal_id,
+        episode_id=incident.episode_id,
+        fingerprint=incident.alert.fingerprint,
+        alertname=incident.alert.name,
+        rule=incident.rule,
+        ruleset_hash=stamp.ruleset_hash,
+        severity=incident.severity if incident.rule else None,
+        reason=incident.stopped.reason if incident.stopped else None,
+        target=incident.target.key if incident.target else "",
+        action=incident.action,
+        details=dict(details or {}),
+    )
+
+
+def received(stamp: Stamp, incident: Incident) -> AuditRecord:
+    alert = incident.alert
+    details: dict[str, Any] = {"labels": dict(alert.labels)}
+    if alert.sent_fingerprint:
+        details["sent_fingerprint"] = alert.sent_fingerprint
+    sentence = (
+        f"{alert.status.value.capitalize()} alert {alert.name or '(no alertname)'}"
+        f" opened episode {incident.episode_id}."
+    )
+    return _of(stamp, incident, Step.RECEIVED, Outcome.RECEIVED, sentence, details)
+
+
+def classified(stamp: Stamp, incident: Incident, rule: Rule) -> AuditRecord:
+    sentence = f"Rule {rule.name!r} ({rule.file}) classified it {rule.severity.value}."
+    return _of(stamp, incident, Step.CLASSIFIED, Outcome.CLASSIFIED, sentence)
+
+
+def refused(stamp: Stamp, incident: Incident) -> AuditRecord:
+    """The stop of a stopped incident, in its verdict's sentence; a resolved alert's stop
+    comes to ``resolved``, any other to ``refused``."""
+    assert incident.stopped is not None
+    resolved = incident.stopped.reason is StopReason.RESOLVED
+    outcome = Outcome.RESOLVED if resolved else Outcome.REFUSED
+    return _of(stamp, incident, Step.REFUSED, outcome, incident.stopped.sentence)
+
+
+def claimed(stamp: Stamp, incident: Incident) -> AuditRecord:
+    assert incident.target is not None
+    sentence = (
+        f"Claimed {incident.action} on {incident.target.key} for episode {incident.episode_id}."
+    )
+    return _of(stamp, incident, Step.CLAIMED, Outcome.CLAIMED, sentence, incident.details)
+
+
+def escalated(
+    stamp: Stamp, incident: Incident, rule: Rule, policy: EscalationPolicySpec
+) -> AuditRecord:
+    """A decision that needs a human: ``rule``'s escalation ``policy`` takes it."""
+    first = policy.tiers[0]
+    sentence = (
+        f"Escalating {rule.severity.value} to policy {rule.escalation!r}"
+        f" (first tier after {first.after_s:.0f} s: {', '.join(first.notify)})."
+    )
+    details = {"policy": rule.escalation, "tiers": [t.model_dump() for t in policy.tiers]}
+    return _of(stamp, incident, Step.ESCALATED, Outcome.ESCALATED, sentence, details)
+
+
+def escalated_unfixed(stamp: Stamp, incident: Incident, policy: str) -> AuditRecord:
+    """A claimed remediation that ended in no fix (refused, failed, ineffective)."""
+    sentence = f"Escalating to policy {policy!r}: the remediation did not end in a fix."
+    return _of(stamp, incident, Step.ESCALATED, Outcome.ESCALATED, sentence, {"policy": policy})
+
+
+def escalation_of(
+    cause: AuditRecord,
+    policy: str,
+    why: str,
+    reason: StopReason | None = None,
+    **details: Any,
+) -> AuditRecord:
+    """The ``escalated`` record that follows ``cause`` (a failed verification, a claim
+    settled at start-up), for the same episode and target; with ``cause``'s reason
+    unless ``reason`` says why better."""
+    return replace(
+        cause,
+        step=Step.ESCALATED,
+        outcome=Outcome.ESCALATED,
+        sentence=f"Escalating to policy {policy!r}: {why}",
+        reason=reason or cause.reason,
+        details={"policy": policy, **details},
+    )
+
+
+def dry_run(stamp: Stamp, incident: Incident, plan: PlannedAction, live: bool) -> AuditRecord:
+    """A claim not run: dry-run mode, or (``live``) no backend configured for its kind."""
+    assert incident.target is not None
+    why = f" (no backend is configured for {plan.kind})" if live else ""
+    sentence = f"Dry-run{why}: would run {plan.kind} on {incident.target.key}."
+    details = {"params": plan.params.model_dump(mode="json")}
+    return _of(stamp, incident, Step.DRY_RUN, Outcome.DRY_RUN, sentence, details)
+
+
+def acted(stamp: Stamp, incident: Incident, result: ActionResult[Any]) -> AuditRecord:
+    outcome = Outcome.SUCCEEDED if result.succeeded else Outcome.FAILED
+    return _of(stamp, incident, Step.ACTED, outcome, result.sentence, result.details)
+
+
+def verified(
+    stamp: Stamp, incident: Incident, plan: PlannedAction, verdict: VerifyResult
+) -> AuditRecord:
+    """Whether the effect of an action that succeeded holds."""
+    sentence = f"Verification of {plan.kind}: {verdict.value}."
+    details = {"verification": verdict.value}
+    return _of(stamp, incident, Step.VERIFIED, Outcome.SUCCEEDED, sentence, details)
+
+
+def resolved(stamp: Stamp, incident: Incident) -> AuditRecord:
+    sentence = (
+        f"Alert {incident.alert.name or '(no alertname)'} resolved; episode"
+        f" {incident.episode_id} closed."
+    )
+    return _of(stamp, incident, Step.RESOLVED, Outcome.RESOLVED, sentence)
+
+
+def reconciled(
+    stamp: Stamp, claim: UnfinishedClaim, seen: Reconciled[Any], severity: Severity
+) -> AuditRecord:
+    """A claim a crash left without an outcome, settled by what ``seen`` observed."""
+    when = claim.claimed_at.isoformat(timespec="seconds")
+    stopped = (
+        f"remediator stopped after claiming {claim.action} on {claim.target} at {when}"
+        " and before recording its outcome"
+    )
+    outcome: Outcome = Outcome.FAILED
+    reason: StopReason | None = StopReason.OUTCOME_UNKNOWN
+    sentence = f"{stopped}; whether it took effect is unknown ({seen.sentence})."
+    if seen.applied:
+        outcome, reason = Outcome.SUCCEEDED, None
+        sentence = f"{stopped}; observed since: {seen.sentence}"
+    elif seen.applied is False:
+        reason = StopReason.NOT_APPLIED
+        sentence = f"{stopped}; {seen.sentence}. It is not run again."
+    details = dict(seen.result.details) if seen.result else {}
+    return AuditRecord(
+        at=stamp.at,
+        step=Step.RECONCILED,
+        outcome=outcome,
+        sentence=sentence,
+        episode_id=claim.episode_id,
+        fingerprint=claim.fingerprint,
+        alertname=claim.alertname,
+        rule=claim.rule,
+        ruleset_hash=stamp.ruleset_hash,
+        severity=severity,
+        reason=reason,
+        target=claim.target,
+        action=claim.action,
+        details={**details, "claim_id": claim.claim_id, "intent": claim.intent},
+    )
+
+
+def _of_undo(
+    stamp: Stamp,
+    undo: Undo,
+    severity: Severity | None,
+    step_outcome: tuple[Step, Outcome],
+    sentence: str,
+    details: Mapping[str, Any],
+) -> AuditRecord:
+    """A record of what aftercare did about ``undo`` (a follow-up or an undo step)."""
+    step, outcome = step_outcome
+    return AuditRecord(
+        at=stamp.at,
+        step=step,
+        outcome=outcome,
+        sentence=sentence,
+        episode_id=undo.episode_id,
+        fingerprint=undo.fingerprint,
+        rule=undo.rule,
+        ruleset_hash=stamp.ruleset_hash,
+        severity=severity,
+        target=undo.target,
+        action=undo.action,
+        details=dict(details),
+    )
+
+
+def followed_up(stamp: Stamp, followup: Undo, rule: Rule | None, still_firing: bool) -> AuditRecord:
+    """Whether the alert resolved within the rule's verification window after the fix."""
+    severity = rule.severity if rule else None
+    if still_firing:
+        window_s = rule.verify_within_s if rule else 0
+        sentence = (
+            f"{followup.action} on {followup.target} took effect, but the alert still"
+            f" fires {window_s:.0f} s later: the fix was ineffective."
+        )
+        verdict, outcome = VerifyResult.INEFFECTIVE, Outcome.FAILED
+    else:
+        sentence = f"The alert resolved after {followup.action} on {followup.target}."
+        verdict, outcome = VerifyResult.VERIFIED, Outcome.SUCCEEDED
+    details = {"verification": verdict.value}
+    return _of_undo(stamp, followup, severity, (Step.VERIFIED, outcome), sentence, details)
+
+
+def undone(
+    stamp: Stamp, undo: Undo, severity: Severity | None, result: ActionResult[Any]
+) -> AuditRecord:
+    """One step of putting back what an action changed."""
+    outcome = Outcome.SUCCEEDED if result.succeeded else Outcome.FAILED
+    step_outcome = (Step.UNDONE, outcome)
+    return _of_undo(stamp, undo, severity, step_outcome, result.sentence, result.details)
+
+
+def notified(stamp: Stamp, item: OutboxItem, failure: str | None = None) -> AuditRecord:
+    """A notification sent (a page: ``escalated``; a resolve: ``notified``), or given up
+    on with ``failure`` (``failed``)."""
+    if failure is not None:
+        outcome, sentence = Outcome.FAILED, f"Notifying {item.sink} failed: {failure}"
+    else:
+        page = item.event != Event.RESOLVE
+        outcome = Outcome.ESCALATED if page else Outcome.NOTIFIED
+        sentence = f"{item.sink} was notified ({item.event})."
+    return AuditRecord(
+        at=stamp.at,
+        step=Step.NOTIFIED,
+        outcome=outcome,
+        sentence=sentence,
+        episode_id=item.episode_id,
+        fingerprint=str(item.details.get("fingerprint", "")),
+        rule=str(item.details.get("rule", "")),
+        ruleset_hash=stamp.ruleset_hash,
+        severity=Severity(item.severity) if item.severity else None,
+        target=str(item.details.get("target", "")),
+        details={"sink": item.sink, "event": item.event, "tier": item.tier,
+                 "dedup_key": item.dedup_key},
+    )  # fmt: skip

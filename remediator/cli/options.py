@@ -1,0 +1,153 @@
+"""Flags that set a ``Settings`` field: declared once each, with the variable they stand for
+and the model's default in their help. Parsing leaves a flag out of the namespace unless it
+was given, so ``config.from_sources`` can let it beat the environment and the default.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import NoReturn
+
+from remediator.config import (
+    ENV_PREFIX,
+    Settings,
+    Sourced,
+    listen_fields,
+    split_database,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Option:
+    """A flag, the field it sets and the ``REMEDIATOR_*`` variable that sets it too."""
+
+    flag: str
+    field: str
+    variable: str | None
+    help: str
+    metavar: str | None = None
+    switch: bool = False
+    default: str | None = None
+    """The default as the help shows it, when the model's own would not read well."""
+
+    @property
+    def dest(self) -> str:
+        return self.flag.removeprefix("--").replace("-", "_")
+
+    def shown_default(self) -> str:
+        if self.default is not None:
+            return self.default
+        value = Settings.model_fields[self.field].default
+        if isinstance(value, bool):
+            return "on" if value else "off"
+        return "none" if value is None else str(value)
+
+    def add_to(self, parser: argparse.ArgumentParser) -> None:
+        where = f"${ENV_PREFIX}{self.variable}" if self.variable else "no variable"
+        text = f"{self.help} (default: {self.shown_default()}; {where})"
+        if self.switch:
+            parser.add_argument(
+                self.flag, action="store_true", default=argparse.SUPPRESS, help=text
+            )
+            return
+        action = "append" if self.field == "databases" else "store"
+        parser.add_argument(
+            self.flag, action=action, default=argparse.SUPPRESS, metavar=self.metavar, help=text
+        )
+
+
+RULES = Option("--rules", "rules_dir", "RULES", "directory of *.yaml rule files", "DIR")
+STATE = Option(
+    "--state",
+    "state_url",
+    "STATE",
+    "state URL: sqlite:///relative/path, sqlite:////absolute/path or"
+    " postgresql://user@host:port/database",
+    "URL",
+)
+SERVE: tuple[Option, ...] = (
+    Option("--listen", "listen_port", "LISTEN", "address to listen on", "HOST:PORT",
+           default="127.0.0.1:9095"),
+    Option("--token-file", "token_file", "TOKEN_FILE",
+           "bearer tokens Alertmanager may send, one per line (current and next)", "PATH"),
+    Option("--insecure-no-auth", "insecure_no_auth", "INSECURE_NO_AUTH",
+           "accept webhooks without a token: only on a laptop", switch=True),
+    Option("--dry-run", "dry_run", "DRY_RUN", "plan and audit every action, run none",
+           switch=True),
+    Option("--tls-cert", "tls_cert", "TLS_CERT", "PEM certificate chain: serve HTTPS", "PATH"),
+    Option("--tls-key", "tls_key", "TLS_KEY", "PEM private key of --tls-cert", "PATH"),
+    Option("--tls-client-ca", "tls_client_ca", "TLS_CLIENT_CA",
+           "require client certificates signed by this CA (mTLS)", "PATH"),
+    Option("--kubeconfig", "kubeconfig", "KUBECONFIG",
+           "kubeconfig of the cluster to act on (also $KUBECONFIG); none: in-cluster in a pod,"
+           " else Kubernetes actions are dry-run", "PATH"),
+    Option("--kube-context", "kube_context", "KUBE_CONTEXT",
+           "kubeconfig context; none: its current context", "NAME"),
+    Option("--database", "databases", "DATABASES",
+           "a kill_query target and where its DSN is read from; repeatable (the variable:"
+           " comma-separated)", "NAME=file:PATH|env:VAR"),
+    Option("--instance-id", "instance_id", "INSTANCE_ID",
+           "this replica's name, for a shared PostgreSQL store", "NAME", default="the host name"),
+    Option("--journal-spool", "journal_spool", "JOURNAL_SPOOL",
+           "a local SQLite file that takes webhooks while the PostgreSQL state store is"
+           " unreachable", "PATH"),
+    Option("--lease-seconds", "lease_s", "LEASE_SECONDS",
+           "a replica silent this long has its unfinished work taken over by another", "S"),
+    Option("--validation-workers", "validation_workers", "VALIDATION_WORKERS",
+           "processes that validate webhook bodies; 0 validates inline", "N"),
+    Option("--log-level", "log_level", "LOG_LEVEL",
+           "DEBUG, INFO, WARNING, ERROR or CRITICAL", "LEVEL"),
+    Option("--log-format", "log_format", "LOG_FORMAT", "text, json or logfmt", "FORMAT"),
+)  # fmt: skip
+
+
+USAGE_ERROR = 2
+
+
+def refuse(sentence: str) -> int:
+    """The one way a command stops on an error: one line on stderr; its exit status."""
+    print(f"remediator: {sentence}", file=sys.stderr)
+    return USAGE_ERROR
+
+
+def fail(sentence: str) -> NoReturn:
+    """``refuse`` from inside argparse, which can only stop by raising."""
+    raise SystemExit(refuse(sentence))
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line on stderr and exit 2, like any other error."""
+
+    def error(self, message: str) -> NoReturn:
+        fail(f"{message} (see {self.prog} --help)")
+
+
+def parent(*options: Option) -> Parser:
+    """A parent parser holding ``options``, for every command that takes them."""
+    parser = Parser(add_help=False)
+    for option in options:
+        option.add_to(parser)
+    return parser
+
+
+def given(args: argparse.Namespace, options: Iterable[Option]) -> Sourced:
+    """The flags given on the command line, each under its field, with the flag's name."""
+    sourced: Sourced = {}
+    for option in options:
+        if not hasattr(args, option.dest):
+            continue
+        value = getattr(args, option.dest)
+        if option.flag == "--listen":
+            sourced.update(listen_fields(value, option.flag))
+        elif option.field == "databases":
+            sourced[option.field] = (option.flag, dict(_databases(value, option.flag)))
+        else:
+            sourced[option.field] = (option.flag, value)
+    return sourced
+
+
+def _databases(values: Sequence[str], flag: str) -> list[tuple[str, str]]:
+    return [split_database(value, flag) for value in values]

@@ -1,0 +1,100 @@
+"""``remediator serve``: settings from flags and the environment, then the service until a
+signal. Start-up order: settings (validated) → logging → rules (``init_app``) → TLS files →
+token file → the port → store, reconcile and the loops (the app's start) → serving.
+
+Whatever stops the start is one sentence on stderr and exit 2: a ``ConfigError`` from here
+or below, or a store, file or TLS error translated here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+import ssl
+from collections.abc import Mapping
+from contextlib import AbstractAsyncContextManager
+
+from remediator.cli import failures, options
+from remediator.config import Settings, from_sources
+from remediator.core.errors import ConfigError
+from remediator.ingest.auth import read_tokens
+from remediator.ingest.edge import Edge, listening
+from remediator.runtime.app import drain, init_app
+from remediator.runtime.logs import configure_logging
+
+log = logging.getLogger("remediator")
+
+
+def run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    flags = options.given(args, (options.RULES, options.STATE, *options.SERVE))
+    settings = from_sources(flags, environ)
+    configure_logging(settings.log_level, settings.log_format)
+    asyncio.run(_serve(settings))
+    return 0
+
+
+async def _serve(settings: Settings) -> None:
+    app = init_app(settings)  # rules load here: a rule error is then stderr's only line
+    context = ssl_context(settings)
+    check_tokens(settings)
+    if settings.token_file is None:
+        log.warning("INSECURE: accepting webhooks without authentication (--insecure-no-auth)")
+    if settings.dry_run:
+        log.warning("dry-run: actions are planned and audited, none is run")
+    async with contextlib.AsyncExitStack() as stack:
+        edge = await _start(stack, settings, listening(app, settings, ssl_context=context))
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop.set)
+        # After the handlers: a stop sent on reading this line drains, as any other stop.
+        log.info("listening on %s (rules %s)", edge.url, settings.rules_dir)
+        await stop.wait()
+        log.info("stopping: answering 503 while the journal drains and running actions finish")
+        await drain(app, settings.shutdown_grace_s)
+
+
+async def _start(
+    stack: contextlib.AsyncExitStack, settings: Settings, edge: AbstractAsyncContextManager[Edge]
+) -> Edge:
+    """Take the port, then start the app (store, reconcile, loops): what fails here is a
+    start-up error, one sentence; what fails later is the running service's to report."""
+    with failures.at_start(settings):
+        return await stack.enter_async_context(edge)
+
+
+def check_tokens(settings: Settings) -> None:
+    """Read the token file once before anything starts, so a missing or empty one is the
+    only line on stderr (the app reads it again, and on every change)."""
+    if settings.token_file is None:
+        return
+    try:
+        read_tokens(settings.token_file)
+    except OSError as exc:
+        raise ConfigError(f"cannot read --token-file {exc.filename}: {failures.why(exc)}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"--token-file {settings.token_file} is not UTF-8 text") from None
+    except ValueError:
+        raise ConfigError(f"--token-file {settings.token_file} holds no token") from None
+
+
+def ssl_context(settings: Settings) -> ssl.SSLContext | None:
+    """The server's TLS context, or None for plain HTTP; a file that will not load is a
+    ``ConfigError`` naming it."""
+    if settings.tls_cert is None:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:
+        context.load_cert_chain(settings.tls_cert, settings.tls_key)
+        if settings.tls_client_ca is not None:
+            context.load_verify_locations(settings.tls_client_ca)
+    except OSError as exc:  # ssl.SSLError is one too
+        files = (settings.tls_cert, settings.tls_key, settings.tls_client_ca)
+        named = ", ".join(str(path) for path in files if path is not None)
+        raise ConfigError(f"cannot use the TLS files {named}: {failures.why(exc)}") from None
+    if settings.tls_client_ca is not None:
+        context.verify_mode = ssl.CERT_REQUIRED
+    return context

@@ -1,0 +1,129 @@
+"""The vocabulary: every closed set of words remediator stores, serves or counts.
+
+Each set is a ``StrEnum`` whose values are the strings the audit, the claims and the
+outbox have always held, and the label values of the metrics: a stored row reads back as
+a member, and a member is written as the same string. Stages below ``core`` import their
+words from here; ``model`` re-exports the ones its values carry.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class Severity(StrEnum):
+    """The seed's severities: SEV-1 respond in 15 min, SEV-2 in 30 min, SEV-3 in 2 h."""
+
+    SEV1 = "SEV-1"
+    SEV2 = "SEV-2"
+    SEV3 = "SEV-3"
+
+
+class AlertStatus(StrEnum):
+    FIRING = "firing"
+    RESOLVED = "resolved"
+
+
+class EpisodeEvent(StrEnum):
+    """What observing an alert did to its episode."""
+
+    OPENED = "opened"
+    JOINED = "joined"
+    REOPENED = "reopened"
+    CLOSED = "closed"
+    ALREADY_CLOSED = "already_closed"
+    RESOLVED_UNSEEN = "resolved_unseen"
+
+
+class StopReason(StrEnum):
+    """Why a decision stopped short of a fix: a guard refused, the action could not run,
+    or the fix did not help. The ``reason`` of the audit and a metric label."""
+
+    RESOLVED = "resolved"
+    STALE = "stale"
+    DUPLICATE = "duplicate"
+    ESCALATE_ONLY = "escalate_only"
+    TARGET_UNRESOLVED = "target_unresolved"
+    OUT_OF_SCOPE = "out_of_scope"
+    STORM = "storm"
+    COOLDOWN = "cooldown"
+    INEFFECTIVE = "ineffective_remediation"
+    """The same fix was needed on the same target too often: it does not help."""
+    STILL_FIRING = "ineffective"
+    """The fix took effect, but the alert still fired when the rule's verification window
+    ended. (The value is the word records have always carried.)"""
+    TARGET_RATE_LIMIT = "target_rate_limit"
+    RULE_RATE_LIMIT = "rule_rate_limit"
+    ACTION_RATE_LIMIT = "action_rate_limit"
+    GLOBAL_BUDGET = "global_budget"
+    DRY_RUN = "dry_run"
+    PRECHECK_FAILED = "precheck_failed"
+    NOT_OPTED_IN = "not_opted_in"
+    BLAST_RADIUS = "blast_radius"
+    TARGET_GONE = "target_gone"
+    API_ERROR = "api_error"
+    SHUTTING_DOWN = "shutting_down"
+    OUTCOME_UNKNOWN = "outcome_unknown"
+    NOT_APPLIED = "not_applied"
+    TAKEN_OVER = "taken_over"
+    UNPROCESSABLE = "unprocessable"
+
+
+#: Stop reasons that end quietly: the episode is already handled, or nothing is wrong.
+QUIET_STOPS = frozenset({StopReason.RESOLVED, StopReason.DUPLICATE, StopReason.DRY_RUN})
+
+
+class Step(StrEnum):
+    """Where in the flow an audit record was written. The ``step`` column of the audit."""
+
+    RECEIVED = "received"
+    CLASSIFIED = "classified"
+    REFUSED = "refused"
+    CLAIMED = "claimed"
+    DRY_RUN = "dry_run"
+    ACTED = "acted"
+    VERIFIED = "verified"
+    ESCALATED = "escalated"
+    RESOLVED = "resolved"
+    RECONCILED = "reconciled"
+    UNDONE = "undone"
+    NOTIFIED = "notified"
+
+
+class Outcome(StrEnum):
+    """What a decision came to. The ``outcome`` column of the audit and a metric label."""
+
+    RECEIVED = "received"
+    CLASSIFIED = "classified"
+    REFUSED = "refused"
+    CLAIMED = "claimed"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    DRY_RUN = "dry_run"
+    ESCALATED = "escalated"
+    NOTIFIED = "notified"
+    """A sink was told the incident resolved: no one is paged by it."""
+    RESOLVED = "resolved"
+
+
+class ClaimOutcome(StrEnum):
+    """How a claim ended: the ``outcome`` column of the claims. The first four are also
+    the ``result`` label of ``actions_total``; the others are written by reconcile."""
+
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    DRY_RUN = "dry_run"
+    REFUSED = "refused"
+    NOT_RUN = "not_run"
+    """A crash came after the claim and before the action recorded any intent."""
+    NOT_APPLIED = "not_applied"
+    """A crash came after the intent; the effect is observed not in place."""
+    UNKNOWN = "unknown"
+    """A crash came after the intent; whether the effect is in place cannot be observed."""
+
+
+class Event(StrEnum):
+    """What a notification asks of a sink: open (or update) an incident, or resolve it."""
+
+    TRIGGER = "trigger"
+    RESOLVE = "resolve"

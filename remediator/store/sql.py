@@ -1,0 +1,272 @@
+"""Every statement of the state store, written once, with named parameters (``:name``).
+
+SQLite takes the text as it is; PostgreSQL gets it numbered (``$1``, ``$2`` …, the first
+use of a name numbering it) with the arguments in that order. Both speak the text here:
+``ON CONFLICT DO NOTHING``, ``RETURNING``, ``CAST(… AS DOUBLE PRECISION)`` where a parameter
+has no column to take its type from, and ``IN`` lists spelt out one parameter a value.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from remediator.core import dedup_keys
+
+PARAMETER = re.compile(r"(?<![:\w]):([a-z_][a-z0-9_]*)")
+
+
+@dataclass(frozen=True, slots=True)
+class Statement:
+    text: str
+
+    def numbered(self) -> tuple[str, tuple[str, ...]]:
+        """The text with ``$n`` placeholders, and the parameter name of each ``n``."""
+        return _numbered(self.text)
+
+    def positional(self, params: Mapping[str, Any]) -> tuple[str, list[Any]]:
+        text, names = self.numbered()
+        return text, [params[name] for name in names]
+
+
+@functools.lru_cache(maxsize=1024)
+def _numbered(text: str) -> tuple[str, tuple[str, ...]]:
+    names: list[str] = []
+
+    def number(match: re.Match[str]) -> str:
+        if match[1] not in names:
+            names.append(match[1])
+        return f"${names.index(match[1]) + 1}"
+
+    return PARAMETER.sub(number, text), tuple(names)
+
+
+def in_list(name: str, values: Sequence[Any]) -> tuple[str, dict[str, Any]]:
+    """``(:name0, :name1, …)`` for an ``IN`` condition, and its parameters."""
+    params = {f"{name}{i}": value for i, value in enumerate(values)}
+    return f"({', '.join(f':{key}' for key in params)})", params
+
+
+# ----- journal: the ack path's write and the worker's reads
+
+PING = Statement("SELECT 1")
+JOURNAL_APPEND = Statement(
+    "INSERT INTO journal (owner, received_at, body) VALUES (:owner, :received_at, :body)"
+    " RETURNING id"
+)
+JOURNAL_PENDING = Statement(
+    "SELECT id FROM journal WHERE owner = :owner AND done_at IS NULL ORDER BY id"
+)
+JOURNAL_ENTRY = Statement("SELECT id, received_at, body FROM journal WHERE id = :id")
+JOURNAL_DONE = Statement("UPDATE journal SET done_at = :now WHERE id = :id")
+JOURNAL_PRUNE = Statement("DELETE FROM journal WHERE done_at IS NOT NULL AND done_at < :before")
+
+# ----- episodes
+
+
+def latest_episodes(fingerprints: Sequence[str]) -> tuple[Statement, dict[str, Any]]:
+    """The newest episode of each fingerprint."""
+    marks, params = in_list("fp", fingerprints)
+    text = (
+        "SELECT id, fingerprint, opened_at, closed_at, decided_at FROM episodes WHERE id IN"
+        f" (SELECT MAX(id) FROM episodes WHERE fingerprint IN {marks} GROUP BY fingerprint)"
+    )
+    return Statement(text), params
+
+
+EPISODE_OPEN = Statement(
+    "INSERT INTO episodes (fingerprint, alertname, opened_at, last_seen_at, closed_at)"
+    " VALUES (:fingerprint, :alertname, :now, :now, :closed_at) RETURNING id"
+)
+EPISODE_CLOSE_OR_REOPEN = Statement(
+    "UPDATE episodes SET closed_at = :closed_at, last_seen_at = :now WHERE id = :id"
+)
+EPISODE_SEEN = Statement("UPDATE episodes SET last_seen_at = :now WHERE id = :id")
+EPISODE_DECIDED = Statement(
+    "UPDATE episodes SET decided_at = :now WHERE id = :id AND decided_at IS NULL"
+)
+EPISODE_IS_OPEN = Statement("SELECT closed_at IS NULL FROM episodes WHERE id = :id")
+
+# ----- claims
+
+CLAIM_EXISTS = Statement(
+    "SELECT 1 FROM claims WHERE episode_id = :episode_id AND rule = :rule AND action = :action"
+)
+CLAIM_LAST_ON_TARGET = Statement(
+    "SELECT MAX(claimed_at) FROM claims WHERE target = :target AND dry_run = :dry_run"
+)
+
+
+def claims_since(where: str) -> Statement:
+    """How many claims match ``where`` (a condition of ``rows.claim_windows``) since
+    ``:since``."""
+    return Statement(f"SELECT COUNT(*) FROM claims WHERE {where} AND claimed_at > :since")
+
+
+CLAIM_INSERT = Statement(
+    "INSERT INTO claims (episode_id, rule, action, action_kind, target, destructive, dry_run,"
+    " claimed_at, owner) VALUES (:episode_id, :rule, :action, :action_kind, :target,"
+    " :destructive, :dry_run, :now, :owner) RETURNING id"
+)
+CLAIM_INTENT = Statement(
+    "UPDATE claims SET intent = :intent WHERE id = :id AND outcome IS NULL AND owner = :owner"
+)
+CLAIM_INTENT_WITHDRAWN = Statement("UPDATE claims SET intent = NULL WHERE id = :id")
+INFLIGHT_HOLD = Statement(
+    "INSERT INTO inflight (key, claim_id) VALUES (:key, :id) ON CONFLICT DO NOTHING"
+)
+INFLIGHT_RELEASE = Statement("DELETE FROM inflight WHERE claim_id = :id")
+CLAIM_OUTCOME = Statement(
+    "UPDATE claims SET outcome = :outcome, outcome_at = :now WHERE id = :id AND outcome IS NULL"
+)
+UNFINISHED_SELECT = (
+    "SELECT c.id, c.episode_id, e.fingerprint, e.alertname, c.rule, c.action, c.target,"
+    " c.claimed_at, c.intent FROM claims c JOIN episodes e ON e.id = c.episode_id"
+    " WHERE c.outcome IS NULL AND c.owner = :owner"
+)
+UNFINISHED = Statement(f"{UNFINISHED_SELECT} ORDER BY c.id")
+
+# ----- the lease: replicas sharing one database
+
+HEARTBEAT = Statement(
+    "INSERT INTO instances (id, heartbeat_at) VALUES (:owner, :now)"
+    " ON CONFLICT (id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at"
+)
+#: Owners of unfinished work whose lease ran out, or who never held one.
+EXPIRED_OWNERS = Statement(
+    "SELECT owner FROM journal WHERE done_at IS NULL"
+    " UNION SELECT owner FROM claims WHERE outcome IS NULL"
+    " EXCEPT SELECT id FROM instances WHERE heartbeat_at >= :since"
+    " EXCEPT SELECT :owner"
+)
+
+
+def take_over(owners: Sequence[str]) -> tuple[dict[str, Statement], dict[str, Any]]:
+    """The statements that move ``owners``' unfinished work to ``:owner``."""
+    marks, params = in_list("gone", owners)
+    return {
+        "journal": Statement(
+            f"UPDATE journal SET owner = :owner WHERE owner IN {marks} AND done_at IS NULL"
+            " RETURNING id"
+        ),
+        "claims": Statement(
+            f"UPDATE claims SET owner = :owner WHERE owner IN {marks} AND outcome IS NULL"
+            " RETURNING id"
+        ),
+        "instances": Statement(f"DELETE FROM instances WHERE id IN {marks}"),
+    }, params
+
+
+def unfinished_among(claim_ids: Sequence[int]) -> tuple[Statement, dict[str, Any]]:
+    marks, params = in_list("claim", claim_ids)
+    return Statement(f"{UNFINISHED_SELECT} AND c.id IN {marks} ORDER BY c.id"), params
+
+
+STORM_FORGET = Statement("DELETE FROM storm_targets WHERE seen_at < :since")
+STORM_SEEN = Statement(
+    "INSERT INTO storm_targets (target, seen_at) VALUES (:target, :now)"
+    " ON CONFLICT (target) DO UPDATE SET seen_at = excluded.seen_at"
+)
+STORM_COUNT = Statement("SELECT COUNT(*) FROM storm_targets")
+
+# ----- aftercare: undos and follow-ups
+
+UNDO_PLAN = Statement(
+    "INSERT INTO undos (claim_id, target, state, after_s) VALUES (:id, :target, :state, :after_s)"
+)
+#: The undos of an episode's claims.
+OF_EPISODE = "claim_id IN (SELECT id FROM claims WHERE episode_id = :episode_id)"
+UNDO_ARM = Statement(
+    "UPDATE undos SET due_at = :closed_at + after_s WHERE done_at IS NULL AND due_at IS NULL"
+    f" AND {OF_EPISODE}"
+)
+UNDO_DISARM = Statement(f"UPDATE undos SET due_at = NULL WHERE done_at IS NULL AND {OF_EPISODE}")
+UNDO_DUE = Statement(
+    "SELECT u.id, c.episode_id, e.fingerprint, c.rule, c.action, u.target, u.state"
+    " FROM undos u JOIN claims c ON c.id = u.claim_id JOIN episodes e ON e.id = c.episode_id"
+    " WHERE u.done_at IS NULL AND u.due_at <= :now ORDER BY u.due_at"
+)
+UNDO_DONE = Statement("UPDATE undos SET done_at = due_at WHERE id = :id")
+UNDO_NEXT = Statement("UPDATE undos SET state = :state, due_at = :due_at WHERE id = :id")
+FOLLOWUP_PLAN = Statement(
+    "INSERT INTO followups (claim_id, due_at) VALUES (:id, :due_at) ON CONFLICT DO NOTHING"
+)
+FOLLOWUP_DUE = Statement(
+    "SELECT f.id, c.episode_id, e.fingerprint, c.rule, c.action, c.target, NULL"
+    " FROM followups f JOIN claims c ON c.id = f.claim_id JOIN episodes e ON e.id = c.episode_id"
+    " WHERE f.done_at IS NULL AND f.due_at <= :now ORDER BY f.due_at"
+)
+FOLLOWUP_DONE = Statement("UPDATE followups SET done_at = :now WHERE id = :id")
+
+# ----- audit and outbox
+
+AUDIT_COLUMNS = (
+    "at", "step", "outcome", "sentence", "journal_id", "episode_id", "fingerprint", "alertname",
+    "rule", "ruleset_hash", "severity", "reason", "target", "action", "details",
+)  # fmt: skip
+OUTBOX_COLUMNS = (
+    "episode_id", "dedup_key", "sink", "event", "tier", "severity", "policy", "summary",
+    "details", "due_at", "created_at",
+)  # fmt: skip
+
+
+def _insert(table: str, columns: Sequence[str], tail: str = "") -> Statement:
+    names, marks = ", ".join(columns), ", ".join(f":{c}" for c in columns)
+    return Statement(f"INSERT INTO {table} ({names}) VALUES ({marks}){tail}")
+
+
+AUDIT_INSERT = _insert("audit", AUDIT_COLUMNS)
+OUTBOX_INSERT = _insert("outbox", OUTBOX_COLUMNS, " ON CONFLICT DO NOTHING")
+
+#: A resolve for every sink an episode's triggers went to, due at once, queued once.
+#: Incidents that span episodes (``dedup_keys.SPANNING_PREFIXES``) wait for a human.
+RESOLVE = Statement(
+    f"INSERT INTO outbox ({', '.join(OUTBOX_COLUMNS)})"
+    " SELECT DISTINCT episode_id, dedup_key, sink, 'resolve', 0, severity, policy, summary,"
+    " details, CAST(:now AS DOUBLE PRECISION), CAST(:now AS DOUBLE PRECISION)"
+    " FROM outbox WHERE episode_id = :episode_id AND event = 'trigger'"
+    + "".join(
+        f" AND dedup_key NOT LIKE :spanning{i}" for i in range(len(dedup_keys.SPANNING_PREFIXES))
+    )
+    + " ON CONFLICT DO NOTHING"
+)
+RESOLVE_SPANNING = {f"spanning{i}": f"{p}%" for i, p in enumerate(dedup_keys.SPANNING_PREFIXES)}
+
+OUTBOX_SELECT = f"SELECT id, attempts, created_at, {', '.join(OUTBOX_COLUMNS)} FROM outbox"
+OUTBOX_DUE = Statement(
+    f"{OUTBOX_SELECT} WHERE delivered_at IS NULL AND dropped_at IS NULL AND due_at <= :now"
+    " ORDER BY due_at, id LIMIT :limit"
+)
+OUTBOX_DELIVERED, OUTBOX_DROPPED = (
+    Statement(
+        f"UPDATE outbox SET {column} = :now, attempts = attempts + 1, last_error = :error"
+        " WHERE id = :id"
+    )
+    for column in ("delivered_at", "dropped_at")
+)
+OUTBOX_RETRY = Statement(
+    "UPDATE outbox SET due_at = :due_at, attempts = attempts + 1, last_error = :error"
+    " WHERE id = :id"
+)
+OUTBOX_DROP_TRIGGERS = Statement(
+    "UPDATE outbox SET dropped_at = :now, last_error = 'the episode resolved first'"
+    " WHERE episode_id = :episode_id AND event = 'trigger'"
+    " AND delivered_at IS NULL AND dropped_at IS NULL"
+)
+OUTBOX_WAS_TRIGGERED = Statement(
+    "SELECT 1 FROM outbox WHERE dedup_key = :dedup_key AND sink = :sink AND event = 'trigger'"
+    " AND delivered_at IS NOT NULL LIMIT 1"
+)
+
+#: ``AuditQuery`` fields an audit query matches exactly, by column.
+AUDIT_EQUALS = ("episode_id", "fingerprint", "rule", "severity", "outcome")
+
+
+def decisions(conditions: Sequence[str]) -> Statement:
+    """Audit records matching every condition, oldest first, ``:limit`` of them."""
+    where = " AND ".join(["id > :after_id", *conditions])
+    columns = ", ".join(AUDIT_COLUMNS)
+    return Statement(f"SELECT id, {columns} FROM audit WHERE {where} ORDER BY id LIMIT :limit")

@@ -1,0 +1,332 @@
+"""The ``Store`` contract over SQL, once for both backends.
+
+Every operation is a ``program`` of ``sql`` statements; a backend (``sqlite``,
+``postgres``) only runs programs: its connection, transactions, placeholders and locks.
+Rows are this replica's (``owner``): a PostgreSQL replica's instance id; on SQLite, where
+one process owns the file, always ``''``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from datetime import datetime
+from typing import Any, Literal, TypeVar
+
+import lz4.frame
+
+from remediator.core.episodes import next_event
+from remediator.core.errors import StoreUnavailable
+from remediator.core.model import AuditRecord, Episode, EpisodeEvent, Observation
+from remediator.guards import claim as claim_guards
+from remediator.guards.claim import ClaimFacts, ClaimRequest
+from remediator.store import sql
+from remediator.store.contract import (
+    AuditQuery,
+    ClaimResult,
+    IntentAnswer,
+    JournalEntry,
+    OutboxItem,
+    Sighting,
+    Undo,
+    UnfinishedClaim,
+)
+from remediator.store.migrations import migrate
+from remediator.store.program import (
+    LOCK_CLAIMS,
+    LOCK_EPISODES,
+    Program,
+    count,
+    lock,
+    many,
+    row,
+    rows,
+    value,
+)
+from remediator.store.rows import (
+    audit_conditions,
+    audit_record,
+    audit_row,
+    claim_windows,
+    dt,
+    outbox_item,
+    outbox_row,
+    ts,
+    unfinished_claim,
+)
+from remediator.store.schema import Dialect
+
+T = TypeVar("T")
+#: Which connection a program wants: SQLite gives the ack path's journal writes their own.
+Lane = Literal["journal", "work"]
+
+
+def _observe(
+    sightings: Sequence[Sighting], now: float, grace_s: float
+) -> Program[list[Observation]]:
+    """Apply ``episodes.next_event`` to each sighting in order; joins are written in bulk."""
+    if not sightings:
+        return []
+    yield from lock(LOCK_EPISODES)
+    statement, params = sql.latest_episodes(sorted({s.fingerprint for s in sightings}))
+    found = yield from rows(statement, params)
+    latest = {r[1]: Episode(int(r[0]), r[1], r[2], r[3], r[4] is not None) for r in found}
+    joined: list[Mapping[str, Any]] = []
+    observed = []
+    for s in sightings:
+        episode = latest.get(s.fingerprint)
+        event = next_event(episode, s.status, now, grace_s)
+        if event is EpisodeEvent.JOINED:
+            assert episode is not None
+            joined.append({"now": now, "id": episode.id})
+        else:
+            episode = yield from _episode_moves(s, episode, event, now)
+        assert episode is not None
+        latest[s.fingerprint] = episode
+        observed.append(Observation(episode, event))
+    yield from many(sql.EPISODE_SEEN, joined)
+    return observed
+
+
+def _episode_moves(
+    s: Sighting, episode: Episode | None, event: EpisodeEvent, now: float
+) -> Program[Episode | None]:
+    """Write an episode's opening, closing or reopening; any other event writes nothing."""
+    if event in (EpisodeEvent.OPENED, EpisodeEvent.RESOLVED_UNSEEN):
+        closed_at = now if event is EpisodeEvent.RESOLVED_UNSEEN else None
+        params = {"fingerprint": s.fingerprint, "alertname": s.alertname, "now": now}
+        new_id = yield from value(sql.EPISODE_OPEN, {**params, "closed_at": closed_at})
+        return Episode(int(new_id), s.fingerprint, now, closed_at, False)
+    if event in (EpisodeEvent.REOPENED, EpisodeEvent.CLOSED):
+        assert episode is not None
+        closed_at = now if event is EpisodeEvent.CLOSED else None
+        params = {"closed_at": closed_at, "now": now, "id": episode.id}
+        yield from count(sql.EPISODE_CLOSE_OR_REOPEN, params)
+        return replace(episode, closed_at_s=closed_at)
+    return episode
+
+
+def _claim_facts(r: ClaimRequest, now: float) -> Program[ClaimFacts]:
+    key = {"episode_id": r.episode_id, "rule": r.rule, "action": r.action}
+    already = yield from row(sql.CLAIM_EXISTS, key)
+    on_target = {"target": r.target, "dry_run": int(r.dry_run)}
+    last = yield from value(sql.CLAIM_LAST_ON_TARGET, on_target)
+    counts = {}
+    for name, where, params, limit in claim_windows(r):
+        counts[name] = 0
+        if limit is not None:
+            since = {**params, "since": now - limit.window_s}
+            counts[name] = int((yield from value(sql.claims_since(where), since)))
+    return ClaimFacts(
+        already_claimed=already is not None,
+        seconds_since_target_claim=None if last is None else now - last,
+        **counts,
+    )
+
+
+def _claim(r: ClaimRequest, now: float, owner: str) -> Program[ClaimResult]:
+    yield from lock(LOCK_CLAIMS)
+    verdict = claim_guards.decide(r, (yield from _claim_facts(r, now)))
+    if not verdict.allowed:
+        return ClaimResult(verdict, None)
+    params = {
+        "episode_id": r.episode_id, "rule": r.rule, "action": r.action,
+        "action_kind": r.action_kind, "target": r.target, "destructive": int(r.destructive),
+        "dry_run": int(r.dry_run), "now": now, "owner": owner,
+    }  # fmt: skip
+    claim_id = yield from value(sql.CLAIM_INSERT, params)
+    return ClaimResult(verdict, int(claim_id))
+
+
+def _claim_intent(
+    claim_id: int, intent: Mapping[str, Any], exclusive: str | None, owner: str
+) -> Program[IntentAnswer]:
+    text = json.dumps(dict(intent), default=str)
+    params = {"intent": text, "id": claim_id, "owner": owner}
+    if (yield from count(sql.CLAIM_INTENT, params)) != 1:
+        return "lost"
+    hold = {"key": exclusive, "id": claim_id}
+    if exclusive is not None and (yield from count(sql.INFLIGHT_HOLD, hold)) != 1:
+        yield from count(sql.CLAIM_INTENT_WITHDRAWN, {"id": claim_id})
+        return "busy"
+    return "recorded"
+
+
+def _record_outcome(claim_id: int, outcome: str, now: float) -> Program[bool]:
+    yield from count(sql.INFLIGHT_RELEASE, {"id": claim_id})
+    params = {"outcome": outcome, "now": now, "id": claim_id}
+    return (yield from count(sql.CLAIM_OUTCOME, params)) == 1
+
+
+def _audit(
+    records: Sequence[Mapping[str, Any]],
+    decided: Sequence[Mapping[str, Any]],
+    queued: Sequence[Mapping[str, Any]],
+    resolved: Sequence[Mapping[str, Any]],
+) -> Program[None]:
+    yield from many(sql.AUDIT_INSERT, records)
+    yield from many(sql.EPISODE_DECIDED, decided)
+    yield from many(sql.OUTBOX_INSERT, queued)
+    yield from many(sql.RESOLVE, resolved)
+
+
+def _undo(r: Sequence[Any]) -> Undo:
+    return Undo(int(r[0]), int(r[1]), r[2], r[3], r[4], r[5], json.loads(r[6]) if r[6] else {})
+
+
+class SqlStore:
+    """What both backends share; a backend supplies ``run`` (and may override the lease
+    and the storm window, where one process owning the file needs neither)."""
+
+    dialect: Dialect
+    owner: str = ""
+
+    async def run(self, program: Program[T], lane: Lane = "work", atomic: bool = False) -> T:
+        """Run ``program`` on the database; ``atomic``: in one write transaction (PostgreSQL
+        runs every program in one)."""
+        raise NotImplementedError
+
+    async def migrate(self) -> int:
+        """Bring the schema to this code's version; the version it was at."""
+        return await self.run(migrate(self.dialect), atomic=True)
+
+    async def ping(self) -> bool:
+        try:
+            await self.run(value(sql.PING, {}))
+        except StoreUnavailable:
+            return False
+        return True
+
+    # ----- journal
+
+    async def journal_append(self, body: bytes, received_at: datetime) -> int:
+        body = lz4.frame.compress(body)
+        params = {"owner": self.owner, "received_at": ts(received_at), "body": body}
+        return int(await self.run(value(sql.JOURNAL_APPEND, params), lane="journal"))
+
+    async def journal_pending(self) -> list[int]:
+        found = await self.run(rows(sql.JOURNAL_PENDING, {"owner": self.owner}))
+        return [int(r[0]) for r in found]
+
+    async def journal_entry(self, journal_id: int) -> JournalEntry:
+        found = await self.run(row(sql.JOURNAL_ENTRY, {"id": journal_id}))
+        if found is None:
+            raise StoreUnavailable(f"journal entry {journal_id} is missing")
+        return JournalEntry(int(found[0]), dt(found[1]), lz4.frame.decompress(found[2]))
+
+    async def journal_done(self, journal_id: int, now: datetime) -> None:
+        await self.run(count(sql.JOURNAL_DONE, {"now": ts(now), "id": journal_id}))
+
+    async def journal_prune(self, done_before: datetime) -> int:
+        return await self.run(count(sql.JOURNAL_PRUNE, {"before": ts(done_before)}))
+
+    # ----- episodes
+
+    async def observe(
+        self, sightings: Sequence[Sighting], now: datetime, grace_s: float
+    ) -> list[Observation]:
+        return await self.run(_observe(sightings, ts(now), grace_s), atomic=True)
+
+    async def episode_is_open(self, episode_id: int) -> bool:
+        return bool(await self.run(value(sql.EPISODE_IS_OPEN, {"id": episode_id})))
+
+    # ----- claims
+
+    async def claim(self, request: ClaimRequest, now: datetime) -> ClaimResult:
+        return await self.run(_claim(request, ts(now), self.owner), atomic=True)
+
+    async def claim_intent(
+        self, claim_id: int, intent: Mapping[str, Any], exclusive: str | None
+    ) -> IntentAnswer:
+        program = _claim_intent(claim_id, intent, exclusive, self.owner)
+        return await self.run(program, atomic=True)
+
+    async def record_outcome(self, claim_id: int, outcome: str, now: datetime) -> bool:
+        return await self.run(_record_outcome(claim_id, outcome, ts(now)), atomic=True)
+
+    async def unfinished_claims(self) -> list[UnfinishedClaim]:
+        found = await self.run(rows(sql.UNFINISHED, {"owner": self.owner}))
+        return [unfinished_claim(r) for r in found]
+
+    # ----- aftercare
+
+    async def undo_plan(
+        self, claim_id: int, target: str, state: Mapping[str, Any], after_s: float
+    ) -> None:
+        params = {"id": claim_id, "target": target, "after_s": after_s}
+        await self.run(count(sql.UNDO_PLAN, {**params, "state": json.dumps(dict(state))}))
+
+    async def undo_arm(self, episode_ids: Sequence[int], closed_at: datetime) -> None:
+        batch = [{"closed_at": ts(closed_at), "episode_id": e} for e in episode_ids]
+        await self.run(many(sql.UNDO_ARM, batch), atomic=True)
+
+    async def undo_disarm(self, episode_ids: Sequence[int]) -> None:
+        batch = [{"episode_id": e} for e in episode_ids]
+        await self.run(many(sql.UNDO_DISARM, batch), atomic=True)
+
+    async def undo_due(self, now: datetime) -> list[Undo]:
+        return [_undo(r) for r in await self.run(rows(sql.UNDO_DUE, {"now": ts(now)}))]
+
+    async def undo_next(
+        self, undo_id: int, state: Mapping[str, Any] | None, due_at: datetime | None
+    ) -> None:
+        if state is None or due_at is None:
+            await self.run(count(sql.UNDO_DONE, {"id": undo_id}))
+            return
+        params = {"state": json.dumps(dict(state)), "due_at": ts(due_at), "id": undo_id}
+        await self.run(count(sql.UNDO_NEXT, params))
+
+    async def followup_plan(self, claim_id: int, due_at: datetime) -> None:
+        await self.run(count(sql.FOLLOWUP_PLAN, {"id": claim_id, "due_at": ts(due_at)}))
+
+    async def followup_due(self, now: datetime) -> list[Undo]:
+        return [_undo(r) for r in await self.run(rows(sql.FOLLOWUP_DUE, {"now": ts(now)}))]
+
+    async def followup_done(self, followup_id: int, now: datetime) -> None:
+        await self.run(count(sql.FOLLOWUP_DONE, {"now": ts(now), "id": followup_id}))
+
+    # ----- audit and outbox
+
+    async def audit(
+        self,
+        records: Sequence[AuditRecord],
+        decided_episodes: Sequence[int] = (),
+        now: datetime | None = None,
+        outbox: Sequence[OutboxItem] = (),
+        resolved_episodes: Sequence[int] = (),
+    ) -> None:
+        at = ts(now) if now else 0.0
+        written = [audit_row(r) for r in records]
+        decided = [{"now": at, "id": e} for e in decided_episodes] if now else []
+        queued = [outbox_row(item, at) for item in outbox]
+        resolve = [{"now": at, "episode_id": e, **sql.RESOLVE_SPANNING} for e in resolved_episodes]
+        if written or decided or queued or resolve:
+            await self.run(_audit(written, decided, queued, resolve), atomic=True)
+
+    async def decisions(self, query: AuditQuery) -> list[AuditRecord]:
+        conditions, params = audit_conditions(query)
+        found = await self.run(rows(sql.decisions(conditions), params))
+        return [audit_record(r) for r in found]
+
+    async def outbox_due(self, now: datetime, limit: int) -> list[OutboxItem]:
+        found = await self.run(rows(sql.OUTBOX_DUE, {"now": ts(now), "limit": limit}))
+        return [outbox_item(r) for r in found]
+
+    async def outbox_done(
+        self, item_id: int, now: datetime, delivered: bool, error: str = ""
+    ) -> None:
+        statement = sql.OUTBOX_DELIVERED if delivered else sql.OUTBOX_DROPPED
+        await self.run(count(statement, {"now": ts(now), "error": error, "id": item_id}))
+
+    async def outbox_retry(self, item_id: int, due_at: datetime, error: str) -> None:
+        params = {"due_at": ts(due_at), "error": error, "id": item_id}
+        await self.run(count(sql.OUTBOX_RETRY, params))
+
+    async def outbox_drop_pending_triggers(self, episode_id: int, now: datetime) -> int:
+        params = {"now": ts(now), "episode_id": episode_id}
+        return await self.run(count(sql.OUTBOX_DROP_TRIGGERS, params))
+
+    async def outbox_was_triggered(self, dedup_key: str, sink: str) -> bool:
+        params = {"dedup_key": dedup_key, "sink": sink}
+        return await self.run(row(sql.OUTBOX_WAS_TRIGGERED, params)) is not None
