@@ -151,7 +151,9 @@ async def wait_decided(session: aiohttp.ClientSession, base: str, before: float)
     raise SystemExit(f"not decided within {DECIDED_WITHIN_S:.0f} s")
 
 
-async def one_round(name: str, checkout: Path, bodies: Sequence[bytes], alerts: int) -> Round:
+async def one_round(
+    name: str, checkout: Path, bodies: Sequence[bytes], alerts: int, serve_args: Sequence[str]
+) -> Round:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         token = secrets.token_urlsafe(24)
@@ -163,7 +165,7 @@ async def one_round(name: str, checkout: Path, bodies: Sequence[bytes], alerts: 
         env["PYTHONPATH"] = str(checkout.resolve())
         argv = [sys.executable, "-m", "remediator", "serve", "--listen", f"{LOOPBACK}:{port}"]
         argv += ["--rules", str(checkout / "rules"), "--token-file", str(work / "token")]
-        argv += ["--state", f"sqlite:///{work.resolve() / 'state.db'}", "--dry-run"]
+        argv += ["--state", f"sqlite:///{work.resolve() / 'state.db'}", "--dry-run", *serve_args]
         log = (work / "log").open("wb")
         proc = await asyncio.create_subprocess_exec(
             *argv, cwd=work, env=env, stdout=log, stderr=log
@@ -197,6 +199,9 @@ def options(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--payloads", type=int, default=20, help="webhooks per round")
     parser.add_argument("--alerts", type=int, default=500, help="alerts per webhook")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--serve-arg", action="append", default=[], help="one more argument for serve, repeatable"
+    )
     return parser.parse_args(argv)
 
 
@@ -208,7 +213,7 @@ async def main(argv: Sequence[str] | None = None) -> int:
     for n in range(opts.rounds):
         order = opts.checkout if n % 2 == 0 else list(reversed(opts.checkout))
         for name, path in order:
-            result = await one_round(name, path, bodies, total)
+            result = await one_round(name, path, bodies, total, opts.serve_arg)
             rounds.append(result)
             print(
                 f"round {n + 1} {name}: {total} alerts acked in {result.acked_s:.2f} s,"

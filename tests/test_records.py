@@ -256,7 +256,7 @@ async def test_a_whole_run_is_counted_logged_and_reasoned_in_the_closed_sets(
     """Decide, act, escalate, deliver a page and its resolve: every record with a severity
     is counted once, every record is logged once, every reason is a ``StopReason``."""
     service, hook = hooked
-    caplog.set_level(logging.INFO, logger="remediator.audit.recorder")
+    caplog.set_level(logging.DEBUG, logger="remediator.audit.recorder")
     down = firing(alertname="APIUnavailable")
     cpu = firing(alertname="HighCPUUsage", namespace="llm-research", deployment="api")
     outside = firing(alertname="HighCPUUsage", namespace="kube-system", deployment="dns")
@@ -286,6 +286,10 @@ async def test_a_whole_run_is_counted_logged_and_reasoned_in_the_closed_sets(
     assert counted(service.server.app[REGISTRY]) == expected
     logged = [r for r in caplog.records if r.getMessage() == "decision"]
     assert len(logged) == len(decisions)
+    info = [r.fields for r in logged if r.levelno == logging.INFO]  # type: ignore[attr-defined]
+    assert info and all(f["step"] not in ("received", "classified") for f in info)
+    decided = {(d["episode"], d["step"]) for d in decisions if d["step"] == "escalated"}
+    assert decided <= {(f["episode"], f["step"]) for f in info}  # each decision has its line
     fields = logged[-1].fields  # type: ignore[attr-defined]
     assert set(fields) == {"episode", "fingerprint", "alertname", "rule", "severity", "step",
                            "outcome", "reason", "target", "action", "journal_id"}  # fmt: skip

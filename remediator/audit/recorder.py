@@ -2,8 +2,11 @@
 
 A write stores the records, marks the episodes decided and queues the notifications the
 records call for, in one transaction; then each record is counted in
-``decisions{severity,outcome}`` and logged as one ``decision`` line. What to notify is
-planned by the escalation stage, which sits above the audit: its planner is passed in.
+``decisions{severity,outcome}``. Each decision is logged as one ``decision`` line at info:
+the last record a write holds for an alert (its episode, journal entry and fingerprint),
+which carries the step it ended at and the reason. The records on the way there
+(``received``, ``classified``, a ``refused`` that an ``escalated`` follows) are logged at
+debug: an alert storm would otherwise log four lines per alert.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from remediator.ruleset.rules import RuleSet
 from remediator.store.contract import OutboxItem, Store
 
 log = logging.getLogger(__name__)
+
 
 Planner = Callable[[Sequence[AuditRecord], RuleSet], tuple[list[OutboxItem], list[int]]]
 """The notifications records call for, and the episodes they resolve (``escalate.plan``)."""
@@ -69,4 +73,21 @@ class Recorder:
         for record in records:
             if record.severity is not None:  # the series are per severity
                 self._metrics.decisions.labels(record.severity, record.outcome).inc()
+        _log(records)
+
+
+def _log(records: Sequence[AuditRecord]) -> None:
+    """One info line per alert's decision (its last record here), the rest at debug."""
+    if not log.isEnabledFor(logging.INFO):
+        return
+    debug = log.isEnabledFor(logging.DEBUG)
+    last = {_alert_of(r): i for i, r in enumerate(records)}
+    for i, record in enumerate(records):
+        if last[_alert_of(record)] == i:
             log.info("decision", extra={"fields": log_fields(record)})
+        elif debug:
+            log.debug("decision", extra={"fields": log_fields(record)})
+
+
+def _alert_of(record: AuditRecord) -> tuple[int | None, int | None, str]:
+    return record.episode_id, record.journal_id, record.fingerprint

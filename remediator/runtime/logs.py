@@ -33,6 +33,8 @@ RESERVED = frozenset({"time", "level", "logger", "msg", "error"})
 MAX_VALUE_CHARS = 4096
 #: A logfmt value without these characters needs no quotes.
 _BARE = re.compile(r"[^\s\"=\\\x00-\x1f\x7f\u0080-\u009f\u2028\u2029]+")
+#: What ``_one_line`` escapes; most text has none of it, and is returned as it is.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 _ESCAPES = {'"': '\\"', "\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
 
 
@@ -86,6 +88,16 @@ def logfmt_value(value: object) -> str:
     return '"' + "".join(_escape(ch) for ch in text) + '"'
 
 
+def _field_value(value: object) -> str:
+    """``logfmt_value(_plain(value))``, with the common cases first: a decision line has
+    eleven fields, mostly short strings and integers, and is written once per alert."""
+    if isinstance(value, str) and len(value) <= MAX_VALUE_CHARS:
+        return value if _BARE.fullmatch(value) else logfmt_value(value)
+    if type(value) is int:  # not bool, which logfmt writes as a word
+        return str(value)
+    return logfmt_value(_plain(value))
+
+
 def _escape(ch: str) -> str:
     if ch in _ESCAPES:
         return _ESCAPES[ch]
@@ -98,7 +110,22 @@ def _is_control(ch: str) -> bool:
 
 
 def _key(name: str) -> str:
+    """``_safe_key(name)``, remembered: keys are few (the fields' names)."""
+    known = _KEYS.get(name)
+    if known is None:
+        if len(_KEYS) >= 1024:
+            _KEYS.clear()
+        known = _KEYS[name] = _safe_key(name)
+    return known
+
+
+_KEYS: dict[str, str] = {}
+
+
+def _safe_key(name: str) -> str:
     """A key as logfmt can hold it: no space, quote, ``=`` or control character."""
+    if _BARE.fullmatch(name):
+        return name
     return "".join(ch if _BARE.fullmatch(ch) else "_" for ch in name) or "_"
 
 
@@ -109,7 +136,7 @@ class JsonFormatter(logging.Formatter):
 
 class LogfmtFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        return " ".join(f"{_key(k)}={logfmt_value(v)}" for k, v in _pairs(record, self))
+        return " ".join(f"{_key(k)}={_field_value(v)}" for k, v in _pairs(record, self))
 
 
 class TextFormatter(logging.Formatter):
@@ -118,7 +145,7 @@ class TextFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         head = f"{_timestamp(record)} {record.levelname} {record.name} "
         line = head + _one_line(_bounded(record.getMessage()))
-        fields = [f"{_key(str(k))}={logfmt_value(_plain(v))}" for k, v in fields_of(record).items()]
+        fields = [f"{_key(str(k))}={_field_value(v)}" for k, v in fields_of(record).items()]
         if fields:
             line += " " + " ".join(fields)
         if record.exc_info:  # indented: a record's own line never starts with a space
@@ -128,7 +155,7 @@ class TextFormatter(logging.Formatter):
 
 
 def _one_line(text: str) -> str:
-    return "".join(_escape(ch) if _is_control(ch) else ch for ch in text)
+    return _CONTROL.sub(lambda m: _escape(m.group()), text)
 
 
 FORMATTERS: dict[str, type[logging.Formatter]] = {
@@ -147,3 +174,5 @@ def configure_logging(level: str, log_format: LogFormat = "text") -> None:
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level.upper())
+    # Nothing reads these record attributes; collecting them is a third of a record's cost.
+    logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
