@@ -5,10 +5,8 @@ PostgreSQL is for several replicas sharing one truth."""
 
 from __future__ import annotations
 
-from remediator.config import Settings
+from remediator.config import POSTGRES_SCHEMES, Settings
 from remediator.store.contract import Store
-
-POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 
 
 def open_store(settings: Settings) -> Store:
