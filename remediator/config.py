@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import difflib
 import socket
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self
 from urllib.parse import urlsplit
@@ -336,11 +336,11 @@ Sourced = dict[str, tuple[str, object]]
 """field → (the flag or variable it came from, its value as given)."""
 
 
-def split_listen(value: str) -> tuple[str, str]:
+def split_listen(value: str, origin: str) -> tuple[str, str]:
     """``HOST:PORT`` (``[::1]:9095`` for IPv6) → host and port, the port still text."""
     host, sep, port = value.rpartition(":")
     if not sep or not host or not port:
-        raise ConfigError(f"--listen {value!r} is not HOST:PORT")
+        raise ConfigError(f"{origin} {value!r} is not HOST:PORT")
     return host.strip("[]"), port
 
 
@@ -366,8 +366,7 @@ def from_environment(environ: Mapping[str, str]) -> Sourced:
         elif suffix == "LISTEN":
             sourced.update(listen_fields(value, name))
         elif suffix == "DATABASES":
-            items = [split_database(item, name) for item in value.split(",") if item]
-            sourced["databases"] = (name, dict(items))
+            sourced.update(databases_field([item for item in value.split(",") if item], name))
         else:
             raise ConfigError(_unknown_variable(name))
     if "kubeconfig" not in sourced and environ.get("KUBECONFIG"):
@@ -376,11 +375,13 @@ def from_environment(environ: Mapping[str, str]) -> Sourced:
 
 
 def listen_fields(value: str, origin: str) -> Sourced:
-    try:
-        host, port = split_listen(value)
-    except ConfigError:
-        raise ConfigError(f"{origin} {value!r} is not HOST:PORT") from None
+    host, port = split_listen(value, origin)
     return {"listen_host": (origin, host), "listen_port": (f"{origin} port", port)}
+
+
+def databases_field(values: Sequence[str], origin: str) -> Sourced:
+    """``NAME=SOURCE`` items (``--database`` flags or ``REMEDIATOR_DATABASES``) → the field."""
+    return {"databases": (origin, dict(split_database(value, origin) for value in values))}
 
 
 def _unknown_variable(name: str) -> str:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import NoReturn
 
@@ -15,8 +15,8 @@ from remediator.config import (
     ENV_PREFIX,
     Settings,
     Sourced,
+    databases_field,
     listen_fields,
-    split_database,
 )
 
 
@@ -143,11 +143,7 @@ def given(args: argparse.Namespace, options: Iterable[Option]) -> Sourced:
         if option.flag == "--listen":
             sourced.update(listen_fields(value, option.flag))
         elif option.field == "databases":
-            sourced[option.field] = (option.flag, dict(_databases(value, option.flag)))
+            sourced.update(databases_field(value, option.flag))
         else:
             sourced[option.field] = (option.flag, value)
     return sourced
-
-
-def _databases(values: Sequence[str], flag: str) -> list[tuple[str, str]]:
-    return [split_database(value, flag) for value in values]
