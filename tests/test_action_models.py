@@ -34,9 +34,10 @@ from remediator.escalate import plan as escalate
 from remediator.guards.claim import ClaimRequest
 from remediator.ruleset.load import load_rules
 from remediator.ruleset.rules import Rule, RuleSet
-from remediator.store.contract import AuditQuery, Sighting, Store
+from remediator.store.contract import AuditQuery, Settlement, Sighting, Store
 from tests.support.clock import FakeClock
 from tests.support.service import EXAMPLE_RULES
+from tests.support.stores import runner_for
 
 T0 = datetime(2026, 11, 28, 10, 0, tzinfo=UTC)
 STARTED = datetime(2026, 11, 28, 9, 0, 0, 123456, tzinfo=UTC)
@@ -222,9 +223,9 @@ async def test_a_claim_whose_stored_intent_is_malformed_is_settled_as_unknown_an
     assert await store.claim_intent(claim_id, hostile, None) == "recorded"
     clock = FakeClock(T0)
     unfinished = await store.unfinished_claims()
-    assert (
-        await reconcile_claims(unfinished, store, recorder_for(store, ruleset, clock), clock) == 1
-    )
+    recorder = recorder_for(store, ruleset, clock)
+    runner = runner_for(store, recorder, clock)
+    assert await reconcile_claims(unfinished, recorder, clock, runner) == {"settled": 1}
     assert await store.unfinished_claims() == []
     records = await store.decisions(AuditQuery(limit=100))
     [reconciled] = [r for r in records if r.step == "reconciled"]
@@ -240,7 +241,8 @@ async def test_an_undo_whose_stored_state_is_malformed_is_audited_failed_once_an
 ) -> None:
     ruleset = load_rules(EXAMPLE_RULES, default_registry())
     claim_id, episode_id = await claimed(store, scale_rule(ruleset))
-    await store.undo_plan(claim_id, "ns/Deployment/api", {"restore_to": 3, "set_to": "5"}, 0)
+    undo = Settlement(claim_id, "succeeded", "ns/Deployment/api", {"restore_to": 3, "set_to": "5"})
+    await store.settle(undo, T0)
     await store.undo_arm([episode_id], T0)
     clock = FakeClock(T0)
     aftercare = Aftercare(store, recorder_for(store, ruleset, clock), clock, poll_s=0.01)

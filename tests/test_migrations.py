@@ -22,7 +22,7 @@ from remediator.core.errors import StoreUnavailable
 from remediator.core.model import AuditRecord, Outcome, Step
 from remediator.guards.claim import ClaimRequest, Limit
 from remediator.store import schema
-from remediator.store.contract import AuditQuery, Store
+from remediator.store.contract import AuditQuery, Settlement, Store
 from remediator.store.postgres import PostgresStore
 from remediator.store.program import LOCK_MIGRATE
 from remediator.store.sqlite import SqliteStore
@@ -55,7 +55,7 @@ def sqlite_rows(path: Path) -> dict[str, set[tuple[Any, ...]]]:
         out = {}
         for table in TABLES:
             info = db.execute(f"PRAGMA table_info({table})")
-            columns = [c[1] for c in info if c[1] != "owner"]  # version 2 added the owners
+            columns = [c[1] for c in info if c[1] not in ("owner", "job")]  # added since
             out[table] = set(db.execute(f"SELECT {', '.join(columns)} FROM {table}").fetchall())
     return out
 
@@ -105,7 +105,7 @@ async def test_a_sqlite_file_from_before_versions_keeps_every_row(v1_sqlite: Pat
     assert all(before.values()), "the fixture has rows in every table"
     await open_and_close(SqliteStore(v1_sqlite))
     assert sqlite_rows(v1_sqlite) == before
-    assert sqlite_versions(v1_sqlite) == [1, 2]
+    assert sqlite_versions(v1_sqlite) == [1, 2, 3]
 
 
 async def test_a_migrated_sqlite_file_has_the_schema_a_new_one_gets(
@@ -136,7 +136,7 @@ async def works_after_migration(store: Store) -> None:
     result = await store.claim(request, at(31))
     assert result.claim_id is not None and result.claim_id > 3
     assert await store.claim_intent(result.claim_id, {"pods": ["pod-d"]}, "x") == "recorded"
-    assert await store.record_outcome(2, "succeeded", at(32))
+    assert await store.settle(Settlement(2, "succeeded"), at(32))
     record = AuditRecord(at(33), Step.ACTED, Outcome.SUCCEEDED, "Restarted again.", episode_id=1)
     await store.audit([record], resolved_episodes=[1, 3], now=at(33))
     [new] = await store.decisions(AuditQuery(after_id=3))
@@ -162,7 +162,7 @@ async def test_opening_a_migrated_sqlite_file_again_changes_nothing(v1_sqlite: P
     finally:
         await again.close()
     assert (sqlite_rows(v1_sqlite), sqlite_schema(v1_sqlite)) == (rows, layout)
-    assert sqlite_versions(v1_sqlite) == [1, 2]
+    assert sqlite_versions(v1_sqlite) == [1, 2, 3]
 
 
 async def test_a_sqlite_file_newer_than_the_code_is_refused(v1_sqlite: Path) -> None:
@@ -185,7 +185,7 @@ async def test_a_sqlite_file_from_before_intents_gets_them_on_the_way(v1_sqlite:
         assert [c.intent for c in await store.unfinished_claims()] == [None, None]
     finally:
         await store.close()
-    assert sqlite_versions(v1_sqlite) == [1, 2]
+    assert sqlite_versions(v1_sqlite) == [1, 2, 3]
 
 
 # ----- PostgreSQL
@@ -218,9 +218,23 @@ async def session(server: PostgresServer, database: str = "state") -> AsyncItera
         await connection.close()
 
 
+#: Columns later versions added to PostgreSQL's version-1 tables.
+PG_ADDED = {"job"}
+PG_TABLE_COLUMNS = (
+    "SELECT column_name FROM information_schema.columns WHERE table_schema = 'public'"
+    " AND table_name = $1 ORDER BY ordinal_position"
+)
+
+
 async def pg_rows(server: PostgresServer) -> dict[str, set[tuple[Any, ...]]]:
+    """Every row of every version-1 table, by the columns version 1 had."""
     async with session(server) as db:
-        return {t: {tuple(r) for r in await db.fetch(f"SELECT * FROM {t}")} for t in PG_TABLES}
+        out = {}
+        for table in PG_TABLES:
+            names = [r[0] for r in await db.fetch(PG_TABLE_COLUMNS, table)]
+            columns = ", ".join(n for n in names if n not in PG_ADDED)
+            out[table] = {tuple(r) for r in await db.fetch(f"SELECT {columns} FROM {table}")}
+        return out
 
 
 async def pg_schema(server: PostgresServer, database: str) -> tuple[set[Any], set[Any]]:
@@ -242,7 +256,7 @@ async def test_a_postgres_database_from_before_versions_keeps_every_row(
     assert all(before.values()), "the dump has rows in every table"
     await open_and_close(PostgresStore(dsn, "replica-a"))
     assert await pg_rows(pg) == before
-    assert await pg_versions(pg) == [1, 2]
+    assert await pg_versions(pg) == [1, 2, 3]
 
 
 async def test_a_migrated_postgres_database_has_the_schema_a_new_one_gets(
@@ -283,7 +297,7 @@ async def test_opening_a_migrated_postgres_database_again_changes_nothing(
     finally:
         await again.close()
     assert (await pg_rows(pg), await pg_schema(pg, "state")) == (rows, layout)
-    assert await pg_versions(pg) == [1, 2]
+    assert await pg_versions(pg) == [1, 2, 3]
 
 
 async def test_a_postgres_database_newer_than_the_code_is_refused(pg: PostgresServer) -> None:
@@ -311,7 +325,7 @@ async def test_two_replicas_migrating_one_postgres_database_take_turns(
         assert await pg_versions_or_none(pg) is None
         await holder.execute("SELECT pg_advisory_unlock($1)", LOCK_MIGRATE)
         await asyncio.gather(*opening)  # one migrates, then the other finds nothing to do
-        assert await pg_versions(pg) == [1, 2]
+        assert await pg_versions(pg) == [1, 2, 3]
         assert await replicas[1].journal_pending() == [4]
     finally:
         await holder.close()

@@ -30,12 +30,13 @@ from remediator.core.model import AlertStatus, Target
 from remediator.escalate import plan as escalate
 from remediator.guards.claim import ClaimRequest
 from remediator.ruleset.load import load_rules
-from remediator.store.contract import AuditQuery, Sighting, Store
+from remediator.store.contract import AuditQuery, Settlement, Sighting, Store
 from tests.support.clock import FakeClock
 from tests.support.kube_api import KubeApiServer
 from tests.support.kubeconfig import write_kubeconfig
 from tests.support.postgres import PostgresServer, Roles
 from tests.support.service import EXAMPLE_RULES
+from tests.support.stores import runner_for
 
 NS = "llm-research"
 T0 = datetime(2026, 11, 28, 10, 0, tzinfo=UTC)
@@ -205,9 +206,10 @@ async def test_a_claim_is_settled_by_what_is_observed_and_pages_unless_the_fix_i
     unfinished = await store.unfinished_claims()
     clock = FakeClock(T0)
     recorder = Recorder(store, Metrics(CollectorRegistry(), []), clock, ruleset, escalate.plan)
-    assert await reconcile_claims(unfinished, store, recorder, clock) == 1
+    runner = runner_for(store, recorder, clock)
+    assert await reconcile_claims(unfinished, recorder, clock, runner) == {"settled": 1}
     assert await store.unfinished_claims() == []
-    assert not await store.record_outcome(claim_id, "again", T0)  # it has its outcome
+    assert not await store.settle(Settlement(claim_id, "again"), T0)  # it has its outcome
     records = await store.decisions(AuditQuery(limit=100))
     [reconciled] = [r for r in records if r.step == "reconciled"]
     assert (reconciled.outcome.value, reconciled.reason) == settled

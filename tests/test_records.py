@@ -30,11 +30,12 @@ from remediator.guards.claim import ClaimRequest
 from remediator.ruleset.load import load_rules
 from remediator.ruleset.rules import Rule, RuleSet
 from remediator.runtime.app import REGISTRY
-from remediator.store.contract import AuditQuery, Sighting, Store
+from remediator.store.contract import AuditQuery, Settlement, Sighting, Store
 from tests.support.clock import FakeClock
 from tests.support.payloads import webhook_alert, webhook_payload
 from tests.support.service import EXAMPLE_RULES, ServiceUnderTest, serve, settings_for
 from tests.support.sinks import WebhookStub
+from tests.support.stores import runner_for
 
 T0 = datetime(2026, 11, 28, 10, 0, tzinfo=UTC)
 README = Path(__file__).parent.parent / "README.md"
@@ -45,13 +46,13 @@ STORED_BEFORE: list[tuple[type[StrEnum], set[str], set[str]]] = [
     (Step, {"received", "classified", "refused", "claimed", "dry_run", "acted", "verified",
             "escalated", "resolved", "reconciled", "undone", "notified"}, set()),
     (Outcome, {"received", "classified", "refused", "claimed", "succeeded", "failed", "dry_run",
-               "escalated", "resolved"}, {"notified"}),
+               "escalated", "resolved"}, {"notified", "unknown"}),
     (StopReason, {"resolved", "stale", "duplicate", "escalate_only", "target_unresolved",
                   "out_of_scope", "storm", "cooldown", "ineffective_remediation", "ineffective",
                   "target_rate_limit", "rule_rate_limit", "action_rate_limit", "global_budget",
                   "dry_run", "precheck_failed", "not_opted_in", "blast_radius", "target_gone",
                   "api_error", "shutting_down", "outcome_unknown", "not_applied", "taken_over",
-                  "unprocessable"}, set()),
+                  "unprocessable"}, {"verify_failed", "rule_changed"}),
     (ClaimOutcome, {"succeeded", "failed", "dry_run", "refused", "not_run", "not_applied",
                     "unknown"}, set()),
     (Event, {"trigger", "resolve"}, set()),
@@ -155,7 +156,9 @@ async def test_reconcile_writes_through_the_recorder_so_its_records_are_counted(
     rule = acting_rule(ruleset)
     assert rule.plan is not None
     await claimed(store, rule, rule.plan.name)  # no intent: nothing was sent
-    assert await reconcile_claims(await store.unfinished_claims(), store, recorder, clock) == 1
+    unfinished = await store.unfinished_claims()
+    runner = runner_for(store, recorder, clock)
+    assert await reconcile_claims(unfinished, recorder, clock, runner) == {"settled": 1}
     decisions = await store.decisions(AuditQuery(limit=100))
     assert [(r.step, r.outcome, r.reason) for r in decisions] == [
         (Step.RECONCILED, Outcome.FAILED, StopReason.NOT_APPLIED),
@@ -173,7 +176,7 @@ async def test_aftercare_writes_through_the_recorder_and_its_reason_is_a_member(
     rule = acting_rule(ruleset)
     assert rule.plan is not None
     _, followed = await claimed(store, rule, rule.plan.name)  # the alert still fires
-    await store.followup_plan(followed, T0)
+    await store.settle(Settlement(followed, "succeeded", followup_at=T0), T0)
     await Aftercare(store, recorder, clock, 0.01).run_due()
     decisions = await store.decisions(AuditQuery(limit=100))
     assert [(r.step, r.outcome, r.reason) for r in decisions] == [
@@ -189,7 +192,9 @@ async def test_an_undo_step_is_written_through_the_recorder(store: Store, rulese
     recorder = Recorder(store, Metrics(registry, []), clock, ruleset, escalate.plan)
     rule = acting_rule(ruleset)
     episode, claim_id = await claimed(store, rule, "an-action-since-renamed", firing=False)
-    await store.undo_plan(claim_id, "llm-research/Deployment/api", {"replicas": 3}, 0)
+    await store.settle(
+        Settlement(claim_id, "succeeded", "llm-research/Deployment/api", {"replicas": 3}, 0), T0
+    )
     await store.undo_arm([episode], T0 - timedelta(seconds=1))
     clock.advance(1)
     await Aftercare(store, recorder, clock, 0.01).run_due()

@@ -8,58 +8,17 @@ from __future__ import annotations
 import asyncio
 import signal
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
 
 from tests.support.alertmanager import alertmanager
-from tests.support.kube_api import KubeApiServer
-from tests.support.kubeconfig import write_kubeconfig
 from tests.support.payloads import fleet_labels, fleet_notifications
 from tests.support.postgres import PostgresServer
 from tests.support.process import RemediatorProcess, start_remediator
-from tests.support.service import SCALE_FLEET_RULES
+from tests.support.replicas import NS, force_resends, scale_writes, shared_state
 
-NS = "llm-research"
 ALERTS = 200
-
-
-async def force_resends(replicas: list[RemediatorProcess], bodies: list[bytes]) -> None:
-    for _ in range(2):
-        statuses = await asyncio.gather(*(r.post(b) for r in replicas for b in bodies))
-        assert set(statuses) == {200}
-        await asyncio.sleep(0.3)
-
-
-@asynccontextmanager
-async def shared_state(
-    tmp_path: Path, pg: PostgresServer, deployments: int, seed: int
-) -> AsyncIterator[tuple[KubeApiServer, Callable[[str], tuple[str, ...]], Path]]:
-    """A state database on ``pg``, the rules, and ``deployments`` opted-in Deployments
-    d0, d1, … of one replica each; with the ``serve`` arguments of a replica by name."""
-    dsn = await pg.create_state_database()
-    rules = SCALE_FLEET_RULES
-    async with KubeApiServer(seed=seed) as kube:
-        for i in range(deployments):
-            kube.add_deployment(
-                NS, f"d{i}", replicas=1, annotations={"remediator.io/allow": "scale_out"}
-            )
-        kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", kube.url, kube.token or "")
-
-        def args(name: str) -> tuple[str, ...]:
-            return ("--state", dsn, "--instance-id", name, "--kubeconfig", str(kubeconfig))
-
-        yield kube, args, rules
-
-
-def scale_writes(kube: KubeApiServer) -> Counter[str]:
-    return Counter(
-        r.path
-        for r in kube.requests
-        if r.method == "PATCH" and r.path.endswith("/scale") and r.status == 200
-    )
 
 
 async def test_two_replicas_behind_split_brain_alertmanagers_act_once_per_episode(
@@ -108,16 +67,17 @@ TAKEOVER_ALERTS = 20
 
 @pytest.mark.parametrize(
     ("failpoint", "outcome"),
-    [("before_process", "claimed"), ("after_action", "reconciled")],
+    [("before_process", ("claimed",)), ("after_action", ("reconciled", "acted"))],
     ids=["acked-not-processed", "acted-outcome-lost"],
 )
 async def test_a_replica_that_dies_for_good_leaves_its_work_to_the_other(
-    tmp_path: Path, pg: PostgresServer, failpoint: str, outcome: str
+    tmp_path: Path, pg: PostgresServer, failpoint: str, outcome: tuple[str, ...]
 ) -> None:
     """Replica A acks a notification and dies (before processing it, or after its first
     write and before recording that outcome) and never comes back under its name. Once its
-    lease runs out, replica B processes A's journal entry, or settles A's claims by looking
-    at the Deployments: a write in place succeeded, the rest are paged, none is re-run."""
+    lease runs out, replica B processes A's journal entry; or takes A's claims over: those
+    that had sent nothing it runs, those that had announced a write it settles by looking
+    at the Deployment (in place: succeeded; not: paged), and none of those is run again."""
     async with shared_state(tmp_path, pg, TAKEOVER_ALERTS, seed=6) as (kube, args, rules):
         lease = ("--lease-seconds", "1.5")
         doomed = await start_remediator(
@@ -133,7 +93,7 @@ async def test_a_replica_that_dies_for_good_leaves_its_work_to_the_other(
             assert await doomed.wait_exit() == 137
             for _ in range(200):
                 settled = await survivor.decisions(limit="1000")
-                if sum(d["step"] == outcome for d in settled) >= TAKEOVER_ALERTS:
+                if sum(d["step"] in outcome for d in settled) >= TAKEOVER_ALERTS:
                     break
                 await asyncio.sleep(0.1)
             await asyncio.sleep(1.0)
@@ -146,17 +106,23 @@ async def test_a_replica_that_dies_for_good_leaves_its_work_to_the_other(
     scaled = {f"d{i}" for i in range(TAKEOVER_ALERTS)
               if kube.deployment(NS, f"d{i}")["spec"]["replicas"] == 2}  # fmt: skip
     assert len(scaled) == len(patches)
-    settled_by = Counter(d["episode"] for d in decisions if d["step"] == outcome)
+    settled_by = Counter(d["episode"] for d in decisions if d["step"] in outcome)
     assert len(settled_by) == TAKEOVER_ALERTS and set(settled_by.values()) == {1}
     paged = [d for d in decisions if d["step"] == "escalated"]
     assert "took over" in survivor.log_tail(200)
-    if outcome == "claimed":  # B processed A's journal entry as if it had been its own
+    if outcome == ("claimed",):  # B processed A's journal entry as if it had been its own
         assert len(patches) == TAKEOVER_ALERTS and paged == []
         return
-    observed = {d["target"].rsplit("/", 1)[1] for d in decisions
-                if d["step"] == "reconciled" and d["outcome"] == "succeeded"}  # fmt: skip
-    assert observed == scaled and len(scaled) >= 1  # A's first write, at least, landed
-    assert len(paged) == TAKEOVER_ALERTS - len(scaled)
+
+    def targets(step: str, result: str) -> set[str]:
+        return {d["target"].rsplit("/", 1)[1] for d in decisions
+                if d["step"] == step and d["outcome"] == result}  # fmt: skip
+
+    observed, run_here = targets("reconciled", "succeeded"), targets("acted", "succeeded")
+    assert len(observed) >= 1 and observed.isdisjoint(run_here)  # A's first write landed
+    assert observed | run_here == scaled
+    unscaled = {f"d{i}" for i in range(TAKEOVER_ALERTS)} - scaled
+    assert sorted(d["target"].rsplit("/", 1)[1] for d in paged) == sorted(unscaled)  # once each
     assert {d["reason"] for d in paged} <= {"not_applied"}
 
 

@@ -7,12 +7,19 @@ that Alertmanager retries."""
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections import Counter
 from pathlib import Path
 
 import aiohttp
+import pytest
+from prometheus_client import CollectorRegistry
 
+from remediator.core.errors import StoreUnavailable
+from remediator.core.metrics import Metrics
+from remediator.core.outage import Outage
+from remediator.store.postgres import PostgresStore
 from tests.support.kube_api import KubeApiServer
 from tests.support.kubeconfig import write_kubeconfig
 from tests.support.payloads import fleet_notifications
@@ -22,6 +29,7 @@ from tests.support.service import SCALE_FLEET_RULES, TOKEN
 from tests.support.tcp_proxy import TcpProxy
 
 NS = "llm-research"
+DEPENDENCY = {"dependency": "state_store"}
 DEPLOYMENTS = 10
 
 
@@ -125,3 +133,40 @@ async def test_without_a_spool_webhooks_answer_503_while_the_database_is_away(
         finally:
             assert await service.stop() == 0
     assert scale_writes(kube) == Counter({"d1": 1})
+
+
+async def test_the_store_tells_an_outage_once_when_it_goes_and_once_when_it_is_back(
+    pg: PostgresServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Every caller retries the store in silence: the store itself tells ``Outage`` of
+    each failed call and of the first answer after, so a 20-call outage is two lines."""
+    registry = CollectorRegistry()
+    async with TcpProxy(pg.host, pg.port) as proxy:
+        store = PostgresStore(await pg.create_state_database(port=proxy.port), "replica")
+        await store.open()
+        store.watch(Outage("state_store", Metrics(registry, []), "state store"))
+        try:
+            assert await store.ping()
+            await proxy.down()
+            for _ in range(20):
+                with pytest.raises(StoreUnavailable):
+                    await store.journal_pending()
+            down = registry.get_sample_value("remediator_dependency_up", DEPENDENCY)
+            await proxy.up()
+            for _ in range(100):
+                if await store.ping():
+                    break
+                await asyncio.sleep(0.05)
+            await store.journal_pending()
+        finally:
+            await store.close()
+    told = [r for r in caplog.records if r.name == "remediator.core.outage"]
+    gone, back = (r.getMessage() for r in told)
+    assert gone.startswith("state store unavailable (") and gone.endswith("until it answers")
+    assert re.fullmatch(r"state store is back after [\d.]+ s \(\d\d+ calls failed \w+\)", back)
+    assert all(r.exc_info is None for r in told)
+    assert down == 0
+    assert registry.get_sample_value("remediator_dependency_up", DEPENDENCY) == 1
+    assert (
+        registry.get_sample_value("remediator_dependency_failures_total", DEPENDENCY) or 0
+    ) >= 20

@@ -13,7 +13,7 @@ import pytest
 from remediator.core.errors import StoreUnavailable
 from remediator.core.model import AlertStatus, EpisodeEvent, StopReason
 from remediator.guards.claim import ClaimRequest, Limit
-from remediator.store.contract import OutboxItem, Sighting, Store, TakenOver
+from remediator.store.contract import OutboxItem, Settlement, Sighting, Store, TakenOver
 from remediator.store.postgres import PostgresStore
 from tests.conftest import postgres_store
 from tests.support.service import fixture_bytes
@@ -146,7 +146,7 @@ async def test_claims_without_an_outcome_are_listed_until_one_is_recorded(
         "fp0",
         "ns/Deployment/api",
     )
-    await store.record_outcome(result.claim_id, "succeeded", at(1))
+    await store.settle(Settlement(result.claim_id, "succeeded"), at(1))
     assert await store.unfinished_claims() == []
 
 
@@ -207,8 +207,9 @@ async def test_undos_wait_for_the_close_and_followups_fall_due(store: Store) -> 
     [e1] = await open_episodes(store, 1)
     result = await store.claim(claim_request(e1), at(0))
     assert result.claim_id is not None
-    await store.undo_plan(result.claim_id, "ns/Deployment/api", {"restore_to": 3}, 60)
-    await store.followup_plan(result.claim_id, at(300))
+    undo = Settlement(result.claim_id, "succeeded", "ns/Deployment/api", {"restore_to": 3}, 60)
+    assert await store.settle(replace(undo, followup_at=at(300)), at(1))
+    assert not await store.settle(undo, at(2))  # settled once: the undo is planned once
     assert await store.undo_due(at(10_000)) == []  # not armed: the episode is open
     await store.undo_arm([e1], at(100))
     await store.undo_disarm([e1])
@@ -272,8 +273,8 @@ async def test_an_intent_is_kept_with_its_claim_and_an_exclusive_key_is_held_unt
     assert await store.claim_intent(second.claim_id, {"pod": "b"}, "ns/Deployment/w") == "busy"
     kept = {c.claim_id: c.intent for c in await store.unfinished_claims()}
     assert kept == {first.claim_id: intent, second.claim_id: None}
-    assert await store.record_outcome(first.claim_id, "succeeded", at(2))
-    assert not await store.record_outcome(first.claim_id, "unknown", at(3))  # settled once
+    assert await store.settle(Settlement(first.claim_id, "succeeded"), at(2))
+    assert not await store.settle(Settlement(first.claim_id, "unknown"), at(3))  # settled once
     assert await store.claim_intent(second.claim_id, {"pod": "b"}, "ns/Deployment/w") == (
         "recorded"
     )

@@ -33,7 +33,8 @@ class Supervised:
 
     def __init__(self, backoff: Backoff) -> None:
         self.registry = CollectorRegistry()
-        self.loops = Loops(Metrics(self.registry, []).loop_failures, backoff)
+        metrics = Metrics(self.registry, [])
+        self.loops = Loops(metrics.loop_failures, backoff)
 
     def failures(self, loop: str) -> float | None:
         return self.registry.get_sample_value("remediator_loop_failures_total", {"loop": loop})
@@ -122,10 +123,8 @@ async def test_a_temporary_error_waits_for_the_next_period_without_a_restart(
     finally:
         await sup.loops.stop()
     assert (sup.loops["spool"].restarts, sup.failures("spool")) == (0, 0)
-    assert [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING] == [
-        "spool: away 1; trying again in 0.001 s",
-        "spool: away 2; trying again in 0.001 s",
-    ]
+    # Quiet: the store tells the outage (``core/outage.py``), the loop only tries again.
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
 
 
 @pytest.mark.parametrize(

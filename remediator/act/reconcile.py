@@ -1,30 +1,35 @@
-"""Claims left without an outcome by a crash, settled by observing the world, never by
-running the action again: at start-up for this replica's own claims, and for the claims of
-a replica whose lease ran out once this one takes them over.
+"""Claims left without an outcome by a crash: at start-up for this replica's own claims,
+and for the claims of a replica whose lease ran out once this one takes them over.
 
 An action records its intent (the count it will write, the pod UID it will evict, the
-queries it will cancel) before its side effect. No intent: nothing was sent. An intent:
-the action's ``reconcile`` looks at the scale, the pod, the backend, and says whether the
-effect is in place. In place, the claim succeeded: its undo and its follow-up are armed as
-if the answer had arrived. Not in place, or not knowable: the claim is closed and a human
-is paged with what was claimed, where and when.
+queries it will cancel) before its side effect. No intent: nothing was sent, so the claim
+is run now, from the job stored with it (``jobs``), once the guards that may have changed
+are checked again; a claim whose rule changed since is refused and paged. An intent: the
+action is never run again; its ``reconcile`` looks at the scale, the pod, the backend, and
+says whether the effect is in place. In place, the claim succeeded: its undo and its
+follow-up are armed as if the answer had arrived. Not in place, or not knowable: the claim
+is closed and a human is paged with what was claimed, where and when.
 """
 
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import timedelta
-from typing import Any
+from typing import Any, Literal
 
+from remediator.act import jobs
+from remediator.act.runner import ActionRunner
 from remediator.actions.base import ActionRequest, MalformedState, Reconciled, read_stored
 from remediator.audit import records as audit
 from remediator.audit.recorder import Recorder
 from remediator.core.clock import Clock
-from remediator.core.model import AuditRecord, Target
+from remediator.core.model import AuditRecord, Target, Verdict
 from remediator.core.vocab import ClaimOutcome
 from remediator.ruleset.rules import Rule
-from remediator.store.contract import Store, UnfinishedClaim
+from remediator.store.contract import Settlement, Store, UnfinishedClaim
 
 log = logging.getLogger(__name__)
 
@@ -80,27 +85,66 @@ def _records(
     return [reconciled, escalated]
 
 
-async def reconcile_claims(
-    claims: Sequence[UnfinishedClaim], store: Store, recorder: Recorder, clock: Clock
-) -> int:
-    """Settle each claim; how many were settled here (not by someone else meanwhile)."""
+def _settlement(
+    claim: UnfinishedClaim, seen: Reconciled[Any], rule: Rule | None, clock: Clock
+) -> Settlement:
+    """The outcome observed, and when the effect is in place, its undo and follow-up as if
+    the action's answer had arrived."""
+    settlement = Settlement(claim.claim_id, _claim_outcome(claim, seen).value)
+    if not seen.applied or seen.result is None or rule is None:
+        return settlement
+    followup_at = clock.now() + timedelta(seconds=rule.verify_within_s)
+    settlement = replace(settlement, followup_at=followup_at)
+    undo = seen.result.undo
+    if undo is None:
+        return settlement
+    state = undo.model_dump(mode="json")
+    return replace(settlement, undo_target=claim.target, undo_state=state,
+                   undo_after_s=seen.result.undo_after_s)  # fmt: skip
+
+
+async def _refuse(claim: UnfinishedClaim, verdict: Verdict, recorder: Recorder) -> bool:
+    """A claim that sent nothing and may not run (its rule changed): refused, and paged."""
+    rule = next((r for r in recorder.ruleset.rules if r.name == claim.rule), None)
+    fallback = rule or recorder.ruleset.rules[-1]  # a rule since removed: the catch-all
+    stopped = jobs.unrunnable(claim, fallback).stop(verdict)
+    stamp = recorder.stamp()
+    records = [audit.refused(stamp, stopped),
+               audit.escalated_unfixed(stamp, stopped, fallback.escalation)]  # fmt: skip
+    return await recorder.settle(Settlement(claim.claim_id, ClaimOutcome.REFUSED.value), records)
+
+
+async def reconcile_claim(
+    claim: UnfinishedClaim, recorder: Recorder, clock: Clock, runner: ActionRunner
+) -> Literal["resumed", "settled", "gone"]:
+    """Resume ``claim`` if it sent nothing (and may run), else settle it by observing;
+    ``gone`` when someone else settled it meanwhile."""
     rules = {rule.name: rule for rule in recorder.ruleset.rules}
-    settled = 0
+    if claim.intent is None and claim.job is not None:
+        job = jobs.resumed(claim, rules)
+        if isinstance(job, jobs.ActionJob):
+            runner.resume(job)
+            return "resumed"
+        return "settled" if await _refuse(claim, job, recorder) else "gone"
+    rule = rules.get(claim.rule)
+    seen = await _observe(claim, rule)
+    settlement = _settlement(claim, seen, rule, clock)
+    settled = await recorder.settle(settlement, _records(claim, seen, rule, recorder))
+    return "settled" if settled else "gone"
+
+
+async def reconcile_claims(
+    claims: Sequence[UnfinishedClaim], recorder: Recorder, clock: Clock, runner: ActionRunner
+) -> Counter[str]:
+    """Resume or settle each claim; how many went each way."""
+    counts: Counter[str] = Counter()
     for claim in claims:
-        rule = rules.get(claim.rule)
-        seen = await _observe(claim, rule)
-        await recorder.write(_records(claim, seen, rule, recorder))
-        if seen.applied and seen.result is not None and rule is not None:
-            if seen.result.undo is not None:
-                state = seen.result.undo.model_dump(mode="json")
-                await store.undo_plan(claim.claim_id, claim.target, state, seen.result.undo_after_s)
-            due = clock.now() + timedelta(seconds=rule.verify_within_s)
-            await store.followup_plan(claim.claim_id, due)
-        outcome = _claim_outcome(claim, seen)
-        settled += await store.record_outcome(claim.claim_id, outcome.value, clock.now())
-    return settled
+        counts[await reconcile_claim(claim, recorder, clock, runner)] += 1
+    return counts
 
 
-async def reconcile_unfinished_claims(store: Store, recorder: Recorder, clock: Clock) -> int:
+async def reconcile_unfinished_claims(
+    store: Store, recorder: Recorder, clock: Clock, runner: ActionRunner
+) -> Counter[str]:
     """At start-up: this replica's own claims that a crash left open."""
-    return await reconcile_claims(await store.unfinished_claims(), store, recorder, clock)
+    return await reconcile_claims(await store.unfinished_claims(), recorder, clock, runner)

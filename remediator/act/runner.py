@@ -1,17 +1,28 @@
 """Act: run claimed actions off the request path, one at a time per target, a bounded
 number at once overall; dry-run, precheck, run, outcome and verification, all audited.
+
+A claim queued twice in one process runs once. Every store call on the way is retried
+until the store answers (the store logs the outage once, ``core/outage.py``), so no task dies
+with the store away: the outcome, its records, its undo and its follow-up are one
+settlement, written once however often it is retried. A job resumed after a restart or a
+takeover (``jobs.resumed``) has its guards checked again before it runs. What goes wrong
+after the claim (verification raising, a bug of ours) ends the claim with the outcome it
+can prove, and pages once.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
-from datetime import timedelta
-from typing import Any
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
+from remediator.act import jobs
+from remediator.act.jobs import ActionJob
 from remediator.actions.base import (
     ActionRequest,
     ActionResult,
@@ -24,26 +35,30 @@ from remediator.audit import records as audit
 from remediator.audit.recorder import Recorder
 from remediator.core import failpoints
 from remediator.core.clock import Clock
-from remediator.core.errors import ApiError
+from remediator.core.errors import ApiError, StoreUnavailable
 from remediator.core.metrics import Metrics
 from remediator.core.model import AuditRecord, Incident, StopReason, Verdict, refuse
 from remediator.core.vocab import ClaimOutcome
 from remediator.ruleset.rules import PlannedAction
-from remediator.store.contract import Store
+from remediator.store.contract import Settlement, Store
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
 Request = ActionRequest[Any, Any]
 """A request to whichever action the plan names; the plan paired it with its params."""
+#: Backoff of a store call retried while the store is away.
+RETRY_FIRST_S = 0.5
+RETRY_MAX_S = 10.0
 
 
-@dataclass(frozen=True, slots=True)
-class ActionJob:
-    incident: Incident
-    plan: PlannedAction
-    claim_id: int
-    escalation: str
-    verify_within_s: float = 300.0
+@dataclass(slots=True)
+class _Progress:
+    """How far a job got: whether its intent is durable (a write may have been sent), and
+    whether the action raised rather than answered."""
+
+    intended: bool = False
+    raised: bool = False
 
 
 class ActionRunner:
@@ -57,6 +72,7 @@ class ActionRunner:
         dry_run: bool,
         max_concurrent: int,
         require_opt_in: bool = True,
+        stale_after_s: float = 900.0,
     ) -> None:
         self._require_opt_in = require_opt_in
         self._store = store
@@ -64,15 +80,26 @@ class ActionRunner:
         self._metrics = metrics
         self._clock = clock
         self.dry_run = dry_run
+        self._stale_after_s = stale_after_s
         self._slots = asyncio.Semaphore(max_concurrent)
         self._target_locks: dict[str, asyncio.Lock] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self._queued: set[int] = set()
 
     def submit(self, job: ActionJob) -> None:
-        task = asyncio.create_task(self._serially(job), name=f"action:{job.incident.episode_id}")
+        """Queue ``job``; a claim already queued or running here is not queued again."""
+        if job.claim_id in self._queued:
+            return
+        self._queued.add(job.claim_id)
+        task = asyncio.create_task(self._serially(job), name=f"action:{job.claim_id}")
         self._tasks.add(task)
         self._metrics.queue_depth.set(len(self._tasks))
         task.add_done_callback(self._finished)
+
+    def resume(self, job: ActionJob) -> None:
+        """Queue a claim that a crash left before it sent anything (``reconcile``)."""
+        self._metrics.claims_resumed.inc()
+        self.submit(job)
 
     def _finished(self, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)
@@ -81,7 +108,8 @@ class ActionRunner:
             log.error("action task failed", exc_info=task.exception())
 
     async def drain(self, timeout_s: float) -> None:
-        """Let queued and running actions finish within ``timeout_s``, then cancel the rest."""
+        """Let queued and running actions finish within ``timeout_s``, then cancel the rest
+        (their claims stay open: resumed or observed at the next start or takeover)."""
         if not self._tasks:
             return
         _, pending = await asyncio.wait(set(self._tasks), timeout=timeout_s)
@@ -95,12 +123,31 @@ class ActionRunner:
         lock = self._target_locks.setdefault(key, asyncio.Lock())
         try:
             async with lock, self._slots:
-                await self._run(job)
+                await self._guarded(job)
         finally:
+            self._queued.discard(job.claim_id)
             if not lock.locked() and not lock._waiters:
                 self._target_locks.pop(key, None)
 
-    async def _run(self, job: ActionJob) -> None:
+    async def _guarded(self, job: ActionJob) -> None:
+        progress = _Progress()
+        try:
+            await self._run(job, progress)
+        except Exception as exc:  # a bug of ours: the claim still ends, and a human hears
+            log.exception("action %s of claim %d failed", job.plan.kind, job.claim_id)
+            await self._settle_broken(job, progress, exc)
+
+    async def _durably(self, call: Callable[[], Awaitable[T]]) -> T:
+        """``call`` until the store answers it; every call here is safe to repeat."""
+        delay_s = RETRY_FIRST_S
+        while True:
+            try:
+                return await call()
+            except StoreUnavailable:  # the store tells the outage (``core/outage.py``)
+                await asyncio.sleep(delay_s)
+                delay_s = min(delay_s * 2, RETRY_MAX_S)
+
+    async def _run(self, job: ActionJob, progress: _Progress) -> None:
         incident, plan = job.incident, job.plan
         assert incident.target is not None
         request: Request = ActionRequest(
@@ -111,9 +158,17 @@ class ActionRunner:
             labels=incident.alert.labels,
             verify_within_s=job.verify_within_s,
             require_opt_in=self._require_opt_in,
-            intend=self._intender(job.claim_id),
+            intend=self._intender(job.claim_id, progress),
         )
-        if not await self._store.episode_is_open(incident.episode_id):
+        if job.resumed:
+            verdict = await self._recheck(job)
+            if verdict is None:
+                log.info("claim %d is no longer this replica's to run", job.claim_id)
+                return
+            if not verdict.allowed:
+                await self._refused(job, verdict)
+                return
+        if not await self._durably(lambda: self._store.episode_is_open(incident.episode_id)):
             # The alert resolved while the action waited for its turn: nothing to fix.
             sentence = f"The alert resolved before {plan.kind} started; it was cancelled."
             stopped = incident.stop(refuse(StopReason.RESOLVED, sentence))
@@ -127,17 +182,37 @@ class ActionRunner:
         if not checked.verdict.allowed:
             await self._refused(job, checked.verdict)
             return
-        result = await self._attempt(plan, request, checked.facts)
+        result = await self._attempt(plan, request, checked.facts, progress)
         if isinstance(result, Verdict):
             await self._refused(job, result)
             return
         failpoints.hit("after_action")
-        await self._after_run(job, request, result)
+        await self._after_run(job, request, result, progress)
 
-    def _intender(self, claim_id: int) -> Intend[BaseModel]:
+    async def _recheck(self, job: ActionJob) -> Verdict | None:
+        """The guards of a resumed claim, as if it were claimed now: too old, or the
+        cooldowns, limits and budgets that others' claims used up meanwhile."""
+        incident = job.incident
+        waited_s = (self._clock.now() - incident.received_at).total_seconds()
+        if waited_s > self._stale_after_s:
+            return refuse(
+                StopReason.STALE,
+                f"The claim waited {waited_s:.0f} s to run (remediator restarted or another"
+                f" replica took it over), more than the {self._stale_after_s:.0f} s after"
+                " which the world may have changed.",
+            )
+        ruleset = self._recorder.ruleset
+        rule = next(r for r in ruleset.rules if r.name == incident.rule)
+        request = jobs.claim_request(incident, rule, ruleset.policy, self.dry_run)
+        now = self._clock.now()
+        return await self._durably(lambda: self._store.claim_recheck(job.claim_id, request, now))
+
+    def _intender(self, claim_id: int, progress: _Progress) -> Intend[BaseModel]:
         async def intend(intent: BaseModel, exclusive: str | None) -> None:
             stored = intent.model_dump(mode="json")
-            answer = await self._store.claim_intent(claim_id, stored, exclusive)
+            answer = await self._durably(
+                lambda: self._store.claim_intent(claim_id, stored, exclusive)
+            )
             if answer == "busy":
                 raise IntentRefused(
                     refuse(StopReason.BLAST_RADIUS, f"{exclusive} is being remediated already.")
@@ -150,17 +225,20 @@ class ActionRunner:
                         " renew its lease; nothing was sent.",
                     )
                 )
+            progress.intended = True
             failpoints.hit("after_intent")
 
         return intend
 
     async def _refused(self, job: ActionJob, verdict: Verdict) -> None:
         assert verdict.reason is not None
+        if verdict.reason is StopReason.TAKEN_OVER:  # the replica that took it settles it
+            log.warning("claim %d was taken over by another replica; nothing was sent",
+                        job.claim_id)  # fmt: skip
+            return
         self._metrics.guard_refusals.labels(verdict.reason.value).inc()
         stopped = job.incident.stop(verdict)
-        records = [audit.refused(self._recorder.stamp(), stopped)]
-        if verdict.reason is not StopReason.TAKEN_OVER:  # the replica that took it pages
-            records.append(self._escalation(stopped, job))
+        records = [audit.refused(self._recorder.stamp(), stopped), self._escalation(stopped, job)]
         await self._finish(job, ClaimOutcome.REFUSED, records)
 
     async def _precheck(self, plan: PlannedAction, request: Request) -> Checked[Any]:
@@ -175,37 +253,75 @@ class ActionRunner:
             return Checked(refuse(StopReason.PRECHECK_FAILED, sentence))
 
     async def _attempt(
-        self, plan: PlannedAction, request: Request, facts: Any
+        self, plan: PlannedAction, request: Request, facts: Any, progress: _Progress
     ) -> ActionResult[Any] | Verdict:
         try:
             return await plan.action.run(request, facts)
         except IntentRefused as refused:
             return refused.verdict
         except Exception as exc:  # an action's failure must reach a human, not crash us
-            log.exception("action %s failed", plan.kind)
-            return ActionResult(False, f"{plan.kind} raised {type(exc).__name__}: {exc}")
+            unexpected = not isinstance(exc, ApiError)  # an API's failure needs no traceback
+            log.warning("action %s on %s raised %s: %s", plan.kind, request.target.key,
+                        type(exc).__name__, exc, exc_info=unexpected)  # fmt: skip
+            progress.raised = True
+            sentence = f"{plan.kind} raised {type(exc).__name__}: {exc}"
+            if progress.intended:
+                sentence += "; it had announced its write, so whether it took effect is unknown"
+            return ActionResult(False, sentence)
 
-    async def _after_run(self, job: ActionJob, request: Request, result: ActionResult[Any]) -> None:
+    async def _after_run(
+        self, job: ActionJob, request: Request, result: ActionResult[Any], progress: _Progress
+    ) -> None:
         incident, plan = job.incident, job.plan
         records = [audit.acted(self._recorder.stamp(), incident, result)]
         if not result.succeeded:
             records.append(self._escalation(incident, job))
-            await self._finish(job, ClaimOutcome.FAILED, records)
+            raised_after_intent = progress.raised and progress.intended
+            outcome = ClaimOutcome.UNKNOWN if raised_after_intent else ClaimOutcome.FAILED
+            await self._finish(job, outcome, records)
             return
-        if result.undo is not None:
-            state = result.undo.model_dump(mode="json")
-            await self._store.undo_plan(
-                job.claim_id, request.target.key, state, result.undo_after_s
+        undo = _undo(job, request, result)
+        try:
+            verified = await plan.action.verify(request, result)
+        except Exception as exc:  # the effect happened; whether it holds is not known
+            log.warning("verification of %s on %s raised %s: %s", plan.kind, request.target.key,
+                        type(exc).__name__, exc)  # fmt: skip
+            sentence = (
+                f"Verifying {plan.kind} on {request.target.key} raised {type(exc).__name__}:"
+                f" {exc}; whether the fix holds is unknown."
             )
-        verified = await plan.action.verify(request, result)
+            stopped = incident.stop(refuse(StopReason.VERIFY_FAILED, sentence))
+            stamp = self._recorder.stamp()
+            records += [audit.verify_failed(stamp, stopped), self._escalation(stopped, job)]
+            await self._finish(job, ClaimOutcome.UNKNOWN, records, undo)
+            return
         records.append(audit.verified(self._recorder.stamp(), incident, plan, verified))
+        followup_at = None
         if verified is VerifyResult.INEFFECTIVE:
             records.append(self._escalation(incident, job))
         elif verified is VerifyResult.VERIFIED:
             # The effect holds; the alert must also resolve within the rule's window.
-            due = self._clock.now() + timedelta(seconds=job.verify_within_s)
-            await self._store.followup_plan(job.claim_id, due)
-        await self._finish(job, ClaimOutcome.SUCCEEDED, records)
+            followup_at = self._clock.now() + timedelta(seconds=job.verify_within_s)
+        await self._finish(job, ClaimOutcome.SUCCEEDED, records, undo, followup_at)
+
+    async def _settle_broken(self, job: ActionJob, progress: _Progress, exc: Exception) -> None:
+        """End a claim whose run raised where nothing should: with what can be proved."""
+        sent = (
+            "whether its write took effect is unknown" if progress.intended else "it sent nothing"
+        )
+        result: ActionResult[Any] = ActionResult(
+            False,
+            f"{job.plan.kind} stopped on an error in remediator ({type(exc).__name__}: {exc});"
+            f" {sent}.",
+        )
+        records = [audit.acted(self._recorder.stamp(), job.incident, result)]
+        records.append(self._escalation(job.incident, job))
+        outcome = ClaimOutcome.UNKNOWN if progress.intended else ClaimOutcome.FAILED
+        try:
+            await self._finish(job, outcome, records)
+        except Exception:
+            log.critical("claim %d could not be settled; the next start or takeover settles"
+                         " it", job.claim_id, exc_info=True)  # fmt: skip
 
     def _dry_run_record(self, incident: Incident, plan: PlannedAction) -> AuditRecord:
         stopped = incident.stop(refuse(StopReason.DRY_RUN, "dry-run"))
@@ -216,13 +332,34 @@ class ActionRunner:
         return audit.escalated_unfixed(self._recorder.stamp(), incident, job.escalation)
 
     async def _finish(
-        self, job: ActionJob, result: ClaimOutcome, records: list[AuditRecord]
+        self,
+        job: ActionJob,
+        outcome: ClaimOutcome,
+        records: list[AuditRecord],
+        undo: Settlement | None = None,
+        followup_at: datetime | None = None,
     ) -> None:
-        self._metrics.actions.labels(job.plan.kind, result.value).inc()
-        await self._recorder.write(records)
-        await self._store.record_outcome(job.claim_id, result.value, self._clock.now())
-        _log_result(job, result.value)
+        """Settle the claim with ``outcome``, ``records``, the undo that ``undo`` plans and
+        a follow-up at ``followup_at``; retried until the store takes it."""
+        settlement = Settlement(job.claim_id, outcome.value, followup_at=followup_at)
+        if undo is not None:
+            settlement = replace(undo, outcome=outcome.value, followup_at=followup_at)
+        settled = await self._durably(lambda: self._recorder.settle(settlement, records))
+        if not settled:
+            log.warning("claim %d was settled by another replica first; its outcome here"
+                        " (%s) was not written", job.claim_id, outcome.value)  # fmt: skip
+            return
+        self._metrics.actions.labels(job.plan.kind, outcome.value).inc()
+        _log_result(job, outcome.value)
         failpoints.hit("after_outcome")
+
+
+def _undo(job: ActionJob, request: Request, result: ActionResult[Any]) -> Settlement | None:
+    """What the claim's settlement plans to put back, if the action said so."""
+    if result.undo is None:
+        return None
+    state = result.undo.model_dump(mode="json")
+    return Settlement(job.claim_id, "", request.target.key, state, result.undo_after_s)
 
 
 def _log_result(job: ActionJob, outcome: str) -> None:
@@ -230,6 +367,6 @@ def _log_result(job: ActionJob, outcome: str) -> None:
     target = job.incident.target.key if job.incident.target is not None else ""
     fields = {"action": job.plan.name, "kind": job.plan.kind, "target": target,
               "outcome": outcome, "episode": job.incident.episode_id, "claim": job.claim_id,
-              "rule": job.incident.rule}  # fmt: skip
-    level = logging.WARNING if outcome == "failed" else logging.INFO
+              "rule": job.incident.rule, "resumed": job.resumed}  # fmt: skip
+    level = logging.WARNING if outcome in ("failed", "unknown") else logging.INFO
     log.log(level, "action %s on %s: %s", job.plan.name, target, outcome, extra={"fields": fields})

@@ -1,10 +1,11 @@
 """The recorder: the one door every audit record goes through, whichever stage built it.
 
 A write stores the records, marks the episodes decided and queues the notifications the
-records call for, in one transaction; then each record is counted in
-``decisions{severity,outcome}``. Each decision is logged as one ``decision`` line at info:
-the last record a write holds for an alert (its episode, journal entry and fingerprint),
-which carries the step it ended at and the reason. The records on the way there
+records call for, in one transaction (a claim writes the episode's decision with it; a
+claim's settlement, its outcome and aftercare with its records); then each record written
+is counted in ``decisions{severity,outcome}``. Each decision is logged as one ``decision``
+line at info: the last record a write holds for an alert (its episode, journal entry and
+fingerprint), which carries the step it ended at and the reason. The records on the way there
 (``received``, ``classified``, a ``refused`` that an ``escalated`` follows) are logged at
 debug: an alert storm would otherwise log four lines per alert.
 """
@@ -12,15 +13,16 @@ debug: an alert storm would otherwise log four lines per alert.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from remediator.audit.records import Stamp
 from remediator.core.clock import Clock
 from remediator.core.metrics import Metrics
 from remediator.core.model import AuditRecord
+from remediator.guards.claim import ClaimRequest
 from remediator.ruleset.rules import RuleSet
-from remediator.store.contract import OutboxItem, Store
+from remediator.store.contract import ClaimedDecision, ClaimResult, OutboxItem, Settlement, Store
 
 log = logging.getLogger(__name__)
 
@@ -65,11 +67,40 @@ class Recorder:
 
     async def write(
         self, records: Sequence[AuditRecord], decided_episodes: Sequence[int] = ()
-    ) -> None:
+    ) -> set[int]:
         """Store ``records``, mark ``decided_episodes`` decided and queue the notifications
-        the records call for, in one transaction; then count and log each record."""
+        the records call for, in one transaction; then count and log each record written.
+        The episodes another replica decided first: their records here were not written."""
         outbox, resolved = self._plan(records, self.ruleset)
-        await self._store.audit(records, decided_episodes, self._clock.now(), outbox, resolved)
+        now = self._clock.now()
+        lost = await self._store.audit(records, decided_episodes, now, outbox, resolved)
+        self._written([r for r in records if r.episode_id not in lost] if lost else records)
+        return lost
+
+    async def claim(
+        self,
+        request: ClaimRequest,
+        records: Callable[[int], Sequence[AuditRecord]],
+        job: Mapping[str, Any],
+    ) -> ClaimResult:
+        """Take a claim with the episode's decision (``records`` of its claim id) and its
+        job, in one transaction; the decision is counted and logged once it is written."""
+        decision = ClaimedDecision(records, job)
+        result = await self._store.claim(request, self._clock.now(), decision)
+        self._written(result.records)
+        return result
+
+    async def settle(self, settlement: Settlement, records: Sequence[AuditRecord]) -> bool:
+        """A claim's outcome, its aftercare, ``records`` and their notifications, in one
+        transaction; False (nothing written) when the claim was settled already or is
+        another replica's."""
+        outbox, _ = self._plan(records, self.ruleset)
+        settled = await self._store.settle(settlement, self._clock.now(), records, outbox)
+        if settled:
+            self._written(records)
+        return settled
+
+    def _written(self, records: Sequence[AuditRecord]) -> None:
         for record in records:
             if record.severity is not None:  # the series are per severity
                 self._metrics.decisions.labels(record.severity, record.outcome).inc()

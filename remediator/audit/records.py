@@ -2,10 +2,11 @@
 
 The decision of one alert (``decide``) writes ``received``, ``classified`` and then
 ``refused`` or ``claimed``, with ``escalated`` after a refusal that is not quiet; the run of a
-claim (``act``) writes ``dry_run``, ``refused``, ``acted`` and ``verified``; aftercare
-writes the follow-up ``verified`` and ``undone``; reconcile writes ``reconciled``; delivery
-writes ``notified``; an episode that closes writes ``resolved``. Builders are pure: the
-time and the rule set's hash come in a ``Stamp``. ``recorder`` writes what they build.
+claim (``act``) writes ``dry_run``, ``refused``, ``acted`` and ``verified`` (or
+``verify_failed``); aftercare writes the follow-up ``verified`` and ``undone``; reconcile
+writes ``reconciled``; delivery writes ``notified``; an episode that closes writes
+``resolved``. Builders are pure: the time and the rule set's hash come in a ``Stamp``.
+``recorder`` writes what they build.
 """
 
 from __future__ import annotations
@@ -153,6 +154,14 @@ def verified(
     sentence = f"Verification of {plan.kind}: {verdict.value}."
     details = {"verification": verdict.value}
     return _of(stamp, incident, Step.VERIFIED, Outcome.SUCCEEDED, sentence, details)
+
+
+def verify_failed(stamp: Stamp, incident: Incident) -> AuditRecord:
+    """Checking the effect of an action that ran raised: whether it holds is unknown. The
+    incident is stopped with the reason and the error's sentence."""
+    assert incident.stopped is not None
+    details = {"verification": Outcome.UNKNOWN.value}
+    return _of(stamp, incident, Step.VERIFIED, Outcome.UNKNOWN, incident.stopped.sentence, details)
 
 
 def resolved(stamp: Stamp, incident: Incident) -> AuditRecord:

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 
 from remediator.config import Settings
 from remediator.core.errors import ConfigError, StoreUnavailable
+from remediator.store.file_lock import FileInUse
 
 
 @contextlib.contextmanager
@@ -20,6 +21,8 @@ def at_start(settings: Settings) -> Iterator[None]:
         yield
     except StoreUnavailable as exc:
         raise ConfigError(unreachable(settings, exc)) from None
+    except FileInUse as exc:
+        raise ConfigError(in_use(settings, exc)) from None
     except OSError as exc:
         if exc.filename is None:
             raise
@@ -39,6 +42,19 @@ def unreachable(settings: Settings, exc: StoreUnavailable) -> str:
     if settings.state_url.startswith("sqlite"):
         return f"cannot open the state store {settings.sqlite_path}: {reason}"
     return f"cannot connect to the PostgreSQL state store at {settings.postgres_address}: {reason}"
+
+
+def in_use(settings: Settings, exc: FileInUse) -> str:
+    """A SQLite file another process writes: which file, whose, and the way out."""
+    if exc.path == settings.journal_spool:
+        what, flag = "journal spool", "--journal-spool"
+    else:
+        what, flag = "state file", "--state"
+    holder = f"pid {exc.pid}" if exc.pid else "its pid not yet written"
+    return (
+        f"the {what} {exc.path} is in use by another remediator ({holder}); "
+        f"one SQLite file has one writer: stop it, or use another {flag}"
+    )
 
 
 def why(exc: OSError) -> str:

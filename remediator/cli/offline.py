@@ -75,7 +75,7 @@ def decisions(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
 
 
 async def _decisions(settings: Settings, args: argparse.Namespace) -> int:
-    store = open_store(settings)
+    store = open_store(settings, reads_only=True)  # a running serve keeps its file
     await store.open()
     try:
         query = AuditQuery(

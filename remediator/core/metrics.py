@@ -42,11 +42,13 @@ REJECTION_CODES = (
     "validation_unavailable",
     "shutting_down",
 )
-ACTION_RESULTS = ("succeeded", "failed", "dry_run", "refused")
+ACTION_RESULTS = ("succeeded", "failed", "dry_run", "refused", "unknown")
 QUARANTINED = ("entry", "alert")
 ESCALATION_RESULTS = ("delivered", "retried", "dropped")
 #: The supervised background loops (``runtime/tasks.py``), as the app starts them.
 LOOPS = ("lease", "worker", "spool", "aftercare", "delivery")
+#: What remediator retries until it answers (``core/outage.py``).
+DEPENDENCIES = ("state_store",)
 
 # ``*_created`` series double the scrape for no operational use.
 disable_created_metrics()  # type: ignore[no-untyped-call]
@@ -186,3 +188,27 @@ class Metrics:
             registry=registry,
         )
         _init(self.loop_failures, LOOPS)
+        self.dependency_failures = Counter(
+            "dependency_failures",
+            "Failed calls to a dependency remediator retries until it answers, by dependency.",
+            ["dependency"],
+            namespace=ns,
+            registry=registry,
+        )
+        _init(self.dependency_failures, DEPENDENCIES)
+        self.dependency_up = Gauge(
+            "dependency_up",
+            "1 while a dependency answers, 0 from its first failure until it answers again.",
+            ["dependency"],
+            namespace=ns,
+            registry=registry,
+        )
+        for dependency in DEPENDENCIES:
+            self.dependency_up.labels(dependency).set(1)
+        self.claims_resumed = Counter(
+            "claims_resumed",
+            "Claims that had sent nothing, run after a restart or by the replica that took"
+            " them over.",
+            namespace=ns,
+            registry=registry,
+        )

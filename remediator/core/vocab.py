@@ -67,6 +67,11 @@ class StopReason(StrEnum):
     NOT_APPLIED = "not_applied"
     TAKEN_OVER = "taken_over"
     UNPROCESSABLE = "unprocessable"
+    VERIFY_FAILED = "verify_failed"
+    """The action ran; checking its effect raised, so whether it holds is unknown."""
+    RULE_CHANGED = "rule_changed"
+    """A claim resumed after a restart or a takeover names a rule that changed since (or is
+    gone): what it was claimed under no longer holds."""
 
 
 #: Stop reasons that end quietly: the episode is already handled, or nothing is wrong.
@@ -104,6 +109,8 @@ class Outcome(StrEnum):
     NOTIFIED = "notified"
     """A sink was told the incident resolved: no one is paged by it."""
     RESOLVED = "resolved"
+    UNKNOWN = "unknown"
+    """Whether the effect holds cannot be known (its verification failed)."""
 
 
 class ClaimOutcome(StrEnum):
@@ -119,7 +126,8 @@ class ClaimOutcome(StrEnum):
     NOT_APPLIED = "not_applied"
     """A crash came after the intent; the effect is observed not in place."""
     UNKNOWN = "unknown"
-    """A crash came after the intent; whether the effect is in place cannot be observed."""
+    """Whether the effect is in place cannot be known: a crash came after the intent and
+    observing failed, or the action ran and its verification raised."""
 
 
 class Event(StrEnum):

@@ -2,6 +2,9 @@
 
     received → classify → fresh? → plan? → target → scope → storm → claim → act (queued)
 
+A claim is written with the decision that led to it and the job that runs it, in one
+transaction; every other decision is written by ``commit``, in one batch per chunk.
+
 Each stage returns the incident, stopped or not; the first stop ends the run. Every step
 is audited, and a stop that is not quiet (see ``QUIET_STOPS``) is escalated.
 """
@@ -11,7 +14,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 
-from remediator.act.runner import ActionJob, ActionRunner
+from remediator.act import jobs
+from remediator.act.runner import ActionRunner
 from remediator.audit import records as audit
 from remediator.audit.recorder import Recorder
 from remediator.config import Settings
@@ -22,18 +26,17 @@ from remediator.core.model import QUIET_STOPS, AuditRecord, Incident, Severity, 
 from remediator.decide.classify import Classifier
 from remediator.escalate.plan import NO_EPISODE
 from remediator.guards import freshness, scope, storm
-from remediator.guards.claim import ClaimRequest, Limit
 from remediator.ruleset.rules import Rule
 from remediator.store.contract import Store
 
 
 @dataclass(frozen=True, slots=True)
 class Decision:
-    """What deciding one alert produced: its audit records and, if claimed, the action."""
+    """What deciding one alert left for the batch to write: its audit records (none when
+    its claim wrote them, or another replica decided the episode first)."""
 
     episode_id: int
     records: list[AuditRecord]
-    job: ActionJob | None
     decided: bool = True
 
 
@@ -58,19 +61,27 @@ class Pipeline:
         self._settings = settings
 
     async def commit(self, decisions: Sequence[Decision]) -> None:
-        """Record a batch of decisions in one transaction, then queue their actions."""
-        records = [r for d in decisions for r in d.records]
-        decided = [d.episode_id for d in decisions if d.decided]
-        await self._recorder.write(records, decided_episodes=decided)
+        """Record a batch of decisions in one transaction. An episode another replica
+        decided meanwhile keeps its decision; the one here is counted as a resend."""
+        records: list[AuditRecord] = []
+        decided: list[int] = []
         for decision in decisions:
-            if decision.job is not None:
-                self._runner.submit(decision.job)
+            if decision.decided and decision.records:
+                if decision.episode_id in decided:  # one payload naming an alert twice
+                    self._metrics.alerts_resent.inc()
+                    continue
+                decided.append(decision.episode_id)
+            records.extend(decision.records)
+        lost = await self._recorder.write(records, decided_episodes=decided)
+        if lost:
+            self._metrics.alerts_resent.inc(len(lost))
 
     async def decide(self, incident: Incident, episode_open: bool) -> Decision:
         """This episode's one decision; the caller has checked it is not decided yet.
 
-        Only the claim is written here (atomically, with its guards); ``commit`` writes
-        the rest and queues the action.
+        A claim is written with the decision and the job, atomically with its guards and
+        only if no one decided the episode meanwhile; its action is queued at once. Any
+        other decision is left to ``commit``.
         """
         rule = self._classifier.classify(incident.alert.labels)
         incident = replace(incident, rule=rule.name, severity=rule.severity)
@@ -78,12 +89,15 @@ class Pipeline:
         records = [audit.received(stamp, incident), audit.classified(stamp, incident, rule)]
         incident = await self._guard(self._plan(self._fresh(incident, episode_open), rule))
         if incident.stopped is None:
-            incident = await self._claim(incident, rule)
+            claimed = await self._claim(incident, rule, records)
+            if claimed is None:  # decided by another replica first: a resend here
+                self._metrics.alerts_resent.inc()
+                return Decision(incident.episode_id, [], decided=False)
+            incident = claimed
         if incident.stopped is not None:
             records.extend(self._stopped_records(incident, rule))
-            return Decision(incident.episode_id, records, job=None)
-        records.append(audit.claimed(self._recorder.stamp(), incident))
-        return Decision(incident.episode_id, records, job=self._job(incident, rule))
+            return Decision(incident.episode_id, records)
+        return Decision(incident.episode_id, [], decided=False)
 
     def _fresh(self, incident: Incident, episode_open: bool) -> Incident:
         verdict = freshness.decide(
@@ -127,35 +141,31 @@ class Pipeline:
             )
         return incident if verdict.allowed else incident.stop(verdict)
 
-    async def _claim(self, incident: Incident, rule: Rule) -> Incident:
-        assert rule.plan is not None and incident.target is not None
-        kind_limit = self._policy.action_limits.get(rule.plan.kind)
-        budget = self._policy.global_budget
-        result = await self._store.claim(
-            ClaimRequest(
-                episode_id=incident.episode_id,
-                rule=rule.name,
-                action=rule.plan.name,
-                action_kind=rule.plan.kind,
-                target=incident.target.key,
-                destructive=rule.plan.action.destructive,
-                dry_run=self._runner.dry_run,
-                cooldown_s=rule.cooldown_s,
-                rule_limit=rule.rate_limit,
-                target_limit=rule.target_rate_limit,
-                repeat_limit=rule.ineffective_after,
-                kind_limit=None
-                if kind_limit is None
-                else Limit(kind_limit.max_actions, kind_limit.window_s),
-                global_budget=Limit(budget.max_actions, budget.window_s),
-            ),
-            self._clock.now(),
-        )
+    async def _claim(
+        self, incident: Incident, rule: Rule, records: list[AuditRecord]
+    ) -> Incident | None:
+        """Claim the action with the decision so far; the incident stopped by a guard, or
+        claimed (its action queued); None when the episode was decided elsewhere first."""
+        assert rule.plan is not None
+        request = jobs.claim_request(incident, rule, self._policy, self._runner.dry_run)
+
+        def decision(claim_id: int) -> list[AuditRecord]:
+            claimed = replace(incident, details={"claim_id": claim_id})
+            return [*records, audit.claimed(self._recorder.stamp(), claimed)]
+
+        result = await self._recorder.claim(request, decision, jobs.stored(incident, rule))
+        if result.already_decided:
+            return None
         if not result.verdict.allowed:
             return incident.stop(result.verdict)
         assert result.claim_id is not None
         failpoints.hit("after_claim")
-        return replace(incident, details={"claim_id": result.claim_id})
+        incident = replace(incident, details={"claim_id": result.claim_id})
+        job = jobs.ActionJob(
+            incident, rule.plan, result.claim_id, rule.escalation, rule.verify_within_s
+        )
+        self._runner.submit(job)
+        return incident
 
     def _stopped_records(self, incident: Incident, rule: Rule) -> list[AuditRecord]:
         assert incident.stopped is not None and incident.stopped.reason is not None
@@ -167,11 +177,6 @@ class Pipeline:
             policy = self._classifier.ruleset.escalations[rule.escalation]
             records.append(audit.escalated(stamp, incident, rule, policy))
         return records
-
-    def _job(self, incident: Incident, rule: Rule) -> ActionJob:
-        assert rule.plan is not None
-        claim_id = int(incident.details["claim_id"])
-        return ActionJob(incident, rule.plan, claim_id, rule.escalation, rule.verify_within_s)
 
     def unprocessable(self, incident: Incident, what: str, error: str) -> Decision:
         """``what`` (an alert, or a whole journal entry) could not be decided because of
@@ -191,7 +196,7 @@ class Pipeline:
         if incident.episode_id == NO_EPISODE:
             records = [replace(r, episode_id=None) for r in records]
         decided = incident.episode_id != NO_EPISODE
-        return Decision(incident.episode_id, records, job=None, decided=decided)
+        return Decision(incident.episode_id, records, decided=decided)
 
     def _rule_or_fallback(self, labels: Mapping[str, str]) -> Rule:
         try:
@@ -205,4 +210,4 @@ class Pipeline:
         rule = self._classifier.classify(incident.alert.labels)
         incident = replace(incident, rule=rule.name, severity=rule.severity)
         record = audit.resolved(self._recorder.stamp(), incident)
-        return Decision(incident.episode_id, [record], job=None, decided=False)
+        return Decision(incident.episode_id, [record], decided=False)

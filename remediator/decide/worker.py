@@ -5,13 +5,13 @@ marked done once every alert in it has its decision recorded (actions run on aft
 from their durable claims). After a restart, entries not marked done are processed again:
 episodes already decided are skipped and claims are unique, so nothing acts twice.
 
-Nothing an entry holds can stop the worker. While the store is away an entry waits; any
-other failure is contained: a chunk that fails is decided again alert by alert, an alert
-that fails alone is quarantined (audited as ``unprocessable`` and escalated, its episode
-decided), and an entry that keeps failing is retried ``MAX_ATTEMPTS`` times, then
-quarantined as a whole and marked done (at once when retrying cannot help: an entry that no
-longer validates, or whose alerts keep failing one after another). Either way the worker
-moves on to the next entry.
+Nothing an entry holds can stop the worker. While the store is away an entry waits (the
+store logs the outage once, ``core/outage.py``); any other failure is contained: a chunk that
+fails is decided again alert by alert, an alert that fails alone is quarantined (audited
+as ``unprocessable`` and escalated, its episode decided), and an entry that keeps failing
+is retried ``MAX_ATTEMPTS`` times, then quarantined as a whole and marked done (at once
+when retrying cannot help: an entry that no longer validates, or whose alerts keep failing
+one after another). Either way the worker moves on to the next entry.
 """
 
 from __future__ import annotations
@@ -107,8 +107,7 @@ class JournalWorker:
             try:
                 await self.process(journal_id)
                 return
-            except StoreUnavailable:
-                log.exception("state store unavailable; retrying journal entry %d", journal_id)
+            except StoreUnavailable:  # the store tells the outage (``core/outage.py``)
                 await asyncio.sleep(RETRY_AFTER_STORE_ERROR_S)
             except (RequestRejected, _TooManyFailures) as exc:  # the same again next time
                 await self._quarantine_entry(journal_id, exc)
@@ -139,8 +138,7 @@ class JournalWorker:
                 await self._store.journal_done(journal_id, self._clock.now())
                 self._metrics.quarantined.labels("entry").inc()
                 return
-            except StoreUnavailable:
-                log.exception("state store unavailable; retrying quarantine of %d", journal_id)
+            except StoreUnavailable:  # the store tells the outage (``core/outage.py``)
                 await asyncio.sleep(RETRY_AFTER_STORE_ERROR_S)
             except Exception:
                 log.critical("journal entry %d could not be quarantined; left for the next"
@@ -155,6 +153,8 @@ class JournalWorker:
         horizon = self._clock.now() - timedelta(seconds=self._settings.journal_retention_s)
         try:
             await self._store.journal_prune(horizon)
+        except StoreUnavailable:
+            pass  # the store tells the outage; pruning waits for the next time
         except Exception:  # pruning is housekeeping: it never stops deciding
             log.exception("could not prune the journal; will try again")
 
@@ -256,9 +256,8 @@ class JournalWorker:
                     episode_open = observation.episode.is_open
                     decisions.append(await self._pipeline.decide(incident, episode_open))
         finally:
-            # Also when an alert failed: what was decided before it (claims included) is
-            # committed, so deciding the chunk again skips it rather than finding its claim
-            # taken and the action never queued.
+            # Also when an alert failed: what was decided before it is committed, so deciding
+            # the chunk again skips it (a claim was committed with its decision already).
             await self._pipeline.commit(decisions)
 
     async def _arm_undos(self, observations: list[Observation]) -> None:

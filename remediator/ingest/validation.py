@@ -7,7 +7,8 @@ it runs inline. The worker's own later parse of the journaled body is off the ac
 
 A pool starts its processes on first use, and a process pays for its start and its first
 check: ``warm`` has every process validate a tiny body before ``/readyz`` says ready, so
-the first webhook does not wait for them.
+the first webhook does not wait for them. The processes die with ``serve``, even by
+``kill -9`` (``ingest/forkserver``): none is left behind.
 """
 
 from __future__ import annotations
@@ -59,8 +60,11 @@ def warm_check(limits: PayloadLimits) -> int:
 
 
 def _pool(workers: int) -> ProcessPoolExecutor:
+    """Workers forked by a forkserver that dies with ``serve`` and takes them with it
+    (``ingest/forkserver``). The forkserver starts with the first check, from the thread
+    that asks for it: the event loop's, the main thread, which lives as long as ``serve``."""
     context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(["remediator.ingest.payload"])
+    context.set_forkserver_preload(["remediator.ingest.forkserver"])
     return ProcessPoolExecutor(max_workers=workers, mp_context=context)
 
 

@@ -15,8 +15,9 @@ import contextlib
 import gc
 import hashlib
 import itertools
+import json
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -271,7 +272,7 @@ def _escalation(where: str, spec: RuleSpec, merged: _Merged, defaults: DefaultsS
 def _compile_rule(position: int, file: str, spec: RuleSpec, compiler: _Compiler) -> Rule:
     where = f'{file}: rule "{spec.name}"'
     defaults = compiler.defaults
-    return Rule(
+    rule = Rule(
         name=spec.name,
         file=file,
         position=position,
@@ -286,6 +287,22 @@ def _compile_rule(position: int, file: str, spec: RuleSpec, compiler: _Compiler)
         escalation=_escalation(where, spec, compiler.merged, defaults),
         description=spec.description,
     )
+    return replace(rule, digest=_digest(rule, spec))
+
+
+def _digest(rule: Rule, spec: RuleSpec) -> str:
+    """The rule as written and as its defaults complete it; not its file or position."""
+    said = {
+        "spec": spec.model_dump(mode="json"),
+        "cooldown_s": rule.cooldown_s,
+        "limits": [repr(rule.rate_limit), repr(rule.target_rate_limit),
+                   repr(rule.ineffective_after)],
+        "verify_within_s": rule.verify_within_s,
+        "escalation": rule.escalation,
+        "params": None if rule.plan is None else rule.plan.params.model_dump(mode="json"),
+    }  # fmt: skip
+    text = json.dumps(said, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def _check_catch_all(directory: Path, rules: Sequence[Rule]) -> None:

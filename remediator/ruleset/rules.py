@@ -55,6 +55,9 @@ class Rule:
     verify_within_s: float
     escalation: str
     description: str = ""
+    digest: str = ""
+    """What the rule says once defaults are applied, hashed: a claim resumed after a restart
+    runs only under the rule it was claimed under."""
 
     def matches(self, labels: Mapping[str, str]) -> bool:
         return all(m.matches(labels) for m in self.matchers)

@@ -29,6 +29,7 @@ from remediator.config import Settings
 from remediator.core.clock import Clock, SystemClock
 from remediator.core.errors import RequestRejected
 from remediator.core.metrics import Metrics
+from remediator.core.outage import Outage
 from remediator.decide.classify import Classifier
 from remediator.decide.pipeline import Pipeline
 from remediator.decide.worker import JournalWorker
@@ -142,6 +143,7 @@ async def _metrics(request: web.Request) -> web.Response:
 def _services(app: web.Application, store: Store, clock: Clock) -> Services:
     settings, ruleset = app[SETTINGS], app[RULESET]
     metrics = Metrics(app[REGISTRY], default_registry(), ruleset.sinks)
+    store.watch(Outage("state_store", metrics, "state store"))
     recorder = Recorder(store, metrics, clock, ruleset, plan=escalate.plan)
     runner = ActionRunner(
         store,
@@ -151,6 +153,7 @@ def _services(app: web.Application, store: Store, clock: Clock) -> Services:
         dry_run=settings.dry_run,
         max_concurrent=ruleset.policy.max_concurrent_actions,
         require_opt_in=ruleset.policy.require_opt_in,
+        stale_after_s=settings.stale_after_s,
     )
     pipeline = Pipeline(Classifier(ruleset), store, runner, recorder, metrics, clock, settings)
     gate = AckGate()
@@ -189,11 +192,15 @@ def _lifecycle(clock: Clock) -> Callable[[web.Application], AsyncIterator[None]]
         await store.open()
         services = _services(app, store, clock)
         app[SERVICES] = services
-        lease = Lease(store, services.worker, services.recorder, clock, settings.lease_s)
+        lease = Lease(
+            store, services.worker, services.recorder, clock, settings.lease_s, services.runner
+        )
         await lease.renew()
-        unfinished = await reconcile_unfinished_claims(store, services.recorder, clock)
-        if unfinished:
-            log.warning("%d claims had no outcome after the last stop; reconciled", unfinished)
+        left = await reconcile_unfinished_claims(store, services.recorder, clock, services.runner)
+        if left.total():
+            log.warning("%d claims had no outcome after the last stop: %d had sent nothing and"
+                        " run now, %d were settled by observing", left.total(), left["resumed"],
+                        left["settled"])  # fmt: skip
         recovered = await services.worker.recover()
         if recovered:
             log.warning("processing %d journal entries accepted before the last stop", recovered)

@@ -4,32 +4,43 @@ Every replica renews its lease every third of ``lease_s`` (a supervised loop run
 ``round``). Each round it also takes over what a replica silent for longer than ``lease_s``
 left unfinished: journal entries it acknowledged but never processed go to this replica's
 worker (episodes and unique claims make a second processing harmless), and claims it left
-without an outcome are settled by observing the world (``reconcile``). The SQLite store
-has no one to take over from.
+without an outcome are run, if they had sent nothing, or settled by observing the world
+(``reconcile``). The SQLite store has no one to take over from.
 """
 
 from __future__ import annotations
 
 import logging
 
-from remediator.act.reconcile import reconcile_claims
+from remediator.act.reconcile import reconcile_claim
+from remediator.act.runner import ActionRunner
 from remediator.audit.recorder import Recorder
 from remediator.core.clock import Clock
 from remediator.decide.worker import JournalWorker
-from remediator.store.contract import Store
+from remediator.store.contract import Store, UnfinishedClaim
 
 log = logging.getLogger(__name__)
 
 
 class Lease:
     def __init__(
-        self, store: Store, worker: JournalWorker, recorder: Recorder, clock: Clock, lease_s: float
+        self,
+        store: Store,
+        worker: JournalWorker,
+        recorder: Recorder,
+        clock: Clock,
+        lease_s: float,
+        runner: ActionRunner,
     ) -> None:
         self._store = store
         self._worker = worker
         self._recorder = recorder
         self._clock = clock
+        self._runner = runner
         self.lease_s = lease_s
+        self._unsettled: list[UnfinishedClaim] = []
+        """Claims taken over and not yet resumed or settled (the store went away midway):
+        they are this replica's in the store, so only this list remembers to finish them."""
 
     async def renew(self) -> None:
         await self._store.heartbeat(self._clock.now())
@@ -39,8 +50,7 @@ class Lease:
         taken = await self._store.take_over(self._clock.now(), self.lease_s)
         for journal_id in taken.journal_ids:
             self._worker.accept(journal_id)
-        if taken.claims:
-            await reconcile_claims(taken.claims, self._store, self._recorder, self._clock)
+        self._unsettled.extend(taken.claims)
         count = len(taken.journal_ids) + len(taken.claims)
         if count:
             log.warning(
@@ -48,6 +58,13 @@ class Lease:
                 len(taken.journal_ids),
                 len(taken.claims),
             )
+        renewed = self._clock.monotonic()
+        while self._unsettled:
+            if self._clock.monotonic() - renewed > self.period_s:  # observing takes time
+                await self.renew()
+                renewed = self._clock.monotonic()
+            await reconcile_claim(self._unsettled[0], self._recorder, self._clock, self._runner)
+            self._unsettled.pop(0)
         return count
 
     @property

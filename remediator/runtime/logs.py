@@ -165,6 +165,11 @@ FORMATTERS: dict[str, type[logging.Formatter]] = {
 }
 
 
+#: Libraries that log each retry, with a traceback, of an outage the store tells once
+#: (``core/outage.py``); above debug, only their errors are shown.
+QUIETED = {"asyncpg.pool": logging.ERROR}
+
+
 def configure_logging(level: str, log_format: LogFormat = "text") -> None:
     """Send every record at ``level`` or above to stderr in ``log_format``."""
     handler = logging.StreamHandler()
@@ -174,5 +179,7 @@ def configure_logging(level: str, log_format: LogFormat = "text") -> None:
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level.upper())
+    for name, quiet in QUIETED.items():
+        logging.getLogger(name).setLevel(quiet if root.level > logging.DEBUG else logging.NOTSET)
     # Nothing reads these record attributes; collecting them is a third of a record's cost.
     logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False

@@ -3,15 +3,17 @@ tasks in ``_cogs/aiokits/aiotasks.py``).
 
 The app registers each loop by name in the order it starts them; ``stop`` stops them in the
 reverse order. A loop handles the errors it expects itself (the state store away: try again
-next period). Any other exception is logged once with its traceback, counted in
-``remediator_loop_failures_total{loop}``, and the loop starts again after a backoff that
-doubles from ``Backoff.first_s`` to ``Backoff.max_s`` and starts over once the loop has run
-``Backoff.healthy_s`` without failing. ``/readyz`` reads ``report`` and ``down``.
+next period; the store logs the outage once, ``core/outage.py``). Any other exception is logged
+once with its traceback, counted in ``remediator_loop_failures_total{loop}``, and the loop
+starts again after a backoff that doubles from ``Backoff.first_s`` to ``Backoff.max_s`` and
+starts over once the loop has run ``Backoff.healthy_s`` without failing. ``/readyz`` reads
+``report`` and ``down``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -66,7 +68,7 @@ class Loop:
                 "last_error": self.last_error or None}  # fmt: skip
 
 
-def every(name: str, step: Step, period_s: float, *, wait_first: bool = False) -> Run:
+def every(step: Step, period_s: float, *, wait_first: bool = False) -> Run:
     """A loop that runs ``step`` every ``period_s`` (after a first wait, if ``wait_first``),
     and outlasts the temporary errors in ``TEMPORARY`` by trying again next period."""
 
@@ -74,11 +76,8 @@ def every(name: str, step: Step, period_s: float, *, wait_first: bool = False) -
         if wait_first:
             await asyncio.sleep(period_s)
         while True:
-            try:
+            with contextlib.suppress(*TEMPORARY):  # the store tells the outage, once
                 await step()
-            except TEMPORARY as exc:
-                log.warning("%s: %s; trying again in %g s", name, exc, period_s,
-                            extra={"fields": {"loop": name, "error": str(exc)}})  # fmt: skip
             await asyncio.sleep(period_s)
 
     return run
@@ -113,7 +112,7 @@ class Loops:
         after_stop: Step | None = None,
     ) -> None:
         """Register a loop that runs ``step`` every ``period_s`` (see ``every``)."""
-        run = every(name, step, period_s, wait_first=wait_first)
+        run = every(step, period_s, wait_first=wait_first)
         self.forever(name, run, required=required, after_stop=after_stop)
 
     def __getitem__(self, name: str) -> Loop:

@@ -9,12 +9,13 @@ from remediator.config import POSTGRES_SCHEMES, Settings
 from remediator.store.contract import Store
 
 
-def open_store(settings: Settings) -> Store:
-    """The backend the state URL names: ``sqlite:///…`` or ``postgresql://…``."""
+def open_store(settings: Settings, *, reads_only: bool = False) -> Store:
+    """The backend the state URL names: ``sqlite:///…`` or ``postgresql://…``. A store that
+    ``reads_only`` opens a SQLite file while a ``serve`` writes it (PostgreSQL: always)."""
     if settings.state_url.startswith(POSTGRES_SCHEMES):
         from remediator.store.postgres import PostgresStore
 
         return PostgresStore(settings.state_url, settings.instance_id)
     from remediator.store.sqlite import SqliteStore
 
-    return SqliteStore(settings.sqlite_path)
+    return SqliteStore(settings.sqlite_path, reads_only=reads_only)

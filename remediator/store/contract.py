@@ -8,12 +8,13 @@ passed in by the caller: the store never reads a clock.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal, Protocol
 
 from remediator.core.model import AlertStatus, AuditRecord, Observation, Verdict
+from remediator.core.outage import Outage
 from remediator.guards.claim import ClaimRequest
 
 
@@ -34,9 +35,23 @@ class Sighting:
 
 
 @dataclass(frozen=True, slots=True)
+class ClaimedDecision:
+    """What a claim writes with it, in its transaction: the episode's decision (the records
+    of the claim id it gets) and the job its run needs (``act.jobs``)."""
+
+    records: Callable[[int], Sequence[AuditRecord]]
+    job: Mapping[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
 class ClaimResult:
     verdict: Verdict
     claim_id: int | None
+    already_decided: bool = False
+    """Another transaction (a replica given the same notification) decided the episode
+    first: nothing was written, and nothing is to be."""
+    records: Sequence[AuditRecord] = ()
+    """The decision written with the claim."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,11 +68,27 @@ class UnfinishedClaim:
     claimed_at: datetime
     intent: Mapping[str, Any] | None = None
     """What the action announced before its side effect; None: it never got that far."""
+    job: Mapping[str, Any] | None = None
+    """What running it needs (``act.jobs``); None for claims made before claims kept it."""
 
 
 IntentAnswer = Literal["recorded", "busy", "lost"]
 """``claim_intent``: recorded; ``busy``, another unfinished claim holds the exclusive key;
 ``lost``, the claim is finished or another replica took it over."""
+
+
+@dataclass(frozen=True, slots=True)
+class Settlement:
+    """How a claim ended, and the aftercare its effect needs, written with its records."""
+
+    claim_id: int
+    outcome: str
+    undo_target: str = ""
+    undo_state: Mapping[str, Any] | None = None
+    """What to put back once the episode stays resolved; None: nothing."""
+    undo_after_s: float = 0.0
+    followup_at: datetime | None = None
+    """When to check that the episode resolved after the fix; None: no check."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,6 +157,11 @@ class StoreLifecycle(Protocol):
         """True when the store answers a trivial read."""
         ...
 
+    def watch(self, outage: Outage) -> None:
+        """Tell ``outage`` of every call that fails because the store is away, and of the
+        first that answers after: the store's callers retry without logging each try."""
+        ...
+
 
 class JournalStore(Protocol):
     """Accepted payloads, durable before the ack, until the worker processed them."""
@@ -163,8 +199,20 @@ class ClaimStore(Protocol):
     """The right to act, taken under the claim guards, with the intent before the effect and
     the outcome after it; and the storm window the guards count."""
 
-    async def claim(self, request: ClaimRequest, now: datetime) -> ClaimResult:
-        """Check the claim guards and record the claim in one transaction."""
+    async def claim(
+        self, request: ClaimRequest, now: datetime, decision: ClaimedDecision | None = None
+    ) -> ClaimResult:
+        """Check the claim guards and record the claim in one transaction; with
+        ``decision``, only if the episode is not decided yet, and then the decision and the
+        job with it (the episode decided)."""
+        ...
+
+    async def claim_recheck(
+        self, claim_id: int, request: ClaimRequest, now: datetime
+    ) -> Verdict | None:
+        """The claim guards again, for a claim about to run late (resumed after a restart
+        or a takeover), counting every claim but itself; None when it is no longer this
+        replica's to run (settled, taken over, or its intent already written)."""
         ...
 
     async def claim_intent(
@@ -174,9 +222,17 @@ class ClaimStore(Protocol):
         hold ``exclusive`` (if given) for this claim until its outcome is recorded."""
         ...
 
-    async def record_outcome(self, claim_id: int, outcome: str, now: datetime) -> bool:
-        """Record the outcome of an unfinished claim and release what it held; False when
-        it already had one (a replica that took it over settled it)."""
+    async def settle(
+        self,
+        settlement: Settlement,
+        now: datetime,
+        records: Sequence[AuditRecord] = (),
+        outbox: Sequence[OutboxItem] = (),
+    ) -> bool:
+        """In one transaction: record the outcome of this replica's unfinished claim,
+        release what it held, plan its undo and follow-up, append ``records`` and queue
+        ``outbox``. False, writing nothing, when the claim already had an outcome or is no
+        longer this replica's: so a settlement retried after a lost answer is written once."""
         ...
 
     async def unfinished_claims(self) -> list[UnfinishedClaim]:
@@ -203,13 +259,8 @@ class LeaseStore(Protocol):
 
 
 class AftercareStore(Protocol):
-    """After a fix: undos once the episode stays resolved, follow-ups that check it did."""
-
-    async def undo_plan(
-        self, claim_id: int, target: str, state: Mapping[str, Any], after_s: float
-    ) -> None:
-        """Remember an undo for the claim's episode; armed when the episode closes."""
-        ...
+    """After a fix: undos once the episode stays resolved, follow-ups that check it did.
+    Both are planned with the claim's outcome (``ClaimStore.settle``)."""
 
     async def undo_arm(self, episode_ids: Sequence[int], closed_at: datetime) -> None:
         """The episodes closed: their undos fall due ``after_s`` later."""
@@ -225,10 +276,6 @@ class AftercareStore(Protocol):
         self, undo_id: int, state: Mapping[str, Any] | None, due_at: datetime | None
     ) -> None:
         """Another step at ``due_at`` with ``state``; or, with None, the undo is done."""
-        ...
-
-    async def followup_plan(self, claim_id: int, due_at: datetime) -> None:
-        """At ``due_at``, check whether the claim's episode resolved after its fix."""
         ...
 
     async def followup_due(self, now: datetime) -> list[Undo]:
@@ -248,10 +295,12 @@ class AuditStore(Protocol):
         now: datetime | None = None,
         outbox: Sequence[OutboxItem] = (),
         resolved_episodes: Sequence[int] = (),
-    ) -> None:
-        """In one transaction: append ``records``, mark ``decided_episodes`` decided at
-        ``now``, queue ``outbox`` (once per episode, sink, event and tier), and queue a
-        resolve for every sink an episode of ``resolved_episodes`` was escalated to."""
+    ) -> set[int]:
+        """In one transaction: mark ``decided_episodes`` decided at ``now``, append
+        ``records``, queue ``outbox`` (once per episode, sink, event and tier), and queue a
+        resolve for every sink an episode of ``resolved_episodes`` was escalated to. An
+        episode of ``decided_episodes`` that another transaction decided first keeps that
+        decision: its records and notifications here are not written. Those episodes."""
         ...
 
     async def decisions(self, query: AuditQuery) -> list[AuditRecord]: ...

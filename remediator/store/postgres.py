@@ -90,7 +90,7 @@ class PostgresStore(SqlStore):
         self.owner = instance_id
         self._db = StateDatabase(dsn)
 
-    async def run(self, program: Program[T], lane: Lane = "work", atomic: bool = False) -> T:
+    async def _run(self, program: Program[T], lane: Lane, atomic: bool) -> T:
         async with self._db.transaction() as tx:
             return await drive_async(program, lambda op: answer(tx, op))
 

@@ -140,8 +140,18 @@ def claim_windows(r: ClaimRequest) -> list[tuple[str, str, dict[str, Any], Limit
 
 
 def unfinished_claim(row: Sequence[Any]) -> UnfinishedClaim:
-    """(id, episode, fingerprint, alertname, rule, action, target, claimed_at, intent)."""
+    """(id, episode, fingerprint, alertname, rule, action, target, claimed_at, intent, job)."""
     intent = json.loads(row[8]) if row[8] is not None else None
+    job = json.loads(row[9]) if row[9] is not None else None
     return UnfinishedClaim(
-        int(row[0]), int(row[1]), row[2], row[3], row[4], row[5], row[6], dt(row[7]), intent
+        int(row[0]),
+        int(row[1]),
+        row[2],
+        row[3],
+        row[4],
+        row[5],
+        row[6],
+        dt(row[7]),
+        intent,
+        job,
     )

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-VERSION = 2
+VERSION = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +78,7 @@ CREATE TABLE claims (
     outcome_at {real},
     owner TEXT NOT NULL DEFAULT '',
     intent TEXT,
+    job TEXT,
     UNIQUE (episode_id, rule, action)
 );
 CREATE INDEX claims_by_target ON claims (target, dry_run, claimed_at);
@@ -94,6 +95,7 @@ CREATE TABLE undos (
     done_at {real}
 );
 CREATE INDEX undos_due ON undos (due_at) WHERE done_at IS NULL;
+CREATE INDEX undos_by_claim ON undos (claim_id);
 CREATE TABLE followups (
     id {key},
     claim_id {ref} NOT NULL UNIQUE REFERENCES claims (id),

@@ -85,9 +85,25 @@ EPISODE_CLOSE_OR_REOPEN = Statement(
     "UPDATE episodes SET closed_at = :closed_at, last_seen_at = :now WHERE id = :id"
 )
 EPISODE_SEEN = Statement("UPDATE episodes SET last_seen_at = :now WHERE id = :id")
-EPISODE_DECIDED = Statement(
+EPISODE_DECIDE = Statement(
     "UPDATE episodes SET decided_at = :now WHERE id = :id AND decided_at IS NULL"
 )
+#: Undone in the transaction that took it, when the claim guards refuse.
+EPISODE_UNDECIDE = Statement("UPDATE episodes SET decided_at = NULL WHERE id = :id")
+
+
+def decide_episodes(episode_ids: Sequence[int]) -> tuple[Statement, dict[str, Any]]:
+    """Mark the episodes not decided yet decided at ``:now``; the ids it marked. Another
+    replica's transaction deciding one of them holds its row until it commits, so each
+    episode is decided by one transaction only."""
+    marks, params = in_list("episode", sorted(set(episode_ids)))
+    text = (
+        f"UPDATE episodes SET decided_at = :now WHERE id IN {marks} AND decided_at IS NULL"
+        " RETURNING id"
+    )
+    return Statement(text), params
+
+
 EPISODE_IS_OPEN = Statement("SELECT closed_at IS NULL FROM episodes WHERE id = :id")
 
 # ----- claims
@@ -95,21 +111,29 @@ EPISODE_IS_OPEN = Statement("SELECT closed_at IS NULL FROM episodes WHERE id = :
 CLAIM_EXISTS = Statement(
     "SELECT 1 FROM claims WHERE episode_id = :episode_id AND rule = :rule AND action = :action"
 )
+#: Claims other than ``:self`` (0 when claiming: no claim has id 0) count against a claim.
 CLAIM_LAST_ON_TARGET = Statement(
     "SELECT MAX(claimed_at) FROM claims WHERE target = :target AND dry_run = :dry_run"
+    " AND id <> :self"
 )
 
 
 def claims_since(where: str) -> Statement:
-    """How many claims match ``where`` (a condition of ``rows.claim_windows``) since
-    ``:since``."""
-    return Statement(f"SELECT COUNT(*) FROM claims WHERE {where} AND claimed_at > :since")
+    """How many claims other than ``:self`` match ``where`` (a condition of
+    ``rows.claim_windows``) since ``:since``."""
+    return Statement(
+        f"SELECT COUNT(*) FROM claims WHERE {where} AND claimed_at > :since AND id <> :self"
+    )
 
 
 CLAIM_INSERT = Statement(
     "INSERT INTO claims (episode_id, rule, action, action_kind, target, destructive, dry_run,"
-    " claimed_at, owner) VALUES (:episode_id, :rule, :action, :action_kind, :target,"
-    " :destructive, :dry_run, :now, :owner) RETURNING id"
+    " claimed_at, owner, job) VALUES (:episode_id, :rule, :action, :action_kind, :target,"
+    " :destructive, :dry_run, :now, :owner, :job) RETURNING id"
+)
+#: A claim still to run: this replica's, without an outcome and without an intent.
+CLAIM_TO_RUN = Statement(
+    "SELECT 1 FROM claims WHERE id = :id AND owner = :owner AND outcome IS NULL AND intent IS NULL"
 )
 CLAIM_INTENT = Statement(
     "UPDATE claims SET intent = :intent WHERE id = :id AND outcome IS NULL AND owner = :owner"
@@ -118,13 +142,16 @@ CLAIM_INTENT_WITHDRAWN = Statement("UPDATE claims SET intent = NULL WHERE id = :
 INFLIGHT_HOLD = Statement(
     "INSERT INTO inflight (key, claim_id) VALUES (:key, :id) ON CONFLICT DO NOTHING"
 )
+INFLIGHT_HOLDER = Statement("SELECT claim_id FROM inflight WHERE key = :key")
 INFLIGHT_RELEASE = Statement("DELETE FROM inflight WHERE claim_id = :id")
+#: The outcome of a claim this replica owns, once.
 CLAIM_OUTCOME = Statement(
-    "UPDATE claims SET outcome = :outcome, outcome_at = :now WHERE id = :id AND outcome IS NULL"
+    "UPDATE claims SET outcome = :outcome, outcome_at = :now WHERE id = :id"
+    " AND outcome IS NULL AND owner = :owner"
 )
 UNFINISHED_SELECT = (
     "SELECT c.id, c.episode_id, e.fingerprint, e.alertname, c.rule, c.action, c.target,"
-    " c.claimed_at, c.intent FROM claims c JOIN episodes e ON e.id = c.episode_id"
+    " c.claimed_at, c.intent, c.job FROM claims c JOIN episodes e ON e.id = c.episode_id"
     " WHERE c.outcome IS NULL AND c.owner = :owner"
 )
 UNFINISHED = Statement(f"{UNFINISHED_SELECT} ORDER BY c.id")
@@ -174,8 +201,13 @@ STORM_COUNT = Statement("SELECT COUNT(*) FROM storm_targets")
 
 # ----- aftercare: undos and follow-ups
 
+#: Once per claim; armed at once when its episode closed before the plan was written.
 UNDO_PLAN = Statement(
-    "INSERT INTO undos (claim_id, target, state, after_s) VALUES (:id, :target, :state, :after_s)"
+    "INSERT INTO undos (claim_id, target, state, after_s, due_at)"
+    " SELECT c.id, :target, :state, CAST(:after_s AS DOUBLE PRECISION),"
+    " e.closed_at + CAST(:after_s AS DOUBLE PRECISION)"
+    " FROM claims c JOIN episodes e ON e.id = c.episode_id"
+    " WHERE c.id = :id AND NOT EXISTS (SELECT 1 FROM undos WHERE claim_id = :id)"
 )
 #: The undos of an episode's claims.
 OF_EPISODE = "claim_id IN (SELECT id FROM claims WHERE episode_id = :episode_id)"

@@ -6,6 +6,7 @@ event loop, and a whole operation (``program``) runs there in one hop; the journ
 connection of its own so acks never queue behind the pipeline's writes. Atomic programs
 run in ``BEGIN IMMEDIATE``: the write lock is taken first, so a transaction that read
 cannot find the file changed under it; advisory locks are moot, the file is locked whole.
+One process writes a file: ``open`` takes its lock (``file_lock``) before anything else.
 The request bodies in ``journal`` are LZ4 frames: Alertmanager JSON shrinks ~13 times.
 """
 
@@ -25,6 +26,7 @@ from typing import Any, TypeVar
 from remediator.core.errors import StoreRejected, StoreUnavailable
 from remediator.guards.storm import TargetWindow
 from remediator.store.contract import TakenOver
+from remediator.store.file_lock import FileInUse, FileLock
 from remediator.store.program import Op, Program, drive, statements
 from remediator.store.rows import ts
 from remediator.store.schema import SQLITE
@@ -126,15 +128,17 @@ class _Connection:
 class SqliteStore(SqlStore):
     dialect = SQLITE
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, reads_only: bool = False) -> None:
         self._path = path
+        self._lock = FileLock(path)
+        self._reads_only = reads_only
         self._lanes = {
             "journal": _Connection(path, "journal", JOURNAL_BUSY_TIMEOUT_S),
             "work": _Connection(path, "store", WORK_BUSY_TIMEOUT_S),
         }
         self._storm_windows: dict[float, TargetWindow] = {}
 
-    async def run(self, program: Program[T], lane: Lane = "work", atomic: bool = False) -> T:
+    async def _run(self, program: Program[T], lane: Lane, atomic: bool) -> T:
         def whole(db: sqlite3.Connection) -> T:
             return drive(program, lambda op: answer(db, op))
 
@@ -143,12 +147,28 @@ class SqliteStore(SqlStore):
         return await self._lanes[lane].run(whole)
 
     async def open(self) -> None:
+        """Take the file's one-writer lock (``FileInUse`` when another store holds it),
+        then migrate. A store that only reads holds the lock only to migrate, and neither
+        migrates nor is refused while a writer holds the file: the writer has migrated it."""
         self._path.parent.mkdir(parents=True, exist_ok=True)
-        await self.migrate()
+        try:
+            self._lock.acquire()
+        except FileInUse:
+            if self._reads_only:
+                return
+            raise
+        try:
+            await self.migrate()
+        except BaseException:
+            self._lock.release()  # a store that did not open holds nothing another waits for
+            raise
+        if self._reads_only:
+            self._lock.release()
 
     async def close(self) -> None:
         for connection in self._lanes.values():
             await connection.close()
+        self._lock.release()
 
     async def heartbeat(self, now: datetime) -> None:
         """One process owns the file: there is no one to take over from."""

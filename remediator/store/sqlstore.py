@@ -18,16 +18,19 @@ import lz4.frame
 
 from remediator.core.episodes import next_event
 from remediator.core.errors import StoreUnavailable
-from remediator.core.model import AuditRecord, Episode, EpisodeEvent, Observation
+from remediator.core.model import ALLOW, AuditRecord, Episode, EpisodeEvent, Observation, Verdict
+from remediator.core.outage import Outage
 from remediator.guards import claim as claim_guards
 from remediator.guards.claim import ClaimFacts, ClaimRequest
 from remediator.store import sql
 from remediator.store.contract import (
     AuditQuery,
+    ClaimedDecision,
     ClaimResult,
     IntentAnswer,
     JournalEntry,
     OutboxItem,
+    Settlement,
     Sighting,
     Undo,
     UnfinishedClaim,
@@ -107,16 +110,17 @@ def _episode_moves(
     return episode
 
 
-def _claim_facts(r: ClaimRequest, now: float) -> Program[ClaimFacts]:
+def _claim_facts(r: ClaimRequest, now: float, self_id: int = 0) -> Program[ClaimFacts]:
+    """What the guards count for ``r``: every claim but ``self_id`` (a claim rechecked)."""
     key = {"episode_id": r.episode_id, "rule": r.rule, "action": r.action}
-    already = yield from row(sql.CLAIM_EXISTS, key)
-    on_target = {"target": r.target, "dry_run": int(r.dry_run)}
+    already = None if self_id else (yield from row(sql.CLAIM_EXISTS, key))
+    on_target = {"target": r.target, "dry_run": int(r.dry_run), "self": self_id}
     last = yield from value(sql.CLAIM_LAST_ON_TARGET, on_target)
     counts = {}
     for name, where, params, limit in claim_windows(r):
         counts[name] = 0
         if limit is not None:
-            since = {**params, "since": now - limit.window_s}
+            since = {**params, "since": now - limit.window_s, "self": self_id}
             counts[name] = int((yield from value(sql.claims_since(where), since)))
     return ClaimFacts(
         already_claimed=already is not None,
@@ -125,50 +129,100 @@ def _claim_facts(r: ClaimRequest, now: float) -> Program[ClaimFacts]:
     )
 
 
-def _claim(r: ClaimRequest, now: float, owner: str) -> Program[ClaimResult]:
+def _claim(
+    r: ClaimRequest, now: float, owner: str, decision: ClaimedDecision | None
+) -> Program[ClaimResult]:
     yield from lock(LOCK_CLAIMS)
+    episode = {"now": now, "id": r.episode_id}
+    if decision is not None and (yield from count(sql.EPISODE_DECIDE, episode)) != 1:
+        return ClaimResult(ALLOW, None, already_decided=True)
     verdict = claim_guards.decide(r, (yield from _claim_facts(r, now)))
     if not verdict.allowed:
+        if decision is not None:  # the refusal is decided with the batch it joins
+            yield from count(sql.EPISODE_UNDECIDE, {"id": r.episode_id})
         return ClaimResult(verdict, None)
+    job = None if decision is None else json.dumps(dict(decision.job), default=str)
     params = {
         "episode_id": r.episode_id, "rule": r.rule, "action": r.action,
         "action_kind": r.action_kind, "target": r.target, "destructive": int(r.destructive),
-        "dry_run": int(r.dry_run), "now": now, "owner": owner,
+        "dry_run": int(r.dry_run), "now": now, "owner": owner, "job": job,
     }  # fmt: skip
-    claim_id = yield from value(sql.CLAIM_INSERT, params)
-    return ClaimResult(verdict, int(claim_id))
+    claim_id = int((yield from value(sql.CLAIM_INSERT, params)))
+    records = [] if decision is None else list(decision.records(claim_id))
+    yield from many(sql.AUDIT_INSERT, [audit_row(record) for record in records])
+    return ClaimResult(verdict, claim_id, records=records)
+
+
+def _claim_recheck(
+    claim_id: int, r: ClaimRequest, now: float, owner: str
+) -> Program[Verdict | None]:
+    yield from lock(LOCK_CLAIMS)
+    if (yield from row(sql.CLAIM_TO_RUN, {"id": claim_id, "owner": owner})) is None:
+        return None
+    return claim_guards.decide(r, (yield from _claim_facts(r, now, self_id=claim_id)))
 
 
 def _claim_intent(
     claim_id: int, intent: Mapping[str, Any], exclusive: str | None, owner: str
 ) -> Program[IntentAnswer]:
+    """Idempotent: written again after a lost answer, it answers ``recorded`` again."""
     text = json.dumps(dict(intent), default=str)
     params = {"intent": text, "id": claim_id, "owner": owner}
     if (yield from count(sql.CLAIM_INTENT, params)) != 1:
         return "lost"
+    if exclusive is None:
+        return "recorded"
     hold = {"key": exclusive, "id": claim_id}
-    if exclusive is not None and (yield from count(sql.INFLIGHT_HOLD, hold)) != 1:
+    yield from count(sql.INFLIGHT_HOLD, hold)
+    if (yield from value(sql.INFLIGHT_HOLDER, hold)) != claim_id:
         yield from count(sql.CLAIM_INTENT_WITHDRAWN, {"id": claim_id})
         return "busy"
     return "recorded"
 
 
-def _record_outcome(claim_id: int, outcome: str, now: float) -> Program[bool]:
-    yield from count(sql.INFLIGHT_RELEASE, {"id": claim_id})
-    params = {"outcome": outcome, "now": now, "id": claim_id}
-    return (yield from count(sql.CLAIM_OUTCOME, params)) == 1
+def _settle(
+    s: Settlement,
+    now: float,
+    owner: str,
+    records: Sequence[Mapping[str, Any]],
+    queued: Sequence[Mapping[str, Any]],
+) -> Program[bool]:
+    params = {"outcome": s.outcome, "now": now, "id": s.claim_id, "owner": owner}
+    if (yield from count(sql.CLAIM_OUTCOME, params)) != 1:
+        return False
+    yield from count(sql.INFLIGHT_RELEASE, {"id": s.claim_id})
+    if s.undo_state is not None:
+        state = json.dumps(dict(s.undo_state))
+        undo = {"id": s.claim_id, "target": s.undo_target, "state": state,
+                "after_s": s.undo_after_s}  # fmt: skip
+        yield from count(sql.UNDO_PLAN, undo)
+    if s.followup_at is not None:
+        yield from count(sql.FOLLOWUP_PLAN, {"id": s.claim_id, "due_at": ts(s.followup_at)})
+    yield from many(sql.AUDIT_INSERT, records)
+    yield from many(sql.OUTBOX_INSERT, queued)
+    return True
 
 
 def _audit(
-    records: Sequence[Mapping[str, Any]],
-    decided: Sequence[Mapping[str, Any]],
-    queued: Sequence[Mapping[str, Any]],
+    records: Sequence[AuditRecord],
+    decided: Sequence[int],
+    now: float,
+    queued: Sequence[OutboxItem],
     resolved: Sequence[Mapping[str, Any]],
-) -> Program[None]:
-    yield from many(sql.AUDIT_INSERT, records)
-    yield from many(sql.EPISODE_DECIDED, decided)
-    yield from many(sql.OUTBOX_INSERT, queued)
+) -> Program[set[int]]:
+    """Decide the episodes first: the rows they lock wait for any other transaction
+    deciding them, and those it decided first are left out of the rest."""
+    taken: set[int] = set()
+    if decided:
+        statement, params = sql.decide_episodes(decided)
+        taken = {int(r[0]) for r in (yield from rows(statement, {**params, "now": now}))}
+    lost = set(decided) - taken
+    kept = [r for r in records if r.episode_id not in lost] if lost else records
+    yield from many(sql.AUDIT_INSERT, [audit_row(r) for r in kept])
+    sent = [item for item in queued if item.episode_id not in lost] if lost else queued
+    yield from many(sql.OUTBOX_INSERT, [outbox_row(item, now) for item in sent])
     yield from many(sql.RESOLVE, resolved)
+    return lost
 
 
 def _undo(r: Sequence[Any]) -> Undo:
@@ -176,16 +230,33 @@ def _undo(r: Sequence[Any]) -> Undo:
 
 
 class SqlStore:
-    """What both backends share; a backend supplies ``run`` (and may override the lease
+    """What both backends share; a backend supplies ``_run`` (and may override the lease
     and the storm window, where one process owning the file needs neither)."""
 
     dialect: Dialect
     owner: str = ""
+    outage: Outage | None = None
 
     async def run(self, program: Program[T], lane: Lane = "work", atomic: bool = False) -> T:
         """Run ``program`` on the database; ``atomic``: in one write transaction (PostgreSQL
-        runs every program in one)."""
+        runs every program in one). The store being away is told to ``outage``, as is the
+        first answer after: the callers retry quietly."""
+        try:
+            answer = await self._run(program, lane, atomic)
+        except StoreUnavailable as exc:
+            if self.outage is not None:
+                self.outage.failed(exc)
+            raise
+        if self.outage is not None:
+            self.outage.answered()
+        return answer
+
+    async def _run(self, program: Program[T], lane: Lane, atomic: bool) -> T:
+        """The backend's ``run``."""
         raise NotImplementedError
+
+    def watch(self, outage: Outage) -> None:
+        self.outage = outage
 
     async def migrate(self) -> int:
         """Bring the schema to this code's version; the version it was at."""
@@ -233,8 +304,15 @@ class SqlStore:
 
     # ----- claims
 
-    async def claim(self, request: ClaimRequest, now: datetime) -> ClaimResult:
-        return await self.run(_claim(request, ts(now), self.owner), atomic=True)
+    async def claim(
+        self, request: ClaimRequest, now: datetime, decision: ClaimedDecision | None = None
+    ) -> ClaimResult:
+        return await self.run(_claim(request, ts(now), self.owner, decision), atomic=True)
+
+    async def claim_recheck(
+        self, claim_id: int, request: ClaimRequest, now: datetime
+    ) -> Verdict | None:
+        return await self.run(_claim_recheck(claim_id, request, ts(now), self.owner))
 
     async def claim_intent(
         self, claim_id: int, intent: Mapping[str, Any], exclusive: str | None
@@ -242,20 +320,24 @@ class SqlStore:
         program = _claim_intent(claim_id, intent, exclusive, self.owner)
         return await self.run(program, atomic=True)
 
-    async def record_outcome(self, claim_id: int, outcome: str, now: datetime) -> bool:
-        return await self.run(_record_outcome(claim_id, outcome, ts(now)), atomic=True)
+    async def settle(
+        self,
+        settlement: Settlement,
+        now: datetime,
+        records: Sequence[AuditRecord] = (),
+        outbox: Sequence[OutboxItem] = (),
+    ) -> bool:
+        at = ts(now)
+        written = [audit_row(r) for r in records]
+        queued = [outbox_row(item, at) for item in outbox]
+        program = _settle(settlement, at, self.owner, written, queued)
+        return await self.run(program, atomic=True)
 
     async def unfinished_claims(self) -> list[UnfinishedClaim]:
         found = await self.run(rows(sql.UNFINISHED, {"owner": self.owner}))
         return [unfinished_claim(r) for r in found]
 
     # ----- aftercare
-
-    async def undo_plan(
-        self, claim_id: int, target: str, state: Mapping[str, Any], after_s: float
-    ) -> None:
-        params = {"id": claim_id, "target": target, "after_s": after_s}
-        await self.run(count(sql.UNDO_PLAN, {**params, "state": json.dumps(dict(state))}))
 
     async def undo_arm(self, episode_ids: Sequence[int], closed_at: datetime) -> None:
         batch = [{"closed_at": ts(closed_at), "episode_id": e} for e in episode_ids]
@@ -277,9 +359,6 @@ class SqlStore:
         params = {"state": json.dumps(dict(state)), "due_at": ts(due_at), "id": undo_id}
         await self.run(count(sql.UNDO_NEXT, params))
 
-    async def followup_plan(self, claim_id: int, due_at: datetime) -> None:
-        await self.run(count(sql.FOLLOWUP_PLAN, {"id": claim_id, "due_at": ts(due_at)}))
-
     async def followup_due(self, now: datetime) -> list[Undo]:
         return [_undo(r) for r in await self.run(rows(sql.FOLLOWUP_DUE, {"now": ts(now)}))]
 
@@ -295,14 +374,13 @@ class SqlStore:
         now: datetime | None = None,
         outbox: Sequence[OutboxItem] = (),
         resolved_episodes: Sequence[int] = (),
-    ) -> None:
+    ) -> set[int]:
         at = ts(now) if now else 0.0
-        written = [audit_row(r) for r in records]
-        decided = [{"now": at, "id": e} for e in decided_episodes] if now else []
-        queued = [outbox_row(item, at) for item in outbox]
+        decided = list(decided_episodes) if now else []
         resolve = [{"now": at, "episode_id": e, **sql.RESOLVE_SPANNING} for e in resolved_episodes]
-        if written or decided or queued or resolve:
-            await self.run(_audit(written, decided, queued, resolve), atomic=True)
+        if not (records or decided or outbox or resolve):
+            return set()
+        return await self.run(_audit(records, decided, at, outbox, resolve), atomic=True)
 
     async def decisions(self, query: AuditQuery) -> list[AuditRecord]:
         conditions, params = audit_conditions(query)

@@ -73,3 +73,24 @@ def fleet_notifications(count: int, per_payload: int = 50) -> list[bytes]:
         ).encode()
         for start in range(0, count, per_payload)
     ]
+
+
+def page_only_labels(i: int, namespace: str = "llm-research") -> dict[str, str]:
+    """The labels of an alert no action rule matches (the catch-all pages): node ``n<i>``."""
+    return {"alertname": "NodeDiskPressure", "namespace": namespace, "node": f"n{i}"}
+
+
+def notifications(labels: list[dict[str, str]], per_payload: int = 50) -> list[bytes]:
+    """Firing alerts with these labels, as Alertmanager builds the notifications,
+    ``per_payload`` alerts each."""
+    return [
+        json.dumps(
+            webhook_payload(
+                *(
+                    webhook_alert(fingerprint(ls), labels=ls)
+                    for ls in labels[start : start + per_payload]
+                )
+            )
+        ).encode()
+        for start in range(0, len(labels), per_payload)
+    ]

@@ -475,6 +475,24 @@ class PostgresServer(StartStop):
             base, self._base = self._base, None
             await asyncio.to_thread(shutil.rmtree, base, True)
 
+    async def crash(self) -> None:
+        """Stop the server as a crash would (``pg_ctl stop -m immediate``: no checkpoint,
+        every connection dropped), keeping its data directory and port for :meth:`restart`."""
+        if self._admin is not None:
+            admin, self._admin = self._admin, None
+            admin.terminate()
+        await self._pg_ctl_stop("immediate")
+
+    async def restart(self) -> None:
+        """Start the server again on the same data directory and port (crash recovery runs
+        first) and reconnect as the superuser."""
+        await self._run_as_server_user(
+            "pg_ctl", "start", "-D", str(self.data_dir), "-l", str(self.log_path),
+            "-w", "-t", str(int(START_TIMEOUT_S)), "-s",
+            timeout_s=START_TIMEOUT_S + 5,
+        )  # fmt: skip
+        self._admin = await self.superuser_connect(application_name=ADMIN_APPLICATION_NAME)
+
     async def _shutdown(self) -> None:
         for mode in ("fast", "immediate"):
             with contextlib.suppress(PostgresHarnessError):

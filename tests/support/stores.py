@@ -5,6 +5,12 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from prometheus_client import CollectorRegistry
+
+from remediator.act.runner import ActionRunner
+from remediator.audit.recorder import Recorder
+from remediator.core.clock import Clock
+from remediator.core.metrics import Metrics
 from remediator.store import sql
 from remediator.store.contract import Store
 from remediator.store.program import count
@@ -17,4 +23,10 @@ async def mark_decided(store: Store, episode_id: int, now: datetime) -> bool:
     given; False when someone already did."""
     assert isinstance(store, SqlStore)
     params = {"now": ts(now), "id": episode_id}
-    return await store.run(count(sql.EPISODE_DECIDED, params), atomic=True) == 1
+    return await store.run(count(sql.EPISODE_DECIDE, params), atomic=True) == 1
+
+
+def runner_for(store: Store, recorder: Recorder, clock: Clock) -> ActionRunner:
+    """A live action runner on ``store``, for what resumes or settles claims."""
+    metrics = Metrics(CollectorRegistry(), [])
+    return ActionRunner(store, recorder, metrics, clock, dry_run=False, max_concurrent=4)
