@@ -26,9 +26,9 @@ from tests.support.service import REPO
 
 DEADLINE_S = 5.0
 
-CATCH_ALL = "  - {name: default, match: [], severity: SEV-3}\n"
+CATCH_ALL = "  - {name: default, matchers: [], severity: SEV-3}\n"
 KNOWN_KEYS = (
-    "name, description, match, severity, action, target, cooldown_s, rate_limit,"
+    "name, description, matchers, severity, action, target, cooldown_s, rate_limit,"
     " target_rate_limit, verify_within_s, escalation"
 )
 NO_ANCHORS = "rule files may not use anchors, aliases or merge keys"
@@ -46,7 +46,7 @@ def rule(body: str) -> str:
 
 
 def cpu(extra: str = "") -> str:
-    return rule("name: cpu\nmatch: ['alertname=\"HighCPUUsage\"']\nseverity: SEV-3\n" + extra)
+    return rule("name: cpu\nmatchers: ['alertname=\"HighCPUUsage\"']\nseverity: SEV-3\n" + extra)
 
 
 def billion_laughs() -> str:
@@ -301,8 +301,8 @@ CASES = {
     "a matcher with a newline in its value": case(
         rules_file(rule('name: cpu\nmatch: ["victim=~\\"(a\\n\\""]\nseverity: SEV-3')),
         message='10-rules.yaml: rule "cpu": field "match[0]" holds victim=~"(a\\n", which'
-        " is not a valid matcher: its quoted value is not a valid double-quoted string (an"
-        ' inner " or \\ needs a backslash).',
+        " is not a valid matcher: its regular expression does not compile as RE2 (missing )"
+        ' at "(a\\n").',
     ),
 }
 

@@ -1,14 +1,16 @@
 """kill_query against a real PostgreSQL 15 started by the test: real sessions of an
 application, a superuser, a replication stream and remediator itself; after each action,
-pg_stat_activity says who survived."""
+pg_stat_activity says who survived. The races near a query's end are in
+``test_kill_query_races``."""
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -16,13 +18,16 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from remediator.actions.kill_query import KillQueryParams, evidence, select
-from remediator.clients.postgres import PostgresTarget, Session
+from remediator.actions.base import ActionRequest
+from remediator.actions.kill_query import KillQuery, KillQueryParams, evidence, select
+from remediator.clients.postgres import DatabaseHandle, PostgresTarget, Session
 from remediator.core.fingerprint import fingerprint
+from remediator.core.model import Target
 from tests.support.payloads import webhook_alert, webhook_payload
 from tests.support.ports import free_port
-from tests.support.postgres import Outcome, PostgresServer, Roles
+from tests.support.postgres import Outcome, PostgresServer, Roles, classify
 from tests.support.service import ServiceUnderTest, serve, settings_for
+from tests.test_cli import remediator
 
 POLICY = """
 policy:
@@ -76,15 +81,106 @@ def dsn_file(tmp_path: Path, dsn: str) -> str:
 
 @asynccontextmanager
 async def running(
-    tmp_path: Path, pg: PostgresServer, role_dsn: str, params: str, target: str = "primary"
+    tmp_path: Path,
+    pg: PostgresServer,
+    role_dsn: str | None,
+    params: str,
+    target: str = "primary",
 ) -> AsyncIterator[Harness]:
+    """The service with one kill_query rule; ``role_dsn=None``: no ``--database`` at all."""
+    databases = {} if role_dsn is None else {"primary": dsn_file(tmp_path, role_dsn)}
     settings = settings_for(
-        tmp_path,
-        rules_dir=rules(tmp_path / "rules", params, target),
-        databases={"primary": dsn_file(tmp_path, role_dsn)},
+        tmp_path, rules_dir=rules(tmp_path / "rules", params, target), databases=databases
     )
     async with serve(settings) as service:
         yield Harness(service, pg)
+
+
+@dataclass
+class Statement:
+    sql: str
+    started_at: float = field(default_factory=time.monotonic)
+    outcome: Outcome = Outcome.RUNNING
+    done_at: float | None = None
+    """``time.monotonic()`` when the client had its answer (result or error)."""
+
+
+@dataclass
+class AppClient:
+    """An application's connection running statements one after another in a task."""
+
+    conn: Any
+    statements: list[Statement] = field(default_factory=list)
+    task: asyncio.Task[None] | None = None
+
+    @property
+    def pid(self) -> int:
+        return int(self.conn.get_server_pid())
+
+    @classmethod
+    async def connect(cls, pg: PostgresServer, roles: Roles, **kwargs: Any) -> AppClient:
+        app = roles.app
+        return cls(await pg.connect(app.name, app.password, roles.app_database, **kwargs))
+
+    async def execute(self, sql: str) -> Statement:
+        statement = Statement(sql)
+        self.statements.append(statement)
+        try:
+            await self.conn.execute(sql)
+        except Exception as exc:
+            statement.outcome = classify(exc)
+        else:
+            statement.outcome = Outcome.COMPLETED
+        statement.done_at = time.monotonic()
+        return statement
+
+    def start(self, *sqls: str, then: Callable[[int], str] | None = None) -> None:
+        """Run ``sqls``, then ``then(0)``, ``then(1)``, … until the connection goes."""
+
+        async def run() -> None:
+            more = (then(i) for i in itertools.count()) if then else ()
+            for sql in itertools.chain(sqls, more):
+                if (await self.execute(sql)).outcome is Outcome.TERMINATED:
+                    return
+
+        self.task = asyncio.create_task(run())
+
+    async def close(self) -> None:
+        self.conn.terminate()
+        if self.task is not None:
+            await asyncio.wait([self.task], timeout=5)
+
+
+@asynccontextmanager
+async def app_clients(
+    pg: PostgresServer, roles: Roles, n: int = 1
+) -> AsyncIterator[list[AppClient]]:
+    clients = [await AppClient.connect(pg, roles) for _ in range(n)]
+    try:
+        yield clients
+    finally:
+        for client in clients:
+            await client.close()
+
+
+@asynccontextmanager
+async def kill_query(pg: PostgresServer, roles: Roles) -> AsyncIterator[tuple[KillQuery, Any]]:
+    """The action itself on target ``primary`` as the remediator role, and that target."""
+    handle = DatabaseHandle()
+    handle.targets = {"primary": PostgresTarget("primary", remediator_dsn(pg, roles))}
+    try:
+        yield KillQuery(handle), handle.targets["primary"]
+    finally:
+        await handle.close()
+
+
+def remediator_dsn(pg: PostgresServer, roles: Roles) -> str:
+    return pg.dsn(roles.remediator.name, roles.remediator.password)
+
+
+def request(**params: Any) -> ActionRequest[Any, Any]:
+    model = KillQueryParams.model_validate(params)
+    return ActionRequest(Target("Database", "", "primary"), model, "rule", 1, {})
 
 
 def steps(decisions: list[dict[str, Any]]) -> list[tuple[str, str | None]]:
@@ -218,6 +314,139 @@ async def test_a_role_that_cannot_see_other_sessions_queries_is_refused_clearly(
     assert steps(decisions)[3] == ("refused", "precheck_failed")
     assert "cannot see other sessions' queries" in decisions[3]["sentence"]
     assert (await pg.activity(victim.pid) or {}).get("state") == "active"
+
+
+# --------------------------------------------------------------------------- as the server answers
+
+TERMINATING = "{min_duration_s: 1, max_per_run: 5, states: [active], terminate: true, grace_s: 1}"
+
+
+async def test_a_query_cancelled_inside_a_transaction_is_not_then_terminated(
+    tmp_path: Path, pg: PostgresServer, roles: Roles
+) -> None:
+    """Cancelled, the session is ``idle in transaction (aborted)`` with the same
+    ``query_start``: the query chosen no longer runs, so the grace ends without a terminate."""
+    async with app_clients(pg, roles) as [client]:
+        client.start("BEGIN", "SELECT pg_sleep(3600)")
+        await pg.wait_for_activity(
+            client.pid, lambda row: row["state"] == "active", what="the sleep to run"
+        )
+        await asyncio.sleep(1.2)
+        async with running(tmp_path, pg, remediator_dsn(pg, roles), TERMINATING) as harness:
+            decisions = await harness.fire()
+            await asyncio.sleep(0.5)
+            after = await pg.activity(client.pid)
+        [row] = decisions[3]["details"]["sessions"]
+        assert (row["cancelled"], row["terminated"]) == (True, False)
+        assert after is not None and after["state"] == "idle in transaction (aborted)"
+        assert not client.conn.is_closed()
+        assert steps(decisions)[4] == ("verified", None)
+
+
+async def test_an_idle_transaction_is_as_old_as_its_idling_not_its_last_query(
+    pg: PostgresServer, roles: Roles
+) -> None:
+    """``BEGIN; SELECT pg_sleep(2.5)`` then a moment idle: not 2 s idle, whatever
+    ``query_start`` says; chosen once it has idled 2 s, with the idling as its age."""
+    idle_states = ["idle in transaction"]
+    async with app_clients(pg, roles) as [client], kill_query(pg, roles) as (_, target):
+        client.start("BEGIN", "SELECT pg_sleep(2.5)")
+        row = await pg.wait_for_activity(
+            client.pid, lambda r: r["state"] == "idle in transaction", what="idle", timeout_s=5
+        )
+        assert [s.pid for s in await target.sessions(2, idle_states)] == []
+        await asyncio.sleep(2.1)
+        [seen] = await target.sessions(2, idle_states)
+        assert (seen.pid, seen.state_change) == (client.pid, row["state_change"])
+        assert 2 <= seen.age_s < 3, seen.age_s
+
+
+async def test_an_application_that_names_itself_remediator_is_not_spared(
+    tmp_path: Path, pg: PostgresServer, roles: Roles
+) -> None:
+    app = roles.app
+    victim = await pg.long_query(app.name, app.password, "appdb", 60, application_name="remediator")
+    await victim.started()
+    await asyncio.sleep(1.2)
+    async with running(tmp_path, pg, remediator_dsn(pg, roles), ACTIVE) as harness:
+        decisions = await harness.fire()
+    assert await victim.finished() is Outcome.CANCELLED
+    [row] = decisions[3]["details"]["sessions"]
+    assert (row["pid"], row["application"]) == (victim.pid, "remediator")
+
+
+async def test_no_database_configured_at_all_is_the_unknown_target_refusal_not_a_dry_run(
+    tmp_path: Path, pg: PostgresServer
+) -> None:
+    async with running(tmp_path, pg, None, ACTIVE) as harness:
+        decisions = await harness.fire()
+    assert steps(decisions)[3] == ("refused", "target_gone")
+    assert decisions[3]["sentence"] == (
+        "No database target named 'primary' is configured (configured: none)."
+    )
+
+
+def test_a_dsn_whose_port_is_no_tcp_port_stops_serve_with_one_sentence(tmp_path: Path) -> None:
+    """Exit 2 and the sentence last on stderr, after the start's own warnings (no cluster)."""
+    dsn, token = tmp_path / "primary.dsn", tmp_path / "token"
+    dsn.write_text("postgresql://remediator:secret@127.0.0.1:99999/postgres\n")
+    token.write_text("t\n")
+    result = remediator(
+        "serve", "--token-file", str(token), "--state", f"sqlite:///{tmp_path}/s.db",
+        "--listen", "127.0.0.1:0", "--database", f"primary=file:{dsn}",
+    )  # fmt: skip
+    assert (result.returncode, "Traceback" in result.stderr) == (2, False), result.stderr
+    assert result.stderr.splitlines()[-1] == (
+        "remediator: database target 'primary': its DSN's port 99999 is not a TCP port (1 to 65535)"
+    )
+    assert "secret" not in result.stderr
+
+
+def moved_from(query_start: datetime) -> Callable[[dict[str, Any]], bool]:
+    return lambda row: row["query_start"] != query_start
+
+
+async def test_a_session_turning_queries_over_at_the_threshold_is_not_signalled(
+    pg: PostgresServer, roles: Roles
+) -> None:
+    """Queries of 1.2 s back to back, a rule of 1 s: one is chosen in its last 0.2 s and
+    has ended by the second read, so precheck refuses and nothing is cancelled."""
+    async with app_clients(pg, roles) as [client], kill_query(pg, roles) as (action, _):
+        client.start(then=lambda i: f"SELECT pg_sleep(1.2) AS q_{i}")
+        sentences = []
+        for _ in range(3):
+            row = await pg.wait_for_activity(
+                client.pid, lambda r: r["state"] == "active", what="a query"
+            )
+            started = row["query_start"]
+            age = (await pg.fetchval("SELECT now() - $1::timestamptz", started)).total_seconds()
+            await asyncio.sleep(max(0.0, 1.05 - age))
+            checked = await action.precheck(request(min_duration_s=1, max_per_run=5))
+            assert not checked.verdict.allowed
+            sentences.append(checked.verdict.sentence)
+            await pg.wait_for_activity(client.pid, moved_from(started), what="the next query")
+        assert all("changed within 0.25 s" in s for s in sentences), sentences
+        assert {s.outcome for s in client.statements[:-1]} == {Outcome.COMPLETED}
+
+
+async def test_a_session_that_showed_another_query_after_the_cancel_is_audited_as_maybe_missed(
+    tmp_path: Path, pg: PostgresServer, roles: Roles
+) -> None:
+    """An application that starts its next query the moment one is cancelled: the check
+    after the cancel sees another ``query_start``, which a cancel landing on the next query
+    would look like too; the audit says so, naming the pid."""
+    async with app_clients(pg, roles) as [client]:
+        client.start(then=lambda i: f"SELECT pg_sleep(60) AS q_{i}")
+        await pg.wait_for_activity(client.pid, lambda r: r["state"] == "active", what="q_0")
+        await asyncio.sleep(1.2)
+        async with running(tmp_path, pg, remediator_dsn(pg, roles), ACTIVE) as harness:
+            decisions = await harness.fire()
+        [row] = decisions[3]["details"]["sessions"]
+        assert (row["cancelled"], row["moved_on"]) == (True, True)
+        assert abs(row["next_query_after_s"]) < 1  # a retry at once: no verdict, a figure
+        assert f"{client.pid} (+{row['next_query_after_s']:g} s)" in decisions[3]["sentence"]
+        assert [s.outcome for s in client.statements[:1]] == [Outcome.CANCELLED]
+        assert steps(decisions)[4] == ("verified", None)
 
 
 def session(**overrides: Any) -> Session:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,7 @@ import yaml
 from remediator.cli.main import main
 from remediator.core.fingerprint import fingerprint
 from tests.support.alertmanager import alertmanager
-from tests.support.kube_api import KubeApiServer
+from tests.support.kube_api import KubeApiServer, Lags
 from tests.support.kubeconfig import write_kubeconfig
 from tests.support.payloads import webhook_alert, webhook_payload
 from tests.support.ports import free_port
@@ -65,8 +66,12 @@ class Harness:
 
 @pytest.fixture
 async def harness(tmp_path: Path, kube: KubeApiServer) -> AsyncIterator[Harness]:
+    """The service on the example rules, its ServiceAccount bound by exactly what
+    ``remediator rbac`` prints for them: a permission an action uses and does not declare
+    is a 403, and fails the test that needs it."""
     kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", kube.url, kube.token or "")
     rules = rules_dir(tmp_path, **{"pdb_retry_s: 30": "pdb_retry_s: 1"})
+    kube.bind_rbac_of(rules)
     settings = settings_for(tmp_path, kubeconfig=kubeconfig, rules_dir=rules)
     async with serve(settings) as service:
         yield Harness(service, kube)
@@ -372,8 +377,36 @@ async def test_the_rbac_command_lists_what_the_example_actions_need(
     }
     assert rules[("", "pods/eviction")] == {"create"}
     assert rules[("apps", "deployments/scale")] == {"get", "patch"}
-    assert rules[("", "pods")] == {"get", "list", "delete"}
+    # No example rule sets allow_delete_fallback, so pods leave by eviction only (a delete
+    # would bypass their PodDisruptionBudgets); none says hpa: raise_min, so HPAs are listed.
+    assert rules[("", "pods")] == {"get", "list"}
+    assert rules[("autoscaling", "horizontalpodautoscalers")] == {"list"}
     assert (binding["kind"], binding["metadata"]["namespace"]) == ("RoleBinding", NS)
+
+
+def rbac_rules(rules: Path, capsys: pytest.CaptureFixture[str]) -> dict[tuple[str, str], set[str]]:
+    assert main(["rbac", "--rules", str(rules)]) == 0
+    role = next(yaml.safe_load_all(capsys.readouterr().out))
+    return {
+        (r["apiGroups"][0], res): set(r["verbs"]) for r in role["rules"] for res in r["resources"]
+    }
+
+
+async def test_the_rbac_grants_what_each_rule_s_parameters_use_and_no_more(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``hpa: raise_min`` patches the HPA; ``allow_delete_fallback`` deletes pods."""
+    rules = rules_dir(
+        tmp_path,
+        **{
+            "params: {step: 2, max_replicas: 20, scale_in_after_s: 1800}":
+            "params: {step: 2, max_replicas: 20, hpa: raise_min, scale_in_after_s: 1800}",
+            "pdb_retry_s: 30": "pdb_retry_s: 30, allow_delete_fallback: true",
+        },
+    )  # fmt: skip
+    granted = rbac_rules(rules, capsys)
+    assert granted[("autoscaling", "horizontalpodautoscalers")] == {"list", "patch"}
+    assert granted[("", "pods")] == {"get", "list", "delete"}
 
 
 async def test_a_real_alertmanager_webhook_ends_in_one_eviction_on_the_api_server(
@@ -445,6 +478,7 @@ async def test_a_rule_may_scale_through_the_hpa_by_raising_its_min_replicas(
             "params: {step: 2, max_replicas: 20, hpa: raise_min, scale_in_after_s: 0.2}",
         },
     )  # fmt: skip
+    kube.bind_rbac_of(rules)  # raising minReplicas is a patch the rule's RBAC grants
     settings = settings_for(tmp_path, kubeconfig=kubeconfig, rules_dir=rules, aftercare_poll_s=0.05)
     async with serve(settings) as service:
         harness = Harness(service, kube)
@@ -460,6 +494,11 @@ async def test_a_rule_may_scale_through_the_hpa_by_raising_its_min_replicas(
     assert undone[-1]["sentence"] == (
         "Lowered minReplicas of HorizontalPodAutoscaler api-hpa back to 3."
     )
+    events = sorted((e["reason"], e["involvedObject"]["kind"]) for e in kube.events(NS))
+    assert events == [
+        ("RemediatorLoweredMin", "HorizontalPodAutoscaler"),
+        ("RemediatorRaisedMin", "HorizontalPodAutoscaler"),
+    ]
 
 
 @pytest.fixture
@@ -521,3 +560,106 @@ async def test_a_scale_write_whose_answer_is_lost_is_not_applied_twice(harness: 
         " answer was lost."
     )
     assert len(harness.calls("PATCH", "/deployments/api/scale")) == 2  # the retry met 409
+
+
+# --- as the real API server answers (issue findings) ------------------------------------
+
+
+async def test_a_409_while_scaling_back_is_read_again_and_the_scale_in_goes_through(
+    quick_scale_in: Harness,
+) -> None:
+    """The deployment controller's status writes bump resourceVersion between a read and
+    a write: a 409 with the replicas still at what remediator set is retried, not given up."""
+    quick_scale_in.kube.add_deployment(NS, "api", replicas=3, annotations=OPTED_IN)
+    await quick_scale_in.fire(**cpu("api"))
+    assert quick_scale_in.kube.deployment(NS, "api")["spec"]["replicas"] == 5
+    quick_scale_in.kube.inject_fault(r"/deployments/api/scale$", method="PATCH", status=409)
+    decisions = await resolve_and_wait(quick_scale_in, cpu("api"))
+    assert decisions[-1]["sentence"] == (
+        "Scaled llm-research/Deployment/api back in from 5 to 3 replicas (started from 3)."
+    )
+    assert quick_scale_in.kube.deployment(NS, "api")["spec"]["replicas"] == 3
+    events = sorted(e["reason"] for e in quick_scale_in.kube.events(NS))
+    assert events == ["RemediatorScaledIn", "RemediatorScaledOut"]
+
+
+async def test_a_recycle_refused_before_it_acted_starts_no_cooldown(harness: Harness) -> None:
+    """Refused by the blast radius, nothing happened to the pod: a later episode of the
+    same pod is judged on its own, not refused as "acted on 0 s ago"."""
+    harness.kube.add_deployment(NS, "api", replicas=1, annotations=OPTED_IN)
+    pod = first_pod(harness.kube, "api")["metadata"]["name"]
+    first = await harness.fire(**crashloop(pod, instance="a"))
+    assert steps(first)[3:] == [("refused", "blast_radius"), ("escalated", "blast_radius")]
+    again = await harness.fire(**crashloop(pod, instance="b"))  # another episode, same pod
+    assert ("refused", "cooldown") not in steps(again)
+    assert steps(again)[3] == ("refused", "blast_radius")
+
+
+async def test_a_403_on_the_write_is_an_api_error_refusal_counted_as_one(
+    harness: Harness,
+) -> None:
+    harness.kube.add_deployment(NS, "api", replicas=3, annotations=OPTED_IN)
+    harness.kube.inject_fault(r"/deployments/api/scale$", method="PATCH", status=403, times=None)
+    decisions = await harness.fire(**cpu("api"))
+    assert steps(decisions)[3:] == [("refused", "api_error"), ("escalated", "api_error")]
+    assert "is forbidden" in decisions[3]["sentence"]
+    assert harness.kube.deployment(NS, "api")["spec"]["replicas"] == 3
+    refusals = await harness.service.metric_by_label("remediator_guard_refusals_total")
+    assert refusals["api_error"] == 1
+
+
+async def test_an_eviction_answered_5xx_is_retried(harness: Harness) -> None:
+    harness.kube.add_deployment(NS, "api", replicas=3, annotations=OPTED_IN)
+    pod = first_pod(harness.kube, "api")["metadata"]["name"]
+    harness.kube.inject_fault(r"/eviction$", method="POST", status=503, times=1)
+    decisions = await harness.fire(**crashloop(pod))
+    assert steps(decisions)[3:] == [("acted", None), ("verified", None)]
+    assert len(harness.calls("POST", "/eviction")) == 2
+    assert not harness.kube.has_pod(NS, pod)
+
+
+async def test_the_pdb_retry_waits_as_long_as_the_server_s_retry_after(
+    tmp_path: Path, kube: KubeApiServer
+) -> None:
+    """An uncomputed PDB answers 429 with Retry-After: 10. Within a 5 s retry budget the
+    eviction is not tried again every 2 s: it is tried once, and the budget ends it."""
+    kube.add_deployment(NS, "api", replicas=3, annotations=OPTED_IN)
+    pod = first_pod(kube, "api")["metadata"]["name"]
+    body = {"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": 429,
+            "reason": "TooManyRequests", "message": "Cannot evict pod as it would violate the"
+            " pod's disruption budget.", "details": {"retryAfterSeconds": 10}}  # fmt: skip
+    kube.inject_fault(
+        r"/eviction$", method="POST", status=429, body=body, retry_after=10, times=None
+    )
+    kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", kube.url, kube.token or "")
+    rules = rules_dir(tmp_path, **{"pdb_retry_s: 30": "pdb_retry_s: 5"})
+    async with serve(settings_for(tmp_path, kubeconfig=kubeconfig, rules_dir=rules)) as service:
+        decisions = await Harness(service, kube).fire(**crashloop(pod))
+    assert decisions[3]["outcome"] == "failed"
+    assert len([r for r in kube.requests if r.path.endswith("/eviction")]) == 1
+
+
+async def test_a_pod_of_a_deployment_that_did_not_opt_in_is_refused_as_not_opted_in(
+    harness: Harness,
+) -> None:
+    """Not opted in comes first, whatever the workload's state (here too few replicas)."""
+    harness.kube.add_deployment(NS, "api", replicas=1)
+    pod = first_pod(harness.kube, "api")["metadata"]["name"]
+    decisions = await harness.fire(**crashloop(pod))
+    assert steps(decisions)[3] == ("refused", "not_opted_in")
+
+
+async def test_a_recycle_is_verified_only_once_its_replacement_is_ready(harness: Harness) -> None:
+    """The ReplicaSet creates the replacement after the eviction, and the kubelet readies
+    it later still: the other pods, Ready all along, do not verify the recycle."""
+    harness.kube.add_deployment(NS, "api", replicas=3, annotations=OPTED_IN)
+    harness.kube.lags = Lags(pod_created_s=(0.1, 0.1), pod_ready_s=(0.9, 0.9))
+    pod = first_pod(harness.kube, "api")
+    decisions = await harness.fire(**crashloop(pod["metadata"]["name"]))
+    acted, verified = decisions[3], decisions[4]
+    assert (acted["step"], verified["step"]) == ("acted", "verified")
+    assert verified["details"]["verification"] == "verified"
+    waited_s = datetime.fromisoformat(verified["at"]) - datetime.fromisoformat(acted["at"])
+    assert waited_s.total_seconds() >= 0.7  # the replacement's readiness, not the others'
+    uids = {p["metadata"]["uid"] for p in harness.kube.pods(NS, {"app": "api"})}
+    assert pod["metadata"]["uid"] not in uids and len(uids) == 3

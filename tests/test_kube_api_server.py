@@ -7,20 +7,23 @@ state the simulated controllers leave behind.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
+import yaml
 from kubernetes_asyncio import client, config
 from kubernetes_asyncio.client.api_client import ApiClient
 from kubernetes_asyncio.client.exceptions import ApiException
 
-from tests.support.kube_api import KubeApiServer
+from tests.support.kube_api import REALISTIC, KubeApiServer, Lags
 from tests.support.kubeconfig import write_kubeconfig
+from tests.support.service import SCALE_FLEET_RULES
 
 NS = "shop"
 USER = "system:serviceaccount:remediator:remediator"
@@ -89,6 +92,32 @@ def is_ready(pod: client.V1Pod) -> bool:
     return any(c.type == "Ready" and c.status == "True" for c in pod.status.conditions or [])
 
 
+async def poll(check: Callable[[], Awaitable[bool]], what: str, timeout_s: float = 15.0) -> float:
+    """Poll ``check`` every 10 ms, as a client waits for controllers; return the seconds it
+    took to hold. Tests wait this way whatever the server's lags (see ``KUBE_API_LAGS``)."""
+    started = time.monotonic()
+    while not await check():
+        assert time.monotonic() - started < timeout_s, f"timed out waiting for {what}"
+        await asyncio.sleep(0.01)
+    return time.monotonic() - started
+
+
+async def ready_replicas(api: ApiClient, name: str = "web") -> int:
+    d = await client.AppsV1Api(api).read_namespaced_deployment(name, NS)
+    return int(d.status.ready_replicas or 0)
+
+
+async def ready_is(api: ApiClient, count: int) -> bool:
+    return await ready_replicas(api) == count
+
+
+async def pods_are(api: ApiClient, selector: str, count: int) -> None:
+    async def counted() -> bool:
+        return len(await pod_names(api, selector)) == count
+
+    await poll(counted, f"{count} pods {selector}")
+
+
 # ---- scale ----------------------------------------------------------------------------------
 
 
@@ -114,6 +143,7 @@ async def test_the_scale_subresource_is_read_and_patched_and_the_controllers_fol
     assert patched.status.replicas == 3  # the answer predates the controller's work
     assert int(patched.metadata.resource_version) > int(scale.metadata.resource_version)
 
+    await poll(lambda: ready_is(api, 5), "5 Ready replicas")
     d = await apps.read_namespaced_deployment("web", NS)
     assert d.spec.replicas == 5
     assert d.metadata.generation == 2
@@ -124,8 +154,8 @@ async def test_the_scale_subresource_is_read_and_patched_and_the_controllers_fol
 
     # kubernetes-asyncio's default content type for a dict body: strategic merge patch.
     await apps.patch_namespaced_deployment_scale("web", NS, {"spec": {"replicas": 1}})
-    assert len(await pod_names(api, "app=web")) == 1
-    assert kube.requests[-2].content_type == "application/strategic-merge-patch+json"
+    assert kube.requests[-1].content_type == "application/strategic-merge-patch+json"
+    await pods_are(api, "app=web", 1)
 
 
 async def test_scaling_down_removes_the_newest_pods_first(
@@ -135,10 +165,11 @@ async def test_scaling_down_removes_the_newest_pods_first(
     originals = await pod_names(api, "app=web")
     apps = client.AppsV1Api(api)
     await apps.patch_namespaced_deployment_scale("web", NS, {"spec": {"replicas": 5}})
-    assert len(await pod_names(api, "app=web")) == 5
+    await poll(lambda: ready_is(api, 5), "5 Ready replicas")
 
     await apps.patch_namespaced_deployment_scale("web", NS, {"spec": {"replicas": 3}})
 
+    await pods_are(api, "app=web", 3)
     assert await pod_names(api, "app=web") == originals
 
 
@@ -233,13 +264,13 @@ async def test_json_patches_and_dry_runs_are_honoured(kube: KubeApiServer, api: 
     assert patched.spec.replicas == 3
     assert kube.requests[-1].content_type == "application/json-patch+json"
 
-    rv = kube.deployment(NS, "web")["metadata"]["resourceVersion"]
+    generation = kube.deployment(NS, "web")["metadata"]["generation"]
     preview = await apps.patch_namespaced_deployment_scale(
         "web", NS, {"spec": {"replicas": 9}}, dry_run="All"
     )
     assert preview.spec.replicas == 9
     assert kube.deployment(NS, "web")["spec"]["replicas"] == 3
-    assert kube.deployment(NS, "web")["metadata"]["resourceVersion"] == rv
+    assert kube.deployment(NS, "web")["metadata"]["generation"] == generation
 
 
 # ---- deployments ----------------------------------------------------------------------------
@@ -254,6 +285,7 @@ async def test_without_a_kubelet_new_pods_stay_pending_and_the_deployment_is_una
 
     await apps.patch_namespaced_deployment_scale("web", NS, {"spec": {"replicas": 4}})
 
+    await pods_are(api, "app=web", 4)
     pods = (await client.CoreV1Api(api).list_namespaced_pod(NS, label_selector="app=web")).items
     phases = sorted(p.status.phase for p in pods)
     assert phases == ["Pending", "Pending", "Running", "Running"]
@@ -265,6 +297,7 @@ async def test_without_a_kubelet_new_pods_stay_pending_and_the_deployment_is_una
     assert (available.status, available.reason) == ("False", "MinimumReplicasUnavailable")
 
     kube.kubelet = True
+    await poll(lambda: ready_is(api, 4), "4 Ready replicas")
     d = await apps.read_namespaced_deployment("web", NS)
     assert d.status.ready_replicas == 4
     assert d.status.unavailable_replicas is None
@@ -308,6 +341,12 @@ async def test_a_pod_template_change_rolls_out_a_new_replicaset(
 
     assert d.metadata.generation == 2
     assert d.metadata.annotations["team"] == "shop"
+
+    async def rolled_out() -> bool:
+        pods = (await client.CoreV1Api(api).list_namespaced_pod(NS)).items
+        return len(pods) == 2 and not before & {p.metadata.uid for p in pods}
+
+    await poll(rolled_out, "the new ReplicaSet's pods")
     replicasets = (await apps.list_namespaced_replica_set(NS)).items
     assert sorted(rs.spec.replicas for rs in replicasets) == [0, 2]
     new_rs = next(rs for rs in replicasets if rs.spec.replicas == 2)
@@ -379,6 +418,7 @@ async def test_an_allowed_eviction_answers_201_and_a_replacement_pod_gets_a_new_
 
     assert await evict(api, victim.metadata.name, victim.metadata.uid) == 201
 
+    await poll(lambda: ready_is(api, 3), "the replacement to be Ready")
     posted = kube.requests_to(r"/pods/[^/]+/eviction$", "POST")
     assert [r.status for r in posted] == [201]
     assert posted[0].body["kind"] == "Eviction"
@@ -471,6 +511,7 @@ async def test_a_pdb_whose_status_is_not_computed_yet_blocks_eviction_with_429(
     assert body["details"]["causes"][0]["message"] == (
         "The disruption budget web is still being processed by the server."
     )
+    assert body["details"]["retryAfterSeconds"] == 10
     kube.compute_pdb(NS, "web")
     assert await evict(api, victim) == 201
 
@@ -498,9 +539,11 @@ async def test_a_pending_deployment_pod_is_evicted_despite_its_pdb(
 
     assert await evict(api, victim) == 201
 
-    names = await pod_names(api, "app=web")
-    assert victim not in names
-    assert len(names) == 2
+    async def replaced() -> bool:
+        names = await pod_names(api, "app=web")
+        return victim not in names and len(names) == 2
+
+    await poll(replaced, "a replacement")
 
 
 async def test_a_pod_covered_by_two_pdbs_is_not_evicted_and_the_answer_is_500(
@@ -567,7 +610,7 @@ async def test_deleting_a_pod_with_a_stale_uid_precondition_is_a_conflict(
     deleted = await core.delete_namespaced_pod("worker", NS, body=current)
     assert deleted.metadata.deletion_timestamp is not None
     assert deleted.metadata.deletion_grace_period_seconds == 30
-    assert not kube.has_pod(NS, "worker")
+    await pods_are(api, "app=worker", 0)  # the kubelet finished it
 
 
 async def test_a_daemonset_pod_is_recreated_on_its_node_after_eviction(
@@ -579,6 +622,11 @@ async def test_a_daemonset_pod_is_recreated_on_its_node_after_eviction(
 
     assert await evict(api, pod["metadata"]["name"]) == 201
 
+    async def recreated() -> bool:
+        pods = (await client.CoreV1Api(api).list_namespaced_pod(NS)).items
+        return [p.metadata.uid != pod["metadata"]["uid"] for p in pods] == [True]
+
+    await poll(recreated, "the DaemonSet's new pod")
     (replacement,) = (await client.CoreV1Api(api).list_namespaced_pod(NS)).items
     assert replacement.metadata.uid != pod["metadata"]["uid"]
     assert replacement.spec.node_name == pod["spec"]["nodeName"]
@@ -655,7 +703,7 @@ async def test_a_dropped_connection_raises_an_aiohttp_client_error(
     kube.inject_fault(r"/eviction$", drop=True, served=True)
     with pytest.raises(aiohttp.ClientError):
         await evict(api, "worker")
-    assert not kube.has_pod(NS, "worker")  # served, only the answer was lost
+    await pods_are(api, "app=worker", 0)  # served, only the answer was lost
     assert [r.status for r in kube.requests_to(r"/eviction$")] == [None, None]
 
 
@@ -801,3 +849,449 @@ async def test_namespaces_and_discovery_are_served(kube: KubeApiServer, api: Api
     assert {"deployments", "deployments/scale", "replicasets"} <= {
         r.name for r in resources.resources
     }
+
+
+# ---- RBAC -----------------------------------------------------------------------------------
+
+RBAC = "rbac.authorization.k8s.io/v1"
+SA_SUBJECT = {"kind": "ServiceAccount", "name": "remediator", "namespace": "remediator"}
+RECYCLE_ROLE = """\
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata: {name: recycle}
+rules:
+  - {apiGroups: [""], resources: [pods], verbs: [get, list]}
+  - {apiGroups: [""], resources: [pods/eviction], verbs: [create]}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {name: recycle, namespace: shop}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: recycle}
+subjects: [{kind: ServiceAccount, name: remediator, namespace: remediator}]
+"""
+
+
+async def forbidden(call: Any) -> str:
+    """Await ``call``; it must be an RBAC 403. Return its message."""
+    with pytest.raises(ApiException) as caught:
+        await call
+    assert caught.value.status == 403
+    body = status_body(caught.value)
+    assert (body["reason"], body["code"]) == ("Forbidden", 403)
+    message: str = body["message"]
+    return message
+
+
+async def test_once_rbac_is_loaded_every_request_is_authorized_and_a_denial_is_403(
+    kube: KubeApiServer, api: ApiClient
+) -> None:
+    kube.add_deployment(NS, "web", replicas=3)
+    kube.add_hpa(NS, "web", "web", min_replicas=3, max_replicas=6)
+    kube.add_namespace("other")
+    core, apps = client.CoreV1Api(api), client.AppsV1Api(api)
+    victim = (await pod_names(api, "app=web"))[0]
+    assert (await apps.read_namespaced_deployment_scale("web", NS)).spec.replicas == 3
+
+    kube.load_rbac(RECYCLE_ROLE)
+
+    assert len(await pod_names(api, "app=web")) == 3
+    who = f'User "{USER}"'
+    assert await forbidden(apps.read_namespaced_deployment_scale("web", NS)) == (
+        f'deployments.apps "web" is forbidden: {who} cannot get resource "deployments/scale" '
+        'in API group "apps" in the namespace "shop"'
+    )
+    assert await forbidden(
+        client.AutoscalingV2Api(api).patch_namespaced_horizontal_pod_autoscaler(
+            "web", NS, {"spec": {"minReplicas": 4}}
+        )
+    ) == (
+        f'horizontalpodautoscalers.autoscaling "web" is forbidden: {who} cannot patch resource '
+        '"horizontalpodautoscalers" in API group "autoscaling" in the namespace "shop"'
+    )
+    assert await forbidden(core.delete_namespaced_pod(victim, NS)) == (
+        f'pods "{victim}" is forbidden: {who} cannot delete resource "pods" in API group "" '
+        'in the namespace "shop"'
+    )
+    event = client.CoreV1Event(
+        metadata=client.V1ObjectMeta(generate_name="web."),
+        involved_object=client.V1ObjectReference(kind="Deployment", namespace=NS, name="web"),
+    )
+    assert await forbidden(core.create_namespaced_event(NS, event)) == (
+        f'events is forbidden: {who} cannot create resource "events" in API group "" in the '
+        'namespace "shop"'
+    )
+    assert await forbidden(core.list_namespaced_pod("other")) == (
+        f'pods is forbidden: {who} cannot list resource "pods" in API group "" in the namespace '
+        '"other"'
+    )
+    assert await forbidden(core.list_pod_for_all_namespaces()) == (
+        f'pods is forbidden: {who} cannot list resource "pods" in API group "" at the cluster scope'
+    )
+    assert (await client.VersionApi(api).get_code()).git_version == "v1.36.2"  # not a resource
+    assert kube.has_pod(NS, victim)
+
+    assert await evict(api, victim) == 201
+
+
+async def test_rbac_follows_bindings_subjects_groups_wildcards_and_resource_names(
+    kube: KubeApiServer, api: ApiClient
+) -> None:
+    kube.add_standalone_pod(NS, "worker", {"app": "worker"})
+    kube.add_standalone_pod(NS, "other", {"app": "other"})
+    kube.add_deployment("elsewhere", "web", replicas=1)
+    core, apps = client.CoreV1Api(api), client.AppsV1Api(api)
+    kube.load_rbac(
+        [
+            {
+                "apiVersion": RBAC,
+                "kind": "Role",
+                "metadata": {"name": "one-pod", "namespace": NS},
+                "rules": [
+                    {"apiGroups": [""], "resources": ["pods"], "verbs": ["get"]},
+                    {
+                        "apiGroups": [""],
+                        "resources": ["pods/eviction"],
+                        "resourceNames": ["worker"],
+                        "verbs": ["create"],
+                    },
+                ],
+            },
+            {
+                "apiVersion": RBAC,
+                "kind": "RoleBinding",
+                "metadata": {"name": "one-pod", "namespace": NS},
+                "roleRef": {"apiGroup": RBAC.split("/")[0], "kind": "Role", "name": "one-pod"},
+                "subjects": [{"kind": "ServiceAccount", "name": "remediator"}],  # wrong ns
+            },
+            {
+                "apiVersion": RBAC,
+                "kind": "ClusterRole",
+                "metadata": {"name": "read-apps"},
+                "rules": [{"apiGroups": ["apps"], "resources": ["*"], "verbs": ["get", "list"]}],
+            },
+            {
+                "apiVersion": RBAC,
+                "kind": "ClusterRoleBinding",
+                "metadata": {"name": "read-apps"},
+                "roleRef": {
+                    "apiGroup": RBAC.split("/")[0],
+                    "kind": "ClusterRole",
+                    "name": "read-apps",
+                },
+                "subjects": [{"kind": "Group", "name": "system:serviceaccounts:remediator"}],
+            },
+        ]
+    )
+
+    # A ServiceAccount subject without a namespace is the binding's namespace's.
+    await forbidden(core.read_namespaced_pod("worker", NS))
+    kube.load_rbac(
+        [
+            {
+                "apiVersion": RBAC,
+                "kind": "RoleBinding",
+                "metadata": {"name": "one-pod", "namespace": NS},
+                "roleRef": {"apiGroup": RBAC.split("/")[0], "kind": "Role", "name": "one-pod"},
+                "subjects": [SA_SUBJECT],
+            }
+        ]
+    )
+    assert (await core.read_namespaced_pod("worker", NS)).metadata.name == "worker"
+    assert "cannot list resource" in await forbidden(core.list_namespaced_pod(NS))
+    assert "cannot create resource" in await forbidden(evict(api, "other"))
+    assert await evict(api, "worker") == 201
+    # The ClusterRoleBinding reaches every namespace, and "*" every resource and subresource.
+    assert (await apps.read_namespaced_deployment("web", "elsewhere")).spec.replicas == 1
+    assert (await apps.read_namespaced_deployment_scale("web", "elsewhere")).spec.replicas == 1
+    assert len((await apps.list_replica_set_for_all_namespaces()).items) == 1
+    assert "cannot patch resource" in await forbidden(
+        apps.patch_namespaced_deployment_scale("web", "elsewhere", {"spec": {"replicas": 2}})
+    )
+
+
+async def test_bind_rbac_of_grants_what_remediator_rbac_prints_for_the_rules_and_no_more(
+    kube: KubeApiServer, api: ApiClient
+) -> None:
+    fleet = "llm-research"  # the namespace the fleet rules allow, and scale out in
+    kube.add_deployment(fleet, "d0", replicas=1)
+    kube.add_deployment(NS, "web", replicas=1)
+    apps = client.AppsV1Api(api)
+
+    printed = kube.bind_rbac_of(SCALE_FLEET_RULES)
+
+    documents = list(yaml.safe_load_all(printed))
+    assert {(d["kind"], d["metadata"].get("namespace")) for d in documents} == {
+        ("ClusterRole", None),
+        ("RoleBinding", fleet),
+    }
+    assert documents[1]["subjects"] == [SA_SUBJECT]
+    scale = await apps.read_namespaced_deployment_scale("d0", fleet)
+    await apps.patch_namespaced_deployment_scale(
+        "d0", fleet, {"metadata": {"resourceVersion": scale.metadata.resource_version},
+                      "spec": {"replicas": 2}}
+    )  # fmt: skip
+    assert kube.deployment(fleet, "d0")["spec"]["replicas"] == 2
+    await forbidden(apps.read_namespaced_deployment_scale("web", NS))
+    pod = kube.pods(fleet)[0]["metadata"]["name"]
+    await forbidden(client.CoreV1Api(api).delete_namespaced_pod(pod, fleet))
+
+
+# ---- lagging controllers --------------------------------------------------------------------
+
+
+@pytest.fixture
+async def lagging() -> AsyncIterator[KubeApiServer]:
+    async with KubeApiServer(user=USER, seed=7, lags=REALISTIC) as server:
+        server.add_namespace(NS)
+        yield server
+        assert server.internal_errors == []
+
+
+async def lagging_api(kube: KubeApiServer, tmp_path: Path) -> ApiClient:
+    assert kube.token is not None
+    path = write_kubeconfig(tmp_path / "kubeconfig", kube.url, kube.token)
+    return await config.new_client_from_config(config_file=str(path), context="test")
+
+
+async def replacement_times(kube: KubeApiServer, api: ApiClient) -> tuple[float, float]:
+    """Evict one ``web`` pod; return the seconds until its replacement exists and until the
+    Deployment has all its replicas Ready again."""
+    core = client.CoreV1Api(api)
+    before = {p.metadata.uid for p in (await core.list_namespaced_pod(NS)).items}
+    victim = sorted(kube.pods(NS), key=lambda p: p["metadata"]["name"])[0]
+    started = time.monotonic()
+    assert await evict(api, victim["metadata"]["name"], victim["metadata"]["uid"]) == 201
+
+    assert await ready_replicas(api) == 2  # the replacement is not there yet
+    pdb = await client.PolicyV1Api(api).read_namespaced_pod_disruption_budget("web", NS)
+    assert pdb.status.disruptions_allowed == 0
+
+    async def new_pods() -> list[client.V1Pod]:
+        pods = (await core.list_namespaced_pod(NS, label_selector="app=web")).items
+        return [p for p in pods if p.metadata.uid not in before]
+
+    async def created() -> bool:
+        return len(await new_pods()) == 1
+
+    async def ready() -> bool:
+        return await ready_replicas(api) == 3
+
+    await poll(created, "the replacement pod")
+    created_s = time.monotonic() - started
+    (new,) = await new_pods()
+    assert not is_ready(new) or await ready()
+    await poll(ready, "the replacement to be Ready")
+    return created_s, time.monotonic() - started
+
+
+async def test_after_an_eviction_the_replacement_is_created_then_ready_within_the_facts_ranges(
+    lagging: KubeApiServer, tmp_path: Path
+) -> None:
+    lagging.add_deployment(NS, "web", replicas=3)
+    lagging.add_pdb(NS, "web", {"app": "web"}, min_available=2)
+    async with await lagging_api(lagging, tmp_path) as api:
+        times = [await replacement_times(lagging, api) for _ in range(6)]
+    created_s = [c for c, _ in times]
+    ready_s = [r for _, r in times]
+    slack = 0.25  # polling and request time
+    assert all(0.02 <= s <= 1.4 + slack for s in created_s), created_s
+    assert all(0.4 <= s <= 2.0 + slack for s in ready_s), ready_s
+    assert all(c <= r for c, r in times)
+
+
+async def test_a_changed_hpa_min_replicas_applies_at_the_hpa_controllers_next_sync(
+    tmp_path: Path,
+) -> None:
+    lags = Lags(hpa_sync_s=0.5)
+    async with KubeApiServer(lags=lags, seed=7) as kube:
+        kube.add_deployment(NS, "web", replicas=3)
+        kube.add_hpa(NS, "web", "web", min_replicas=3, max_replicas=6)
+        async with await lagging_api(kube, tmp_path) as api:
+            started = time.monotonic()
+            await client.AutoscalingV2Api(api).patch_namespaced_horizontal_pod_autoscaler(
+                "web", NS, {"spec": {"minReplicas": 5}}
+            )
+            scale = await client.AppsV1Api(api).read_namespaced_deployment_scale("web", NS)
+            assert scale.spec.replicas == 3
+
+            async def raised() -> bool:
+                return await ready_replicas(api) == 5
+
+            await poll(raised, "the HPA to raise the replicas")
+            assert time.monotonic() - started >= 0.5
+        assert kube.internal_errors == []
+
+
+async def test_the_deployment_controllers_status_writes_make_a_guarded_scale_write_409(
+    tmp_path: Path,
+) -> None:
+    lags = Lags(status_writes=(3, 3), status_write_gap_s=(0.1, 0.1))
+    async with KubeApiServer(lags=lags, seed=7) as kube:
+        kube.add_deployment(NS, "web", replicas=3)
+        async with await lagging_api(kube, tmp_path) as api:
+            apps = client.AppsV1Api(api)
+            await apps.patch_namespaced_deployment_scale("web", NS, {"spec": {"replicas": 4}})
+            read = await apps.read_namespaced_deployment_scale("web", NS)
+
+            async def written() -> bool:  # no other client: the controller writes status
+                rv = kube.deployment(NS, "web")["metadata"]["resourceVersion"]
+                return bool(rv != read.metadata.resource_version)
+
+            await poll(written, "a status write")
+            guarded = {"metadata": {"resourceVersion": read.metadata.resource_version},
+                       "spec": {"replicas": 3}}  # fmt: skip
+            with pytest.raises(ApiException) as caught:
+                await apps.patch_namespaced_deployment_scale("web", NS, guarded)
+            assert caught.value.status == 409
+
+            async def done() -> bool:
+                return kube.status_writes == 3
+
+            await poll(done, "the last status write")
+            again = await apps.read_namespaced_deployment_scale("web", NS)
+            guarded["metadata"] = {"resourceVersion": again.metadata.resource_version}
+            assert (
+                await apps.patch_namespaced_deployment_scale("web", NS, guarded)
+            ).spec.replicas == 3
+        assert kube.internal_errors == []
+
+
+async def guarded_rewrites(api: ApiClient, replicas: int, for_s: float) -> int:
+    """Read the scale and write the same replicas back, guarded by what was read, again and
+    again for ``for_s``; return how many writes met 409."""
+    apps = client.AppsV1Api(api)
+    conflicts = 0
+    deadline = time.monotonic() + for_s
+    while time.monotonic() < deadline:
+        read = await apps.read_namespaced_deployment_scale("web", NS)
+        await asyncio.sleep(0.05)
+        guarded = {"metadata": {"resourceVersion": read.metadata.resource_version},
+                   "spec": {"replicas": replicas}}  # fmt: skip
+        try:
+            await apps.patch_namespaced_deployment_scale("web", NS, guarded)
+        except ApiException as exc:
+            assert exc.status == 409
+            conflicts += 1
+    return conflicts
+
+
+async def test_after_a_replica_change_a_read_then_guarded_write_meets_409_with_no_other_client(
+    lagging: KubeApiServer, tmp_path: Path
+) -> None:
+    lagging.add_deployment(NS, "web", replicas=3)
+    async with await lagging_api(lagging, tmp_path) as api:
+        apps = client.AppsV1Api(api)
+        changes_with_conflicts = 0
+        for target in (4, 3, 4, 3):
+            await apps.patch_namespaced_deployment_scale("web", NS, {"spec": {"replicas": target}})
+            changes_with_conflicts += await guarded_rewrites(api, target, 1.0) > 0
+        await asyncio.sleep(1.0)
+        settled = await guarded_rewrites(api, 3, 0.3)
+    assert changes_with_conflicts >= 3
+    assert lagging.status_writes >= 8  # 2 to 4 after each of the 4 changes
+    assert settled == 0  # once the controllers are done, nothing moves
+
+
+async def test_while_status_writes_are_due_even_an_immediate_guarded_write_often_meets_409(
+    lagging: KubeApiServer, tmp_path: Path
+) -> None:
+    lagging.add_deployment(NS, "web", replicas=3)
+    conflicts = 0
+    async with await lagging_api(lagging, tmp_path) as api:
+        apps = client.AppsV1Api(api)
+        for target in (4, 3) * 5:
+            await apps.patch_namespaced_deployment_scale("web", NS, {"spec": {"replicas": target}})
+            await asyncio.sleep(0.2)  # the unguarded write above never conflicts
+            read = await apps.read_namespaced_deployment_scale("web", NS)
+            guarded = {"metadata": {"resourceVersion": read.metadata.resource_version},
+                       "spec": {"replicas": target}}  # fmt: skip
+            try:
+                await apps.patch_namespaced_deployment_scale("web", NS, guarded)
+            except ApiException as exc:
+                assert exc.status == 409
+                conflicts += 1
+    assert 2 <= conflicts <= 8  # REALISTIC.busy_conflict is one in two
+
+
+async def test_stopping_the_server_cancels_the_controllers_pending_work(tmp_path: Path) -> None:
+    async with KubeApiServer(lags=REALISTIC, seed=7) as kube:
+        kube.add_deployment(NS, "web", replicas=3)
+        kube.add_hpa(NS, "web", "web", min_replicas=3, max_replicas=6)
+        async with await lagging_api(kube, tmp_path) as api:
+            await client.AutoscalingV2Api(api).patch_namespaced_horizontal_pod_autoscaler(
+                "web", NS, {"spec": {"minReplicas": 5}}
+            )
+            assert await evict(api, kube.pods(NS)[0]["metadata"]["name"]) == 201
+        started = time.monotonic()
+    assert time.monotonic() - started < 1.0  # not the HPA's 10 s
+    assert kube.deployment(NS, "web")["spec"]["replicas"] == 3
+
+
+# ---- eviction in detail ---------------------------------------------------------------------
+
+STALE_UID = "4f1e3c9a-0000-4000-8000-000000000000"
+
+
+async def test_with_no_disruption_allowed_a_uid_mismatch_is_429_not_409(
+    kube: KubeApiServer, api: ApiClient
+) -> None:
+    kube.add_deployment(NS, "web", replicas=2)
+    kube.add_pdb(NS, "web", {"app": "web"}, min_available=2)
+    victim = (await pod_names(api, "app=web"))[0]
+
+    with pytest.raises(ApiException) as caught:
+        await evict(api, victim, STALE_UID)
+
+    assert caught.value.status == 429
+    assert kube.has_pod(NS, victim)
+
+
+async def test_with_one_disruption_allowed_a_uid_mismatch_spends_it_then_answers_409(
+    tmp_path: Path,
+) -> None:
+    async with KubeApiServer(seed=7, pdb_deletion_timeout_s=1.0) as kube:
+        kube.add_deployment(NS, "web", replicas=3)
+        kube.add_pdb(NS, "web", {"app": "web"}, min_available=2)
+        async with await lagging_api(kube, tmp_path) as api:
+            first, second, _ = await pod_names(api, "app=web")
+
+            with pytest.raises(ApiException) as caught:
+                await evict(api, first, STALE_UID)
+            assert caught.value.status == 409
+            assert "the UID in the precondition" in status_body(caught.value)["message"]
+            assert kube.has_pod(NS, first)
+            policy = client.PolicyV1Api(api)
+            pdb = await policy.read_namespaced_pod_disruption_budget("web", NS)
+            assert pdb.status.disruptions_allowed == 0
+            assert list(pdb.status.disrupted_pods) == [first]
+            with pytest.raises(ApiException) as caught:
+                await evict(api, second)
+            assert caught.value.status == 429
+
+            async def restored() -> bool:
+                pdb = await policy.read_namespaced_pod_disruption_budget("web", NS)
+                return bool(pdb.status.disruptions_allowed == 1 and not pdb.status.disrupted_pods)
+
+            waited = await poll(restored, "the spent disruption to expire")
+            assert waited <= 1.5
+            assert await evict(api, second) == 201
+        assert kube.internal_errors == []
+
+
+async def test_the_pdb_deletion_timeout_defaults_to_two_minutes(kube: KubeApiServer) -> None:
+    assert kube.pdb_deletion_timeout_s == 120.0
+
+
+async def test_a_never_scheduled_pod_is_gone_at_once_after_its_eviction(
+    kube: KubeApiServer, api: ApiClient
+) -> None:
+    kube.kubelet = False
+    kube.add_deployment(NS, "web", replicas=1)
+    kube.add_pdb(NS, "web", {"app": "web"}, min_available=1)
+    (victim,) = await pod_names(api, "app=web")
+
+    assert await evict(api, victim) == 201
+
+    with pytest.raises(ApiException) as caught:
+        await client.CoreV1Api(api).read_namespaced_pod(victim, NS)
+    assert caught.value.status == 404

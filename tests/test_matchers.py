@@ -1,14 +1,26 @@
-"""Alertmanager matcher semantics: =, !=, =~, !~, anchored RE2 regexes (where Python's
-``re`` would differ, RE2 and Alertmanager agree), a missing label read as "", quoted and
-unquoted values, and a reason for every matcher that does not parse."""
+"""Alertmanager matcher semantics: =, !=, =~, !~, RE2 regexes anchored as ``^(?:re)$``
+(where Python's ``re`` would differ, RE2 and Alertmanager agree), a missing label read as
+"", quoted and unquoted values with Alertmanager's three escapes, several matchers to an
+item, and a reason for every matcher that does not parse. ``test_amtool_differential``
+checks the same against the real ``amtool``."""
 
 from __future__ import annotations
 
+import logging
 import re
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
-from remediator.ruleset.matchers import Matcher, MatchType, Regex, parse_matcher
+from remediator.actions.registry import default_registry
+from remediator.core.errors import RuleFileError
+from remediator.core.regex import Regex
+from remediator.ruleset.load import load_rules
+from remediator.ruleset.matchers import Matcher, MatchType, parse_matcher, parse_matchers
+from tests.support.rule_texts import POLICY
+from tests.support.service import REPO
 
 MATCHING = [
     # (matcher, labels, matches)
@@ -46,6 +58,17 @@ MATCHING = [
     pytest.param('msg="a, b = c"', {"msg": "a, b = c"}, True, id="quoted comma and equals"),
     pytest.param('dot=~"a\\\\.b"', {"dot": "a.b"}, True, id="escaped regex dot"),
     pytest.param('dot=~"a\\\\.b"', {"dot": "axb"}, False, id="escaped regex dot is literal"),
+    pytest.param('dot=~"a\\.b"', {"dot": "axb"}, False, id="a lone backslash is itself"),
+    pytest.param("a=x y", {"a": "x y"}, True, id="unquoted value with a space"),
+    pytest.param("a={x}", {"a": "{x}"}, True, id="braces in an unquoted value"),
+    pytest.param('a="\\q"', {"a": "\\q"}, True, id="unknown escape is a backslash"),
+    pytest.param('a="\\u00e9"', {"a": "\\u00e9"}, True, id="no unicode escapes"),
+    pytest.param("a=\\", {"a": "\\"}, True, id="a last backslash is itself"),
+    pytest.param('x:y="1"', {}, False, id="a name may hold a colon"),
+    pytest.param('a=~"a)|(b"', {"a": "ax"}, True, id="wrapped: ^(?:a)|(b)$ starts with a"),
+    pytest.param('a=~"a)|(b"', {"a": "xb"}, True, id="wrapped: ^(?:a)|(b)$ ends with b"),
+    pytest.param('a=~"a)|(b"', {"a": "x"}, False, id="wrapped: ^(?:a)|(b)$ neither"),
+    pytest.param('pod=~"[[:alpha:]]+"', {"pod": "api"}, True, id="POSIX class (issue 13)"),
 ]
 
 
@@ -61,7 +84,11 @@ PARSED = [
     pytest.param('a!="x"', Matcher("a", MatchType.NOT_EQUAL, "x"), id="!="),
     pytest.param("a=x", Matcher("a", MatchType.EQUAL, "x"), id="unquoted"),
     pytest.param('a = "x y"', Matcher("a", MatchType.EQUAL, "x y"), id="spaces"),
-    pytest.param('_a1="\\u00e9"', Matcher("_a1", MatchType.EQUAL, "é"), id="unicode escape"),
+    pytest.param('_a1="\\u00e9"', Matcher("_a1", MatchType.EQUAL, "\\u00e9"), id="no \\u"),
+    pytest.param('_a1="é"', Matcher("_a1", MatchType.EQUAL, "é"), id="unicode"),
+    pytest.param(':a:="x"', Matcher(":a:", MatchType.EQUAL, "x"), id="colons"),
+    pytest.param('a="x\\\\"', Matcher("a", MatchType.EQUAL, "x\\"), id="escaped backslash"),
+    pytest.param('a=x\\"y', Matcher("a", MatchType.EQUAL, 'x"y'), id="unquoted escape"),
 ]
 
 
@@ -93,32 +120,45 @@ def test_a_matcher_prints_back_in_alertmanager_syntax() -> None:
 
 
 NOT_OF_THE_FORM = 'it is not of the form name="value", name!="value", name=~"re" or name!~"re"'
-BAD_QUOTES = (
-    'its quoted value is not a valid double-quoted string (an inner " or \\ needs a backslash)'
+STRAY_QUOTE = (
+    'its value holds a double quote that is neither its closing quote nor escaped (write \\")'
 )
-BARE = "an unquoted value may not contain spaces, quotes or braces; quote it"
+UNCLOSED = "its quoted value has no closing double quote"
 
 INVALID = [
     pytest.param("alertname", NOT_OF_THE_FORM, id="no operator"),
     pytest.param('="x"', NOT_OF_THE_FORM, id="no name"),
     pytest.param('1a="x"', NOT_OF_THE_FORM, id="name starting with a digit"),
     pytest.param('a-b="x"', NOT_OF_THE_FORM, id="name with a dash"),
-    pytest.param('a=="x"', BARE, id="doubled operator"),
-    pytest.param('a="x', BAD_QUOTES, id="unclosed quote"),
-    pytest.param('a="x" "y"', BAD_QUOTES, id="two quoted values"),
-    pytest.param('a="x"y', BAD_QUOTES, id="text after the quote"),
-    pytest.param('a="\\q"', BAD_QUOTES, id="unknown escape"),
-    pytest.param("a=x y", BARE, id="unquoted space"),
-    pytest.param("a={x}", BARE, id="unquoted braces"),
+    pytest.param("a.b=x", NOT_OF_THE_FORM, id="name with a dot"),
+    pytest.param('é="x"', NOT_OF_THE_FORM, id="name that is not ASCII"),
+    pytest.param('\u00a0a="x"', NOT_OF_THE_FORM, id="no-break space before the name"),
+    pytest.param('a="x"\u00a0', STRAY_QUOTE, id="no-break space after the quote"),
+    pytest.param('a=="x"', STRAY_QUOTE, id="doubled operator"),
+    pytest.param('a="x', UNCLOSED, id="unclosed quote"),
+    pytest.param('a="x\\"', UNCLOSED, id="closing quote escaped"),
+    pytest.param('a="x" "y"', STRAY_QUOTE, id="two quoted values"),
+    pytest.param('a="x"y', STRAY_QUOTE, id="text after the quote"),
+    pytest.param('a=x"y', STRAY_QUOTE, id="quote inside an unquoted value"),
     pytest.param(
         'a=~"x("',
         'its regular expression does not compile as RE2 (missing ) at "x(")',
         id="regex that does not compile",
     ),
     pytest.param(
-        'a=~"a)|(b"',
-        'its regular expression does not compile as RE2 (unexpected ) at "a)|(b")',
-        id="regex that only compiles when wrapped",
+        'a=~"a)"',
+        'its regular expression does not compile as RE2 (unexpected ) at "a)")',
+        id="regex that does not compile wrapped either",
+    ),
+    pytest.param(
+        'a=~"\\\\Qa.b"',
+        'its regular expression does not compile as RE2 (missing ) at "^(?:\\\\Qa.b)$")',
+        id="regex that compiles only bare: \\Q quotes the wrapper's )",
+    ),
+    pytest.param(
+        'a=~"(?<x>a)"',
+        "it names a group (?<name>...), which Alertmanager's regex syntax writes (?P<name>...)",
+        id="Go 1.22's named group",
     ),
     pytest.param(
         'a!~"*"',
@@ -222,4 +262,107 @@ def test_a_label_value_with_a_lone_surrogate_reads_as_go_reads_it() -> None:
     # json.loads keeps "\ud800" as a lone surrogate, which UTF-8 cannot hold; Go's JSON
     # decoder reads it as U+FFFD, so Alertmanager's regex sees U+FFFD.
     assert parse_matcher('a=~"x.y"').matches({"a": "x\ud800y"})
-    assert parse_matcher('a=~"x\\ufffdy"').matches({"a": "x\ud800y"})
+    assert parse_matcher('a=~"x\ufffdy"').matches({"a": "x\ud800y"})
+
+
+ITEMS = [
+    # (one item of a rule's matchers, the matchers it holds)
+    pytest.param('{a="b",c=~"d"}', ['a="b"', 'c=~"d"'], id="braces"),
+    pytest.param('a="b",c="d"', ['a="b"', 'c="d"'], id="bare list"),
+    pytest.param('{a="b", c="d", }', ['a="b"', 'c="d"'], id="trailing comma and spaces"),
+    pytest.param('a="x,y",b="z"', ['a="x,y"', 'b="z"'], id="comma inside quotes"),
+    pytest.param('a="x\\",y"', ['a="x\\",y"'], id="escaped quote keeps the comma inside"),
+    pytest.param('{a="}"}', ['a="}"'], id="only the outer braces are dropped"),
+    pytest.param("a={x}", ['a="{x"'], id="the item's last brace is dropped"),
+    pytest.param("a=b\u00a0", ['a="b"'], id="unicode space after the last matcher"),
+    pytest.param('a="x"\u00a0', ['a="x"'], id="unicode space after the last quote"),
+    pytest.param("a=b\u00a0,c=d", ['a="b\u00a0"', 'c="d"'], id="kept before a comma"),
+    pytest.param("{}", [], id="empty braces"),
+    pytest.param("", [], id="empty"),
+]
+
+
+@pytest.mark.parametrize(("text", "expected"), ITEMS)
+def test_an_item_holds_the_matchers_alertmanager_reads_in_it(
+    text: str, expected: list[str]
+) -> None:
+    assert [str(m) for m in parse_matchers(text)] == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        ('a="b",,c="d"', 'its matcher "" is not valid: ' + NOT_OF_THE_FORM),
+        ("a=x,y", 'its matcher "y" is not valid: ' + NOT_OF_THE_FORM),
+        (' {a="b"}', NOT_OF_THE_FORM),
+        ('a="b",c=~"("', 'its matcher "c=~\\"(\\"" is not valid: its regular expression does'
+         ' not compile as RE2 (missing ) at "(")'),
+    ],
+    ids=["empty matcher between commas", "a comma in an unquoted value", "space before {",
+         "one bad regex among two"],
+)  # fmt: skip
+def test_an_invalid_item_names_the_matcher_that_does_not_parse(text: str, reason: str) -> None:
+    with pytest.raises(ValueError, match=f"^{re.escape(reason)}$"):
+        parse_matchers(text)
+
+
+OLD_KEY_RULES = """\
+rules:
+  - {name: cpu, match: ['alertname="HighCPUUsage"'], severity: SEV-3}
+  - {name: memory, match: ['{alertname="HighMemoryUsage", pod=~".+"}'], severity: SEV-3}
+"""
+NEW_KEY_RULES = OLD_KEY_RULES.replace("match:", "matchers:")
+LAST_RULES = "rules:\n  - {name: default, match: [], severity: SEV-3}\n"
+OLD_KEY_WARNINGS = [
+    '10-rules.yaml: 2 rules (cpu, memory) use "match", the old name of "matchers" (the key'
+    ' of Alertmanager\'s routes); it loads the same, but rename it to "matchers".',
+    '20-last.yaml: rule "default" uses "match", the old name of "matchers" (the key of'
+    ' Alertmanager\'s routes); it loads the same, but rename it to "matchers".',
+]
+
+
+def rules_dir(path: Path, rules: str, last: str = LAST_RULES) -> Path:
+    path.mkdir()
+    (path / "00-policy.yaml").write_text(POLICY)
+    (path / "10-rules.yaml").write_text(rules)
+    (path / "20-last.yaml").write_text(last)
+    return path
+
+
+def test_match_the_old_key_loads_the_same_rules_with_one_warning_per_file(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.WARNING, logger="remediator.ruleset.load"):
+        old = load_rules(rules_dir(tmp_path / "old", OLD_KEY_RULES), default_registry())
+    assert [r.getMessage() for r in caplog.records] == OLD_KEY_WARNINGS
+    caplog.clear()
+    new_last = LAST_RULES.replace("match:", "matchers:")
+    new = load_rules(rules_dir(tmp_path / "new", NEW_KEY_RULES, new_last), default_registry())
+    assert caplog.records == []
+    assert [(r.name, r.matchers, r.digest) for r in old.rules] == [
+        (r.name, r.matchers, r.digest) for r in new.rules
+    ]
+    assert [str(m) for m in new.rules[1].matchers] == ['alertname="HighMemoryUsage"', 'pod=~".+"']
+
+
+def test_remediator_check_shows_the_old_key_warning_and_still_passes(tmp_path: Path) -> None:
+    directory = rules_dir(tmp_path / "r", OLD_KEY_RULES)
+    result = subprocess.run(
+        [sys.executable, "-m", "remediator", "check", "--rules", str(directory)],
+        capture_output=True, text=True, timeout=30, check=False, cwd=REPO,
+        env={"PATH": "/usr/bin:/bin"},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.splitlines() == [f"remediator: warning: {w}" for w in OLD_KEY_WARNINGS]
+    assert result.stdout.startswith("ok: 3 rules")
+
+
+def test_a_rule_with_both_keys_is_refused_with_a_sentence_naming_matchers(
+    tmp_path: Path,
+) -> None:
+    both = "rules:\n  - {name: cpu, matchers: ['a=\"b\"'], match: ['a=\"c\"'], severity: SEV-3}\n"
+    with pytest.raises(RuleFileError) as raised:
+        load_rules(rules_dir(tmp_path / "r", both), default_registry())
+    assert str(raised.value) == (
+        '10-rules.yaml: rule "cpu": field "match" is not a known key (did you mean "matchers"?).'
+    )

@@ -81,8 +81,8 @@ BROKEN = [
     pytest.param(
         {"00-policy.yaml": POLICY, "10-rules.yaml": rules(cpu(base=CPU.replace('="', '=="')))},
         '10-rules.yaml: rule "cpu": field "match[0]" holds alertname=="HighCPUUsage", which is'
-        " not a valid matcher: an unquoted value may not contain spaces, quotes or braces;"
-        " quote it.",
+        " not a valid matcher: its value holds a double quote that is neither its closing"
+        ' quote nor escaped (write \\").',
         id="matcher with a doubled operator",
     ),
     pytest.param(
@@ -240,8 +240,8 @@ BROKEN = [
     ),
     pytest.param(
         {"00-policy.yaml": POLICY, "10-rules.yaml": rules(CPU, catch_all=False)},
-        '10-rules.yaml: rule "cpu": field "match" is not empty, but the last rule must be a'
-        ' catch-all with "match: []".',
+        '10-rules.yaml: rule "cpu": field "matchers" is not empty, but the last rule must be a'
+        ' catch-all with "matchers: []".',
         id="no catch-all",
     ),
     pytest.param(
@@ -250,7 +250,7 @@ BROKEN = [
             "10-rules.yaml": "rules:\n" + CATCH_ALL,
             "20-more.yaml": rules(CPU, catch_all=False),
         },
-        '10-rules.yaml: rule "default": field "match" is empty, so the rule matches every'
+        '10-rules.yaml: rule "default": field "matchers" is empty, so the rule matches every'
         ' alert and rule "cpu" (20-more.yaml) after it can never match; put the catch-all'
         " last.",
         id="catch-all not last",
@@ -297,7 +297,7 @@ BROKEN = [
     pytest.param(
         {"00-policy.yaml": POLICY},
         "rules directory <dir> has rule files but no rule; at least a catch-all rule with"
-        ' "match: []" is needed.',
+        ' "matchers: []" is needed.',
         id="rule files without a rule",
     ),
     pytest.param(
@@ -412,7 +412,7 @@ def test_remediator_check_prints_the_error_and_exits_2(
     assert captured.out == ""
     assert captured.err == (
         'remediator: 10-rules.yaml: rule "cpu": field "foo" is not a known key (known: name,'
-        " description, match, severity, action, target, cooldown_s, rate_limit,"
+        " description, matchers, severity, action, target, cooldown_s, rate_limit,"
         " target_rate_limit, verify_within_s, escalation).\n"
     )
 

@@ -35,7 +35,7 @@ from remediator.audit import records as audit
 from remediator.audit.recorder import Recorder
 from remediator.core import failpoints
 from remediator.core.clock import Clock
-from remediator.core.errors import ApiError, StoreUnavailable
+from remediator.core.errors import ApiError, Forbidden, NotFound, StoreUnavailable
 from remediator.core.metrics import Metrics
 from remediator.core.model import AuditRecord, Incident, StopReason, Verdict, refuse
 from remediator.core.vocab import ClaimOutcome
@@ -259,6 +259,11 @@ class ActionRunner:
             return await plan.action.run(request, facts)
         except IntentRefused as refused:
             return refused.verdict
+        except (Forbidden, NotFound) as exc:  # the API said no: nothing it refused was done
+            return refuse(
+                StopReason.TARGET_GONE if isinstance(exc, NotFound) else StopReason.API_ERROR,
+                f"The API refused {plan.kind} on {request.target.key}: {exc}",
+            )
         except Exception as exc:  # an action's failure must reach a human, not crash us
             unexpected = not isinstance(exc, ApiError)  # an API's failure needs no traceback
             log.warning("action %s on %s raised %s: %s", plan.kind, request.target.key,

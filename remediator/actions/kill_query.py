@@ -2,8 +2,13 @@
 
 Only what the rule selects and nothing the invariant exclusions protect (see
 ``clients.postgres``): client backends, not superusers', not parallel workers, not
-remediator's own. At most ``max_per_run`` sessions, oldest first. Each signal re-checks the
-session's ``pid``, ``backend_start`` and ``query_start`` in the same statement. Evidence,
+remediator's own. At most ``max_per_run`` sessions, longest in their state first; a session
+idle in a transaction is as old as its idling, not as its last query. ``precheck`` reads the
+sessions twice, ``CHURN_CHECK_S`` apart, and leaves alone any whose query changed meanwhile:
+a session turning its queries over that fast is where a cancel can reach the next query.
+Each signal re-checks, in the same statement, that the session still runs the chosen query
+in the chosen state; after the cancels, a session whose ``query_start`` moved is audited as
+one the cancel may have missed for its next query (the README's residual risk). Evidence,
 the chosen rows with their query text truncated and literals redacted, and the result of
 every signal go into the audit. Verified when the chosen sessions no longer run those
 queries.
@@ -14,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Annotated, Any, ClassVar
 
@@ -40,12 +45,26 @@ from remediator.actions.base import (
     Stored,
     VerifyResult,
 )
-from remediator.clients.postgres import DatabaseHandle, PostgresTarget, Session
+from remediator.clients.postgres import DatabaseHandle, PostgresTarget, Session, Signalled
 from remediator.core.model import ALLOW, StopReason, refuse
 from remediator.core.regex import Regex
 
 EVIDENCE_QUERY_CHARS = 200
 MAX_PER_RUN = 100
+CHURN_CHECK_S = 0.25
+"""Seconds between precheck's two reads: a chosen session whose query changed in between
+is not signalled. Over 30 times the longest window between re-check and signal measured,
+2 000 times the median (README, ``kill_query``)."""
+LANDING_S = 0.05
+"""Seconds after the cancels before looking where they landed: a signal is delivered, and
+acted on by the backend, a little after the statement that sent it returns."""
+STATES = (
+    "active",
+    "idle in transaction",
+    "idle in transaction (aborted)",
+    "fastpath function call",
+)
+"""The ``pg_stat_activity`` states a rule may name: a plain ``idle`` session runs nothing."""
 PID_MAX = 2**31 - 1
 """PostgreSQL backend pids are int4."""
 _STRING_LITERAL = re.compile(r"'(?:[^']|'')*'")
@@ -56,8 +75,9 @@ class KillQueryParams(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     min_duration_s: float = Field(gt=0, le=86_400)
-    """Only queries running at least this long, seconds, at most a day (a query running
-    longer is a human's to judge). Required. It goes into PostgreSQL's make_interval."""
+    """Only queries running at least this long, or sessions idle in a transaction this long,
+    seconds, at most a day (longer is a human's to judge). Required. It goes into
+    PostgreSQL's make_interval."""
     max_per_run: int = Field(ge=1, le=MAX_PER_RUN)
     """At most this many sessions per run, 1 to 100: the blast radius of one run. Required."""
     states: list[str] = Field(default_factory=lambda: ["active"], min_length=1)
@@ -78,6 +98,16 @@ class KillQueryParams(BaseModel):
     """Terminate the session when cancelling did not stop its query within grace_s."""
     redact_literals: bool = True
     """Replace string and number literals in the audited query text with ``?``."""
+
+    @field_validator("states")
+    @classmethod
+    def _known_states(cls, states: list[str]) -> list[str]:
+        for state in states:
+            if state not in STATES:
+                raise ValueError(
+                    f"{state!r} is not a state kill_query acts on ({', '.join(STATES)})"
+                )
+        return states
 
     @field_validator("query_pattern")
     @classmethod
@@ -106,7 +136,7 @@ Instant = Annotated[datetime, PlainValidator(_instant), PlainSerializer(datetime
 
 class QueryEvidence(Stored):
     """One chosen session, its query text truncated and redacted; ``cancelled`` and
-    ``terminated`` are present once that signal was sent."""
+    ``terminated`` are present once that signal was tried (true: the re-check let it go)."""
 
     pid: int = Field(ge=1, le=PID_MAX)
     user: str
@@ -117,33 +147,54 @@ class QueryEvidence(Stored):
     backend_start: Instant
     query_start: Instant
     query: str = Field(max_length=EVIDENCE_QUERY_CHARS)
+    state_change: Instant | None = None
+    """When the session entered ``state``: what identifies an idling (absent in rows
+    written before it was kept)."""
     cancelled: bool | None = None
     terminated: bool | None = None
+    moved_on: bool | None = None
+    """True when, just after the cancel, the session showed another query: the chosen one
+    ended near the signal, and the cancel may have reached the next."""
+    next_query_after_s: float | None = None
+    """With ``moved_on``: seconds from the cancel to the start of the query seen after it,
+    for a human to weigh, not a verdict: a query begun before the cancel may have taken it,
+    and so may one begun just after (PostgreSQL holds a cancel back while it reads a query);
+    and a client retrying at once may seem to start before it (the clock is read just after
+    the signal went, and the backend signalling can be the slower)."""
 
     @model_serializer(mode="wrap")
     def _signals_sent(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
         row: dict[str, Any] = handler(self)
-        for signal in ("cancelled", "terminated"):
-            if row.get(signal) is None:
-                row.pop(signal, None)
+        optional_keys = (
+            "state_change",
+            "cancelled",
+            "terminated",
+            "moved_on",
+            "next_query_after_s",
+        )
+        for optional in optional_keys:
+            if row.get(optional) is None:
+                row.pop(optional, None)
         return row
 
     def session(self) -> Session:
-        """Enough of the session to re-check it is the one chosen (pid and both starts)."""
+        """Enough of the session to re-check it is the one chosen (``Session.identity``)."""
         return Session(
             pid=self.pid, user=self.user, database=self.database,
             application=self.application, state=self.state,
             backend_start=self.backend_start, query_start=self.query_start,
-            query="", age_s=self.age_s,
+            query="", age_s=self.age_s, state_change=self.state_change,
         )  # fmt: skip
 
 
 class KillQueryFacts(BaseModel):
-    """The sessions precheck chose, oldest query first."""
+    """The sessions precheck chose, longest in their state first, and how many more it
+    left alone because their query changed between its two reads."""
 
     model_config = ConfigDict(frozen=True)
 
     sessions: tuple[Session, ...] = Field(min_length=1)
+    churning: int = 0
 
 
 class KillQueryIntent(Stored):
@@ -162,7 +213,8 @@ def _allowed(value: str, allow: Sequence[str], deny: Sequence[str]) -> bool:
 
 
 def select(sessions: Sequence[Session], params: KillQueryParams) -> list[Session]:
-    """The sessions the rule may signal, oldest query first, at most ``max_per_run``."""
+    """The sessions the rule may signal, longest in their state first, at most
+    ``max_per_run``."""
     pattern = Regex(params.query_pattern) if params.query_pattern else None
     chosen = [
         s
@@ -174,7 +226,7 @@ def select(sessions: Sequence[Session], params: KillQueryParams) -> list[Session
         and _allowed(s.application, params.applications, params.deny_applications)
         and (pattern is None or pattern.search(s.query))
     ]
-    return sorted(chosen, key=lambda s: s.query_start)[: params.max_per_run]
+    return sorted(chosen, key=lambda s: -s.age_s)[: params.max_per_run]
 
 
 def evidence(session: Session, redact: bool) -> QueryEvidence:
@@ -191,7 +243,49 @@ def evidence(session: Session, redact: bool) -> QueryEvidence:
         backend_start=session.backend_start,
         query_start=session.query_start,
         query=query[:EVIDENCE_QUERY_CHARS],
+        state_change=session.state_change,
     )
+
+
+async def _steady(
+    target: PostgresTarget, params: KillQueryParams, chosen: Sequence[Session]
+) -> list[Session]:
+    """Those of ``chosen`` a second read ``CHURN_CHECK_S`` later still shows as chosen (its
+    fresh rows): a session whose query changed in between turns them over too fast."""
+    await asyncio.sleep(CHURN_CHECK_S)
+    again = {s.identity(): s for s in await target.sessions(params.min_duration_s, params.states)}
+    return [again[s.identity()] for s in chosen if s.identity() in again]
+
+
+def _landing(
+    sent: Mapping[int, Signalled], moved: Mapping[int, datetime], pid: int
+) -> dict[str, Any]:
+    if pid not in moved:
+        return {}
+    after_s = (moved[pid] - sent[pid].at).total_seconds()
+    return {"moved_on": True, "next_query_after_s": round(after_s, 4)}
+
+
+def _sentence(name: str, rows: Sequence[QueryEvidence], max_per_run: int, churning: int) -> str:
+    cancelled = sum(1 for r in rows if r.cancelled)
+    terminated = sum(1 for r in rows if r.terminated)
+    sentence = (
+        f"On {name!r}: cancelled {cancelled} and terminated {terminated} of {len(rows)}"
+        f" sessions chosen (max {max_per_run})."
+    )
+    moved = [f"{r.pid} ({r.next_query_after_s:+g} s)" for r in rows if r.moved_on]
+    if moved:
+        sentence += (
+            f" {len(moved)} cancelled session(s) showed another query {LANDING_S:g} s later"
+            f" (pid, and when it started after the cancel: {', '.join(moved)}): the chosen"
+            " query ended near the signal, and the cancel may have reached the next one."
+        )
+    if churning:
+        sentence += (
+            f" {churning} more matched, but their query changed within {CHURN_CHECK_S:g} s;"
+            " they were left alone."
+        )
+    return sentence
 
 
 class KillQuery(Action[KillQueryParams, KillQueryFacts, KillQueryIntent, Nothing]):
@@ -206,9 +300,11 @@ class KillQuery(Action[KillQueryParams, KillQueryFacts, KillQueryIntent, Nothing
         self._handle = handle
 
     def available(self) -> bool:
-        return bool(self._handle.targets)
+        """Always: a rule names its database target, and a name not configured (none at
+        all included) is precheck's refusal, not a dry run."""
+        return True
 
-    def permissions(self) -> Sequence[Permission]:
+    def permissions(self, params: KillQueryParams) -> Sequence[Permission]:
         return ()  # database privileges: a login role with pg_signal_backend, pg_read_all_stats
 
     def _target(self, request: Request) -> PostgresTarget | None:
@@ -242,7 +338,18 @@ class KillQuery(Action[KillQueryParams, KillQueryFacts, KillQueryIntent, Nothing
                     f" in {', '.join(params.states)}); nothing to cancel.",
                 )
             )
-        return Checked(ALLOW, KillQueryFacts(sessions=tuple(chosen)))
+        steady = await _steady(target, params, chosen)
+        if not steady:
+            return Checked(
+                refuse(
+                    StopReason.PRECHECK_FAILED,
+                    f"{len(chosen)} session(s) on {name!r} matched the rule, but each one's query"
+                    f" changed within {CHURN_CHECK_S:g} s: a session turning its queries over"
+                    " that fast is not signalled (a cancel could reach its next query).",
+                )
+            )
+        facts = KillQueryFacts(sessions=tuple(steady), churning=len(chosen) - len(steady))
+        return Checked(ALLOW, facts)
 
     async def run(self, request: Request, facts: KillQueryFacts) -> Result:
         target = self._target(request)
@@ -250,25 +357,23 @@ class KillQuery(Action[KillQueryParams, KillQueryFacts, KillQueryIntent, Nothing
         params, chosen = request.params, facts.sessions
         rows = {s.pid: evidence(s, params.redact_literals) for s in chosen}
         await request.intend(KillQueryIntent(sessions=list(rows.values())), None)
+        sent = {s.pid: signal for s in chosen if (signal := await target.send(s, "cancel"))}
+        await asyncio.sleep(LANDING_S)
+        moved = await target.moved_on([s for s in chosen if s.pid in sent])
         for session in chosen:
-            cancelled = await target.signal(session, "cancel")
-            rows[session.pid] = rows[session.pid].model_copy(update={"cancelled": cancelled})
+            rows[session.pid] = rows[session.pid].model_copy(
+                update={"cancelled": session.pid in sent, **_landing(sent, moved, session.pid)}
+            )
         if params.terminate:
             await asyncio.sleep(params.grace_s)
-            for session in chosen:
-                if await target.still_running(session):
-                    terminated = await target.signal(session, "terminate")
-                    rows[session.pid] = rows[session.pid].model_copy(
-                        update={"terminated": terminated}
-                    )
-        cancelled_n = sum(1 for r in rows.values() if r.cancelled)
-        terminated_n = sum(1 for r in rows.values() if r.terminated)
-        return ActionResult(
-            True,
-            f"On {request.target.name!r}: cancelled {cancelled_n} and terminated {terminated_n}"
-            f" of {len(chosen)} sessions chosen (max {params.max_per_run}).",
-            {"sessions": [r.model_dump(mode="json") for r in rows.values()]},
+            for session in chosen:  # the statement re-checks: a cancelled query is not chosen
+                terminated = await target.signal(session, "terminate")
+                rows[session.pid] = rows[session.pid].model_copy(update={"terminated": terminated})
+        sentence = _sentence(
+            request.target.name, list(rows.values()), params.max_per_run, facts.churning
         )
+        details = {"sessions": [r.model_dump(mode="json") for r in rows.values()]}
+        return ActionResult(True, sentence, details)
 
     async def verify(self, request: Request, result: Result) -> VerifyResult:
         target = self._target(request)

@@ -45,7 +45,7 @@ class LogOnly(Action[LogOnlyParams, None, Nothing, Nothing]):
     def available(self) -> bool:
         return True
 
-    def permissions(self) -> Sequence[Permission]:
+    def permissions(self, params: LogOnlyParams) -> Sequence[Permission]:
         return ()
 
     async def precheck(self, request: Request) -> Checked[None]:

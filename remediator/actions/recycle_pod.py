@@ -134,11 +134,14 @@ class RecyclePod(Action[RecyclePodParams, RecyclePodFacts, RecyclePodIntent, Not
     def available(self) -> bool:
         return self._handle.client is not None
 
-    def permissions(self) -> Sequence[Permission]:
+    def permissions(self, params: RecyclePodParams) -> Sequence[Permission]:
+        """A plain ``delete`` bypasses PodDisruptionBudgets: granted only where a rule sets
+        ``allow_delete_fallback``; otherwise pods leave through the eviction API alone."""
+        delete = (Permission("", ("pods",), ("delete",)),) if params.allow_delete_fallback else ()
         return (
             Permission("", ("pods",), ("get", "list")),
             Permission("", ("pods/eviction",), ("create",)),
-            Permission("", ("pods",), ("delete",)),
+            *delete,
             Permission("apps", ("replicasets", "deployments"), ("get",)),
             Permission("", ("events",), ("create",)),
         )
@@ -189,7 +192,12 @@ class RecyclePod(Action[RecyclePodParams, RecyclePodFacts, RecyclePodIntent, Not
         )
 
     def _blast_radius(self, pod: Pod, deployment: Deployment, request: Request) -> Verdict:
+        """Opted in first (a workload that did not opt in is refused as such, whatever its
+        state), then not rolling out, then ``min_healthy`` ready replicas left."""
         key = f"{deployment.namespace}/Deployment/{deployment.name}"
+        opted = opt_in.decide(deployment.annotations, self.kind, key, request.require_opt_in)
+        if not opted.allowed:
+            return opted
         if deployment.rolling_out:
             return refuse(StopReason.BLAST_RADIUS, f"{key} is rolling out; no recycle now.")
         needed = required_ready(request.params.min_healthy, deployment.replicas)
@@ -200,7 +208,7 @@ class RecyclePod(Action[RecyclePodParams, RecyclePodFacts, RecyclePodIntent, Not
                 f"Recycling {pod.name} would leave {left} ready replicas of {key}, fewer than"
                 f" min_healthy {request.params.min_healthy} ({needed}).",
             )
-        return opt_in.decide(deployment.annotations, self.kind, key, request.require_opt_in)
+        return ALLOW
 
     async def precheck(self, request: Request) -> Checked[RecyclePodFacts]:
         try:
@@ -247,8 +255,9 @@ class RecyclePod(Action[RecyclePodParams, RecyclePodFacts, RecyclePodIntent, Not
                 return ActionResult(True, f"{where} is already gone; nothing evicted.",
                                     {**details, "evicted": False})  # fmt: skip
             except DisruptionBlocked as exc:
-                if loop.time() + PDB_BACKOFF_S <= deadline:
-                    await asyncio.sleep(PDB_BACKOFF_S)
+                wait_s = exc.retry_after_s or PDB_BACKOFF_S  # the server's Retry-After first
+                if loop.time() + wait_s <= deadline:
+                    await asyncio.sleep(wait_s)
                     continue
                 if not request.params.allow_delete_fallback:
                     return ActionResult(
@@ -273,13 +282,15 @@ class RecyclePod(Action[RecyclePodParams, RecyclePodFacts, RecyclePodIntent, Not
             return VerifyResult.UNKNOWN
         kube, namespace = self._kube(), request.target.namespace
         old_uid = result.details.get("uid")
+        before = set(result.details.get("pods_before") or ()) | {old_uid}
         loop = asyncio.get_running_loop()
         deadline = loop.time() + request.verify_within_s
         while True:
             pods = await kube.pods(namespace, selector)
-            if any(p.ready and p.uid != old_uid for p in pods) and all(
-                p.uid != old_uid or not p.ready for p in pods
-            ):
+            # A replacement: a Ready pod that did not exist before the eviction. The other
+            # pods that were Ready all along prove nothing (the controller lags the eviction).
+            replaced = any(p.ready and p.uid not in before for p in pods)
+            if replaced and all(p.uid != old_uid or not p.ready for p in pods):
                 return VerifyResult.VERIFIED
             if loop.time() + POLL_S > deadline:
                 return VerifyResult.INEFFECTIVE

@@ -186,11 +186,14 @@ class ScaleOut(Action[ScaleOutParams, ScaleOutFacts, ScaleOutIntent, ScaleOutUnd
     def available(self) -> bool:
         return self._handle.client is not None
 
-    def permissions(self) -> Sequence[Permission]:
+    def permissions(self, params: ScaleOutParams) -> Sequence[Permission]:
+        """Raising and lowering an HPA's ``minReplicas`` is a ``patch`` on it, granted only
+        where a rule says ``hpa: raise_min``; every rule lists HPAs, to refuse under one."""
+        hpa_verbs = ("list", "patch") if params.hpa == "raise_min" else ("list",)
         return (
             Permission("apps", ("deployments",), ("get",)),
             Permission("apps", ("deployments/scale",), ("get", "patch")),
-            Permission("autoscaling", ("horizontalpodautoscalers",), ("list",)),
+            Permission("autoscaling", ("horizontalpodautoscalers",), hpa_verbs),
             Permission("", ("events",), ("create",)),
         )
 
@@ -305,6 +308,11 @@ class ScaleOut(Action[ScaleOutParams, ScaleOutFacts, ScaleOutIntent, ScaleOutUnd
                 await kube.set_hpa_min(hpa, wanted)
             except Conflict:
                 continue
+            await kube.record_event(
+                target.namespace, "HorizontalPodAutoscaler", hpa.name, hpa.uid,
+                "RemediatorRaisedMin", f"remediator raised minReplicas from {hpa.min_replicas}"
+                f" to {wanted} (rule {request.rule}, episode {request.episode_id}).",
+            )  # fmt: skip
             return _hpa_raised(
                 request.params,
                 f"Raised minReplicas of HorizontalPodAutoscaler {hpa.name} from"
@@ -327,6 +335,11 @@ class ScaleOut(Action[ScaleOutParams, ScaleOutFacts, ScaleOutIntent, ScaleOutUnd
                 " its minReplicas is left as it is.",
             )
         await kube.set_hpa_min(hpas[0], state.restore_min_replicas)
+        await kube.record_event(
+            target.namespace, "HorizontalPodAutoscaler", name, hpas[0].uid,
+            "RemediatorLoweredMin", f"remediator lowered minReplicas back from"
+            f" {state.set_min_replicas} to {state.restore_min_replicas} (rule {request.rule}).",
+        )  # fmt: skip
         return ActionResult(
             True,
             f"Lowered minReplicas of HorizontalPodAutoscaler {name} back to"
@@ -386,21 +399,37 @@ class ScaleOut(Action[ScaleOutParams, ScaleOutFacts, ScaleOutIntent, ScaleOutUnd
             return await self._lower_hpa_min(request, state.root)
         target, kube = request.target, self._kube()
         restore_to, set_to = state.root.restore_to_replicas, state.root.set_to_replicas
-        scale = await kube.scale(target.namespace, target.name)
-        if scale.replicas != set_to:
+        for _ in range(WRITE_ATTEMPTS):
+            scale = await kube.scale(target.namespace, target.name)
+            if scale.replicas != set_to:
+                return ActionResult(
+                    True,
+                    f"{target.key} now runs {scale.replicas} replicas, not the {set_to}"
+                    " remediator set: someone else changed it, so it is not scaled back.",
+                    {"replicas": scale.replicas},
+                )
+            step = scale_in_step(scale.replicas, restore_to)
+            try:
+                await kube.set_replicas(target.namespace, target.name, step, scale.resource_version)
+                break
+            except Conflict:
+                # The deployment controller's own status writes bump the resourceVersion
+                # between a read and a write: a 409 is the normal path. The replica count
+                # read again tells that apart from someone else scaling it.
+                continue
+        else:
             return ActionResult(
-                True,
-                f"{target.key} now runs {scale.replicas} replicas, not the {set_to} remediator"
-                " set: someone else changed it, so it is not scaled back.",
-                {"replicas": scale.replicas},
+                False,
+                f"{target.key} kept changing while remediator scaled it back"
+                f" ({WRITE_ATTEMPTS} conflicts); it still runs {set_to} replicas.",
+                {"to": set_to},
             )
-        step = scale_in_step(scale.replicas, restore_to)
-        try:
-            await kube.set_replicas(target.namespace, target.name, step, scale.resource_version)
-        except Conflict:
-            return ActionResult(
-                True, f"{target.key} changed while scaling back; left as it is.", {"to": set_to}
-            )
+        deployment = await kube.deployment(target.namespace, target.name)
+        await kube.record_event(
+            target.namespace, "Deployment", target.name, deployment.uid,
+            "RemediatorScaledIn", f"remediator scaled back in from {scale.replicas} to {step}"
+            f" replicas (rule {request.rule}, episode {request.episode_id}).",
+        )  # fmt: skip
         more = ReplicasUndo(restore_to_replicas=restore_to, set_to_replicas=step)
         return ActionResult(
             True,

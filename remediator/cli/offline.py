@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import sys
 from collections.abc import Collection, Mapping
 
 from remediator.actions.registry import default_registry
@@ -33,7 +34,11 @@ def _settings(
 
 def _rules(args: argparse.Namespace, environ: Mapping[str, str]) -> RuleSet:
     settings = _settings(args, environ, {"rules_dir"})
-    return load_rules(settings.rules_dir, default_registry())  # RuleFileError: exit 2
+    return load_rules(settings.rules_dir, default_registry(), _warn)  # RuleFileError: exit 2
+
+
+def _warn(sentence: str) -> None:
+    print(f"remediator: warning: {sentence}", file=sys.stderr)
 
 
 def check(args: argparse.Namespace, environ: Mapping[str, str]) -> int:

@@ -97,6 +97,7 @@ class Autoscaler:
     min_replicas: int
     max_replicas: int
     resource_version: str
+    uid: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -316,6 +317,7 @@ class KubeClient:
                 min_replicas=hpa.spec.min_replicas or 1,
                 max_replicas=hpa.spec.max_replicas,
                 resource_version=hpa.metadata.resource_version,
+                uid=hpa.metadata.uid or "",
             )
             for hpa in found.items
             if hpa.spec.scale_target_ref.kind == "Deployment"
@@ -367,18 +369,20 @@ class KubeClient:
     async def evict(self, namespace: str, name: str, uid: str) -> None:
         """Evict through the Eviction API, only the pod with ``uid`` (else Conflict).
 
-        Not retried here: a PDB refusal is ``DisruptionBlocked`` for the caller to decide.
+        A 5xx or a generic 429 is retried like any call (the UID precondition makes a
+        second eviction of the same pod harmless); a PDB refusal is ``DisruptionBlocked``,
+        not retried here, for the caller to decide.
         """
         body = client.V1Eviction(
             metadata=client.V1ObjectMeta(name=name, namespace=namespace),
             delete_options=client.V1DeleteOptions(preconditions=client.V1Preconditions(uid=uid)),
         )
-        with logged(f"evict pod {namespace}/{name}"):
-            await _once(
-                lambda: self._core.create_namespaced_pod_eviction(
-                    name, namespace, body, _request_timeout=REQUEST_TIMEOUT_S
-                )
-            )
+        await call_with_retries(
+            f"evict pod {namespace}/{name}",
+            lambda: self._core.create_namespaced_pod_eviction(
+                name, namespace, body, _request_timeout=REQUEST_TIMEOUT_S
+            ),
+        )
 
     async def delete_pod(self, namespace: str, name: str, uid: str) -> None:
         body = client.V1DeleteOptions(preconditions=client.V1Preconditions(uid=uid))

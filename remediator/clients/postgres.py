@@ -2,20 +2,25 @@
 
 One small pool per named target, with short connect, command and statement timeouts and
 ``application_name = 'remediator'``. Reads ``pg_stat_activity`` with the exclusions no
-rule can lift, and sends each signal with one statement that re-checks ``pid``,
-``backend_start`` and ``query_start``, so a session that moved on is never hit. Failures
-become our errors: an unreachable server ``Transient``, missing privileges ``Forbidden``.
+rule can lift (our own sessions by pid and role: a name any client can set is no proof),
+and sends each signal with one statement that re-checks the chosen query: ``pid``,
+``backend_start``, ``query_start``, the state it was chosen in and, for an idle state,
+``state_change``. A session that moved on is not hit; what the re-check cannot close (a
+query ending between the check and the signal) ``moved_on`` finds afterwards. Failures
+become our errors: an unreachable server ``Transient``, missing privileges ``Forbidden``,
+a DSN no driver can use ``ConfigError``.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal, TypeVar
+from urllib.parse import urlsplit
 
 import asyncpg
 
@@ -29,33 +34,58 @@ CONNECT_TIMEOUT_S = 5.0
 COMMAND_TIMEOUT_S = 5.0
 QUERY_TEXT_CHARS = 1024
 
+IDLE_STATES = frozenset({"idle in transaction", "idle in transaction (aborted)"})
+"""States in which a session runs no query: its age is how long it has been idle
+(``state_change``), and ``state_change`` is what identifies the moment it was chosen."""
+
 #: Sessions no rule may touch: only client backends, never superusers', never parallel
-#: workers (they follow their leader), never remediator's own.
+#: workers (they follow their leader), never remediator's own (this connection's pid and
+#: every session of our role, other replicas' included; not ``application_name``, which
+#: any client may set to ours). Age counts from the start of the query, or of the idling.
 CANDIDATES_SQL = """
 SELECT a.pid, a.usename, a.datname, a.application_name, a.state, a.backend_start,
-       a.query_start, left(a.query, $3), now() - a.query_start AS age
-FROM pg_stat_activity a
+       a.query_start, left(a.query, $3), now() - a.since AS age, a.state_change
+FROM (SELECT *, CASE WHEN state = ANY($4::text[]) THEN state_change ELSE query_start END
+                AS since
+      FROM pg_stat_activity) a
 JOIN pg_roles r ON r.oid = a.usesysid
 WHERE a.backend_type = 'client backend'
   AND NOT r.rolsuper
   AND (a.leader_pid IS NULL OR a.leader_pid = a.pid)
   AND a.pid <> pg_backend_pid()
-  AND a.application_name <> $4
-  AND a.usename <> current_user
-  AND a.query_start < now() - make_interval(secs => $1)
+  AND a.usename <> session_user
+  AND a.since < now() - make_interval(secs => $1)
   AND a.state = ANY($2::text[])
-ORDER BY a.query_start
+ORDER BY a.since
 """
 
-SIGNAL_SQL = """
-SELECT {function}(a.pid) FROM pg_stat_activity a
-WHERE a.pid = $1 AND a.backend_start = $2 AND a.query_start = $3
-  AND a.backend_type = 'client backend'
-"""
+#: The chosen query, still there: same backend, same query, the state it was chosen in
+#: (a cancelled ``BEGIN; SELECT pg_sleep(…)`` is ``idle in transaction (aborted)`` with the
+#: same ``query_start``: not the query chosen) and, for an idle state, the same idling.
+SAME_QUERY = """a.pid = $1 AND a.backend_start = $2 AND a.query_start = $3 AND a.state = $4
+  AND ($5::timestamptz IS NULL OR a.state_change = $5)"""
 
-RUNNING_SQL = """
-SELECT 1 FROM pg_stat_activity
-WHERE pid = $1 AND backend_start = $2 AND query_start = $3 AND state <> 'idle'
+#: One statement: the re-check and the signal, when it went (the server's clock, as
+#: ``query_start``'s) and how long after the statement's start (before it read
+#: pg_stat_activity): the window the re-check leaves open.
+SIGNAL_SQL = (
+    """
+SELECT {function}(a.pid), clock_timestamp(), clock_timestamp() - statement_timestamp()
+FROM pg_stat_activity a
+WHERE a.backend_type = 'client backend' AND """
+    + SAME_QUERY
+)
+
+#: A plain idle session runs nothing, whatever it was chosen as.
+RUNNING_SQL = "SELECT 1 FROM pg_stat_activity a WHERE a.state <> 'idle' AND " + SAME_QUERY
+
+#: Sessions (same backend) whose ``query_start`` is no longer the one chosen.
+MOVED_SQL = """
+SELECT c.pid, a.query_start
+FROM unnest($1::int[], $2::timestamptz[], $3::timestamptz[])
+     AS c(pid, backend_start, query_start)
+JOIN pg_stat_activity a ON a.pid = c.pid AND a.backend_start = c.backend_start
+WHERE a.query_start IS DISTINCT FROM c.query_start
 """
 
 PRIVILEGES_SQL = """
@@ -79,6 +109,53 @@ class Session:
     query_start: datetime
     query: str
     age_s: float
+    """Seconds since the query started or, in an idle state, since the session went idle."""
+    state_change: datetime | None = None
+
+    @property
+    def idle(self) -> bool:
+        return self.state in IDLE_STATES
+
+    def identity(self) -> tuple[object, ...]:
+        """What the re-check matches (``SAME_QUERY``): pid, both starts, the state, and
+        ``state_change`` for an idle state (a running query's is not its identity)."""
+        return (
+            self.pid,
+            self.backend_start,
+            self.query_start,
+            self.state,
+            self.state_change if self.idle else None,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Signalled:
+    """A signal the re-check let through."""
+
+    at: datetime
+    """The server's clock just after the signal went."""
+    window_s: float
+    """Seconds from the statement's start, before its re-check read, to the signal: an upper
+    bound of the time in which the chosen query could end unseen."""
+
+
+def check_dsn(name: str, dsn: str) -> None:
+    """Refuse, as configuration, a DSN the driver would fail on with no usable error."""
+    try:
+        parts = urlsplit(dsn)
+    except ValueError as exc:
+        raise ConfigError(f"database target {name!r}: its DSN is not a URL: {exc}") from None
+    if parts.scheme not in ("postgres", "postgresql"):
+        raise ConfigError(
+            f"database target {name!r}: its DSN must be a postgresql:// URL"
+            f" (not {parts.scheme or 'a bare string'!r})"
+        )
+    for host in parts.netloc.rpartition("@")[2].split(","):
+        port = host.rpartition("]")[2].partition(":")[2]
+        if port and not (port.isdigit() and 1 <= int(port) <= 65535):
+            raise ConfigError(
+                f"database target {name!r}: its DSN's port {port} is not a TCP port (1 to 65535)"
+            )
 
 
 async def _translate(call: Callable[[], Awaitable[T]], target: str) -> T:
@@ -145,31 +222,45 @@ class PostgresTarget:
         self, min_duration_s: float, states: list[str], max_query_chars: int = QUERY_TEXT_CHARS
     ) -> list[Session]:
         rows = await self._fetch(
-            CANDIDATES_SQL, min_duration_s, states, max_query_chars, APPLICATION_NAME
+            CANDIDATES_SQL, min_duration_s, states, max_query_chars, sorted(IDLE_STATES)
         )
         return [
             Session(r[0], r[1] or "", r[2] or "", r[3] or "", r[4] or "", r[5], r[6], r[7] or "",
-                    r[8].total_seconds())
+                    r[8].total_seconds(), r[9])
             for r in rows
         ]  # fmt: skip
 
-    async def signal(self, session: Session, how: Literal["cancel", "terminate"]) -> bool:
-        """Cancel or terminate ``session``, only if it still runs the same query. True when
-        a signal was sent; False when the session had moved on or ended."""
+    async def send(self, session: Session, how: Literal["cancel", "terminate"]) -> Signalled | None:
+        """Cancel or terminate ``session``, only if it is still as chosen (``SAME_QUERY``);
+        ``None`` when it had moved on or ended."""
         function = "pg_cancel_backend" if how == "cancel" else "pg_terminate_backend"
-        rows = await self._fetch(
-            SIGNAL_SQL.format(function=function),
-            session.pid,
-            session.backend_start,
-            session.query_start,
-        )
-        return bool(rows and rows[0][0])
+        rows = await self._fetch(SIGNAL_SQL.format(function=function), *session.identity())
+        if not (rows and rows[0][0]):
+            return None
+        return Signalled(rows[0][1], rows[0][2].total_seconds())
+
+    async def signal(self, session: Session, how: Literal["cancel", "terminate"]) -> bool:
+        """Whether :meth:`send` sent the signal."""
+        return await self.send(session, how) is not None
 
     async def still_running(self, session: Session) -> bool:
+        """Whether ``session`` still runs the query, or still idles the idling, it was
+        chosen for."""
+        return bool(await self._fetch(RUNNING_SQL, *session.identity()))
+
+    async def moved_on(self, sessions: Sequence[Session]) -> dict[int, datetime]:
+        """The pids of ``sessions`` whose backend now shows a query other than the chosen
+        one, with that query's start: after a cancel, the chosen query ended near the signal,
+        and the cancel may have reached the query after it."""
+        if not sessions:
+            return {}
         rows = await self._fetch(
-            RUNNING_SQL, session.pid, session.backend_start, session.query_start
+            MOVED_SQL,
+            [s.pid for s in sessions],
+            [s.backend_start for s in sessions],
+            [s.query_start for s in sessions],
         )
-        return bool(rows)
+        return {row[0]: row[1] for row in rows}
 
 
 def read_dsn(source: str) -> str:
@@ -189,7 +280,12 @@ def read_dsn(source: str) -> str:
 
 
 def open_targets(sources: Mapping[str, str]) -> dict[str, PostgresTarget]:
-    return {name: PostgresTarget(name, read_dsn(source)) for name, source in sources.items()}
+    targets = {}
+    for name, source in sources.items():
+        dsn = read_dsn(source)
+        check_dsn(name, dsn)
+        targets[name] = PostgresTarget(name, dsn)
+    return targets
 
 
 class DatabaseHandle:

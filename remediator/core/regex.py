@@ -5,7 +5,9 @@ compile through ``Regex`` when the rules load, and match label values and query 
 which are untrusted, on the event loop. RE2 is the engine whose syntax Alertmanager's Go
 ``regexp`` implements; it never backtracks. What Python's ``re`` has and RE2 has not
 (backreferences, lookarounds, atomic groups, possessive quantifiers, ``\\Z``) is refused
-with the reason.
+with the reason, and so is what C++ RE2 has and Go's ``regexp`` (as Alertmanager 0.25 is
+built) has not: ``\\C`` and ``(?<name>...)``. A matcher's regex is ``anchored``: compiled as
+Alertmanager compiles it, ``^(?:text)$``.
 """
 
 from __future__ import annotations
@@ -46,14 +48,20 @@ def _rejected(exc: Exception, text: str) -> str:
     return f"its regular expression does not compile as RE2 ({problem}{at})"
 
 
-def _has_any_byte_escape(text: str) -> bool:
-    """``\\C`` (one byte, even inside a UTF-8 character): C++ RE2 only, Go refuses it."""
+def _not_in_go(text: str) -> str | None:
+    """What C++ RE2 accepts and Go's ``regexp`` refuses: ``\\C`` (one byte, even inside a
+    UTF-8 character), and ``(?<name>`` (Go 1.22 and later only; Alertmanager 0.25 is Go 1.19)."""
     escaped = False
-    for char in text:
+    for i, char in enumerate(text):
         if escaped and char == "C":
-            return True
+            return "it uses \\C (any byte), which Alertmanager's regex syntax does not have"
+        if not escaped and text.startswith("(?<", i) and text[i + 3 : i + 4] not in ("=", "!"):
+            return (
+                "it names a group (?<name>...), which Alertmanager's regex syntax writes"
+                " (?P<name>...)"
+            )
         escaped = not escaped and char == "\\"
-    return False
+    return None
 
 
 def _encoded(value: str) -> bytes:
@@ -64,21 +72,32 @@ def _encoded(value: str) -> bytes:
         return value.encode("utf-16", "surrogatepass").decode("utf-16", "replace").encode()
 
 
+def _reason(text: str, exc: Exception) -> str:
+    """Why ``text`` does not compile: in its own words when it does not compile bare either
+    (``missing ) at "x("``, not at ``"^(?:x()$"``)."""
+    try:
+        re2.compile(text, _OPTIONS)
+    except re2.error as bare:
+        return _rejected(bare, text)
+    return _rejected(exc, text)
+
+
 class Regex:
-    """An RE2 regex, compiled once; ``ValueError`` with the reason when it does not."""
+    """An RE2 regex, compiled once; ``ValueError`` with the reason when it does not.
+    ``anchored``: compiled as ``^(?:text)$``, as Alertmanager compiles a matcher's regex."""
 
-    __slots__ = ("_compiled", "text")
+    __slots__ = ("_compiled", "anchored", "text")
 
-    def __init__(self, text: str) -> None:
-        if _has_any_byte_escape(text):
-            raise ValueError(
-                "it uses \\C (any byte), which Alertmanager's regex syntax does not have"
-            )
+    def __init__(self, text: str, *, anchored: bool = False) -> None:
+        refused = _not_in_go(text)
+        if refused is not None:
+            raise ValueError(refused)
         try:
-            self._compiled: Any = re2.compile(text, _OPTIONS)
+            self._compiled: Any = re2.compile(f"^(?:{text})$" if anchored else text, _OPTIONS)
         except re2.error as exc:
-            raise ValueError(_rejected(exc, text)) from None
+            raise ValueError(_reason(text, exc)) from None
         self.text = text
+        self.anchored = anchored
 
     def fullmatch(self, value: str) -> bool:
         # Anchored at both ends: "$" is the end of the value, never before a trailing
@@ -86,14 +105,16 @@ class Regex:
         return self._compiled.fullmatch(_encoded(value)) is not None
 
     def search(self, value: str) -> bool:
-        """Found anywhere in ``value``."""
+        """Found anywhere in ``value`` (for an ``anchored`` regex: the whole value matches)."""
         return self._compiled.search(_encoded(value)) is not None
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, Regex) and other.text == self.text
+        return (
+            isinstance(other, Regex) and other.text == self.text and other.anchored == self.anchored
+        )
 
     def __hash__(self) -> int:
-        return hash(self.text)
+        return hash((self.text, self.anchored))
 
     def __repr__(self) -> str:
-        return f"Regex({self.text!r})"
+        return f"Regex({self.text!r}, anchored=True)" if self.anchored else f"Regex({self.text!r})"

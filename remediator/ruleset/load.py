@@ -6,7 +6,9 @@ Where it sits: ``serve`` (through ``app.init_app``), ``check``, ``explain`` and 
 call ``load_rules`` once; it reads the files (``files``, ``read``) and ``classify`` reads
 the ``RuleSet`` it returns.
 
-Errors are ``RuleFileError`` sentences naming file, rule and field (see ``read``).
+Errors are ``RuleFileError`` sentences naming file, rule and field (see ``read``); a
+warning (rules still under ``match``, the old name of ``matchers``) is one sentence per file,
+given to ``warn`` (logged by ``serve``, printed by ``check``) once the rules have loaded.
 """
 
 from __future__ import annotations
@@ -16,7 +18,8 @@ import gc
 import hashlib
 import itertools
 import json
-from collections.abc import Iterator, Mapping, Sequence
+import logging
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -26,7 +29,7 @@ from pydantic import BaseModel, ValidationError
 from remediator.actions.base import AnyAction
 from remediator.guards.claim import Limit
 from remediator.ruleset.files import read_bounded, rule_files
-from remediator.ruleset.matchers import Matcher, parse_matcher
+from remediator.ruleset.matchers import Matcher, parse_matchers
 from remediator.ruleset.read import fail, quoted, read_rule_file, schema_error, shown
 from remediator.ruleset.rules import PlannedAction, Rule, RuleSet, TargetTemplate
 from remediator.ruleset.schema import (
@@ -40,6 +43,8 @@ from remediator.ruleset.schema import (
     TargetSpec,
 )
 from remediator.ruleset.template import Template
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -143,7 +148,7 @@ class _Compiler:
     registry: Mapping[str, AnyAction]
     defaults: DefaultsSpec
     ineffective_after: Limit | None = None
-    matchers: dict[str, Matcher] = field(default_factory=dict)
+    matchers: dict[str, tuple[Matcher, ...]] = field(default_factory=dict)
     templates: dict[str, Template] = field(default_factory=dict)
     inline: dict[str, tuple[str, AnyAction, BaseModel]] = field(default_factory=dict)
     limits: dict[tuple[int, float], Limit] = field(default_factory=dict)
@@ -232,17 +237,21 @@ def _plan(where: str, spec: RuleSpec, compiler: _Compiler) -> PlannedAction | No
     return PlannedAction(name=name, action=action, params=params, target=target)
 
 
-def _matchers(where: str, spec: RuleSpec, cache: dict[str, Matcher]) -> tuple[Matcher, ...]:
-    compiled = []
-    for i, text in enumerate(spec.match):
+def _matchers(
+    where: str, spec: RuleSpec, cache: dict[str, tuple[Matcher, ...]]
+) -> tuple[Matcher, ...]:
+    """Each item's matchers (an item may hold several, as in Alertmanager), in order."""
+    key = "match" if spec.uses_old_key else "matchers"
+    compiled: list[Matcher] = []
+    for i, text in enumerate(spec.matchers):
         try:
-            matcher = cache.get(text) or parse_matcher(text)
+            matchers = cache[text] if text in cache else parse_matchers(text)
         except ValueError as exc:
             raise fail(
-                where, f"match[{i}]", f"holds {shown(text)}, which is not a valid matcher: {exc}"
+                where, f"{key}[{i}]", f"holds {shown(text)}, which is not a valid matcher: {exc}"
             ) from None
-        cache[text] = matcher
-        compiled.append(matcher)
+        cache[text] = matchers
+        compiled.extend(matchers)
     return tuple(compiled)
 
 
@@ -292,8 +301,11 @@ def _compile_rule(position: int, file: str, spec: RuleSpec, compiler: _Compiler)
 
 def _digest(rule: Rule, spec: RuleSpec) -> str:
     """The rule as written and as its defaults complete it; not its file or position."""
+    written = spec.model_dump(mode="json")
+    # Hashed under the key's old name: renaming "match" to "matchers" changes no digest.
+    written["match"] = written.pop("matchers")
     said = {
-        "spec": spec.model_dump(mode="json"),
+        "spec": written,
         "cooldown_s": rule.cooldown_s,
         "limits": [repr(rule.rate_limit), repr(rule.target_rate_limit),
                    repr(rule.ineffective_after)],
@@ -310,13 +322,13 @@ def _check_catch_all(directory: Path, rules: Sequence[Rule]) -> None:
         raise fail(
             f"rules directory {directory}",
             "",
-            'has rule files but no rule; at least a catch-all rule with "match: []" is needed',
+            'has rule files but no rule; at least a catch-all rule with "matchers: []" is needed',
         )
     for rule, after in itertools.pairwise(rules):
         if not rule.matchers:
             raise fail(
                 f'{rule.file}: rule "{rule.name}"',
-                "match",
+                "matchers",
                 f'is empty, so the rule matches every alert and rule "{after.name}"'
                 f" ({after.file}) after it can never match; put the catch-all last",
             )
@@ -324,8 +336,8 @@ def _check_catch_all(directory: Path, rules: Sequence[Rule]) -> None:
     if last.matchers:
         raise fail(
             f'{last.file}: rule "{last.name}"',
-            "match",
-            'is not empty, but the last rule must be a catch-all with "match: []"',
+            "matchers",
+            'is not empty, but the last rule must be a catch-all with "matchers: []"',
         )
 
 
@@ -369,12 +381,36 @@ def _without_cyclic_gc() -> Iterator[None]:
             gc.enable()
 
 
-def load_rules(directory: Path, registry: Mapping[str, AnyAction]) -> RuleSet:
+def _old_key_warning(file: str, spec: RuleFileSpec) -> str | None:
+    """One sentence per file whose rules still say ``match``."""
+    names = [rule.name for rule in spec.rules if rule.uses_old_key]
+    if not names:
+        return None
+    if len(names) == 1:
+        which = f"rule {quoted(names[0])} uses"
+    else:
+        which = f"{len(names)} rules ({_known(names, 3)}) use"
+    return (
+        f'{file}: {which} "match", the old name of "matchers" (the key of Alertmanager\'s'
+        ' routes); it loads the same, but rename it to "matchers".'
+    )
+
+
+def load_rules(
+    directory: Path,
+    registry: Mapping[str, AnyAction],
+    warn: Callable[[str], None] = log.warning,
+) -> RuleSet:
+    """The rules in ``directory``; ``warn`` gets each warning (one sentence per file), once
+    the rules have loaded."""
     with _without_cyclic_gc():
-        return _load(directory, registry)
+        ruleset, warnings = _load(directory, registry)
+    for warning in warnings:
+        warn(warning)
+    return ruleset
 
 
-def _load(directory: Path, registry: Mapping[str, AnyAction]) -> RuleSet:
+def _load(directory: Path, registry: Mapping[str, AnyAction]) -> tuple[RuleSet, list[str]]:
     digest = hashlib.sha256()
     parsed: list[tuple[str, RuleFileSpec]] = []
     for path in rule_files(directory):
@@ -394,6 +430,7 @@ def _load(directory: Path, registry: Mapping[str, AnyAction]) -> RuleSet:
     ]
     _check_catch_all(directory, rules)
     _check_sinks(merged)
+    warnings = [w for file, spec in parsed if (w := _old_key_warning(file, spec)) is not None]
     return RuleSet(
         rules=tuple(rules),
         policy=policy,
@@ -401,4 +438,4 @@ def _load(directory: Path, registry: Mapping[str, AnyAction]) -> RuleSet:
         sinks={name: spec for name, (_, spec) in merged.sinks.items()},
         hash=digest.hexdigest()[:12],
         files=tuple(name for name, _ in parsed),
-    )
+    ), warnings

@@ -1,6 +1,7 @@
 """``remediator rbac``: the Kubernetes RBAC that the loaded rules' actions need, as YAML.
 
-One ClusterRole holding the union of the actions' permissions, bound with a RoleBinding
+One ClusterRole holding the union of the permissions each rule's action needs under that
+rule's parameters (a verb no rule uses is not granted), bound with a RoleBinding
 in each namespace of ``policy.namespaces`` only, so the grant reaches no further than the
 allow-list.
 """
@@ -34,8 +35,8 @@ def merged_rules(permissions: Iterable[Permission]) -> list[dict[str, list[str]]
 
 
 def manifests(ruleset: RuleSet, service_account: str, sa_namespace: str) -> str:
-    actions = {rule.plan.action.kind: rule.plan.action for rule in ruleset.rules if rule.plan}
-    permissions = [p for action in actions.values() for p in action.permissions()]
+    plans = [rule.plan for rule in ruleset.rules if rule.plan is not None]
+    permissions = [p for plan in plans for p in plan.action.permissions(plan.params)]
     documents: list[dict[str, object]] = [
         {
             "apiVersion": "rbac.authorization.k8s.io/v1",

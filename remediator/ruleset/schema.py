@@ -15,7 +15,16 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidatorFunctionWrapHandler,
+    field_validator,
+    model_validator,
+)
 
 from remediator.core.model import Severity
 
@@ -108,7 +117,8 @@ class DefaultsSpec(Strict):
 class RuleSpec(Strict):
     name: str = Field(pattern=NAME_PATTERN)
     description: str = ""
-    match: list[str]
+    matchers: list[str] = Field(validation_alias=AliasChoices("matchers", "match"))
+    """Alertmanager matchers, as in a route's ``matchers``; ``match`` is the old name."""
     severity: Severity
     action: str | dict[str, Any] | None = None
     """The name of a declared action, or an inline ``{kind, params}``."""
@@ -121,6 +131,21 @@ class RuleSpec(Strict):
     verify_within_s: float | None = Field(default=None, gt=0, le=HOUR_S)
     """Overrides ``defaults.verify_within_s``; the same bounds."""
     escalation: str | None = None
+
+    _old_key: bool = PrivateAttr(default=False)
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _note_old_key(cls, data: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+        spec = handler(data)
+        if isinstance(data, dict) and "match" in data and "matchers" not in data:
+            spec._old_key = True
+        return spec
+
+    @property
+    def uses_old_key(self) -> bool:
+        """Its matchers are under ``match``, the key's old name (``load`` warns)."""
+        return self._old_key
 
     @field_validator("action", mode="before")
     @classmethod

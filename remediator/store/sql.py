@@ -111,10 +111,13 @@ EPISODE_IS_OPEN = Statement("SELECT closed_at IS NULL FROM episodes WHERE id = :
 CLAIM_EXISTS = Statement(
     "SELECT 1 FROM claims WHERE episode_id = :episode_id AND rule = :rule AND action = :action"
 )
-#: Claims other than ``:self`` (0 when claiming: no claim has id 0) count against a claim.
+#: Claims that sent nothing (refused before acting, or closed unsent by a crash).
+SENT_NOTHING = "('refused', 'not_run', 'not_applied')"
+#: When ``:target`` was last acted on, by a claim other than ``:self`` (0 when claiming: no
+#: claim has id 0): a claim that sent nothing starts no cooldown.
 CLAIM_LAST_ON_TARGET = Statement(
     "SELECT MAX(claimed_at) FROM claims WHERE target = :target AND dry_run = :dry_run"
-    " AND id <> :self"
+    f" AND id <> :self AND (outcome IS NULL OR outcome NOT IN {SENT_NOTHING})"
 )
 
 

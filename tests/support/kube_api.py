@@ -23,7 +23,18 @@ Served:
 patches: lists are replaced, not merged by key) and JSON patches. Other verbs, and watches,
 answer ``405 MethodNotAllowed``.
 
-After every write, controllers run synchronously until nothing changes:
+After every write the controllers run until nothing changes: inside the request with
+:data:`INSTANT` lags (the default, see :func:`default_lags`), or, with :class:`Lags` such as
+:data:`REALISTIC` (what a kube-controller-manager v1.36.2 showed), in background tasks after
+the answer. Then a ReplicaSet short of pods creates them 20 ms to 1.4 s after the write that
+left it short and they become Ready 0.4 to 2 s after it (``readyReplicas`` reads one less
+meanwhile); an HPA acts on a changed spec 10 s later; and after each replica change the
+deployment controller writes ``deployments/status`` a few more times, each a new
+``resourceVersion``, and while those are due one may land between a client's read and its
+guarded write: a guarded scale write often meets 409 with no other client about.
+:meth:`KubeApiServer.stop` cancels what is still pending.
+
+The controllers:
 
 * deployment: one ReplicaSet per pod template (``<deployment>-<pod-template-hash>``), scaled to
   ``spec.replicas`` (older ones to 0), and ``status`` recomputed;
@@ -38,12 +49,23 @@ After every write, controllers run synchronously until nothing changes:
 * disruption: PodDisruptionBudget status (``currentHealthy``, ``desiredHealthy``,
   ``disruptionsAllowed``, ``expectedPods``, ``disruptedPods``, ``observedGeneration``);
 * horizontal pod autoscaler: ``status.currentReplicas`` and ``status.desiredReplicas`` follow
-  the target. It never scales anything.
+  the target, which it rescales only when its replicas fall outside
+  ``[minReplicas, maxReplicas]``.
+
+Eviction checks the PodDisruptionBudget before the UID precondition, as the API server does:
+with no disruption allowed a UID mismatch is 429; with one allowed it is 409 after the budget
+was spent (the pod stays in ``status.disruptedPods`` for ``pdb_deletion_timeout_s``).
+
+RBAC: once :meth:`KubeApiServer.load_rbac` (or :meth:`KubeApiServer.bind_rbac_of`, which loads
+what ``remediator rbac`` prints) gave it any Role, ClusterRole or binding, every request of
+:attr:`KubeApiServer.user` is authorized by verb, API group, resource and subresource,
+resource name and namespace, and a denied one is 403 with the API server's message. With
+none loaded everything is allowed.
 
 Test control: the seeding helpers (``add_*``), :meth:`KubeApiServer.set_pod_ready`,
 :meth:`KubeApiServer.set_pod_phase`, :meth:`KubeApiServer.start_rollout`, the ``kubelet``
-switch, readers for assertions, :attr:`KubeApiServer.requests` and
-:meth:`KubeApiServer.inject_fault`.
+switch, :attr:`KubeApiServer.lags`, readers for assertions, :attr:`KubeApiServer.requests`
+and :meth:`KubeApiServer.inject_fault`. Seeding helpers settle at once, whatever the lags.
 
 Typical use::
 
@@ -63,16 +85,22 @@ import copy
 import dataclasses
 import datetime as dt
 import hashlib
+import io
 import json
 import math
+import os
 import random
 import re
+import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
 from typing import Any, Final
 
+import yaml
 from aiohttp import web
 
+from remediator.cli.main import main as remediator_main
 from tests.support.lifecycle import StartStop
 
 JSON = dict[str, Any]
@@ -104,10 +132,6 @@ _ACCEPTED_PATCH_TYPES: Final = (
     "application/json-patch+json, application/merge-patch+json, "
     "application/apply-patch+yaml, application/strategic-merge-patch+json"
 )
-
-#: Pods the disruption controller was told were evicted stop counting as healthy for this long,
-#: unless they are deleted first.
-PDB_DELETION_TIMEOUT: Final = dt.timedelta(minutes=2)
 
 _NAME_ALPHABET: Final = "bcdfghjklmnpqrstvwxz2456789"
 _REVISION: Final = "deployment.kubernetes.io/revision"
@@ -969,6 +993,158 @@ class _Attributes:
 
 
 # --------------------------------------------------------------------------------------------
+# Controller lags
+
+
+@dataclasses.dataclass(frozen=True)
+class Lags:
+    """How long the simulated controllers take after a request gave them work. Ranges are
+    ``(low, high)`` seconds, drawn uniformly from the server's seeded random.
+
+    Seeding helpers (``add_*``, ``set_*``, ...) always settle at once; lags apply to the work
+    requests cause, and to what that work causes in turn.
+    """
+
+    pod_created_s: tuple[float, float] = (0.0, 0.0)
+    """From the write that left a ReplicaSet or DaemonSet short (an eviction, a delete, a
+    scale-out) to its controller creating the pods."""
+    pod_ready_s: tuple[float, float] = (0.0, 0.0)
+    """From that same write to the kubelet making the new pods Running and Ready (never
+    before they exist)."""
+    hpa_sync_s: float = 0.0
+    """From a write to an HPA's spec to the HPA controller acting on it."""
+    status_writes: tuple[int, int] = (0, 0)
+    """How many extra ``deployments/status`` writes (each a new ``resourceVersion``) the
+    deployment controller makes after each change of a Deployment's replicas."""
+    status_write_gap_s: tuple[float, float] = (0.0, 0.0)
+    """The gap before each of those writes."""
+    busy_conflict: float = 0.0
+    """The chance that, while some of those writes are still to come, one of them lands
+    between a client's read of a Deployment (or its scale) and its guarded write: the write
+    meets 409, however quickly it followed the read."""
+
+    @property
+    def instant(self) -> bool:
+        return self == INSTANT
+
+
+INSTANT: Final = Lags()
+"""Controllers settle inside the request that gave them work (the test server's old world)."""
+
+REALISTIC: Final = Lags(
+    pod_created_s=(0.02, 1.4),
+    pod_ready_s=(0.4, 2.0),
+    hpa_sync_s=10.0,
+    status_writes=(2, 4),
+    status_write_gap_s=(0.02, 0.4),
+    busy_conflict=0.5,
+)
+"""What kube-controller-manager v1.36.2 showed (see the module documentation)."""
+
+
+def default_lags() -> Lags:
+    """:data:`INSTANT`, or :data:`REALISTIC` when ``KUBE_API_LAGS=realistic`` is set, so a
+    whole test module can be run against lagging controllers."""
+    return REALISTIC if os.environ.get("KUBE_API_LAGS") == "realistic" else INSTANT
+
+
+# --------------------------------------------------------------------------------------------
+# RBAC
+
+RBAC_API_VERSION: Final = "rbac.authorization.k8s.io/v1"
+_RBAC_KINDS: Final = ("Role", "ClusterRole", "RoleBinding", "ClusterRoleBinding")
+_SA_PREFIX: Final = "system:serviceaccount:"
+
+
+def _groups_of(user: str) -> set[str]:
+    """The groups the authenticator puts a user in."""
+    groups = {"system:authenticated"}
+    if user.startswith(_SA_PREFIX):
+        namespace = user.removeprefix(_SA_PREFIX).partition(":")[0]
+        groups |= {"system:serviceaccounts", f"system:serviceaccounts:{namespace}"}
+    return groups
+
+
+def _subject_matches(subject: Mapping[str, Any], user: str, binding_namespace: str) -> bool:
+    kind, name = subject.get("kind"), subject.get("name")
+    if kind == "ServiceAccount":
+        namespace = subject.get("namespace") or binding_namespace
+        return user == f"{_SA_PREFIX}{namespace}:{name}"
+    if kind == "User":
+        return user == name
+    return kind == "Group" and name in _groups_of(user)
+
+
+def _rule_allows(rule: Mapping[str, Any], attrs: _Attributes) -> bool:
+    """``rbac.RuleAllows``: verb, API group, resource (``*``, ``res/sub`` or ``*/sub``) and
+    resourceNames."""
+    verbs = rule.get("verbs") or []
+    groups = rule.get("apiGroups") or []
+    resources = rule.get("resources") or []
+    names = rule.get("resourceNames") or []
+    combined = f"{attrs.resource}/{attrs.subresource}" if attrs.subresource else attrs.resource
+    resource_ok = any(
+        r in ("*", combined) or (attrs.subresource and r == f"*/{attrs.subresource}")
+        for r in resources
+    )
+    return (
+        ("*" in verbs or attrs.verb in verbs)
+        and ("*" in groups or attrs.group in groups)
+        and resource_ok
+        and (not names or attrs.name in names)
+    )
+
+
+class Rbac:
+    """The Roles, ClusterRoles and bindings the server holds, and the RBAC authorizer over
+    them. Requests that name no resource (discovery, ``/version``) are allowed to every
+    authenticated user, as the default ``system:discovery`` bindings do."""
+
+    def __init__(self) -> None:
+        self.objects: dict[tuple[str, str, str], JSON] = {}  # (kind, namespace, name)
+
+    def load(self, objects: Iterable[Mapping[str, Any]]) -> None:
+        """Add (or replace, by kind, namespace and name) RBAC objects; ``kind: List`` is
+        unpacked."""
+        for obj in objects:
+            if obj.get("kind") == "List":
+                self.load(obj.get("items") or [])
+                continue
+            kind, meta = obj.get("kind"), obj.get("metadata") or {}
+            if kind not in _RBAC_KINDS or obj.get("apiVersion") != RBAC_API_VERSION:
+                raise ValueError(
+                    f"not an {RBAC_API_VERSION} Role, ClusterRole or binding: "
+                    f"{obj.get('apiVersion')}/{kind}"
+                )
+            namespace = str(meta.get("namespace") or "") if kind.startswith("Role") else ""
+            self.objects[(str(kind), namespace, str(meta["name"]))] = copy.deepcopy(dict(obj))
+
+    def allows(self, user: str, attrs: _Attributes) -> bool:
+        if not attrs.resource_request:
+            return True
+        for (kind, namespace, _), binding in self.objects.items():
+            if kind == "RoleBinding" and namespace != attrs.namespace:
+                continue
+            if kind not in ("RoleBinding", "ClusterRoleBinding"):
+                continue
+            subjects = binding.get("subjects") or []
+            if not any(_subject_matches(s, user, namespace) for s in subjects):
+                continue
+            ref = binding.get("roleRef") or {}
+            role_key = (
+                ("ClusterRole", "", ref.get("name"))
+                if ref.get("kind") == "ClusterRole"
+                else ("Role", namespace, ref.get("name"))
+            )
+            if kind == "ClusterRoleBinding" and role_key[0] != "ClusterRole":
+                continue
+            role = self.objects.get((str(role_key[0]), role_key[1], str(role_key[2])))
+            if role and any(_rule_allows(rule, attrs) for rule in role.get("rules") or []):
+                return True
+        return False
+
+
+# --------------------------------------------------------------------------------------------
 # The server
 
 
@@ -983,15 +1159,27 @@ class KubeApiServer(StartStop):
         kubelet: bool = True,
         anonymous_auth: bool = False,
         seed: int | None = None,
+        lags: Lags | None = None,
+        pdb_deletion_timeout_s: float = 120.0,
     ) -> None:
         """``token``: the bearer token required (None: any request is accepted as ``user``).
-        ``user``: the identity named in RBAC denials. ``kubelet``: see :attr:`kubelet`.
-        ``anonymous_auth``: when true, requests without credentials are ``system:anonymous``
-        and are denied with 403 (the API server's ``--anonymous-auth=true``); when false they
-        get 401. ``seed``: makes generated names reproducible."""
+        ``user``: the identity requests authenticate as, and the one RBAC authorizes (see
+        :meth:`load_rbac`). ``kubelet``: see :attr:`kubelet`. ``anonymous_auth``: when true,
+        requests without credentials are ``system:anonymous`` and are denied with 403 (the
+        API server's ``--anonymous-auth=true``); when false they get 401. ``seed``: makes
+        generated names and drawn lags reproducible. ``lags``: see :class:`Lags` (default
+        :func:`default_lags`). ``pdb_deletion_timeout_s``: how long a pod an eviction
+        counted against a PDB stays in ``status.disruptedPods`` unless it is deleted."""
         self.token = token
         self.user = user
         self.anonymous_auth = anonymous_auth
+        #: The controllers' lags; may be changed at any time (it applies to work given after).
+        self.lags = lags if lags is not None else default_lags()
+        self.pdb_deletion_timeout_s = pdb_deletion_timeout_s
+        #: The RBAC objects; enforced for every request once it holds any.
+        self.rbac = Rbac()
+        #: How many extra ``deployments/status`` writes the deployment controller made.
+        self.status_writes = 0
         self.requests: list[RecordedRequest] = []
         #: Unexpected exceptions raised while serving (answered with 500); should stay empty.
         self.internal_errors: list[Exception] = []
@@ -1014,6 +1202,14 @@ class KubeApiServer(StartStop):
         self._owners: dict[tuple[str, str], list[JSON]] | None = None
         self._settled: dict[tuple[str, tuple[str, str]], tuple[str, ...]] = {}
         self._url: str | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._lagged = False  # whether the running reconcile is one a request caused
+        self._spawn_gates: dict[str, tuple[float, float]] = {}  # owner uid -> (cause, due)
+        self._spawn_cause: float | None = None  # set while pods due to a gate are created
+        self._ready_at: dict[str, float] = {}  # pod uid -> when the kubelet may make it Ready
+        self._hpa_gates: dict[tuple[str, str], float] = {}  # HPA key -> when it next syncs
+        self._seen_replicas: dict[str, int] = {}  # deployment uid -> spec.replicas last synced
+        self._status_due: dict[str, int] = {}  # deployment uid -> status writes still to come
         for namespace in DEFAULT_NAMESPACES:
             self.add_namespace(namespace)
 
@@ -1036,11 +1232,16 @@ class KubeApiServer(StartStop):
         return self._url
 
     async def stop(self) -> None:
-        """Stop listening and finish pending requests (injected latency is cut short)."""
+        """Stop listening, finish pending requests (injected latency is cut short) and cancel
+        the controllers' pending work."""
         self._stopping.set()
         runner, self._runner = self._runner, None
         if runner is not None:
             await runner.cleanup()
+        tasks, self._tasks = self._tasks, set()
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     @property
     def url(self) -> str:
@@ -1067,6 +1268,33 @@ class KubeApiServer(StartStop):
     def kubelet(self, value: bool) -> None:
         self._kubelet = value
         self._reconcile()
+
+    # ---- RBAC ------------------------------------------------------------------------------
+
+    def load_rbac(self, source: str | Iterable[Mapping[str, Any]]) -> None:
+        """Hold these Roles, ClusterRoles, RoleBindings and ClusterRoleBindings: YAML text
+        (one or more documents, as ``remediator rbac`` prints) or objects as dicts. From the
+        first one on, every request is authorized against them and a denied one is 403."""
+        if isinstance(source, str):
+            source = [doc for doc in yaml.safe_load_all(source) if doc is not None]
+        self.rbac.load(source)
+
+    def bind_rbac_of(self, rules_dir: Path) -> str:
+        """Load what ``remediator rbac --rules rules_dir`` prints for :attr:`user`'s
+        ServiceAccount (run in-process through the CLI); return that YAML."""
+        if not self.user.startswith(_SA_PREFIX):
+            raise ValueError(f"{self.user!r} is not a ServiceAccount")
+        namespace, _, name = self.user.removeprefix(_SA_PREFIX).partition(":")
+        argv = ["rbac", "--rules", str(rules_dir), "--service-account", name]
+        argv += ["--service-account-namespace", namespace]
+        out, err = io.StringIO(), io.StringIO()
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            status = remediator_main(argv, environ={})
+        if status != 0:
+            raise RuntimeError(f"remediator rbac exited {status}: {err.getvalue().strip()}")
+        text = out.getvalue()
+        self.load_rbac(text)
+        return text
 
     # ---- fault injection -------------------------------------------------------------------
 
@@ -1524,14 +1752,15 @@ class KubeApiServer(StartStop):
         store[key] = obj
         return obj
 
-    def _update(self, kind: _Kind, obj: JSON) -> bool:
-        self._owners = None
+    def _update(self, kind: _Kind, obj: JSON, *, force: bool = False) -> bool:
         """Store ``obj`` (a copy the caller owns) with a new resourceVersion, unless nothing
-        but the resourceVersion would change. Returns whether it was written."""
+        but the resourceVersion would change (and not ``force``). Returns whether it was
+        written."""
+        self._owners = None
         key = self._key(kind, obj)
         store = self._store[kind.resource]
         current = store.get(key)
-        if current is not None:
+        if current is not None and not force:
             before = dict(
                 current,
                 metadata={k: v for k, v in current["metadata"].items() if k != "resourceVersion"},
@@ -1555,6 +1784,7 @@ class KubeApiServer(StartStop):
             self._pinned_pods.discard(uid)
             self._pod_seq.pop(uid, None)
             self._pod_node.pop(uid, None)
+            self._ready_at.pop(uid, None)
         return obj
 
     # ---- pods ------------------------------------------------------------------------------
@@ -1676,6 +1906,7 @@ class KubeApiServer(StartStop):
         created = self._create_pod(pod)
         if node is not None:
             self._pod_node[created["metadata"]["uid"]] = node
+        self._note_ready_at(created)
         return created
 
     def _owned(self, kind: _Kind, namespace: str, owner_uid: str) -> list[JSON]:
@@ -1902,11 +2133,119 @@ class KubeApiServer(StartStop):
         if self._settled.get((resource, key)) == inputs:
             return False
         changed = sync(key)
-        if not changed:
+        uid = self._store[resource][key]["metadata"]["uid"]
+        if not changed and uid not in self._spawn_gates:
             self._settled[(resource, key)] = inputs
         return changed
 
-    def _reconcile(self) -> None:
+    def _after_request(self) -> None:
+        """Give the controllers the work a request wrote: at once with :data:`INSTANT` lags,
+        else in the background, after the answer."""
+        if self.lags.instant:
+            self._reconcile()
+        else:
+            self._later(time.monotonic())
+
+    def _later(self, due: float, action: Callable[[], None] | None = None) -> None:
+        """At ``due`` (``time.monotonic()``), run ``action`` and then the controllers, in a
+        background task :meth:`stop` cancels. Nothing is scheduled on a stopped server."""
+        if self._runner is None or self._stopping.is_set():
+            return
+        task = asyncio.get_running_loop().create_task(self._wake(due, action))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _wake(self, due: float, action: Callable[[], None] | None) -> None:
+        while not self._stopping.is_set() and time.monotonic() < due:
+            await self._sleep(max(due - time.monotonic(), 0.001))  # timers may fire early
+        if self._stopping.is_set():
+            return
+        try:
+            if action is not None:
+                action()
+            self._reconcile(lagged=True)
+        except Exception as exc:  # a bug in this test server: the fixtures assert on these
+            self.internal_errors.append(exc)
+
+    def _draw(self, bounds: tuple[float, float]) -> float:
+        low, high = bounds
+        return low if high <= low else self._rng.uniform(low, high)
+
+    def _may_spawn(self, owner: JSON) -> bool:
+        """Whether a controller short of pods creates them now. In a reconcile a request
+        caused, the first time it is short it waits ``lags.pod_created_s`` instead."""
+        uid = owner["metadata"]["uid"]
+        now = time.monotonic()
+        self._spawn_cause = None
+        gate = self._spawn_gates.get(uid)
+        if gate is None:
+            if not self._lagged:
+                return True
+            due = now + self._draw(self.lags.pod_created_s)
+            self._spawn_gates[uid] = (now, due)
+            self._later(due)
+            return False
+        cause, due = gate
+        if due > now:
+            return False
+        del self._spawn_gates[uid]
+        self._spawn_cause = cause
+        return True
+
+    def _note_ready_at(self, pod: JSON) -> None:
+        """A pod created for a lagging cause may not be Ready before its drawn moment."""
+        cause = self._spawn_cause
+        if cause is None:
+            return
+        low, high = self.lags.pod_ready_s
+        since = time.monotonic() - cause
+        due = cause + self._draw((max(low, since), max(high, since)))
+        self._ready_at[pod["metadata"]["uid"]] = due
+        self._later(due)
+
+    def _status_burst(self, key: tuple[str, str], uid: str) -> None:
+        """The deployment controller's ``deployments/status`` writes after a replica change."""
+        due = time.monotonic()
+        for _ in range(self._rng.randint(*self.lags.status_writes)):
+            due += self._draw(self.lags.status_write_gap_s)
+            self._status_due[uid] = self._status_due.get(uid, 0) + 1
+            self._later(due, lambda: self._write_status(key, uid, scheduled=True))
+
+    def _race_status_write(self, current: JSON, call: _Call) -> None:
+        """Before a write of a Deployment guarded by the resourceVersion the client sent,
+        maybe let one of its controller's pending status writes land first (see
+        :attr:`Lags.busy_conflict`)."""
+        meta = current["metadata"]
+        sent = (call.body.get("metadata") or {}) if isinstance(call.body, dict) else {}
+        if (
+            sent.get("resourceVersion") == meta["resourceVersion"]
+            and self._status_due.get(meta["uid"], 0) > 0
+            and self._rng.random() < self.lags.busy_conflict
+        ):
+            self._write_status((meta["namespace"], meta["name"]), meta["uid"])
+
+    def _write_status(self, key: tuple[str, str], uid: str, *, scheduled: bool = False) -> None:
+        if scheduled and self._status_due.get(uid, 0) > 0:
+            self._status_due[uid] -= 1
+        d = self._store["deployments"].get(key)
+        if d is None or d["metadata"]["uid"] != uid:
+            return
+        written = copy.deepcopy(d)
+        for cond in written["status"].get("conditions") or []:
+            if cond.get("type") == "Progressing":
+                cond["lastUpdateTime"] = self._now()
+        self._update(DEPLOYMENTS, written, force=True)
+        self.status_writes += 1
+
+    def _reconcile(self, *, lagged: bool = False) -> None:
+        self._lagged = lagged and not self.lags.instant
+        try:
+            self._settle()
+        finally:
+            self._lagged = False
+            self._spawn_cause = None
+
+    def _settle(self) -> None:
         for _ in range(100):
             changed = False
             for key in list(self._store["deployments"]):
@@ -1934,11 +2273,17 @@ class KubeApiServer(StartStop):
                 self._remove(PODS, namespace, name)
                 changed = True
                 continue
-            if (
-                pod["metadata"]["uid"] in self._pinned_pods
-                or pod["status"].get("phase") != "Pending"
-            ):
+            uid = pod["metadata"]["uid"]
+            if uid in self._pinned_pods or pod["status"].get("phase") != "Pending":
                 continue
+            if self._ready_at.get(uid, 0.0) > time.monotonic():
+                if not pod["spec"].get("nodeName"):  # scheduled, its containers starting
+                    starting = copy.deepcopy(pod)
+                    self._schedule(starting)
+                    starting["status"] = self._pending_status(starting)
+                    changed |= self._update(PODS, starting)
+                continue
+            self._ready_at.pop(uid, None)
             running = copy.deepcopy(pod)
             self._schedule(running)
             running["status"] = self._running_status(running, ready=True)
@@ -2000,6 +2345,10 @@ class KubeApiServer(StartStop):
         desired = int(spec.get("replicas", 1))
         pod_hash = _template_hash(spec["template"])
         uid = d["metadata"]["uid"]
+        seen = self._seen_replicas.get(uid)
+        self._seen_replicas[uid] = desired
+        if self._lagged and seen is not None and seen != desired:
+            self._status_burst(key, uid)
         owned = self._owned(REPLICASETS, namespace, uid)
         surge, unavailable = self._fenceposts(d, desired)
         changed = False
@@ -2146,7 +2495,9 @@ class KubeApiServer(StartStop):
         desired = int(rs["spec"].get("replicas", 1))
         active = [p for p in self._owned_pods(namespace, uid) if _is_active(p)]
         changed = False
-        if len(active) < desired:
+        if len(active) >= desired:
+            self._spawn_gates.pop(uid, None)  # no longer short: nothing is due
+        if len(active) < desired and self._may_spawn(rs):
             for _ in range(desired - len(active)):
                 self._spawn_pod(rs)
             changed = True
@@ -2190,10 +2541,13 @@ class KubeApiServer(StartStop):
             for p in self._owned_pods(namespace, uid)
             if _is_active(p)
         }
-        for node in nodes:
-            if node not in covered:
+        missing = [node for node in nodes if node not in covered]
+        if not missing:
+            self._spawn_gates.pop(uid, None)
+        if missing and self._may_spawn(ds):
+            for node in missing:
                 self._spawn_pod(ds, node)
-                changed = True
+            changed = True
         active = [p for p in self._owned_pods(namespace, uid) if _is_active(p)]
         ready = sum(1 for p in active if is_pod_ready(p))
         status: JSON = {
@@ -2296,13 +2650,14 @@ class KubeApiServer(StartStop):
             old["conditions"] = [cond]
             return self._update(PDBS, pdb)
         now = dt.datetime.now(dt.UTC)
+        timeout = dt.timedelta(seconds=self.pdb_deletion_timeout_s)
         disrupted_before = pdb["status"].get("disruptedPods") or {}
         disrupted: JSON = {}
         for pod in pods:
             name = pod["metadata"]["name"]
             if _is_terminating(pod) or name not in disrupted_before:
                 continue
-            if _parse_time(disrupted_before[name]) + PDB_DELETION_TIMEOUT > now:
+            if _parse_time(disrupted_before[name]) + timeout > now:
                 disrupted[name] = disrupted_before[name]
         healthy = sum(
             1
@@ -2324,6 +2679,10 @@ class KubeApiServer(StartStop):
         return self._update(PDBS, pdb)
 
     def _sync_hpa(self, key: tuple[str, str]) -> bool:
+        due = self._hpa_gates.get(key)
+        if due is not None and due > time.monotonic():
+            return False  # its spec changed; the HPA controller has not synced it since
+        self._hpa_gates.pop(key, None)
         namespace, _ = key
         hpa = copy.deepcopy(self._store["horizontalpodautoscalers"][key])
         spec = hpa["spec"]
@@ -2480,6 +2839,8 @@ class KubeApiServer(StartStop):
             fault = faults[0]
             await self._sleep(fault.delay)
             return self._fault_response(fault, attrs, user)
+        if self.rbac.objects and not self.rbac.allows(user, attrs):
+            raise attrs.forbidden(user)
         return self._dispatch(
             request.method, request.path, query, raw, body, request.headers.get("Content-Type", "")
         )
@@ -2853,7 +3214,7 @@ class KubeApiServer(StartStop):
         if dry_run:
             return copy.deepcopy(pod)
         answer = self._terminate_pod(pod, int(grace) if grace is not None else None)
-        self._reconcile()
+        self._after_request()
         return answer
 
     def _delete_pod(self, call: _Call) -> web.Response:
@@ -2975,7 +3336,8 @@ class KubeApiServer(StartStop):
             ]
         updated["status"] = st
         self._update(PDBS, updated)
-        self._reconcile()
+        self._later(time.monotonic() + self.pdb_deletion_timeout_s)  # the pod's entry expires
+        self._after_request()
 
     # ---- handlers: events ------------------------------------------------------------------
 
@@ -3110,8 +3472,11 @@ class KubeApiServer(StartStop):
         patched = self._apply_patch(current, call)
         self._check_name(patched, call.name, namespace)
         meta = patched.get("metadata") or {}
-        cur_meta = current["metadata"]
         rv = meta.get("resourceVersion")
+        if not call.dry_run:
+            self._race_status_write(current, call)
+            current = self._get(DEPLOYMENTS, namespace, call.name)
+        cur_meta = current["metadata"]
         if rv and rv != cur_meta["resourceVersion"]:
             raise _conflict("apps", "deployments", call.name, _OPTIMISTIC_LOCK)
         errors: list[_FieldError] = []
@@ -3181,7 +3546,7 @@ class KubeApiServer(StartStop):
             return self._json_response(updated)
         self._update(DEPLOYMENTS, updated)
         answer = copy.deepcopy(self._store["deployments"][(namespace, call.name)])
-        self._reconcile()
+        self._after_request()
         return self._json_response(answer)
 
     def _patch_hpa(self, call: _Call) -> web.Response:
@@ -3214,8 +3579,12 @@ class KubeApiServer(StartStop):
         if call.dry_run:
             return self._json_response(updated)
         self._update(HPAS, updated)
+        if updated["spec"] != current["spec"] and self.lags.hpa_sync_s > 0:
+            due = time.monotonic() + self.lags.hpa_sync_s
+            self._hpa_gates[(namespace, call.name)] = due
+            self._later(due)
         answer = copy.deepcopy(self._store["horizontalpodautoscalers"][(namespace, call.name)])
-        self._reconcile()
+        self._after_request()
         return self._json_response(answer)
 
     def _scale_of(self, d: JSON) -> JSON:
@@ -3259,6 +3628,9 @@ class KubeApiServer(StartStop):
         current = self._get(DEPLOYMENTS, namespace, call.name)
         self._check_name(scale, call.name, namespace)
         rv = (scale.get("metadata") or {}).get("resourceVersion")
+        if not call.dry_run:
+            self._race_status_write(current, call)
+            current = self._get(DEPLOYMENTS, namespace, call.name)
         if rv and rv != current["metadata"]["resourceVersion"]:
             raise _conflict("apps", "deployments", call.name, _OPTIMISTIC_LOCK)
         spec = scale.get("spec") or {}
@@ -3290,7 +3662,7 @@ class KubeApiServer(StartStop):
             return self._json_response(self._scale_of(updated))
         self._update(DEPLOYMENTS, updated)
         answer = self._scale_of(self._store["deployments"][(namespace, call.name)])
-        self._reconcile()
+        self._after_request()
         return self._json_response(answer)
 
 
