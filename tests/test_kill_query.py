@@ -387,7 +387,7 @@ async def test_no_database_configured_at_all_is_the_unknown_target_refusal_not_a
 
 
 def test_a_dsn_whose_port_is_no_tcp_port_stops_serve_with_one_sentence(tmp_path: Path) -> None:
-    """Exit 2 and the sentence last on stderr, after the start's own warnings (no cluster)."""
+    """Exit 2, and the sentence is stderr's only line: checked before anything starts."""
     dsn, token = tmp_path / "primary.dsn", tmp_path / "token"
     dsn.write_text("postgresql://remediator:secret@127.0.0.1:99999/postgres\n")
     token.write_text("t\n")
@@ -396,9 +396,9 @@ def test_a_dsn_whose_port_is_no_tcp_port_stops_serve_with_one_sentence(tmp_path:
         "--listen", "127.0.0.1:0", "--database", f"primary=file:{dsn}",
     )  # fmt: skip
     assert (result.returncode, "Traceback" in result.stderr) == (2, False), result.stderr
-    assert result.stderr.splitlines()[-1] == (
+    assert result.stderr.splitlines() == [
         "remediator: database target 'primary': its DSN's port 99999 is not a TCP port (1 to 65535)"
-    )
+    ]
     assert "secret" not in result.stderr
 
 

@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from contextlib import AbstractAsyncContextManager
 
 from remediator.cli import failures, options
+from remediator.clients.postgres import checked_dsns
 from remediator.config import Settings, from_sources
 from remediator.core.errors import ConfigError
 from remediator.ingest.auth import read_tokens
@@ -40,6 +41,7 @@ async def _serve(settings: Settings) -> None:
     app = init_app(settings)  # rules load here: a rule error is then stderr's only line
     context = ssl_context(settings)
     check_tokens(settings)
+    checked_dsns(settings.databases)  # before the start's own warnings: stderr's only line
     if settings.token_file is None:
         log.warning("INSECURE: accepting webhooks without authentication (--insecure-no-auth)")
     if settings.dry_run:

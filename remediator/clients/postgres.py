@@ -279,13 +279,17 @@ def read_dsn(source: str) -> str:
     raise ConfigError(f"a database source must be file:PATH or env:NAME, not {kind!r}")
 
 
-def open_targets(sources: Mapping[str, str]) -> dict[str, PostgresTarget]:
-    targets = {}
+def checked_dsns(sources: Mapping[str, str]) -> dict[str, str]:
+    """Each target's DSN, read from its source and checked (``ConfigError`` if not)."""
+    dsns = {}
     for name, source in sources.items():
-        dsn = read_dsn(source)
-        check_dsn(name, dsn)
-        targets[name] = PostgresTarget(name, dsn)
-    return targets
+        dsns[name] = read_dsn(source)
+        check_dsn(name, dsns[name])
+    return dsns
+
+
+def open_targets(sources: Mapping[str, str]) -> dict[str, PostgresTarget]:
+    return {name: PostgresTarget(name, dsn) for name, dsn in checked_dsns(sources).items()}
 
 
 class DatabaseHandle:
