@@ -365,16 +365,25 @@ async def test_replicas_someone_else_changed_are_not_scaled_back(quick_scale_in:
     assert quick_scale_in.kube.deployment(NS, "api")["spec"]["replicas"] == 8
 
 
+def rbac_documents(rules: Path, capsys: pytest.CaptureFixture[str]) -> list[dict[str, Any]]:
+    """What ``remediator rbac --rules rules`` prints: the ClusterRole, then its bindings."""
+    assert main(["rbac", "--rules", str(rules)]) == 0
+    return list(yaml.safe_load_all(capsys.readouterr().out))
+
+
+def granted(role: dict[str, Any]) -> dict[tuple[str, str], set[str]]:
+    """The verbs a role grants, by (API group, resource)."""
+    return {
+        (r["apiGroups"][0], res): set(r["verbs"]) for r in role["rules"] for res in r["resources"]
+    }
+
+
 async def test_the_rbac_command_lists_what_the_example_actions_need(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    assert main(["rbac", "--rules", str(EXAMPLE_RULES)]) == 0
-    documents = list(yaml.safe_load_all(capsys.readouterr().out))
-    role, binding = documents
+    role, binding = rbac_documents(EXAMPLE_RULES, capsys)
     assert role["kind"] == "ClusterRole"
-    rules = {
-        (r["apiGroups"][0], res): set(r["verbs"]) for r in role["rules"] for res in r["resources"]
-    }
+    rules = granted(role)
     assert rules[("", "pods/eviction")] == {"create"}
     assert rules[("apps", "deployments/scale")] == {"get", "patch"}
     # No example rule sets allow_delete_fallback, so pods leave by eviction only (a delete
@@ -382,14 +391,6 @@ async def test_the_rbac_command_lists_what_the_example_actions_need(
     assert rules[("", "pods")] == {"get", "list"}
     assert rules[("autoscaling", "horizontalpodautoscalers")] == {"list"}
     assert (binding["kind"], binding["metadata"]["namespace"]) == ("RoleBinding", NS)
-
-
-def rbac_rules(rules: Path, capsys: pytest.CaptureFixture[str]) -> dict[tuple[str, str], set[str]]:
-    assert main(["rbac", "--rules", str(rules)]) == 0
-    role = next(yaml.safe_load_all(capsys.readouterr().out))
-    return {
-        (r["apiGroups"][0], res): set(r["verbs"]) for r in role["rules"] for res in r["resources"]
-    }
 
 
 async def test_the_rbac_grants_what_each_rule_s_parameters_use_and_no_more(
@@ -404,9 +405,9 @@ async def test_the_rbac_grants_what_each_rule_s_parameters_use_and_no_more(
             "pdb_retry_s: 30": "pdb_retry_s: 30, allow_delete_fallback: true",
         },
     )  # fmt: skip
-    granted = rbac_rules(rules, capsys)
-    assert granted[("autoscaling", "horizontalpodautoscalers")] == {"list", "patch"}
-    assert granted[("", "pods")] == {"get", "list", "delete"}
+    verbs = granted(rbac_documents(rules, capsys)[0])
+    assert verbs[("autoscaling", "horizontalpodautoscalers")] == {"list", "patch"}
+    assert verbs[("", "pods")] == {"get", "list", "delete"}
 
 
 async def test_a_real_alertmanager_webhook_ends_in_one_eviction_on_the_api_server(

@@ -29,7 +29,6 @@ class Aftercare:
     def __init__(self, store: Store, recorder: Recorder, clock: Clock, poll_s: float) -> None:
         self._store = store
         self._recorder = recorder
-        self._rules = {rule.name: rule for rule in recorder.ruleset.rules}
         self._clock = clock
         self.poll_s = poll_s
 
@@ -42,7 +41,7 @@ class Aftercare:
             await self._step(undo)
 
     async def _follow_up(self, followup: Undo) -> None:
-        rule = self._rules.get(followup.rule)
+        rule = self._recorder.ruleset.rule(followup.rule)
         still_firing = await self._store.episode_is_open(followup.episode_id)
         record = audit.followed_up(self._recorder.stamp(), followup, rule, still_firing)
         records = [record]
@@ -55,7 +54,7 @@ class Aftercare:
         _log_result("verified", followup, "failed" if still_firing else "succeeded")
 
     async def _step(self, undo: Undo) -> None:
-        rule = self._rules.get(undo.rule)
+        rule = self._recorder.ruleset.rule(undo.rule)
         result: ActionResult[Any]
         if rule is None or rule.plan is None or rule.plan.name != undo.action:
             result = ActionResult(

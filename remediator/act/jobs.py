@@ -18,7 +18,7 @@ from typing import Any
 from remediator.core.model import Alert, AlertStatus, Incident, Severity, Target, Verdict, refuse
 from remediator.core.vocab import StopReason
 from remediator.guards.claim import ClaimRequest, Limit
-from remediator.ruleset.rules import PlannedAction, Rule
+from remediator.ruleset.rules import PlannedAction, Rule, RuleSet
 from remediator.ruleset.schema import PolicySpec
 from remediator.store.contract import UnfinishedClaim
 
@@ -86,9 +86,9 @@ def stored(incident: Incident, rule: Rule) -> dict[str, Any]:
     }
 
 
-def resumed(claim: UnfinishedClaim, rules: Mapping[str, Rule]) -> ActionJob | Verdict:
+def resumed(claim: UnfinishedClaim, ruleset: RuleSet) -> ActionJob | Verdict:
     """The job of a claim that sent nothing, ready to run again; or why it may not run."""
-    rule = rules.get(claim.rule)
+    rule = ruleset.rule(claim.rule)
     job = claim.job or {}
     if rule is None or rule.plan is None or rule.plan.name != claim.action:
         return refuse(

@@ -103,9 +103,10 @@ def _settlement(
                    undo_after_s=seen.result.undo_after_s)  # fmt: skip
 
 
-async def _refuse(claim: UnfinishedClaim, verdict: Verdict, recorder: Recorder) -> bool:
+async def _refuse(
+    claim: UnfinishedClaim, verdict: Verdict, rule: Rule | None, recorder: Recorder
+) -> bool:
     """A claim that sent nothing and may not run (its rule changed): refused, and paged."""
-    rule = next((r for r in recorder.ruleset.rules if r.name == claim.rule), None)
     fallback = rule or recorder.ruleset.rules[-1]  # a rule since removed: the catch-all
     stopped = jobs.unrunnable(claim, fallback).stop(verdict)
     stamp = recorder.stamp()
@@ -119,14 +120,13 @@ async def reconcile_claim(
 ) -> Literal["resumed", "settled", "gone"]:
     """Resume ``claim`` if it sent nothing (and may run), else settle it by observing;
     ``gone`` when someone else settled it meanwhile."""
-    rules = {rule.name: rule for rule in recorder.ruleset.rules}
+    rule = recorder.ruleset.rule(claim.rule)
     if claim.intent is None and claim.job is not None:
-        job = jobs.resumed(claim, rules)
+        job = jobs.resumed(claim, recorder.ruleset)
         if isinstance(job, jobs.ActionJob):
             runner.resume(job)
             return "resumed"
-        return "settled" if await _refuse(claim, job, recorder) else "gone"
-    rule = rules.get(claim.rule)
+        return "settled" if await _refuse(claim, job, rule, recorder) else "gone"
     seen = await _observe(claim, rule)
     settlement = _settlement(claim, seen, rule, clock)
     settled = await recorder.settle(settlement, _records(claim, seen, rule, recorder))

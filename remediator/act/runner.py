@@ -202,7 +202,8 @@ class ActionRunner:
                 " which the world may have changed.",
             )
         ruleset = self._recorder.ruleset
-        rule = next(r for r in ruleset.rules if r.name == incident.rule)
+        rule = ruleset.rule(incident.rule)
+        assert rule is not None, "a resumed job names a rule of this rule set (jobs.resumed)"
         request = jobs.claim_request(incident, rule, ruleset.policy, self.dry_run)
         now = self._clock.now()
         return await self._durably(lambda: self._store.claim_recheck(job.claim_id, request, now))

@@ -31,10 +31,6 @@ class Outage:
         self._since: float | None = None
         self._failed_calls = 0
 
-    @property
-    def away(self) -> bool:
-        return self._since is not None
-
     def failed(self, exc: BaseException) -> None:
         """A call failed for a reason retrying outlasts; logged only if it is the first."""
         self._failures.inc()

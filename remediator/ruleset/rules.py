@@ -72,3 +72,11 @@ class RuleSet:
     files: Sequence[str]
     sinks: Mapping[str, Any] = field(default_factory=dict)
     """Escalation sinks by name (their specs; secrets are read when the service starts)."""
+    _by_name: Mapping[str, Rule] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_by_name", {rule.name: rule for rule in self.rules})
+
+    def rule(self, name: str) -> Rule | None:
+        """The rule named ``name`` (claims, undos and follow-ups name theirs); None if gone."""
+        return self._by_name.get(name)
