@@ -4,6 +4,8 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 # make bench DECISIONS_ARGS="--checkout base=../base --checkout head=." compares two checkouts.
 DECISIONS_ARGS ?= --checkout head=.
+# Most tests wait on servers and subprocesses, not the CPU: three workers on two cores.
+PYTEST_ARGS ?= -n 3
 
 .PHONY: run test lint typecheck unit bench system-deps clean
 

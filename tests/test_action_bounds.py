@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from datetime import UTC, datetime
 
@@ -10,7 +11,7 @@ from kubernetes_asyncio.client import ApiException
 from pydantic import ValidationError
 
 from remediator.actions import opt_in
-from remediator.actions.base import Permission
+from remediator.actions.base import Permission, VerifyResult, verified_within
 from remediator.actions.recycle_pod import RecyclePodParams, choose, required_ready
 from remediator.actions.scale_out import ScaleOutParams, target_replicas
 from remediator.clients.k8s import Pod, translate
@@ -161,3 +162,28 @@ def test_rbac_rules_unite_verbs_per_resource_and_group_equal_verb_sets() -> None
         {"apiGroups": [""], "resources": ["pods"], "verbs": ["delete", "get", "list"]},
         {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["get"]},
     ]
+
+
+async def test_verification_looks_soon_then_less_often_and_last_at_the_deadline() -> None:
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    looked_at: list[float] = []
+
+    async def holds_after_1_s() -> bool:
+        looked_at.append(loop.time() - started)
+        return looked_at[-1] >= 1.0
+
+    assert await verified_within(60, holds_after_1_s) is VerifyResult.VERIFIED
+    # 0, 0.25, 0.75, then 1.75 s: seen within a second of holding, in four reads.
+    assert len(looked_at) == 4 and 1.7 <= looked_at[-1] < 2.5
+
+    looked_at.clear()
+    started = loop.time()
+
+    async def never() -> bool:
+        looked_at.append(loop.time() - started)
+        return False
+
+    assert await verified_within(1.0, never) is VerifyResult.INEFFECTIVE
+    # 0, 0.25, 0.75 and the last look at the deadline itself, not given up early.
+    assert len(looked_at) == 4 and 1.0 <= looked_at[-1] < 1.5

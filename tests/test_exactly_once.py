@@ -48,7 +48,9 @@ from tests.support.tcp_proxy import TcpProxy
 from tests.test_kill_query import LONG_QUERY, dsn_file, rules
 
 LEASE = ("--lease-seconds", "1.5")
-SETTLE_S = 60.0
+SETTLE_S = 120.0
+"""Long enough for 320 claims, 32 at a time, each verified on lagging controllers, while
+other tests load the machine; the figure printed is how long it took."""
 
 
 def now() -> float:
@@ -119,7 +121,7 @@ async def fill_the_queue(f: Fleet, replica: RemediatorProcess, tables: StateTabl
         await asyncio.sleep(0.05)
 
 
-@pytest.mark.timeout(150)
+@pytest.mark.timeout(240)
 @pytest.mark.parametrize("restarted", [True, False], ids=["restarted", "not-restarted"])
 async def test_claims_queued_at_a_kill_9_are_each_run_once_by_the_restart_or_the_other_replica(
     tmp_path: Path, pg: PostgresServer, restarted: bool
@@ -200,7 +202,7 @@ async def durable_pg() -> AsyncIterator[PostgresServer]:
         yield server
 
 
-@pytest.mark.timeout(150)
+@pytest.mark.timeout(240)
 async def test_a_state_database_crash_with_actions_in_flight_leaves_one_outcome_per_claim(
     tmp_path: Path, durable_pg: PostgresServer
 ) -> None:
@@ -282,7 +284,7 @@ async def test_a_state_database_crash_with_actions_in_flight_leaves_one_outcome_
 EPISODES = 500
 
 
-@pytest.mark.timeout(150)
+@pytest.mark.timeout(240)
 async def test_replicas_that_both_receive_every_notification_decide_each_episode_once(
     tmp_path: Path, pg: PostgresServer
 ) -> None:

@@ -351,8 +351,12 @@ async def test_an_idle_transaction_is_as_old_as_its_idling_not_its_last_query(
     idle_states = ["idle in transaction"]
     async with app_clients(pg, roles) as [client], kill_query(pg, roles) as (_, target):
         client.start("BEGIN", "SELECT pg_sleep(2.5)")
+        # Idle after the sleep, not in the moment between BEGIN and the sleep.
         row = await pg.wait_for_activity(
-            client.pid, lambda r: r["state"] == "idle in transaction", what="idle", timeout_s=5
+            client.pid,
+            lambda r: r["state"] == "idle in transaction" and r["query"] == "SELECT pg_sleep(2.5)",
+            what="idle after the sleep",
+            timeout_s=5,
         )
         assert [s.pid for s in await target.sessions(2, idle_states)] == []
         await asyncio.sleep(2.1)

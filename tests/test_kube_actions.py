@@ -4,6 +4,7 @@ kubernetes-asyncio over real HTTP on the Kubernetes API test server, and the aud
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -365,9 +366,12 @@ async def test_replicas_someone_else_changed_are_not_scaled_back(quick_scale_in:
     assert quick_scale_in.kube.deployment(NS, "api")["spec"]["replicas"] == 8
 
 
-def rbac_documents(rules: Path, capsys: pytest.CaptureFixture[str]) -> list[dict[str, Any]]:
-    """What ``remediator rbac --rules rules`` prints: the ClusterRole, then its bindings."""
-    assert main(["rbac", "--rules", str(rules)]) == 0
+def rbac_documents(
+    rules: Path, capsys: pytest.CaptureFixture[str], *flags: str
+) -> list[dict[str, Any]]:
+    """What ``remediator rbac --rules rules`` prints: a Role and its binding per namespace
+    (with ``--cluster-role``: the ClusterRole, then its bindings)."""
+    assert main(["rbac", "--rules", str(rules), *flags]) == 0
     return list(yaml.safe_load_all(capsys.readouterr().out))
 
 
@@ -382,7 +386,10 @@ async def test_the_rbac_command_lists_what_the_example_actions_need(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     role, binding = rbac_documents(EXAMPLE_RULES, capsys)
-    assert role["kind"] == "ClusterRole"
+    assert (role["kind"], role["metadata"]["namespace"]) == ("Role", NS)
+    assert binding["roleRef"] == {
+        "apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "remediator"
+    }  # fmt: skip
     rules = granted(role)
     assert rules[("", "pods/eviction")] == {"create"}
     assert rules[("apps", "deployments/scale")] == {"get", "patch"}
@@ -391,6 +398,19 @@ async def test_the_rbac_command_lists_what_the_example_actions_need(
     assert rules[("", "pods")] == {"get", "list"}
     assert rules[("autoscaling", "horizontalpodautoscalers")] == {"list"}
     assert (binding["kind"], binding["metadata"]["namespace"]) == ("RoleBinding", NS)
+
+
+async def test_asked_for_a_cluster_role_the_rbac_is_one_cluster_role_bound_per_namespace(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rules = rules_dir(tmp_path, **{"namespaces: [llm-research]": "namespaces: [a, b]"})
+    role, *bindings = rbac_documents(rules, capsys, "--cluster-role", "--name", "rem")
+    assert (role["kind"], role["metadata"]) == ("ClusterRole", {"name": "rem"})
+    assert granted(role) == granted(rbac_documents(rules, capsys)[0])
+    assert [(b["kind"], b["metadata"], b["roleRef"]["kind"]) for b in bindings] == [
+        ("RoleBinding", {"name": "rem", "namespace": "a"}, "ClusterRole"),
+        ("RoleBinding", {"name": "rem", "namespace": "b"}, "ClusterRole"),
+    ]
 
 
 async def test_the_rbac_grants_what_each_rule_s_parameters_use_and_no_more(
@@ -466,6 +486,19 @@ async def test_a_daemonset_pod_is_refused_unless_the_rule_allows_it(harness: Har
     assert harness.calls("POST", "/eviction") == []
 
 
+async def wait_for_step(
+    harness: Harness, labels: dict[str, str], count: int
+) -> list[dict[str, Any]]:
+    """The episode's decisions once there are ``count`` of them (within 15 s: as long as a
+    verification on lagging controllers takes)."""
+    for _ in range(300):
+        decisions = await harness.service.decisions(fingerprint=fingerprint(labels))
+        if len(decisions) >= count:
+            return decisions
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"only {steps(decisions)}")
+
+
 async def test_a_rule_may_scale_through_the_hpa_by_raising_its_min_replicas(
     tmp_path: Path, kube: KubeApiServer
 ) -> None:
@@ -480,10 +513,15 @@ async def test_a_rule_may_scale_through_the_hpa_by_raising_its_min_replicas(
         },
     )  # fmt: skip
     kube.bind_rbac_of(rules)  # raising minReplicas is a patch the rule's RBAC grants
+    # The HPA acts on its next sync, the pods are Ready after that: verification waits for
+    # both (a controller manager run with --horizontal-pod-autoscaler-sync-period=1s).
+    kube.lags = dataclasses.replace(kube.lags, hpa_sync_s=1.0)
     settings = settings_for(tmp_path, kubeconfig=kubeconfig, rules_dir=rules, aftercare_poll_s=0.05)
     async with serve(settings) as service:
         harness = Harness(service, kube)
-        decisions = await harness.fire(**cpu("api"))
+        await harness.fire(**cpu("api"))
+        decisions = await wait_for_step(harness, cpu("api"), 5)
+        assert decisions[4]["details"]["verification"] == "verified"
         # The HPA's own maximum (4) bounds the step as much as the rule's does.
         assert decisions[3]["sentence"] == (
             "Raised minReplicas of HorizontalPodAutoscaler api-hpa from 3 to 4, so it scales"
@@ -505,21 +543,12 @@ async def test_a_rule_may_scale_through_the_hpa_by_raising_its_min_replicas(
 @pytest.fixture
 async def quick_verify(tmp_path: Path, kube: KubeApiServer) -> AsyncIterator[Harness]:
     kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", kube.url, kube.token or "")
-    rules = rules_dir(tmp_path, **{"verify_within_s: 300": "verify_within_s: 0.3"})
+    # Long enough for the new pods to be Ready (at most 2 s after the write), short enough
+    # for the alert that keeps firing to outlast it.
+    rules = rules_dir(tmp_path, **{"verify_within_s: 300": "verify_within_s: 3"})
     settings = settings_for(tmp_path, kubeconfig=kubeconfig, rules_dir=rules, aftercare_poll_s=0.05)
     async with serve(settings) as service:
         yield Harness(service, kube)
-
-
-async def wait_for_step(
-    harness: Harness, labels: dict[str, str], count: int
-) -> list[dict[str, Any]]:
-    for _ in range(100):
-        decisions = await harness.service.decisions(fingerprint=fingerprint(labels))
-        if len(decisions) >= count:
-            return decisions
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"only {steps(decisions)}")
 
 
 async def test_a_fix_that_holds_while_the_alert_keeps_firing_is_ineffective_and_escalated(
@@ -582,6 +611,32 @@ async def test_a_409_while_scaling_back_is_read_again_and_the_scale_in_goes_thro
     assert quick_scale_in.kube.deployment(NS, "api")["spec"]["replicas"] == 3
     events = sorted(e["reason"] for e in quick_scale_in.kube.events(NS))
     assert events == ["RemediatorScaledIn", "RemediatorScaledOut"]
+
+
+async def test_on_a_busy_cluster_scaling_out_and_back_waits_out_the_controller_s_status_writes(
+    quick_scale_in: Harness,
+) -> None:
+    """The deployment controller writes status four times in 1.6 s after each replica change,
+    and each write lands between remediator's read and its guarded write: tries in quick
+    succession all meet 409. Backing off, a scale-out just after someone scaled by hand goes
+    through, and so does the scale back in after it."""
+    kube = quick_scale_in.kube
+    kube.lags = dataclasses.replace(
+        kube.lags, status_writes=(4, 4), status_write_gap_s=(0.4, 0.4), busy_conflict=1.0
+    )
+    kube.add_deployment(NS, "api", replicas=3, annotations=OPTED_IN)
+    await scale_by_hand(kube, "api", 4)
+    decisions = await quick_scale_in.fire(**cpu("api"))
+    assert decisions[3]["sentence"] == (
+        "Scaled llm-research/Deployment/api from 4 to 6 replicas (at most 20)."
+    )
+    out = len(quick_scale_in.calls("PATCH", "/deployments/api/scale"))
+    assert out > 1 + 1  # the hand's write, then 409s waited out
+    decisions = await resolve_and_wait(quick_scale_in, cpu("api"))
+    assert decisions[-1]["sentence"] == (
+        "Scaled llm-research/Deployment/api back in from 6 to 4 replicas (started from 4)."
+    )
+    assert kube.deployment(NS, "api")["spec"]["replicas"] == 4
 
 
 async def test_a_recycle_refused_before_it_acted_starts_no_cooldown(harness: Harness) -> None:

@@ -1021,7 +1021,7 @@ async def test_bind_rbac_of_grants_what_remediator_rbac_prints_for_the_rules_and
 
     documents = list(yaml.safe_load_all(printed))
     assert {(d["kind"], d["metadata"].get("namespace")) for d in documents} == {
-        ("ClusterRole", None),
+        ("Role", fleet),
         ("RoleBinding", fleet),
     }
     assert documents[1]["subjects"] == [SA_SUBJECT]

@@ -59,7 +59,9 @@ STORED_BEFORE: list[tuple[type[StrEnum], set[str], set[str]]] = [
 ]  # fmt: skip
 
 
-@pytest.mark.parametrize(("words", "before", "added"), STORED_BEFORE, ids=lambda v: str(v))
+@pytest.mark.parametrize(
+    ("words", "before", "added"), STORED_BEFORE, ids=[words.__name__ for words, *_ in STORED_BEFORE]
+)
 def test_every_word_is_the_string_stored_before_so_old_rows_read_back(
     words: type[StrEnum], before: set[str], added: set[str]
 ) -> None:

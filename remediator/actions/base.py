@@ -18,6 +18,7 @@ row may come from another version or a hand edit.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -36,6 +37,9 @@ ModelT = TypeVar("ModelT", bound=BaseModel)
 
 MAX_LISTED_PROBLEMS = 5
 """A malformed stored value names at most this many of its problems."""
+VERIFY_POLLS_S = (0.25, 0.5, 1.0, 2.0, 5.0)
+"""The waits between two looks at an effect, the last repeated: a fix that holds within a
+second or two (a Ready pod) is seen at once, one that takes minutes costs a read per 5 s."""
 
 
 class Stored(BaseModel):
@@ -157,6 +161,21 @@ class VerifyResult(StrEnum):
     VERIFIED = "verified"
     INEFFECTIVE = "ineffective"
     UNKNOWN = "unknown"
+
+
+async def verified_within(within_s: float, holds: Callable[[], Awaitable[bool]]) -> VerifyResult:
+    """``VERIFIED`` as soon as ``holds()`` is true, looked at after each of
+    :data:`VERIFY_POLLS_S` and last at ``within_s``; ``INEFFECTIVE`` if it never was."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within_s
+    looks = 0
+    while not await holds():
+        left_s = deadline - loop.time()
+        if left_s <= 0:
+            return VerifyResult.INEFFECTIVE
+        await asyncio.sleep(min(VERIFY_POLLS_S[min(looks, len(VERIFY_POLLS_S) - 1)], left_s))
+        looks += 1
+    return VerifyResult.VERIFIED
 
 
 class Action(Protocol[ParamsT, FactsT, IntentT, UndoT]):

@@ -30,12 +30,12 @@ from remediator.actions.base import (
     Reconciled,
     Stored,
     VerifyResult,
+    verified_within,
 )
 from remediator.clients.k8s import Deployment, KubeClient, KubeHandle, Pod
 from remediator.core.errors import Conflict, DisruptionBlocked, NotFound
 from remediator.core.model import ALLOW, StopReason, Verdict, refuse
 
-POLL_S = 1.0
 PDB_BACKOFF_S = 2.0
 MAX_MIN_HEALTHY = 1_000
 """As scale_out's max_replicas: the most replicas a rule reasons about."""
@@ -283,18 +283,15 @@ class RecyclePod(Action[RecyclePodParams, RecyclePodFacts, RecyclePodIntent, Not
         kube, namespace = self._kube(), request.target.namespace
         old_uid = result.details.get("uid")
         before = set(result.details.get("pods_before") or ()) | {old_uid}
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + request.verify_within_s
-        while True:
+
+        async def replaced() -> bool:
             pods = await kube.pods(namespace, selector)
             # A replacement: a Ready pod that did not exist before the eviction. The other
             # pods that were Ready all along prove nothing (the controller lags the eviction).
-            replaced = any(p.ready and p.uid not in before for p in pods)
-            if replaced and all(p.uid != old_uid or not p.ready for p in pods):
-                return VerifyResult.VERIFIED
-            if loop.time() + POLL_S > deadline:
-                return VerifyResult.INEFFECTIVE
-            await asyncio.sleep(POLL_S)
+            new_ready = any(p.ready and p.uid not in before for p in pods)
+            return new_ready and all(p.uid != old_uid or not p.ready for p in pods)
+
+        return await verified_within(request.verify_within_s, replaced)
 
     async def undo(self, request: Request, state: Nothing) -> Result:
         return ActionResult(True, f"{self.kind} leaves nothing to undo.")

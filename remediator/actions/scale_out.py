@@ -13,7 +13,6 @@ Its intent and its undo state each take one of two shapes: through the scale sub
 
 from __future__ import annotations
 
-import asyncio
 import math
 from collections.abc import Callable, Sequence
 from typing import Annotated, ClassVar, Literal, Self
@@ -30,17 +29,17 @@ from remediator.actions.base import (
     Reconciled,
     Stored,
     VerifyResult,
+    verified_within,
 )
-from remediator.clients.k8s import KubeClient, KubeHandle
+from remediator.clients.k8s import CONFLICT_WAITS_S, KubeClient, KubeHandle, conflict_attempts
 from remediator.core.errors import Conflict, NotFound
 from remediator.core.model import ALLOW, StopReason, refuse
 
 MAX_STEP_PODS = 4
 """Pods one action may add beyond doubling: max(+4 pods, +100 %), like the HPA default."""
-WRITE_ATTEMPTS = 3
+WRITE_ATTEMPTS = len(CONFLICT_WAITS_S)
 SCALE_IN_STEP_S = 60.0
 """Seconds between two scale-in steps, so each smaller count can show it holds."""
-POLL_S = 1.0
 
 
 MAX_REPLICAS = 1_000
@@ -235,7 +234,10 @@ class ScaleOut(Action[ScaleOutParams, ScaleOutFacts, ScaleOutIntent, ScaleOutUnd
         if wanted > start:
             intent = ReplicasIntent(from_replicas=start, to_replicas=wanted, uid=facts.uid)
             await request.intend(ScaleOutIntent(intent), None)
-        for _ in range(WRITE_ATTEMPTS):
+        async for attempt in conflict_attempts():
+            if attempt:
+                # After a 409 someone (perhaps our own lost write) wrote: read again, decide again.
+                scale = await kube.scale(target.namespace, target.name)
             if scale.replicas == wanted != start:
                 # After a 409: exactly the count remediator wrote, so its lost write landed.
                 return _scaled(
@@ -258,8 +260,6 @@ class ScaleOut(Action[ScaleOutParams, ScaleOutFacts, ScaleOutIntent, ScaleOutUnd
                     target.namespace, target.name, wanted, scale.resource_version
                 )
             except Conflict:
-                # Someone (perhaps our own lost write) wrote in between: read again, decide again.
-                scale = await kube.scale(target.namespace, target.name)
                 continue
             await kube.record_event(
                 target.namespace, "Deployment", target.name, facts.uid,
@@ -285,7 +285,7 @@ class ScaleOut(Action[ScaleOutParams, ScaleOutFacts, ScaleOutIntent, ScaleOutUnd
         scale = await kube.scale(target.namespace, target.name)
         wanted = target_replicas(scale.replicas, request.params)  # fixed, as in run()
         intended = False
-        for _ in range(WRITE_ATTEMPTS):
+        async for _ in conflict_attempts():
             [hpa] = await kube.hpas_for(target.namespace, target.name)
             wanted = min(wanted, hpa.max_replicas)
             if not intended and wanted > hpa.min_replicas:
@@ -349,15 +349,12 @@ class ScaleOut(Action[ScaleOutParams, ScaleOutFacts, ScaleOutIntent, ScaleOutUnd
     async def verify(self, request: Request, result: Result) -> VerifyResult:
         wanted = int(result.details.get("to", 0))
         target, kube = request.target, self._kube()
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + request.verify_within_s
-        while True:
+
+        async def ready() -> bool:
             deployment = await kube.deployment(target.namespace, target.name)
-            if deployment.ready_replicas >= wanted:
-                return VerifyResult.VERIFIED
-            if loop.time() + POLL_S > deadline:
-                return VerifyResult.INEFFECTIVE
-            await asyncio.sleep(POLL_S)
+            return deployment.ready_replicas >= wanted
+
+        return await verified_within(request.verify_within_s, ready)
 
     async def reconcile(self, request: Request, intent: ScaleOutIntent) -> Reconciled[ScaleOutUndo]:
         """The write is absolute: at or above the intended count, it landed; still at the
@@ -399,7 +396,7 @@ class ScaleOut(Action[ScaleOutParams, ScaleOutFacts, ScaleOutIntent, ScaleOutUnd
             return await self._lower_hpa_min(request, state.root)
         target, kube = request.target, self._kube()
         restore_to, set_to = state.root.restore_to_replicas, state.root.set_to_replicas
-        for _ in range(WRITE_ATTEMPTS):
+        async for _ in conflict_attempts():
             scale = await kube.scale(target.namespace, target.name)
             if scale.replicas != set_to:
                 return ActionResult(

@@ -50,6 +50,12 @@ def _explain_args(parser: argparse.ArgumentParser) -> None:
 def _rbac_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--service-account", default="remediator", help="ServiceAccount name")
     parser.add_argument("--service-account-namespace", default="monitoring", help="its namespace")
+    parser.add_argument("--name", default="remediator", help="the Roles' and bindings' name")
+    parser.add_argument(
+        "--cluster-role",
+        action="store_true",
+        help="one ClusterRole bound in each namespace, instead of a Role in each",
+    )
 
 
 def _decisions_args(parser: argparse.ArgumentParser) -> None:

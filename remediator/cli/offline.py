@@ -69,7 +69,14 @@ def explain(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
 
 def rbac(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     ruleset = _rules(args, environ)
-    print(manifests(ruleset, args.service_account, args.service_account_namespace), end="")
+    text = manifests(
+        ruleset,
+        args.service_account,
+        args.service_account_namespace,
+        name=args.name,
+        cluster_role=args.cluster_role,
+    )
+    print(text, end="")
     return 0
 
 

@@ -4,17 +4,20 @@ Calls return plain values of ours (``Deployment``, ``Pod``, ``Scale``) and raise
 404 → ``NotFound``, 409 → ``Conflict``, 401/403 → ``Forbidden``, 429 → ``Throttled`` (or
 ``DisruptionBlocked`` when a PodDisruptionBudget refused an eviction), 5xx and network
 failures → ``Transient``. Only ``Transient`` and generic ``Throttled`` are retried, a
-bounded number of times within a bounded time, honouring ``Retry-After``. A call that fails
+bounded number of times within a bounded time, honouring ``Retry-After``; a guarded write
+that meets ``Conflict`` is the caller's to read again and retry, paced by
+:func:`conflict_attempts`. A call that fails
 in the end is logged here, once, with the API server's answer: at warning, unless the
 answer is one the actions expect and act on (``EXPECTED``).
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import Awaitable, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -44,6 +47,11 @@ REQUEST_TIMEOUT_S = 10.0
 RETRY_ATTEMPTS = 4
 RETRY_WITHIN_S = 15.0
 BACKOFF_S = (0.2, 0.5, 1.0, 2.0)
+CONFLICT_WAITS_S = (0.0, 0.05, 0.1, 0.2, 0.4, 0.8, 1.6)
+"""The wait before each try of a guarded write. After every replica change the deployment
+controller writes the Deployment's status for up to about 1.6 s, each write a new
+``resourceVersion``: tries in quick succession all meet 409, so they back off (as client-go's
+``RetryOnConflict`` does) and span 3 s in all."""
 PDB_MESSAGE = "disruption budget"
 #: Answers the actions expect and handle as outcomes: gone, changed meanwhile, a PDB refusal.
 EXPECTED: tuple[type[ApiError], ...] = (NotFound, Conflict, DisruptionBlocked)
@@ -190,6 +198,15 @@ async def call_with_retries(what: str, call: Callable[[], Awaitable[T]]) -> T:
             with attempt:
                 return await _once(call)
     raise AssertionError("unreachable")  # pragma: no cover - tenacity reraises
+
+
+async def conflict_attempts() -> AsyncIterator[int]:
+    """Attempt numbers 0, 1, ... of a guarded read-decide-write, each after its wait in
+    :data:`CONFLICT_WAITS_S`; the caller reads again in every attempt after the first."""
+    for attempt, wait_s in enumerate(CONFLICT_WAITS_S):
+        if wait_s:
+            await asyncio.sleep(wait_s)
+        yield attempt
 
 
 def _owner(metadata: Any) -> Owner | None:

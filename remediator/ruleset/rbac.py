@@ -1,9 +1,10 @@
 """``remediator rbac``: the Kubernetes RBAC that the loaded rules' actions need, as YAML.
 
-One ClusterRole holding the union of the permissions each rule's action needs under that
-rule's parameters (a verb no rule uses is not granted), bound with a RoleBinding
-in each namespace of ``policy.namespaces`` only, so the grant reaches no further than the
-allow-list.
+The union of the permissions each rule's action needs under that rule's parameters (a verb
+no rule uses is not granted), granted in each namespace of ``policy.namespaces`` only, so
+the grant reaches no further than the allow-list: by default as a Role and a RoleBinding in
+each of them; with ``cluster_role``, as one ClusterRole bound by a RoleBinding in each (one
+object to review, still no grant outside the namespaces). The Helm chart renders the same.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from remediator.actions.base import Permission
 from remediator.ruleset.rules import RuleSet
 
 ROLE_NAME = "remediator"
+RBAC_GROUP = "rbac.authorization.k8s.io"
 
 
 def merged_rules(permissions: Iterable[Permission]) -> list[dict[str, list[str]]]:
@@ -34,31 +36,34 @@ def merged_rules(permissions: Iterable[Permission]) -> list[dict[str, list[str]]
     ]
 
 
-def manifests(ruleset: RuleSet, service_account: str, sa_namespace: str) -> str:
+def manifests(
+    ruleset: RuleSet,
+    service_account: str,
+    sa_namespace: str,
+    *,
+    name: str = ROLE_NAME,
+    cluster_role: bool = False,
+) -> str:
     plans = [rule.plan for rule in ruleset.rules if rule.plan is not None]
     permissions = [p for plan in plans for p in plan.action.permissions(plan.params)]
-    documents: list[dict[str, object]] = [
-        {
-            "apiVersion": "rbac.authorization.k8s.io/v1",
-            "kind": "ClusterRole",
-            "metadata": {"name": ROLE_NAME},
-            "rules": merged_rules(permissions),
-        }
-    ]
+    rules = merged_rules(permissions)
+    role_kind = "ClusterRole" if cluster_role else "Role"
+    documents: list[dict[str, object]] = []
+    if cluster_role:
+        documents.append(_document("ClusterRole", name, None, rules=rules))
     for namespace in ruleset.policy.namespaces:
+        if not cluster_role:
+            documents.append(_document("Role", name, namespace, rules=rules))
+        role_ref = {"apiGroup": RBAC_GROUP, "kind": role_kind, "name": name}
+        subject = {"kind": "ServiceAccount", "name": service_account, "namespace": sa_namespace}
         documents.append(
-            {
-                "apiVersion": "rbac.authorization.k8s.io/v1",
-                "kind": "RoleBinding",
-                "metadata": {"name": ROLE_NAME, "namespace": namespace},
-                "roleRef": {
-                    "apiGroup": "rbac.authorization.k8s.io",
-                    "kind": "ClusterRole",
-                    "name": ROLE_NAME,
-                },
-                "subjects": [
-                    {"kind": "ServiceAccount", "name": service_account, "namespace": sa_namespace}
-                ],
-            }
+            _document("RoleBinding", name, namespace, roleRef=role_ref, subjects=[subject])
         )
     return yaml.safe_dump_all(documents, sort_keys=False)
+
+
+def _document(kind: str, name: str, namespace: str | None, **body: object) -> dict[str, object]:
+    metadata: dict[str, str] = {"name": name}
+    if namespace is not None:
+        metadata["namespace"] = namespace
+    return {"apiVersion": f"{RBAC_GROUP}/v1", "kind": kind, "metadata": metadata, **body}

@@ -23,16 +23,15 @@ Served:
 patches: lists are replaced, not merged by key) and JSON patches. Other verbs, and watches,
 answer ``405 MethodNotAllowed``.
 
-After every write the controllers run until nothing changes: inside the request with
-:data:`INSTANT` lags (the default, see :func:`default_lags`), or, with :class:`Lags` such as
-:data:`REALISTIC` (what a kube-controller-manager v1.36.2 showed), in background tasks after
-the answer. Then a ReplicaSet short of pods creates them 20 ms to 1.4 s after the write that
-left it short and they become Ready 0.4 to 2 s after it (``readyReplicas`` reads one less
-meanwhile); an HPA acts on a changed spec 10 s later; and after each replica change the
-deployment controller writes ``deployments/status`` a few more times, each a new
-``resourceVersion``, and while those are due one may land between a client's read and its
-guarded write: a guarded scale write often meets 409 with no other client about.
-:meth:`KubeApiServer.stop` cancels what is still pending.
+After every write the controllers run until nothing changes: in background tasks after the
+answer, with :data:`REALISTIC` lags (the default, what a kube-controller-manager v1.36.2
+showed; see :func:`default_lags`), or inside the request with :data:`INSTANT` lags. With lags,
+a ReplicaSet short of pods creates them 20 ms to 1.4 s after the write that left it short and
+they become Ready 0.4 to 2 s after it (``readyReplicas`` reads one less meanwhile); an HPA acts
+on a changed spec 10 s later; and after each replica change the deployment controller writes
+``deployments/status`` a few more times, each a new ``resourceVersion``, and while those are
+due one may land between a client's read and its guarded write: a guarded scale write often
+meets 409 with no other client about. :meth:`KubeApiServer.stop` cancels what is still pending.
 
 The controllers:
 
@@ -1029,7 +1028,7 @@ class Lags:
 
 
 INSTANT: Final = Lags()
-"""Controllers settle inside the request that gave them work (the test server's old world)."""
+"""Controllers settle inside the request that gave them work: no real cluster does this."""
 
 REALISTIC: Final = Lags(
     pod_created_s=(0.02, 1.4),
@@ -1043,9 +1042,9 @@ REALISTIC: Final = Lags(
 
 
 def default_lags() -> Lags:
-    """:data:`INSTANT`, or :data:`REALISTIC` when ``KUBE_API_LAGS=realistic`` is set, so a
-    whole test module can be run against lagging controllers."""
-    return REALISTIC if os.environ.get("KUBE_API_LAGS") == "realistic" else INSTANT
+    """:data:`REALISTIC`, or :data:`INSTANT` when ``KUBE_API_LAGS=instant`` is set (to tell
+    a failure the lags cause from one they do not)."""
+    return INSTANT if os.environ.get("KUBE_API_LAGS") == "instant" else REALISTIC
 
 
 # --------------------------------------------------------------------------------------------
