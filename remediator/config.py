@@ -324,6 +324,7 @@ VARIABLES: Mapping[str, str] = {
     "INSTANCE_ID": "instance_id",
     "JOURNAL_SPOOL": "journal_spool",
     "LEASE_SECONDS": "lease_s",
+    "SHUTDOWN_GRACE_SECONDS": "shutdown_grace_s",
     "VALIDATION_WORKERS": "validation_workers",
     "LOG_LEVEL": "log_level",
     "LOG_FORMAT": "log_format",

@@ -96,6 +96,9 @@ SERVE: tuple[Option, ...] = (
            " unreachable", "PATH"),
     Option("--lease-seconds", "lease_s", "LEASE_SECONDS",
            "a replica silent this long has its unfinished work taken over by another", "S"),
+    Option("--shutdown-grace-seconds", "shutdown_grace_s", "SHUTDOWN_GRACE_SECONDS",
+           "running actions get this long to reach an outcome when serve stops (keep it"
+           " below the pod's terminationGracePeriodSeconds)", "S"),
     Option("--validation-workers", "validation_workers", "VALIDATION_WORKERS",
            "processes that validate webhook bodies; 0 validates inline", "N"),
     Option("--log-level", "log_level", "LOG_LEVEL",

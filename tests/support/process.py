@@ -74,7 +74,9 @@ class RemediatorProcess:
         return self.proc.returncode
 
 
-async def _ready(url: str, proc: asyncio.subprocess.Process, log_path: Path) -> None:
+async def until_ready(url: str, proc: asyncio.subprocess.Process, log_path: Path) -> None:
+    """Until ``url``'s ``/readyz`` answers 200; raises with the log's tail if ``proc`` exits
+    or ``READY_TIMEOUT_S`` passes first."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + READY_TIMEOUT_S
     async with aiohttp.ClientSession() as session:
@@ -122,7 +124,7 @@ async def start_remediator(
     service = RemediatorProcess(proc, f"http://127.0.0.1:{port}", log_path)
     if wait_ready:
         try:
-            await _ready(service.url, proc, log_path)
+            await until_ready(service.url, proc, log_path)
         except BaseException:
             await service.stop()
             raise
