@@ -79,14 +79,24 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- toJson $files }}
 {{- end }}
 
-{{/* policy.namespaces of the rule files, as JSON {"namespaces": [...]}. */}}
-{{- define "remediator.namespaces" -}}
-{{- $namespaces := list }}
+{{/* The rule files parsed, name -> document, as JSON; a file that is not YAML fails the
+render, naming it. */}}
+{{- define "remediator.ruleDocs" -}}
+{{- $docs := dict }}
 {{- range $name, $text := include "remediator.ruleFiles" . | fromJson }}
 {{- $doc := $text | fromYaml }}
 {{- if hasKey $doc "Error" }}
 {{- fail (printf "rules.files %s is not YAML: %s" $name $doc.Error) }}
 {{- end }}
+{{- $_ := set $docs $name $doc }}
+{{- end }}
+{{- toJson $docs }}
+{{- end }}
+
+{{/* policy.namespaces of the rule files, as JSON {"namespaces": [...]}. */}}
+{{- define "remediator.namespaces" -}}
+{{- $namespaces := list }}
+{{- range $name, $doc := include "remediator.ruleDocs" . | fromJson }}
 {{- with $doc.policy }}
 {{- range (.namespaces | default list) }}
 {{- /* Helm's YAML reads y, n, on, off, yes, no as booleans where remediator reads text */}}
@@ -108,14 +118,7 @@ resources grouped by equal verbs; ordered as `remediator rbac` orders them, so t
 are equal document for document.
 */}}
 {{- define "remediator.rbacRules" -}}
-{{- $docs := list }}
-{{- range $name, $text := include "remediator.ruleFiles" . | fromJson }}
-{{- $doc := $text | fromYaml }}
-{{- if hasKey $doc "Error" }}
-{{- fail (printf "rules.files %s is not YAML: %s" $name $doc.Error) }}
-{{- end }}
-{{- $docs = append $docs $doc }}
-{{- end }}
+{{- $docs := values (include "remediator.ruleDocs" . | fromJson) }}
 {{- $declared := dict }}
 {{- range $docs }}
 {{- range $actionName, $spec := (.actions | default dict) }}
