@@ -125,7 +125,14 @@ class Settings(BaseSettings):
     """TCP port. 9095 sits beside Alertmanager's 9093/9094; 0 picks a free one (tests)."""
 
     rules_dir: Path = Path("rules")
-    """Directory of ``*.yaml`` rule files, loaded in name order. A bad file stops start-up."""
+    """Directory of ``*.yaml`` rule files, loaded in name order. A bad file stops start-up;
+    a bad file at a reload (SIGHUP, ``POST /-/reload``, the watch) leaves the rules loaded
+    before it deciding."""
+
+    rules_watch_s: float = seconds(0.0, at_least=0.0, at_most=3_600.0)
+    """Seconds between looks at the rule files for a change, which reloads them; 0 (the
+    default) looks never. For a ConfigMap mount: the kubelet swaps the files in at once
+    (a symlink), about a minute after the ConfigMap changed."""
 
     state_url: str = DEFAULT_STATE_URL
     """Where journal, episodes, claims and audit live: ``sqlite:///relative/path``,
@@ -312,6 +319,7 @@ class Settings(BaseSettings):
 #: Variable (after ``REMEDIATOR_``) → field. ``LISTEN`` and ``DATABASES`` are parsed first.
 VARIABLES: Mapping[str, str] = {
     "RULES": "rules_dir",
+    "RULES_WATCH_SECONDS": "rules_watch_s",
     "STATE": "state_url",
     "TOKEN_FILE": "token_file",
     "INSECURE_NO_AUTH": "insecure_no_auth",

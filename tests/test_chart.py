@@ -8,6 +8,7 @@ refuses what it does not know."""
 from __future__ import annotations
 
 import base64
+import json
 import re
 import subprocess
 import sys
@@ -44,10 +45,11 @@ def rule_file(
             "kill_query": {"kind": "Database", "name": "primary"},
             "log_only": {"kind": "Deployment", "namespace": "{namespace}", "name": "{deployment}"},
         }[kind]
+        labels = re.findall(r"{(\w+)}", json.dumps(target))  # check's unguaranteed-label
         rules.append(
             {
                 "name": f"rule-{number}",
-                "matchers": [f'alertname="Alert{number}"'],
+                "matchers": [f'alertname="Alert{number}"', *(f'{n}=~".+"' for n in labels)],
                 "severity": "SEV-3",
                 "action": action,
                 "target": target,
@@ -118,7 +120,11 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
         "serviceMonitor": {"enabled": False},
         "prometheusRule": {"enabled": False},
         "dashboard": {"enabled": False},
-        "rules": {"restartOnChange": False},
+        "rules": {"watchSeconds": 0},
+    },
+    "restart-on-change": {"rules": {"restartOnChange": True}},
+    "restart-on-change-scale-out": {
+        "rules": {**with_rules(a=rule_file(SCALE_OUT))["rules"], "restartOnChange": True}
     },
     "scale-out": with_rules(a=rule_file(SCALE_OUT)),
     "scale-out-raise-min": with_rules(a=rule_file(SCALE_OUT_RAISE_MIN)),
@@ -545,7 +551,7 @@ def test_the_rules_configmap_holds_the_given_files_or_the_shipped_ones(
     assert rule_files_of(rendered["scale-out"]) == VALUE_SETS["scale-out"]["rules"]["files"]
 
 
-def test_the_rules_are_mounted_as_a_directory_and_a_change_rolls_the_pods(
+def test_the_rules_are_mounted_as_a_directory_and_a_change_is_reloaded_or_rolls_the_pods(
     rendered: dict[str, Rendered],
 ) -> None:
     mount = next(m for m in container(rendered["default"])["volumeMounts"] if m["name"] == "rules")
@@ -559,11 +565,22 @@ def test_the_rules_are_mounted_as_a_directory_and_a_change_rolls_the_pods(
         ]
         return found
 
+    def watch(release: Rendered) -> str | None:
+        args: list[str] = container(release)["args"]
+        flag = "--rules-watch-seconds"
+        return args[args.index(flag) + 1] if flag in args else None
+
+    # By default a changed ConfigMap is reloaded in place (the kubelet swaps a directory
+    # mount's files; a subPath mount would never change): no checksum rolls the pods.
     default, other = annotations(rendered["default"]), annotations(rendered["scale-out"])
-    assert default["checksum/rules"] != other["checksum/rules"]
-    assert default["checksum/rules"] == annotations(render({}))["checksum/rules"]
+    assert (watch(rendered["default"]), watch(rendered["everything-off"])) == ("10", "0")
+    assert "checksum/rules" not in default and "subPath" not in mount
     assert default["checksum/config"] == other["checksum/config"]
-    assert "checksum/rules" not in annotations(rendered["everything-off"])
+    rolling = annotations(rendered["restart-on-change"])
+    rolling_other = annotations(rendered["restart-on-change-scale-out"])
+    assert rolling["checksum/rules"] != rolling_other["checksum/rules"]
+    restart_again = render({"rules": {"restartOnChange": True}})
+    assert rolling["checksum/rules"] == annotations(restart_again)["checksum/rules"]
     assert annotations(rendered["given-secrets"])["checksum/config"] != default["checksum/config"]
     more_sinks = render({"sinks": {"secrets": {"pagerduty-key": "another"}}})
     assert annotations(more_sinks)["checksum/config"] != default["checksum/config"]

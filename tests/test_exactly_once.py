@@ -311,7 +311,11 @@ async def test_replicas_that_both_receive_every_notification_decide_each_episode
                     force_resends(replicas, notifications(labels, per_payload=25)),
                 )
                 while now() - started < SETTLE_S:
-                    records = await tables.audit()
+                    try:
+                        records = await tables.audit()
+                    except OSError as exc:  # a connect slower than its timeout on a loaded host
+                        logging.getLogger(__name__).info("audit not read yet: %s", exc)
+                        records = []
                     if (
                         len(scale_writes(f.kube)) >= half
                         and len(per_episode(records, "escalated")) >= half

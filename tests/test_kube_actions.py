@@ -212,6 +212,32 @@ async def test_without_a_cluster_kubernetes_actions_are_planned_as_dry_run(tmp_p
     )
 
 
+async def test_a_dry_run_reads_what_a_live_run_would_and_writes_nothing(
+    tmp_path: Path, kube: KubeApiServer
+) -> None:
+    """Dry-run with a cluster: the precheck runs, so "would run" is only said where a live
+    run would go ahead; the opt-in, the HPA and a missing Deployment refuse as they would."""
+    kube.add_deployment(NS, "opted", replicas=3, annotations=OPTED_IN)
+    kube.add_deployment(NS, "plain", replicas=3)
+    kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", kube.url, kube.token or "")
+    kube.bind_rbac_of(EXAMPLE_RULES)
+    settings = settings_for(tmp_path, kubeconfig=kubeconfig, rules_dir=EXAMPLE_RULES,
+                            dry_run=True)  # fmt: skip
+    async with serve(settings) as service:
+        harness = Harness(service, kube)
+        opted, plain, gone = [await harness.fire(**cpu(d)) for d in ("opted", "plain", "gone")]
+    assert steps(opted)[3:] == [("dry_run", "dry_run")]
+    assert opted[3]["sentence"] == (
+        "Dry-run: would run scale_out on llm-research/Deployment/opted; its precheck passed."
+    )
+    assert opted[3]["details"]["prechecked"] is True
+    assert steps(plain)[3][0] == "refused" and steps(plain)[4] == ("escalated", steps(plain)[3][1])
+    assert "remediator.io/allow" in plain[3]["sentence"]
+    assert steps(gone)[3][0] == "refused"
+    assert [r.method for r in kube.requests if r.method not in ("GET", "HEAD")] == []
+    assert [kube.deployment(NS, d)["spec"]["replicas"] for d in ("opted", "plain")] == [3, 3]
+
+
 # --- recycle_pod ------------------------------------------------------------------------
 
 

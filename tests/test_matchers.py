@@ -352,9 +352,14 @@ def test_remediator_check_shows_the_old_key_warning_and_still_passes(tmp_path: P
         capture_output=True, text=True, timeout=30, check=False, cwd=REPO,
         env={"PATH": "/usr/bin:/bin"},
     )  # fmt: skip
-    assert result.returncode == 0, result.stderr
-    assert result.stderr.splitlines() == [f"remediator: warning: {w}" for w in OLD_KEY_WARNINGS]
-    assert result.stdout.startswith("ok: 3 rules")
+    assert (result.returncode, result.stderr) == (0, ""), result.stderr
+    warnings = [line for line in result.stdout.splitlines() if ": warning: " in line]
+    assert [w.split(": warning: ", 1)[1] for w in warnings] == [
+        f"{w.split(': ', 1)[1]}  [old-key]" for w in OLD_KEY_WARNINGS
+    ]
+    files = [w.split(": ", 1)[0] for w in OLD_KEY_WARNINGS]
+    assert [w.split(":", 1)[0] for w in warnings] == [f"{directory}/{f}" for f in files]
+    assert result.stdout.splitlines()[-1].startswith("ok: 3 rules")
 
 
 def test_a_rule_with_both_keys_is_refused_with_a_sentence_naming_matchers(

@@ -209,8 +209,8 @@ async def test_dry_run_claims_and_records_what_it_would_do_without_acting(tmp_pa
         await service.settle()
         decisions = await service.decisions(fingerprint=fp(cpu("api")))
     assert steps(decisions, fp(cpu("api")))[2:] == [("claimed", None), ("dry_run", "dry_run")]
-    assert (
-        decisions[-1]["sentence"] == "Dry-run: would run log_only on llm-research/Deployment/api."
+    assert decisions[-1]["sentence"] == (
+        "Dry-run: would run log_only on llm-research/Deployment/api; its precheck passed."
     )
 
 

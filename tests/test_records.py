@@ -44,7 +44,7 @@ README = Path(__file__).parent.parent / "README.md"
 #: and the words added since.
 STORED_BEFORE: list[tuple[type[StrEnum], set[str], set[str]]] = [
     (Step, {"received", "classified", "refused", "claimed", "dry_run", "acted", "verified",
-            "escalated", "resolved", "reconciled", "undone", "notified"}, set()),
+            "escalated", "resolved", "reconciled", "undone", "notified"}, {"shadow"}),
     (Outcome, {"received", "classified", "refused", "claimed", "succeeded", "failed", "dry_run",
                "escalated", "resolved"}, {"notified", "unknown"}),
     (StopReason, {"resolved", "stale", "duplicate", "escalate_only", "target_unresolved",

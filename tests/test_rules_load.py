@@ -20,6 +20,7 @@ from remediator.config import Settings
 from remediator.core.errors import RuleFileError
 from remediator.core.model import AuditRecord, Outcome
 from remediator.escalate.plan import plan
+from remediator.ruleset.active import ActiveRules
 from remediator.ruleset.files import MAX_FILE_BYTES, is_rule_file
 from remediator.ruleset.load import load_rules
 from remediator.ruleset.strict_yaml import YamlError, parse
@@ -52,6 +53,12 @@ SCALE_OUT = """\
 action: {kind: log_only, params: {note: scale out}}
 target: {kind: Deployment, namespace: "{namespace}", name: "{deployment}"}
 """
+
+
+WAIVED = SCALE_OUT.replace(
+    "target:", "# The alert carries both labels: remediator: allow unguaranteed-label\ntarget:"
+)
+"""SCALE_OUT, whose target labels no matcher requires, with check's lint waived."""
 
 
 def cpu(extra: str = "", *, base: str = CPU) -> str:
@@ -411,9 +418,10 @@ def test_remediator_check_prints_the_error_and_exits_2(
     captured = capsys.readouterr()
     assert captured.out == ""
     assert captured.err == (
-        'remediator: 10-rules.yaml: rule "cpu": field "foo" is not a known key (known: name,'
+        f"remediator: {directory}/10-rules.yaml:5:5:"
+        ' rule "cpu": field "foo" is not a known key (known: name,'
         " description, matchers, severity, action, target, cooldown_s, rate_limit,"
-        " target_rate_limit, verify_within_s, escalation).\n"
+        " target_rate_limit, verify_within_s, escalation, shadow).\n"
     )
 
 
@@ -421,10 +429,11 @@ def test_remediator_check_accepts_a_good_directory(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     directory = write_rules(
-        tmp_path / "rules", {"00-policy.yaml": POLICY, "10-rules.yaml": rules(cpu(SCALE_OUT))}
+        tmp_path / "rules", {"00-policy.yaml": POLICY, "10-rules.yaml": rules(cpu(WAIVED))}
     )
     assert main(["check", "--rules", str(directory)]) == 0
-    assert capsys.readouterr().out.startswith("ok: 2 rules (1 with actions) in 2 files,")
+    last = capsys.readouterr().out.splitlines()[-1]
+    assert last.startswith("ok: 2 rules (1 with actions) in 2 files,")
 
 
 def test_a_bad_rule_directory_never_starts_the_service(tmp_path: Path) -> None:
@@ -590,7 +599,7 @@ def test_the_first_escalation_at_the_latest_tier_is_planned_not_overflowed(
         at=at, step="escalated", outcome=Outcome.ESCALATED, sentence="Escalated.",
         episode_id=1, fingerprint="aa01", severity="SEV-1", details={"policy": "page"},
     )  # fmt: skip
-    queued, _ = plan([record], ruleset)
+    queued, _ = plan([record], ActiveRules(ruleset, at))
     assert [item.due_at for item in queued] == [at + timedelta(days=30)]
 
 

@@ -128,6 +128,17 @@ async def test_claims_are_unique_per_episode_and_respect_cooldown_and_rate_limit
     assert later.verdict.allowed
 
 
+async def test_a_claim_preview_gives_the_claims_verdict_and_takes_nothing(store: Store) -> None:
+    e1, e2 = await open_episodes(store, 2)
+    assert (await store.claim_preview(claim_request(e1), at(0))).allowed
+    assert (await store.claim_preview(claim_request(e1), at(0))).allowed  # nothing was taken
+    assert (await store.claim(claim_request(e1), at(0))).verdict.allowed
+    cooling = await store.claim_preview(claim_request(e2), at(10))
+    assert cooling.reason is StopReason.COOLDOWN
+    assert (await store.claim(claim_request(e2), at(10))).verdict == cooling  # the same words
+    assert (await store.claim_preview(claim_request(e2), at(700))).allowed
+
+
 async def test_dry_run_claims_do_not_count_against_live_cooldowns(store: Store) -> None:
     e1, e2 = await open_episodes(store, 2)
     assert (await store.claim(claim_request(e1, dry_run=True), at(0))).verdict.allowed
@@ -290,6 +301,13 @@ async def test_the_storm_window_counts_distinct_targets_and_forgets_old_ones(
     assert await store.storm_add("d", at(200), 60) == 1
 
 
+async def test_a_storm_peek_counts_as_storm_add_would_and_notes_nothing(store: Store) -> None:
+    assert await store.storm_add("a", at(0), 60) == 1
+    assert [await store.storm_peek(key, at(10), 60) for key in ("a", "b", "b")] == [1, 2, 2]
+    assert await store.storm_add("c", at(20), 60) == 2  # b was never noted
+    assert await store.storm_peek("d", at(70), 60) == 2  # a (0) has left the window: c and d
+
+
 async def test_a_replica_whose_lease_ran_out_leaves_its_work_to_a_live_one() -> None:
     async with postgres_store() as gone:
         live = PostgresStore(gone.dsn, "replica-live")
@@ -315,3 +333,18 @@ async def test_a_replica_whose_lease_ran_out_leaves_its_work_to_a_live_one() -> 
             assert await live.take_over(at(41), lease_s=30) == TakenOver([], [])
         finally:
             await live.close()
+
+
+async def test_journal_since_reads_every_entry_from_a_time_on_by_id_in_batches(
+    store: Store,
+) -> None:
+    ids = [await store.journal_append(f'{{"n": {i}}}'.encode(), at(i * 10)) for i in range(5)]
+    await store.journal_done(ids[0], at(100))  # processed entries are exported too
+    first = await store.journal_since(at(10), 0, 2)
+    assert [(e.id, e.body) for e in first] == [(ids[1], b'{"n": 1}'), (ids[2], b'{"n": 2}')]
+    rest = await store.journal_since(at(10), first[-1].id, 2)
+    assert [e.id for e in rest] == ids[3:]
+    assert await store.journal_since(at(10), ids[-1], 2) == []
+    assert [e.received_at for e in await store.journal_since(at(0), 0, 9)] == [
+        at(i * 10) for i in range(5)
+    ]

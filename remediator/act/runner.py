@@ -1,5 +1,7 @@
 """Act: run claimed actions off the request path, one at a time per target, a bounded
-number at once overall; dry-run, precheck, run, outcome and verification, all audited.
+number at once overall; precheck, then dry-run or run, outcome and verification, all
+audited. A dry-run claim runs the action's read-only precheck when its backend is there,
+so "would run" is what a live run would do up to its write.
 
 A claim queued twice in one process runs once. Every store call on the way is retried
 until the store answers (the store logs the outage once, ``core/outage.py``), so no task dies
@@ -23,6 +25,7 @@ from pydantic import BaseModel
 
 from remediator.act import jobs
 from remediator.act.jobs import ActionJob
+from remediator.act.slots import Slots
 from remediator.actions.base import (
     ActionRequest,
     ActionResult,
@@ -40,6 +43,7 @@ from remediator.core.metrics import Metrics
 from remediator.core.model import AuditRecord, Incident, StopReason, Verdict, refuse
 from remediator.core.vocab import ClaimOutcome
 from remediator.ruleset.rules import PlannedAction
+from remediator.ruleset.schema import PolicySpec
 from remediator.store.contract import Settlement, Store
 
 log = logging.getLogger(__name__)
@@ -81,10 +85,15 @@ class ActionRunner:
         self._clock = clock
         self.dry_run = dry_run
         self._stale_after_s = stale_after_s
-        self._slots = asyncio.Semaphore(max_concurrent)
+        self._slots = Slots(max_concurrent)
         self._target_locks: dict[str, asyncio.Lock] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._queued: set[int] = set()
+
+    def apply(self, policy: PolicySpec) -> None:
+        """A reloaded policy's bounds, for the actions that start from now on."""
+        self._require_opt_in = policy.require_opt_in
+        self._slots.resize(policy.max_concurrent_actions)
 
     def submit(self, job: ActionJob) -> None:
         """Queue ``job``; a claim already queued or running here is not queued again."""
@@ -175,12 +184,16 @@ class ActionRunner:
             record = audit.refused(self._recorder.stamp(), stopped)
             await self._finish(job, ClaimOutcome.REFUSED, [record])
             return
-        if self.dry_run or not plan.action.available():
+        if not plan.action.available():  # nothing to read it from: planned, not prechecked
             await self._finish(job, ClaimOutcome.DRY_RUN, [self._dry_run_record(incident, plan)])
             return
         checked = await self._precheck(plan, request)
         if not checked.verdict.allowed:
             await self._refused(job, checked.verdict)
+            return
+        if self.dry_run:  # "would run" means what a live run would do, up to its write
+            record = self._dry_run_record(incident, plan, prechecked=True)
+            await self._finish(job, ClaimOutcome.DRY_RUN, [record])
             return
         result = await self._attempt(plan, request, checked.facts, progress)
         if isinstance(result, Verdict):
@@ -329,10 +342,13 @@ class ActionRunner:
             log.critical("claim %d could not be settled; the next start or takeover settles"
                          " it", job.claim_id, exc_info=True)  # fmt: skip
 
-    def _dry_run_record(self, incident: Incident, plan: PlannedAction) -> AuditRecord:
+    def _dry_run_record(
+        self, incident: Incident, plan: PlannedAction, prechecked: bool = False
+    ) -> AuditRecord:
         stopped = incident.stop(refuse(StopReason.DRY_RUN, "dry-run"))
         self._metrics.guard_refusals.labels(StopReason.DRY_RUN.value).inc()
-        return audit.dry_run(self._recorder.stamp(), stopped, plan, live=not self.dry_run)
+        stamp = self._recorder.stamp()
+        return audit.dry_run(stamp, stopped, plan, live=not self.dry_run, prechecked=prechecked)
 
     def _escalation(self, incident: Incident, job: ActionJob) -> AuditRecord:
         return audit.escalated_unfixed(self._recorder.stamp(), incident, job.escalation)

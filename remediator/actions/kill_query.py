@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import re
 from collections.abc import Mapping, Sequence
 from datetime import datetime
@@ -104,8 +105,9 @@ class KillQueryParams(BaseModel):
     def _known_states(cls, states: list[str]) -> list[str]:
         for state in states:
             if state not in STATES:
+                shown = json.dumps(state[:64], ensure_ascii=False)
                 raise ValueError(
-                    f"{state!r} is not a state kill_query acts on ({', '.join(STATES)})"
+                    f"holds {shown}, which is not a state kill_query acts on ({', '.join(STATES)})"
                 )
         return states
 

@@ -1,5 +1,6 @@
-"""Read side of the HTTP API: ``GET /api/v1/decisions`` (filtered, paginated audit) and the
-health endpoints ``/healthz`` (the process answers) and ``/readyz`` (it can take webhooks).
+"""Read side of the HTTP API: ``GET /api/v1/decisions`` (filtered, paginated audit),
+``GET /api/v1/rules`` (the active rule set) and the health endpoints ``/healthz`` (the
+process answers) and ``/readyz`` (it can take webhooks).
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from multidict import MultiMapping
 
 from remediator.core.errors import RequestRejected
 from remediator.core.model import AuditRecord, Outcome, Severity
+from remediator.ruleset.active import ActiveRules
+from remediator.ruleset.rules import Rule
 from remediator.store.contract import AuditQuery
 
 MAX_PAGE = 1000
@@ -110,4 +113,29 @@ def page_json(records: list[AuditRecord], query: AuditQuery) -> Mapping[str, Any
     return {
         "decisions": [record_json(r) for r in records],
         "next_after": records[-1].id if full and records else None,
+    }
+
+
+def rules_json(rules: ActiveRules) -> dict[str, Any]:
+    """The active set as ``GET /api/v1/rules`` shows it: what decides now, and since when."""
+    ruleset = rules.current
+    return {
+        "hash": ruleset.hash,
+        "files": list(ruleset.files),
+        "loaded_at": rules.loaded_at.isoformat(),
+        "rules": [_rule_json(rule) for rule in ruleset.rules],
+    }
+
+
+def _rule_json(rule: Rule) -> dict[str, Any]:
+    return {
+        "name": rule.name,
+        "file": rule.file,
+        "severity": rule.severity.value,
+        "matchers": [str(m) for m in rule.matchers],
+        "action": rule.plan.name if rule.plan else None,
+        "kind": rule.plan.kind if rule.plan else None,
+        "escalation": rule.escalation,
+        "shadow": rule.shadow,
+        "digest": rule.digest,
     }

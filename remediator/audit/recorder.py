@@ -20,14 +20,16 @@ from remediator.audit.records import Stamp
 from remediator.core.clock import Clock
 from remediator.core.metrics import Metrics
 from remediator.core.model import AuditRecord
+from remediator.core.vocab import Step
 from remediator.guards.claim import ClaimRequest
+from remediator.ruleset.active import ActiveRules
 from remediator.ruleset.rules import RuleSet
 from remediator.store.contract import ClaimedDecision, ClaimResult, OutboxItem, Settlement, Store
 
 log = logging.getLogger(__name__)
 
 
-Planner = Callable[[Sequence[AuditRecord], RuleSet], tuple[list[OutboxItem], list[int]]]
+Planner = Callable[[Sequence[AuditRecord], ActiveRules], tuple[list[OutboxItem], list[int]]]
 """The notifications records call for, and the episodes they resolve (``escalate.plan``)."""
 
 
@@ -54,16 +56,27 @@ class Recorder:
     under (``stamp``, for the builders of ``records``)."""
 
     def __init__(
-        self, store: Store, metrics: Metrics, clock: Clock, ruleset: RuleSet, plan: Planner
+        self,
+        store: Store,
+        metrics: Metrics,
+        clock: Clock,
+        rules: ActiveRules | RuleSet,
+        plan: Planner,
     ) -> None:
         self._store = store
         self._metrics = metrics
         self._clock = clock
         self._plan = plan
-        self.ruleset = ruleset
+        self.rules = rules if isinstance(rules, ActiveRules) else ActiveRules(rules, clock.now())
 
-    def stamp(self) -> Stamp:
-        return Stamp(self._clock.now(), self.ruleset.hash)
+    @property
+    def ruleset(self) -> RuleSet:
+        """The active rule set (a reload swaps it): for what is looked up after a decision."""
+        return self.rules.current
+
+    def stamp(self, ruleset: RuleSet | None = None) -> Stamp:
+        """Now, and the hash of ``ruleset`` (a decision's snapshot) or of the active set."""
+        return Stamp(self._clock.now(), (ruleset or self.rules.current).hash)
 
     async def write(
         self, records: Sequence[AuditRecord], decided_episodes: Sequence[int] = ()
@@ -71,7 +84,7 @@ class Recorder:
         """Store ``records``, mark ``decided_episodes`` decided and queue the notifications
         the records call for, in one transaction; then count and log each record written.
         The episodes another replica decided first: their records here were not written."""
-        outbox, resolved = self._plan(records, self.ruleset)
+        outbox, resolved = self._plan(records, self.rules)
         now = self._clock.now()
         lost = await self._store.audit(records, decided_episodes, now, outbox, resolved)
         self._written([r for r in records if r.episode_id not in lost] if lost else records)
@@ -94,7 +107,7 @@ class Recorder:
         """A claim's outcome, its aftercare, ``records`` and their notifications, in one
         transaction; False (nothing written) when the claim was settled already or is
         another replica's."""
-        outbox, _ = self._plan(records, self.ruleset)
+        outbox, _ = self._plan(records, self.rules)
         settled = await self._store.settle(settlement, self._clock.now(), records, outbox)
         if settled:
             self._written(records)
@@ -102,7 +115,9 @@ class Recorder:
 
     def _written(self, records: Sequence[AuditRecord]) -> None:
         for record in records:
-            if record.severity is not None:  # the series are per severity
+            if record.step == Step.SHADOW:  # counted apart: a shadow rule decided nothing
+                self._metrics.shadow_decisions.labels(record.outcome).inc()
+            elif record.severity is not None:  # the series are per severity
                 self._metrics.decisions.labels(record.severity, record.outcome).inc()
         _log(records)
 

@@ -133,13 +133,45 @@ def escalation_of(
     )
 
 
-def dry_run(stamp: Stamp, incident: Incident, plan: PlannedAction, live: bool) -> AuditRecord:
-    """A claim not run: dry-run mode, or (``live``) no backend configured for its kind."""
+def dry_run(
+    stamp: Stamp, incident: Incident, plan: PlannedAction, live: bool, prechecked: bool = False
+) -> AuditRecord:
+    """A claim not run: dry-run mode, or (``live``) no backend configured for its kind; in
+    dry-run, whether the action's precheck passed or could not be run (no backend)."""
     assert incident.target is not None
     why = f" (no backend is configured for {plan.kind})" if live else ""
-    sentence = f"Dry-run{why}: would run {plan.kind} on {incident.target.key}."
-    details = {"params": plan.params.model_dump(mode="json")}
-    return _of(stamp, incident, Step.DRY_RUN, Outcome.DRY_RUN, sentence, details)
+    sentence = f"Dry-run{why}: would run {plan.kind} on {incident.target.key}"
+    if not live:
+        sentence += (
+            "; its precheck passed"
+            if prechecked
+            else f" (not prechecked: no backend is configured for {plan.kind})"
+        )
+    details = {"params": plan.params.model_dump(mode="json"), "prechecked": prechecked}
+    return _of(stamp, incident, Step.DRY_RUN, Outcome.DRY_RUN, sentence + ".", details)
+
+
+def shadow(
+    stamp: Stamp, incident: Incident, plan: PlannedAction | None, live_rule: str, pages: str
+) -> AuditRecord:
+    """What shadow rule ``incident.rule`` would have done, live: run its action (outcome
+    ``dry_run``), or stop where a guard stops it (``refused``, with the guard's reason, and
+    ``pages``: the escalation policy a live stop would have paged, or ""). It did neither."""
+    decided = f"(the live rule {live_rule!r} decided)"
+    if incident.stopped is None:
+        assert plan is not None and incident.target is not None
+        sentence = (
+            f"Shadow rule {incident.rule!r} would run {plan.kind} on {incident.target.key}"
+            f" {decided}."
+        )
+        outcome = Outcome.DRY_RUN
+    else:
+        paged = f", and page {pages!r}" if pages else ""
+        said = incident.stopped.sentence.removesuffix(".")
+        sentence = f"Shadow rule {incident.rule!r} would be refused: {said}{paged} {decided}."
+        outcome = Outcome.REFUSED
+    details = {"shadow": True, "live_rule": live_rule, "would_page": pages or None}
+    return _of(stamp, incident, Step.SHADOW, outcome, sentence, details)
 
 
 def acted(stamp: Stamp, incident: Incident, result: ActionResult[Any]) -> AuditRecord:

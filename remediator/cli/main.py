@@ -1,6 +1,8 @@
 """The command line: one table of commands, each a function of the parsed flags and the
-environment. Exit status: 0 done, 1 output cut short (a closed pipe), 2 a usage,
-configuration, rule or start-up error, always one sentence on stderr and never a traceback.
+environment. Exit status: 0 done; 1 output cut short (a closed pipe), or a finding: a lint
+that failed (``check``), a case that failed (``test``), an ``explain --expect`` mismatch;
+2 a usage, configuration, rule or start-up error, always one sentence on stderr and never
+a traceback.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from remediator import __version__
-from remediator.cli import offline, options, serve
+from remediator.cli import check, explain, offline, options, replay, rule_tests, serve
 from remediator.core.errors import ConfigError, RuleFileError
 
 Run = Callable[[argparse.Namespace, Mapping[str, str]], int]
@@ -25,10 +27,12 @@ PostgreSQL query), escalates to a human when it does not or when the fix did not
 audits every decision.
 
 Where to start:
-  remediator check --rules rules        load the rule files, report the first error
-  remediator explain alertname=X ...    which rule an alert meets, and what it would do
-  remediator serve --dry-run ...        run it, planning and auditing actions without doing them
-  remediator decisions                  read back what it decided and why
+  remediator check --rules rules           load and lint the rule files (exit 1 on a failed lint)
+  remediator explain alertname=X ...       which rule an alert meets, and what it would do
+  remediator test rules/tests/*.test.yaml  run the rules' unit tests on a virtual clock
+  remediator replay stream.jsonl           decide a recorded stream offline, and summarise it
+  remediator serve --dry-run ...           run it, planning and auditing actions without doing them
+  remediator decisions                     read back what it decided and why
 
 Every serve flag has a REMEDIATOR_* variable (shown in `remediator serve --help`); a flag beats
 its variable, which beats the default."""
@@ -44,7 +48,19 @@ class Command:
 
 
 def _explain_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("labels", nargs="+", metavar="NAME=VALUE", help="the alert's labels")
+    # "*" and not "+": explain itself refuses no labels, with a sentence that says where.
+    parser.add_argument(
+        "labels", nargs="*", default=argparse.SUPPRESS, metavar="NAME=VALUE",
+        help="the alert's labels, each name=value",
+    )  # fmt: skip
+    parser.add_argument(
+        "--why", action="store_true", help="each earlier rule and the first matcher it fails"
+    )
+    parser.add_argument(
+        "--expect", action="append", nargs="+", metavar="KEY=VALUE",
+        help="rule=NAME, severity=SEV-N and/or action=NAME (or none), after the labels:"
+        " exit 1 unless the alert meets them",
+    )  # fmt: skip
 
 
 def _rbac_args(parser: argparse.ArgumentParser) -> None:
@@ -58,6 +74,12 @@ def _rbac_args(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _journal_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("what", choices=["export"], help="export: the bodies as JSON lines")
+    since = "only entries received then or later (e.g. 2026-12-01T09:00:00Z)"
+    parser.add_argument("--since", metavar="TIME", help=since)
+
+
 def _decisions_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--episode", type=int, help="only this episode's decisions")
     parser.add_argument("--fingerprint", help="only this alert's decisions")
@@ -66,19 +88,42 @@ def _decisions_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="one JSON object per line")
 
 
+def _test_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("files", nargs="+", metavar="FILE", help="rule test files (YAML)")
+    parser.add_argument(
+        "--run", dest="run_cases", metavar="REGEX", help="only the cases whose name it finds"
+    )
+    parser.add_argument("--junit", metavar="FILE", help="also write the results as JUnit XML")
+
+
+def _replay_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "stream", metavar="STREAM", help='JSON lines: {"received_at": RFC 3339, "body": {...}}'
+    )
+    parser.add_argument(
+        "--against", metavar="DIR", help="also replay under these rules; print what differs"
+    )
+
+
 def commands() -> tuple[Command, ...]:
     rules, state = options.parent(options.RULES), options.parent(options.STATE)
     return (
         Command("serve", "receive Alertmanager webhooks and act on them", serve.run,
                 (rules, state, options.parent(*options.SERVE))),
-        Command("check", "load the rule files and report the first error", offline.check,
-                (rules,)),
+        Command("check", "load the rule files, report the first error, then lint them",
+                check.check, (rules,)),
         Command("explain", "show how a label set is classified and what would be done",
-                offline.explain, (rules,), _explain_args),
+                explain.explain, (rules,), _explain_args),
         Command("rbac", "print the RBAC the rules' actions need, as YAML", offline.rbac,
                 (rules,), _rbac_args),
         Command("decisions", "print audited decisions from the store", offline.decisions,
                 (state,), _decisions_args),
+        Command("journal", "export the journal's webhook bodies, the stream replay reads",
+                offline.journal, (state,), _journal_args),
+        Command("test", "run rule unit tests: alerts at times, the decisions expected",
+                rule_tests.run_tests, (), _test_args),
+        Command("replay", "replay recorded webhook bodies offline and summarise the decisions",
+                replay.replay, (rules,), _replay_args),
     )  # fmt: skip
 
 

@@ -1,6 +1,8 @@
-"""The commands that serve nothing: ``check``, ``explain``, ``rbac`` (read the rules) and
-``decisions`` (reads the audit from the store). Each reads only the settings it needs, with
-the same precedence and the same error sentences as ``serve``.
+"""The commands that serve nothing: ``rbac`` (reads the rules), ``decisions`` (reads the
+audit from the store) and ``journal export`` (writes the journal's webhook bodies as the
+stream ``replay`` reads); ``check``, ``explain``, ``test`` and ``replay`` have modules of
+their own. Each reads only the settings it needs, with the same precedence and the same
+error sentences as ``serve``.
 """
 
 from __future__ import annotations
@@ -10,12 +12,14 @@ import asyncio
 import json
 import sys
 from collections.abc import Collection, Mapping
+from datetime import UTC, datetime
+from pathlib import Path
 
 from remediator.actions.registry import default_registry
 from remediator.audit.api import record_json
 from remediator.cli import failures, options
 from remediator.config import Settings, from_sources
-from remediator.decide.classify import Classifier
+from remediator.core.errors import ConfigError
 from remediator.ruleset.load import load_rules
 from remediator.ruleset.rbac import manifests
 from remediator.ruleset.rules import RuleSet
@@ -32,43 +36,22 @@ def _settings(
     return from_sources(flags, environ, only={*fields, "insecure_no_auth"})
 
 
-def _rules(args: argparse.Namespace, environ: Mapping[str, str]) -> RuleSet:
-    settings = _settings(args, environ, {"rules_dir"})
-    return load_rules(settings.rules_dir, default_registry(), _warn)  # RuleFileError: exit 2
+def rules_dir(args: argparse.Namespace, environ: Mapping[str, str]) -> Path:
+    """The rules directory, from ``--rules`` or ``REMEDIATOR_RULES``, as ``serve`` reads it."""
+    return _settings(args, environ, {"rules_dir"}).rules_dir
+
+
+def rules(args: argparse.Namespace, environ: Mapping[str, str]) -> RuleSet:
+    """The rule set, loaded as ``serve`` loads it; warnings go to stderr."""
+    return load_rules(rules_dir(args, environ), default_registry(), _warn)  # RuleFileError: 2
 
 
 def _warn(sentence: str) -> None:
     print(f"remediator: warning: {sentence}", file=sys.stderr)
 
 
-def check(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
-    ruleset = _rules(args, environ)
-    actions = sum(1 for r in ruleset.rules if r.plan)
-    print(
-        f"ok: {len(ruleset.rules)} rules ({actions} with actions) in {len(ruleset.files)} files,"
-        f" rule-set hash {ruleset.hash}"
-    )
-    return 0
-
-
-def explain(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
-    labels = dict(item.partition("=")[::2] for item in args.labels)
-    rule = Classifier(_rules(args, environ)).classify(labels)
-    print(f"rule: {rule.name} ({rule.file})\nseverity: {rule.severity.value}")
-    if rule.plan is None:
-        print("action: none (escalate only)")
-    else:
-        try:
-            target = rule.plan.target.render(labels).key
-        except LookupError as exc:
-            target = f"unresolved ({exc})"
-        print(f"action: {rule.plan.name} ({rule.plan.kind})\ntarget: {target}")
-    print(f"escalation: {rule.escalation}")
-    return 0
-
-
 def rbac(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
-    ruleset = _rules(args, environ)
+    ruleset = rules(args, environ)
     text = manifests(
         ruleset,
         args.service_account,
@@ -102,6 +85,49 @@ async def _decisions(settings: Settings, args: argparse.Namespace) -> int:
                     f"{at}  ep={record.episode_id}  {record.step:<10} {record.outcome.value:<10}"
                     f" {record.severity or '-':<5}  {record.sentence}"
                 )
+    finally:
+        await store.close()
+    return 0
+
+
+EXPORT_BATCH = 500
+"""Journal entries read per query: the bodies of one batch are in memory at once."""
+
+
+def journal(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    """``journal export``: each entry received since ``--since``, one JSON line
+    ``{"received_at": …, "body": …}`` (the body as it was received), oldest first."""
+    since = _since(args.since)
+    settings = _settings(args, environ, {"state_url"})
+    with failures.at_start(settings):
+        return asyncio.run(_export(settings, since))
+
+
+def _since(text: str | None) -> datetime:
+    if text is None:
+        return datetime(1970, 1, 1, tzinfo=UTC)
+    try:
+        since = datetime.fromisoformat(text)
+    except ValueError:
+        since = None
+    if since is None or since.tzinfo is None:
+        raise ConfigError(
+            f"--since must be a time with its zone, such as 2026-12-01T09:00:00Z, not {text!r}"
+        )
+    return since
+
+
+async def _export(settings: Settings, since: datetime) -> int:
+    store = open_store(settings, reads_only=True)  # a running serve keeps its file
+    await store.open()
+    try:
+        after = 0
+        while entries := await store.journal_since(since, after, EXPORT_BATCH):
+            for entry in entries:
+                at = json.dumps(entry.received_at.isoformat().replace("+00:00", "Z"))
+                body = entry.body.decode("utf-8")  # accepted bodies are UTF-8 JSON
+                sys.stdout.write(f'{{"received_at": {at}, "body": {body}}}\n')
+            after = entries[-1].id
     finally:
         await store.close()
     return 0

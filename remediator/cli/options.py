@@ -96,6 +96,9 @@ SERVE: tuple[Option, ...] = (
            " unreachable", "PATH"),
     Option("--lease-seconds", "lease_s", "LEASE_SECONDS",
            "a replica silent this long has its unfinished work taken over by another", "S"),
+    Option("--rules-watch-seconds", "rules_watch_s", "RULES_WATCH_SECONDS",
+           "look at the rule files this often and reload them when they change; 0: never"
+           " (SIGHUP and POST /-/reload reload them too)", "S"),
     Option("--shutdown-grace-seconds", "shutdown_grace_s", "SHUTDOWN_GRACE_SECONDS",
            "running actions get this long to reach an outcome when serve stops (keep it"
            " below the pod's terminationGracePeriodSeconds)", "S"),

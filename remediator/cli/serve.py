@@ -1,6 +1,7 @@
-"""``remediator serve``: settings from flags and the environment, then the service until a
-signal. Start-up order: settings (validated) → logging → rules (``init_app``) → TLS files →
-token file → the port → store, reconcile and the loops (the app's start) → serving.
+"""``remediator serve``: settings from flags and the environment, then the service until
+SIGINT or SIGTERM (SIGHUP reloads the rules, ``runtime/reload``). Start-up order: settings
+(validated) → logging → rules (``init_app``) → TLS files → token file → the port → store,
+reconcile and the loops (the app's start) → serving.
 
 Whatever stops the start is one sentence on stderr and exit 2: a ``ConfigError`` from here
 or below, or a store, file or TLS error translated here.
@@ -23,8 +24,9 @@ from remediator.config import Settings, from_sources
 from remediator.core.errors import ConfigError
 from remediator.ingest.auth import read_tokens
 from remediator.ingest.edge import Edge, listening
-from remediator.runtime.app import drain, init_app
+from remediator.runtime.app import RELOADER, drain, init_app
 from remediator.runtime.logs import configure_logging
+from remediator.runtime.reload import Reloaded, Reloader
 
 log = logging.getLogger("remediator")
 
@@ -38,7 +40,10 @@ def run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
 
 
 async def _serve(settings: Settings) -> None:
+    hangups = _Hangups()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, hangups.received)
     app = init_app(settings)  # rules load here: a rule error is then stderr's only line
+    hangups.reloader = app[RELOADER]
     context = ssl_context(settings)
     check_tokens(settings)
     checked_dsns(settings.databases)  # before the start's own warnings: stderr's only line
@@ -66,6 +71,23 @@ async def _start(
     start-up error, one sentence; what fails later is the running service's to report."""
     with failures.at_start(settings):
         return await stack.enter_async_context(edge)
+
+
+class _Hangups:
+    """SIGHUP, from the first moment on: a reload (a hangup before the rules are read is
+    one they answer already). The tasks are kept until they end."""
+
+    def __init__(self) -> None:
+        self.reloader: Reloader | None = None
+        self._tasks: set[asyncio.Task[Reloaded]] = set()
+
+    def received(self) -> None:
+        if self.reloader is None:
+            return
+        task = self.reloader.request("SIGHUP")
+        if task is not None:
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
 
 
 def check_tokens(settings: Settings) -> None:

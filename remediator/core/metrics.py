@@ -45,8 +45,12 @@ REJECTION_CODES = (
 ACTION_RESULTS = ("succeeded", "failed", "dry_run", "refused", "unknown")
 QUARANTINED = ("entry", "alert")
 ESCALATION_RESULTS = ("delivered", "retried", "dropped")
+RELOAD_RESULTS = ("success", "failure")
+SHADOW_OUTCOMES = ("dry_run", "refused")
 #: The supervised background loops (``runtime/tasks.py``), as the app starts them.
 LOOPS = ("lease", "worker", "spool", "aftercare", "delivery")
+#: Loops a setting turns on (``--rules-watch-seconds``); their series exist at zero anyway.
+OPTIONAL_LOOPS = ("rules_watch",)
 #: What remediator retries until it answers (``core/outage.py``).
 DEPENDENCIES = ("state_store",)
 
@@ -179,7 +183,7 @@ class Metrics:
             namespace=ns,
             registry=registry,
         )
-        _init(self.escalations, list(sinks), ESCALATION_RESULTS)
+        self.sinks_configured(sinks)
         self.loop_failures = Counter(
             "loop_failures",
             "Unexpected failures of a background loop, each followed by a restart, by loop.",
@@ -187,7 +191,7 @@ class Metrics:
             namespace=ns,
             registry=registry,
         )
-        _init(self.loop_failures, LOOPS)
+        _init(self.loop_failures, LOOPS + OPTIONAL_LOOPS)
         self.dependency_failures = Counter(
             "dependency_failures",
             "Failed calls to a dependency remediator retries until it answers, by dependency.",
@@ -205,6 +209,37 @@ class Metrics:
         )
         for dependency in DEPENDENCIES:
             self.dependency_up.labels(dependency).set(1)
+        self.shadow_decisions = Counter(
+            "shadow_decisions",
+            "Decisions of shadow rules (none acts or pages), by what a live rule would have"
+            " come to: dry_run (its action would run) or refused.",
+            ["outcome"],
+            namespace=ns,
+            registry=registry,
+        )
+        _init(self.shadow_decisions, SHADOW_OUTCOMES)
+        self.reload_successful = Gauge(
+            "config_last_reload_successful",
+            "1 when the last rule reload succeeded (or none was tried), 0 when it failed and"
+            " the rules loaded before it still decide.",
+            namespace=ns,
+            registry=registry,
+        )
+        self.reload_successful.set(1)
+        self.reload_success_at = Gauge(
+            "config_last_reload_success_timestamp_seconds",
+            "When the active rules were loaded (at the start or by the last good reload).",
+            namespace=ns,
+            registry=registry,
+        )
+        self.reloads = Counter(
+            "config_reloads",
+            "Rule reloads tried, by result (success, failure).",
+            ["result"],
+            namespace=ns,
+            registry=registry,
+        )
+        _init(self.reloads, RELOAD_RESULTS)
         self.claims_resumed = Counter(
             "claims_resumed",
             "Claims that had sent nothing, run after a restart or by the replica that took"
@@ -212,3 +247,7 @@ class Metrics:
             namespace=ns,
             registry=registry,
         )
+
+    def sinks_configured(self, sinks: Iterable[str]) -> None:
+        """The series of ``sinks`` at zero (at the start, and for a sink a reload added)."""
+        _init(self.escalations, list(sinks), ESCALATION_RESULTS)

@@ -93,6 +93,8 @@ class Step(StrEnum):
     RECONCILED = "reconciled"
     UNDONE = "undone"
     NOTIFIED = "notified"
+    SHADOW = "shadow"
+    """A shadow rule's decision: what it would have done, live; it does nothing."""
 
 
 class Outcome(StrEnum):

@@ -7,12 +7,21 @@ transaction; every other decision is written by ``commit``, in one batch per chu
 
 Each stage returns the incident, stopped or not; the first stop ends the run. Every step
 is audited, and a stop that is not quiet (see ``QUIET_STOPS``) is escalated.
+
+One decision reads the active rule set once (``ActiveRules.current``) and decides under
+that snapshot to the end: a reload between two of its steps changes nothing in it.
+
+A shadow rule that would take the alert, were it live, decides first, under the same guards
+read without writing (``storm_peek``, ``claim_preview``): one ``shadow`` record, never a
+claim, an action or a page. The live rules then decide as if it were not there.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import logging
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
+from datetime import datetime
 
 from remediator.act import jobs
 from remediator.act.runner import ActionRunner
@@ -21,13 +30,17 @@ from remediator.audit.recorder import Recorder
 from remediator.config import Settings
 from remediator.core import failpoints
 from remediator.core.clock import Clock
+from remediator.core.errors import StoreUnavailable
 from remediator.core.metrics import Metrics
 from remediator.core.model import QUIET_STOPS, AuditRecord, Incident, Severity, StopReason, refuse
-from remediator.decide.classify import Classifier
 from remediator.escalate.plan import NO_EPISODE
-from remediator.guards import freshness, scope, storm
-from remediator.ruleset.rules import Rule
+from remediator.guards import freshness, plan, scope, storm
+from remediator.ruleset.active import ActiveRules
+from remediator.ruleset.rules import Rule, RuleSet
 from remediator.store.contract import Store
+
+log = logging.getLogger(__name__)
+StormCount = Callable[[str, datetime, float], Awaitable[int]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,7 +56,7 @@ class Decision:
 class Pipeline:
     def __init__(
         self,
-        classifier: Classifier,
+        rules: ActiveRules,
         store: Store,
         runner: ActionRunner,
         recorder: Recorder,
@@ -51,8 +64,7 @@ class Pipeline:
         clock: Clock,
         settings: Settings,
     ) -> None:
-        self._classifier = classifier
-        self._policy = classifier.ruleset.policy
+        self._rules = rules
         self._store = store
         self._runner = runner
         self._recorder = recorder
@@ -83,21 +95,58 @@ class Pipeline:
         only if no one decided the episode meanwhile; its action is queued at once. Any
         other decision is left to ``commit``.
         """
-        rule = self._classifier.classify(incident.alert.labels)
+        ruleset = self._rules.current
+        rule = ruleset.classify(incident.alert.labels)
+        shadow = await self._shadow_or_none(incident, episode_open, rule, ruleset)
         incident = replace(incident, rule=rule.name, severity=rule.severity)
-        stamp = self._recorder.stamp()
+        stamp = self._recorder.stamp(ruleset)
         records = [audit.received(stamp, incident), audit.classified(stamp, incident, rule)]
-        incident = await self._guard(self._plan(self._fresh(incident, episode_open), rule))
+        incident = self._plan(self._fresh(incident, episode_open), rule)
+        incident = await self._guard(incident, ruleset, self._store.storm_add)
         if incident.stopped is None:
-            claimed = await self._claim(incident, rule, records)
+            claimed = await self._claim(incident, rule, records, ruleset)
             if claimed is None:  # decided by another replica first: a resend here
                 self._metrics.alerts_resent.inc()
                 return Decision(incident.episode_id, [], decided=False)
             incident = claimed
         if incident.stopped is not None:
-            records.extend(self._stopped_records(incident, rule))
-            return Decision(incident.episode_id, records)
-        return Decision(incident.episode_id, [], decided=False)
+            records.extend(self._stopped_records(incident, rule, ruleset))
+            return Decision(incident.episode_id, records + shadow)
+        return Decision(incident.episode_id, shadow, decided=False)
+
+    async def _shadow_or_none(
+        self, incident: Incident, episode_open: bool, live: Rule, ruleset: RuleSet
+    ) -> list[AuditRecord]:
+        """``_shadow``, whose failure never touches the live decision: a bug there is logged
+        and the shadow record is missing (the store being away stops the live one too)."""
+        try:
+            return await self._shadow(incident, episode_open, live, ruleset)
+        except StoreUnavailable:
+            raise
+        except Exception:
+            log.exception("the shadow decision for journal entry %s failed", incident.journal_id)
+            return []
+
+    async def _shadow(
+        self, incident: Incident, episode_open: bool, live: Rule, ruleset: RuleSet
+    ) -> list[AuditRecord]:
+        """The record of the shadow rule that would take ``incident`` if it were live
+        (none when no shadow rule would): the live guards, read without writing."""
+        rule = ruleset.shadow_of(incident.alert.labels)
+        if rule is None:
+            return []
+        incident = replace(incident, rule=rule.name, severity=rule.severity)
+        incident = self._plan(self._fresh(incident, episode_open), rule)
+        incident = await self._guard(incident, ruleset, self._store.storm_peek)
+        if incident.stopped is None:
+            assert rule.plan is not None
+            request = jobs.claim_request(incident, rule, ruleset.policy, self._runner.dry_run)
+            verdict = await self._store.claim_preview(request, self._clock.now())
+            incident = incident if verdict.allowed else incident.stop(verdict)
+        stop = incident.stopped
+        pages = rule.escalation if stop and stop.reason not in QUIET_STOPS else ""
+        plan = rule.plan
+        return [audit.shadow(self._recorder.stamp(ruleset), incident, plan, live.name, pages)]
 
     def _fresh(self, incident: Incident, episode_open: bool) -> Incident:
         verdict = freshness.decide(
@@ -113,45 +162,40 @@ class Pipeline:
         if incident.stopped is not None:
             return incident
         if rule.plan is None:
-            return incident.stop(
-                refuse(
-                    StopReason.ESCALATE_ONLY,
-                    f"Rule {rule.name!r} calls for a human, not an action.",
-                )
-            )
+            return incident.stop(plan.escalate_only(rule.name))
         incident = replace(incident, action=rule.plan.name)
         try:
             target = rule.plan.target.render(incident.alert.labels)
         except LookupError as exc:
-            return incident.stop(
-                refuse(StopReason.TARGET_UNRESOLVED, f"No target for {rule.plan.kind}: {exc}.")
-            )
+            return incident.stop(plan.unresolved(rule.plan.kind, exc))
         return replace(incident, target=target)
 
-    async def _guard(self, incident: Incident) -> Incident:
-        target = incident.target
+    async def _guard(
+        self, incident: Incident, ruleset: RuleSet, storm_count: StormCount
+    ) -> Incident:
+        """Scope, then the storm brake, whose window ``storm_count`` notes the target in
+        (``storm_add``) or only reads (``storm_peek``, for a shadow decision)."""
+        target, policy = incident.target, ruleset.policy
         if incident.stopped is not None or target is None:
             return incident
-        verdict = scope.decide(target, self._policy.namespaces)
+        verdict = scope.decide(target, policy.namespaces)
         if verdict.allowed:
-            window_s = self._policy.storm.window_s
-            distinct = await self._store.storm_add(target.key, self._clock.now(), window_s)
-            verdict = storm.decide(
-                distinct, self._policy.storm.max_targets, incident.truncated_alerts
-            )
+            window_s = policy.storm.window_s
+            distinct = await storm_count(target.key, self._clock.now(), window_s)
+            verdict = storm.decide(distinct, policy.storm.max_targets, incident.truncated_alerts)
         return incident if verdict.allowed else incident.stop(verdict)
 
     async def _claim(
-        self, incident: Incident, rule: Rule, records: list[AuditRecord]
+        self, incident: Incident, rule: Rule, records: list[AuditRecord], ruleset: RuleSet
     ) -> Incident | None:
         """Claim the action with the decision so far; the incident stopped by a guard, or
         claimed (its action queued); None when the episode was decided elsewhere first."""
         assert rule.plan is not None
-        request = jobs.claim_request(incident, rule, self._policy, self._runner.dry_run)
+        request = jobs.claim_request(incident, rule, ruleset.policy, self._runner.dry_run)
 
         def decision(claim_id: int) -> list[AuditRecord]:
             claimed = replace(incident, details={"claim_id": claim_id})
-            return [*records, audit.claimed(self._recorder.stamp(), claimed)]
+            return [*records, audit.claimed(self._recorder.stamp(ruleset), claimed)]
 
         result = await self._recorder.claim(request, decision, jobs.stored(incident, rule))
         if result.already_decided:
@@ -167,14 +211,16 @@ class Pipeline:
         self._runner.submit(job)
         return incident
 
-    def _stopped_records(self, incident: Incident, rule: Rule) -> list[AuditRecord]:
+    def _stopped_records(
+        self, incident: Incident, rule: Rule, ruleset: RuleSet
+    ) -> list[AuditRecord]:
         assert incident.stopped is not None and incident.stopped.reason is not None
         reason = incident.stopped.reason
         self._metrics.guard_refusals.labels(reason.value).inc()
-        stamp = self._recorder.stamp()
+        stamp = self._recorder.stamp(ruleset)
         records = [audit.refused(stamp, incident)]
         if reason not in QUIET_STOPS:
-            policy = self._classifier.ruleset.escalations[rule.escalation]
+            policy = ruleset.escalations[rule.escalation]
             records.append(audit.escalated(stamp, incident, rule, policy))
         return records
 
@@ -184,7 +230,8 @@ class Pipeline:
         never the alert. The rule it matches names the policy; when matching fails too, the
         first SEV-1 rule does. Episode ``NO_EPISODE`` (none could be had): the records name
         none and nothing is marked decided."""
-        rule = self._rule_or_fallback(incident.alert.labels)
+        ruleset = self._rules.current
+        rule = self._rule_or_fallback(incident.alert.labels, ruleset)
         incident = replace(incident, rule=rule.name, severity=rule.severity).stop(
             refuse(
                 StopReason.UNPROCESSABLE,
@@ -192,22 +239,24 @@ class Pipeline:
                 f" ({error}); nothing was done, a human must look.",
             )
         )
-        records = self._stopped_records(incident, rule)
+        records = self._stopped_records(incident, rule, ruleset)
         if incident.episode_id == NO_EPISODE:
             records = [replace(r, episode_id=None) for r in records]
         decided = incident.episode_id != NO_EPISODE
         return Decision(incident.episode_id, records, decided=decided)
 
-    def _rule_or_fallback(self, labels: Mapping[str, str]) -> Rule:
+    @staticmethod
+    def _rule_or_fallback(labels: Mapping[str, str], ruleset: RuleSet) -> Rule:
         try:
-            return self._classifier.classify(labels)
+            return ruleset.classify(labels)
         except Exception:  # the failure being handled may be in matching itself
-            rules = self._classifier.ruleset.rules
+            rules = [rule for rule in ruleset.rules if not rule.shadow]
             return next((r for r in rules if r.severity is Severity.SEV1), rules[-1])
 
     def resolved(self, incident: Incident) -> Decision:
         """The episode closed: record it (the incident, if any, resolves with it)."""
-        rule = self._classifier.classify(incident.alert.labels)
+        ruleset = self._rules.current
+        rule = ruleset.classify(incident.alert.labels)
         incident = replace(incident, rule=rule.name, severity=rule.severity)
-        record = audit.resolved(self._recorder.stamp(), incident)
+        record = audit.resolved(self._recorder.stamp(ruleset), incident)
         return Decision(incident.episode_id, [record], decided=False)

@@ -52,6 +52,10 @@ class Delivery:
         self._max_age_s = max_age_s
         self._last_sent: dict[str, float] = {}
 
+    def use(self, sinks: Mapping[str, Sink]) -> None:
+        """The sinks a rule reload configured, from the next send on."""
+        self._sinks = sinks
+
     async def deliver_due(self) -> None:
         """Send what is due; a supervised loop (``runtime/tasks.py``) runs this every
         ``poll_s`` and restarts it after an unexpected failure."""

@@ -16,7 +16,7 @@ from datetime import timedelta
 from remediator.core import dedup_keys
 from remediator.core.model import AuditRecord
 from remediator.core.vocab import Event, Step, StopReason
-from remediator.ruleset.rules import RuleSet
+from remediator.ruleset.active import ActiveRules
 from remediator.store.contract import OutboxItem
 
 log = logging.getLogger(__name__)
@@ -51,9 +51,10 @@ def _summary(record: AuditRecord, why: str) -> str:
     return f"[{record.severity}] {what}{where}: {why or record.sentence}"
 
 
-def plan(records: Sequence[AuditRecord], ruleset: RuleSet) -> tuple[list[OutboxItem], list[int]]:
-    """The notifications ``records`` call for, and the episodes they resolve."""
-    if not ruleset.sinks:
+def plan(records: Sequence[AuditRecord], rules: ActiveRules) -> tuple[list[OutboxItem], list[int]]:
+    """The notifications ``records`` call for, and the episodes they resolve. Each record's
+    escalation policy is the one of the rule set it was decided under (its hash)."""
+    if not rules.current.sinks:
         return [], []
     queued: list[OutboxItem] = []
     resolved: list[int] = []
@@ -66,14 +67,14 @@ def plan(records: Sequence[AuditRecord], ruleset: RuleSet) -> tuple[list[OutboxI
         elif record.step == Step.ESCALATED:
             # The record before says why: the refusal, the failed action, the verification.
             same = previous is not None and previous.episode_id == record.episode_id
-            queued.extend(_tiers(record, ruleset, previous.sentence if same and previous else ""))
+            queued.extend(_tiers(record, rules, previous.sentence if same and previous else ""))
         previous = record
     return queued, resolved
 
 
-def _tiers(record: AuditRecord, ruleset: RuleSet, why: str) -> list[OutboxItem]:
+def _tiers(record: AuditRecord, rules: ActiveRules, why: str) -> list[OutboxItem]:
     name = str(record.details.get("policy", ""))
-    policy = ruleset.escalations.get(name)
+    policy = rules.escalation(name, record.ruleset_hash)
     if policy is None:
         log.error("escalation policy %r is not defined; nothing queued", name)
         return []

@@ -42,7 +42,15 @@ class TargetWindow:
         """Record ``key`` at ``now_s``; return how many distinct keys the window holds."""
         self._last_seen.pop(key, None)
         self._last_seen[key] = now_s
-        horizon = now_s - self._window_s
+        self._forget_before(now_s - self._window_s)
+        return len(self._last_seen)
+
+    def peek(self, key: str, now_s: float) -> int:
+        """What ``add`` would return, recording nothing (only what fell out of the window
+        is let go, as the next ``add`` would)."""
+        self._forget_before(now_s - self._window_s)
+        return len(self._last_seen) + (key not in self._last_seen)
+
+    def _forget_before(self, horizon: float) -> None:
         while self._last_seen and next(iter(self._last_seen.values())) < horizon:
             self._last_seen.popitem(last=False)
-        return len(self._last_seen)

@@ -10,9 +10,12 @@ from __future__ import annotations
 import heapq
 from collections import defaultdict
 from collections.abc import Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING
 
 from remediator.ruleset.matchers import MatchType
-from remediator.ruleset.rules import Rule
+
+if TYPE_CHECKING:  # rules.py builds the index of its RuleSet
+    from remediator.ruleset.rules import Rule
 
 PREFERRED_LABEL = "alertname"
 

@@ -295,6 +295,7 @@ def _compile_rule(position: int, file: str, spec: RuleSpec, compiler: _Compiler)
         verify_within_s=spec.verify_within_s or defaults.verify_within_s,
         escalation=_escalation(where, spec, compiler.merged, defaults),
         description=spec.description,
+        shadow=spec.shadow,
     )
     return replace(rule, digest=_digest(rule, spec))
 
@@ -304,6 +305,8 @@ def _digest(rule: Rule, spec: RuleSpec) -> str:
     written = spec.model_dump(mode="json")
     # Hashed under the key's old name: renaming "match" to "matchers" changes no digest.
     written["match"] = written.pop("matchers")
+    if not written["shadow"]:  # a live rule hashes as it did before the key existed
+        del written["shadow"]
     said = {
         "spec": written,
         "cooldown_s": rule.cooldown_s,
@@ -338,6 +341,13 @@ def _check_catch_all(directory: Path, rules: Sequence[Rule]) -> None:
             f'{last.file}: rule "{last.name}"',
             "matchers",
             'is not empty, but the last rule must be a catch-all with "matchers: []"',
+        )
+    if last.shadow:
+        raise fail(
+            f'{last.file}: rule "{last.name}"',
+            "shadow",
+            "must be false on the catch-all: the last rule decides every alert no other rule"
+            " takes, live",
         )
 
 

@@ -12,12 +12,16 @@ the field, in the manner of Alertmanager's ``undefined receiver "team-X" used in
 
 What the file holds is quoted with escapes (a newline reads as ``\\n``) and cut short, so
 no rule file can make a message span lines or run on.
+
+``error_path`` reads such a sentence back: the path of the field it names, which ``check``
+turns into a line and column with ``strict_yaml.positions``.
 """
 
 from __future__ import annotations
 
 import difflib
 import json
+import re
 import types
 from collections.abc import Mapping, Sequence
 from typing import Any, Union, get_args, get_origin
@@ -27,7 +31,7 @@ from pydantic_core import ErrorDetails
 
 from remediator.core.errors import RuleFileError
 from remediator.ruleset.schema import KIND_PATTERN, NAME_PATTERN, RuleFileSpec
-from remediator.ruleset.strict_yaml import DuplicateKey, YamlError, parse
+from remediator.ruleset.strict_yaml import DuplicateKey, Path, YamlError, parse
 
 SECTIONS = tuple(RuleFileSpec.model_fields)
 SHOWN_CHARS = 64
@@ -295,3 +299,60 @@ def read_rule_file(file: str, data: bytes) -> RuleFileSpec:
         loc = tuple(exc.errors(include_url=False)[0]["loc"])
         where, rest = _section_where(file, raw, loc)
         raise schema_error(where, exc, RuleFileSpec, skip=len(loc) - len(rest)) from None
+
+
+_QUOTED = r'"((?:[^"\\]|\\.)*)"'
+_SUBJECT = re.compile(
+    rf"(?P<kind>rule|action|escalation policy|sink|section) (?:{_QUOTED}|#(?P<number>\d+))"
+    rf"|(?P<part>policy|defaults)"
+)
+_FIELD = re.compile(rf": field {_QUOTED}")
+_STEP = re.compile(r"\[(\d+)\]|([^.\[\]]+)")
+_SECTIONS = {"action": "actions", "escalation policy": "escalations", "sink": "sinks"}
+
+
+def _unquote(text: str) -> str:
+    try:
+        value = json.loads(f'"{text}"')
+    except ValueError:
+        return text
+    return value if isinstance(value, str) else text
+
+
+def _rule_index(name: str, raw: Any, last: bool) -> int | None:
+    rules = raw.get("rules") if isinstance(raw, dict) else None
+    if not isinstance(rules, list):
+        return None
+    found = [i for i, r in enumerate(rules) if isinstance(r, dict) and r.get("name") == name]
+    return (found[-1] if last else found[0]) if found else None
+
+
+def _subject_path(subject: re.Match[str], raw: Any, rest: str) -> Path | None:
+    """The section (and rule or entry) a sentence is about, as a path."""
+    if subject["part"]:
+        return (subject["part"],)
+    kind = subject["kind"]
+    if kind == "rule" and subject["number"]:
+        return ("rules", int(subject["number"]) - 1)
+    name = _unquote(subject[2])
+    if kind == "rule":
+        index = _rule_index(name, raw, "is already used by a rule in" in rest)
+        return None if index is None else ("rules", index)
+    return (name,) if kind == "section" else (_SECTIONS[kind], name)
+
+
+def error_path(sentence: str, raw: Any) -> Path | None:
+    """The path of what ``sentence`` (a rule-file error with its ``file: `` cut off) names:
+    ``rule "cpu": field "target.name" …`` → ``("rules", 3, "target", "name")``; None when it
+    names no section of ``raw`` (the file's values)."""
+    subject = _SUBJECT.match(sentence)
+    if subject is None:
+        return None
+    path = _subject_path(subject, raw, sentence)
+    if path is None:
+        return None
+    named = _FIELD.match(sentence, subject.end())
+    if named is None:
+        return path
+    steps = _STEP.findall(_unquote(named[1]))
+    return (*path, *(int(index) if index else key for index, key in steps))

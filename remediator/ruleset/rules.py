@@ -11,6 +11,7 @@ from pydantic import BaseModel
 from remediator.actions.base import AnyAction
 from remediator.core.model import Severity, Target
 from remediator.guards.claim import Limit
+from remediator.ruleset.index import RuleIndex
 from remediator.ruleset.matchers import Matcher
 from remediator.ruleset.schema import EscalationPolicySpec, PolicySpec
 from remediator.ruleset.template import Template
@@ -55,6 +56,8 @@ class Rule:
     verify_within_s: float
     escalation: str
     description: str = ""
+    shadow: bool = False
+    """Decides as if live, acts and pages never (``RuleSet.shadow_of``)."""
     digest: str = ""
     """What the rule says once defaults are applied, hashed: a claim resumed after a restart
     runs only under the rule it was claimed under."""
@@ -73,9 +76,34 @@ class RuleSet:
     sinks: Mapping[str, Any] = field(default_factory=dict)
     """Escalation sinks by name (their specs; secrets are read when the service starts)."""
     _by_name: Mapping[str, Rule] = field(init=False, repr=False, compare=False)
+    _index: RuleIndex = field(init=False, repr=False, compare=False)
+    _with_shadows: RuleIndex | None = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_by_name", {rule.name: rule for rule in self.rules})
+        live = [rule for rule in self.rules if not rule.shadow]
+        object.__setattr__(self, "_index", RuleIndex(live))
+        shadows = len(live) < len(self.rules)
+        object.__setattr__(self, "_with_shadows", RuleIndex(self.rules) if shadows else None)
+
+    def classify(self, labels: Mapping[str, str]) -> Rule:
+        """The first live rule that matches ``labels``: shadow rules take nothing."""
+        rule = self._index.first_match(labels)
+        # load_rules guarantees a live catch-all, so a miss is a bug, not an input problem.
+        assert rule is not None, "rule set without a catch-all"
+        return rule
+
+    def shadow_of(self, labels: Mapping[str, str]) -> Rule | None:
+        """The shadow rule that would take ``labels`` if it were live: the first rule of the
+        whole table that matches, when that one is a shadow rule."""
+        if self._with_shadows is None:
+            return None
+        rule = self._with_shadows.first_match(labels)
+        return rule if rule is not None and rule.shadow else None
+
+    def candidates(self, labels: Mapping[str, str]) -> list[int]:
+        """Positions, among the live rules, of those ``classify`` tests for ``labels``."""
+        return self._index.candidates(labels)
 
     def rule(self, name: str) -> Rule | None:
         """The rule named ``name`` (claims, undos and follow-ups name theirs); None if gone."""

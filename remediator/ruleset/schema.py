@@ -131,6 +131,9 @@ class RuleSpec(Strict):
     verify_within_s: float | None = Field(default=None, gt=0, le=HOUR_S)
     """Overrides ``defaults.verify_within_s``; the same bounds."""
     escalation: str | None = None
+    shadow: bool = False
+    """Decide and audit as if live, but never claim, act or page: a new rule watched in
+    production before it is trusted. The live rules decide every alert as without it."""
 
     _old_key: bool = PrivateAttr(default=False)
 

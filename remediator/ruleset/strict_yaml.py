@@ -19,7 +19,12 @@ Plain scalars resolve as in PyYAML's ``SafeLoader`` (YAML 1.1: ``yes`` is true, 
 field is a date.
 
 Errors are ``YamlError``, whose ``problem`` is the end of a sentence about the file
-(``uses the anchor "&a" on line 3; …``); ``read`` puts the file name in front.
+(``uses the anchor "&a" on line 3; …``) and whose ``mark`` is where (line, column); ``read``
+puts the file name in front.
+
+``positions`` is the other reading, for ``check``: where each key and list item of a file
+starts, by its path (``("rules", 3, "target", "name")`` → ``(41, 7)``), 1-based. It walks the
+events again rather than slowing ``parse``, which ``serve`` runs on every rule.
 """
 
 from __future__ import annotations
@@ -73,29 +78,42 @@ _SEQUENCE_START, _SEQUENCE_END = yaml.SequenceStartEvent, yaml.SequenceEndEvent
 _DOCUMENT_START, _STREAM_END = yaml.DocumentStartEvent, yaml.StreamEndEvent
 
 
-class YamlError(Exception):
-    """The file is not YAML a rule file may hold; ``problem`` ends the sentence."""
+Path = tuple[int | str, ...]
+"""Keys and indices from the document down to a value: ``("rules", 3, "target", "name")``."""
+Position = tuple[int, int]
+"""A line and a column, both 1-based."""
 
-    def __init__(self, problem: str) -> None:
+
+class YamlError(Exception):
+    """The file is not YAML a rule file may hold; ``problem`` ends the sentence, ``mark`` is
+    where the problem starts (None when libyaml did not say)."""
+
+    def __init__(self, problem: str, mark: Position | None = None) -> None:
         super().__init__(problem)
         self.problem = problem
+        self.mark = mark
 
 
 class DuplicateKey(YamlError):
     """``key`` twice in the mapping at ``path``; ``root`` is the document up to there."""
 
     def __init__(
-        self, path: tuple[int | str, ...], key: Any, lines: tuple[int, int], root: Any
+        self, path: Path, key: Any, lines: tuple[int, int], root: Any, mark: Position | None
     ) -> None:
         first, second = lines
         where = f"on line {first}" if first == second else f"on lines {first} and {second}"
-        super().__init__(f'has the key "{key}" twice in one mapping, {where}')
+        super().__init__(f'has the key "{key}" twice in one mapping, {where}', mark)
         self.path, self.key, self.where, self.root = path, key, where, root
 
 
 def _line(event: yaml.Event) -> int:
     mark = event.start_mark
     return int(mark.line) + 1 if mark is not None else 0
+
+
+def _mark(event: yaml.Event) -> Position | None:
+    mark = event.start_mark
+    return (int(mark.line) + 1, int(mark.column) + 1) if mark is not None else None
 
 
 def _at(event: yaml.Event) -> str:
@@ -105,14 +123,17 @@ def _at(event: yaml.Event) -> str:
 
 def _tag_error(event: yaml.NodeEvent) -> YamlError:
     tag = str(getattr(event, "tag", "")).replace("tag:yaml.org,2002:", "!!")
-    return YamlError(f'uses the tag "{tag}" on line {_line(event)}; rule files take no tags')
+    return YamlError(
+        f'uses the tag "{tag}" on line {_line(event)}; rule files take no tags', _mark(event)
+    )
 
 
 def _number(text: str, tag: str, event: yaml.Event) -> Any:
     if len(text) > MAX_NUMBER_CHARS:
         raise YamlError(
             f"holds a number of {len(text)} characters on line {_line(event)}; a number in a"
-            f" rule file has at most {MAX_NUMBER_CHARS}"
+            f" rule file has at most {MAX_NUMBER_CHARS}",
+            _mark(event),
         )
     node = yaml.ScalarNode(tag, text)
     try:
@@ -120,7 +141,9 @@ def _number(text: str, tag: str, event: yaml.Event) -> Any:
             return _CONSTRUCTOR.construct_yaml_int(node)
         return _CONSTRUCTOR.construct_yaml_float(node)
     except ValueError:  # "0x_": PyYAML's regex takes it, int() does not
-        raise YamlError(f"holds {text} on line {_line(event)}, which is not a number") from None
+        raise YamlError(
+            f"holds {text} on line {_line(event)}, which is not a number", _mark(event)
+        ) from None
 
 
 def _numeric(text: str, event: yaml.ScalarEvent) -> Any:
@@ -135,10 +158,15 @@ def _numeric(text: str, event: yaml.ScalarEvent) -> Any:
     return text
 
 
+def _anchor_error(event: yaml.NodeEvent) -> YamlError:
+    problem = f'uses the anchor "&{event.anchor}" on line {_line(event)}; {_NO_ANCHORS}'
+    return YamlError(problem, _mark(event))
+
+
 def _tagged(event: yaml.ScalarEvent) -> str:
     """A scalar with an anchor or a tag: refused, unless the tag only says "text"."""
     if event.anchor is not None:
-        raise YamlError(f'uses the anchor "&{event.anchor}" on line {_line(event)}; {_NO_ANCHORS}')
+        raise _anchor_error(event)
     if event.tag not in _STR_TAGS:
         raise _tag_error(event)
     return str(event.value)
@@ -146,11 +174,13 @@ def _tagged(event: yaml.ScalarEvent) -> str:
 
 def _check_collection(event: yaml.CollectionStartEvent, depth: int) -> None:
     if event.anchor is not None:
-        raise YamlError(f'uses the anchor "&{event.anchor}" on line {_line(event)}; {_NO_ANCHORS}')
+        raise _anchor_error(event)
     if event.tag is not None and event.tag not in _COLLECTION_TAGS:
         raise _tag_error(event)
     if depth >= MAX_DEPTH:
-        raise YamlError(f"nests lists and mappings more than {MAX_DEPTH} deep at {_at(event)}")
+        raise YamlError(
+            f"nests lists and mappings more than {MAX_DEPTH} deep at {_at(event)}", _mark(event)
+        )
 
 
 _NO_KEY: Any = object()
@@ -158,7 +188,7 @@ _Frame = tuple[Any, Any, dict[Any, yaml.Event]]
 """An open container's parent, the key it sits under there, and the parent's key events."""
 
 
-def _path(stack: list[_Frame]) -> tuple[int | str, ...]:
+def _path(stack: list[_Frame]) -> Path:
     """Indices and keys from the document down to the innermost open container."""
     steps: list[int | str] = []
     for parent, key, _ in stack[1:]:
@@ -171,8 +201,9 @@ def _key_error(
     stack: list[_Frame], root: Any,
 ) -> YamlError:  # fmt: skip
     if key in top:
-        return DuplicateKey(_path(stack), key, (_line(marks[key]), _line(event)), root)
-    return YamlError(f"uses a merge key (<<) on line {_line(event)}; {_NO_ANCHORS}")
+        lines = (_line(marks[key]), _line(event))
+        return DuplicateKey(_path(stack), key, lines, root, _mark(event))
+    return YamlError(f"uses a merge key (<<) on line {_line(event)}; {_NO_ANCHORS}", _mark(event))
 
 
 def _build(next_event: Callable[[], Any]) -> Any:
@@ -220,7 +251,9 @@ def _build(next_event: Callable[[], Any]) -> Any:
                 root = container
             elif key is _NO_KEY:
                 what = "mapping" if kind is _MAPPING_START else "list"
-                raise YamlError(f"uses a {what} as a mapping key on line {_line(event)}")
+                raise YamlError(
+                    f"uses a {what} as a mapping key on line {_line(event)}", _mark(event)
+                )
             else:
                 top[key] = container
             stack.append((top, key, marks))
@@ -230,11 +263,14 @@ def _build(next_event: Callable[[], Any]) -> Any:
             key = _NO_KEY
         elif kind is _ALIAS:
             alias = f'"*{event.anchor}"'
-            raise YamlError(f"uses the alias {alias} on line {_line(event)}; {_NO_ANCHORS}")
+            problem = f"uses the alias {alias} on line {_line(event)}; {_NO_ANCHORS}"
+            raise YamlError(problem, _mark(event))
         elif kind is _DOCUMENT_START:
             documents += 1
             if documents > 1:
-                raise YamlError(f"holds a second YAML document, from line {_line(event)}")
+                raise YamlError(
+                    f"holds a second YAML document, from line {_line(event)}", _mark(event)
+                )
         elif kind is _STREAM_END:
             return root
 
@@ -246,7 +282,8 @@ def _syntax_error(exc: yaml.YAMLError) -> YamlError:
         context = ""
         if exc.context and exc.context_mark:
             context = f" ({exc.context} started on line {exc.context_mark.line + 1})"
-        return YamlError(f"is not valid YAML at {at}: {exc.problem}{context}")
+        where = (mark.line + 1, mark.column + 1) if mark else None
+        return YamlError(f"is not valid YAML at {at}: {exc.problem}{context}", where)
     if isinstance(exc, yaml.reader.ReaderError):
         return YamlError(f"is not valid YAML at byte {exc.position}: {exc.reason}")
     return YamlError("is not valid YAML")
@@ -262,3 +299,54 @@ def parse(data: bytes, parser: type[yaml.SafeLoader] | None = None) -> Any:
         raise _syntax_error(exc) from None
     finally:
         source.dispose()
+
+
+def positions(data: bytes) -> dict[Path, Position]:
+    """Where each key (its key's text) and each list item starts, by path, 1-based. On YAML
+    ``parse`` refuses it stops where the refusal is and keeps what it found before."""
+    found: dict[Path, Position] = {}
+    source = _EventSource(data)
+    try:
+        _walk(source.get_event, found)
+    except yaml.YAMLError:
+        pass  # the error ``parse`` reports; what came before it is placed all the same
+    finally:
+        source.dispose()
+    return found
+
+
+class _Open:
+    """An open list or mapping while ``positions`` walks: its path and what comes next."""
+
+    def __init__(self, path: Path, mapping: bool) -> None:
+        self.path, self.mapping = path, mapping
+        self.index = 0
+        self.key: Any = _NO_KEY
+
+    def place(self, event: yaml.Event, found: dict[Path, Position]) -> Path | None:
+        """The path of the value ``event`` starts, or None when it is a mapping's key."""
+        if self.mapping and self.key is _NO_KEY:
+            if not isinstance(event, _SCALAR):
+                raise yaml.YAMLError("a list or mapping as a key")  # parse refuses it too
+            self.key = str(event.value)
+            found.setdefault((*self.path, self.key), _mark(event) or (0, 0))
+            return None
+        if self.mapping:
+            here: Path = (*self.path, self.key)
+            self.key = _NO_KEY
+        else:
+            here = (*self.path, self.index)
+            found.setdefault(here, _mark(event) or (0, 0))
+            self.index += 1
+        return here
+
+
+def _walk(next_event: Callable[[], Any], found: dict[Path, Position]) -> None:
+    stack: list[_Open] = []
+    while not isinstance(event := next_event(), _STREAM_END):
+        if isinstance(event, _MAPPING_END | _SEQUENCE_END):
+            stack.pop()
+            continue
+        here = stack[-1].place(event, found) if stack else ()
+        if here is not None and isinstance(event, _MAPPING_START | _SEQUENCE_START):
+            stack.append(_Open(here, isinstance(event, _MAPPING_START)))

@@ -9,7 +9,7 @@ import asyncio
 import contextlib
 import logging
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
 from aiohttp import web
@@ -30,11 +30,11 @@ from remediator.core.clock import Clock, SystemClock
 from remediator.core.errors import RequestRejected
 from remediator.core.metrics import Metrics
 from remediator.core.outage import Outage
-from remediator.decide.classify import Classifier
 from remediator.decide.pipeline import Pipeline
 from remediator.decide.worker import JournalWorker
 from remediator.escalate import plan as escalate
 from remediator.escalate.delivery import Delivery
+from remediator.escalate.sinks.base import Sink
 from remediator.escalate.sinks.registry import build_sinks
 from remediator.ingest import edge, webhook
 from remediator.ingest.ackgate import AckGate
@@ -42,8 +42,10 @@ from remediator.ingest.auth import BearerAuth, NoAuth
 from remediator.ingest.journal import DRAIN_EVERY_S, Journal
 from remediator.ingest.validation import Validator
 from remediator.ingest.webhook import WebhookState
+from remediator.ruleset.active import ActiveRules
 from remediator.ruleset.load import load_rules
 from remediator.ruleset.rules import RuleSet
+from remediator.runtime import reload
 from remediator.runtime.lease import Lease
 from remediator.runtime.tasks import Loops
 from remediator.store import open_store
@@ -66,7 +68,8 @@ class Services:
 
 
 SETTINGS = web.AppKey("settings", Settings)
-RULESET = web.AppKey("ruleset", RuleSet)
+RULES = web.AppKey("rules", ActiveRules)
+RELOADER = web.AppKey("reloader", reload.Reloader)
 REGISTRY = web.AppKey("registry", CollectorRegistry)
 SERVICES = web.AppKey("services", Services)
 KUBE = web.AppKey("kube", KubeHandle)
@@ -94,7 +97,7 @@ async def _webhook_expect(request: web.Request) -> web.Response | None:
     return await webhook.expect(request, request.app[SERVICES].webhook)
 
 
-async def _decisions_expect(request: web.Request) -> web.Response | None:
+async def _authenticated_expect(request: web.Request) -> web.Response | None:
     try:
         request.app[SERVICES].webhook.auth.check(webhook.authorization(request))
     except RequestRejected as exc:
@@ -112,6 +115,33 @@ async def _decisions(request: web.Request) -> web.Response:
         return webhook.error_response(exc)
     records = await services.store.decisions(query)
     return web.json_response(api.page_json(records, query))
+
+
+async def _reload(request: web.Request) -> web.Response:
+    """``POST /-/reload``: 200 and the active hash once the new set decides; 500 naming
+    the error when the old set stays (as Prometheus's ``/-/reload`` answers)."""
+    try:
+        request.app[SERVICES].webhook.auth.check(webhook.authorization(request))
+    except RequestRejected as exc:
+        return webhook.error_response(exc)
+    result = await request.app[RELOADER].reload("http")
+    if not result.successful:
+        body = {"error": "reload_failed", "detail": result.error, "hash": result.hash}
+        return web.json_response(body, status=500)
+    return web.json_response({"status": "success", "hash": result.hash, "changed": result.changed})
+
+
+async def _rules(request: web.Request) -> web.Response:
+    """``GET /api/v1/rules``: the active set, its hash, files and load time, its rules in
+    order, and how the last reload went."""
+    try:
+        request.app[SERVICES].webhook.auth.check(webhook.authorization(request))
+    except RequestRejected as exc:
+        return webhook.error_response(exc)
+    last = request.app[RELOADER].last
+    body = api.rules_json(request.app[RULES])
+    body["last_reload"] = last.json() if last else None
+    return web.json_response(body)
 
 
 async def _healthz(_: web.Request) -> web.Response:
@@ -140,33 +170,51 @@ async def _metrics(request: web.Request) -> web.Response:
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
-def _services(app: web.Application, store: Store, clock: Clock) -> Services:
-    settings, ruleset = app[SETTINGS], app[RULESET]
-    metrics = Metrics(app[REGISTRY], default_registry(), ruleset.sinks)
-    store.watch(Outage("state_store", metrics, "state store"))
-    recorder = Recorder(store, metrics, clock, ruleset, plan=escalate.plan)
+@dataclass(frozen=True, slots=True)
+class DecisionCore:
+    """What decides and acts, over one store: ``serve`` puts the ingest around it, the
+    offline engine (``simulate``) a virtual clock and recording sinks."""
+
+    recorder: Recorder
+    runner: ActionRunner
+    worker: JournalWorker
+
+
+def decision_core(
+    store: Store,
+    rules: ActiveRules,
+    metrics: Metrics,
+    clock: Clock,
+    settings: Settings,
+    gate: AckGate,
+) -> DecisionCore:
+    policy = rules.current.policy
+    recorder = Recorder(store, metrics, clock, rules, plan=escalate.plan)
     runner = ActionRunner(
-        store,
-        recorder,
-        metrics,
-        clock,
-        dry_run=settings.dry_run,
-        max_concurrent=ruleset.policy.max_concurrent_actions,
-        require_opt_in=ruleset.policy.require_opt_in,
+        store, recorder, metrics, clock, dry_run=settings.dry_run,
+        max_concurrent=policy.max_concurrent_actions, require_opt_in=policy.require_opt_in,
         stale_after_s=settings.stale_after_s,
-    )
-    pipeline = Pipeline(Classifier(ruleset), store, runner, recorder, metrics, clock, settings)
-    gate = AckGate()
+    )  # fmt: skip
+    pipeline = Pipeline(rules, store, runner, recorder, metrics, clock, settings)
     worker = JournalWorker(store, pipeline, metrics, clock, settings, gate)
+    return DecisionCore(recorder, runner, worker)
+
+
+def _services(app: web.Application, store: Store, clock: Clock) -> Services:
+    settings, rules = app[SETTINGS], app[RULES]
+    metrics = Metrics(app[REGISTRY], default_registry(), rules.current.sinks)
+    store.watch(Outage("state_store", metrics, "state store"))
+    gate = AckGate()
+    core = decision_core(store, rules, metrics, clock, settings, gate)
     auth = BearerAuth(settings.token_file) if settings.token_file else NoAuth()
     validator = Validator(settings.payload_limits, settings.validation_workers)
     journal = Journal(
-        store, worker, clock, metrics, settings.journal_spool, settings.journal_timeout_s
+        store, core.worker, clock, metrics, settings.journal_spool, settings.journal_timeout_s
     )
     state = WebhookState(settings, auth, journal, metrics, clock, gate, validator)
     return Services(
-        store=store, worker=worker, runner=runner, webhook=state, metrics=metrics, journal=journal,
-        recorder=recorder, loops=Loops(metrics.loop_failures),
+        store=store, worker=core.worker, runner=core.runner, webhook=state, metrics=metrics,
+        journal=journal, recorder=core.recorder, loops=Loops(metrics.loop_failures),
     )  # fmt: skip
 
 
@@ -183,7 +231,7 @@ def _lifecycle(clock: Clock) -> Callable[[web.Application], AsyncIterator[None]]
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         settings = app[SETTINGS]
         kube = app[KUBE]
-        sinks = build_sinks(app[RULESET].sinks)
+        sinks = build_sinks(app[RULES].current.sinks)
         if not sinks:
             log.warning("no escalation sinks configured: escalations are audited, not sent")
         kube.client = await _connect_kube(settings)
@@ -212,7 +260,11 @@ def _lifecycle(clock: Clock) -> Callable[[web.Application], AsyncIterator[None]]
             store, services.recorder, sinks, http, services.metrics, clock,
             poll_s=settings.delivery_poll_s, max_age_s=settings.delivery_max_age_s,
         )  # fmt: skip
+        await app[RELOADER].bind(services.metrics, _applier(services, delivery))
         _register_loops(services, settings, lease, aftercare, delivery, http)
+        if settings.rules_watch_s > 0:
+            services.loops.every("rules_watch", app[RELOADER].look, settings.rules_watch_s,
+                                 wait_first=True, required=False)  # fmt: skip
         await services.webhook.validator.warm()  # before /readyz can answer: the port waits
         services.loops.start()
         try:
@@ -231,6 +283,17 @@ def _lifecycle(clock: Clock) -> Callable[[web.Application], AsyncIterator[None]]
             await app[DATABASES].close()
 
     return lifecycle
+
+
+def _applier(services: Services, delivery: Delivery) -> reload.Apply:
+    """What a reloaded set changes beyond the decisions: the runner's bounds, the sinks."""
+
+    def apply(ruleset: RuleSet, sinks: Mapping[str, Sink]) -> None:
+        services.runner.apply(ruleset.policy)
+        delivery.use(sinks)
+        services.metrics.sinks_configured(sinks)
+
+    return apply
 
 
 def _register_loops(
@@ -297,14 +360,21 @@ def init_app(
     app[KUBE] = KubeHandle()
     app[DATABASES] = DatabaseHandle()
     actions = default_registry(app[KUBE], app[DATABASES])
-    app[RULESET] = ruleset or load_rules(settings.rules_dir, actions)
+    clock = clock or SystemClock()
+    seen = reload.fingerprint(settings.rules_dir)  # before the read: a later change is seen
+    app[RULES] = ActiveRules(ruleset or load_rules(settings.rules_dir, actions), clock.now())
+    app[RELOADER] = reload.Reloader(settings.rules_dir, actions, app[RULES], clock, seen)
     app[REGISTRY] = registry or CollectorRegistry()
     app[edge.REFUSALS] = _count_refusals(app)
-    app.cleanup_ctx.append(_lifecycle(clock or SystemClock()))
+    app.cleanup_ctx.append(_lifecycle(clock))
     # The expect handlers authenticate before aiohttp's router sends 100 Continue.
     app.router.add_post("/webhook", _webhook, expect_handler=_webhook_expect)
-    app.router.add_get("/api/v1/decisions", _decisions, expect_handler=_decisions_expect)
-    app.router.add_get("/healthz", _healthz)
-    app.router.add_get("/readyz", _readyz)
+    app.router.add_get("/api/v1/decisions", _decisions, expect_handler=_authenticated_expect)
+    app.router.add_get("/api/v1/rules", _rules, expect_handler=_authenticated_expect)
+    app.router.add_post("/-/reload", _reload, expect_handler=_authenticated_expect)
+    for path in ("/healthz", "/-/healthy"):  # the second as Prometheus and Alertmanager
+        app.router.add_get(path, _healthz)
+    for path in ("/readyz", "/-/ready"):
+        app.router.add_get(path, _readyz)
     app.router.add_get("/metrics", _metrics)
     return app

@@ -176,6 +176,12 @@ class JournalStore(Protocol):
 
     async def journal_entry(self, journal_id: int) -> JournalEntry: ...
 
+    async def journal_since(self, since: datetime, after_id: int, limit: int) -> list[JournalEntry]:
+        """Up to ``limit`` entries received at ``since`` or later with an id above
+        ``after_id``, by id, processed or not (kept until pruned): what ``journal export``
+        writes for ``replay``."""
+        ...
+
     async def journal_done(self, journal_id: int, now: datetime) -> None: ...
 
     async def journal_prune(self, done_before: datetime) -> int:
@@ -242,6 +248,16 @@ class ClaimStore(Protocol):
     async def storm_add(self, target: str, now: datetime, window_s: float) -> int:
         """Note that ``target`` needs action now; how many distinct targets did, across
         replicas, within the last ``window_s`` seconds."""
+        ...
+
+    async def storm_peek(self, target: str, now: datetime, window_s: float) -> int:
+        """What ``storm_add`` would answer for ``target`` now, noting nothing: for a shadow
+        rule's decision, which must leave the live brake as it is."""
+        ...
+
+    async def claim_preview(self, request: ClaimRequest, now: datetime) -> Verdict:
+        """The claim guards' verdict on ``request`` now, against the live claims, taking
+        nothing: for a shadow rule's decision."""
         ...
 
 

@@ -109,3 +109,7 @@ class PostgresStore(SqlStore):
 
     async def storm_add(self, target: str, now: datetime, window_s: float) -> int:
         return await self.run(_storm_add(target, ts(now), window_s))
+
+    async def storm_peek(self, target: str, now: datetime, window_s: float) -> int:
+        since = {"since": ts(now) - window_s, "target": target}
+        return 1 + int(await self.run(value(sql.STORM_OTHERS, since)) or 0)

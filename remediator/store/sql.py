@@ -61,6 +61,10 @@ JOURNAL_PENDING = Statement(
     "SELECT id FROM journal WHERE owner = :owner AND done_at IS NULL ORDER BY id"
 )
 JOURNAL_ENTRY = Statement("SELECT id, received_at, body FROM journal WHERE id = :id")
+JOURNAL_SINCE = Statement(
+    "SELECT id, received_at, body FROM journal WHERE received_at >= :since AND id > :after"
+    " ORDER BY id LIMIT :limit"
+)
 JOURNAL_DONE = Statement("UPDATE journal SET done_at = :now WHERE id = :id")
 JOURNAL_PRUNE = Statement("DELETE FROM journal WHERE done_at IS NOT NULL AND done_at < :before")
 
@@ -201,6 +205,9 @@ STORM_SEEN = Statement(
     " ON CONFLICT (target) DO UPDATE SET seen_at = excluded.seen_at"
 )
 STORM_COUNT = Statement("SELECT COUNT(*) FROM storm_targets")
+STORM_OTHERS = Statement(
+    "SELECT COUNT(*) FROM storm_targets WHERE seen_at >= :since AND target <> :target"
+)
 
 # ----- aftercare: undos and follow-ups
 

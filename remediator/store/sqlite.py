@@ -181,3 +181,7 @@ class SqliteStore(SqlStore):
         (a transaction per alert would cost a disk flush each, in a storm of all times)."""
         window = self._storm_windows.setdefault(window_s, TargetWindow(window_s))
         return window.add(target, ts(now))
+
+    async def storm_peek(self, target: str, now: datetime, window_s: float) -> int:
+        window = self._storm_windows.setdefault(window_s, TargetWindow(window_s))
+        return window.peek(target, ts(now))

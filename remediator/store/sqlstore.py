@@ -153,6 +153,12 @@ def _claim(
     return ClaimResult(verdict, claim_id, records=records)
 
 
+def _claim_preview(r: ClaimRequest, now: float) -> Program[Verdict]:
+    """Reads only, so without the claims lock: a verdict as of now, which a claim taken
+    meanwhile may change (a shadow decision is a forecast, not a right to act)."""
+    return claim_guards.decide(r, (yield from _claim_facts(r, now)))
+
+
 def _claim_recheck(
     claim_id: int, r: ClaimRequest, now: float, owner: str
 ) -> Program[Verdict | None]:
@@ -286,6 +292,11 @@ class SqlStore:
             raise StoreUnavailable(f"journal entry {journal_id} is missing")
         return JournalEntry(int(found[0]), dt(found[1]), lz4.frame.decompress(found[2]))
 
+    async def journal_since(self, since: datetime, after_id: int, limit: int) -> list[JournalEntry]:
+        params = {"since": ts(since), "after": after_id, "limit": limit}
+        found = await self.run(rows(sql.JOURNAL_SINCE, params))
+        return [JournalEntry(int(r[0]), dt(r[1]), lz4.frame.decompress(r[2])) for r in found]
+
     async def journal_done(self, journal_id: int, now: datetime) -> None:
         await self.run(count(sql.JOURNAL_DONE, {"now": ts(now), "id": journal_id}))
 
@@ -308,6 +319,9 @@ class SqlStore:
         self, request: ClaimRequest, now: datetime, decision: ClaimedDecision | None = None
     ) -> ClaimResult:
         return await self.run(_claim(request, ts(now), self.owner, decision), atomic=True)
+
+    async def claim_preview(self, request: ClaimRequest, now: datetime) -> Verdict:
+        return await self.run(_claim_preview(request, ts(now)))
 
     async def claim_recheck(
         self, claim_id: int, request: ClaimRequest, now: datetime

@@ -110,7 +110,7 @@ class StateTables:
         self.dsn = dsn
 
     async def fetch(self, sql: str, *args: Any) -> list[dict[str, Any]]:
-        conn = await asyncpg.connect(self.dsn, timeout=5)
+        conn = await asyncpg.connect(self.dsn, timeout=15)
         try:
             return [dict(row) for row in await conn.fetch(sql, *args)]
         finally:
