@@ -129,6 +129,11 @@ class Settings(BaseSettings):
     a bad file at a reload (SIGHUP, ``POST /-/reload``, the watch) leaves the rules loaded
     before it deciding."""
 
+    external_url: str = Field(default="", max_length=2048, pattern=r"^(https?://[^\s?#]+)?$")
+    """How people reach this service (``https://remediator.example.com``): pages link to
+    the episode's decisions under it. Empty (the default): pages carry no such link, rather
+    than one that cannot work."""
+
     rules_watch_s: float = seconds(0.0, at_least=0.0, at_most=3_600.0)
     """Seconds between looks at the rule files for a change, which reloads them; 0 (the
     default) looks never. For a ConfigMap mount: the kubelet swaps the files in at once
@@ -320,6 +325,7 @@ class Settings(BaseSettings):
 VARIABLES: Mapping[str, str] = {
     "RULES": "rules_dir",
     "RULES_WATCH_SECONDS": "rules_watch_s",
+    "EXTERNAL_URL": "external_url",
     "STATE": "state_url",
     "TOKEN_FILE": "token_file",
     "INSECURE_NO_AUTH": "insecure_no_auth",

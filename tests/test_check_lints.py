@@ -235,3 +235,22 @@ def test_the_shipped_rules_pass_with_no_finding(
         "Checking rules/10-platform.yaml  SUCCESS",
         f"ok: 14 rules (8 with actions) in 2 files, rule-set hash {rule_set_hash(REPO / 'rules')}",
     ]
+
+
+@pytest.mark.parametrize(
+    ("earlier_shadow", "later_shadow", "unreachable"),
+    [(True, False, False), (False, True, True), (True, True, True), (False, False, True)],
+    ids=["a shadow takes nothing from a live rule", "a live rule hides a later shadow",
+         "a shadow hides a later shadow", "both live"],
+)  # fmt: skip
+def test_a_shadow_rule_covers_only_the_shadow_rules_after_it(
+    tmp_path: Path, earlier_shadow: bool, later_shadow: bool, unreachable: bool
+) -> None:
+    text = RULES.format(earlier=['a="x"'], later=['a="x"'])
+    text = text.replace("name: earlier,", f"name: earlier, shadow: {str(earlier_shadow).lower()},")
+    text = text.replace("name: later,", f"name: later, shadow: {str(later_shadow).lower()},")
+    (tmp_path / "10-rules.yaml").write_text(text)
+    ruleset = load_rules(tmp_path, default_registry())
+    sources = {"10-rules.yaml": Source.read("10-rules.yaml", text.encode())}
+    found = [f.lint for f in lint(ruleset, sources)]
+    assert found == (["unreachable-rule"] if unreachable else [])

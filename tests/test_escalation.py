@@ -158,6 +158,56 @@ async def test_a_sev1_pages_at_once_climbs_the_ladder_while_open_and_resolves_ev
     assert "Resolved" in world.slack.messages[-1]["json"]["text"]
 
 
+ALERT_CONTENT = {
+    "annotations": {"summary": "API down", "description": "No healthy upstream for 2 min.",
+                    "runbook_url": "https://runbooks.example/api-down"},
+    "generatorURL": "http://prometheus.example:9090/graph?g0.expr=up%3D%3D0",
+}  # fmt: skip
+
+
+async def test_a_page_carries_the_alerts_own_words_a_silence_link_and_the_episode_link(
+    tmp_path: Path, stubs: Any
+) -> None:
+    settings = world_settings(tmp_path, stubs).model_copy(
+        update={"external_url": "https://remediator.example.com/"}
+    )
+    clock, pd, _, _, hook = stubs
+    async with serve(settings, clock=clock) as service:
+        world = World(service, clock, *stubs[1:])
+        alert = webhook_alert(labels={"alertname": "APIUnavailable", "region": "eu-1"},
+                              **ALERT_CONTENT)  # fmt: skip
+        await world.post(alert, externalURL="http://alertmanager.example:9093")
+        await world.post(cpu(namespace="kube-system"))  # a guard refusal: the webhook sink
+        await eventually(lambda: len(pd.events) == 1 and len(hook.received) == 1, "the pages")
+    [trigger] = pd.events
+    content = trigger["payload"]["custom_details"]["alert"]
+    assert content == {
+        "labels": {"alertname": "APIUnavailable", "region": "eu-1"},
+        "annotations": ALERT_CONTENT["annotations"],
+        "generator_url": ALERT_CONTENT["generatorURL"],
+        "starts_at": alert["startsAt"],
+        "silence_url": "http://alertmanager.example:9093/#/silences/new?filter="
+        "%7Balertname%3D%22APIUnavailable%22%2Cregion%3D%22eu-1%22%7D",
+    }
+    episode = trigger["payload"]["custom_details"]["episode"]
+    decisions = f"https://remediator.example.com/api/v1/decisions?episode={episode}"
+    assert trigger["payload"]["custom_details"]["decisions"] == decisions
+    body = json.loads(hook.received[0].body)
+    assert body["details"]["alert"]["labels"]["namespace"] == "kube-system"
+    assert body["details"]["alert"]["silence_url"] == (  # the Alertmanager that sent it
+        "http://alertmanager:9093/#/silences/new?filter=%7Balertname%3D%22HighCPUUsage%22"
+        "%2Cdeployment%3D%22api%22%2Cnamespace%3D%22kube-system%22%7D"
+    )
+
+
+async def test_without_an_external_url_a_page_has_no_episode_link_rather_than_a_broken_one(
+    world: World,
+) -> None:
+    await world.post(down())
+    await eventually(lambda: len(world.pd.events) == 1, "the first page")
+    assert "decisions" not in world.pd.events[0]["payload"]["custom_details"]
+
+
 async def test_tiers_not_yet_due_are_dropped_when_the_episode_resolves(world: World) -> None:
     await world.post(down())
     await eventually(lambda: len(world.pd.events) == 1, "the first page")

@@ -312,3 +312,27 @@ def test_a_refusal_builder_takes_its_reason_from_the_verdict_and_nothing_else() 
     )  # fmt: skip
     resolved = incident.stop(refuse(StopReason.RESOLVED, "Gone."))
     assert records.refused(records.Stamp(T0, "hash"), resolved).outcome is Outcome.RESOLVED
+
+
+@pytest.mark.parametrize(
+    ("alertmanager_url", "labels", "silence_url"),
+    [
+        ("", {"alertname": "X"}, ""),
+        ("http://am:9093/", {"b": "2", "alertname": "X"},
+         "http://am:9093/#/silences/new?filter=%7Balertname%3D%22X%22%2Cb%3D%222%22%7D"),
+        ("https://am.example/prefix", {"alertname": 'say "hi" & <go>'},
+         "https://am.example/prefix/#/silences/new?filter="
+         "%7Balertname%3D%22say%20%5C%22hi%5C%22%20%26%20%3Cgo%3E%22%7D"),
+    ],
+    ids=["no Alertmanager named", "sorted and quoted", "a value with quotes and markup"],
+)  # fmt: skip
+def test_a_page_silences_the_alert_by_its_own_labels_in_the_alertmanager_that_sent_it(
+    alertmanager_url: str, labels: dict[str, str], silence_url: str
+) -> None:
+    alert = Alert("fp", AlertStatus.FIRING, labels, {"summary": "s"}, T0, None, "http://gen")
+    incident = Incident(alert, 1, 1, T0, alertmanager_url=alertmanager_url)
+    content = records.alert_content(incident)
+    assert content["silence_url"] == silence_url
+    assert (content["labels"], content["annotations"], content["generator_url"]) == (
+        labels, {"summary": "s"}, "http://gen",
+    )  # fmt: skip

@@ -4,7 +4,11 @@ testsuite/testcase/failure elements with the right counts; a test file that does
 exits 2 with one sentence naming file, place and field. World facts: the in-memory cluster
 answers the prechecks' reads with the real client's values and errors and refuses every
 write; a case with ``world:`` inputs has its dry-run claims prechecked against it (opt-in,
-HPA, min_healthy refusals, in their exact sentences), a case without has no cluster."""
+HPA, min_healthy refusals, in their exact sentences), a case without has no cluster. Its
+database sessions are what kill_query's precheck reads (aged on the case's clock, with the
+real query's exclusions; every signal refused), and its sinks answer ok, unavailable
+(retried, after ``retry_after_s``) or rejected (dropped, audited as a failed notification),
+each send listed with what came of it."""
 
 from __future__ import annotations
 
@@ -18,11 +22,16 @@ import pytest
 from remediator.actions.registry import default_registry
 from remediator.cli.main import main
 from remediator.clients.k8s import Autoscaler, KubeClient, Owner
+from remediator.clients.postgres import PostgresTarget, Session
 from remediator.core.errors import NotFound
+from remediator.core.vocab import Outcome, Step
 from remediator.ruleset.load import load_rules
+from remediator.simulate import bodies
 from remediator.simulate.cases import prepare, run_case
+from remediator.simulate.clock import EPOCH, VirtualClock
+from remediator.simulate.engine import Engine, settings
 from remediator.simulate.testfile import WorldSpec
-from remediator.simulate.world import OfflineWrite, World, WorldClient, uid_of
+from remediator.simulate.world import Handles, OfflineWrite, World, WorldClient, uid_of
 
 REPO = Path(__file__).resolve().parent.parent
 FIXTURES = Path("tests/fixtures/simulate")
@@ -178,7 +187,7 @@ def test_the_shipped_world_tests_of_the_example_rules_pass(
     assert main(["test", WORLD]) == 0
     out = capsys.readouterr().out
     assert "FAIL" not in out
-    assert out.endswith("ok: 7 cases passed in 1 file\n")
+    assert out.endswith("ok: 15 cases passed in 1 file\n")
 
 
 PRECHECKED = [
@@ -211,6 +220,29 @@ PRECHECKED = [
         "dry_run dry_run Dry-run: would run recycle_pod on llm-research/Pod/api-7d9f-x2k4q; its"
         " precheck passed.",
     ),
+    (
+        "a query running for 6 minutes would be cancelled",
+        "dry_run dry_run Dry-run: would run kill_query on /Database/primary; its precheck passed.",
+    ),
+    (
+        "with only short queries there is nothing to cancel",
+        "refused precheck_failed No session on 'primary' matches the rule (at least 300 s in"
+        " active); nothing to cancel.",
+    ),
+    (
+        "sessions left idle in a transaction would be released",
+        "dry_run dry_run Dry-run: would run kill_query on /Database/primary; its precheck passed.",
+    ),
+    (
+        "a database target whose role cannot signal is refused",
+        "refused precheck_failed Database target 'primary': the role is not a member of"
+        " pg_signal_backend.",
+    ),
+    (
+        "kill_query finds no database the case does not describe",
+        "refused target_gone No database target named 'primary' is configured (configured:"
+        " replica).",
+    ),
 ]
 
 
@@ -224,6 +256,7 @@ async def test_a_dry_run_claim_is_prechecked_against_the_world_facts(
     assert result.failures == []
     assert [f"{d.step} {d.reason} {d.sentence}" for d in result.decisions] == [decided]
     assert prepared.kube.client is None  # the world is connected only while its case runs
+    assert prepared.databases.targets == {}
 
 
 async def test_a_case_without_world_facts_has_no_cluster_after_one_with_them() -> None:
@@ -397,3 +430,248 @@ def test_a_missing_world_field_is_named_as_required(
         f'remediator: {test}:6:31: field "tests[0].input[0].world.deployments[0].replicas"'
         " is required.\n"
     )
+
+
+async def test_a_session_ages_on_the_cases_clock_until_the_rule_chooses_it() -> None:
+    prepared = prepare(REPO / WORLD)
+    [spec] = [c for c in prepared.spec.tests if c.name == "a session ages on the case's clock"]
+    result = await run_case(prepared, spec)
+    assert result.failures == []
+    assert [(d.step, d.reason) for d in result.decisions] == [
+        ("refused", "precheck_failed"), ("resolved", ""), ("dry_run", "dry_run"),
+    ]  # fmt: skip
+
+
+def _database(sessions: list[dict[str, object]], **fact: object) -> tuple[World, PostgresTarget]:
+    world = World()
+    world.apply(WorldSpec.model_validate({"databases": {"primary": {"sessions": sessions,
+                                                                    **fact}}}), AT)  # fmt: skip
+    return world, world.databases["primary"]
+
+
+SESSIONS: list[dict[str, object]] = [
+    {"pid": 11, "state": "active", "duration_s": 400, "query": "SELECT 'secret', 42",
+     "user": "reports", "database": "orders", "application": "psql"},
+    {"pid": 12, "state": "active", "duration_s": 900, "query": "SELECT 2"},
+    {"pid": 13, "state": "active", "duration_s": 100, "query": "SELECT 3"},
+    {"pid": 14, "state": "idle in transaction", "duration_s": 800, "query": "UPDATE t SET a = 1"},
+    {"pid": 15, "state": "active", "duration_s": 5000, "query": "VACUUM", "superuser": True},
+]  # fmt: skip
+
+
+async def test_a_database_answers_the_sessions_the_real_query_would_oldest_first() -> None:
+    _, target = _database(SESSIONS)
+    assert isinstance(target, PostgresTarget)  # what kill_query is typed against
+    found = await target.sessions(300, ["active"])
+    assert [(s.pid, s.age_s) for s in found] == [(12, 900.0), (11, 400.0)]  # no superuser
+    since = AT - timedelta(seconds=400)
+    assert found[1] == Session(
+        pid=11, user="reports", database="orders", application="psql", state="active",
+        backend_start=since, query_start=since, query="SELECT 'secret', 42", age_s=400.0,
+        state_change=since,
+    )  # fmt: skip
+    idle = await target.sessions(120, ["idle in transaction"], max_query_chars=6)
+    assert [(s.pid, s.query, s.age_s) for s in idle] == [(14, "UPDATE", 800.0)]
+    assert await target.sessions(400, ["active"]) == [found[0]]  # older than, as the SQL says
+    assert await target.privilege_problems() == []
+
+
+async def test_a_database_sessions_age_on_the_engines_clock() -> None:
+    world, target = _database(SESSIONS[2:3])
+    clock = VirtualClock(AT)
+    disconnect = Handles(None, None).connect(world, clock)
+    clock.set(AT + timedelta(minutes=5))
+    assert [(s.pid, s.age_s) for s in await target.sessions(300, ["active"])] == [(13, 400.0)]
+    disconnect()
+    assert world.clock is None
+
+
+async def test_a_database_given_again_replaces_its_sessions_and_problems() -> None:
+    world, _ = _database(SESSIONS)
+    world.apply(WorldSpec.model_validate({"databases": {"primary": {
+        "problems": ["the role is not a member of pg_signal_backend"]}}}), AT)  # fmt: skip
+    target = world.databases["primary"]
+    assert await target.sessions(0, ["active", "idle in transaction"]) == []
+    assert await target.privilege_problems() == ["the role is not a member of pg_signal_backend"]
+
+
+async def test_a_chosen_session_is_still_running_until_the_world_says_otherwise() -> None:
+    world, target = _database(SESSIONS)
+    [chosen] = await target.sessions(850, ["active"])
+    assert await target.still_running(chosen)
+    assert await target.moved_on([chosen]) == {}
+    world.apply(WorldSpec.model_validate({"databases": {"primary": {"sessions": [
+        {**SESSIONS[1], "duration_s": 10}]}}}), AT)  # fmt: skip
+    assert not await world.databases["primary"].still_running(chosen)
+
+
+@pytest.mark.parametrize("how", ["cancel", "terminate"])
+async def test_every_signal_to_a_database_is_refused(how: str) -> None:
+    _, target = _database(SESSIONS)
+    [chosen] = await target.sessions(850, ["active"])
+    with pytest.raises(OfflineWrite) as raised:
+        await target.signal(chosen, "cancel" if how == "cancel" else "terminate")
+    assert str(raised.value) == (
+        f"The offline engine never writes to a database ({how} pid 12 on 'primary')."
+    )
+    assert await target.still_running(chosen)
+
+
+async def test_a_rejected_page_is_audited_as_a_failed_notification_saying_why() -> None:
+    prepared = prepare(REPO / WORLD)
+    [spec] = [c for c in prepared.spec.tests if c.name.startswith("a rejected page")]
+    world = World()
+    world.apply(WorldSpec.model_validate({"sinks": {"oncall-primary": {"answer": "rejected"}}}),
+                EPOCH)  # fmt: skip
+    handles = Handles(None, prepared.databases)
+    async with Engine(prepared.ruleset, world=(handles, world)) as engine:
+        await engine.feed(_api_unavailable(), EPOCH)
+        await engine.advance(EPOCH)
+        notified = [r for r in await engine.records() if r.step is Step.NOTIFIED]
+    assert [(r.outcome, r.sentence) for r in notified] == [
+        (Outcome.FAILED, "Notifying oncall-primary failed: oncall-primary rejected the"
+                         " notification (a world fact of the case)"),
+    ]  # fmt: skip
+    assert [(p.sink, p.result) for p in engine.pages] == [("oncall-primary", "dropped")]
+    assert (await run_case(prepared, spec)).failures == []
+
+
+def _api_unavailable() -> bytes:
+    body = bodies.build([({"alertname": "APIUnavailable"}, {}, "firing")], EPOCH, 0)
+    return bodies.encode(body, settings().payload_limits, "a test")[0]
+
+
+def test_an_unavailable_sink_is_retried_after_the_retry_after_it_asks_for(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "tests").mkdir()
+    for name in ("00-policy.yaml", "10-platform.yaml", "tests/sinks.yaml"):
+        (tmp_path / name).write_bytes((REPO / "rules" / name).read_bytes())
+    copy = tmp_path / "tests" / "world.test.yaml"
+    copy.write_text((REPO / WORLD).read_text().replace("retry_after_s: 60", "retry_after_s: 30"))
+    assert main(["test", str(copy), "--run", "unavailable for 2 minutes"]) == 1
+    assert (
+        "        at 1m30s, notifications sent:\n"
+        "          expected: oncall-primary tier 0 trigger retried at 0s\n"
+        "                    oncall-primary tier 0 trigger retried at 1m\n"
+        "          got:      oncall-primary tier 0 trigger retried at 0s\n"
+        "                    oncall-primary tier 0 trigger retried at 30s\n"
+        "                    oncall-primary tier 0 trigger retried at 1m\n"
+        "                    oncall-primary tier 0 trigger retried at 1m30s\n"
+    ) in capsys.readouterr().out
+
+
+def test_a_notification_expected_delivered_but_retried_prints_both(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["test", str(FIXTURES / "failing-sink.test.yaml")]) == 1
+    assert capsys.readouterr().out == (
+        "Unit testing tests/fixtures/simulate/failing-sink.test.yaml\n"
+        "  FAIL  a page expected delivered to an unavailable sink\n"
+        "        at 2s, notifications sent:\n"
+        "          expected: oncall-primary tier 0 trigger delivered\n"
+        "          got:      oncall-primary tier 0 trigger retried\n"
+        "                    oncall-primary tier 0 trigger retried at 1s\n"
+        "failed: 1 of 1 cases in 1 file\n"
+    )
+
+
+async def test_a_case_with_only_sink_answers_has_no_cluster(tmp_path: Path) -> None:
+    test = tmp_path / "t.test.yaml"
+    test.write_text(
+        f"rule_files: [{REPO / 'rules/00-policy.yaml'}, {REPO / 'rules/10-platform.yaml'},"
+        f" {REPO / 'rules/tests/sinks.yaml'}]\ntests:\n  - name: x\n    input:\n"
+        "      - {at: 0s, world: {sinks: {ops-channel: {answer: ok}}}}\n"
+        "      - {at: 0s, alerts: [{labels: {alertname: HighCPUUsage, namespace: llm-research,"
+        " deployment: api}}]}\n    expect: [{at: 0s}]\n"
+    )
+    prepared = prepare(test)
+    result = await run_case(prepared, prepared.spec.tests[0])
+    assert [d.sentence for d in result.decisions] == [
+        "Dry-run: would run scale_out on llm-research/Deployment/api (not prechecked: no"
+        " backend is configured for scale_out)."
+    ]
+
+
+@pytest.mark.parametrize(
+    ("name", "sentence"),
+    [
+        (
+            "world-session-state.test.yaml",
+            "tests/fixtures/simulate/world-session-state.test.yaml:10:38: field"
+            ' "tests[0].input[0].world.databases.primary.sessions[0].state" is "actve", which'
+            " is not a state pg_stat_activity shows (active, idle, idle in transaction, idle in"
+            " transaction (aborted), fastpath function call, disabled).",
+        ),
+        (
+            "world-session-pid-twice.test.yaml",
+            "tests/fixtures/simulate/world-session-pid-twice.test.yaml:9:13: field"
+            ' "tests[0].input[0].world.databases.primary" holds pid 4242 more than once.',
+        ),
+        (
+            "world-sink-retry-after.test.yaml",
+            "tests/fixtures/simulate/world-sink-retry-after.test.yaml:6:34: field"
+            ' "tests[0].input[0].world.sinks.oncall-primary" takes retry_after_s only with'
+            " answer unavailable.",
+        ),
+        (
+            "world-sink-unknown.test.yaml",
+            "tests/fixtures/simulate/world-sink-unknown.test.yaml:10:34: field"
+            ' "tests[1].input[0].world.sinks.oncall-primray" names a sink the rules do not'
+            " declare (declared: engineering-manager, oncall-primary, ops-channel,"
+            " platform-lead, vp-engineering).",
+        ),
+    ],
+    ids=["session-state", "pid-twice", "retry-after", "unknown-sink"],
+)
+def test_database_and_sink_facts_that_do_not_load_exit_2_naming_file_place_and_field(
+    name: str, sentence: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["test", str(FIXTURES / name)]) == 2
+    captured = capsys.readouterr()
+    assert captured.err == f"remediator: {sentence}\n"
+    assert captured.out == ""
+
+
+@pytest.mark.parametrize(
+    ("fact", "message"),
+    [
+        (
+            {"sinks": {"ops-channel": {"answer": "down"}}},
+            'is "down", which is not a sink\'s answer (ok, unavailable, rejected)',
+        ),
+        (
+            {
+                "databases": {
+                    "primary": {
+                        "sessions": [{"pid": 0, "state": "active", "duration_s": 1, "query": ""}]
+                    }
+                }
+            },
+            "Input should be greater than or equal to 1",
+        ),
+        (
+            {
+                "databases": {
+                    "primary": {
+                        "sessions": [{"pid": 1, "state": "active", "duration_s": -1, "query": ""}]
+                    }
+                }
+            },
+            "Input should be greater than or equal to 0",
+        ),
+        (
+            {
+                "databases": {
+                    "primary": {"sessions": [{"pid": 1, "state": "active", "duration_s": 1}]}
+                }
+            },
+            "Field required",
+        ),
+        ({}, "needs at least one of deployments, pods, hpas, databases or sinks"),
+    ],
+    ids=["answer", "pid", "duration", "query", "empty"],
+)
+def test_world_facts_out_of_bounds_are_refused(fact: dict[str, object], message: str) -> None:
+    with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        WorldSpec.model_validate(fact)

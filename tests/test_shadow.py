@@ -28,6 +28,8 @@ from remediator.ruleset.load import load_rules
 from remediator.runtime.app import SERVICES, decision_core
 from remediator.store.contract import AuditQuery
 from remediator.store.sqlite import SqliteStore
+from tests.support.kube_api import KubeApiServer
+from tests.support.kubeconfig import write_kubeconfig
 from tests.support.payloads import webhook_alert, webhook_payload
 from tests.support.service import ServiceUnderTest, serve, settings_for
 
@@ -117,9 +119,10 @@ async def test_a_shadow_rule_decides_as_if_live_but_the_live_rule_still_decides_
     [shadow] = [r for r in records if r["rule"] == "new-cpu"]
     assert (shadow["step"], shadow["outcome"], shadow["reason"]) == ("shadow", "dry_run", None)
     assert shadow["sentence"] == (
-        "Shadow rule 'new-cpu' would run log_only on llm-research/Deployment/api"
-        " (the live rule 'cpu' decided)."
+        "Shadow rule 'new-cpu' would run log_only on llm-research/Deployment/api; its precheck"
+        " passed (the live rule 'cpu' decided)."
     )
+    assert shadow["details"]["prechecked"] is True
     assert shadow["details"]["shadow"] is True and shadow["details"]["live_rule"] == "cpu"
     assert shadow["target"] == "llm-research/Deployment/api" and shadow["severity"] == "SEV-3"
     # Nothing claimed, nothing run, nothing paged for it; counted apart.
@@ -227,3 +230,54 @@ async def test_a_shadow_decision_that_fails_leaves_the_live_decision_as_it_was(
         ("cpu", "refused", "escalate_only"), ("cpu", "escalated", "escalate_only"),
     ]  # fmt: skip
     assert "the shadow decision for journal entry 1 failed" in caplog.text
+
+
+SCALE_SHADOW = """\
+rules:
+  - name: new-cpu
+    shadow: true
+    matchers: ['alertname="HighCPUUsage"', 'deployment=~".+"']
+    severity: SEV-3
+    action: {kind: scale_out, params: {step: 1, max_replicas: 5}}
+    target: {kind: Deployment, namespace: "{namespace}", name: "{deployment}"}
+  - name: cpu
+    matchers: ['alertname="HighCPUUsage"']
+    severity: SEV-3
+  - name: default
+    matchers: []
+    severity: SEV-3
+"""
+
+
+async def test_a_shadow_decision_runs_the_precheck_a_live_one_would_and_writes_nothing(
+    tmp_path: Path,
+) -> None:
+    """With a cluster, the precheck decides "would run" as for a live claim: a Deployment
+    that does not opt in is refused (and would page), one that does would be scaled; the
+    API server sees reads only."""
+    async with KubeApiServer(seed=11) as kube:
+        kube.add_deployment("llm-research", "opted", replicas=3,
+                            annotations={"remediator.io/allow": "scale_out"})  # fmt: skip
+        kube.add_deployment("llm-research", "plain", replicas=3)
+        rules = write_rules(tmp_path / "rules", SCALE_SHADOW)
+        kube.bind_rbac_of(rules)
+        kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", kube.url, kube.token or "")
+        settings = settings_for(tmp_path, rules_dir=rules, kubeconfig=kubeconfig)
+        async with serve(settings) as service:
+            records = await decide(service, cpu("opted"), cpu("plain"))
+            outbox = await outbox_rules(service)
+        writes = [r.method for r in kube.requests if r.method not in ("GET", "HEAD")]
+        replicas = [
+            kube.deployment("llm-research", d)["spec"]["replicas"] for d in ("opted", "plain")
+        ]
+    shadows = {r["target"]: r for r in records if r["step"] == "shadow"}
+    opted, plain = (
+        shadows["llm-research/Deployment/opted"],
+        shadows["llm-research/Deployment/plain"],
+    )
+    assert opted["outcome"] == "dry_run" and opted["details"]["prechecked"] is True
+    assert (plain["outcome"], plain["reason"]) == ("refused", "not_opted_in")
+    assert plain["details"]["would_page"] == "page"
+    assert plain["sentence"].endswith(", and page 'page' (the live rule 'cpu' decided).")
+    assert (writes, replicas) == ([], [3, 3])
+    assert "new-cpu" not in outbox and [r for r in records if r["step"] == "claimed"] == []

@@ -37,6 +37,18 @@ class ActionJob:
     """Run after a restart or a takeover: its guards are checked again before it runs."""
 
 
+@dataclass(frozen=True, slots=True)
+class ShadowJob:
+    """A shadow rule's decision that the guards let through: its action's read-only
+    precheck is all that runs, then one ``shadow`` record says what a live run would do."""
+
+    incident: Incident
+    plan: PlannedAction
+    live_rule: str
+    escalation: str
+    ruleset: RuleSet
+
+
 def claim_request(
     incident: Incident, rule: Rule, policy: PolicySpec, dry_run: bool
 ) -> ClaimRequest:
@@ -80,6 +92,7 @@ def stored(incident: Incident, rule: Rule) -> dict[str, Any]:
         "journal_id": incident.journal_id,
         "received_at": incident.received_at.isoformat(),
         "truncated_alerts": incident.truncated_alerts,
+        "alertmanager_url": incident.alertmanager_url,
         "severity": rule.severity.value,
         "rule_digest": rule.digest,
         "params": None if rule.plan is None else rule.plan.params.model_dump(mode="json"),
@@ -145,6 +158,7 @@ def _incident(claim: UnfinishedClaim, job: Mapping[str, Any], rule: Rule) -> Inc
         journal_id=int(job["journal_id"]),
         received_at=datetime.fromisoformat(job["received_at"]),
         truncated_alerts=int(job["truncated_alerts"]),
+        alertmanager_url=str(job.get("alertmanager_url", "")),  # jobs stored before it: none
         rule=rule.name,
         severity=Severity(job["severity"]),
         action=claim.action,

@@ -40,7 +40,7 @@ from remediator.core import failpoints
 from remediator.core.clock import Clock
 from remediator.core.errors import ApiError, Forbidden, NotFound, StoreUnavailable
 from remediator.core.metrics import Metrics
-from remediator.core.model import AuditRecord, Incident, StopReason, Verdict, refuse
+from remediator.core.model import QUIET_STOPS, AuditRecord, Incident, StopReason, Verdict, refuse
 from remediator.core.vocab import ClaimOutcome
 from remediator.ruleset.rules import PlannedAction
 from remediator.ruleset.schema import PolicySpec
@@ -54,6 +54,8 @@ Request = ActionRequest[Any, Any]
 #: Backoff of a store call retried while the store is away.
 RETRY_FIRST_S = 0.5
 RETRY_MAX_S = 10.0
+MAX_PREVIEWS = 2
+"""Shadow prechecks at once: reads only, apart from the live actions' slots."""
 
 
 @dataclass(slots=True)
@@ -89,6 +91,8 @@ class ActionRunner:
         self._target_locks: dict[str, asyncio.Lock] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._queued: set[int] = set()
+        self._previews: set[asyncio.Task[None]] = set()
+        self._preview_slots = asyncio.Semaphore(MAX_PREVIEWS)
 
     def apply(self, policy: PolicySpec) -> None:
         """A reloaded policy's bounds, for the actions that start from now on."""
@@ -116,12 +120,44 @@ class ActionRunner:
         if not task.cancelled() and task.exception() is not None:
             log.error("action task failed", exc_info=task.exception())
 
+    def preview(self, job: jobs.ShadowJob) -> None:
+        """A shadow decision's precheck, then its record, in the background: it holds no
+        slot and no target lock (it writes nothing but the record), and at most
+        ``MAX_PREVIEWS`` run at once."""
+        task = asyncio.create_task(self._preview(job), name=f"shadow:{job.incident.episode_id}")
+        self._previews.add(task)
+        task.add_done_callback(self._preview_finished)
+
+    def _preview_finished(self, task: asyncio.Task[None]) -> None:
+        self._previews.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("shadow precheck failed", exc_info=task.exception())
+
+    async def _preview(self, job: jobs.ShadowJob) -> None:
+        incident, plan = job.incident, job.plan
+        assert incident.target is not None
+        request: Request = ActionRequest(
+            target=incident.target, params=plan.params, rule=incident.rule,
+            episode_id=incident.episode_id, labels=incident.alert.labels,
+            require_opt_in=self._require_opt_in,
+        )  # fmt: skip
+        async with self._preview_slots:
+            checked = await self._precheck(plan, request)
+        verdict = checked.verdict
+        if not verdict.allowed:
+            incident = incident.stop(verdict)
+        pages = job.escalation if not verdict.allowed and verdict.reason not in QUIET_STOPS else ""
+        stamp = self._recorder.stamp(job.ruleset)
+        record = audit.shadow(stamp, incident, plan, job.live_rule, pages, prechecked=True)
+        await self._durably(lambda: self._recorder.write([record]))
+
     async def drain(self, timeout_s: float) -> None:
-        """Let queued and running actions finish within ``timeout_s``, then cancel the rest
-        (their claims stay open: resumed or observed at the next start or takeover)."""
-        if not self._tasks:
+        """Let queued and running actions (and shadow prechecks) finish within
+        ``timeout_s``, then cancel the rest (their claims stay open: resumed or observed at
+        the next start or takeover)."""
+        if not self._tasks and not self._previews:
             return
-        _, pending = await asyncio.wait(set(self._tasks), timeout=timeout_s)
+        _, pending = await asyncio.wait(self._tasks | self._previews, timeout=timeout_s)
         for task in pending:
             task.cancel()
         await asyncio.gather(*pending, return_exceptions=True)

@@ -11,10 +11,12 @@ writes ``reconciled``; delivery writes ``notified``; an episode that closes writ
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
+from urllib.parse import quote
 
 from remediator.actions.base import ActionResult, Reconciled, VerifyResult
 from remediator.core.model import AuditRecord, Incident
@@ -94,23 +96,45 @@ def claimed(stamp: Stamp, incident: Incident) -> AuditRecord:
     return _of(stamp, incident, Step.CLAIMED, Outcome.CLAIMED, sentence, incident.details)
 
 
+def alert_content(incident: Incident) -> dict[str, Any]:
+    """What a page shows of the alert itself: its labels and annotations, where it came
+    from (``generatorURL``), and a link that silences it in the Alertmanager that sent it
+    (none when the payload named no ``externalURL``)."""
+    alert = incident.alert
+    silence = ""
+    if incident.alertmanager_url:
+        matchers = ",".join(f"{k}={json.dumps(v)}" for k, v in sorted(alert.labels.items()))
+        query = quote("{" + matchers + "}", safe="")
+        silence = f"{incident.alertmanager_url.rstrip('/')}/#/silences/new?filter={query}"
+    return {
+        "labels": dict(alert.labels),
+        "annotations": dict(alert.annotations),
+        "generator_url": alert.generator_url,
+        "starts_at": alert.starts_at.isoformat().replace("+00:00", "Z"),
+        "silence_url": silence,
+    }
+
+
 def escalated(
     stamp: Stamp, incident: Incident, rule: Rule, policy: EscalationPolicySpec
 ) -> AuditRecord:
-    """A decision that needs a human: ``rule``'s escalation ``policy`` takes it."""
+    """A decision that needs a human: ``rule``'s escalation ``policy`` takes it, with the
+    alert's own content for the page."""
     first = policy.tiers[0]
     sentence = (
         f"Escalating {rule.severity.value} to policy {rule.escalation!r}"
         f" (first tier after {first.after_s:.0f} s: {', '.join(first.notify)})."
     )
-    details = {"policy": rule.escalation, "tiers": [t.model_dump() for t in policy.tiers]}
+    details = {"policy": rule.escalation, "tiers": [t.model_dump() for t in policy.tiers],
+               "alert": alert_content(incident)}  # fmt: skip
     return _of(stamp, incident, Step.ESCALATED, Outcome.ESCALATED, sentence, details)
 
 
 def escalated_unfixed(stamp: Stamp, incident: Incident, policy: str) -> AuditRecord:
     """A claimed remediation that ended in no fix (refused, failed, ineffective)."""
     sentence = f"Escalating to policy {policy!r}: the remediation did not end in a fix."
-    return _of(stamp, incident, Step.ESCALATED, Outcome.ESCALATED, sentence, {"policy": policy})
+    details = {"policy": policy, "alert": alert_content(incident)}
+    return _of(stamp, incident, Step.ESCALATED, Outcome.ESCALATED, sentence, details)
 
 
 def escalation_of(
@@ -152,17 +176,24 @@ def dry_run(
 
 
 def shadow(
-    stamp: Stamp, incident: Incident, plan: PlannedAction | None, live_rule: str, pages: str
+    stamp: Stamp,
+    incident: Incident,
+    plan: PlannedAction | None,
+    live_rule: str,
+    pages: str,
+    prechecked: bool = False,
 ) -> AuditRecord:
     """What shadow rule ``incident.rule`` would have done, live: run its action (outcome
-    ``dry_run``), or stop where a guard stops it (``refused``, with the guard's reason, and
+    ``dry_run``; ``prechecked`` when its precheck passed, else there was no backend to read),
+    or stop where a guard or the precheck stops it (``refused``, with the reason, and
     ``pages``: the escalation policy a live stop would have paged, or ""). It did neither."""
     decided = f"(the live rule {live_rule!r} decided)"
     if incident.stopped is None:
         assert plan is not None and incident.target is not None
+        checked = "its precheck passed" if prechecked else "not prechecked: no backend"
         sentence = (
             f"Shadow rule {incident.rule!r} would run {plan.kind} on {incident.target.key}"
-            f" {decided}."
+            f"; {checked} {decided}."
         )
         outcome = Outcome.DRY_RUN
     else:
@@ -170,7 +201,8 @@ def shadow(
         said = incident.stopped.sentence.removesuffix(".")
         sentence = f"Shadow rule {incident.rule!r} would be refused: {said}{paged} {decided}."
         outcome = Outcome.REFUSED
-    details = {"shadow": True, "live_rule": live_rule, "would_page": pages or None}
+    details = {"shadow": True, "live_rule": live_rule, "would_page": pages or None,
+               "prechecked": prechecked}  # fmt: skip
     return _of(stamp, incident, Step.SHADOW, outcome, sentence, details)
 
 

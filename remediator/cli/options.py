@@ -96,6 +96,8 @@ SERVE: tuple[Option, ...] = (
            " unreachable", "PATH"),
     Option("--lease-seconds", "lease_s", "LEASE_SECONDS",
            "a replica silent this long has its unfinished work taken over by another", "S"),
+    Option("--external-url", "external_url", "EXTERNAL_URL",
+           "how people reach this service; pages link to the episode under it", "URL"),
     Option("--rules-watch-seconds", "rules_watch_s", "RULES_WATCH_SECONDS",
            "look at the rule files this often and reload them when they change; 0: never"
            " (SIGHUP and POST /-/reload reload them too)", "S"),

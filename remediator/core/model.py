@@ -137,6 +137,8 @@ class Incident:
     journal_id: int
     received_at: datetime
     truncated_alerts: int = 0
+    alertmanager_url: str = ""
+    """The sending Alertmanager's ``externalURL``: where a page's silence link points."""
     rule: str = ""
     severity: Severity = Severity.SEV3
     action: str = ""

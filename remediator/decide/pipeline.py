@@ -143,6 +143,12 @@ class Pipeline:
             request = jobs.claim_request(incident, rule, ruleset.policy, self._runner.dry_run)
             verdict = await self._store.claim_preview(request, self._clock.now())
             incident = incident if verdict.allowed else incident.stop(verdict)
+        if incident.stopped is None and rule.plan is not None and rule.plan.action.available():
+            # Its precheck reads the cluster or the database: off the decision's path.
+            self._runner.preview(
+                jobs.ShadowJob(incident, rule.plan, live.name, rule.escalation, ruleset)
+            )
+            return []
         stop = incident.stopped
         pages = rule.escalation if stop and stop.reason not in QUIET_STOPS else ""
         plan = rule.plan

@@ -249,6 +249,7 @@ class JournalWorker:
                     journal_id=entry.id,
                     received_at=entry.received_at,
                     truncated_alerts=model.truncatedAlerts,
+                    alertmanager_url=model.externalURL,
                 )
                 if event in (EpisodeEvent.CLOSED, EpisodeEvent.RESOLVED_UNSEEN):
                     decisions.append(self._pipeline.resolved(incident))

@@ -41,6 +41,7 @@ class Delivery:
         *,
         poll_s: float,
         max_age_s: float,
+        external_url: str = "",
     ) -> None:
         self._store = store
         self._recorder = recorder
@@ -50,6 +51,7 @@ class Delivery:
         self._clock = clock
         self.poll_s = poll_s
         self._max_age_s = max_age_s
+        self._external_url = external_url.rstrip("/")
         self._last_sent: dict[str, float] = {}
 
     def use(self, sinks: Mapping[str, Sink]) -> None:
@@ -76,7 +78,7 @@ class Delivery:
             return  # paced: the next poll sends it
         self._last_sent[sink.name] = self._clock.monotonic()
         try:
-            await sink.send(self._http, _notification(item))
+            await sink.send(self._http, _notification(item, self._external_url))
         except SinkRejected as exc:
             await self._drop(item, str(exc))
         except SinkError as exc:  # SinkUnavailable: the far side may answer later
@@ -135,7 +137,13 @@ def _log(level: int, item: OutboxItem, outcome: str, why: str = "") -> None:
     log.log(level, text, item.sink, outcome, why, extra={"fields": fields})
 
 
-def _notification(item: OutboxItem) -> Notification:
+def _notification(item: OutboxItem, external_url: str) -> Notification:
+    """``item`` as its sink sends it; with the service's ``--external-url``, an absolute
+    link to the episode's decisions (without it, none: a relative link would be broken)."""
+    details = dict(item.details)
+    episode = details.get("episode")
+    if external_url and isinstance(episode, int):
+        details["decisions"] = f"{external_url}/api/v1/decisions?episode={episode}"
     return Notification(
         event=Event(item.event),
         dedup_key=item.dedup_key,
@@ -143,5 +151,5 @@ def _notification(item: OutboxItem) -> Notification:
         summary=item.summary,
         tier=item.tier,
         policy=item.policy,
-        details=item.details,
+        details=details,
     )

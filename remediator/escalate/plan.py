@@ -85,9 +85,8 @@ def _tiers(record: AuditRecord, rules: ActiveRules, why: str) -> list[OutboxItem
         "action": record.action,
         "episode": record.episode_id,
         "fingerprint": record.fingerprint,
-        "decisions": f"/api/v1/decisions?episode={record.episode_id}"
-        if record.episode_id is not None
-        else "/api/v1/decisions",
+        "alertname": record.alertname,
+        "alert": record.details.get("alert") or {},
     }
     return [
         OutboxItem(

@@ -222,13 +222,17 @@ def _fixed(rule: Rule) -> Iterator[tuple[str, str]]:
 
 
 def _unreachable(rules: Sequence[Rule], places: _Places) -> None:
-    """Each rule against the earlier rules that could cover it, found by their key."""
+    """Each rule against the earlier rules that could cover it, found by their key. A
+    shadow rule takes no alert from a live one (``RuleSet.classify``), so it covers only
+    the shadow rules after it."""
     keyed: dict[tuple[str, str], list[Rule]] = {}
     unkeyed: list[Rule] = []
     for rule in rules:
         candidates = [*unkeyed, *(r for pair in _fixed(rule) for r in keyed.get(pair, ()))]
         earlier = min(
-            (r for r in candidates if _covers(r, rule)), key=lambda r: r.position, default=None
+            (r for r in candidates if (rule.shadow or not r.shadow) and _covers(r, rule)),
+            key=lambda r: r.position,
+            default=None,
         )
         if earlier is not None:
             line, _ = places.sources[earlier.file].at(places.rules[earlier.name]) or (0, 0)

@@ -259,6 +259,7 @@ def _lifecycle(clock: Clock) -> Callable[[web.Application], AsyncIterator[None]]
         delivery = Delivery(
             store, services.recorder, sinks, http, services.metrics, clock,
             poll_s=settings.delivery_poll_s, max_age_s=settings.delivery_max_age_s,
+            external_url=settings.external_url,
         )  # fmt: skip
         await app[RELOADER].bind(services.metrics, _applier(services, delivery))
         _register_loops(services, settings, lease, aftercare, delivery, http)

@@ -2,13 +2,16 @@
 
 Where it sits: ``cli.rule_tests`` loads the files (``prepare``: the test file, then its
 rules through ``ruleset.load.load_rules``, as ``serve`` loads them, their Kubernetes
-actions on one ``KubeHandle``) and runs their cases here; ``junit`` writes the results.
+actions on one ``KubeHandle`` and kill_query on one ``DatabaseHandle``) and runs their
+cases here; ``junit`` writes the results.
 A case's inputs and expectations are taken in time order, an input before an expectation
 at the same time. An expectation's ``decisions``
 are about the alerts of the inputs at its own time; its ``notifications`` are every page
-sent up to it. A ``world`` input puts its facts in the case's in-memory cluster
-(``simulate.world``) at its time; a case with one runs its engine on that cluster, a case
-without one on none. A failure says the case, the time, what was expected and what was got.
+sent up to it, each with what came of it. A ``world`` input puts its facts in the case's
+in-memory world (``simulate.world``) at its time, before what falls due then is delivered;
+a case with Kubernetes facts runs its engine on that cluster, a case without on none; its
+databases are the only ones kill_query finds, and its sinks answer as it says. A failure
+says the case, the time, what was expected and what was got.
 """
 
 from __future__ import annotations
@@ -22,11 +25,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from remediator.actions.base import AnyAction
 from remediator.actions.registry import default_registry
 from remediator.clients.k8s import KubeHandle
+from remediator.clients.postgres import DatabaseHandle
 from remediator.config import Settings
 from remediator.core.errors import ConfigError, RuleFileError
 from remediator.ruleset.load import load_rules
+from remediator.ruleset.read import field_path
 from remediator.ruleset.rules import RuleSet
 from remediator.simulate import bodies
 from remediator.simulate.decisions import FIELDS, Decision, by_alert
@@ -38,9 +44,10 @@ from remediator.simulate.testfile import (
     InputSpec,
     TestFileSpec,
     load,
+    place,
     webhook_file,
 )
-from remediator.simulate.world import World
+from remediator.simulate.world import Handles, World
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,7 +57,9 @@ class Prepared:
     ruleset: RuleSet
     kube: KubeHandle
     """The handle the rule set's Kubernetes actions hold: empty but while a case with
-    ``world`` facts runs."""
+    Kubernetes ``world`` facts runs."""
+    databases: DatabaseHandle
+    """The handle kill_query holds: no target but while a case with ``world`` facts runs."""
 
 
 @dataclass(slots=True)
@@ -77,11 +86,11 @@ def shown_s(seconds: float) -> str:
     return text + (f"{secs}s" if secs or not text else "")
 
 
-def _rules(path: Path, spec: TestFileSpec, kube: KubeHandle) -> RuleSet:
+def _rules(path: Path, spec: TestFileSpec, registry: Mapping[str, AnyAction]) -> RuleSet:
     base = path.parent
     try:
         if spec.rules_dir is not None:
-            return load_rules(base / spec.rules_dir, default_registry(kube), lambda _: None)
+            return load_rules(base / spec.rules_dir, registry, lambda _: None)
         assert spec.rule_files is not None
         with tempfile.TemporaryDirectory(prefix="remediator-rules-") as directory:
             for i, name in enumerate(spec.rule_files):
@@ -90,15 +99,31 @@ def _rules(path: Path, spec: TestFileSpec, kube: KubeHandle) -> RuleSet:
                     raise ConfigError(f'{path}: field "rule_files[{i}]" names {name}, which is'
                                       " not a file.")  # fmt: skip
                 shutil.copyfile(source, Path(directory) / source.name)
-            return load_rules(Path(directory), default_registry(kube), lambda _: None)
+            return load_rules(Path(directory), registry, lambda _: None)
     except RuleFileError as exc:
         raise ConfigError(f"{path}: its rules do not load: {exc}") from None
 
 
+def _check_sinks(path: Path, spec: TestFileSpec, ruleset: RuleSet) -> None:
+    """Every sink a ``world`` input names is one the rules declare."""
+    for i, case in enumerate(spec.tests):
+        for j, item in enumerate(case.input):
+            for name in item.world.sinks if item.world is not None else ():
+                if name not in ruleset.sinks:
+                    loc = ("tests", i, "input", j, "world", "sinks", name)
+                    known = ", ".join(sorted(ruleset.sinks)) or "none"
+                    raise ConfigError(
+                        f'{place(path, loc)}: field "{field_path(loc)}" names a sink the'
+                        f" rules do not declare (declared: {known})."
+                    )
+
+
 def prepare(path: Path) -> Prepared:
     """The test file at ``path`` and its rules, loaded; ``ConfigError`` when either fails."""
-    spec, kube = load(path), KubeHandle()
-    return Prepared(path, spec, _rules(path, spec, kube), kube)
+    spec, kube, databases = load(path), KubeHandle(), DatabaseHandle()
+    ruleset = _rules(path, spec, default_registry(kube, databases))
+    _check_sinks(path, spec, ruleset)
+    return Prepared(path, spec, ruleset, kube, databases)
 
 
 @dataclass(slots=True)
@@ -116,7 +141,7 @@ class _Run:
         at = self.engine.clock.at(item.at)
         if item.world is not None:
             assert self.world is not None, "a case with world facts runs on a world"
-            await self.engine.advance(at)
+            await self.engine.advance_to_just_before(at)
             self.world.apply(item.world, at)
             return
         what = f'case "{self.case.name}": input[{n}]'
@@ -183,23 +208,29 @@ def _compare(where: str, spec: DecisionSpec, got: Decision) -> str:
     )
 
 
-def _page(sink: str, tier: int, event: str, at: str | None) -> str:
-    return f"{sink} tier {tier} {event}" + (f" at {at}" if at is not None else "")
+def _page(sink: str, tier: int, event: str, result: str | None, at: str | None) -> str:
+    shown = f"{sink} tier {tier} {event}" + (f" {result}" if result is not None else "")
+    return shown + (f" at {at}" if at is not None else "")
 
 
 def _pages(item: ExpectSpec, engine: Engine) -> list[str]:
+    """Expected against sent; ``at`` and ``result`` shown where the expectation gives them
+    (both for sends beyond those it lists)."""
     assert item.notifications is not None
     timed = [p.at is not None for p in item.notifications]
+    resulted = [p.result is not None for p in item.notifications]
 
-    def got(page: Page, with_at: bool) -> str:
+    def got(i: int, page: Page) -> str:
         offset = (page.at - engine.clock.start).total_seconds()
-        return _page(page.sink, page.tier, page.event, shown_s(offset) if with_at else None)
+        with_at, with_result = (timed[i], resulted[i]) if i < len(timed) else (True, True)
+        return _page(page.sink, page.tier, page.event, page.result if with_result else None,
+                     shown_s(offset) if with_at else None)  # fmt: skip
 
     expected = [
-        _page(p.sink, p.tier, p.event, shown_s(p.at) if p.at is not None else None)
+        _page(p.sink, p.tier, p.event, p.result, shown_s(p.at) if p.at is not None else None)
         for p in item.notifications
     ]
-    seen = [got(page, timed[i] if i < len(timed) else True) for i, page in enumerate(engine.pages)]
+    seen = [got(i, page) for i, page in enumerate(engine.pages)]
     if expected == seen:
         return []
     return [f"at {shown_s(item.at)}, notifications sent:\n  expected: {_lines(expected)}\n"
@@ -219,8 +250,9 @@ async def run_case(
         *((item.at, 1, n, item) for n, item in enumerate(case.expect)),
     ]
     world = World() if case.has_world else None
-    cluster = (prepared.kube, world) if world is not None else None
-    async with Engine(prepared.ruleset, config=config or settings(), world=cluster) as engine:
+    handles = Handles(prepared.kube if case.has_cluster else None, prepared.databases)
+    connected = (handles, world) if world is not None else None
+    async with Engine(prepared.ruleset, config=config or settings(), world=connected) as engine:
         run = _Run(engine, prepared.path.parent, case, world)
         for _, _, n, item in sorted(timeline, key=lambda t: t[:3]):
             if isinstance(item, InputSpec):

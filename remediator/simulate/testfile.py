@@ -5,16 +5,18 @@ Where it sits: ``cases`` runs what ``load`` returns. A file names its rules
 (``rule_files`` or ``rules_dir``, relative to the file) and its ``tests``; a case is
 ``input`` at times on the virtual clock (``at: 0s``, ``90s``, ``10m``, ``1h30m``) — short
 ``alerts``, an Alertmanager ``webhook`` body, a ``file`` holding one, or ``world`` facts
-(Deployments, pods, HPAs the actions' prechecks read, ``simulate.world``) — and ``expect`` at
-times: the decision of each alert its ``alert`` labels select, and the notifications sent
-so far. A file that does not load is one ``ConfigError`` sentence naming the file, the
-place (``file:line:column``) and the field.
+(Deployments, pods, HPAs and database sessions the actions' prechecks read, and how sinks
+answer, ``simulate.world``) — and ``expect`` at times: the decision of each alert its
+``alert`` labels select, and the notifications sent so far, with what came of each. A
+file that does not load is one ``ConfigError`` sentence naming the file, the place
+(``file:line:column``) and the field.
 """
 
 from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -121,18 +123,101 @@ class HpaFact(Strict):
         return self
 
 
+PID = Annotated[int, Field(ge=1, le=2**31 - 1)]
+"""A PostgreSQL backend pid (int4)."""
+SESSION_STATES = (
+    "active",
+    "idle",
+    "idle in transaction",
+    "idle in transaction (aborted)",
+    "fastpath function call",
+    "disabled",
+)
+"""The states ``pg_stat_activity`` shows."""
+SINK_ANSWERS = ("ok", "unavailable", "rejected")
+
+
+def one_of(choices: tuple[str, ...], what: str) -> Callable[[Any], Any]:
+    """A validator refusing a value not in ``choices``, with a sentence naming them."""
+
+    def check(value: Any) -> Any:
+        if value not in choices:
+            shown = one_line(json.dumps(value, ensure_ascii=False, default=str)[:64])
+            raise ValueError(f"is {shown}, which is not {what} ({', '.join(choices)})")
+        return value
+
+    return check
+
+
+class SessionFact(Strict):
+    """A client backend's row of ``pg_stat_activity``."""
+
+    pid: PID
+    state: Annotated[str, BeforeValidator(one_of(SESSION_STATES, "a state pg_stat_activity shows"))]
+    duration_s: Annotated[float, Field(ge=0, le=365 * 86_400, allow_inf_nan=False)]
+    """Seconds, at the input's time, since its query started or, idle in a transaction,
+    since it went idle; it grows as the case's clock moves."""
+    query: str
+    user: Name = "app"
+    database: Name = "app"
+    application: str = ""
+    superuser: bool = False
+    """A superuser's session, which no rule may signal."""
+
+
+class DatabaseFact(Strict):
+    """A database target (``serve --database NAME=…``) and the sessions it shows."""
+
+    sessions: list[SessionFact] = Field(default_factory=list)
+    problems: list[Name] = Field(default_factory=list)
+    """What the role's privilege check finds wrong, e.g. ``the role is not a member of
+    pg_signal_backend``; kill_query refuses a target with any."""
+
+    @model_validator(mode="after")
+    def _one_session_per_pid(self) -> DatabaseFact:
+        pids = [s.pid for s in self.sessions]
+        twice = sorted({pid for pid in pids if pids.count(pid) > 1})
+        if twice:
+            raise ValueError(f"holds pid {twice[0]} more than once")
+        return self
+
+
+class SinkFact(Strict):
+    """How a sink answers what it is sent."""
+
+    answer: Annotated[str, BeforeValidator(one_of(SINK_ANSWERS, "a sink's answer"))] = "ok"
+    """``unavailable``: as a 429/5xx or a timeout (``SinkUnavailable``: retried);
+    ``rejected``: as another 4xx (``SinkRejected``: dropped)."""
+    retry_after_s: float | None = Field(default=None, ge=0, le=3600, allow_inf_nan=False)
+    """The ``Retry-After`` an unavailable sink asks for, seconds; the backoff when left out."""
+
+    @model_validator(mode="after")
+    def _retry_after_when_unavailable(self) -> SinkFact:
+        if self.retry_after_s is not None and self.answer != "unavailable":
+            raise ValueError("takes retry_after_s only with answer unavailable")
+        return self
+
+
 class WorldSpec(Strict):
     """Objects the cluster holds from the input's time on; an object named again (same
-    kind, namespace and name) is replaced."""
+    kind, namespace and name) is replaced. So are a database's sessions, and a sink's
+    answer."""
 
     deployments: list[DeploymentFact] = Field(default_factory=list)
     pods: list[PodFact] = Field(default_factory=list)
     hpas: list[HpaFact] = Field(default_factory=list)
+    databases: dict[Name, DatabaseFact] = Field(default_factory=dict)
+    sinks: dict[Name, SinkFact] = Field(default_factory=dict)
+
+    @property
+    def has_cluster(self) -> bool:
+        """Whether it holds Kubernetes objects."""
+        return bool(self.deployments or self.pods or self.hpas)
 
     @model_validator(mode="after")
     def _not_empty(self) -> WorldSpec:
-        if not (self.deployments or self.pods or self.hpas):
-            raise ValueError("needs at least one of deployments, pods or hpas")
+        if not (self.has_cluster or self.databases or self.sinks):
+            raise ValueError("needs at least one of deployments, pods, hpas, databases or sinks")
         return self
 
 
@@ -143,7 +228,8 @@ class InputSpec(Strict):
     file: str | None = None
     """An Alertmanager webhook body in a JSON file, relative to the test file."""
     world: WorldSpec | None = None
-    """Kubernetes objects the actions' prechecks read (``simulate.world``)."""
+    """Kubernetes objects and database sessions the actions' prechecks read, and sinks'
+    answers (``simulate.world``)."""
     truncated_alerts: int = Field(default=0, ge=0)
     """The ``truncatedAlerts`` of the body built from ``alerts``."""
 
@@ -178,6 +264,9 @@ class PageSpec(Strict):
     event: Literal["trigger", "resolve"] = "trigger"
     at: Duration | None = None
     """When it was sent; unchecked when left out."""
+    result: Literal["delivered", "retried", "dropped"] | None = None
+    """What came of this send: the sink took it, ``Delivery`` will try again, or gave it
+    up (audited as a failed notification); unchecked when left out."""
 
 
 class ExpectSpec(Strict):
@@ -194,8 +283,13 @@ class CaseSpec(Strict):
 
     @property
     def has_world(self) -> bool:
-        """Whether the case describes a cluster: then its prechecks read it."""
+        """Whether the case gives world facts: then its engine runs on a ``World``."""
         return any(item.world is not None for item in self.input)
+
+    @property
+    def has_cluster(self) -> bool:
+        """Whether the case describes a cluster: then its Kubernetes prechecks read it."""
+        return any(item.world is not None and item.world.has_cluster for item in self.input)
 
 
 class TestFileSpec(Strict):
@@ -208,6 +302,16 @@ class TestFileSpec(Strict):
         if (self.rule_files is None) == (self.rules_dir is None):
             raise ValueError("needs exactly one of rule_files or rules_dir")
         return self
+
+
+def place(path: Path, loc: tuple[Any, ...]) -> str:
+    """``file:line:column`` of the deepest part of ``loc`` the file at ``path`` holds (read
+    again), else ``file``."""
+    try:
+        data = path.read_bytes()[: MAX_TEST_FILE_BYTES + 1]
+    except OSError:
+        return str(path)
+    return _place(path, data, loc)
 
 
 def _place(path: Path, data: bytes, loc: tuple[Any, ...]) -> str:

@@ -1,24 +1,55 @@
-"""An in-memory Kubernetes for the offline engine: the ``world:`` facts of a test case.
+"""An in-memory Kubernetes, PostgreSQL and set of sinks for the offline engine: the
+``world:`` facts of a test case.
 
 Where it sits: ``cases`` applies each ``world`` input of a case to a ``World`` at its time;
-the ``engine`` puts the world's ``client`` into the ``KubeHandle`` the rules' actions were
-built on, so a dry-run claim's precheck (``act.runner``) reads these facts as it would read
-the cluster. The client answers the reads the actions make with the real client's values
+the ``engine`` connects the world to the handles the rules' actions were built on
+(``Handles``: the ``KubeHandle`` gets the world's ``client``, the ``DatabaseHandle`` its
+``databases``), so a dry-run claim's precheck (``act.runner``) reads these facts as it
+would read the cluster or the database, and gives its ``sinks`` to the recording sinks.
+The client answers the reads the actions make with the real client's values
 (``Deployment``, ``Scale``, ``Autoscaler``, ``Pod``, ``Owner``) and its errors (``NotFound``,
-with the API server's message); every write raises ``OfflineWrite``: dry-run never reaches
-a write, and the offline engine never makes one.
+with the API server's message); a ``WorldTarget`` answers as ``PostgresTarget`` does
+(``Session`` rows with its exclusions, privilege problems). Every write raises
+``OfflineWrite``: dry-run never reaches a write, and the offline engine never makes one.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from itertools import count
+from typing import Any, Literal
 
-from remediator.clients.k8s import Autoscaler, Deployment, KubeClient, Owner, Pod, Scale
+from remediator.clients.k8s import (
+    Autoscaler,
+    Deployment,
+    KubeClient,
+    KubeHandle,
+    Owner,
+    Pod,
+    Scale,
+)
+from remediator.clients.postgres import (
+    QUERY_TEXT_CHARS,
+    DatabaseHandle,
+    PostgresTarget,
+    Session,
+    Signalled,
+)
+from remediator.core.clock import Clock
 from remediator.core.errors import NotFound
-from remediator.simulate.testfile import DeploymentFact, HpaFact, PodFact, WorldSpec
+from remediator.simulate.clock import EPOCH
+from remediator.simulate.testfile import (
+    DatabaseFact,
+    DeploymentFact,
+    HpaFact,
+    PodFact,
+    SessionFact,
+    SinkFact,
+    WorldSpec,
+)
 
 Key = tuple[str, str]
 """(namespace, name)."""
@@ -52,18 +83,34 @@ class World:
         """Each HPA, with the name of the Deployment it scales."""
         self.replica_sets: dict[Key, Owner] = {}
         """Each ReplicaSet the pods name, with the Deployment that owns it."""
+        self.databases: dict[str, PostgresTarget] = {}
+        """Each database target (a ``WorldTarget``), by name: ``DatabaseHandle.targets``
+        while the world is connected."""
+        self.sinks: dict[str, SinkFact] = {}
+        """How each sink named so far answers; a sink not named answers ok."""
+        self.clock: Clock | None = None
+        """The engine's clock while it runs the world: how old a session is now."""
+        self._applied_at = EPOCH
         self._versions = count(1)
         self.client = WorldClient(self)
 
+    def now(self) -> datetime:
+        """The engine's time; the last input's, when no engine runs the world."""
+        return self.clock.now() if self.clock is not None else self._applied_at
+
     def apply(self, spec: WorldSpec, at: datetime) -> None:
         """The facts of one ``world`` input, at ``at``: each replaces an object of its
-        kind, namespace and name."""
+        kind, namespace and name, a database's sessions, or a sink's answer."""
+        self._applied_at = at
         for deployment in spec.deployments:
             self.deployments[deployment.namespace, deployment.name] = self._deployment(deployment)
         for pod in spec.pods:
             self.pods[pod.namespace, pod.name] = self._pod(pod, at)
         for hpa in spec.hpas:
             self.hpas[hpa.namespace, hpa.name] = (self._hpa(hpa), hpa.deployment)
+        for name, database in spec.databases.items():
+            self.databases[name] = WorldTarget(name, database, at, self.now)
+        self.sinks.update(spec.sinks)
 
     def _version(self) -> str:
         return str(next(self._versions))
@@ -181,5 +228,106 @@ class WorldClient(KubeClient):
         raise _write(f"record an event on {namespace}/{name}")
 
 
-def _write(what: str) -> OfflineWrite:
-    return OfflineWrite(f"The offline engine never writes to a cluster ({what}).")
+def _write(what: str, to: str = "a cluster") -> OfflineWrite:
+    return OfflineWrite(f"The offline engine never writes to {to} ({what}).")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Row:
+    session: Session
+    """As of the input's time: ``age_s`` is set when it is read."""
+    since: datetime
+    """When its query started or, idle in a transaction, when it went idle."""
+    superuser: bool
+
+
+def _row(fact: SessionFact, at: datetime) -> _Row:
+    since = at - timedelta(seconds=fact.duration_s)
+    session = Session(
+        pid=fact.pid, user=fact.user, database=fact.database, application=fact.application,
+        state=fact.state, backend_start=since, query_start=since, query=fact.query,
+        age_s=fact.duration_s, state_change=since,
+    )  # fmt: skip
+    return _Row(session, since, fact.superuser)
+
+
+class WorldTarget(PostgresTarget):
+    """``PostgresTarget``'s reads, answered from a database's facts; its signals refused.
+
+    A subclass, so ``kill_query`` (typed against ``PostgresTarget``) takes it as it is; it
+    never calls ``PostgresTarget.__init__``, whose pool would connect. Its sessions are those
+    ``CANDIDATES_SQL`` returns: never a superuser's, older than ``min_duration_s`` and in one
+    of ``states``, oldest first, their age counted on the engine's clock.
+    """
+
+    def __init__(
+        self, name: str, fact: DatabaseFact, at: datetime, now: Callable[[], datetime]
+    ) -> None:  # no pool: nothing is connected
+        self.name = name
+        self._rows = [_row(session, at) for session in fact.sessions]
+        self._problems = list(fact.problems)
+        self._now = now
+
+    async def _fetch(self, sql: str, *args: Any) -> list[Any]:
+        raise RuntimeError(f"the offline engine has no database to query ({self.name!r})")
+
+    async def close(self) -> None:
+        pass
+
+    async def privilege_problems(self) -> list[str]:
+        return list(self._problems)
+
+    async def sessions(
+        self, min_duration_s: float, states: list[str], max_query_chars: int = QUERY_TEXT_CHARS
+    ) -> list[Session]:
+        now = self._now()
+        chosen = sorted(
+            (row for row in self._rows if not row.superuser and row.session.state in states
+             and (now - row.since).total_seconds() > min_duration_s),
+            key=lambda row: row.since,
+        )  # fmt: skip
+        return [
+            dataclasses.replace(row.session, query=row.session.query[:max_query_chars],
+                                age_s=(now - row.since).total_seconds())
+            for row in chosen
+        ]  # fmt: skip
+
+    async def still_running(self, session: Session) -> bool:
+        return any(
+            row.session.identity() == session.identity() and row.session.state != "idle"
+            for row in self._rows
+        )
+
+    async def moved_on(self, sessions: Sequence[Session]) -> dict[int, datetime]:
+        return {}  # nothing was signalled, so nothing moved on after a signal
+
+    async def send(self, session: Session, how: Literal["cancel", "terminate"]) -> Signalled | None:
+        raise _write(f"{how} pid {session.pid} on {self.name!r}", "a database")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Handles:
+    """The handles a rule set's actions were built on; ``None``: the case's world does not
+    describe that backend, and the actions find it unconnected."""
+
+    kube: KubeHandle | None
+    databases: DatabaseHandle | None
+
+    def connect(self, world: World, clock: Clock) -> Callable[[], None]:
+        """Connect ``world`` (on ``clock``) to these handles; what disconnects it."""
+        assert self.kube is None or self.kube.client is None, "a KubeHandle serves one world"
+        assert self.databases is None or not self.databases.targets, "so does a DatabaseHandle"
+        world.clock = clock
+        if self.kube is not None:
+            self.kube.client = world.client
+        if self.databases is not None:
+            self.databases.targets = world.databases
+
+        def disconnect() -> None:
+            world.clock = None
+            if self.kube is not None:
+                self.kube.client = None
+            if self.databases is not None:
+                self.databases.targets = {}
+
+        return disconnect

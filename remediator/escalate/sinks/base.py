@@ -4,6 +4,7 @@ or ``SinkRejected`` (it cannot)."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -37,3 +38,9 @@ class Sink(Protocol):
 
 
 SEVERITY_WORDS = {"SEV-1": "critical", "SEV-2": "error", "SEV-3": "warning"}
+
+
+def json_body(document: Any) -> bytes:
+    """The exact bytes a sink sends: UTF-8 JSON, non-ASCII as itself, so a size limit in
+    bytes is measured on what goes out. Strings must hold no lone surrogate (``escape``)."""
+    return json.dumps(document, ensure_ascii=False, allow_nan=False).encode("utf-8")

@@ -1,12 +1,31 @@
 """Slack incoming webhook: one message when the incident opens, follow-ups as it grows and
-when it resolves. Slack allows about one message per second per webhook."""
+when it resolves. Slack allows about one message per second per webhook.
+
+Every value in the text goes through ``escape.slack`` (no mention, link or broadcast can
+come from an alert), and the text is cut at Slack's 40 000 characters with the marker.
+Link previews are off: a URL in a label must not make Slack fetch it."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+from typing import Any
 
 from remediator.clients.http import HttpClient
-from remediator.escalate.sinks.base import Event, Notification
+from remediator.escalate.sinks import escape, truncate
+from remediator.escalate.sinks.base import Event, Notification, json_body
+
+#: Slack truncates a message's ``text`` past 40 000 characters.
+TEXT_CHARS = 40_000
+
+#: An entity ``escape.slack`` wrote, cut short by a truncation.
+_PARTIAL_ENTITY = re.compile(r"&[a-z]{0,3}$")
+
+
+def headline(note: Notification) -> str:
+    """The summary without its leading ``[SEV-n]``: the message names the severity itself."""
+    prefix = f"[{note.severity}] "
+    return note.summary.removeprefix(prefix) if note.severity else note.summary
 
 
 @dataclass
@@ -17,10 +36,17 @@ class SlackSink:
     min_interval_s: float = 1.0
 
     def text(self, note: Notification) -> str:
+        what = f"{escape.slack(headline(note))} ({escape.slack(note.dedup_key)})"
         if note.event is Event.RESOLVE:
-            return f":white_check_mark: Resolved: {note.summary} ({note.dedup_key})"
-        tier = f", escalation tier {note.tier + 1}" if note.tier else ""
-        return f":rotating_light: {note.severity}{tier}: {note.summary} ({note.dedup_key})"
+            text = f":white_check_mark: Resolved: {what}"
+        else:
+            tier = f", escalation tier {note.tier + 1}" if note.tier else ""
+            text = f":rotating_light: {escape.slack(note.severity)}{tier}: {what}"
+        return truncate.fit(text, TEXT_CHARS, partial=_PARTIAL_ENTITY)
+
+    def body(self, note: Notification) -> dict[str, Any]:
+        return {"text": self.text(note), "unfurl_links": False, "unfurl_media": False}
 
     async def send(self, http: HttpClient, note: Notification) -> None:
-        await http.post("Slack", self.webhook_url, json={"text": self.text(note)})
+        headers = {"Content-Type": "application/json"}
+        await http.post("Slack", self.webhook_url, data=json_body(self.body(note)), headers=headers)

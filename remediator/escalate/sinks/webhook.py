@@ -1,5 +1,10 @@
 """A generic webhook: the notification as JSON, signed with HMAC-SHA256 when a secret is
-configured (``X-Remediator-Signature: sha256=<hex>`` over the exact body bytes)."""
+configured (``X-Remediator-Signature: sha256=<hex>`` over the exact body bytes).
+
+The receiver reads JSON as data, so nothing is escaped or cut: ``json.dumps`` escapes
+quotes, backslashes and control characters, and writes ASCII only. The one change: a lone
+UTF-16 surrogate (JSON can spell one, Unicode text cannot hold it, strict parsers refuse it)
+is sent as U+FFFD."""
 
 from __future__ import annotations
 
@@ -9,6 +14,7 @@ import json
 from dataclasses import dataclass
 
 from remediator.clients.http import HttpClient
+from remediator.escalate.sinks import escape
 from remediator.escalate.sinks.base import Notification
 
 SIGNATURE_HEADER = "X-Remediator-Signature"
@@ -27,15 +33,17 @@ class WebhookSink:
     min_interval_s: float = 0.0
 
     def body(self, note: Notification) -> bytes:
-        document = {
-            "event": note.event.value,
-            "dedup_key": note.dedup_key,
-            "severity": note.severity,
-            "summary": note.summary,
-            "tier": note.tier,
-            "policy": note.policy,
-            "details": dict(note.details),
-        }
+        document = escape.text_tree(
+            {
+                "event": note.event.value,
+                "dedup_key": note.dedup_key,
+                "severity": note.severity,
+                "summary": note.summary,
+                "tier": note.tier,
+                "policy": note.policy,
+                "details": note.details,
+            }
+        )
         return json.dumps(document, sort_keys=True, default=str).encode()
 
     async def send(self, http: HttpClient, note: Notification) -> None:
