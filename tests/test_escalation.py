@@ -20,6 +20,9 @@ import pytest
 
 from remediator.clients.http import MAX_RETRY_AFTER_S, retry_after
 from remediator.config import Settings
+from remediator.escalate.sinks.base import Event, Notification
+from remediator.escalate.sinks.pagerduty import PagerDutySink
+from remediator.escalate.sinks.slack import SlackSink
 from tests.support import waiting
 from tests.support.clock import FakeClock
 from tests.support.payloads import webhook_alert, webhook_payload
@@ -148,7 +151,7 @@ async def test_a_sev1_pages_at_once_climbs_the_ladder_while_open_and_resolves_ev
     world.clock.advance(1800)
     await eventually(lambda: len(world.genie.alerts) == 1, "the engineering manager tier")
     await world.post(down("resolved"))
-    world.clock.advance(2)  # past each sink's pacing interval
+    world.clock.advance(GRACE_S + 2)  # past the episode grace and each sink's pacing
     await eventually(lambda: len(world.pd.events) == 2, "the resolve")
     assert [e["event_action"] for e in world.pd.events] == ["trigger", "resolve"]
     key = trigger["dedup_key"]
@@ -192,6 +195,17 @@ async def test_a_page_carries_the_alerts_own_words_a_silence_link_and_the_episod
     episode = trigger["payload"]["custom_details"]["episode"]
     decisions = f"https://remediator.example.com/api/v1/decisions?episode={episode}"
     assert trigger["payload"]["custom_details"]["decisions"] == decisions
+    # PagerDuty's own fields: what is affected, what kind of event, and one click away.
+    payload = trigger["payload"]
+    assert (payload["source"], payload["class"]) == ("APIUnavailable", "APIUnavailable")
+    assert "component" not in payload and "group" not in payload  # no such labels
+    assert trigger["links"] == [
+        {"href": "https://runbooks.example/api-down", "text": "Runbook"},
+        {"href": ALERT_CONTENT["generatorURL"], "text": "Alert source"},
+        {"href": content["silence_url"], "text": "Silence in Alertmanager"},
+        {"href": decisions, "text": "remediator: what was decided"},
+    ]
+    assert (trigger["client"], trigger["client_url"]) == ("remediator", decisions)
     body = json.loads(hook.received[0].body)
     assert body["details"]["alert"]["labels"]["namespace"] == "kube-system"
     assert body["details"]["alert"]["silence_url"] == (  # the Alertmanager that sent it
@@ -205,14 +219,100 @@ async def test_without_an_external_url_a_page_has_no_episode_link_rather_than_a_
 ) -> None:
     await world.post(down())
     await eventually(lambda: len(world.pd.events) == 1, "the first page")
-    assert "decisions" not in world.pd.events[0]["payload"]["custom_details"]
+    [trigger] = world.pd.events
+    assert "decisions" not in trigger["payload"]["custom_details"]
+    assert "client_url" not in trigger
+    assert all("decisions" not in link["href"] for link in trigger.get("links", []))
+
+
+@pytest.mark.parametrize(
+    ("target", "labels", "expected"),
+    [
+        ("llm-research/Deployment/api",
+         {"alertname": "HighCPUUsage", "namespace": "llm-research", "deployment": "api"},
+         {"source": "llm-research/Deployment/api", "component": "api", "group": "llm-research",
+          "class": "HighCPUUsage"}),
+        ("", {"alertname": "NodeDown", "instance": "10.0.0.7:9100", "job": "node",
+              "cluster": "eu-1"},
+         {"source": "10.0.0.7:9100", "component": "node", "group": "eu-1", "class": "NodeDown"}),
+        ("", {}, {"source": "remediator"}),
+    ],
+    ids=["a target", "an instance", "nothing known"],
+)  # fmt: skip
+def test_a_pagerduty_event_names_the_affected_system_from_the_target_or_the_labels(
+    target: str, labels: dict[str, str], expected: dict[str, str]
+) -> None:
+    note = Notification(
+        Event.TRIGGER, "k", "SEV-3", "[SEV-3] it", 0, "page",
+        {"target": target, "alert": {"labels": labels}},
+    )  # fmt: skip
+    payload = PagerDutySink("pd", ROUTING_KEY).body(note)["payload"]
+    assert {k: payload[k] for k in ("source", "component", "group", "class") if k in payload} == (
+        expected
+    )
+
+
+GRACE_S = 300  # the default episode grace: a resolve is held this long
+
+
+async def test_a_resolve_is_held_for_the_grace_and_sent_once_it_has_passed(world: World) -> None:
+    await world.post(down())
+    await eventually(lambda: len(world.pd.events) == 1, "the first page")
+    await world.post(down("resolved"))
+    world.clock.advance(GRACE_S - 10)
+    await asyncio.sleep(0.3)  # several delivery polls
+    assert [e["event_action"] for e in world.pd.events] == ["trigger"]
+    world.clock.advance(12)
+    await eventually(lambda: len(world.pd.events) == 2, "the resolve after the grace")
+    assert world.pd.incidents[world.pd.events[0]["dedup_key"]].status == "resolved"
+
+
+async def test_an_alert_that_fires_again_within_the_grace_keeps_its_incident_open(
+    world: World,
+) -> None:
+    await world.post(down())
+    await eventually(lambda: len(world.pd.events) == 1, "the first page")
+    key = world.pd.events[0]["dedup_key"]
+    await world.post(down("resolved"))
+    world.clock.advance(120)
+    await world.post(down())  # flapping: within the 300 s grace
+    world.clock.advance(GRACE_S)
+    await asyncio.sleep(0.3)
+    assert [e["event_action"] for e in world.pd.events] == ["trigger"]
+    assert world.pd.incidents[key].status == "triggered"
+    decisions = await world.service.decisions()
+    [reopened] = [d for d in decisions if d["step"] == "reopened"]
+    assert reopened["sentence"] == (
+        f"The alert fired again within 300 s of resolving: episode {reopened['episode']} goes"
+        " on, its incident stays open and no new decision is taken."
+    )
+    # When it then stays resolved, the one incident resolves, once, after the grace.
+    await world.post(down("resolved"))
+    world.clock.advance(GRACE_S + 2)
+    await eventually(lambda: len(world.pd.events) == 2, "the resolve")
+    assert [e["event_action"] for e in world.pd.events] == ["trigger", "resolve"]
+    assert world.pd.incidents[key].status == "resolved"
+
+
+async def test_an_alert_that_fires_again_after_the_grace_is_a_new_incident(world: World) -> None:
+    await world.post(down())
+    await eventually(lambda: len(world.pd.events) == 1, "the first page")
+    await world.post(down("resolved"))
+    world.clock.advance(GRACE_S + 2)
+    await eventually(lambda: len(world.pd.events) == 2, "the resolve")
+    world.clock.advance(60)
+    await world.post(down())
+    await eventually(lambda: len(world.pd.events) == 3, "the new page")
+    first, _, again = world.pd.events
+    assert again["event_action"] == "trigger" and again["dedup_key"] != first["dedup_key"]
+    assert world.pd.incidents[again["dedup_key"]].status == "triggered"
 
 
 async def test_tiers_not_yet_due_are_dropped_when_the_episode_resolves(world: World) -> None:
     await world.post(down())
     await eventually(lambda: len(world.pd.events) == 1, "the first page")
     await world.post(down("resolved"))
-    world.clock.advance(2)  # past PagerDuty's pacing interval
+    world.clock.advance(GRACE_S + 2)  # past the episode grace and PagerDuty's pacing
     await eventually(lambda: len(world.pd.events) == 2, "the resolve")
     world.clock.advance(7200)
     await asyncio.sleep(0.3)
@@ -331,3 +431,26 @@ def test_a_sinks_retry_after_is_bounded_so_no_answer_can_overflow_the_next_due_t
     assert retry_after({"Retry-After": header}) == delay
     if delay is not None:  # what Delivery._retry computes from it
         assert datetime(9999, 12, 1) + timedelta(seconds=delay) <= datetime.max
+
+
+def test_a_slack_page_shows_the_alerts_words_its_target_and_one_line_of_links() -> None:
+    note = Notification(
+        Event.TRIGGER, "remediator-aa01-7", "SEV-2", "[SEV-2] HighLatency on x: refused.", 0,
+        "page", {
+            "target": "llm-research/Deployment/api",
+            "decisions": "https://remediator.example.com/api/v1/decisions?episode=7",
+            "alert": {
+                "annotations": {"summary": "p95 > 5 s", "description": "for 10 min",
+                                "runbook_url": "https://runbooks.example/latency"},
+                "generator_url": "http://prometheus:9090/graph?g0.expr=x",
+                "silence_url": "",
+            },
+        },
+    )  # fmt: skip
+    assert SlackSink("slack", "http://hooks.example/x").text(note) == (
+        ":rotating_light: SEV-2: HighLatency on x: refused. (remediator-aa01-7)\n"
+        "p95 &gt; 5 s\nfor 10 min\nTarget: llm-research/Deployment/api\n"
+        "<https://runbooks.example/latency|Runbook> · "
+        "<http://prometheus:9090/graph?g0.expr=x|Alert source> · "
+        "<https://remediator.example.com/api/v1/decisions?episode=7|What remediator decided>"
+    )

@@ -44,7 +44,7 @@ README = Path(__file__).parent.parent / "README.md"
 #: and the words added since.
 STORED_BEFORE: list[tuple[type[StrEnum], set[str], set[str]]] = [
     (Step, {"received", "classified", "refused", "claimed", "dry_run", "acted", "verified",
-            "escalated", "resolved", "reconciled", "undone", "notified"}, {"shadow"}),
+            "escalated", "resolved", "reconciled", "undone", "notified"}, {"shadow", "reopened"}),
     (Outcome, {"received", "classified", "refused", "claimed", "succeeded", "failed", "dry_run",
                "escalated", "resolved"}, {"notified", "unknown"}),
     (StopReason, {"resolved", "stale", "duplicate", "escalate_only", "target_unresolved",
@@ -240,7 +240,9 @@ async def hooked(tmp_path: Path) -> AsyncIterator[tuple[ServiceUnderTest, Webhoo
         rules.mkdir()
         text = HOOK_RULES.format(hook=hook.url, secret=tmp_path / "secret")
         (rules / "rules.yaml").write_text(text)
-        settings = settings_for(tmp_path, rules_dir=rules, delivery_poll_s=0.02)
+        # No episode grace: the resolve is sent at once (a held one is test_escalation's).
+        settings = settings_for(tmp_path, rules_dir=rules, delivery_poll_s=0.02,
+                                episode_grace_s=0)  # fmt: skip
         async with serve(settings, clock=clock) as service:
             yield service, hook
 

@@ -50,7 +50,7 @@ def test_the_shipped_tests_of_the_example_rules_pass(capsys: pytest.CaptureFixtu
     out = capsys.readouterr().out
     assert out.startswith(f"Unit testing {SHIPPED}\n  PASS  ")
     assert "FAIL" not in out
-    assert out.endswith("ok: 7 cases passed in 1 file\n")
+    assert out.endswith("ok: 9 cases passed in 1 file\n")
 
 
 def test_the_rules_loader_does_not_read_the_tests_beside_the_rules() -> None:
@@ -101,7 +101,7 @@ def test_the_junit_file_has_a_suite_per_file_a_case_per_case_and_their_failures(
     assert [s.get("name") for s in suites] == files
     assert [(s.get("tests"), s.get("failures"), s.get("errors")) for s in suites] == [
         ("3", "2", "0"),
-        ("7", "0", "0"),
+        ("9", "0", "0"),
     ]
     failing = suites[0].findall("testcase")
     assert [c.get("name") for c in failing] == [

@@ -398,4 +398,9 @@ async def test_an_alert_named_as_a_channel_ping_with_a_link_reaches_slack_as_pla
         ":rotating_light: SEV-1: &lt;!channel&gt; &lt;https://evil.example|click here&gt;"
         f" @{WJ}here"
     )
-    assert "<" not in text and ">" not in text and "[SEV-1]" not in text
+    # The only Slack markup left is the page's own links, whose addresses are encoded.
+    links = re.findall(r"<([^<>|]*)\|([^<>]*)>", text)
+    assert [label for _, label in links] == ["Silence"]
+    assert all(" " not in href and "!" not in href.split("?")[0] for href, _ in links)
+    bare = re.sub(r"<[^<>|]*\|[^<>]*>", "", text)
+    assert "<" not in bare and ">" not in bare and "[SEV-1]" not in text

@@ -214,6 +214,24 @@ async def test_the_outbox_queues_once_delivers_due_items_and_resolves_what_was_s
     assert (resolve.event, resolve.sink) == ("resolve", "pager")
 
 
+async def test_a_held_resolve_falls_due_after_the_grace_and_a_withdrawn_one_can_be_queued_again(
+    store: Store,
+) -> None:
+    [e1] = await open_episodes(store, 1)
+    await store.audit([], now=at(0), outbox=[outbox_item(e1)])
+    [trigger] = await store.outbox_due(at(0), 10)
+    await store.outbox_done(trigger.id or 0, at(1), delivered=True)
+    await store.audit([], now=at(10), resolved_episodes=[e1], resolve_after_s=300)
+    assert await store.outbox_due(at(309), 10) == []  # held for the grace
+    [held] = await store.outbox_due(at(310), 10)
+    assert (held.event, held.due_at) == ("resolve", at(310))
+    await store.outbox_withdraw(held.id or 0)  # the episode fired again within it
+    assert await store.outbox_due(at(1000), 10) == []
+    await store.audit([], now=at(500), resolved_episodes=[e1], resolve_after_s=300)
+    [again] = await store.outbox_due(at(800), 10)  # the next close queues its resolve anew
+    assert (again.event, again.due_at) == ("resolve", at(800))
+
+
 async def test_undos_wait_for_the_close_and_followups_fall_due(store: Store) -> None:
     [e1] = await open_episodes(store, 1)
     result = await store.claim(claim_request(e1), at(0))

@@ -62,8 +62,10 @@ class Recorder:
         clock: Clock,
         rules: ActiveRules | RuleSet,
         plan: Planner,
+        resolve_after_s: float = 0.0,
     ) -> None:
         self._store = store
+        self._resolve_after_s = resolve_after_s
         self._metrics = metrics
         self._clock = clock
         self._plan = plan
@@ -86,7 +88,9 @@ class Recorder:
         The episodes another replica decided first: their records here were not written."""
         outbox, resolved = self._plan(records, self.rules)
         now = self._clock.now()
-        lost = await self._store.audit(records, decided_episodes, now, outbox, resolved)
+        lost = await self._store.audit(
+            records, decided_episodes, now, outbox, resolved, self._resolve_after_s
+        )
         self._written([r for r in records if r.episode_id not in lost] if lost else records)
         return lost
 

@@ -206,6 +206,15 @@ def shadow(
     return _of(stamp, incident, Step.SHADOW, outcome, sentence, details)
 
 
+def reopened(stamp: Stamp, incident: Incident, grace_s: float) -> AuditRecord:
+    """A decided episode's alert firing again within ``grace_s`` of its resolve."""
+    sentence = (
+        f"The alert fired again within {grace_s:g} s of resolving: episode"
+        f" {incident.episode_id} goes on, its incident stays open and no new decision is taken."
+    )
+    return _of(stamp, incident, Step.REOPENED, Outcome.RECEIVED, sentence)
+
+
 def acted(stamp: Stamp, incident: Incident, result: ActionResult[Any]) -> AuditRecord:
     outcome = Outcome.SUCCEEDED if result.succeeded else Outcome.FAILED
     return _of(stamp, incident, Step.ACTED, outcome, result.sentence, result.details)

@@ -95,6 +95,8 @@ class Step(StrEnum):
     NOTIFIED = "notified"
     SHADOW = "shadow"
     """A shadow rule's decision: what it would have done, live; it does nothing."""
+    REOPENED = "reopened"
+    """A decided episode's alert fired again within the grace: the same incident goes on."""
 
 
 class Outcome(StrEnum):

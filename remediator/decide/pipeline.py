@@ -259,6 +259,16 @@ class Pipeline:
             rules = [rule for rule in ruleset.rules if not rule.shadow]
             return next((r for r in rules if r.severity is Severity.SEV1), rules[-1])
 
+    def reopened(self, incident: Incident) -> Decision:
+        """The decided episode's alert fired again within the grace: recorded; the same
+        decision and incident go on (a held resolve is withdrawn when it falls due)."""
+        ruleset = self._rules.current
+        rule = ruleset.classify(incident.alert.labels)
+        incident = replace(incident, rule=rule.name, severity=rule.severity)
+        grace_s = self._settings.episode_grace_s
+        record = audit.reopened(self._recorder.stamp(ruleset), incident, grace_s)
+        return Decision(incident.episode_id, [record], decided=False)
+
     def resolved(self, incident: Incident) -> Decision:
         """The episode closed: record it (the incident, if any, resolves with it)."""
         ruleset = self._rules.current

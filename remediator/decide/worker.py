@@ -240,9 +240,11 @@ class JournalWorker:
         try:
             for raw, observation in zip(chunk, observations, strict=True):
                 event = observation.event
-                if event in RESENT or (event in DECIDED_IF_SEEN and observation.episode.decided):
+                decided = observation.episode.decided
+                if event in RESENT or (event in DECIDED_IF_SEEN and decided):
                     self._metrics.alerts_resent.inc()
-                    continue
+                    if event is not EpisodeEvent.REOPENED:
+                        continue
                 incident = Incident(
                     alert=to_alert(raw),
                     episode_id=observation.episode.id,
@@ -251,7 +253,9 @@ class JournalWorker:
                     truncated_alerts=model.truncatedAlerts,
                     alertmanager_url=model.externalURL,
                 )
-                if event in (EpisodeEvent.CLOSED, EpisodeEvent.RESOLVED_UNSEEN):
+                if event is EpisodeEvent.REOPENED and decided:  # flapping: the incident goes on
+                    decisions.append(self._pipeline.reopened(incident))
+                elif event in (EpisodeEvent.CLOSED, EpisodeEvent.RESOLVED_UNSEEN):
                     decisions.append(self._pipeline.resolved(incident))
                 else:
                     episode_open = observation.episode.is_open

@@ -1,7 +1,9 @@
 """Delivery: the loop that sends what ``plan`` queued in the outbox.
 
 A tier is sent only while the episode is still open. When the episode resolves, every sink
-that was paged gets a resolve, and tiers not yet sent are dropped. Failed sends are retried
+that was paged gets a resolve once the episode grace has passed, and tiers not yet sent are
+dropped then; a re-fire within the grace reopens the episode and withdraws the resolve, so
+a flapping alert's incident stays open. Failed sends are retried
 with backoff, honouring ``Retry-After``, until ``max_age_s``; each sink is paced to its
 documented rate limit.
 """
@@ -24,6 +26,8 @@ from remediator.store.contract import OutboxItem, Store
 log = logging.getLogger(__name__)
 
 BACKOFF_S = (1.0, 2.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0)
+WITHDRAWN = "withdrawn"
+"""``_still_wanted``'s word for a held resolve its episode's re-fire withdrew."""
 BATCH = 100
 
 
@@ -71,6 +75,8 @@ class Delivery:
             await self._drop(item, f"sink {item.sink!r} is not configured")
             return
         why_not = await self._still_wanted(item)
+        if why_not == WITHDRAWN:
+            return
         if why_not:
             await self._drop(item, why_not, count=False)
             return
@@ -91,6 +97,13 @@ class Delivery:
 
     async def _still_wanted(self, item: OutboxItem) -> str:
         if item.event == Event.RESOLVE.value:
+            if await self._store.episode_is_open(item.episode_id):
+                # Fired again within the grace: the incident goes on, and the next close
+                # queues its resolve anew.
+                assert item.id is not None
+                await self._store.outbox_withdraw(item.id)
+                _log(logging.INFO, item, "withdrawn", "the alert fired again within the grace")
+                return WITHDRAWN
             await self._store.outbox_drop_pending_triggers(item.episode_id, self._clock.now())
             if not await self._store.outbox_was_triggered(item.dedup_key, item.sink):
                 return "nothing was sent to resolve"

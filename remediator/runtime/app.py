@@ -189,7 +189,9 @@ def decision_core(
     gate: AckGate,
 ) -> DecisionCore:
     policy = rules.current.policy
-    recorder = Recorder(store, metrics, clock, rules, plan=escalate.plan)
+    recorder = Recorder(
+        store, metrics, clock, rules, plan=escalate.plan, resolve_after_s=settings.episode_grace_s
+    )
     runner = ActionRunner(
         store, recorder, metrics, clock, dry_run=settings.dry_run,
         max_concurrent=policy.max_concurrent_actions, require_opt_in=policy.require_opt_in,

@@ -311,10 +311,12 @@ class AuditStore(Protocol):
         now: datetime | None = None,
         outbox: Sequence[OutboxItem] = (),
         resolved_episodes: Sequence[int] = (),
+        resolve_after_s: float = 0.0,
     ) -> set[int]:
         """In one transaction: mark ``decided_episodes`` decided at ``now``, append
         ``records``, queue ``outbox`` (once per episode, sink, event and tier), and queue a
-        resolve for every sink an episode of ``resolved_episodes`` was escalated to. An
+        resolve, due ``resolve_after_s`` from now, for every sink an episode of
+        ``resolved_episodes`` was escalated to. An
         episode of ``decided_episodes`` that another transaction decided first keeps that
         decision: its records and notifications here are not written. Those episodes."""
         ...
@@ -334,6 +336,11 @@ class OutboxStore(Protocol):
         ...
 
     async def outbox_retry(self, item_id: int, due_at: datetime, error: str) -> None: ...
+
+    async def outbox_withdraw(self, item_id: int) -> None:
+        """Forget a notification not sent (a held resolve whose episode fired again), so that
+        the episode's next close queues its resolve anew."""
+        ...
 
     async def outbox_drop_pending_triggers(self, episode_id: int, now: datetime) -> int:
         """Drop the triggers of an episode not sent yet (later tiers); how many."""

@@ -263,12 +263,13 @@ def _insert(table: str, columns: Sequence[str], tail: str = "") -> Statement:
 AUDIT_INSERT = _insert("audit", AUDIT_COLUMNS)
 OUTBOX_INSERT = _insert("outbox", OUTBOX_COLUMNS, " ON CONFLICT DO NOTHING")
 
-#: A resolve for every sink an episode's triggers went to, due at once, queued once.
-#: Incidents that span episodes (``dedup_keys.SPANNING_PREFIXES``) wait for a human.
+#: A resolve for every sink an episode's triggers went to, due once the episode grace has
+#: passed (``:due``: a re-fire within it withdraws the resolve), queued once. Incidents that
+#: span episodes (``dedup_keys.SPANNING_PREFIXES``) wait for a human.
 RESOLVE = Statement(
     f"INSERT INTO outbox ({', '.join(OUTBOX_COLUMNS)})"
     " SELECT DISTINCT episode_id, dedup_key, sink, 'resolve', 0, severity, policy, summary,"
-    " details, CAST(:now AS DOUBLE PRECISION), CAST(:now AS DOUBLE PRECISION)"
+    " details, CAST(:due AS DOUBLE PRECISION), CAST(:now AS DOUBLE PRECISION)"
     " FROM outbox WHERE episode_id = :episode_id AND event = 'trigger'"
     + "".join(
         f" AND dedup_key NOT LIKE :spanning{i}" for i in range(len(dedup_keys.SPANNING_PREFIXES))
@@ -278,6 +279,8 @@ RESOLVE = Statement(
 RESOLVE_SPANNING = {f"spanning{i}": f"{p}%" for i, p in enumerate(dedup_keys.SPANNING_PREFIXES)}
 
 OUTBOX_SELECT = f"SELECT id, attempts, created_at, {', '.join(OUTBOX_COLUMNS)} FROM outbox"
+#: A held resolve the episode's re-fire made moot: gone, so the next close can queue one.
+OUTBOX_WITHDRAW = Statement("DELETE FROM outbox WHERE id = :id AND delivered_at IS NULL")
 OUTBOX_DUE = Statement(
     f"{OUTBOX_SELECT} WHERE delivered_at IS NULL AND dropped_at IS NULL AND due_at <= :now"
     " ORDER BY due_at, id LIMIT :limit"

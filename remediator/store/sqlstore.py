@@ -388,10 +388,15 @@ class SqlStore:
         now: datetime | None = None,
         outbox: Sequence[OutboxItem] = (),
         resolved_episodes: Sequence[int] = (),
+        resolve_after_s: float = 0.0,
     ) -> set[int]:
         at = ts(now) if now else 0.0
         decided = list(decided_episodes) if now else []
-        resolve = [{"now": at, "episode_id": e, **sql.RESOLVE_SPANNING} for e in resolved_episodes]
+        due = at + resolve_after_s
+        resolve = [
+            {"now": at, "due": due, "episode_id": e, **sql.RESOLVE_SPANNING}
+            for e in resolved_episodes
+        ]
         if not (records or decided or outbox or resolve):
             return set()
         return await self.run(_audit(records, decided, at, outbox, resolve), atomic=True)
@@ -410,6 +415,9 @@ class SqlStore:
     ) -> None:
         statement = sql.OUTBOX_DELIVERED if delivered else sql.OUTBOX_DROPPED
         await self.run(count(statement, {"now": ts(now), "error": error, "id": item_id}))
+
+    async def outbox_withdraw(self, item_id: int) -> None:
+        await self.run(count(sql.OUTBOX_WITHDRAW, {"id": item_id}))
 
     async def outbox_retry(self, item_id: int, due_at: datetime, error: str) -> None:
         params = {"due_at": ts(due_at), "error": error, "id": item_id}

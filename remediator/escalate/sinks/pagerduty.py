@@ -20,6 +20,9 @@ from remediator.escalate.sinks.base import SEVERITY_WORDS, Event, Notification, 
 EVENTS_URL = "https://events.pagerduty.com/v2/enqueue"
 SUMMARY_CHARS = 1024
 DEDUP_KEY_CHARS = 255
+FIELD_CHARS = 255
+"""``source``, ``component``, ``group`` and ``class``: kept to a line's worth (PagerDuty
+shows them as short fields)."""
 EVENT_BYTES = 512 * 1024
 
 
@@ -40,16 +43,72 @@ class PagerDutySink:
         if note.event is Event.TRIGGER:
             event["payload"] = {
                 "summary": truncate.fit(escape.plain(note.summary), SUMMARY_CHARS),
-                "source": "remediator",
+                "source": truncate.fit(escape.plain(_source(note)), FIELD_CHARS),
                 "severity": SEVERITY_WORDS.get(note.severity, "error"),
+                **_where(note),
                 "custom_details": escape.plain_tree(note.details),
             }
+            event.update(_links(note))
             _fit_event(event)
         return event
 
     async def send(self, http: HttpClient, note: Notification) -> None:
         headers = {"Content-Type": "application/json"}
         await http.post("PagerDuty", self.url, data=json_body(self.body(note)), headers=headers)
+
+
+def _alert(note: Notification) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The alert's labels and the rest of its content (``plan`` puts it in the details)."""
+    alert = note.details.get("alert")
+    alert = alert if isinstance(alert, dict) else {}
+    labels = alert.get("labels")
+    return (labels if isinstance(labels, dict) else {}), alert
+
+
+def _source(note: Notification) -> str:
+    """PagerDuty's "unique location of the affected system": the target remediator would
+    act on, else the alert's instance, else its alertname; "remediator" when none is known."""
+    labels, _ = _alert(note)
+    for candidate in (note.details.get("target"), labels.get("instance"),
+                      labels.get("alertname"), note.details.get("alertname")):  # fmt: skip
+        if isinstance(candidate, str) and candidate:
+            return candidate
+    return "remediator"
+
+
+def _where(note: Notification) -> dict[str, str]:
+    """``component`` (the workload or the job), ``group`` (the namespace or the cluster) and
+    ``class`` (the alertname), from the alert's labels; each only when known."""
+    labels, _ = _alert(note)
+    picks = {
+        "component": ("deployment", "pod", "service", "job"),
+        "group": ("namespace", "cluster"),
+        "class": ("alertname",),
+    }
+    found = {}
+    for field, names in picks.items():
+        value = next((labels[n] for n in names if isinstance(labels.get(n), str) and labels[n]), "")
+        if value:
+            found[field] = truncate.fit(escape.plain(value), FIELD_CHARS)
+    return found
+
+
+def _links(note: Notification) -> dict[str, Any]:
+    """Top-level ``links`` (runbook, the alert's source, its silence, the episode) and
+    ``client``/``client_url`` (remediator's view of the episode, when it has a URL)."""
+    _, alert = _alert(note)
+    annotations = alert.get("annotations")
+    runbook = annotations.get("runbook_url", "") if isinstance(annotations, dict) else ""
+    decisions = note.details.get("decisions", "")
+    named = [(runbook, "Runbook"), (alert.get("generator_url", ""), "Alert source"),
+             (alert.get("silence_url", ""), "Silence in Alertmanager"),
+             (decisions, "remediator: what was decided")]  # fmt: skip
+    links = [{"href": escape.text(href), "text": text} for href, text in named
+             if isinstance(href, str) and href.startswith(("https://", "http://"))]  # fmt: skip
+    found: dict[str, Any] = {"links": links} if links else {}
+    if isinstance(decisions, str) and decisions:
+        found.update(client="remediator", client_url=escape.text(decisions))
+    return found
 
 
 def _fit_event(event: dict[str, Any]) -> None:

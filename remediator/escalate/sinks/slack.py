@@ -28,6 +28,34 @@ def headline(note: Notification) -> str:
     return note.summary.removeprefix(prefix) if note.severity else note.summary
 
 
+LINKS = (("runbook_url", "Runbook"), ("generator_url", "Alert source"),
+         ("silence_url", "Silence"))  # fmt: skip
+
+
+def _content(note: Notification) -> list[str]:
+    """The lines under a page's first: the alert's summary and description, the target, and
+    one line of links (runbook, source, silence, the episode), each only when known."""
+    alert = note.details.get("alert")
+    alert = alert if isinstance(alert, dict) else {}
+    annotations = alert.get("annotations")
+    annotations = annotations if isinstance(annotations, dict) else {}
+    lines = [escape.slack(annotations[k]) for k in ("summary", "description")
+             if isinstance(annotations.get(k), str) and annotations[k]]  # fmt: skip
+    target = note.details.get("target")
+    if isinstance(target, str) and target:
+        lines.append(f"Target: {escape.slack(target)}")
+    urls = {**alert, **annotations, "decisions": note.details.get("decisions", "")}
+    named = (*LINKS, ("decisions", "What remediator decided"))
+    links = [escape.slack_link(urls[k], label) for k, label in named if _is_url(urls.get(k))]
+    if links:
+        lines.append(" · ".join(links))
+    return lines
+
+
+def _is_url(value: object) -> bool:
+    return isinstance(value, str) and value.startswith(("https://", "http://"))
+
+
 @dataclass
 class SlackSink:
     name: str
@@ -42,6 +70,7 @@ class SlackSink:
         else:
             tier = f", escalation tier {note.tier + 1}" if note.tier else ""
             text = f":rotating_light: {escape.slack(note.severity)}{tier}: {what}"
+            text += "".join(f"\n{line}" for line in _content(note))
         return truncate.fit(text, TEXT_CHARS, partial=_PARTIAL_ENTITY)
 
     def body(self, note: Notification) -> dict[str, Any]:
