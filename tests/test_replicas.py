@@ -53,8 +53,8 @@ async def test_two_replicas_behind_split_brain_alertmanagers_act_once_per_episod
                 await asyncio.sleep(2.5)  # both replicas got both deliveries by now
                 claims = await replicas[1].decisions(outcome="claimed", limit="1000")
         finally:
-            for replica in replicas:
-                assert await replica.stop() == 0
+            stopped = [await replica.stop() for replica in replicas]  # every one, then judge
+            assert stopped == [0, 0]
     patches = scale_writes(kube)
     assert len(patches) == ALERTS and set(patches.values()) == {1}
     claimed = Counter(d["episode"] for d in claims)
@@ -167,8 +167,8 @@ async def test_sigterm_to_one_replica_under_load_drains_it_while_the_other_carri
             await asyncio.sleep(1.0)
             outcomes = await replicas[1].decisions(limit="1000")
         finally:
-            for replica in replicas:
-                assert await replica.stop() == 0
+            stopped = [await replica.stop() for replica in replicas]  # every one, then judge
+            assert stopped == [0, 0]
     assert set(statuses["a"]) <= {200, 503, None} and 503 in statuses["a"]  # None: closed
     assert set(statuses["b"]) == {200}
     patches = scale_writes(kube)
