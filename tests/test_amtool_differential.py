@@ -25,7 +25,6 @@ import pytest
 
 from remediator.actions.registry import default_registry
 from remediator.core.errors import RuleFileError
-from remediator.decide.classify import Classifier
 from remediator.ruleset.load import load_rules
 from remediator.ruleset.rules import RuleSet
 from tests.support.rule_texts import POLICY
@@ -269,6 +268,5 @@ def test_every_label_set_matches_the_rules_whose_routes_amtool_routes_it_to(
 
 
 def test_classify_picks_the_rule_of_amtool_s_first_route(verdicts: Verdicts) -> None:
-    classifier = Classifier(verdicts.ruleset)
-    picked = [classifier.classify({"guard": "on", **labels}).name for labels in LABEL_SETS]
+    picked = [verdicts.ruleset.classify({"guard": "on", **labels}).name for labels in LABEL_SETS]
     assert picked == [routed[0] for routed in verdicts.amtool_routes]

@@ -13,7 +13,6 @@ import pytest
 
 from remediator.actions.registry import default_registry
 from remediator.core.model import Severity
-from remediator.decide.classify import Classifier
 from remediator.ruleset.index import RuleIndex
 from remediator.ruleset.load import load_rules
 from remediator.ruleset.matchers import parse_matcher
@@ -38,8 +37,8 @@ def write_rules(directory: Path, files: Mapping[str, str]) -> Path:
 
 
 @pytest.fixture(scope="module")
-def example() -> Classifier:
-    return Classifier(load(EXAMPLE_RULES))
+def example() -> RuleSet:
+    return load(EXAMPLE_RULES)
 
 
 # --- (a) the example rules: the seed's alert table and SEV definitions --------------------
@@ -194,7 +193,7 @@ SEED_ALERTS = [
 
 @pytest.mark.parametrize(("labels", "rule", "severity", "action", "target"), SEED_ALERTS)
 def test_a_seed_alert_gets_the_severity_and_runbook_action_the_seed_gives_it(
-    example: Classifier,
+    example: RuleSet,
     labels: dict[str, str],
     rule: str,
     severity: Severity,
@@ -260,16 +259,16 @@ def test_the_first_matching_rule_wins_across_files_in_name_order(tmp_path: Path)
     directory = write_rules(tmp_path / "rules", {"99-default.yaml": catch_all})
     write_rules(directory, {"20-later.yaml": later, "10-earlier.yaml": earlier})
     write_rules(directory, {"00-policy.yaml": POLICY})
-    classifier = Classifier(load(directory))
-    assert classifier.ruleset.files == (
+    ruleset = load(directory)
+    assert ruleset.files == (
         "00-policy.yaml",
         "10-earlier.yaml",
         "20-later.yaml",
         "99-default.yaml",
     )
-    assert classifier.classify({"alertname": "DiskUsageHigh"}).name == "earlier"
-    assert classifier.classify({"alertname": "DiskFull"}).name == "later"
-    assert classifier.classify({"alertname": "Other"}).name == "default"
+    assert ruleset.classify({"alertname": "DiskUsageHigh"}).name == "earlier"
+    assert ruleset.classify({"alertname": "DiskFull"}).name == "later"
+    assert ruleset.classify({"alertname": "Other"}).name == "default"
 
 
 def test_an_earlier_regex_rule_beats_a_later_indexed_equality_rule(tmp_path: Path) -> None:
@@ -282,7 +281,7 @@ def test_an_earlier_regex_rule_beats_a_later_indexed_equality_rule(tmp_path: Pat
         """
     )
     directory = write_rules(tmp_path / "rules", {"00-policy.yaml": POLICY, "10-r.yaml": rules})
-    assert Classifier(load(directory)).classify({"alertname": "DiskUsageHigh"}).name == "any-disk"
+    assert load(directory).classify({"alertname": "DiskUsageHigh"}).name == "any-disk"
 
 
 # --- (c) the index: 10 000 rules cost about what 10 do -----------------------------------
@@ -306,7 +305,7 @@ def rule(position: int, name: str, *matchers: str) -> Rule:
 
 
 @pytest.fixture(scope="module")
-def ten_thousand() -> Classifier:
+def ten_thousand() -> RuleSet:
     """10 000 rules, each with its own alertname, then the catch-all. Built directly: the
     linear-scan test below goes through load_rules with a few hundred rules."""
     rules = [rule(i, f"a{i}", f'alertname="A{i}"') for i in range(10_000)]
@@ -314,7 +313,7 @@ def ten_thousand() -> Classifier:
     ruleset = RuleSet(
         rules=tuple(rules), policy=PolicySpec(), escalations={}, hash="test", files=()
     )
-    return Classifier(ruleset)
+    return ruleset
 
 
 @pytest.fixture
@@ -332,10 +331,10 @@ def rule_tests(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
 
 
 def test_classifying_among_ten_thousand_rules_tests_only_the_indexed_candidates(
-    ten_thousand: Classifier, rule_tests: list[str]
+    ten_thousand: RuleSet, rule_tests: list[str]
 ) -> None:
-    assert len(ten_thousand.ruleset.rules) == 10_001
-    index = RuleIndex(ten_thousand.ruleset.rules)
+    assert len(ten_thousand.rules) == 10_001
+    index = RuleIndex(ten_thousand.rules)
     labels = {"alertname": "A7345", "namespace": NS, "severity": "warning"}
     assert index.candidates(labels) == [7345, 10_000]
     assert ten_thousand.classify(labels).name == "a7345"
@@ -343,10 +342,10 @@ def test_classifying_among_ten_thousand_rules_tests_only_the_indexed_candidates(
 
 
 def test_an_unknown_alert_among_ten_thousand_rules_tests_only_the_catch_all(
-    ten_thousand: Classifier, rule_tests: list[str]
+    ten_thousand: RuleSet, rule_tests: list[str]
 ) -> None:
     labels = {"alertname": "NotInTheFile", "pod": "api-1"}
-    assert len(RuleIndex(ten_thousand.ruleset.rules).candidates(labels)) <= 2
+    assert len(RuleIndex(ten_thousand.rules).candidates(labels)) <= 2
     assert ten_thousand.classify(labels).name == "default"
     assert rule_tests == ["default"]
 
@@ -392,7 +391,6 @@ def test_the_index_agrees_with_a_linear_scan_for_random_rules_and_alerts(tmp_pat
         tmp_path / "rules", {"00-policy.yaml": POLICY, "10-random.yaml": "\n".join(lines) + "\n"}
     )
     ruleset = load(directory)
-    classifier = Classifier(ruleset)
     index = RuleIndex(ruleset.rules)
     tested = 0
     for _ in range(500):
@@ -401,7 +399,7 @@ def test_the_index_agrees_with_a_linear_scan_for_random_rules_and_alerts(tmp_pat
         candidates = index.candidates(labels)
         assert set(matching) <= set(candidates), labels
         assert candidates == sorted(candidates)
-        assert classifier.classify(labels).position == matching[0], labels
+        assert ruleset.classify(labels).position == matching[0], labels
         tested += len(candidates)
     # The agreement means something only if the index did prune, and by much.
     assert tested < 500 * len(ruleset.rules) / 2
@@ -436,7 +434,7 @@ def test_an_unsafe_label_value_leaves_the_target_unresolved(labels: dict[str, st
 
 @pytest.mark.parametrize("labels", UNSAFE)
 def test_an_example_rule_never_renders_an_unsafe_pod_label_into_its_target(
-    example: Classifier, labels: dict[str, str]
+    example: RuleSet, labels: dict[str, str]
 ) -> None:
     alert = {"alertname": "PodCrashLooping", "namespace": NS, **labels}
     plan = example.classify(alert).plan

@@ -21,8 +21,8 @@ import aiohttp
 import pytest
 
 from remediator.actions.registry import default_registry
-from remediator.decide.classify import Classifier
 from remediator.ruleset.load import load_rules
+from remediator.ruleset.rules import RuleSet
 from remediator.ruleset.template import Template
 from tests.support.payloads import webhook_alert, webhook_payload
 from tests.support.process import start_remediator
@@ -73,7 +73,7 @@ EVIL = {
 }
 
 
-def classifier_for(tmp_path: Path, pattern: str, op: str = "=~") -> Classifier:
+def classifier_for(tmp_path: Path, pattern: str, op: str = "=~") -> RuleSet:
     directory = tmp_path / "rules"
     directory.mkdir(exist_ok=True)
     (directory / "00-policy.yaml").write_text(POLICY)
@@ -87,10 +87,10 @@ def classifier_for(tmp_path: Path, pattern: str, op: str = "=~") -> Classifier:
             """
         )
     )
-    return Classifier(load_rules(directory, default_registry()))
+    return load_rules(directory, default_registry())
 
 
-def classify_time(classifier: Classifier, value: str, rounds: int = 5) -> float:
+def classify_time(classifier: RuleSet, value: str, rounds: int = 5) -> float:
     labels = {"alertname": "Probe", "victim": value}
     classifier.classify(labels)  # warm: RE2 builds its DFA lazily
     best = float("inf")

@@ -40,7 +40,7 @@ from remediator.core import failpoints
 from remediator.core.clock import Clock
 from remediator.core.errors import ApiError, Forbidden, NotFound, StoreUnavailable
 from remediator.core.metrics import Metrics
-from remediator.core.model import QUIET_STOPS, AuditRecord, Incident, StopReason, Verdict, refuse
+from remediator.core.model import AuditRecord, Incident, StopReason, Verdict, refuse
 from remediator.core.vocab import ClaimOutcome
 from remediator.ruleset.rules import PlannedAction
 from remediator.ruleset.schema import PolicySpec
@@ -143,12 +143,10 @@ class ActionRunner:
         )  # fmt: skip
         async with self._preview_slots:
             checked = await self._precheck(plan, request)
-        verdict = checked.verdict
-        if not verdict.allowed:
-            incident = incident.stop(verdict)
-        pages = job.escalation if not verdict.allowed and verdict.reason not in QUIET_STOPS else ""
+        if not checked.verdict.allowed:
+            incident = incident.stop(checked.verdict)
         stamp = self._recorder.stamp(job.ruleset)
-        record = audit.shadow(stamp, incident, plan, job.live_rule, pages, prechecked=True)
+        record = audit.shadow(stamp, incident, plan, job.live_rule, job.escalation, prechecked=True)
         await self._durably(lambda: self._recorder.write([record]))
 
     async def drain(self, timeout_s: float) -> None:

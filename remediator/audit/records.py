@@ -19,7 +19,7 @@ from typing import Any
 from urllib.parse import quote
 
 from remediator.actions.base import ActionResult, Reconciled, VerifyResult
-from remediator.core.model import AuditRecord, Incident
+from remediator.core.model import QUIET_STOPS, AuditRecord, Incident
 from remediator.core.vocab import Event, Outcome, Severity, Step, StopReason
 from remediator.ruleset.rules import PlannedAction, Rule
 from remediator.ruleset.schema import EscalationPolicySpec
@@ -180,14 +180,17 @@ def shadow(
     incident: Incident,
     plan: PlannedAction | None,
     live_rule: str,
-    pages: str,
+    escalation: str,
     prechecked: bool = False,
 ) -> AuditRecord:
     """What shadow rule ``incident.rule`` would have done, live: run its action (outcome
     ``dry_run``; ``prechecked`` when its precheck passed, else there was no backend to read),
-    or stop where a guard or the precheck stops it (``refused``, with the reason, and
-    ``pages``: the escalation policy a live stop would have paged, or ""). It did neither."""
+    or stop where a guard or the precheck stops it (``refused``, with the reason, and the
+    rule's ``escalation`` policy when a live stop for that reason would page). It did
+    neither."""
     decided = f"(the live rule {live_rule!r} decided)"
+    stop = incident.stopped
+    pages = escalation if stop is not None and stop.reason not in QUIET_STOPS else ""
     if incident.stopped is None:
         assert plan is not None and incident.target is not None
         checked = "its precheck passed" if prechecked else "not prechecked: no backend"

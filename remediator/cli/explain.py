@@ -25,7 +25,6 @@ from remediator.actions import opt_in
 from remediator.cli import offline
 from remediator.core.errors import ConfigError
 from remediator.core.model import Alert, AlertStatus, Incident, Severity, Target, Verdict
-from remediator.decide.classify import Classifier
 from remediator.guards import plan, scope
 from remediator.guards.claim import ClaimRequest, Limit
 from remediator.ruleset.read import one_line, shown
@@ -45,7 +44,7 @@ def explain(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     expected = parse_expect(item for group in args.expect or () for item in group)
     ruleset = offline.rules(args, environ)  # RuleFileError: exit 2
     check_expected(expected, ruleset)
-    rule = Classifier(ruleset).classify(labels)
+    rule = ruleset.classify(labels)
     lines = why(ruleset, rule, labels) if args.why else []
     lines += describe(rule, labels, ruleset)
     matched = expected == _given(meets(rule), expected)

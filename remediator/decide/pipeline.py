@@ -149,10 +149,8 @@ class Pipeline:
                 jobs.ShadowJob(incident, rule.plan, live.name, rule.escalation, ruleset)
             )
             return []
-        stop = incident.stopped
-        pages = rule.escalation if stop and stop.reason not in QUIET_STOPS else ""
-        plan = rule.plan
-        return [audit.shadow(self._recorder.stamp(ruleset), incident, plan, live.name, pages)]
+        stamp = self._recorder.stamp(ruleset)
+        return [audit.shadow(stamp, incident, rule.plan, live.name, rule.escalation)]
 
     def _fresh(self, incident: Incident, episode_open: bool) -> Incident:
         verdict = freshness.decide(

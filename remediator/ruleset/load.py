@@ -3,8 +3,8 @@ them, ``policy`` and ``defaults`` at most once), resolve named actions and escal
 policies, compile matchers and target templates, and require a catch-all last.
 
 Where it sits: ``serve`` (through ``app.init_app``), ``check``, ``explain`` and ``rbac``
-call ``load_rules`` once; it reads the files (``files``, ``read``) and ``classify`` reads
-the ``RuleSet`` it returns.
+call ``load_rules`` once, and a reload (``runtime/reload``) again; it reads the files
+(``files``, ``read``), and the pipeline classifies with the ``RuleSet`` it returns.
 
 Errors are ``RuleFileError`` sentences naming file, rule and field (see ``read``); a
 warning (rules still under ``match``, the old name of ``matchers``) is one sentence per file,

@@ -97,33 +97,38 @@ async def _webhook_expect(request: web.Request) -> web.Response | None:
     return await webhook.expect(request, request.app[SERVICES].webhook)
 
 
-async def _authenticated_expect(request: web.Request) -> web.Response | None:
+def _unauthorized(request: web.Request) -> web.Response | None:
+    """The 401 of a request without a good bearer token, or None: the API's one check."""
     try:
         request.app[SERVICES].webhook.auth.check(webhook.authorization(request))
     except RequestRejected as exc:
         return webhook.error_response(exc)
-    await edge.send_continue(request)
     return None
 
 
+async def _authenticated_expect(request: web.Request) -> web.Response | None:
+    refused = _unauthorized(request)
+    if refused is None:
+        await edge.send_continue(request)
+    return refused
+
+
 async def _decisions(request: web.Request) -> web.Response:
-    services = request.app[SERVICES]
+    if (refused := _unauthorized(request)) is not None:
+        return refused
     try:
-        services.webhook.auth.check(webhook.authorization(request))
         query = api.parse_query(request.query)
     except RequestRejected as exc:
         return webhook.error_response(exc)
-    records = await services.store.decisions(query)
+    records = await request.app[SERVICES].store.decisions(query)
     return web.json_response(api.page_json(records, query))
 
 
 async def _reload(request: web.Request) -> web.Response:
     """``POST /-/reload``: 200 and the active hash once the new set decides; 500 naming
     the error when the old set stays (as Prometheus's ``/-/reload`` answers)."""
-    try:
-        request.app[SERVICES].webhook.auth.check(webhook.authorization(request))
-    except RequestRejected as exc:
-        return webhook.error_response(exc)
+    if (refused := _unauthorized(request)) is not None:
+        return refused
     result = await request.app[RELOADER].reload("http")
     if not result.successful:
         body = {"error": "reload_failed", "detail": result.error, "hash": result.hash}
@@ -134,10 +139,8 @@ async def _reload(request: web.Request) -> web.Response:
 async def _rules(request: web.Request) -> web.Response:
     """``GET /api/v1/rules``: the active set, its hash, files and load time, its rules in
     order, and how the last reload went."""
-    try:
-        request.app[SERVICES].webhook.auth.check(webhook.authorization(request))
-    except RequestRejected as exc:
-        return webhook.error_response(exc)
+    if (refused := _unauthorized(request)) is not None:
+        return refused
     last = request.app[RELOADER].last
     body = api.rules_json(request.app[RULES])
     body["last_reload"] = last.json() if last else None

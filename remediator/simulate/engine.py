@@ -1,10 +1,10 @@
 """The offline engine: webhook bodies at virtual times → the decisions ``serve`` would take.
 
 Where it sits: ``testfile`` (``remediator test``) and ``replay`` (``remediator replay``)
-feed it. It composes what ``runtime.app._services`` composes — the active rule set, the
-real ``Pipeline``, guards and claim transaction on a ``SqliteStore`` in a temporary
-directory, the ``Recorder`` with the escalation planner, the ``ActionRunner`` in dry-run —
-and the real ``Delivery``, whose sinks only write down what they would send. Nothing
+feed it. It runs serve's own decision core (``runtime.app.decision_core``: the active rule
+set, the real ``Pipeline``, guards and claim transaction, the ``Recorder`` with the
+escalation planner, the ``ActionRunner`` in dry-run) on a ``SqliteStore`` in a temporary
+directory, and the real ``Delivery``, whose sinks only write down what they would send. Nothing
 touches a cluster, a database or the network, and no time passes but the virtual clock's.
 Given a ``World`` (a case's ``world:`` facts), the engine connects it to the handles the
 rules' actions were built on (``world.Handles``) for as long as it runs, so dry-run

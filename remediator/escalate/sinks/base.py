@@ -44,3 +44,28 @@ def json_body(document: Any) -> bytes:
     """The exact bytes a sink sends: UTF-8 JSON, non-ASCII as itself, so a size limit in
     bytes is measured on what goes out. Strings must hold no lone surrogate (``escape``)."""
     return json.dumps(document, ensure_ascii=False, allow_nan=False).encode("utf-8")
+
+
+def _mapping(value: object) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def alert_of(note: Notification) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """The alert's labels, its annotations and the rest of its content, as ``plan`` puts
+    them in a page's details (empty when the page carries none)."""
+    alert = _mapping(note.details.get("alert"))
+    return _mapping(alert.get("labels")), _mapping(alert.get("annotations")), alert
+
+
+def page_links(note: Notification) -> list[tuple[str, str]]:
+    """A page's links, in order, as (what, URL): ``runbook``, ``source`` (the alert's
+    generatorURL), ``silence`` and ``decisions`` (the episode); only http(s) URLs."""
+    _, annotations, alert = alert_of(note)
+    urls = {
+        "runbook": annotations.get("runbook_url"),
+        "source": alert.get("generator_url"),
+        "silence": alert.get("silence_url"),
+        "decisions": note.details.get("decisions"),
+    }
+    return [(what, url) for what, url in urls.items()
+            if isinstance(url, str) and url.startswith(("https://", "http://"))]  # fmt: skip

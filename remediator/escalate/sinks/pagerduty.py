@@ -15,7 +15,14 @@ from typing import Any
 
 from remediator.clients.http import HttpClient
 from remediator.escalate.sinks import escape, truncate
-from remediator.escalate.sinks.base import SEVERITY_WORDS, Event, Notification, json_body
+from remediator.escalate.sinks.base import (
+    SEVERITY_WORDS,
+    Event,
+    Notification,
+    alert_of,
+    json_body,
+    page_links,
+)
 
 EVENTS_URL = "https://events.pagerduty.com/v2/enqueue"
 SUMMARY_CHARS = 1024
@@ -57,18 +64,18 @@ class PagerDutySink:
         await http.post("PagerDuty", self.url, data=json_body(self.body(note)), headers=headers)
 
 
-def _alert(note: Notification) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The alert's labels and the rest of its content (``plan`` puts it in the details)."""
-    alert = note.details.get("alert")
-    alert = alert if isinstance(alert, dict) else {}
-    labels = alert.get("labels")
-    return (labels if isinstance(labels, dict) else {}), alert
+LINK_TEXTS = {
+    "runbook": "Runbook",
+    "source": "Alert source",
+    "silence": "Silence in Alertmanager",
+    "decisions": "remediator: what was decided",
+}
 
 
 def _source(note: Notification) -> str:
     """PagerDuty's "unique location of the affected system": the target remediator would
     act on, else the alert's instance, else its alertname; "remediator" when none is known."""
-    labels, _ = _alert(note)
+    labels, _, _ = alert_of(note)
     for candidate in (note.details.get("target"), labels.get("instance"),
                       labels.get("alertname"), note.details.get("alertname")):  # fmt: skip
         if isinstance(candidate, str) and candidate:
@@ -79,7 +86,7 @@ def _source(note: Notification) -> str:
 def _where(note: Notification) -> dict[str, str]:
     """``component`` (the workload or the job), ``group`` (the namespace or the cluster) and
     ``class`` (the alertname), from the alert's labels; each only when known."""
-    labels, _ = _alert(note)
+    labels, _, _ = alert_of(note)
     picks = {
         "component": ("deployment", "pod", "service", "job"),
         "group": ("namespace", "cluster"),
@@ -96,17 +103,11 @@ def _where(note: Notification) -> dict[str, str]:
 def _links(note: Notification) -> dict[str, Any]:
     """Top-level ``links`` (runbook, the alert's source, its silence, the episode) and
     ``client``/``client_url`` (remediator's view of the episode, when it has a URL)."""
-    _, alert = _alert(note)
-    annotations = alert.get("annotations")
-    runbook = annotations.get("runbook_url", "") if isinstance(annotations, dict) else ""
-    decisions = note.details.get("decisions", "")
-    named = [(runbook, "Runbook"), (alert.get("generator_url", ""), "Alert source"),
-             (alert.get("silence_url", ""), "Silence in Alertmanager"),
-             (decisions, "remediator: what was decided")]  # fmt: skip
-    links = [{"href": escape.text(href), "text": text} for href, text in named
-             if isinstance(href, str) and href.startswith(("https://", "http://"))]  # fmt: skip
+    urls = page_links(note)
+    links = [{"href": escape.text(url), "text": LINK_TEXTS[what]} for what, url in urls]
     found: dict[str, Any] = {"links": links} if links else {}
-    if isinstance(decisions, str) and decisions:
+    decisions = dict(urls).get("decisions")
+    if decisions:
         found.update(client="remediator", client_url=escape.text(decisions))
     return found
 

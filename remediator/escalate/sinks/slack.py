@@ -13,7 +13,7 @@ from typing import Any
 
 from remediator.clients.http import HttpClient
 from remediator.escalate.sinks import escape, truncate
-from remediator.escalate.sinks.base import Event, Notification, json_body
+from remediator.escalate.sinks.base import Event, Notification, alert_of, json_body, page_links
 
 #: Slack truncates a message's ``text`` past 40 000 characters.
 TEXT_CHARS = 40_000
@@ -28,32 +28,23 @@ def headline(note: Notification) -> str:
     return note.summary.removeprefix(prefix) if note.severity else note.summary
 
 
-LINKS = (("runbook_url", "Runbook"), ("generator_url", "Alert source"),
-         ("silence_url", "Silence"))  # fmt: skip
+LINK_LABELS = {"runbook": "Runbook", "source": "Alert source", "silence": "Silence",
+               "decisions": "What remediator decided"}  # fmt: skip
 
 
 def _content(note: Notification) -> list[str]:
     """The lines under a page's first: the alert's summary and description, the target, and
     one line of links (runbook, source, silence, the episode), each only when known."""
-    alert = note.details.get("alert")
-    alert = alert if isinstance(alert, dict) else {}
-    annotations = alert.get("annotations")
-    annotations = annotations if isinstance(annotations, dict) else {}
+    _, annotations, _ = alert_of(note)
     lines = [escape.slack(annotations[k]) for k in ("summary", "description")
              if isinstance(annotations.get(k), str) and annotations[k]]  # fmt: skip
     target = note.details.get("target")
     if isinstance(target, str) and target:
         lines.append(f"Target: {escape.slack(target)}")
-    urls = {**alert, **annotations, "decisions": note.details.get("decisions", "")}
-    named = (*LINKS, ("decisions", "What remediator decided"))
-    links = [escape.slack_link(urls[k], label) for k, label in named if _is_url(urls.get(k))]
+    links = [escape.slack_link(url, LINK_LABELS[what]) for what, url in page_links(note)]
     if links:
         lines.append(" · ".join(links))
     return lines
-
-
-def _is_url(value: object) -> bool:
-    return isinstance(value, str) and value.startswith(("https://", "http://"))
 
 
 @dataclass
