@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from remediator.clients.http import HttpClient
 from remediator.store.contract import Store
 from remediator.store.postgres import PostgresStore
 from remediator.store.sqlite import SqliteStore
@@ -62,3 +63,11 @@ async def pg() -> AsyncIterator[PostgresServer]:
 async def roles(pg: PostgresServer) -> Roles:
     """The app, remediator and replication roles on ``pg``."""
     return await pg.create_roles()
+
+
+@pytest.fixture
+async def client() -> AsyncIterator[HttpClient]:
+    """The HTTP client the sinks are given, as the app opens it, for sink tests."""
+    http = HttpClient.open(timeout_s=5)
+    yield http
+    await http.close()

@@ -809,7 +809,7 @@ def test_the_service_and_service_monitor_expose_the_http_port(
     assert labelled.one("ServiceMonitor")["spec"]["endpoints"][0]["interval"] == "15s"
 
 
-def test_the_network_policy_admits_alertmanager_and_prometheus_only(
+def test_the_network_policy_admits_alertmanager_prometheus_and_the_named_ack_ingress_only(
     rendered: dict[str, Rendered],
 ) -> None:
     release = rendered["default"]
@@ -837,6 +837,11 @@ def test_the_network_policy_admits_alertmanager_and_prometheus_only(
         ("kube-dns", "UDP", 53), ("kube-dns", "TCP", 53),
         ("0.0.0.0/0", "TCP", 443), ("0.0.0.0/0", "TCP", 6443),
     }  # fmt: skip
+    ingress_controller = {"namespaceSelector": {"matchLabels": {"team": "edge"}},
+                          "podSelector": {"matchLabels": {"app": "ingress-nginx"}}}  # fmt: skip
+    acks = render({"networkPolicy": {"acknowledgements": [ingress_controller]}})
+    (admitted,) = acks.one("NetworkPolicy")["spec"]["ingress"]
+    assert admitted["from"][2] == ingress_controller and len(admitted["from"]) == 3
     databases = render({"networkPolicy": {"databases": [{"cidr": "10.1.2.0/24", "port": 5432}]}})
     assert ("10.1.2.0/24", "TCP", 5432) in egress(databases.one("NetworkPolicy")["spec"])
     assert not rendered["everything-off"].of_kind("NetworkPolicy")

@@ -277,8 +277,11 @@ async def test_an_alert_that_fires_again_within_the_grace_keeps_its_incident_ope
     world.clock.advance(120)
     await world.post(down())  # flapping: within the 300 s grace
     world.clock.advance(GRACE_S)
+    await eventually(lambda: len(world.pd.events) == 2, "the reopen, as news")
     await asyncio.sleep(0.3)
-    assert [e["event_action"] for e in world.pd.events] == ["trigger"]
+    reopen = world.pd.events[1]  # no resolve was sent: a trigger on the key, in its log
+    assert (reopen["event_action"], reopen["dedup_key"]) == ("trigger", key)
+    assert "fired again within 300 s" in reopen["payload"]["custom_details"]["update"]
     assert world.pd.incidents[key].status == "triggered"
     decisions = await world.service.decisions()
     [reopened] = [d for d in decisions if d["step"] == "reopened"]
@@ -289,8 +292,8 @@ async def test_an_alert_that_fires_again_within_the_grace_keeps_its_incident_ope
     # When it then stays resolved, the one incident resolves, once, after the grace.
     await world.post(down("resolved"))
     world.clock.advance(GRACE_S + 2)
-    await eventually(lambda: len(world.pd.events) == 2, "the resolve")
-    assert [e["event_action"] for e in world.pd.events] == ["trigger", "resolve"]
+    await eventually(lambda: len(world.pd.events) == 3, "the resolve")
+    assert [e["event_action"] for e in world.pd.events] == ["trigger", "trigger", "resolve"]
     assert world.pd.incidents[key].status == "resolved"
 
 

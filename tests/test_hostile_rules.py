@@ -1,11 +1,12 @@
 """Hostile rule directories: each stops ``remediator check`` (and, for a representative
-subset, ``remediator serve``) within 5 s, with exit status 2 and exactly one line on
+subset, ``remediator serve``) within 5 s (on a loaded machine, three times what a plain
+directory's check took in the same run), with exit status 2 and exactly one line on
 stderr, ``remediator: `` and a sentence naming the file. None hangs, none ends in a
 traceback, none expands an alias or reads a file it should not.
 
 Both commands run as real child processes, as an SRE's CI job and the service do: all of
-them once per module, two at a time (one per core of the CI machine), each against its own
-5 s deadline; each case's test then reads its outcome.
+them once per module, two at a time (one per core of the CI machine), each killed if it
+runs a minute (a hang); each case's test then reads its outcome.
 """
 
 from __future__ import annotations
@@ -26,11 +27,16 @@ from tests.support.rule_texts import POLICY
 from tests.support.service import REPO
 
 DEADLINE_S = 5.0
+"""On a quiet machine; a loaded one (the suite runs on several workers) gets up to
+``SLOWER_THAN_PLAIN`` times what ``check`` of a plain rule directory took in the same run."""
+SLOWER_THAN_PLAIN = 3.0
+KILL_S = 60.0
+"""A child still running then is killed: it hangs."""
 
 CATCH_ALL = "  - {name: default, matchers: [], severity: SEV-3}\n"
 KNOWN_KEYS = (
     "name, description, matchers, severity, action, target, cooldown_s, rate_limit,"
-    " target_rate_limit, verify_within_s, escalation, shadow"
+    " target_rate_limit, verify_within_s, escalation, page, shadow"
 )
 NO_ANCHORS = "rule files may not use anchors, aliases or merge keys"
 NAME_WORDS = (
@@ -318,7 +324,7 @@ class Finished:
 
 
 async def run(*args: str) -> Finished:
-    """``python -m remediator ARGS``, killed at ``DEADLINE_S``."""
+    """``python -m remediator ARGS``, killed at ``KILL_S``."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("REMEDIATOR_")}
     started = time.monotonic()
     proc = await asyncio.create_subprocess_exec(
@@ -326,7 +332,7 @@ async def run(*args: str) -> Finished:
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
     try:
-        out, err = await asyncio.wait_for(proc.communicate(), DEADLINE_S)
+        out, err = await asyncio.wait_for(proc.communicate(), KILL_S)
     except TimeoutError:
         proc.kill()
         await proc.wait()
@@ -357,6 +363,12 @@ class Outcomes:
     workdir: Path
     finished: dict[tuple[str, str], Finished]
     """By (case, command)."""
+    plain_s: float
+    """The slowest ``check`` of a plain rule directory, run among the cases."""
+
+    @property
+    def deadline_s(self) -> float:
+        return max(DEADLINE_S, SLOWER_THAN_PLAIN * self.plain_s)
 
 
 async def run_all(workdir: Path, at_once: int = 2) -> Outcomes:
@@ -374,8 +386,12 @@ async def run_all(workdir: Path, at_once: int = 2) -> Outcomes:
         async with slots:
             return await run(*args)
 
-    finished = await asyncio.gather(*(one(args) for args in commands.values()))
-    return Outcomes(workdir, dict(zip(commands, finished, strict=True)))
+    plain = rules_dir(workdir / "plain" / "rules", case(rules_file(cpu()), message=""))
+    baselines = [("check", "--rules", str(plain))] * 3  # first, among and after the cases
+    runs = [baselines[0], *commands.values(), *baselines[1:]]
+    finished = await asyncio.gather(*(one(args) for args in runs))
+    plain_s = max(f.elapsed_s for f in (finished[0], *finished[-2:]))
+    return Outcomes(workdir, dict(zip(commands, finished[1:-2], strict=True)), plain_s)
 
 
 @pytest.fixture(scope="module")
@@ -388,6 +404,7 @@ def test_the_corpus_covers_what_the_issue_names() -> None:
     assert sum(c.serve for c in CASES.values()) >= 8
 
 
+@pytest.mark.timeout(300)  # the first to run waits for the module's children (``outcomes``)
 @pytest.mark.parametrize("name", list(CASES))
 @pytest.mark.parametrize("command", ["check", "serve"])
 def test_a_hostile_rule_directory_stops_the_command_with_one_line_within_5_s(
@@ -396,14 +413,14 @@ def test_a_hostile_rule_directory_stops_the_command_with_one_line_within_5_s(
     if (name, command) not in outcomes.finished:
         return  # serve runs on the representative subset only; check on every case
     finished = outcomes.finished[name, command]
-    assert finished.returncode is not None, f"still running after {DEADLINE_S} s"
+    assert finished.returncode is not None, f"still running after {KILL_S} s"
     assert (finished.returncode, finished.stdout) == (2, ""), finished.stderr
     said = f"remediator: {CASES[name].message}\n"
     if command == "check" and finished.stderr != said:
         assert placed(CASES[name].message).fullmatch(finished.stderr), finished.stderr
     else:
         assert finished.stderr == said
-    assert finished.elapsed_s < DEADLINE_S
+    assert finished.elapsed_s < outcomes.deadline_s, (finished.elapsed_s, outcomes.plain_s)
 
 
 def placed(message: str) -> re.Pattern[str]:

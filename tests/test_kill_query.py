@@ -448,7 +448,7 @@ async def test_a_session_that_showed_another_query_after_the_cancel_is_audited_a
         [row] = decisions[3]["details"]["sessions"]
         assert (row["cancelled"], row["moved_on"]) == (True, True)
         assert abs(row["next_query_after_s"]) < 1  # a retry at once: no verdict, a figure
-        assert f"{client.pid} (+{row['next_query_after_s']:g} s)" in decisions[3]["sentence"]
+        assert f"{client.pid} ({row['next_query_after_s']:+g} s)" in decisions[3]["sentence"]
         assert [s.outcome for s in client.statements[:1]] == [Outcome.CANCELLED]
         assert steps(decisions)[4] == ("verified", None)
 

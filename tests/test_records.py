@@ -44,9 +44,10 @@ README = Path(__file__).parent.parent / "README.md"
 #: and the words added since.
 STORED_BEFORE: list[tuple[type[StrEnum], set[str], set[str]]] = [
     (Step, {"received", "classified", "refused", "claimed", "dry_run", "acted", "verified",
-            "escalated", "resolved", "reconciled", "undone", "notified"}, {"shadow", "reopened"}),
+            "escalated", "resolved", "reconciled", "undone", "notified"},
+     {"shadow", "reopened", "acknowledged"}),
     (Outcome, {"received", "classified", "refused", "claimed", "succeeded", "failed", "dry_run",
-               "escalated", "resolved"}, {"notified", "unknown"}),
+               "escalated", "resolved"}, {"notified", "unknown", "acknowledged"}),
     (StopReason, {"resolved", "stale", "duplicate", "escalate_only", "target_unresolved",
                   "out_of_scope", "storm", "cooldown", "ineffective_remediation", "ineffective",
                   "target_rate_limit", "rule_rate_limit", "action_rate_limit", "global_budget",
@@ -55,7 +56,7 @@ STORED_BEFORE: list[tuple[type[StrEnum], set[str], set[str]]] = [
                   "unprocessable"}, {"verify_failed", "rule_changed"}),
     (ClaimOutcome, {"succeeded", "failed", "dry_run", "refused", "not_run", "not_applied",
                     "unknown"}, set()),
-    (Event, {"trigger", "resolve"}, set()),
+    (Event, {"trigger", "resolve"}, {"update"}),
 ]  # fmt: skip
 
 

@@ -477,9 +477,9 @@ sinks:
     new = load_rules(with_policy("new-policy", "new-sink"), default_registry())
     rules = ActiveRules(old, datetime(2026, 12, 1, tzinfo=UTC))
     rules.swap(new, datetime(2026, 12, 1, 0, 1, tzinfo=UTC))
-    queued, _ = plan([escalated(old.hash, "old-policy")], rules)
+    queued = plan([escalated(old.hash, "old-policy")], rules).outbox
     assert [(item.policy, item.sink) for item in queued] == [("old-policy", "old-sink")]
-    queued, _ = plan([escalated(new.hash, "new-policy")], rules)
+    queued = plan([escalated(new.hash, "new-policy")], rules).outbox
     assert [(item.policy, item.sink) for item in queued] == [("new-policy", "new-sink")]
     # A set long gone: its policy by name, from a kept set that has it.
     for i in range(KEPT + 2):

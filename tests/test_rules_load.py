@@ -287,7 +287,7 @@ BROKEN = [
             "10-rules.yaml": rules(),
         },
         '00-policy.yaml: section "sinks": field "oncall" has type "pager", which must be one'
-        " of pagerduty, slack, opsgenie, webhook.",
+        " of pagerduty, slack, opsgenie, jsm, grafana_irm, teams, webhook.",
         id="sink of an unknown type",
     ),
     pytest.param(
@@ -421,7 +421,7 @@ def test_remediator_check_prints_the_error_and_exits_2(
         f"remediator: {directory}/10-rules.yaml:5:5:"
         ' rule "cpu": field "foo" is not a known key (known: name,'
         " description, matchers, severity, action, target, cooldown_s, rate_limit,"
-        " target_rate_limit, verify_within_s, escalation, shadow).\n"
+        " target_rate_limit, verify_within_s, escalation, page, shadow).\n"
     )
 
 
@@ -599,7 +599,7 @@ def test_the_first_escalation_at_the_latest_tier_is_planned_not_overflowed(
         at=at, step="escalated", outcome=Outcome.ESCALATED, sentence="Escalated.",
         episode_id=1, fingerprint="aa01", severity="SEV-1", details={"policy": "page"},
     )  # fmt: skip
-    queued, _ = plan([record], ActiveRules(ruleset, at))
+    queued = plan([record], ActiveRules(ruleset, at)).outbox
     assert [item.due_at for item in queued] == [at + timedelta(days=30)]
 
 

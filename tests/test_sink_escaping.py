@@ -102,13 +102,6 @@ def note(
 
 
 @pytest.fixture
-async def client() -> AsyncIterator[HttpClient]:
-    http = HttpClient.open(timeout_s=5)
-    yield http
-    await http.close()
-
-
-@pytest.fixture
 async def pagerduty() -> AsyncIterator[PagerDutyStub]:
     async with PagerDutyStub() as stub:
         yield stub
@@ -196,6 +189,7 @@ async def test_opsgenie_gets_a_hostile_value_as_plain_text_with_no_control_chara
         "priority": "P1",
         "details": {"label": lines},
         "source": "remediator",
+        "tags": ["SEV-1"],
     }
 
 

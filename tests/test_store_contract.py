@@ -10,10 +10,19 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from remediator.core import dedup_keys
 from remediator.core.errors import StoreUnavailable
 from remediator.core.model import AlertStatus, EpisodeEvent, StopReason
 from remediator.guards.claim import ClaimRequest, Limit
-from remediator.store.contract import OutboxItem, Settlement, Sighting, Store, TakenOver
+from remediator.store.contract import (
+    HumanAck,
+    IncidentUpdate,
+    OutboxItem,
+    Settlement,
+    Sighting,
+    Store,
+    TakenOver,
+)
 from remediator.store.postgres import PostgresStore
 from tests.conftest import postgres_store
 from tests.support.service import fixture_bytes
@@ -206,10 +215,14 @@ async def test_the_outbox_queues_once_delivers_due_items_and_resolves_what_was_s
     assert await store.outbox_due(at(10), 10) == []
     [again] = await store.outbox_due(at(20), 10)
     assert again.attempts == 1
-    await store.outbox_done(again.id or 0, at(21), delivered=True)
-    assert await store.outbox_was_triggered(due.dedup_key, "pager")
+    await store.outbox_done(again.id or 0, at(21), delivered=True, reference={"ts": "1.2"})
+    page = await store.outbox_trigger_state(due.dedup_key, "pager")
+    assert page is not None and (page.delivered, page.dropped, page.reference) == (
+        True, False, {"ts": "1.2"})  # fmt: skip
+    assert await store.outbox_trigger_state(due.dedup_key, "chat") is None
     await store.audit([], now=at(30), resolved_episodes=[e1])
-    assert await store.outbox_drop_pending_triggers(e1, at(31)) == 1  # tier 1, never sent
+    why = "the incident resolved first"
+    assert await store.outbox_drop_pending_triggers(due.dedup_key, at(31), why) == 1  # tier 1
     [resolve] = await store.outbox_due(at(40), 10)
     assert (resolve.event, resolve.sink) == ("resolve", "pager")
 
@@ -230,6 +243,88 @@ async def test_a_held_resolve_falls_due_after_the_grace_and_a_withdrawn_one_can_
     await store.audit([], now=at(500), resolved_episodes=[e1], resolve_after_s=300)
     [again] = await store.outbox_due(at(800), 10)  # the next close queues its resolve anew
     assert (again.event, again.due_at) == ("resolve", at(800))
+
+
+def page(episode_id: int, key: str, sink: str = "pager", tier: int = 0) -> OutboxItem:
+    return replace(outbox_item(episode_id, tier), dedup_key=key, sink=sink)
+
+
+async def close(store: Store, fingerprint: str, seconds: float) -> None:
+    await store.observe([Sighting(fingerprint, AlertStatus.RESOLVED, "X")], at(seconds), 60)
+
+
+async def test_an_incident_of_several_episodes_is_open_while_any_fires_and_resolves_once(
+    store: Store,
+) -> None:
+    e1, e2 = await open_episodes(store, 2)
+    await store.audit([], now=at(0), outbox=[page(e1, "group-1"), page(e2, "group-1")])
+    [trigger] = await store.outbox_due(at(0), 10)  # one page for both
+    assert await store.incident_episodes("group-1") == [e1, e2]
+    await store.outbox_done(trigger.id or 0, at(1), delivered=True)
+    await close(store, "fp0", 10)
+    assert await store.incident_is_open("group-1")  # fp1 still fires
+    await close(store, "fp1", 20)
+    assert not await store.incident_is_open("group-1")
+    await store.audit([], now=at(20), resolved_episodes=[e1, e2])
+    [resolve] = await store.outbox_due(at(20), 10)
+    assert (resolve.event, resolve.dedup_key) == ("resolve", "group-1")
+
+
+async def test_news_of_an_episode_reaches_every_sink_its_incident_paged_once_per_topic(
+    store: Store,
+) -> None:
+    [e1] = await open_episodes(store, 1)
+    pages = [page(e1, "inc", "pager"), page(e1, "inc", "chat"), page(e1, "inc", "lead", tier=1)]
+    news = IncidentUpdate(e1, "acted@1", "scaled out api from 3 to 6")
+    # News in the transaction that pages tells nothing new: the page says it.
+    await store.audit([], now=at(0), outbox=pages, updates=[news])
+    assert {i.event for i in await store.outbox_due(at(0), 10)} == {"trigger"}
+    for again in range(2):  # queued once, however often it is said
+        await store.audit([], now=at(1 + again), updates=[news])
+    updates = [i for i in await store.outbox_due(at(5), 10) if i.event == "update"]
+    assert sorted((u.sink, u.topic, u.note) for u in updates) == [
+        ("chat", "acted@1", "scaled out api from 3 to 6"),
+        ("pager", "acted@1", "scaled out api from 3 to 6"),
+    ]  # the later tier's sink is not paged yet: news goes to those that were
+
+
+async def test_a_storm_that_goes_on_keeps_its_incident_across_the_hour_and_a_later_one_opens_anew(
+    store: Store,
+) -> None:
+    episodes = await open_episodes(store, 3)
+    first, going_on = dedup_keys.storm("fleet", at(3590)), dedup_keys.storm("fleet", at(3610))
+    await store.audit([], now=at(3590), outbox=[page(episodes[0], first)])
+    await store.audit([], now=at(3610), outbox=[page(episodes[1], going_on)])
+    assert await store.incident_episodes(first) == episodes[:2]
+    assert await store.incident_episodes(going_on) == []
+    quiet = 3610 + dedup_keys.STORM_QUIET_S + 1
+    later = dedup_keys.storm("fleet", at(quiet))
+    await store.audit([], now=at(quiet), outbox=[page(episodes[2], later)])
+    assert await store.incident_episodes(later) == episodes[2:]
+    assert {i.dedup_key for i in await store.outbox_due(at(quiet), 10)} == {first, later}
+
+
+async def test_an_acknowledgement_drops_the_later_tiers_and_tells_the_other_sinks(
+    store: Store,
+) -> None:
+    [e1] = await open_episodes(store, 1)
+    pages = [page(e1, "inc", "pager"), page(e1, "inc", "chat"), page(e1, "inc", "lead", tier=1)]
+    await store.audit([], now=at(0), outbox=pages)
+    for item in await store.outbox_due(at(0), 10):
+        if item.tier == 0:
+            await store.outbox_done(item.id or 0, at(1), delivered=True)
+    ack = HumanAck("inc", "acknowledged", "Jane Doe", "pager", "https://pd.example/i/1", at(60))
+    assert await store.incident_ack("inc", at(0)) is None
+    await store.incident_acknowledge(ack, [], "Acknowledged by Jane Doe on pager.")
+    assert await store.incident_ack("inc", at(0)) == ack
+    assert await store.incident_ack("inc", at(61)) is None  # pages queued after it: a new wave
+    due = await store.outbox_due(at(4000), 10)
+    assert [(i.sink, i.event, i.note) for i in due] == [
+        ("chat", "update", "Acknowledged by Jane Doe on pager.")
+    ]  # the lead's tier is dropped; the sink it came from is not told
+    resolved = replace(ack, kind="resolved", at=at(120))
+    await store.incident_acknowledge(resolved, [], "Resolved by Jane Doe on pager.")
+    assert ("chat", "resolve") in [(i.sink, i.event) for i in await store.outbox_due(at(4000), 10)]
 
 
 async def test_undos_wait_for_the_close_and_followups_fall_due(store: Store) -> None:

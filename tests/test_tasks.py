@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import sqlite3
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -14,6 +15,7 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry
 
+from remediator.config import Settings
 from remediator.core.errors import StoreUnavailable
 from remediator.core.metrics import LOOPS, Metrics
 from remediator.core.model import AlertStatus
@@ -257,12 +259,9 @@ rules:
 """
 
 
-async def test_an_app_loop_that_fails_is_restarted_counted_and_shown_while_still_ready(
-    tmp_path: Path,
-) -> None:
-    """An outbox row no sink can send (an event this version does not know) fails the
-    delivery loop each time it is due: the loop restarts, the failures count, ``/readyz``
-    shows the error, and the replica keeps taking webhooks."""
+async def queued_before_start(tmp_path: Path, event: str) -> Settings:
+    """The settings of a service whose state holds one notification of ``event`` to the
+    webhook sink, due now, queued before it starts."""
     rules = tmp_path / "rules"
     rules.mkdir()
     (rules / "rules.yaml").write_text(RULES_WITH_A_SINK)
@@ -271,10 +270,22 @@ async def test_an_app_loop_that_fails_is_restarted_counted_and_shown_while_still
     await earlier.open()
     now = datetime.now(UTC)
     [seen] = await earlier.observe([Sighting("f" * 16, AlertStatus.FIRING, "Down")], now, 60.0)
-    item = OutboxItem(seen.episode.id, "key-1", "hook", "unknown-event", 0, "SEV-3", "page",
+    item = OutboxItem(seen.episode.id, "key-1", "hook", event, 0, "SEV-3", "page",
                       "down", {}, now)  # fmt: skip
     await earlier.audit([], outbox=[item])
     await earlier.close()
+    return settings
+
+
+async def test_an_app_loop_that_fails_is_restarted_counted_and_shown_while_still_ready(
+    tmp_path: Path,
+) -> None:
+    """An outbox row the store cannot read back (its details are not JSON: a broken disk, a
+    hand edit) fails the delivery loop each time it is due: the loop restarts, the failures
+    count, ``/readyz`` shows the error, and the replica keeps taking webhooks."""
+    settings = await queued_before_start(tmp_path, "trigger")
+    with sqlite3.connect(settings.sqlite_path) as db:
+        db.execute("UPDATE outbox SET details = 'not json'")
     async with serve(settings) as service:
         loop = service.server.app[SERVICES].loops["delivery"]
         await until(lambda: loop.restarts >= 1, "the delivery loop's failure")
@@ -284,7 +295,7 @@ async def test_an_app_loop_that_fails_is_restarted_counted_and_shown_while_still
         accepted, _ = await service.post(fixture_json("firing-2-alerts.json"))
     assert (status, body["ready"], body["stopped_loops"]) == (200, True, [])
     assert body["loops"]["delivery"]["restarts"] >= 1
-    assert "unknown-event" in body["loops"]["delivery"]["last_error"]
+    assert "JSONDecodeError" in body["loops"]["delivery"]["last_error"]
     assert failures >= 1 and accepted == 200
 
 
@@ -300,3 +311,23 @@ async def test_every_validation_process_is_running_before_the_service_says_ready
         async with service.session.get(f"{service.url}/readyz") as resp:
             assert resp.status == 200
     assert list(started.values()) == [True, True]
+
+
+async def test_an_outbox_row_of_an_event_this_version_does_not_send_is_dropped_and_audited(
+    tmp_path: Path,
+) -> None:
+    """A row a newer version queued (an event this one does not know) is dropped, counted
+    and audited, never sent as something else, and the delivery loop goes on."""
+    settings = await queued_before_start(tmp_path, "page-v9")
+    async with serve(settings) as service:
+        labels = {"sink": "hook", "result": "dropped"}
+        for _ in range(500):
+            if await service.metric("remediator_escalations_total", labels) >= 1:
+                break
+            await asyncio.sleep(0.01)
+        decisions = await service.decisions(outcome="failed")
+        loop = service.server.app[SERVICES].loops["delivery"]
+    assert [d["sentence"] for d in decisions] == [
+        "Notifying hook failed: the event 'page-v9' is not one this version sends"
+    ]
+    assert loop.restarts == 0

@@ -10,6 +10,12 @@ settlement, written once however often it is retried. A job resumed after a rest
 takeover (``jobs.resumed``) has its guards checked again before it runs. What goes wrong
 after the claim (verification raising, a bug of ours) ends the claim with the outcome it
 can prove, and pages once.
+
+A stop has one deadline for its whole drain (``stop_by``), however many stages wait on the
+runner: actions queued and running get until then. ``SETTLE_S`` before it, a verification
+still waiting is interrupted and settled as such (the effect happened, whether it holds is
+unknown: escalated), and no queued action starts any more; what still runs at the deadline
+is cancelled, its claim left open for the next start or the replica that takes it over.
 """
 
 from __future__ import annotations
@@ -56,6 +62,9 @@ RETRY_FIRST_S = 0.5
 RETRY_MAX_S = 10.0
 MAX_PREVIEWS = 2
 """Shadow prechecks at once: reads only, apart from the live actions' slots."""
+SETTLE_S = 5.0
+"""Of a stop's grace, seconds kept at its end to settle the verifications it interrupts
+(at most half the grace)."""
 
 
 @dataclass(slots=True)
@@ -93,6 +102,8 @@ class ActionRunner:
         self._queued: set[int] = set()
         self._previews: set[asyncio.Task[None]] = set()
         self._preview_slots = asyncio.Semaphore(MAX_PREVIEWS)
+        self._stop_at: float | None = None
+        self._interrupted = asyncio.Event()
 
     def apply(self, policy: PolicySpec) -> None:
         """A reloaded policy's bounds, for the actions that start from now on."""
@@ -149,13 +160,35 @@ class ActionRunner:
         record = audit.shadow(stamp, incident, plan, job.live_rule, job.escalation, prechecked=True)
         await self._durably(lambda: self._recorder.write([record]))
 
+    @property
+    def active(self) -> int:
+        """Actions queued or running here."""
+        return len(self._tasks)
+
+    def stop_by(self, grace_s: float) -> float:
+        """The service stops: the deadline (loop time) of its whole drain, ``grace_s`` after
+        the first call; later calls return it unchanged, so no stage of the stop extends it.
+        ``SETTLE_S`` before it, waiting verifications are interrupted (``_verify``)."""
+        loop = asyncio.get_running_loop()
+        if self._stop_at is None:
+            self._stop_at = loop.time() + grace_s
+            loop.call_at(self._stop_at - min(SETTLE_S, grace_s / 2), self._interrupted.set)
+        return self._stop_at
+
     async def drain(self, timeout_s: float) -> None:
         """Let queued and running actions (and shadow prechecks) finish within
-        ``timeout_s``, then cancel the rest (their claims stay open: resumed or observed at
-        the next start or takeover)."""
+        ``timeout_s``, and never past a stop's deadline (``stop_by``), then cancel the rest
+        (their claims stay open: resumed or observed at the next start or takeover)."""
         if not self._tasks and not self._previews:
             return
+        if self._stop_at is not None:
+            left_s = self._stop_at - asyncio.get_running_loop().time()
+            timeout_s = max(0.0, min(timeout_s, left_s))
         _, pending = await asyncio.wait(self._tasks | self._previews, timeout=timeout_s)
+        if pending:
+            log.warning("%d actions did not finish within %.1f s and were cancelled; their"
+                        " claims run or are observed at the next start or by the replica"
+                        " that takes them over", len(pending), timeout_s)  # fmt: skip
         for task in pending:
             task.cancel()
         await asyncio.gather(*pending, return_exceptions=True)
@@ -166,6 +199,9 @@ class ActionRunner:
         lock = self._target_locks.setdefault(key, asyncio.Lock())
         try:
             async with lock, self._slots:
+                if self._interrupted.is_set():  # stopping: the claim waits in the store
+                    log.info("claim %d was not started: remediator is stopping", job.claim_id)
+                    return
                 await self._guarded(job)
         finally:
             self._queued.discard(job.claim_id)
@@ -334,8 +370,9 @@ class ActionRunner:
             await self._finish(job, outcome, records)
             return
         undo = _undo(job, request, result)
+        started = self._clock.monotonic()
         try:
-            verified = await plan.action.verify(request, result)
+            verified = await self._verify(plan, request, result)
         except Exception as exc:  # the effect happened; whether it holds is not known
             log.warning("verification of %s on %s raised %s: %s", plan.kind, request.target.key,
                         type(exc).__name__, exc)  # fmt: skip
@@ -343,10 +380,16 @@ class ActionRunner:
                 f"Verifying {plan.kind} on {request.target.key} raised {type(exc).__name__}:"
                 f" {exc}; whether the fix holds is unknown."
             )
-            stopped = incident.stop(refuse(StopReason.VERIFY_FAILED, sentence))
-            stamp = self._recorder.stamp()
-            records += [audit.verify_failed(stamp, stopped), self._escalation(stopped, job)]
-            await self._finish(job, ClaimOutcome.UNKNOWN, records, undo)
+            await self._unverified(job, records, undo, StopReason.VERIFY_FAILED, sentence)
+            return
+        if verified is None:
+            waited_s = self._clock.monotonic() - started
+            sentence = (
+                f"Verifying {plan.kind} on {request.target.key} was interrupted by shutdown"
+                f" after {waited_s:.0f} s of its {job.verify_within_s:.0f} s; whether the fix"
+                " holds is unknown."
+            )
+            await self._unverified(job, records, undo, StopReason.SHUTTING_DOWN, sentence)
             return
         records.append(audit.verified(self._recorder.stamp(), incident, plan, verified))
         followup_at = None
@@ -356,6 +399,35 @@ class ActionRunner:
             # The effect holds; the alert must also resolve within the rule's window.
             followup_at = self._clock.now() + timedelta(seconds=job.verify_within_s)
         await self._finish(job, ClaimOutcome.SUCCEEDED, records, undo, followup_at)
+
+    async def _verify(
+        self, plan: PlannedAction, request: Request, result: ActionResult[Any]
+    ) -> VerifyResult | None:
+        """The action's verification, or None when a stop interrupted it (``stop_by``)."""
+        check = asyncio.ensure_future(plan.action.verify(request, result))
+        interrupted = asyncio.ensure_future(self._interrupted.wait())
+        try:
+            await asyncio.wait((check, interrupted), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            check.cancel()  # a no-op once it answered
+            interrupted.cancel()
+            await asyncio.wait((check, interrupted))
+        return None if check.cancelled() else check.result()
+
+    async def _unverified(
+        self,
+        job: ActionJob,
+        records: list[AuditRecord],
+        undo: Settlement | None,
+        reason: StopReason,
+        sentence: str,
+    ) -> None:
+        """The effect happened, whether it holds is unknown: audited with ``reason`` and
+        ``sentence``, escalated, and the claim ends ``unknown`` with its undo planned."""
+        stopped = job.incident.stop(refuse(reason, sentence))
+        stamp = self._recorder.stamp()
+        records = [*records, audit.verify_failed(stamp, stopped), self._escalation(stopped, job)]
+        await self._finish(job, ClaimOutcome.UNKNOWN, records, undo)
 
     async def _settle_broken(self, job: ActionJob, progress: _Progress, exc: Exception) -> None:
         """End a claim whose run raised where nothing should: with what can be proved."""

@@ -24,13 +24,14 @@ from remediator.core.vocab import Step
 from remediator.guards.claim import ClaimRequest
 from remediator.ruleset.active import ActiveRules
 from remediator.ruleset.rules import RuleSet
-from remediator.store.contract import ClaimedDecision, ClaimResult, OutboxItem, Settlement, Store
+from remediator.store.contract import ClaimedDecision, ClaimResult, Planned, Settlement, Store
 
 log = logging.getLogger(__name__)
 
 
-Planner = Callable[[Sequence[AuditRecord], ActiveRules], tuple[list[OutboxItem], list[int]]]
-"""The notifications records call for, and the episodes they resolve (``escalate.plan``)."""
+Planner = Callable[[Sequence[AuditRecord], ActiveRules], Planned]
+"""The notifications records call for, the episodes they resolve and the news of incidents
+paged before (``escalate.plan``)."""
 
 
 def log_fields(record: AuditRecord) -> dict[str, Any]:
@@ -86,11 +87,12 @@ class Recorder:
         """Store ``records``, mark ``decided_episodes`` decided and queue the notifications
         the records call for, in one transaction; then count and log each record written.
         The episodes another replica decided first: their records here were not written."""
-        outbox, resolved = self._plan(records, self.rules)
+        planned = self._plan(records, self.rules)
         now = self._clock.now()
         lost = await self._store.audit(
-            records, decided_episodes, now, outbox, resolved, self._resolve_after_s
-        )
+            records, decided_episodes, now, planned.outbox, planned.resolved,
+            self._resolve_after_s, planned.updates,
+        )  # fmt: skip
         self._written([r for r in records if r.episode_id not in lost] if lost else records)
         return lost
 
@@ -102,7 +104,7 @@ class Recorder:
     ) -> ClaimResult:
         """Take a claim with the episode's decision (``records`` of its claim id) and its
         job, in one transaction; the decision is counted and logged once it is written."""
-        decision = ClaimedDecision(records, job)
+        decision = ClaimedDecision(records, job, lambda made: self._plan(made, self.rules).outbox)
         result = await self._store.claim(request, self._clock.now(), decision)
         self._written(result.records)
         return result
@@ -111,8 +113,11 @@ class Recorder:
         """A claim's outcome, its aftercare, ``records`` and their notifications, in one
         transaction; False (nothing written) when the claim was settled already or is
         another replica's."""
-        outbox, _ = self._plan(records, self.rules)
-        settled = await self._store.settle(settlement, self._clock.now(), records, outbox)
+        planned = self._plan(records, self.rules)
+        now = self._clock.now()
+        settled = await self._store.settle(
+            settlement, now, records, planned.outbox, planned.updates
+        )
         if settled:
             self._written(records)
         return settled

@@ -23,7 +23,7 @@ from remediator.core.model import QUIET_STOPS, AuditRecord, Incident
 from remediator.core.vocab import Event, Outcome, Severity, Step, StopReason
 from remediator.ruleset.rules import PlannedAction, Rule
 from remediator.ruleset.schema import EscalationPolicySpec
-from remediator.store.contract import OutboxItem, Undo, UnfinishedClaim
+from remediator.store.contract import HumanAck, OutboxItem, Undo, UnfinishedClaim
 
 
 @dataclass(frozen=True, slots=True)
@@ -337,13 +337,30 @@ def undone(
     return _of_undo(stamp, undo, severity, step_outcome, result.sentence, result.details)
 
 
+def acknowledged(stamp: Stamp, paged: AuditRecord, ack: HumanAck, others: int) -> AuditRecord:
+    """A human acknowledged (later tiers are not sent) or resolved (every other sink is
+    told) the incident ``paged`` (the episode's ``escalated`` record) opened."""
+    effect = (
+        "the later tiers are not sent."
+        if ack.kind == "acknowledged"
+        else "the incident is closed on every sink it reached."
+    )
+    sentence = f"{ack.kind.capitalize()} by {ack.by} on {ack.source}: {effect}"
+    if others > 1:
+        sentence += f" The incident pages for {others} alerts."
+    outcome = Outcome.ACKNOWLEDGED if ack.kind == "acknowledged" else Outcome.RESOLVED
+    details = {"dedup_key": ack.dedup_key, "by": ack.by, "sink": ack.source, "url": ack.url}
+    return replace(paged, id=None, at=stamp.at, step=Step.ACKNOWLEDGED, outcome=outcome,
+                   sentence=sentence, ruleset_hash=stamp.ruleset_hash, details=details)  # fmt: skip
+
+
 def notified(stamp: Stamp, item: OutboxItem, failure: str | None = None) -> AuditRecord:
-    """A notification sent (a page: ``escalated``; a resolve: ``notified``), or given up
-    on with ``failure`` (``failed``)."""
+    """A notification sent (a page: ``escalated``; an update or a resolve: ``notified``),
+    or given up on with ``failure`` (``failed``)."""
     if failure is not None:
         outcome, sentence = Outcome.FAILED, f"Notifying {item.sink} failed: {failure}"
     else:
-        page = item.event != Event.RESOLVE
+        page = item.event == Event.TRIGGER
         outcome = Outcome.ESCALATED if page else Outcome.NOTIFIED
         sentence = f"{item.sink} was notified ({item.event})."
     return AuditRecord(

@@ -24,7 +24,7 @@ from remediator.config import Settings, from_sources
 from remediator.core.errors import ConfigError
 from remediator.ingest.auth import read_tokens
 from remediator.ingest.edge import Edge, listening
-from remediator.runtime.app import RELOADER, drain, init_app
+from remediator.runtime.app import RELOADER, SERVICES, drain, init_app
 from remediator.runtime.logs import configure_logging
 from remediator.runtime.reload import Reloaded, Reloader
 
@@ -60,8 +60,15 @@ async def _serve(settings: Settings) -> None:
         # After the handlers: a stop sent on reading this line drains, as any other stop.
         log.info("listening on %s (rules %s)", edge.url, settings.rules_dir)
         await stop.wait()
-        log.info("stopping: answering 503 while the journal drains and running actions finish")
+        started = loop.time()
+        services = app[SERVICES]
+        deadline = services.runner.stop_by(settings.shutdown_grace_s)  # every stage ends by it
+        services.worker.stop_by(deadline)
+        log.info("stopping: answering 503 while %d journal entries are processed and %d"
+                 " actions finish, within %g s", services.worker.backlog,
+                 services.runner.active, settings.shutdown_grace_s)  # fmt: skip
         await drain(app, settings.shutdown_grace_s)
+    log.info("stopped %.1f s after the signal", loop.time() - started)
 
 
 async def _start(

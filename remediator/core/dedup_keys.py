@@ -18,9 +18,29 @@ UNPROCESSABLE_PREFIX = f"{PREFIX}unprocessable-journal-"
 SPANNING_PREFIXES = (STORM_PREFIX, INEFFECTIVE_PREFIX)
 
 
+STORM_QUIET_S = 3600.0
+"""A storm incident goes on while its alerts keep coming less than this far apart (the
+store renames a new storm's pages to the incident still going on): a fleet-wide alert
+pages once, however long, and a storm that crosses an hour opens no second incident."""
+
+GROUP_PREFIX = f"{PREFIX}group-"
+
+
 def storm(policy: str, at: datetime) -> str:
-    """One incident per storm, policy and hour: a fleet-wide alert pages once."""
-    return f"{STORM_PREFIX}{policy}-{at:%Y%m%d%H}"
+    """The incident a storm that begins at ``at`` opens, unless one is going on."""
+    return f"{storm_prefix(policy)}{at:%Y%m%dT%H%M%SZ}"
+
+
+def storm_prefix(policy_or_key: str) -> str:
+    """What every storm incident of a policy starts with (from the policy or a key)."""
+    if policy_or_key.startswith(STORM_PREFIX):
+        return policy_or_key[: policy_or_key.rindex("-") + 1]
+    return f"{STORM_PREFIX}{policy_or_key}-"
+
+
+def group(journal_id: int | None, rule: str, reason: str) -> str:
+    """The alerts of one notification that escalate by one rule for one reason: one page."""
+    return f"{GROUP_PREFIX}{journal_id}-{rule}-{reason}"
 
 
 def ineffective(target: str, action: str) -> str:

@@ -97,6 +97,8 @@ class Step(StrEnum):
     """A shadow rule's decision: what it would have done, live; it does nothing."""
     REOPENED = "reopened"
     """A decided episode's alert fired again within the grace: the same incident goes on."""
+    ACKNOWLEDGED = "acknowledged"
+    """A human acknowledged or resolved the episode's incident on a sink (its webhook)."""
 
 
 class Outcome(StrEnum):
@@ -113,6 +115,8 @@ class Outcome(StrEnum):
     NOTIFIED = "notified"
     """A sink was told the incident resolved: no one is paged by it."""
     RESOLVED = "resolved"
+    ACKNOWLEDGED = "acknowledged"
+    """A human has the incident: later tiers are not sent."""
     UNKNOWN = "unknown"
     """Whether the effect holds cannot be known (its verification failed)."""
 
@@ -135,7 +139,9 @@ class ClaimOutcome(StrEnum):
 
 
 class Event(StrEnum):
-    """What a notification asks of a sink: open (or update) an incident, or resolve it."""
+    """What a notification asks of a sink: open an incident (a later tier pages further),
+    add what happened since to it, or resolve it."""
 
     TRIGGER = "trigger"
+    UPDATE = "update"
     RESOLVE = "resolve"

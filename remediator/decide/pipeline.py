@@ -199,7 +199,12 @@ class Pipeline:
 
         def decision(claim_id: int) -> list[AuditRecord]:
             claimed = replace(incident, details={"claim_id": claim_id})
-            return [*records, audit.claimed(self._recorder.stamp(ruleset), claimed)]
+            stamp = self._recorder.stamp(ruleset)
+            made = [*records, audit.claimed(stamp, claimed)]
+            if rule.page_before_acting:  # paged with the claim; the action's news follows
+                policy = ruleset.escalations[rule.escalation]
+                made.append(audit.escalated(stamp, claimed, rule, policy))
+            return made
 
         result = await self._recorder.claim(request, decision, jobs.stored(incident, rule))
         if result.already_decided:

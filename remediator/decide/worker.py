@@ -12,6 +12,10 @@ as ``unprocessable`` and escalated, its episode decided), and an entry that keep
 is retried ``MAX_ATTEMPTS`` times, then quarantined as a whole and marked done (at once
 when retrying cannot help: an entry that no longer validates, or whose alerts keep failing
 one after another). Either way the worker moves on to the next entry.
+
+A stop gives the worker until its deadline (``stop_by``): then it takes up no more entries
+and counts as idle, and what is still queued waits in the journal for the next start or
+the replica that takes it over.
 """
 
 from __future__ import annotations
@@ -75,13 +79,29 @@ class JournalWorker:
         self._settings = settings
         self._queue: asyncio.Queue[int] = asyncio.Queue()
         self.idle = asyncio.Event()
+        """Set while nothing is queued, and for good once a stop's deadline passed."""
         self.idle.set()
+        self._halted = False
 
     def accept(self, journal_id: int) -> None:
         """Queue a journaled payload. Only its id waits in memory; the body stays on disk."""
-        self.idle.clear()
+        if not self._halted:
+            self.idle.clear()
         self._queue.put_nowait(journal_id)
         self._metrics.journal_backlog.set(self._queue.qsize())
+
+    @property
+    def backlog(self) -> int:
+        """Journal entries queued here and not yet taken up."""
+        return self._queue.qsize()
+
+    def stop_by(self, deadline: float) -> None:
+        """The service stops: at ``deadline`` (loop time) the worker halts (see the module)."""
+        asyncio.get_running_loop().call_at(deadline, self._halt)
+
+    def _halt(self) -> None:
+        self._halted = True
+        self.idle.set()
 
     async def recover(self) -> int:
         """Queue the journal entries a previous run accepted but did not finish."""
@@ -95,10 +115,12 @@ class JournalWorker:
         contains every failure of an entry itself, so a restart means a bug of ours."""
         while True:
             journal_id = await self._queue.get()
+            if self._halted:  # stopped: the entry waits in the journal
+                continue
             await self._process_until_done(journal_id)
             await self._prune_now_and_then()
             self._metrics.journal_backlog.set(self._queue.qsize())
-            if self._queue.empty():
+            if self._queue.empty() or self._halted:
                 self.idle.set()
 
     async def _process_until_done(self, journal_id: int) -> None:

@@ -1,18 +1,21 @@
 """Delivery: the loop that sends what ``plan`` queued in the outbox.
 
-A tier is sent only while the episode is still open. When the episode resolves, every sink
-that was paged gets a resolve once the episode grace has passed, and tiers not yet sent are
-dropped then; a re-fire within the grace reopens the episode and withdraws the resolve, so
-a flapping alert's incident stays open. Failed sends are retried
-with backoff, honouring ``Retry-After``, until ``max_age_s``; each sink is paced to its
-documented rate limit.
+A later tier is sent only while the incident is open (an alert it pages for still fires)
+and no human has acknowledged it since it was queued. When the incident's last episode
+resolves, every sink that was paged gets a resolve once the episode grace has passed, and
+tiers not yet sent are dropped then; a re-fire within the grace withdraws the resolve, so a
+flapping alert's incident stays open. An update goes once the sink has the incident's page,
+naming what the sink answered to it (``Notification.reference``: Slack's thread). Failed
+sends are retried with backoff, honouring ``Retry-After``, until ``max_age_s``; each sink is
+paced to its documented rate limit.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import Any
 
 from remediator.audit import records as audit
 from remediator.audit.recorder import Recorder
@@ -28,7 +31,10 @@ log = logging.getLogger(__name__)
 BACKOFF_S = (1.0, 2.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0)
 WITHDRAWN = "withdrawn"
 """``_still_wanted``'s word for a held resolve its episode's re-fire withdrew."""
+LATER = "later"
+"""``_still_wanted``'s word for an update whose page has not reached its sink yet."""
 BATCH = 100
+EVENTS = frozenset(e.value for e in Event)
 
 
 class Delivery:
@@ -57,10 +63,22 @@ class Delivery:
         self._max_age_s = max_age_s
         self._external_url = external_url.rstrip("/")
         self._last_sent: dict[str, float] = {}
+        self._retired: list[Sink] = []
 
     def use(self, sinks: Mapping[str, Sink]) -> None:
-        """The sinks a rule reload configured, from the next send on."""
+        """The sinks a rule reload configured, from the next send on; the ones they replace
+        are closed when delivery stops (a send may be using one now)."""
+        self._retired.extend(s for s in self._sinks.values() if s not in sinks.values())
         self._sinks = sinks
+
+    async def close(self) -> None:
+        """Close every sink that holds a connection of its own, and the HTTP client."""
+        for sink in [*self._retired, *self._sinks.values()]:
+            close = getattr(sink, "close", None)
+            if close is not None:
+                await close()
+        self._retired.clear()
+        await self._http.close()
 
     async def deliver_due(self) -> None:
         """Send what is due; a supervised loop (``runtime/tasks.py``) runs this every
@@ -74,8 +92,11 @@ class Delivery:
         if sink is None:
             await self._drop(item, f"sink {item.sink!r} is not configured")
             return
-        why_not = await self._still_wanted(item)
-        if why_not == WITHDRAWN:
+        if item.event not in EVENTS:  # a row from a newer version, or a broken one
+            await self._drop(item, f"the event {item.event!r} is not one this version sends")
+            return
+        why_not, reference = await self._still_wanted(item)
+        if why_not in (WITHDRAWN, LATER):
             return
         if why_not:
             await self._drop(item, why_not, count=False)
@@ -84,33 +105,67 @@ class Delivery:
             return  # paced: the next poll sends it
         self._last_sent[sink.name] = self._clock.monotonic()
         try:
-            await sink.send(self._http, _notification(item, self._external_url))
+            answer = await sink.send(
+                self._http, _notification(item, self._external_url, reference, self._clock.now())
+            )
         except SinkRejected as exc:
             await self._drop(item, str(exc))
         except SinkError as exc:  # SinkUnavailable: the far side may answer later
             await self._retry(item, exc)
         else:
-            await self._store.outbox_done(item.id, self._clock.now(), delivered=True)
+            await self._store.outbox_done(item.id, self._clock.now(), True, reference=answer)
             self._metrics.escalations.labels(item.sink, "delivered").inc()
             _log(logging.INFO, item, "delivered")
             await self._recorder.write([audit.notified(self._recorder.stamp(), item)])
 
-    async def _still_wanted(self, item: OutboxItem) -> str:
+    async def _still_wanted(self, item: OutboxItem) -> tuple[str, Mapping[str, Any]]:
+        """'' when ``item`` is to be sent now (with the reference of its incident's page on
+        its sink), else why not: a reason to drop it, ``WITHDRAWN`` or ``LATER``."""
+        if item.event == Event.TRIGGER.value:
+            return await self._trigger_wanted(item), {}
+        if item.event == Event.RESOLVE.value and await self._goes_on(item):
+            # Fired again within the grace, or another alert of the incident still fires:
+            # the incident goes on, and the next close queues its resolve anew.
+            assert item.id is not None
+            await self._store.outbox_withdraw(item.id)
+            _log(logging.INFO, item, "withdrawn", "an alert of the incident fires again")
+            return WITHDRAWN, {}
         if item.event == Event.RESOLVE.value:
-            if await self._store.episode_is_open(item.episode_id):
-                # Fired again within the grace: the incident goes on, and the next close
-                # queues its resolve anew.
-                assert item.id is not None
-                await self._store.outbox_withdraw(item.id)
-                _log(logging.INFO, item, "withdrawn", "the alert fired again within the grace")
-                return WITHDRAWN
-            await self._store.outbox_drop_pending_triggers(item.episode_id, self._clock.now())
-            if not await self._store.outbox_was_triggered(item.dedup_key, item.sink):
-                return "nothing was sent to resolve"
+            why = "the incident resolved first"
+            await self._store.outbox_drop_pending_triggers(item.dedup_key, self._clock.now(), why)
+        page = await self._store.outbox_trigger_state(item.dedup_key, item.sink)
+        if page is None or page.dropped:
+            return f"nothing was sent to {item.event}", {}
+        if page.resolved and item.event == Event.UPDATE.value:
+            # A trigger on PagerDuty's key of a resolved incident opens a new one.
+            return "the incident was resolved on this sink", {}
+        if not page.delivered:  # the page is still to go (paced, retried): after it
+            await self._later(item)
+            return LATER, {}
+        return "", page.reference
+
+    async def _goes_on(self, item: OutboxItem) -> bool:
+        """Whether the incident a resolve is for goes on: an alert of it fires, and no human
+        resolved it on a sink (that closes it everywhere, firing or not)."""
+        if not await self._store.incident_is_open(item.dedup_key):
+            return False
+        return await self._store.incident_ack(item.dedup_key, kind="resolved") is None
+
+    async def _trigger_wanted(self, item: OutboxItem) -> str:
+        if item.tier == 0:
             return ""
-        if item.tier > 0 and not await self._store.episode_is_open(item.episode_id):
-            return "the episode resolved before this tier was due"
+        if not await self._store.incident_is_open(item.dedup_key):
+            return "the incident resolved before this tier was due"
+        assert item.created_at is not None
+        ack = await self._store.incident_ack(item.dedup_key, item.created_at)
+        if ack is not None:
+            return f"{ack.kind} by {ack.by} on {ack.source} before this tier was due"
         return ""
+
+    async def _later(self, item: OutboxItem) -> None:
+        assert item.id is not None
+        due = self._clock.now() + timedelta(seconds=max(self.poll_s, 1.0))
+        await self._store.outbox_retry(item.id, due, "waiting for the page to reach the sink")
 
     async def _retry(self, item: OutboxItem, exc: BaseException) -> None:
         assert item.id is not None and item.created_at is not None
@@ -150,10 +205,14 @@ def _log(level: int, item: OutboxItem, outcome: str, why: str = "") -> None:
     log.log(level, text, item.sink, outcome, why, extra={"fields": fields})
 
 
-def _notification(item: OutboxItem, external_url: str) -> Notification:
+def _notification(
+    item: OutboxItem, external_url: str, reference: Mapping[str, Any], now: datetime
+) -> Notification:
     """``item`` as its sink sends it; with the service's ``--external-url``, an absolute
     link to the episode's decisions (without it, none: a relative link would be broken)."""
     details = dict(item.details)
+    if item.event == Event.RESOLVE.value:  # when it ended, as Alertmanager's endsAt says
+        details["ends_at"] = now.isoformat().replace("+00:00", "Z")
     episode = details.get("episode")
     if external_url and isinstance(episode, int):
         details["decisions"] = f"{external_url}/api/v1/decisions?episode={episode}"
@@ -165,4 +224,6 @@ def _notification(item: OutboxItem, external_url: str) -> Notification:
         tier=item.tier,
         policy=item.policy,
         details=details,
+        update=item.note,
+        reference=reference,
     )

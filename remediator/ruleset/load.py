@@ -296,6 +296,7 @@ def _compile_rule(position: int, file: str, spec: RuleSpec, compiler: _Compiler)
         escalation=_escalation(where, spec, compiler.merged, defaults),
         description=spec.description,
         shadow=spec.shadow,
+        page_before_acting=spec.page == "before_acting",
     )
     return replace(rule, digest=_digest(rule, spec))
 
@@ -307,6 +308,8 @@ def _digest(rule: Rule, spec: RuleSpec) -> str:
     written["match"] = written.pop("matchers")
     if not written["shadow"]:  # a live rule hashes as it did before the key existed
         del written["shadow"]
+    if written["page"] == "on_failure":  # so does a rule that pages as before
+        del written["page"]
     said = {
         "spec": written,
         "cooldown_s": rule.cooldown_s,

@@ -58,6 +58,8 @@ class Rule:
     description: str = ""
     shadow: bool = False
     """Decides as if live, acts and pages never (``RuleSet.shadow_of``)."""
+    page_before_acting: bool = False
+    """Pages its escalation when the action is claimed (``page: before_acting``)."""
     digest: str = ""
     """What the rule says once defaults are applied, hashed: a claim resumed after a restart
     runs only under the rule it was claimed under."""

@@ -89,10 +89,39 @@ class TargetSpec(Strict):
     name: str
 
 
+class ResponderSpec(Strict):
+    """Whom an Opsgenie or Jira Service Management alert notifies: a team, a user, an
+    escalation or a schedule, by ``name`` (a user by ``username``) or by ``id``."""
+
+    type: Literal["team", "user", "escalation", "schedule"]
+    name: str = Field(default="", max_length=512)
+    username: str = Field(default="", max_length=512)
+    id: str = Field(default="", max_length=512)
+
+    @model_validator(mode="after")
+    def _one_identity(self) -> ResponderSpec:
+        given = [k for k in ("name", "username", "id") if getattr(self, k)]
+        if len(given) != 1:
+            raise ValueError("give exactly one of name, username (a user) or id")
+        if self.username and self.type != "user":
+            raise ValueError("username names a user: use name or id for a " + self.type)
+        if self.name and self.type == "user":
+            raise ValueError("a user is named by username or id")
+        return self
+
+    def api(self) -> dict[str, str]:
+        """As the Opsgenie and JSM alert APIs take it."""
+        key = next(k for k in ("id", "username", "name") if getattr(self, k))
+        return {"type": self.type, key: getattr(self, key)}
+
+
 class EscalationTier(Strict):
     after_s: float = Field(ge=0, le=MAX_WINDOW_S)
     """Seconds after the escalation, at most 30 days; the tier is due at that time."""
     notify: list[str] = Field(min_length=1)
+    responders: list[ResponderSpec] = Field(default_factory=list, max_length=50)
+    """Whom this tier pages on the Opsgenie and JSM sinks it notifies (added to the open
+    alert: each tier reaches someone new); the other sinks page their integration's own."""
 
 
 class EscalationPolicySpec(Strict):
@@ -131,6 +160,10 @@ class RuleSpec(Strict):
     verify_within_s: float | None = Field(default=None, gt=0, le=HOUR_S)
     """Overrides ``defaults.verify_within_s``; the same bounds."""
     escalation: str | None = None
+    page: Literal["on_failure", "before_acting"] = "on_failure"
+    """``before_acting``: page the escalation policy when the action is claimed, and update
+    the incident as the action runs, verifies or fails (an SEV-1 whose response time a
+    fix's verification must not eat); ``on_failure``: page only when no fix holds."""
     shadow: bool = False
     """Decide and audit as if live, but never claim, act or page: a new rule watched in
     production before it is trusted. The live rules decide every alert as without it."""
@@ -164,12 +197,34 @@ class PagerDutySpec(Strict):
     routing_key_file: str
     """File holding the integration's routing key (never the key itself)."""
     url: str = "https://events.pagerduty.com/v2/enqueue"
+    webhook_secret_file: str | None = None
+    """File holding the secret of the v3 webhook subscription that reports acknowledgements
+    and resolves (``POST /api/v1/acks/pagerduty/<sink>``); without it, none is accepted."""
 
 
 class SlackSpec(Strict):
+    """Either an incoming webhook (the simple form: one message per notification) or the
+    Web API with a bot token and a channel (updates go in the incident's thread)."""
+
     type: Literal["slack"]
-    webhook_url_file: str
+    webhook_url_file: str | None = None
     """File holding the incoming-webhook URL, which is a secret."""
+    bot_token_file: str | None = None
+    """File holding a bot token (``xoxb-…``) with ``chat:write``; needs ``channel``."""
+    channel: str = Field(default="", max_length=80)
+    url: str = "https://slack.com/api/"
+    """The Web API's base URL."""
+    signing_secret_file: str | None = None
+    """File holding the Slack app's signing secret: with it, messages carry an Acknowledge
+    button, and its clicks (``POST /api/v1/acks/slack/<sink>``) are verified with it."""
+
+    @model_validator(mode="after")
+    def _one_way_in(self) -> SlackSpec:
+        if (self.webhook_url_file is None) == (self.bot_token_file is None):
+            raise ValueError("give exactly one of webhook_url_file or bot_token_file")
+        if self.bot_token_file is not None and not self.channel:
+            raise ValueError("bot_token_file needs channel (its ID, e.g. C0123456789)")
+        return self
 
 
 class OpsgenieSpec(Strict):
@@ -178,15 +233,45 @@ class OpsgenieSpec(Strict):
     url: str = "https://api.opsgenie.com"
 
 
+class JsmSpec(Strict):
+    """Jira Service Management operations, the Opsgenie successor: an API integration's
+    alert API (``/jsm/ops/integration/v2/alerts``)."""
+
+    type: Literal["jsm"]
+    api_key_file: str
+    url: str = "https://api.atlassian.com"
+
+
+class GrafanaIrmSpec(Strict):
+    """Grafana IRM (OnCall) through its webhook integration."""
+
+    type: Literal["grafana_irm"]
+    url_file: str
+    """File holding the integration's URL, which is a secret (its path is the token)."""
+
+
+class TeamsSpec(Strict):
+    """Microsoft Teams through a Workflows "post to a channel when a webhook request is
+    received" flow: an Adaptive Card per notification."""
+
+    type: Literal["teams"]
+    url_file: str
+    """File holding the workflow's URL, which is a secret (it carries its signature)."""
+
+
 class WebhookSpec(Strict):
     type: Literal["webhook"]
     url: str
     secret_file: str | None = None
     """File holding the HMAC-SHA256 secret that signs each body."""
+    format: Literal["remediator", "alertmanager"] = "remediator"
+    """``alertmanager``: the body is Alertmanager's own webhook payload (version 4), so a
+    receiver written for Alertmanager takes remediator's escalations as they are."""
 
 
 SinkSpec = Annotated[
-    PagerDutySpec | SlackSpec | OpsgenieSpec | WebhookSpec, Field(discriminator="type")
+    PagerDutySpec | SlackSpec | OpsgenieSpec | JsmSpec | GrafanaIrmSpec | TeamsSpec | WebhookSpec,
+    Field(discriminator="type"),
 ]
 
 

@@ -45,7 +45,7 @@ from remediator.ingest.webhook import WebhookState
 from remediator.ruleset.active import ActiveRules
 from remediator.ruleset.load import load_rules
 from remediator.ruleset.rules import RuleSet
-from remediator.runtime import reload
+from remediator.runtime import acks, reload
 from remediator.runtime.lease import Lease
 from remediator.runtime.tasks import Loops
 from remediator.store import open_store
@@ -65,6 +65,7 @@ class Services:
     journal: Journal
     recorder: Recorder
     loops: Loops
+    clock: Clock
 
 
 SETTINGS = web.AppKey("settings", Settings)
@@ -122,6 +123,15 @@ async def _decisions(request: web.Request) -> web.Response:
         return webhook.error_response(exc)
     records = await request.app[SERVICES].store.decisions(query)
     return web.json_response(api.page_json(records, query))
+
+
+async def _ack(request: web.Request) -> web.Response:
+    """``POST /api/v1/acks/{pagerduty|slack}/<sink>``: authenticated by the sender's
+    signature, not the bearer token (``runtime/acks.py``)."""
+    services = request.app[SERVICES]
+    return await acks.handle(
+        request, request.app[RULES], services.store, services.recorder, services.clock
+    )
 
 
 async def _reload(request: web.Request) -> web.Response:
@@ -219,7 +229,7 @@ def _services(app: web.Application, store: Store, clock: Clock) -> Services:
     state = WebhookState(settings, auth, journal, metrics, clock, gate, validator)
     return Services(
         store=store, worker=core.worker, runner=core.runner, webhook=state, metrics=metrics,
-        journal=journal, recorder=core.recorder, loops=Loops(metrics.loop_failures),
+        journal=journal, recorder=core.recorder, loops=Loops(metrics.loop_failures), clock=clock,
     )  # fmt: skip
 
 
@@ -267,7 +277,7 @@ def _lifecycle(clock: Clock) -> Callable[[web.Application], AsyncIterator[None]]
             external_url=settings.external_url,
         )  # fmt: skip
         await app[RELOADER].bind(services.metrics, _applier(services, delivery))
-        _register_loops(services, settings, lease, aftercare, delivery, http)
+        _register_loops(services, settings, lease, aftercare, delivery)
         if settings.rules_watch_s > 0:
             services.loops.every("rules_watch", app[RELOADER].look, settings.rules_watch_s,
                                  wait_first=True, required=False)  # fmt: skip
@@ -277,8 +287,13 @@ def _lifecycle(clock: Clock) -> Callable[[web.Application], AsyncIterator[None]]
             yield
         finally:
             services.webhook.draining = True
+            # Within the stop's one deadline (serve fixed it at the signal, or it starts now).
+            left_s = (
+                services.runner.stop_by(settings.shutdown_grace_s)
+                - asyncio.get_running_loop().time()
+            )
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(services.worker.idle.wait(), settings.shutdown_grace_s)
+                await asyncio.wait_for(services.worker.idle.wait(), max(0.0, left_s))
             await services.loops.stop()
             await services.webhook.validator.close()
             await services.journal.close()
@@ -308,7 +323,6 @@ def _register_loops(
     lease: Lease,
     aftercare: Aftercare,
     delivery: Delivery,
-    http: HttpClient,
 ) -> None:
     """The background loops in start order; they stop in the reverse order. A loop that
     hands work to another starts after it, so what it hands over has a taker while it runs:
@@ -327,7 +341,7 @@ def _register_loops(
     loops.every("spool", services.journal.drain, DRAIN_EVERY_S, wait_first=True)
     loops.every("aftercare", aftercare.run_due, aftercare.poll_s, required=False)
     loops.every(
-        "delivery", delivery.deliver_due, delivery.poll_s, required=False, after_stop=http.close
+        "delivery", delivery.deliver_due, delivery.poll_s, required=False, after_stop=delivery.close
     )
 
 
@@ -378,6 +392,7 @@ def init_app(
     app.router.add_get("/api/v1/decisions", _decisions, expect_handler=_authenticated_expect)
     app.router.add_get("/api/v1/rules", _rules, expect_handler=_authenticated_expect)
     app.router.add_post("/-/reload", _reload, expect_handler=_authenticated_expect)
+    app.router.add_post("/api/v1/acks/{kind}/{sink}", _ack)
     for path in ("/healthz", "/-/healthy"):  # the second as Prometheus and Alertmanager
         app.router.add_get(path, _healthz)
     for path in ("/readyz", "/-/ready"):

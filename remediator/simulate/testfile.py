@@ -261,7 +261,7 @@ class DecisionSpec(Strict):
 class PageSpec(Strict):
     sink: str
     tier: int = Field(default=0, ge=0)
-    event: Literal["trigger", "resolve"] = "trigger"
+    event: Literal["trigger", "update", "resolve"] = "trigger"
     at: Duration | None = None
     """When it was sent; unchecked when left out."""
     result: Literal["delivered", "retried", "dropped"] | None = None

@@ -9,7 +9,7 @@ passed in by the caller: the store never reads a clock.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal, Protocol
 
@@ -41,6 +41,9 @@ class ClaimedDecision:
 
     records: Callable[[int], Sequence[AuditRecord]]
     job: Mapping[str, Any]
+    plan: Callable[[Sequence[AuditRecord]], Sequence[OutboxItem]] | None = None
+    """The notifications those records call for (a rule that pages before acting), queued
+    in the claim's transaction."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,6 +132,55 @@ class OutboxItem:
     id: int | None = None
     attempts: int = 0
     created_at: datetime | None = None
+    topic: str = ""
+    """What an update is about (one update per topic, incident and sink); '' otherwise."""
+    note: str = ""
+    """An update's news, one sentence."""
+
+
+@dataclass(frozen=True, slots=True)
+class IncidentUpdate:
+    """News of an episode (what remediator did, how it verified) for the incidents that
+    paged for it: queued for every sink they reached, once per ``topic``."""
+
+    episode_id: int
+    topic: str
+    note: str
+
+
+@dataclass(frozen=True, slots=True)
+class Planned:
+    """What a batch of records calls for (``escalate.plan``): pages, the episodes they
+    resolve, and news for incidents paged before; the store queues them in the records'
+    transaction."""
+
+    outbox: list[OutboxItem] = field(default_factory=list)
+    resolved: list[int] = field(default_factory=list)
+    updates: list[IncidentUpdate] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class HumanAck:
+    """A human acknowledged (``kind`` "acknowledged") or resolved ("resolved") an incident
+    on a sink (``source``), as that sink's signed webhook said."""
+
+    dedup_key: str
+    kind: str
+    by: str
+    source: str
+    url: str
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class TriggerState:
+    """Where an incident's first trigger on a sink stands, and what the sink answered."""
+
+    delivered: bool
+    dropped: bool
+    reference: Mapping[str, Any]
+    resolved: bool = False
+    """A resolve of the incident reached the sink (an update would reopen it on some)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -234,11 +286,13 @@ class ClaimStore(Protocol):
         now: datetime,
         records: Sequence[AuditRecord] = (),
         outbox: Sequence[OutboxItem] = (),
+        updates: Sequence[IncidentUpdate] = (),
     ) -> bool:
         """In one transaction: record the outcome of this replica's unfinished claim,
         release what it held, plan its undo and follow-up, append ``records`` and queue
-        ``outbox``. False, writing nothing, when the claim already had an outcome or is no
-        longer this replica's: so a settlement retried after a lost answer is written once."""
+        ``outbox`` and ``updates``. False, writing nothing, when the claim already had an
+        outcome or is no longer this replica's: so a settlement retried after a lost answer
+        is written once."""
         ...
 
     async def unfinished_claims(self) -> list[UnfinishedClaim]:
@@ -312,11 +366,14 @@ class AuditStore(Protocol):
         outbox: Sequence[OutboxItem] = (),
         resolved_episodes: Sequence[int] = (),
         resolve_after_s: float = 0.0,
+        updates: Sequence[IncidentUpdate] = (),
     ) -> set[int]:
         """In one transaction: mark ``decided_episodes`` decided at ``now``, append
-        ``records``, queue ``outbox`` (once per episode, sink, event and tier), and queue a
-        resolve, due ``resolve_after_s`` from now, for every sink an episode of
-        ``resolved_episodes`` was escalated to. An
+        ``records``, queue ``outbox`` (once per incident, sink, event, tier and topic; each
+        item's episode becomes a member of its incident), queue a resolve, due
+        ``resolve_after_s`` from now, for every sink an episode of ``resolved_episodes``
+        was escalated to, and each of ``updates`` for the sinks its episode's incidents
+        paged before. An
         episode of ``decided_episodes`` that another transaction decided first keeps that
         decision: its records and notifications here are not written. Those episodes."""
         ...
@@ -330,9 +387,15 @@ class OutboxStore(Protocol):
     async def outbox_due(self, now: datetime, limit: int) -> list[OutboxItem]: ...
 
     async def outbox_done(
-        self, item_id: int, now: datetime, delivered: bool, error: str = ""
+        self,
+        item_id: int,
+        now: datetime,
+        delivered: bool,
+        error: str = "",
+        reference: Mapping[str, Any] | None = None,
     ) -> None:
-        """Delivered, or dropped for good with ``error``."""
+        """Delivered (with what the sink answered, for a trigger), or dropped for good
+        with ``error``."""
         ...
 
     async def outbox_retry(self, item_id: int, due_at: datetime, error: str) -> None: ...
@@ -342,12 +405,44 @@ class OutboxStore(Protocol):
         the episode's next close queues its resolve anew."""
         ...
 
-    async def outbox_drop_pending_triggers(self, episode_id: int, now: datetime) -> int:
-        """Drop the triggers of an episode not sent yet (later tiers); how many."""
+    async def outbox_drop_pending_triggers(
+        self, dedup_key: str, now: datetime, why: str, above_tier: int = -1
+    ) -> int:
+        """Drop the incident's triggers above ``above_tier`` not sent yet; how many."""
         ...
 
-    async def outbox_was_triggered(self, dedup_key: str, sink: str) -> bool:
-        """Whether a trigger for this episode reached ``sink``."""
+    async def outbox_trigger_state(self, dedup_key: str, sink: str) -> TriggerState | None:
+        """Where the incident's first trigger on ``sink`` stands; None when it has none."""
+        ...
+
+    async def outbox_last_delivered(
+        self, dedup_key: str, sink: str, tier: int, other_than: int
+    ) -> datetime | None:
+        """When a trigger of ``tier`` for the incident, other than item ``other_than``,
+        last reached ``sink``."""
+        ...
+
+    async def incident_is_open(self, dedup_key: str) -> bool:
+        """Whether an episode the incident pages for is still open."""
+        ...
+
+    async def incident_episodes(self, dedup_key: str) -> list[int]:
+        """The episodes the incident pages for, oldest first."""
+        ...
+
+    async def incident_acknowledge(
+        self, ack: HumanAck, records: Sequence[AuditRecord], note: str
+    ) -> None:
+        """In one transaction: keep ``ack`` and ``records``; drop the incident's later tiers
+        not sent yet; tell every other sink it reached (an update saying ``note``, or, for
+        a resolve, a resolve)."""
+        ...
+
+    async def incident_ack(
+        self, dedup_key: str, since: datetime | None = None, kind: str = ""
+    ) -> HumanAck | None:
+        """The first acknowledgement or resolve of the incident (at or after ``since``,
+        when given; only of ``kind``, "acknowledged" or "resolved", when given)."""
         ...
 
 

@@ -55,6 +55,8 @@ def outbox_row(item: OutboxItem, now: float) -> dict[str, Any]:
         "details": json.dumps(dict(item.details), sort_keys=True, default=str),
         "due_at": ts(item.due_at),
         "created_at": now,
+        "topic": item.topic,
+        "note": item.note,
     }
 
 
@@ -75,6 +77,8 @@ def outbox_item(row: tuple[Any, ...]) -> OutboxItem:
         id=item_id,
         attempts=attempts,
         created_at=dt(created_at),
+        topic=row[14],
+        note=row[15],
     )
 
 

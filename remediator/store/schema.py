@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-VERSION = 3
+VERSION = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,9 +118,30 @@ CREATE TABLE outbox (
     attempts INTEGER NOT NULL DEFAULT 0,
     delivered_at {real},
     dropped_at {real},
-    last_error TEXT NOT NULL DEFAULT ''
+    last_error TEXT NOT NULL DEFAULT '',
+    topic TEXT NOT NULL DEFAULT '',
+    reference TEXT,
+    note TEXT NOT NULL DEFAULT ''
 );
-CREATE UNIQUE INDEX outbox_once ON outbox (dedup_key, sink, event, tier);
+CREATE UNIQUE INDEX outbox_once ON outbox (dedup_key, sink, event, tier, topic);
+CREATE INDEX outbox_by_episode ON outbox (episode_id);
+CREATE TABLE incident_members (
+    dedup_key TEXT NOT NULL,
+    episode_id {ref} NOT NULL,
+    joined_at {real} NOT NULL,
+    PRIMARY KEY (dedup_key, episode_id)
+);
+CREATE INDEX incident_members_by_episode ON incident_members (episode_id);
+CREATE TABLE acks (
+    id {key},
+    dedup_key TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    by_whom TEXT NOT NULL,
+    source TEXT NOT NULL,
+    url TEXT NOT NULL,
+    at {real} NOT NULL
+);
+CREATE INDEX acks_by_key ON acks (dedup_key);
 CREATE INDEX outbox_due ON outbox (due_at) WHERE delivered_at IS NULL AND dropped_at IS NULL;
 CREATE TABLE audit (
     id {key},

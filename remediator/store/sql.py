@@ -251,7 +251,7 @@ AUDIT_COLUMNS = (
 )  # fmt: skip
 OUTBOX_COLUMNS = (
     "episode_id", "dedup_key", "sink", "event", "tier", "severity", "policy", "summary",
-    "details", "due_at", "created_at",
+    "details", "due_at", "created_at", "topic", "note",
 )  # fmt: skip
 
 
@@ -262,21 +262,51 @@ def _insert(table: str, columns: Sequence[str], tail: str = "") -> Statement:
 
 AUDIT_INSERT = _insert("audit", AUDIT_COLUMNS)
 OUTBOX_INSERT = _insert("outbox", OUTBOX_COLUMNS, " ON CONFLICT DO NOTHING")
+#: Every episode an incident pages for: the alerts of one notification share one.
+MEMBER_INSERT = _insert(
+    "incident_members", ("dedup_key", "episode_id", "joined_at"), " ON CONFLICT DO NOTHING"
+)
+#: The storm incident of a policy (its keys start with ``:prefix``) an episode joined at or
+#: after ``:since``: a storm that goes on keeps its incident, however long.
+STORM_GOING_ON = Statement(
+    "SELECT dedup_key FROM incident_members WHERE substr(dedup_key, 1, :length) = :prefix"
+    " AND joined_at >= :since ORDER BY joined_at DESC LIMIT 1"
+)
 
-#: A resolve for every sink an episode's triggers went to, due once the episode grace has
-#: passed (``:due``: a re-fire within it withdraws the resolve), queued once. Incidents that
-#: span episodes (``dedup_keys.SPANNING_PREFIXES``) wait for a human.
-RESOLVE = Statement(
-    f"INSERT INTO outbox ({', '.join(OUTBOX_COLUMNS)})"
-    " SELECT DISTINCT episode_id, dedup_key, sink, 'resolve', 0, severity, policy, summary,"
-    " details, CAST(:due AS DOUBLE PRECISION), CAST(:now AS DOUBLE PRECISION)"
-    " FROM outbox WHERE episode_id = :episode_id AND event = 'trigger'"
-    + "".join(
-        f" AND dedup_key NOT LIKE :spanning{i}" for i in range(len(dedup_keys.SPANNING_PREFIXES))
-    )
-    + " ON CONFLICT DO NOTHING"
+_NOT_SPANNING = "".join(
+    f" AND o.dedup_key NOT LIKE :spanning{i}" for i in range(len(dedup_keys.SPANNING_PREFIXES))
 )
 RESOLVE_SPANNING = {f"spanning{i}": f"{p}%" for i, p in enumerate(dedup_keys.SPANNING_PREFIXES)}
+_OF_EPISODE = (
+    " FROM outbox o JOIN incident_members m ON m.dedup_key = o.dedup_key"
+    " WHERE m.episode_id = :episode_id AND o.event = 'trigger'" + _NOT_SPANNING
+)
+_QUEUE = f"INSERT INTO outbox ({', '.join(OUTBOX_COLUMNS)}) SELECT DISTINCT"
+_TIMES = "CAST(:due AS DOUBLE PRECISION), CAST(:now AS DOUBLE PRECISION)"
+_NEWS = "CAST(:topic AS TEXT), CAST(:note AS TEXT)"
+
+#: A resolve for every sink the incidents of an episode paged, due once the episode grace
+#: has passed (``:due``: a re-fire within it withdraws the resolve), queued once per
+#: incident and sink. Incidents that span episodes (``dedup_keys.SPANNING_PREFIXES``) wait
+#: for a human; an incident other alerts of which still fire waits for the last.
+RESOLVE = Statement(
+    f"{_QUEUE} m.episode_id, o.dedup_key, o.sink, 'resolve', 0, o.severity, o.policy,"
+    f" o.summary, o.details, {_TIMES}, '', ''{_OF_EPISODE} ON CONFLICT DO NOTHING"
+)
+#: An update (``:topic``, ``:note``) for every sink the incidents of an episode paged
+#: before (run ahead of the transaction's own pages, which already say it).
+UPDATE = Statement(
+    f"{_QUEUE} m.episode_id, o.dedup_key, o.sink, 'update', 0, o.severity, o.policy,"
+    f" o.summary, o.details, {_TIMES}, {_NEWS}{_OF_EPISODE}"
+    " AND o.tier = 0 ON CONFLICT DO NOTHING"
+)
+#: What a human did on one sink, told to every other sink the incident paged.
+QUEUE_FOR_OTHERS = Statement(
+    f"{_QUEUE} o.episode_id, o.dedup_key, o.sink, CAST(:event AS TEXT), 0, o.severity,"
+    f" o.policy, o.summary, o.details, {_TIMES}, {_NEWS} FROM outbox o"
+    " WHERE o.dedup_key = :dedup_key AND o.event = 'trigger' AND o.sink <> :sink"
+    " AND o.delivered_at IS NOT NULL ON CONFLICT DO NOTHING"
+)
 
 OUTBOX_SELECT = f"SELECT id, attempts, created_at, {', '.join(OUTBOX_COLUMNS)} FROM outbox"
 #: A held resolve the episode's re-fire made moot: gone, so the next close can queue one.
@@ -285,25 +315,53 @@ OUTBOX_DUE = Statement(
     f"{OUTBOX_SELECT} WHERE delivered_at IS NULL AND dropped_at IS NULL AND due_at <= :now"
     " ORDER BY due_at, id LIMIT :limit"
 )
-OUTBOX_DELIVERED, OUTBOX_DROPPED = (
-    Statement(
-        f"UPDATE outbox SET {column} = :now, attempts = attempts + 1, last_error = :error"
-        " WHERE id = :id"
-    )
-    for column in ("delivered_at", "dropped_at")
+OUTBOX_DELIVERED = Statement(
+    "UPDATE outbox SET delivered_at = :now, attempts = attempts + 1, last_error = :error,"
+    " reference = :reference WHERE id = :id"
+)
+OUTBOX_DROPPED = Statement(
+    "UPDATE outbox SET dropped_at = :now, attempts = attempts + 1, last_error = :error"
+    " WHERE id = :id"
 )
 OUTBOX_RETRY = Statement(
     "UPDATE outbox SET due_at = :due_at, attempts = attempts + 1, last_error = :error"
     " WHERE id = :id"
 )
+#: An incident's triggers not sent yet (later tiers), dropped: it resolved, or a human has
+#: it (``:why``).
 OUTBOX_DROP_TRIGGERS = Statement(
-    "UPDATE outbox SET dropped_at = :now, last_error = 'the episode resolved first'"
-    " WHERE episode_id = :episode_id AND event = 'trigger'"
+    "UPDATE outbox SET dropped_at = :now, last_error = :why"
+    " WHERE dedup_key = :dedup_key AND event = 'trigger' AND tier > :above"
     " AND delivered_at IS NULL AND dropped_at IS NULL"
 )
-OUTBOX_WAS_TRIGGERED = Statement(
-    "SELECT 1 FROM outbox WHERE dedup_key = :dedup_key AND sink = :sink AND event = 'trigger'"
-    " AND delivered_at IS NOT NULL LIMIT 1"
+#: Where an incident's first trigger on a sink stands: (delivered_at, dropped_at, reference)
+#: of the earliest tier that sink has, and whether a resolve reached it; or no row.
+OUTBOX_TRIGGER_STATE = Statement(
+    "SELECT o.delivered_at, o.dropped_at, o.reference, EXISTS (SELECT 1 FROM outbox r"
+    " WHERE r.dedup_key = o.dedup_key AND r.sink = o.sink AND r.event = 'resolve'"
+    " AND r.delivered_at IS NOT NULL) FROM outbox o WHERE o.dedup_key = :dedup_key"
+    " AND o.sink = :sink AND o.event = 'trigger' ORDER BY o.tier, o.id LIMIT 1"
+)
+#: The newest trigger of this tier an incident delivered to a sink: a storm's pages fold
+#: into the incident the last one opened while they keep coming.
+OUTBOX_LAST_DELIVERED = Statement(
+    "SELECT MAX(delivered_at) FROM outbox WHERE dedup_key = :dedup_key AND sink = :sink"
+    " AND event = 'trigger' AND tier = :tier AND delivered_at IS NOT NULL AND id <> :id"
+)
+#: Whether an episode of the incident still fires.
+INCIDENT_OPEN = Statement(
+    "SELECT 1 FROM incident_members m JOIN episodes e ON e.id = m.episode_id"
+    " WHERE m.dedup_key = :dedup_key AND e.closed_at IS NULL LIMIT 1"
+)
+INCIDENT_EPISODES = Statement(
+    "SELECT episode_id FROM incident_members WHERE dedup_key = :dedup_key ORDER BY episode_id"
+)
+ACK_INSERT = _insert("acks", ("dedup_key", "kind", "by_whom", "source", "url", "at"))
+#: The first acknowledgement or resolve (``:kind``; '': either) a human gave an incident
+#: at or after ``:since``.
+ACK_SINCE = Statement(
+    "SELECT kind, by_whom, source, url, at FROM acks WHERE dedup_key = :dedup_key"
+    " AND at >= :since AND (CAST(:kind AS TEXT) = '' OR kind = :kind) ORDER BY at, id LIMIT 1"
 )
 
 #: ``AuditQuery`` fields an audit query matches exactly, by column.

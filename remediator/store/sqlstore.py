@@ -16,6 +16,7 @@ from typing import Any, Literal, TypeVar
 
 import lz4.frame
 
+from remediator.core import dedup_keys
 from remediator.core.episodes import next_event
 from remediator.core.errors import StoreUnavailable
 from remediator.core.model import ALLOW, AuditRecord, Episode, EpisodeEvent, Observation, Verdict
@@ -27,11 +28,14 @@ from remediator.store.contract import (
     AuditQuery,
     ClaimedDecision,
     ClaimResult,
+    HumanAck,
+    IncidentUpdate,
     IntentAnswer,
     JournalEntry,
     OutboxItem,
     Settlement,
     Sighting,
+    TriggerState,
     Undo,
     UnfinishedClaim,
 )
@@ -150,6 +154,8 @@ def _claim(
     claim_id = int((yield from value(sql.CLAIM_INSERT, params)))
     records = [] if decision is None else list(decision.records(claim_id))
     yield from many(sql.AUDIT_INSERT, [audit_row(record) for record in records])
+    if decision is not None and decision.plan is not None:
+        yield from _queue(decision.plan(records), now)
     return ClaimResult(verdict, claim_id, records=records)
 
 
@@ -191,7 +197,8 @@ def _settle(
     now: float,
     owner: str,
     records: Sequence[Mapping[str, Any]],
-    queued: Sequence[Mapping[str, Any]],
+    queued: Sequence[OutboxItem],
+    updates: Sequence[IncidentUpdate],
 ) -> Program[bool]:
     params = {"outcome": s.outcome, "now": now, "id": s.claim_id, "owner": owner}
     if (yield from count(sql.CLAIM_OUTCOME, params)) != 1:
@@ -205,8 +212,63 @@ def _settle(
     if s.followup_at is not None:
         yield from count(sql.FOLLOWUP_PLAN, {"id": s.claim_id, "due_at": ts(s.followup_at)})
     yield from many(sql.AUDIT_INSERT, records)
-    yield from many(sql.OUTBOX_INSERT, queued)
+    yield from _queue(queued, now, updates)
     return True
+
+
+def _queue(
+    queued: Sequence[OutboxItem], now: float, updates: Sequence[IncidentUpdate] = ()
+) -> Program[None]:
+    """Updates of what paged before first (a page queued here already tells its news),
+    then the notifications, each episode a member of its incident; a storm's pages join
+    the storm incident still going on."""
+    yield from many(sql.UPDATE, [_update_row(u, now) for u in updates])
+    queued = yield from _into_ongoing_storms(queued, now)
+    yield from many(sql.OUTBOX_INSERT, [outbox_row(item, now) for item in queued])
+    members = {(item.dedup_key, item.episode_id) for item in queued if item.event == "trigger"}
+    batch = [{"dedup_key": k, "episode_id": e, "joined_at": now} for k, e in sorted(members)]
+    yield from many(sql.MEMBER_INSERT, batch)
+
+
+def _into_ongoing_storms(queued: Sequence[OutboxItem], now: float) -> Program[list[OutboxItem]]:
+    """Each storm page renamed to its policy's storm incident an alert joined within
+    ``dedup_keys.STORM_QUIET_S``, or else to the first of its policy's keys here: a
+    sliding window, not a clock hour."""
+    keys: dict[str, list[str]] = {}
+    for key in sorted({i.dedup_key for i in queued}):
+        if key.startswith(dedup_keys.STORM_PREFIX):
+            keys.setdefault(dedup_keys.storm_prefix(key), []).append(key)
+    renamed: dict[str, str] = {}
+    for prefix, named in keys.items():
+        params = {"prefix": prefix, "length": len(prefix), "since": now - dedup_keys.STORM_QUIET_S}
+        ongoing = yield from value(sql.STORM_GOING_ON, params)
+        renamed.update((key, str(ongoing) if ongoing is not None else named[0]) for key in named)
+    if not renamed:
+        return list(queued)
+    return [replace(i, dedup_key=renamed.get(i.dedup_key, i.dedup_key)) for i in queued]
+
+
+def _update_row(update: IncidentUpdate, now: float) -> dict[str, Any]:
+    return {"episode_id": update.episode_id, "topic": update.topic, "note": update.note,
+            "now": now, "due": now, **sql.RESOLVE_SPANNING}  # fmt: skip
+
+
+def _acknowledge(ack: HumanAck, records: Sequence[Mapping[str, Any]], note: str) -> Program[None]:
+    """A human has the incident: keep who, stop the tiers not sent, tell the other sinks."""
+    at = ts(ack.at)
+    params = {"dedup_key": ack.dedup_key, "kind": ack.kind, "by_whom": ack.by,
+              "source": ack.source, "url": ack.url, "at": at}  # fmt: skip
+    yield from count(sql.ACK_INSERT, params)
+    yield from many(sql.AUDIT_INSERT, records)
+    resolved = ack.kind == "resolved"
+    why = f"{ack.kind} by {ack.by} on {ack.source}"
+    drop = {"now": at, "dedup_key": ack.dedup_key, "why": why, "above": -1 if resolved else 0}
+    yield from count(sql.OUTBOX_DROP_TRIGGERS, drop)
+    event = "resolve" if resolved else "update"
+    topic = "" if resolved else f"{ack.kind}@{at}"  # a resolve is one per incident and sink
+    others = {"dedup_key": ack.dedup_key, "sink": ack.source, "event": event, "due": at,
+              "now": at, "topic": topic, "note": note}  # fmt: skip
+    yield from count(sql.QUEUE_FOR_OTHERS, others)
 
 
 def _audit(
@@ -215,6 +277,7 @@ def _audit(
     now: float,
     queued: Sequence[OutboxItem],
     resolved: Sequence[Mapping[str, Any]],
+    updates: Sequence[IncidentUpdate] = (),
 ) -> Program[set[int]]:
     """Decide the episodes first: the rows they lock wait for any other transaction
     deciding them, and those it decided first are left out of the rest."""
@@ -226,7 +289,8 @@ def _audit(
     kept = [r for r in records if r.episode_id not in lost] if lost else records
     yield from many(sql.AUDIT_INSERT, [audit_row(r) for r in kept])
     sent = [item for item in queued if item.episode_id not in lost] if lost else queued
-    yield from many(sql.OUTBOX_INSERT, [outbox_row(item, now) for item in sent])
+    news = [u for u in updates if u.episode_id not in lost] if lost else updates
+    yield from _queue(sent, now, news)
     yield from many(sql.RESOLVE, resolved)
     return lost
 
@@ -340,11 +404,11 @@ class SqlStore:
         now: datetime,
         records: Sequence[AuditRecord] = (),
         outbox: Sequence[OutboxItem] = (),
+        updates: Sequence[IncidentUpdate] = (),
     ) -> bool:
         at = ts(now)
         written = [audit_row(r) for r in records]
-        queued = [outbox_row(item, at) for item in outbox]
-        program = _settle(settlement, at, self.owner, written, queued)
+        program = _settle(settlement, at, self.owner, written, outbox, updates)
         return await self.run(program, atomic=True)
 
     async def unfinished_claims(self) -> list[UnfinishedClaim]:
@@ -389,6 +453,7 @@ class SqlStore:
         outbox: Sequence[OutboxItem] = (),
         resolved_episodes: Sequence[int] = (),
         resolve_after_s: float = 0.0,
+        updates: Sequence[IncidentUpdate] = (),
     ) -> set[int]:
         at = ts(now) if now else 0.0
         decided = list(decided_episodes) if now else []
@@ -397,9 +462,10 @@ class SqlStore:
             {"now": at, "due": due, "episode_id": e, **sql.RESOLVE_SPANNING}
             for e in resolved_episodes
         ]
-        if not (records or decided or outbox or resolve):
+        if not (records or decided or outbox or resolve or updates):
             return set()
-        return await self.run(_audit(records, decided, at, outbox, resolve), atomic=True)
+        program = _audit(records, decided, at, outbox, resolve, updates)
+        return await self.run(program, atomic=True)
 
     async def decisions(self, query: AuditQuery) -> list[AuditRecord]:
         conditions, params = audit_conditions(query)
@@ -411,10 +477,20 @@ class SqlStore:
         return [outbox_item(r) for r in found]
 
     async def outbox_done(
-        self, item_id: int, now: datetime, delivered: bool, error: str = ""
+        self,
+        item_id: int,
+        now: datetime,
+        delivered: bool,
+        error: str = "",
+        reference: Mapping[str, Any] | None = None,
     ) -> None:
-        statement = sql.OUTBOX_DELIVERED if delivered else sql.OUTBOX_DROPPED
-        await self.run(count(statement, {"now": ts(now), "error": error, "id": item_id}))
+        if delivered:
+            answer = json.dumps(dict(reference), sort_keys=True) if reference else None
+            params = {"now": ts(now), "error": error, "id": item_id, "reference": answer}
+            await self.run(count(sql.OUTBOX_DELIVERED, params))
+        else:
+            params = {"now": ts(now), "error": error, "id": item_id}
+            await self.run(count(sql.OUTBOX_DROPPED, params))
 
     async def outbox_withdraw(self, item_id: int) -> None:
         await self.run(count(sql.OUTBOX_WITHDRAW, {"id": item_id}))
@@ -423,10 +499,50 @@ class SqlStore:
         params = {"due_at": ts(due_at), "error": error, "id": item_id}
         await self.run(count(sql.OUTBOX_RETRY, params))
 
-    async def outbox_drop_pending_triggers(self, episode_id: int, now: datetime) -> int:
-        params = {"now": ts(now), "episode_id": episode_id}
+    async def outbox_drop_pending_triggers(
+        self, dedup_key: str, now: datetime, why: str, above_tier: int = -1
+    ) -> int:
+        params = {"now": ts(now), "dedup_key": dedup_key, "why": why, "above": above_tier}
         return await self.run(count(sql.OUTBOX_DROP_TRIGGERS, params))
 
-    async def outbox_was_triggered(self, dedup_key: str, sink: str) -> bool:
-        params = {"dedup_key": dedup_key, "sink": sink}
-        return await self.run(row(sql.OUTBOX_WAS_TRIGGERED, params)) is not None
+    async def outbox_trigger_state(self, dedup_key: str, sink: str) -> TriggerState | None:
+        found = await self.run(
+            row(sql.OUTBOX_TRIGGER_STATE, {"dedup_key": dedup_key, "sink": sink})
+        )
+        if found is None:
+            return None
+        delivered_at, dropped_at, reference, resolved = found
+        answer = json.loads(reference) if reference else {}
+        return TriggerState(
+            delivered_at is not None, dropped_at is not None, answer, bool(resolved)
+        )
+
+    async def outbox_last_delivered(
+        self, dedup_key: str, sink: str, tier: int, other_than: int
+    ) -> datetime | None:
+        params = {"dedup_key": dedup_key, "sink": sink, "tier": tier, "id": other_than}
+        at = await self.run(value(sql.OUTBOX_LAST_DELIVERED, params))
+        return None if at is None else dt(at)
+
+    async def incident_is_open(self, dedup_key: str) -> bool:
+        found = await self.run(value(sql.INCIDENT_OPEN, {"dedup_key": dedup_key}))
+        return found is not None
+
+    async def incident_episodes(self, dedup_key: str) -> list[int]:
+        found = await self.run(rows(sql.INCIDENT_EPISODES, {"dedup_key": dedup_key}))
+        return [int(r[0]) for r in found]
+
+    async def incident_acknowledge(
+        self, ack: HumanAck, records: Sequence[AuditRecord], note: str
+    ) -> None:
+        await self.run(_acknowledge(ack, [audit_row(r) for r in records], note), atomic=True)
+
+    async def incident_ack(
+        self, dedup_key: str, since: datetime | None = None, kind: str = ""
+    ) -> HumanAck | None:
+        params = {"dedup_key": dedup_key, "since": ts(since) if since else 0.0, "kind": kind}
+        found = await self.run(row(sql.ACK_SINCE, params))
+        if found is None:
+            return None
+        kind, by, source, url, at = found
+        return HumanAck(dedup_key, kind, by, source, url, dt(at))

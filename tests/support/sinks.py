@@ -15,6 +15,12 @@ paths, status codes, headers and bodies.
   alias), and ``GET /v2/alerts/requests/{requestId}``. Requires ``Authorization: GenieKey
   <uuid>``. Deduplicates open alerts by alias.
 * :class:`WebhookStub`: any ``POST``; records it and answers ``200 {}``.
+* :class:`JsmStub`: Jira Service Management's integration alert API, Opsgenie's under
+  ``/jsm/ops/integration/v2/alerts`` (create, close, acknowledge, notes; no responders).
+* :class:`GrafanaIrmStub`: Grafana IRM's Formatted Webhook integration,
+  ``POST /integrations/v1/formatted_webhook/<token>/``; groups alerts by ``alert_uid``.
+* :class:`TeamsStub`: a Teams Workflows webhook, ``POST /workflows/<any path>``; takes one
+  Adaptive Card message of at most 28 KB and answers ``202``.
 
 Every stub has the same lifecycle and test controls (from :class:`StubServer`):
 
@@ -555,32 +561,61 @@ _PD_THROTTLED: Final[JSON] = {
 
 
 class SlackStub(StubServer):
-    """Slack incoming webhooks: ``POST /services/<any path>``.
+    """Slack incoming webhooks (``POST /services/<any path>``) and the Web API's
+    ``POST /api/chat.postMessage`` and ``POST /api/chat.update``.
 
-    Takes a JSON body, or a form body with the JSON in its ``payload`` field, as Slack does.
-    ``200 ok`` (text/plain) when the message has non-empty ``text``, ``blocks`` or
-    ``attachments``; ``400 no_text`` when it has none; ``400 invalid_payload`` when the body is
-    not a JSON object; ``429 rate_limited`` with ``Retry-After`` past ``rate_limit`` messages
-    per ``rate_window`` seconds for one webhook path. ``revoke(path)`` makes a webhook answer
-    ``404 no_service`` like a removed one.
+    Incoming webhooks take a JSON body, or a form body with the JSON in its ``payload`` field,
+    as Slack does. ``200 ok`` (text/plain) when the message has non-empty ``text``, ``blocks``
+    or ``attachments``; ``400 no_text`` when it has none; ``400 invalid_payload`` when the body
+    is not a JSON object; ``429 rate_limited`` with ``Retry-After`` past ``rate_limit``
+    messages per ``rate_window`` seconds for one webhook path. ``revoke(path)`` makes a webhook
+    answer ``404 no_service`` like a removed one.
+
+    The Web API takes JSON or a form (``blocks`` then a JSON string) and answers as Slack
+    documents: ``200 {"ok": true, "channel", "ts", "message"}``, or ``200 {"ok": false,
+    "error"}`` with ``not_authed`` (no ``Authorization: Bearer``), ``invalid_auth`` (a token
+    not in ``tokens``; None accepts any ``xox…`` token), ``channel_not_found`` (not in
+    ``channels``), ``not_in_channel`` (in ``outside``), ``no_text``, ``msg_too_long`` (text past
+    40 000 characters), ``invalid_blocks`` (past Block Kit's limits: 50 blocks, section text
+    3 000, 25 elements, button text 75, value 2 000, URL 3 000), ``message_not_found``
+    (``chat.update`` of a ``ts`` never posted) or ``unknown_method``; and
+    ``429 {"ok": false, "error": "ratelimited"}`` with ``Retry-After`` past ``rate_limit`` posts
+    per ``rate_window`` seconds in one channel. ``fail_api_next(error, status)`` answers the
+    next Web API call with that error. Messages are kept in :attr:`posted` (each with
+    ``channel``, ``ts``, ``thread_ts``, ``text``, ``blocks``, ``json``: the arguments, and
+    ``edits``: the ``chat.update`` arguments applied to it).
     """
 
     name = "SlackStub"
+    TEXT_CHARS: Final = 40_000
+    BLOCK_LIMITS: Final = {"blocks": 50, "section": 3_000, "elements": 25, "button_text": 75,
+                           "value": 2_000, "url": 3_000, "action_id": 255}  # fmt: skip
 
     def __init__(
         self,
         *,
         rate_limit: int = 1,
         rate_window: float = 1.0,
+        tokens: Collection[str] | None = None,
+        channels: Collection[str] = ("C0123456789",),
+        outside: Collection[str] = (),
         clock: Clock = monotonic,
     ) -> None:
         super().__init__(clock=clock)
         self._limiter = _SlidingWindow(rate_limit, rate_window, clock)
+        self._api_limiter = _SlidingWindow(rate_limit, rate_window, clock)
         self._revoked: set[str] = set()
-        #: Accepted messages: ``{"path": ..., "json": ..., "time": ...}``.
+        self.tokens = None if tokens is None else frozenset(tokens)
+        self.channels = set(channels) | set(outside)
+        self.outside = set(outside)
+        #: Accepted webhook messages: ``{"path": ..., "json": ..., "time": ...}``.
         self.messages: list[JSON] = []
-        #: Messages answered 429.
+        #: Messages posted through the Web API, in order (replies too).
+        self.posted: list[JSON] = []
+        #: Messages answered 429 (webhooks and Web API).
         self.throttled = 0
+        self._api_faults: collections.deque[tuple[str, int, int | None]] = collections.deque()
+        self._ts = itertools.count(1)
 
     def messages_to(self, path: str) -> list[JSON]:
         return [m for m in self.messages if m["path"] == path]
@@ -593,12 +628,33 @@ class SlackStub(StubServer):
             raise ValueError("Slack webhook paths start with /services/")
         return self.url + path
 
+    @property
+    def api_url(self) -> str:
+        """The Web API's base URL, as ``https://slack.com/api/`` is the real one's."""
+        return self.url + "/api/"
+
     def revoke(self, path: str) -> None:
         """Make the webhook at ``path`` answer ``404 no_service``, as a deleted one does."""
         self._revoked.add(path)
 
+    def fail_api_next(self, error: str, status: int = 200, retry_after: int | None = None) -> None:
+        """Answer the next Web API call ``{"ok": false, "error": error}`` with ``status``."""
+        self._api_faults.append((error, status, retry_after))
+
+    def message(self, channel: str, ts: str) -> JSON:
+        """The Web API message ``ts`` in ``channel`` (KeyError when there is none)."""
+        for posted in self.posted:
+            if posted["channel"] == channel and posted["ts"] == ts:
+                return posted
+        raise KeyError((channel, ts))
+
+    def replies(self, channel: str, ts: str) -> list[JSON]:
+        """The replies in the thread of message ``ts``, in order."""
+        return [p for p in self.posted if p["channel"] == channel and p["thread_ts"] == ts]
+
     def _routes(self, app: web.Application) -> None:
         app.router.add_post("/services/{hook:.+}", self._post)
+        app.router.add_post("/api/{method}", self._api)
 
     def _fault_body(self, status: int) -> tuple[str, str]:
         if status == 429:
@@ -637,6 +693,129 @@ class SlackStub(StubServer):
             return None
         return message if isinstance(message, dict) else None
 
+    # ---- Web API ---------------------------------------------------------------------------
+
+    async def _api(self, request: web.Request) -> web.Response:
+        if self._api_faults:
+            code, status, wait = self._api_faults.popleft()
+            headers = {"Retry-After": str(wait)} if wait is not None else None
+            return _json_response(status, {"ok": False, "error": code}, headers)
+        args = await self._arguments(request)
+        error = self._authenticate(request) or self._check(request.match_info["method"], args)
+        if error is not None:
+            return _json_response(200, {"ok": False, "error": error})
+        if request.match_info["method"] == "chat.update":
+            return self._update(args)
+        wait = self._api_limiter.retry_after(args["channel"])
+        if wait is not None:
+            self.throttled += 1
+            body = {"ok": False, "error": "ratelimited"}
+            return _json_response(429, body, {"Retry-After": str(wait)})
+        self._api_limiter.hit(args["channel"])
+        return self._post_message(args)
+
+    @staticmethod
+    async def _arguments(request: web.Request) -> JSON:
+        if request.content_type == "application/x-www-form-urlencoded":
+            args: JSON = {k: v for k, v in (await request.post()).items() if isinstance(v, str)}
+            with contextlib.suppress(ValueError):
+                args["blocks"] = json.loads(args.get("blocks", "null"))
+            return args
+        with contextlib.suppress(ValueError):
+            parsed = json.loads(await request.read())
+            if isinstance(parsed, dict):
+                return parsed
+        return {}
+
+    def _authenticate(self, request: web.Request) -> str | None:
+        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+        if scheme != "Bearer" or not token:
+            return "not_authed"
+        if (self.tokens is None and token.startswith("xox")) or token in (self.tokens or ()):
+            return None
+        return "invalid_auth"
+
+    def _check(self, method: str, args: JSON) -> str | None:
+        if method not in ("chat.postMessage", "chat.update"):
+            return "unknown_method"
+        channel = args.get("channel")
+        if channel not in self.channels:
+            return "channel_not_found"
+        if channel in self.outside:
+            return "not_in_channel"
+        text, blocks = args.get("text"), args.get("blocks")
+        if not (isinstance(text, str) and text) and not blocks:
+            return "no_text"
+        if isinstance(text, str) and len(text) > self.TEXT_CHARS:
+            return "msg_too_long"
+        if blocks is not None and not self._blocks_valid(blocks):
+            return "invalid_blocks"
+        return None
+
+    def _blocks_valid(self, blocks: Any) -> bool:
+        limits = self.BLOCK_LIMITS
+        if not isinstance(blocks, list) or len(blocks) > limits["blocks"]:
+            return False
+        return all(isinstance(b, dict) and self._block_valid(b) for b in blocks)
+
+    def _block_valid(self, block: JSON) -> bool:
+        limits = self.BLOCK_LIMITS
+        if block.get("type") == "section":
+            text = (block.get("text") or {}).get("text")
+            return isinstance(text, str) and 0 < len(text) <= limits["section"]
+        if block.get("type") == "actions":
+            elements = block.get("elements")
+            if not isinstance(elements, list) or not 0 < len(elements) <= limits["elements"]:
+                return False
+            return all(isinstance(e, dict) and self._button_valid(e) for e in elements)
+        return False  # the stand-in knows sections and actions only
+
+    def _button_valid(self, button: JSON) -> bool:
+        limits = self.BLOCK_LIMITS
+        text = (button.get("text") or {}).get("text")
+        sizes = {
+            "button_text": text,
+            "value": button.get("value", ""),
+            "url": button.get("url", ""),
+            "action_id": button.get("action_id", ""),
+        }
+        return (
+            button.get("type") == "button"
+            and all(isinstance(v, str) and len(v) <= limits[k] for k, v in sizes.items())
+            and bool(text)
+            and ("url" not in button or str(button["url"]).startswith(("https://", "http://")))
+        )
+
+    def _post_message(self, args: JSON) -> web.Response:
+        number = next(self._ts)
+        message: JSON = {
+            "channel": args["channel"],
+            "ts": f"{1_700_000_000 + number}.{number:06d}",
+            "thread_ts": args.get("thread_ts"),
+            "text": args.get("text", ""),
+            "blocks": args.get("blocks"),
+            "json": args,
+            "edits": [],
+            "time": self.clock(),
+        }
+        self.posted.append(message)
+        answer = {"type": "message", "text": message["text"], "ts": message["ts"]}
+        body = {"ok": True, "channel": message["channel"], "ts": message["ts"], "message": answer}
+        return _json_response(200, body)
+
+    def _update(self, args: JSON) -> web.Response:
+        try:
+            message = self.message(args["channel"], str(args.get("ts")))
+        except KeyError:
+            return _json_response(200, {"ok": False, "error": "message_not_found"})
+        message["edits"].append(args)
+        message["text"] = args.get("text", message["text"])
+        if "blocks" in args:
+            message["blocks"] = args["blocks"]
+        body = {"ok": True, "channel": message["channel"], "ts": message["ts"],
+                "text": message["text"], "message": {"text": message["text"]}}  # fmt: skip
+        return _json_response(200, body)
+
 
 # ---- Opsgenie ------------------------------------------------------------------------------------
 
@@ -657,6 +836,9 @@ class OpsgenieStub(StubServer):
     * ``POST /v2/alerts/{identifier}/close`` and ``.../acknowledge``, ``identifierType`` =
       ``id`` (default), ``tiny`` or ``alias``; body optional (``user``, ``source``, ``note``).
     * ``GET /v2/alerts/requests/{requestId}``: the outcome of an earlier request.
+    * ``POST /v2/alerts/{identifier}/notes`` (``note`` required, 25 000 characters at most)
+      and ``.../responders`` (``responder``: a type and one of id, name or username): kept
+      in the alert's ``notes`` and ``responders``; a responder is added once.
 
     Writes answer ``202 {"result": "Request will be processed", "took": ..., "requestId":
     ...}``, also for an alert that does not exist: Opsgenie processes them asynchronously and
@@ -688,11 +870,20 @@ class OpsgenieStub(StubServer):
         self.request_status: dict[str, JSON] = {}
         self._tiny = itertools.count(1)
 
+    #: Where the alert API lives on this server.
+    alerts_path = "/v2/alerts"
+    #: Whether the API can add a responder to an open alert.
+    takes_responders = True
+
     def _routes(self, app: web.Application) -> None:
-        app.router.add_post("/v2/alerts", self._create)
-        app.router.add_post("/v2/alerts/{identifier}/close", self._close_alert)
-        app.router.add_post("/v2/alerts/{identifier}/acknowledge", self._acknowledge_alert)
-        app.router.add_get("/v2/alerts/requests/{request_id}", self._request_status)
+        base = self.alerts_path
+        app.router.add_post(base, self._create)
+        app.router.add_post(base + "/{identifier}/close", self._close_alert)
+        app.router.add_post(base + "/{identifier}/acknowledge", self._acknowledge_alert)
+        app.router.add_post(base + "/{identifier}/notes", self._add_note)
+        if self.takes_responders:
+            app.router.add_post(base + "/{identifier}/responders", self._add_responder)
+        app.router.add_get(base + "/requests/{request_id}", self._request_status)
 
     def _fault_body(self, status: int) -> tuple[str, str]:
         reason, _ = super()._fault_body(status)
@@ -744,6 +935,7 @@ class OpsgenieStub(StubServer):
             "lastOccurredAt": now,
             "closedAt": None,
             "body": body,
+            "notes": [],
         }
         self.alerts[alias] = alert
         self.all_alerts.append(alert)
@@ -790,6 +982,61 @@ class OpsgenieStub(StubServer):
             alert["updatedAt"] = now
             self._record(request_id, action, True, "Acknowledged alert", alert)
         return _og_accepted(request_id)
+
+    async def _add_note(self, request: web.Request) -> web.Response:
+        """``POST …/{identifier}/notes``: ``note`` (required, at most 25 000 characters),
+        ``user``, ``source``; kept in the alert's ``notes``."""
+        return await self._alert_update(request, "AddNote", _og_note_errors, self._note)
+
+    async def _add_responder(self, request: web.Request) -> web.Response:
+        """``POST …/{identifier}/responders``: ``responder`` (a type and one of id, name or
+        username), ``note``; added once to the alert's ``responders``."""
+        return await self._alert_update(request, "AddResponder", _og_responder_errors, self._add)
+
+    async def _alert_update(
+        self,
+        request: web.Request,
+        action: str,
+        check: Callable[[JSON], dict[str, str]],
+        apply: Callable[[JSON, JSON], str],
+    ) -> web.Response:
+        denied = self._authenticate(request)
+        if denied is not None:
+            return denied
+        identifier_type = request.query.get("identifierType", "id")
+        if identifier_type not in _IDENTIFIER_TYPES:
+            return _og_unprocessable(
+                {"identifierType": "Identifier type should be one of [id, tiny, alias]"}
+            )
+        body = await self._body(request, required=True)
+        if body is None:
+            return _og_unprocessable({"body": "Could not parse request body as a JSON object."})
+        errors = check(body)
+        if errors:
+            return _og_unprocessable(errors)
+        request_id = str(uuid.uuid4())
+        alert = self._find(identifier_type, request.match_info["identifier"])
+        if alert is None:
+            self._record(request_id, action, False, "Alert does not exist", None)
+        elif alert["status"] == "closed" and action == "AddResponder":
+            self._record(request_id, action, False, "Alert is already closed", alert)
+        else:
+            alert["updatedAt"] = self.clock()
+            self._record(request_id, action, True, apply(alert, body), alert)
+        return _og_accepted(request_id)
+
+    def _note(self, alert: JSON, body: JSON) -> str:
+        entry = {k: body.get(k, "") for k in ("note", "user", "source")}
+        alert["notes"].append({**entry, "at": self.clock()})
+        return "Added note"
+
+    @staticmethod
+    def _add(alert: JSON, body: JSON) -> str:
+        if body["responder"] not in alert["responders"]:
+            alert["responders"].append(body["responder"])
+        if body.get("note"):
+            alert["notes"].append({"note": body["note"], "user": "", "source": ""})
+        return "Added responder"
 
     async def _request_status(self, request: web.Request) -> web.Response:
         denied = self._authenticate(request)
@@ -875,6 +1122,34 @@ class OpsgenieStub(StubServer):
         self.request_status[request_id] = entry
 
 
+OG_MAX_NOTE: Final = 25000
+OG_RESPONDER_TYPES: Final = ("team", "user", "escalation", "schedule")
+
+
+def _og_note_errors(body: JSON) -> dict[str, str]:
+    note = body.get("note")
+    if not isinstance(note, str) or not note.strip():
+        return {"note": "Note can not be empty."}
+    if len(note) > OG_MAX_NOTE:
+        return {"note": f"Note can not be longer than {OG_MAX_NOTE} characters."}
+    return {}
+
+
+def _og_responder_errors(body: JSON) -> dict[str, str]:
+    responder = body.get("responder")
+    if not isinstance(responder, dict) or responder.get("type") not in OG_RESPONDER_TYPES:
+        return {"responder": "Responder type should be one of [team, user, escalation, schedule]"}
+    keys = [k for k in ("id", "name", "username") if isinstance(responder.get(k), str)]
+    if len(keys) != 1 or not responder[keys[0]]:
+        return {"responder": "Responder should have one of id, name or username."}
+    if keys[0] == "username" and responder["type"] != "user":
+        return {"responder": "Only a user has a username."}
+    note = body.get("note")
+    if note is not None and (not isinstance(note, str) or len(note) > OG_MAX_NOTE):
+        return {"note": f"Note can not be longer than {OG_MAX_NOTE} characters."}
+    return {}
+
+
 def _og_body(body: JSON, request_id: str | None = None) -> JSON:
     return {**body, "took": 0.0, "requestId": request_id or str(uuid.uuid4())}
 
@@ -933,12 +1208,158 @@ class WebhookStub(StubServer):
         )
 
 
+# ---- Jira Service Management -------------------------------------------------------------------
+
+
+class JsmStub(OpsgenieStub):
+    """Jira Service Management operations: an API integration's alert API, the same
+    contract as Opsgenie's (bodies, ``GenieKey`` authentication, 202 with a ``requestId``)
+    under ``/jsm/ops/integration/v2/alerts``: create, close, acknowledge, add note and the
+    request status. It has no responders endpoint (404)."""
+
+    name = "JsmStub"
+    alerts_path = "/jsm/ops/integration/v2/alerts"
+    takes_responders = False
+
+
+# ---- Grafana IRM ---------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class AlertGroup:
+    """The alert group Grafana IRM keeps for one ``alert_uid`` (its grouping id)."""
+
+    uid: str
+    alerts: list[JSON]  # every payload grouped into it, in arrival order
+    resolved: bool = False
+
+    @property
+    def title(self) -> str:
+        """The group shows its first alert's title."""
+        return str(self.alerts[0].get("title", ""))
+
+
+class GrafanaIrmStub(StubServer):
+    """Grafana IRM's Formatted Webhook integration,
+    ``POST /integrations/v1/formatted_webhook/{token}/``.
+
+    A JSON object is answered ``200 Ok.`` and grouped as the integration's default templates
+    do: by ``alert_uid`` into an open :class:`AlertGroup` (a new one when the last was
+    resolved), which ``state`` ``ok`` resolves. Anything else is ``400``."""
+
+    name = "GrafanaIrmStub"
+
+    def __init__(self, *, clock: Clock = monotonic) -> None:
+        super().__init__(clock=clock)
+        #: The latest group for each alert_uid.
+        self.groups: dict[str, AlertGroup] = {}
+        #: Every group ever opened.
+        self.all_groups: list[AlertGroup] = []
+
+    def integration_url(self, token: str = "t0ken") -> str:
+        return f"{self.url}/integrations/v1/formatted_webhook/{token}/"
+
+    def _routes(self, app: web.Application) -> None:
+        app.router.add_post("/integrations/v1/formatted_webhook/{token}/", self._post)
+
+    async def _post(self, request: web.Request) -> web.Response:
+        payload = request[_RECORD_KEY].json
+        if not isinstance(payload, dict):
+            return web.Response(status=400, text="Bad Request")
+        uid = str(payload.get("alert_uid", ""))
+        group = self.groups.get(uid)
+        if group is None or group.resolved:
+            group = AlertGroup(uid, [])
+            self.groups[uid] = group
+            self.all_groups.append(group)
+        group.alerts.append(payload)
+        if str(payload.get("state", "")).upper() == "OK":
+            group.resolved = True
+        return web.Response(status=200, text="Ok.")
+
+
+# ---- Microsoft Teams -----------------------------------------------------------------------------
+
+TEAMS_MAX_BYTES: Final = 28 * 1024
+TEAMS_CARD_TYPE: Final = "application/vnd.microsoft.card.adaptive"
+
+
+class TeamsStub(StubServer):
+    """A Teams Workflows "post to a channel when a webhook request is received" flow,
+    ``POST /workflows/{path}``.
+
+    Takes a message of Adaptive Cards (``type`` ``message``, ``attachments`` of
+    ``contentType`` ``application/vnd.microsoft.card.adaptive`` whose ``content`` is an
+    ``AdaptiveCard`` with a ``version`` and a ``body``) and answers ``202`` with no body;
+    past 28 KB, ``413``; any other body ``400`` with the flow's error object. The real flow
+    checks the card only after it answered; the stub checks it before, so a test sees it.
+    """
+
+    name = "TeamsStub"
+    max_body = 4 * TEAMS_MAX_BYTES
+
+    def __init__(self, *, clock: Clock = monotonic) -> None:
+        super().__init__(clock=clock)
+        #: Every card posted, in order.
+        self.cards: list[JSON] = []
+
+    def workflow_url(self, path: str = "flow-0") -> str:
+        return f"{self.url}/workflows/{path}"
+
+    def _routes(self, app: web.Application) -> None:
+        app.router.add_post("/workflows/{path:.+}", self._post)
+
+    async def _post(self, request: web.Request) -> web.Response:
+        record = request[_RECORD_KEY]
+        if len(record.body) > TEAMS_MAX_BYTES:
+            return web.Response(status=413, text="Request Entity Too Large")
+        cards = _teams_cards(record.json)
+        if cards is None:
+            return _json_response(400, _TEAMS_INVALID)
+        self.cards.extend(cards)
+        return web.Response(status=202)
+
+
+_TEAMS_INVALID: Final = {
+    "error": {
+        "code": "InvalidRequestContent",
+        "message": (
+            "The input body for trigger 'manual' of type 'Request' did not match its schema."
+        ),
+    }
+}
+
+
+def _teams_cards(message: Any) -> list[JSON] | None:
+    """The cards of a valid message, or None."""
+    if not isinstance(message, dict) or message.get("type") != "message":
+        return None
+    attachments = message.get("attachments")
+    if not isinstance(attachments, list) or not attachments:
+        return None
+    cards = [a.get("content") for a in attachments if isinstance(a, dict)]
+    valid = all(
+        isinstance(a, dict) and a.get("contentType") == TEAMS_CARD_TYPE for a in attachments
+    ) and all(
+        isinstance(c, dict)
+        and c.get("type") == "AdaptiveCard"
+        and isinstance(c.get("version"), str)
+        and isinstance(c.get("body"), list)
+        for c in cards
+    )
+    return [c for c in cards if isinstance(c, dict)] if valid else None
+
+
 __all__ = [
+    "AlertGroup",
+    "GrafanaIrmStub",
     "Incident",
+    "JsmStub",
     "OpsgenieStub",
     "PagerDutyStub",
     "RecordedRequest",
     "SlackStub",
     "StubServer",
+    "TeamsStub",
     "WebhookStub",
 ]

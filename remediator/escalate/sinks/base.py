@@ -12,10 +12,20 @@ from typing import Any, Protocol
 from remediator.clients.http import HttpClient
 from remediator.core.vocab import Event as Event  # re-exported: sinks name it here
 
+Reference = Mapping[str, Any]
+"""What a sink answered when an incident opened on it and must name again to update or
+resolve it (Slack's channel and message ``ts``): kept with the delivered trigger."""
+
 
 @dataclass(frozen=True, slots=True)
 class Notification:
-    """One page, or its resolution, for one episode. ``dedup_key`` is stable per episode."""
+    """One page, an update of it, or its resolution, for one incident. ``dedup_key`` is
+    stable per incident: an episode, the alerts of one notification escalated together, or
+    a storm.
+
+    ``details`` holds the page's facts (``plan``): ``alert`` (the first alert's content),
+    ``alerts`` and ``count`` when the incident groups several (``alerts_of``),
+    ``responders`` (the tier's, for Opsgenie and JSM), ``decisions`` (the episode's link)."""
 
     event: Event
     dedup_key: str
@@ -24,6 +34,12 @@ class Notification:
     tier: int
     policy: str
     details: Mapping[str, Any] = field(default_factory=dict)
+    update: str = ""
+    """For an ``update``: what happened since the page, one sentence (what remediator did,
+    how it verified, who acknowledged)."""
+    reference: Reference = field(default_factory=dict)
+    """For an ``update`` or a ``resolve``: what ``send`` returned for the incident's first
+    trigger on this sink (empty when it returned nothing)."""
 
 
 class Sink(Protocol):
@@ -32,8 +48,10 @@ class Sink(Protocol):
     min_interval_s: float
     """Least time between two sends, seconds: the integration's documented rate limit."""
 
-    async def send(self, http: HttpClient, note: Notification) -> None:
-        """Deliver ``note``; raises ``SinkUnavailable`` or ``SinkRejected`` when it fails."""
+    async def send(self, http: HttpClient, note: Notification) -> Reference | None:
+        """Deliver ``note`` (a trigger, an update or a resolve); raises ``SinkUnavailable``
+        or ``SinkRejected`` when it fails. A trigger returns what this sink needs to name
+        the incident again (``Reference``), or None when its dedup key is enough."""
         ...
 
 
@@ -55,6 +73,25 @@ def alert_of(note: Notification) -> tuple[dict[str, Any], dict[str, Any], dict[s
     them in a page's details (empty when the page carries none)."""
     alert = _mapping(note.details.get("alert"))
     return _mapping(alert.get("labels")), _mapping(alert.get("annotations")), alert
+
+
+def alerts_of(note: Notification) -> list[dict[str, Any]]:
+    """Every alert the incident groups, in order, each as ``alert_of`` gives the first
+    (labels, annotations, ...) plus its ``target`` and ``episode``; ``count`` in the details
+    may be larger than the list (it is cut at ``plan.GROUP_LISTED``)."""
+    listed = note.details.get("alerts")
+    if isinstance(listed, list) and listed:
+        return [a for a in listed if isinstance(a, dict)]
+    _, _, alert = alert_of(note)
+    if not alert:
+        return []
+    return [{**alert, "target": note.details.get("target"), "episode": note.details.get("episode")}]
+
+
+def alert_count(note: Notification) -> int:
+    """How many alerts the incident groups (at least one)."""
+    count = note.details.get("count")
+    return count if isinstance(count, int) and count > 0 else max(1, len(alerts_of(note)))
 
 
 def page_links(note: Notification) -> list[tuple[str, str]]:

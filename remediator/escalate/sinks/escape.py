@@ -86,3 +86,28 @@ def _tree(value: object, leaf: Callable[[str], str]) -> Any:
     if isinstance(value, float) and math.isfinite(value):
         return value
     return leaf(str(value))
+
+
+#: CommonMark's punctuation that can start or end markup in a Teams card's text: emphasis,
+#: code, strikethrough, links and images, headings, quotes, tables, entities and HTML.
+_MARKDOWN_SPECIALS = re.compile(r"([\\`*_~\[\]()#>|<!&])")
+_LIST_MARKER = re.compile(r"^(\s*\d*)([-+=.)])", re.MULTILINE)
+_MARKDOWN_LINK = re.compile(r"\](?=[(\[:])")
+
+
+def markdown(value: object, *, lines: bool = False) -> str:
+    """``value`` as Markdown (a Teams Adaptive Card's ``TextBlock``, CommonMark) that shows
+    it as typed: every character that could open emphasis, code, a link, an image, a
+    heading, a quote, an entity or HTML is backslash-escaped, and so is what could make a
+    line a list item, a rule or a heading underline (any escaped ASCII punctuation shows
+    as itself, so escaping more than needed costs nothing)."""
+    escaped = _MARKDOWN_SPECIALS.sub(r"\\\1", plain(value, lines=lines))
+    return _LIST_MARKER.sub(r"\1\\\2", escaped)
+
+
+def oncall(value: object, *, lines: bool = False) -> str:
+    """``value`` for a receiver that renders one text as Slack mrkdwn, Markdown and HTML
+    (Grafana IRM shows a message in Slack, its web UI and Telegram): ``slack`` (whose
+    entities all three decode), and a WORD JOINER after any ``]`` before ``(``, ``[`` or
+    ``:``, so no Markdown link or image can form, where a backslash would show in Slack."""
+    return _MARKDOWN_LINK.sub(f"]{WORD_JOINER}", slack(value, lines=lines))

@@ -1,5 +1,7 @@
-"""PagerDuty Events API v2: ``trigger`` with a stable ``dedup_key`` per episode (a second
-trigger updates the same incident), ``resolve`` when the episode resolves; SEV-1/2/3 map to
+"""PagerDuty Events API v2: ``trigger`` with a stable ``dedup_key`` per incident, ``resolve``
+when it resolves; an update is a ``trigger`` on the same key, which PagerDuty adds to the
+open incident's alert log (never sent once a resolve reached it: on a resolved incident's
+key, a trigger would open a new one); SEV-1/2/3 map to
 critical/error/warning. PagerDuty allows 120 events per minute per routing key; its 429
 is honoured through the outbox's retry.
 
@@ -42,24 +44,29 @@ class PagerDutySink:
     min_interval_s: float = 0.5
 
     def body(self, note: Notification) -> dict[str, Any]:
+        resolve = note.event is Event.RESOLVE
         event: dict[str, Any] = {
             "routing_key": self.routing_key,
-            "event_action": note.event.value,
+            "event_action": "resolve" if resolve else "trigger",
             "dedup_key": truncate.bounded_key(escape.text(note.dedup_key), DEDUP_KEY_CHARS),
         }
-        if note.event is Event.TRIGGER:
+        if not resolve:
+            details = dict(note.details)
+            if note.event is Event.UPDATE:  # the same key: added to the incident's alert log
+                details = {"update": note.update, **details}
             event["payload"] = {
-                "summary": truncate.fit(escape.plain(note.summary), SUMMARY_CHARS),
+                "summary": truncate.fit(escape.plain(_summary(note)), SUMMARY_CHARS),
                 "source": truncate.fit(escape.plain(_source(note)), FIELD_CHARS),
                 "severity": SEVERITY_WORDS.get(note.severity, "error"),
                 **_where(note),
-                "custom_details": escape.plain_tree(note.details),
+                "custom_details": escape.plain_tree(details),
             }
             event.update(_links(note))
             _fit_event(event)
         return event
 
     async def send(self, http: HttpClient, note: Notification) -> None:
+        """PagerDuty names the incident by its dedup key: nothing to keep."""
         headers = {"Content-Type": "application/json"}
         await http.post("PagerDuty", self.url, data=json_body(self.body(note)), headers=headers)
 
@@ -70,6 +77,13 @@ LINK_TEXTS = {
     "silence": "Silence in Alertmanager",
     "decisions": "remediator: what was decided",
 }
+
+
+def _summary(note: Notification) -> str:
+    """The page's summary; an update's says what happened, after the incident's."""
+    if note.event is Event.UPDATE and note.update:
+        return f"Update: {note.update} | {note.summary}"
+    return note.summary
 
 
 def _source(note: Notification) -> str:

@@ -1,5 +1,10 @@
 """A generic webhook: the notification as JSON, signed with HMAC-SHA256 when a secret is
-configured (``X-Remediator-Signature: sha256=<hex>`` over the exact body bytes).
+configured (``X-Remediator-Signature: sha256=<hex>`` over the exact body bytes). Two bodies:
+
+* ``remediator`` (the default): the notification itself (``event``, ``dedup_key``,
+  ``severity``, ``summary``, ``tier``, ``policy``, ``details``);
+* ``alertmanager``: Alertmanager's webhook payload, version 4 (``alertmanager_format``), so
+  a receiver written for Alertmanager takes it as it is.
 
 The receiver reads JSON as data, so nothing is escaped or cut: ``json.dumps`` escapes
 quotes, backslashes and control characters, and writes ASCII only. The one change: a lone
@@ -12,12 +17,15 @@ import hashlib
 import hmac
 import json
 from dataclasses import dataclass
+from typing import Any, Literal
 
 from remediator.clients.http import HttpClient
-from remediator.escalate.sinks import escape
-from remediator.escalate.sinks.base import Notification
+from remediator.escalate.sinks import alertmanager_format, escape
+from remediator.escalate.sinks.base import Event, Notification
 
 SIGNATURE_HEADER = "X-Remediator-Signature"
+
+Format = Literal["remediator", "alertmanager"]
 
 
 def signature(secret: bytes, body: bytes) -> str:
@@ -29,11 +37,14 @@ class WebhookSink:
     name: str
     url: str
     secret: bytes | None = None
+    format: Format = "remediator"
     kind: str = "webhook"
     min_interval_s: float = 0.0
 
-    def body(self, note: Notification) -> bytes:
-        document = escape.text_tree(
+    def document(self, note: Notification) -> dict[str, Any]:
+        if self.format == "alertmanager":
+            return alertmanager_format.payload(self.name, note)
+        return escape.text_tree(
             {
                 "event": note.event.value,
                 "dedup_key": note.dedup_key,
@@ -42,9 +53,12 @@ class WebhookSink:
                 "tier": note.tier,
                 "policy": note.policy,
                 "details": note.details,
+                **({"update": note.update} if note.event is Event.UPDATE else {}),
             }
         )
-        return json.dumps(document, sort_keys=True, default=str).encode()
+
+    def body(self, note: Notification) -> bytes:
+        return json.dumps(self.document(note), sort_keys=True, default=str).encode()
 
     async def send(self, http: HttpClient, note: Notification) -> None:
         body = self.body(note)
