@@ -79,7 +79,8 @@ async def until_ready(url: str, proc: asyncio.subprocess.Process, log_path: Path
     or ``READY_TIMEOUT_S`` passes first."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + READY_TIMEOUT_S
-    async with aiohttp.ClientSession() as session:
+    # Each look is bounded: the port may be someone else's, who never answers.
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as session:
         while loop.time() < deadline:
             if proc.returncode is not None:
                 break
@@ -87,11 +88,17 @@ async def until_ready(url: str, proc: asyncio.subprocess.Process, log_path: Path
                 async with session.get(f"{url}/readyz") as resp:
                     if resp.status == 200:
                         return
-            except aiohttp.ClientError:
+            except (aiohttp.ClientError, TimeoutError):
                 pass
             await asyncio.sleep(0.05)
     tail = log_path.read_text(errors="replace")[-3000:]
     raise RuntimeError(f"remediator did not become ready (exit {proc.returncode}):\n{tail}")
+
+
+#: A port ``free_port`` chose may be taken before the child binds it (by another test's
+#: server or a client's ephemeral port): the start is tried again on another, this often.
+BIND_ATTEMPTS = 3
+ADDRESS_IN_USE = "address already in use"
 
 
 async def start_remediator(
@@ -103,10 +110,30 @@ async def start_remediator(
     extra_args: tuple[str, ...] = (),
     wait_ready: bool = True,
 ) -> RemediatorProcess:
+    """``remediator serve`` in ``workdir``, ready unless ``wait_ready`` is false; on a port
+    of its own unless ``port`` names one (then a taken port is the caller's failure)."""
+    log_path = workdir / "remediator.log"
+    for _ in range(BIND_ATTEMPTS - 1 if port is None else 0):
+        logged = log_path.stat().st_size if log_path.exists() else 0
+        try:
+            return await _start(workdir, free_port(), rules, failpoints, extra_args, wait_ready)
+        except RuntimeError:
+            if ADDRESS_IN_USE not in log_path.read_bytes()[logged:].decode(errors="replace"):
+                raise
+    return await _start(workdir, port or free_port(), rules, failpoints, extra_args, wait_ready)
+
+
+async def _start(
+    workdir: Path,
+    port: int,
+    rules: Path,
+    failpoints: str,
+    extra_args: tuple[str, ...],
+    wait_ready: bool,
+) -> RemediatorProcess:
     workdir.mkdir(parents=True, exist_ok=True)
     token_file = workdir / "token"
     token_file.write_text(TOKEN + "\n")
-    port = port or free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("REMEDIATOR_")}
     if failpoints:
         env["REMEDIATOR_FAILPOINTS"] = failpoints
