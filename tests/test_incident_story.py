@@ -11,9 +11,10 @@ import asyncio
 import hashlib
 import hmac
 import json
+import uuid
 from collections.abc import AsyncIterator, Mapping
 from contextlib import AsyncExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, ClassVar
 from urllib.parse import urlencode
@@ -23,14 +24,17 @@ import pytest
 from remediator.actions.base import ActionResult
 from remediator.actions.log_only import LogOnly, Request
 from remediator.actions.registry import default_registry
+from remediator.clients.http import HttpClient
 from remediator.escalate.sinks.base import Event, Notification
+from remediator.escalate.sinks.jsm import JsmSink
+from remediator.escalate.sinks.opsgenie import OpsgenieSink
 from remediator.escalate.sinks.slack import ACK_ACTION, SlackSink
 from remediator.ruleset.load import load_rules
 from tests.support import waiting
 from tests.support.clock import FakeClock
 from tests.support.payloads import webhook_alert, webhook_payload
 from tests.support.service import ServiceUnderTest, serve, settings_for
-from tests.support.sinks import PagerDutyStub, SlackStub, WebhookStub
+from tests.support.sinks import JsmStub, OpsgenieStub, PagerDutyStub, SlackStub, WebhookStub
 
 ROUTING_KEY = "r" * 32
 PD_WEBHOOK_SECRET = "pd-webhook-secret"
@@ -314,9 +318,9 @@ async def test_a_signed_slack_click_acknowledges_and_a_human_resolve_closes_ever
     world.clock.advance(1800)
     await world.service.settle()
     await paced(world, lambda: len(world.pd.events) == 2, "PagerDuty told of the acknowledgement")
-    assert (
-        "Acknowledged by jane on slack" in world.pd.events[1]["payload"]["custom_details"]["update"]
-    )
+    acknowledged = world.pd.events[1]  # PagerDuty's own acknowledge: its escalation stops too
+    assert (acknowledged["event_action"], acknowledged["dedup_key"]) == ("acknowledge", key)
+    assert world.pd.incidents[key].status == "acknowledged"
     resolved = pagerduty_event("incident.resolved", key)
     assert (await world.ack("pagerduty", resolved, pagerduty_signed(resolved)))[0] == 200
     page = world.slack.posted[0]
@@ -372,3 +376,23 @@ def test_a_slack_page_of_a_group_lists_where_each_alert_fired_and_how_many_more(
     lines = text.splitlines()
     assert lines[2:4] == ["• node-0 — disk &lt;90%", "• node-1 — disk &lt;90%"]
     assert lines[22] == "and 20 more" and "Target:" not in text
+
+
+@pytest.mark.parametrize("stub", [OpsgenieStub, JsmStub])
+async def test_an_acknowledgement_made_elsewhere_acknowledges_the_opsgenie_and_jsm_alert(
+    client: HttpClient, stub: type[OpsgenieStub]
+) -> None:
+    key = str(uuid.UUID(int=7))
+    async with stub(api_keys=[key]) as server:
+        sink: OpsgenieSink | JsmSink = (
+            OpsgenieSink("og", key, server.url)
+            if stub is OpsgenieStub
+            else JsmSink("jsm", key, server.url)
+        )
+        page = Notification(Event.TRIGGER, "inc-1", "SEV-1", "[SEV-1] down", 0, "ladder")
+        await sink.send(client, page)
+        said = "Acknowledged by Jane Doe on pagerduty."
+        await sink.send(client, replace(page, event=Event.UPDATE, update=said, acknowledged=True))
+        assert server.alerts["inc-1"]["acknowledged"] is True
+        assert server.log[-1].path.endswith("/inc-1/acknowledge")
+        assert server.log[-1].json["note"] == said

@@ -24,7 +24,7 @@ from remediator.core.clock import Clock
 from remediator.core.errors import SinkError, SinkRejected
 from remediator.core.metrics import Metrics
 from remediator.escalate.sinks.base import Event, Notification, Sink
-from remediator.store.contract import OutboxItem, Store
+from remediator.store.contract import ACKNOWLEDGED_TOPIC, OutboxItem, Store
 
 log = logging.getLogger(__name__)
 
@@ -226,4 +226,5 @@ def _notification(
         details=details,
         update=item.note,
         reference=reference,
+        acknowledged=item.topic.startswith(ACKNOWLEDGED_TOPIC),
     )

@@ -138,6 +138,10 @@ class OutboxItem:
     """An update's news, one sentence."""
 
 
+ACKNOWLEDGED_TOPIC = "acknowledged@"
+"""How the topic of an update that tells of a human's acknowledgement begins."""
+
+
 @dataclass(frozen=True, slots=True)
 class IncidentUpdate:
     """News of an episode (what remediator did, how it verified) for the incidents that

@@ -25,6 +25,7 @@ from remediator.guards import claim as claim_guards
 from remediator.guards.claim import ClaimFacts, ClaimRequest
 from remediator.store import sql
 from remediator.store.contract import (
+    ACKNOWLEDGED_TOPIC,
     AuditQuery,
     ClaimedDecision,
     ClaimResult,
@@ -265,7 +266,8 @@ def _acknowledge(ack: HumanAck, records: Sequence[Mapping[str, Any]], note: str)
     drop = {"now": at, "dedup_key": ack.dedup_key, "why": why, "above": -1 if resolved else 0}
     yield from count(sql.OUTBOX_DROP_TRIGGERS, drop)
     event = "resolve" if resolved else "update"
-    topic = "" if resolved else f"{ack.kind}@{at}"  # a resolve is one per incident and sink
+    # A resolve is one per incident and sink; an acknowledgement's topic says it is one.
+    topic = "" if resolved else f"{ACKNOWLEDGED_TOPIC}{at}"
     others = {"dedup_key": ack.dedup_key, "sink": ack.source, "event": event, "due": at,
               "now": at, "topic": topic, "note": note}  # fmt: skip
     yield from count(sql.QUEUE_FOR_OTHERS, others)

@@ -55,6 +55,8 @@ def calls(note: Notification, *, adds_responders: bool) -> list[Call]:
     where = "/" + quote(alias(note), safe="")
     if note.event is Event.RESOLVE:
         return [Call(f"{where}/close", {})]
+    if note.event is Event.UPDATE and note.acknowledged:  # its escalation stops too
+        return [Call(f"{where}/acknowledge", note_body(note.update or note.summary))]
     if note.event is Event.UPDATE:
         return [Call(f"{where}/notes", note_body(note.update or note.summary))]
     create = Call("", create_body(note), by_alias=False)

@@ -40,6 +40,9 @@ class Notification:
     reference: Reference = field(default_factory=dict)
     """For an ``update`` or a ``resolve``: what ``send`` returned for the incident's first
     trigger on this sink (empty when it returned nothing)."""
+    acknowledged: bool = False
+    """For an ``update``: a human acknowledged the incident on another sink (a sink with an
+    acknowledgement of its own, PagerDuty's, takes it as one)."""
 
 
 class Sink(Protocol):

@@ -1,7 +1,8 @@
 """PagerDuty Events API v2: ``trigger`` with a stable ``dedup_key`` per incident, ``resolve``
 when it resolves; an update is a ``trigger`` on the same key, which PagerDuty adds to the
 open incident's alert log (never sent once a resolve reached it: on a resolved incident's
-key, a trigger would open a new one); SEV-1/2/3 map to
+key, a trigger would open a new one), and an acknowledgement made on another sink is
+PagerDuty's ``acknowledge``, which stops its own escalation policy too; SEV-1/2/3 map to
 critical/error/warning. PagerDuty allows 120 events per minute per routing key; its 429
 is honoured through the outbox's retry.
 
@@ -45,12 +46,15 @@ class PagerDutySink:
 
     def body(self, note: Notification) -> dict[str, Any]:
         resolve = note.event is Event.RESOLVE
+        # A human has it elsewhere: PagerDuty's own acknowledge stops its escalation too.
+        acknowledge = note.event is Event.UPDATE and note.acknowledged
+        action = "resolve" if resolve else "acknowledge" if acknowledge else "trigger"
         event: dict[str, Any] = {
             "routing_key": self.routing_key,
-            "event_action": "resolve" if resolve else "trigger",
+            "event_action": action,
             "dedup_key": truncate.bounded_key(escape.text(note.dedup_key), DEDUP_KEY_CHARS),
         }
-        if not resolve:
+        if action == "trigger":
             details = dict(note.details)
             if note.event is Event.UPDATE:  # the same key: added to the incident's alert log
                 details = {"update": note.update, **details}
