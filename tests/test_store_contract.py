@@ -286,6 +286,13 @@ async def test_news_of_an_episode_reaches_every_sink_its_incident_paged_once_per
         ("chat", "acted@1", "scaled out api from 3 to 6"),
         ("pager", "acted@1", "scaled out api from 3 to 6"),
     ]  # the later tier's sink is not paged yet: news goes to those that were
+    later = IncidentUpdate(e1, "verified@2", "verified")
+    await store.audit([], now=at(3), updates=[later])
+    await store.outbox_defer_updates("inc", "pager", at(10))  # waiting for the pager's page
+    due = [(i.sink, i.topic) for i in await store.outbox_due(at(10), 10) if i.event == "update"]
+    assert due == [("chat", "acted@1"), ("chat", "verified@2"),
+                   ("pager", "acted@1"), ("pager", "verified@2")]  # fmt: skip
+    assert not any(i.sink == "pager" for i in await store.outbox_due(at(9), 10) if i.topic)
 
 
 async def test_a_storm_that_goes_on_keeps_its_incident_across_the_hour_and_a_later_one_opens_anew(

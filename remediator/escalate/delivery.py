@@ -35,6 +35,7 @@ LATER = "later"
 """``_still_wanted``'s word for an update whose page has not reached its sink yet."""
 BATCH = 100
 EVENTS = frozenset(e.value for e in Event)
+AFTER_THE_PAGE = timedelta(milliseconds=1)
 
 
 class Delivery:
@@ -140,7 +141,7 @@ class Delivery:
             # A trigger on PagerDuty's key of a resolved incident opens a new one.
             return "the incident was resolved on this sink", {}
         if not page.delivered:  # the page is still to go (paced, retried): after it
-            await self._later(item)
+            await self._after(item, page.due_at)
             return LATER, {}
         return "", page.reference
 
@@ -162,10 +163,11 @@ class Delivery:
             return f"{ack.kind} by {ack.by} on {ack.source} before this tier was due"
         return ""
 
-    async def _later(self, item: OutboxItem) -> None:
-        assert item.id is not None
-        due = self._clock.now() + timedelta(seconds=max(self.poll_s, 1.0))
-        await self._store.outbox_retry(item.id, due, "waiting for the page to reach the sink")
+    async def _after(self, item: OutboxItem, page_due_at: datetime) -> None:
+        """The page's updates to this sink, due just after it, all at once: they keep the
+        order they were queued in (by id), and none sorts ahead of the page."""
+        due = max(page_due_at, self._clock.now()) + AFTER_THE_PAGE
+        await self._store.outbox_defer_updates(item.dedup_key, item.sink, due)
 
     async def _retry(self, item: OutboxItem, exc: BaseException) -> None:
         assert item.id is not None and item.created_at is not None

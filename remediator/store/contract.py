@@ -183,6 +183,8 @@ class TriggerState:
     delivered: bool
     dropped: bool
     reference: Mapping[str, Any]
+    due_at: datetime
+    """When it is due (again, after a failed send)."""
     resolved: bool = False
     """A resolve of the incident reached the sink (an update would reopen it on some)."""
 
@@ -413,6 +415,11 @@ class OutboxStore(Protocol):
         self, dedup_key: str, now: datetime, why: str, above_tier: int = -1
     ) -> int:
         """Drop the incident's triggers above ``above_tier`` not sent yet; how many."""
+        ...
+
+    async def outbox_defer_updates(self, dedup_key: str, sink: str, due_at: datetime) -> None:
+        """Every update of the incident to ``sink`` not sent yet falls due at ``due_at``
+        (they keep the order they were queued in)."""
         ...
 
     async def outbox_trigger_state(self, dedup_key: str, sink: str) -> TriggerState | None:

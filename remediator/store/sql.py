@@ -327,6 +327,12 @@ OUTBOX_RETRY = Statement(
     "UPDATE outbox SET due_at = :due_at, attempts = attempts + 1, last_error = :error"
     " WHERE id = :id"
 )
+#: Every update of an incident to a sink not sent yet, due at ``:due_at``: just after the
+#: page they wait for, and in the order they were queued (by id).
+OUTBOX_DEFER_UPDATES = Statement(
+    "UPDATE outbox SET due_at = :due_at WHERE dedup_key = :dedup_key AND sink = :sink"
+    " AND event = 'update' AND delivered_at IS NULL AND dropped_at IS NULL"
+)
 #: An incident's triggers not sent yet (later tiers), dropped: it resolved, or a human has
 #: it (``:why``).
 OUTBOX_DROP_TRIGGERS = Statement(
@@ -334,10 +340,10 @@ OUTBOX_DROP_TRIGGERS = Statement(
     " WHERE dedup_key = :dedup_key AND event = 'trigger' AND tier > :above"
     " AND delivered_at IS NULL AND dropped_at IS NULL"
 )
-#: Where an incident's first trigger on a sink stands: (delivered_at, dropped_at, reference)
-#: of the earliest tier that sink has, and whether a resolve reached it; or no row.
+#: Where an incident's first trigger on a sink stands: (delivered_at, dropped_at, reference,
+#: due_at) of the earliest tier that sink has, and whether a resolve reached it; or no row.
 OUTBOX_TRIGGER_STATE = Statement(
-    "SELECT o.delivered_at, o.dropped_at, o.reference, EXISTS (SELECT 1 FROM outbox r"
+    "SELECT o.delivered_at, o.dropped_at, o.reference, o.due_at, EXISTS (SELECT 1 FROM outbox r"
     " WHERE r.dedup_key = o.dedup_key AND r.sink = o.sink AND r.event = 'resolve'"
     " AND r.delivered_at IS NOT NULL) FROM outbox o WHERE o.dedup_key = :dedup_key"
     " AND o.sink = :sink AND o.event = 'trigger' ORDER BY o.tier, o.id LIMIT 1"

@@ -507,17 +507,20 @@ class SqlStore:
         params = {"now": ts(now), "dedup_key": dedup_key, "why": why, "above": above_tier}
         return await self.run(count(sql.OUTBOX_DROP_TRIGGERS, params))
 
+    async def outbox_defer_updates(self, dedup_key: str, sink: str, due_at: datetime) -> None:
+        params = {"dedup_key": dedup_key, "sink": sink, "due_at": ts(due_at)}
+        await self.run(count(sql.OUTBOX_DEFER_UPDATES, params))
+
     async def outbox_trigger_state(self, dedup_key: str, sink: str) -> TriggerState | None:
         found = await self.run(
             row(sql.OUTBOX_TRIGGER_STATE, {"dedup_key": dedup_key, "sink": sink})
         )
         if found is None:
             return None
-        delivered_at, dropped_at, reference, resolved = found
+        delivered_at, dropped_at, reference, due_at, resolved = found
         answer = json.loads(reference) if reference else {}
-        return TriggerState(
-            delivered_at is not None, dropped_at is not None, answer, bool(resolved)
-        )
+        delivered, dropped = delivered_at is not None, dropped_at is not None
+        return TriggerState(delivered, dropped, answer, dt(due_at), bool(resolved))
 
     async def outbox_last_delivered(
         self, dedup_key: str, sink: str, tier: int, other_than: int
