@@ -49,7 +49,11 @@ _SECONDS = re.compile(r"[0-9]{1,12}")
 
 class AckRefused(RemediatorError):
     """An acknowledgement request that is not genuine or not readable: the message is one
-    sentence of ours, for a 401 (signature, timestamp) or a 400 (body)."""
+    sentence of ours, for a 400 (body), or, as ``AckUnsigned``, a 401."""
+
+
+class AckUnsigned(AckRefused):
+    """A request whose signature or timestamp does not show it comes from the sender."""
 
 
 NO_PAGERDUTY_SIGNATURE = "The request has no X-PagerDuty-Signature header."
@@ -142,14 +146,14 @@ def _pagerduty_signed(headers: Mapping[str, str], body: bytes, secrets: Sequence
     of each during a rotation); compared in constant time."""
     header = _header(headers, "X-PagerDuty-Signature")
     if header is None:
-        raise AckRefused(NO_PAGERDUTY_SIGNATURE)
+        raise AckUnsigned(NO_PAGERDUTY_SIGNATURE)
     given = [s.strip()[3:].lower() for s in header.split(",") if s.strip().startswith("v1=")]
     given = [s for s in given if _HEX_SIGNATURE.fullmatch(s)]
     for secret in secrets:
         expected = hmac.new(secret.encode("utf-8"), body, hashlib.sha256).hexdigest()
         if any(hmac.compare_digest(expected.encode(), s.encode()) for s in given):
             return
-    raise AckRefused(PAGERDUTY_MISMATCH)
+    raise AckUnsigned(PAGERDUTY_MISMATCH)
 
 
 def _occurred(value: Any) -> datetime:
@@ -194,16 +198,16 @@ def _slack_signed(headers: Mapping[str, str], body: bytes, secret: str, now: flo
     signature = _header(headers, "X-Slack-Signature")
     timestamp = _header(headers, "X-Slack-Request-Timestamp")
     if signature is None or timestamp is None:
-        raise AckRefused(NO_SLACK_SIGNATURE)
+        raise AckUnsigned(NO_SLACK_SIGNATURE)
     if not _SECONDS.fullmatch(timestamp):
-        raise AckRefused(SLACK_TIMESTAMP_FORMAT)
+        raise AckUnsigned(SLACK_TIMESTAMP_FORMAT)
     if abs(now - int(timestamp)) > SLACK_WINDOW_S:
-        raise AckRefused(SLACK_TIMESTAMP_WINDOW)
+        raise AckUnsigned(SLACK_TIMESTAMP_WINDOW)
     _text(body)  # slack_sdk reads the body as UTF-8
     if not (secret and _SLACK_SIGNATURE.fullmatch(signature)):
-        raise AckRefused(SLACK_MISMATCH)
+        raise AckUnsigned(SLACK_MISMATCH)
     if not signature_valid(secret, body, timestamp, signature, now):
-        raise AckRefused(SLACK_MISMATCH)
+        raise AckUnsigned(SLACK_MISMATCH)
     return int(timestamp)
 
 

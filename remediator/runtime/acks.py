@@ -37,12 +37,6 @@ log = logging.getLogger(__name__)
 #: The episodes of one incident an acknowledgement is audited on (a storm pages for many).
 AUDITED = 100
 
-#: The refusals that mean "not the sender we trust", answered 401; the others are 400.
-UNSIGNED = frozenset({
-    acks.NO_PAGERDUTY_SIGNATURE, acks.PAGERDUTY_MISMATCH, acks.NO_SLACK_SIGNATURE,
-    acks.SLACK_TIMESTAMP_FORMAT, acks.SLACK_TIMESTAMP_WINDOW, acks.SLACK_MISMATCH,
-})  # fmt: skip
-
 
 def _secrets(path: str | None) -> list[str]:
     if path is None:
@@ -123,7 +117,7 @@ async def _receive(
         if isinstance(spec, PagerDutySpec):
             return name, acks.pagerduty_ack(request.headers, body, secrets)
         return name, acks.slack_ack(request.headers, body, secrets[0], now_s)
+    except acks.AckUnsigned as exc:
+        raise RequestRejected(401, "unsigned", str(exc)) from None
     except acks.AckRefused as exc:
-        status = 401 if str(exc) in UNSIGNED else 400
-        code = "unsigned" if status == 401 else "bad_body"
-        raise RequestRejected(status, code, str(exc)) from None
+        raise RequestRejected(400, "bad_body", str(exc)) from None
