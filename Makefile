@@ -2,8 +2,7 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-# make bench DECISIONS_ARGS="--checkout base=../base --checkout head=." compares two checkouts.
-DECISIONS_ARGS ?= --checkout head=.
+# make bench: every scenario of bench/, one table, bench/results.json; QUICK=1: under a minute.
 # Most tests wait on servers and subprocesses, not the CPU: three workers on two cores.
 PYTEST_ARGS ?= -n 3
 
@@ -33,8 +32,7 @@ unit: $(STAMP)
 test: system-deps $(STAMP) lint typecheck unit
 
 bench: system-deps $(STAMP)
-	$(PY) bench/ack_throughput.py $(BENCH_ARGS)
-	$(PY) bench/decisions.py $(DECISIONS_ARGS)
+	$(PY) bench/run.py $(if $(QUICK),--quick) $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .state .mypy_cache .pytest_cache .ruff_cache

@@ -6,7 +6,7 @@ connections that POST the same large Alertmanager payload back to back. Only req
 that complete with a 2xx inside the window count. The systems:
 
 * ``bare``: ``bench/bare_server.py``, aiohttp that only ``json.loads`` the body;
-* ``remediator``: ``python -m remediator serve`` with a Bearer token and SQLite state;
+* ``remediator``: ``python -m remediator serve`` with a Bearer token, SQLite state, dry-run;
 * ``alertmanager``: ``POST /api/v2/alerts`` of the same alerts (API v2 form) to
   Debian's Alertmanager, i.e. what Alertmanager itself ingests per second.
 
@@ -38,6 +38,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.parse
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -56,9 +57,16 @@ BASELINES = ("bare", "alertmanager")
 #: (numerator, denominator, minimum ratio) from the issue.
 TARGETS = (("remediator", "bare", 0.70), ("remediator", "alertmanager", 3.0))
 
+#: The ack path alone: a backlog limit no run reaches, so every answer is an ack (under
+#: ``serve``'s default limit, back-to-back resends soon get 503 Backlogged instead).
+UNBOUNDED_BACKLOG = ("--max-backlog-alerts", "100000000")
+EXTRA_ARGS: Mapping[str, Sequence[str]] = {"remediator": UNBOUNDED_BACKLOG}
+
 READY_TIMEOUT_S = 30.0
-READY_POLL_S = 0.1
+READY_POLL_S = 0.02
 STOP_TIMEOUT_S = 5.0
+#: For a process whose state is thrown away once its results are read: then SIGKILL.
+QUICK_STOP_S = 0.2
 REQUEST_TIMEOUT_S = 30.0
 #: Safety bound on requests per connection per phase (the time bound normally ends it).
 MAX_REQUESTS_PER_CONNECTION = 500_000
@@ -179,7 +187,11 @@ class Options:
 
 def load_bodies(path: Path) -> Bodies:
     """Read a webhook payload and derive the ``POST /api/v2/alerts`` body from it."""
-    raw = path.read_bytes()
+    return bodies_of(path.read_bytes())
+
+
+def bodies_of(raw: bytes) -> Bodies:
+    """A webhook payload and the ``POST /api/v2/alerts`` body of the same alerts."""
     doc = json.loads(raw)
     alerts = doc["alerts"]
     api = [to_api_alert(alert) for alert in alerts]
@@ -233,6 +245,7 @@ def launch_remediator(workdir: Path, port: int, bodies: Bodies) -> Launch:
         f"sqlite:///{workdir.resolve() / 'remediator.db'}",
         "--token-file",
         str(token_file),
+        "--dry-run",
     ]
     headers = {"Content-Type": "application/json", "Authorization": f"Bearer {token}"}
     return Launch(argv, f"{base}/readyz", Target(f"{base}/webhook", headers, bodies.webhook))
@@ -270,6 +283,12 @@ LAUNCHERS: Mapping[str, Callable[[Path, int, Bodies], Launch]] = {
 # --------------------------------------------------------------------------- processes
 
 
+def base_url(target: Target) -> str:
+    """``http://host:port`` of a target."""
+    parts = urllib.parse.urlsplit(target.url)
+    return f"{parts.scheme}://{parts.netloc}"
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that was free a moment ago."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
@@ -292,14 +311,14 @@ def log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
     return "\n".join(text.splitlines()[-lines:])
 
 
-async def stop_process(proc: asyncio.subprocess.Process) -> None:
-    """SIGTERM the process group we created, then SIGKILL it after a timeout."""
+async def stop_process(proc: asyncio.subprocess.Process, timeout_s: float = STOP_TIMEOUT_S) -> None:
+    """SIGTERM the process group we created, then SIGKILL it after ``timeout_s``."""
     if proc.returncode is not None:
         return
     with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, signal.SIGTERM)
     try:
-        await asyncio.wait_for(proc.wait(), STOP_TIMEOUT_S)
+        await asyncio.wait_for(proc.wait(), timeout_s)
     except TimeoutError:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
@@ -317,11 +336,13 @@ def process_cpu_s(pid: int) -> float:
     return (utime + stime) / os.sysconf("SC_CLK_TCK")
 
 
-async def wait_ready(proc: asyncio.subprocess.Process, url: str, log_path: Path) -> None:
+async def wait_ready(
+    proc: asyncio.subprocess.Process, url: str, log_path: Path, poll_s: float = READY_POLL_S
+) -> None:
     """Poll ``url`` until 200; raise :class:`StartError` if the process dies or time runs out."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + READY_TIMEOUT_S
-    max_polls = int(READY_TIMEOUT_S / READY_POLL_S) + 1
+    max_polls = int(READY_TIMEOUT_S / poll_s) + 1
     timeout = aiohttp.ClientTimeout(total=1)
     async with aiohttp.ClientSession(timeout=timeout) as session:
         for _ in range(max_polls):
@@ -333,16 +354,25 @@ async def wait_ready(proc: asyncio.subprocess.Process, url: str, log_path: Path)
                         return
             if loop.time() >= deadline:
                 break
-            await asyncio.sleep(READY_POLL_S)
+            await asyncio.sleep(poll_s)
     raise StartError(f"not ready after {READY_TIMEOUT_S:.0f}s:\n{log_tail(log_path)}")
 
 
 @contextlib.asynccontextmanager
-async def running(name: str, bodies: Bodies) -> AsyncIterator[tuple[Target, int]]:
-    """Start system ``name`` in a temp dir, yield its target and pid, always stop it."""
+async def running(
+    name: str,
+    bodies: Bodies,
+    extra_args: Sequence[str] = (),
+    poll_s: float = READY_POLL_S,
+    stop_timeout_s: float = STOP_TIMEOUT_S,
+) -> AsyncIterator[tuple[Target, int]]:
+    """Start system ``name`` (``extra_args`` appended to its command line) in a temp dir,
+    yield its target and pid once ready (polled every ``poll_s``), always stop it (SIGKILL
+    after ``stop_timeout_s``: a remediator with a backlog takes seconds to stop)."""
     with tempfile.TemporaryDirectory(prefix=f"bench-{name}-") as tmp:
         workdir = Path(tmp)
         launch = LAUNCHERS[name](workdir, free_port(), bodies)
+        launch = dataclasses.replace(launch, argv=[*launch.argv, *extra_args])
         log_path = workdir / f"{name}.log"
         with log_path.open("wb") as log:
             try:
@@ -358,10 +388,10 @@ async def running(name: str, bodies: Bodies) -> AsyncIterator[tuple[Target, int]
             except OSError as exc:
                 raise StartError(f"cannot execute {launch.argv[0]}: {exc}") from exc
             try:
-                await wait_ready(proc, launch.ready_url, log_path)
+                await wait_ready(proc, launch.ready_url, log_path, poll_s)
                 yield launch.target, proc.pid
             finally:
-                await stop_process(proc)
+                await stop_process(proc, stop_timeout_s)
 
 
 # --------------------------------------------------------------------------- load
@@ -392,6 +422,31 @@ async def one_connection(
         else:
             stats.errors += 1
             stats.add_error_sample(error)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Answer:
+    """One timed request: status 0 when none came (``error`` says why)."""
+
+    status: int
+    seconds: float
+    retry_after: str | None = None
+    body: bytes = b""
+    error: str = ""
+
+
+async def post_timed(
+    session: aiohttp.ClientSession, target: Target, body: bytes | None = None
+) -> Answer:
+    """POST ``body`` (default: the target's) and time it, send to full answer."""
+    start = time.perf_counter()
+    try:
+        async with session.post(target.url, data=body or target.body, headers=target.headers) as r:
+            data = await r.read()
+            status, retry_after = r.status, r.headers.get("Retry-After")
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        return Answer(0, time.perf_counter() - start, error=f"{type(exc).__name__}: {exc}")
+    return Answer(status, time.perf_counter() - start, retry_after, data)
 
 
 async def drive(target: Target, concurrency: int, seconds: float) -> LoadStats:
@@ -494,7 +549,7 @@ async def bench_system(
 ) -> SystemResult:
     """Start, warm up, measure and stop one system; a start failure becomes a row."""
     try:
-        async with running(name, bodies) as (target, pid):
+        async with running(name, bodies, EXTRA_ARGS.get(name, ())) as (target, pid):
             await drive(target, opts.concurrency, opts.warmup)
             stats, server_cpu = await measure(target, opts, pool, pid)
     except StartError as exc:

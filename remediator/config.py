@@ -230,6 +230,11 @@ class Settings(BaseSettings):
     max_in_flight: int = count(64, at_least=1, at_most=100_000)
     """Webhook requests handled at once; beyond it the answer is 503 with Retry-After."""
 
+    max_backlog_alerts: int = count(50_000, at_least=1, at_most=100_000_000)
+    """Alerts accepted and not yet decided beyond which a webhook is answered 503 with
+    Retry-After: Alertmanager retries, so decisions catch up instead of falling minutes
+    behind, and what waits stays in the journal."""
+
     validation_workers: int = count(2, at_least=0, at_most=64)
     """Processes that validate webhook bodies, so the event loop keeps only HTTP and the
     journal. 0 validates inline. Two keep a 2-core host's acks ahead of the baseline."""
@@ -340,6 +345,7 @@ VARIABLES: Mapping[str, str] = {
     "LEASE_SECONDS": "lease_s",
     "SHUTDOWN_GRACE_SECONDS": "shutdown_grace_s",
     "VALIDATION_WORKERS": "validation_workers",
+    "MAX_BACKLOG_ALERTS": "max_backlog_alerts",
     "LOG_LEVEL": "log_level",
     "LOG_FORMAT": "log_format",
 }

@@ -405,6 +405,62 @@ def test_the_index_agrees_with_a_linear_scan_for_random_rules_and_alerts(tmp_pat
     assert tested < 500 * len(ruleset.rules) / 2
 
 
+@pytest.fixture(scope="module")
+def regex_thousands() -> RuleSet:
+    """3 000 rules whose only key is a regex on alertname (some also share an equality
+    with a thousand others), 1 000 negative-only rules, then the catch-all."""
+    rules = []
+    for i in range(3_000):
+        shared = ['severity="critical"'] if i % 2 else []
+        rules.append(rule(i, f"re{i}", f'alertname=~"Kube{i}(Pod|Node)(Crash|Down)"', *shared))
+    for i in range(3_000, 4_000):
+        rules.append(rule(i, f"neg{i}", 'alertname!~".*"', f'team!="t{i}"'))
+    rules.append(rule(4_000, "default"))
+    return RuleSet(rules=tuple(rules), policy=PolicySpec(), escalations={}, hash="t", files=())
+
+
+def test_regex_rules_are_tested_only_when_their_regex_matches_the_alert(
+    regex_thousands: RuleSet, rule_tests: list[str]
+) -> None:
+    labels = {"alertname": "Kube2345NodeDown", "severity": "critical"}
+    candidates = RuleIndex(regex_thousands.rules).candidates(labels)
+    assert candidates == [2345, *range(3_000, 4_001)]
+    assert regex_thousands.classify(labels).name == "re2345"
+    assert rule_tests == ["re2345"]
+
+
+def test_an_equality_many_rules_share_is_not_the_key_of_a_rule_with_a_regex(
+    regex_thousands: RuleSet,
+) -> None:
+    labels = {"alertname": "Unknown", "severity": "critical"}
+    candidates = RuleIndex(regex_thousands.rules).candidates(labels)
+    assert candidates == list(range(3_000, 4_001))  # none of the 1 500 severity="critical"
+    assert regex_thousands.classify(labels).name == "default"
+
+
+#: Regexes whose meaning differs between engines or options, and values that try them.
+TRICKY_REGEXES = [
+    "[[:alpha:]]+", "\\p{Greek}+", "(?i)kube.*", "a.b", "x*", "", "é+", "(a|ab)(c|bcd)",
+    "\\d{2,3}", "[^a]", ".*\\n.*", "a$", "^a", "\\Qa.b\\E",
+]  # fmt: skip
+TRICKY_VALUES = [
+    "", "abc", "KUBE-x", "ΑΒΓ", "a\nb", "a\n", "aéé", "éé", "abcd", "12", "1234", "a.b",
+    "axb", "\ud800", "\x00", "a" * 100_000, "é" * 5_000, "b", "\u212a",
+]  # fmt: skip
+
+
+def test_the_regex_index_agrees_with_each_regex_on_tricky_patterns_and_values() -> None:
+    rules = [rule(i, f"r{i}", f'v=~"{text}"') for i, text in enumerate(TRICKY_REGEXES)]
+    rules.append(rule(len(rules), "default"))
+    index = RuleIndex(rules)
+    for value in TRICKY_VALUES:
+        labels = {"v": value}
+        matching = [r.position for r in rules if r.matches(labels)]
+        assert set(matching) <= set(index.candidates(labels)), value[:20]
+    missing = [r.position for r in rules if r.matches({})]
+    assert set(missing) <= set(index.candidates({})) and 5 in missing  # "x*" matches ""
+
+
 # --- (d) targets: label values are untrusted ---------------------------------------------
 
 UNSAFE = [

@@ -6,9 +6,12 @@ of ``StopReason``."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
+import random
 import re
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
@@ -21,9 +24,9 @@ from remediator.act.aftercare import Aftercare
 from remediator.act.reconcile import reconcile_claims
 from remediator.actions.registry import default_registry
 from remediator.audit import records
-from remediator.audit.recorder import Recorder
+from remediator.audit.recorder import Recorder, _by_alerts
 from remediator.core.metrics import Metrics
-from remediator.core.model import Alert, AuditRecord, Incident, refuse
+from remediator.core.model import Alert, AuditRecord, Incident, Target, refuse
 from remediator.core.vocab import AlertStatus, ClaimOutcome, Event, Outcome, Step, StopReason
 from remediator.escalate import plan as escalate
 from remediator.guards.claim import ClaimRequest
@@ -38,6 +41,7 @@ from tests.support.sinks import WebhookStub
 from tests.support.stores import runner_for
 
 T0 = datetime(2026, 11, 28, 10, 0, tzinfo=UTC)
+TARGET = Target("Deployment", "llm-research", "api")
 README = Path(__file__).parent.parent / "README.md"
 
 #: Each set's words as the audit, claims and outbox held them before the sets were enums,
@@ -339,3 +343,36 @@ def test_a_page_silences_the_alert_by_its_own_labels_in_the_alertmanager_that_se
     assert (content["labels"], content["annotations"], content["generator_url"]) == (
         labels, {"summary": "s"}, "http://gen",
     )  # fmt: skip
+
+
+async def test_a_big_batch_is_logged_in_pieces_with_one_info_line_per_alert(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """300 alerts decided in one chunk: their records are counted and logged in pieces (so
+    acks are answered between them), and no piece splits an alert: still one info line each."""
+    caplog.set_level(logging.INFO, logger="remediator.audit.recorder")
+    alerts = [firing(alertname="NodeDiskPressure", node=f"n{i}") for i in range(300)]
+    async with serve(settings_for(tmp_path, rules_dir=EXAMPLE_RULES)) as service:
+        assert (await service.post(webhook_payload(*alerts)))[0] == 200
+        await service.settle()
+        counted_decisions = counted(service.server.app[REGISTRY])
+    info = [r for r in caplog.records if r.getMessage() == "decision" and r.levelno == logging.INFO]
+    episodes = [r.fields["episode"] for r in info]  # type: ignore[attr-defined]
+    assert len(episodes) == len(set(episodes)) == 300
+    assert counted_decisions[("SEV-3", "escalated")] == 300  # every record still counted
+
+
+@pytest.mark.parametrize("size", [1, 3, 7, 256])
+def test_pieces_of_a_batch_hold_every_record_in_order_and_never_split_an_alert(size: int) -> None:
+    rng = random.Random(size)
+    alert = Alert("fp", AlertStatus.FIRING, {"alertname": "X"}, {}, T0, None)
+    batch: list[AuditRecord] = []
+    for episode in range(200):
+        incident = Incident(alert, episode, 1, T0, rule="r")
+        for _ in range(rng.randint(1, 5)):
+            batch.append(records.claimed(records.Stamp(T0, "h"), replace(incident, target=TARGET)))
+    pieces = list(_by_alerts(batch, size))
+    assert [record for piece in pieces for record in piece] == batch
+    for before, after in itertools.pairwise(pieces):
+        assert before[-1].episode_id != after[0].episode_id
+    assert len(pieces) > 1

@@ -12,8 +12,10 @@ debug: an alert storm would otherwise log four lines per alert.
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 from remediator.audit.records import Stamp
@@ -27,6 +29,8 @@ from remediator.ruleset.rules import RuleSet
 from remediator.store.contract import ClaimedDecision, ClaimResult, Planned, Settlement, Store
 
 log = logging.getLogger(__name__)
+#: Records counted and logged at once after a batch is written (about 64 alerts' worth).
+LOGGED_AT_ONCE = 256
 
 
 Planner = Callable[[Sequence[AuditRecord], ActiveRules], Planned]
@@ -93,7 +97,11 @@ class Recorder:
             records, decided_episodes, now, planned.outbox, planned.resolved,
             self._resolve_after_s, planned.updates,
         )  # fmt: skip
-        self._written([r for r in records if r.episode_id not in lost] if lost else records)
+        written = [r for r in records if r.episode_id not in lost] if lost else records
+        for i, piece in enumerate(_by_alerts(written, LOGGED_AT_ONCE)):
+            if i:  # a chunk's records: the event loop answers acks between two pieces
+                await asyncio.sleep(0)
+            self._written(piece)
         return lost
 
     async def claim(
@@ -123,12 +131,32 @@ class Recorder:
         return settled
 
     def _written(self, records: Sequence[AuditRecord]) -> None:
+        counts: Counter[tuple[bool, str | None, str]] = Counter()
         for record in records:
             if record.step == Step.SHADOW:  # counted apart: a shadow rule decided nothing
-                self._metrics.shadow_decisions.labels(record.outcome).inc()
+                counts[True, None, record.outcome] += 1
             elif record.severity is not None:  # the series are per severity
-                self._metrics.decisions.labels(record.severity, record.outcome).inc()
+                counts[False, record.severity, record.outcome] += 1
+        for (shadow, severity, outcome), count in counts.items():
+            if shadow:
+                self._metrics.shadow_decisions.labels(outcome).inc(count)
+            else:
+                self._metrics.decisions.labels(severity, outcome).inc(count)
         _log(records)
+
+
+def _by_alerts(records: Sequence[AuditRecord], size: int) -> Iterator[Sequence[AuditRecord]]:
+    """``records`` in pieces of about ``size``, never splitting one alert's records (they
+    come together, and ``_log`` gives each alert one info line, at its last record)."""
+    start = 0
+    for end in range(size, len(records), size):
+        while end < len(records) and _alert_of(records[end]) == _alert_of(records[end - 1]):
+            end += 1
+        if end > start and end < len(records):
+            yield records[start:end]
+            start = end
+    if start < len(records):
+        yield records[start:]
 
 
 def _log(records: Sequence[AuditRecord]) -> None:

@@ -106,6 +106,9 @@ SERVE: tuple[Option, ...] = (
            " below the pod's terminationGracePeriodSeconds)", "S"),
     Option("--validation-workers", "validation_workers", "VALIDATION_WORKERS",
            "processes that validate webhook bodies; 0 validates inline", "N"),
+    Option("--max-backlog-alerts", "max_backlog_alerts", "MAX_BACKLOG_ALERTS",
+           "alerts accepted and not yet decided beyond which webhooks get 503 and"
+           " Retry-After (Alertmanager retries)", "N"),
     Option("--log-level", "log_level", "LOG_LEVEL",
            "DEBUG, INFO, WARNING, ERROR or CRITICAL", "LEVEL"),
     Option("--log-format", "log_format", "LOG_FORMAT", "text, json or logfmt", "FORMAT"),

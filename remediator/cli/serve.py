@@ -24,6 +24,7 @@ from remediator.config import Settings, from_sources
 from remediator.core.errors import ConfigError
 from remediator.ingest.auth import read_tokens
 from remediator.ingest.edge import Edge, listening
+from remediator.runtime import heap
 from remediator.runtime.app import RELOADER, SERVICES, drain, init_app
 from remediator.runtime.logs import configure_logging
 from remediator.runtime.reload import Reloaded, Reloader
@@ -51,6 +52,7 @@ async def _serve(settings: Settings) -> None:
         log.warning("INSECURE: accepting webhooks without authentication (--insecure-no-auth)")
     if settings.dry_run:
         log.warning("dry-run: actions are planned and audited, none is run")
+    heap.settle()  # modules and rules, out of the collector's sight before the first request
     async with contextlib.AsyncExitStack() as stack:
         edge = await _start(stack, settings, listening(app, settings, ssl_context=context))
         stop = asyncio.Event()

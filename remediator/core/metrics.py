@@ -164,6 +164,12 @@ class Metrics:
             namespace=ns,
             registry=registry,
         )
+        self.decision_backlog = Gauge(
+            "decision_backlog_alerts",
+            "Alerts accepted and not yet decided; above --max-backlog-alerts webhooks get 503.",
+            namespace=ns,
+            registry=registry,
+        )
         self.queue_depth = Gauge(
             "action_queue_depth",
             "Actions waiting for or holding a target's queue.",

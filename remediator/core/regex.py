@@ -118,3 +118,39 @@ class Regex:
 
     def __repr__(self) -> str:
         return f"Regex({self.text!r}, anchored=True)" if self.anchored else f"Regex({self.text!r})"
+
+
+#: A set's budget: RE2 gives a set no NFA to fall back on, so it gets room to keep its DFA.
+SET_MAX_MEM = 256 << 20
+
+
+class RegexSet:
+    """Several ``Regex`` matched in one pass: ``matching(value)`` → the positions of those
+    that ``search`` would find in ``value``, in order. ``ValueError`` when RE2 cannot build
+    the set within ``SET_MAX_MEM`` (the caller then tests the regexes one by one).
+
+    Why a negative answer can be trusted: RE2 builds a set only after its DFA has searched a
+    text within the budget (``Compiler::CompileSet``), and a set's DFA (``kManyMatch``) never
+    gives up for being slow, it resets its cache and goes on (``DFA::InlinedSearchLoop``),
+    so a match cannot be missed for a hostile value. The ``re2`` binding would not say if
+    one were: each position it reports is still only a candidate, which the caller tests
+    with the regex itself.
+    """
+
+    __slots__ = ("_set", "size")
+
+    def __init__(self, regexes: list[Regex]) -> None:
+        options = re2.Options()
+        options.log_errors = False
+        options.max_mem = SET_MAX_MEM
+        self._set: Any = re2.Set.SearchSet(options)
+        for regex in regexes:
+            self._set.Add(f"^(?:{regex.text})$" if regex.anchored else regex.text)
+        try:
+            self._set.Compile()
+        except re2.error as exc:
+            raise ValueError(f"the {len(regexes)} regexes do not fit one RE2 set") from exc
+        self.size = len(regexes)
+
+    def matching(self, value: str) -> list[int]:
+        return sorted(self._set.Match(_encoded(value)) or ())

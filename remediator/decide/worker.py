@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from datetime import timedelta
 
 from remediator.config import Settings
@@ -31,6 +32,7 @@ from remediator.core.errors import RequestRejected, StoreUnavailable
 from remediator.core.fingerprint import of_alert
 from remediator.core.metrics import Metrics
 from remediator.core.model import Alert, AlertStatus, EpisodeEvent, Incident, Observation
+from remediator.decide.backlog import Backlog
 from remediator.decide.pipeline import Decision, Pipeline
 from remediator.escalate.plan import NO_EPISODE
 from remediator.ingest.ackgate import AckGate
@@ -48,6 +50,10 @@ MAX_QUARANTINED_ALERTS = 3
 #: How much of an error's text an audit record keeps.
 ERROR_CHARS = 300
 PRUNE_EVERY_S = 60.0
+#: Longest the worker runs on the event loop before it lets the loop read what arrived
+#: (and waits for the acks in flight, see ``AckGate``): a chunk of alerts whose decisions
+#: need no store round trip would otherwise hold the loop for its whole length.
+SLICE_S = 0.002
 STATUSES = {status.value: status for status in AlertStatus}
 #: Sightings that need no decision: a resolve for an episode already closed.
 RESENT = frozenset({EpisodeEvent.ALREADY_CLOSED})
@@ -78,15 +84,19 @@ class JournalWorker:
         self._clock = clock
         self._settings = settings
         self._queue: asyncio.Queue[int] = asyncio.Queue()
+        self.undecided = Backlog(metrics.decision_backlog)
         self.idle = asyncio.Event()
         """Set while nothing is queued, and for good once a stop's deadline passed."""
         self.idle.set()
         self._halted = False
+        self._slice_from = time.perf_counter()
 
-    def accept(self, journal_id: int) -> None:
-        """Queue a journaled payload. Only its id waits in memory; the body stays on disk."""
+    def accept(self, journal_id: int, alerts: int | None = None) -> None:
+        """Queue a journaled payload of ``alerts`` alerts (None: not counted yet). Only its
+        id waits in memory; the body stays on disk."""
         if not self._halted:
             self.idle.clear()
+        self.undecided.add(journal_id, alerts)
         self._queue.put_nowait(journal_id)
         self._metrics.journal_backlog.set(self._queue.qsize())
 
@@ -117,7 +127,10 @@ class JournalWorker:
             journal_id = await self._queue.get()
             if self._halted:  # stopped: the entry waits in the journal
                 continue
-            await self._process_until_done(journal_id)
+            try:
+                await self._process_until_done(journal_id)
+            finally:
+                self.undecided.finished(journal_id)
             await self._prune_now_and_then()
             self._metrics.journal_backlog.set(self._queue.qsize())
             if self._queue.empty() or self._halted:
@@ -186,13 +199,16 @@ class JournalWorker:
         ``RequestRejected``, like any other failure: it ends quarantined, never skipped."""
         failpoints.hit("before_process")
         entry = await self._store.journal_entry(journal_id)
-        model = check(entry.body, self._settings.payload_limits)
+        # Off the event loop: a 10 000-alert body takes some 40 ms to check, and acks wait
+        # for no decision (the decoder itself still holds the interpreter for half of it).
+        model = await asyncio.to_thread(check, entry.body, self._settings.payload_limits)
         if model.truncatedAlerts:
             self._metrics.truncated_alerts.inc(model.truncatedAlerts)
         size = self._settings.worker_chunk_alerts
+        self.undecided.known(entry.id, len(model.alerts))
         quarantined = 0
         for start in range(0, len(model.alerts), size):
-            await self._gate.quiet(self._settings.worker_yield_s)
+            await self._give_way()
             chunk = model.alerts[start : start + size]
             try:
                 await self._process_chunk(entry, model, chunk)
@@ -202,6 +218,7 @@ class JournalWorker:
                 log.exception("journal entry %d: a chunk failed; deciding its alerts one by"
                               " one", entry.id)  # fmt: skip
                 quarantined = await self._process_alone(entry, model, chunk, quarantined)
+            self.undecided.decided(entry.id, len(chunk))
         await self._store.journal_done(entry.id, self._clock.now())
 
     async def _process_alone(
@@ -252,7 +269,11 @@ class JournalWorker:
     async def _process_chunk(
         self, entry: JournalEntry, model: WebhookPayload, chunk: list[WebhookAlert]
     ) -> None:
-        sightings = [self._sighting(raw) for raw in chunk]
+        sightings = []
+        for raw in chunk:  # a new alert's fingerprint is hashed here: some 60 µs each
+            if time.perf_counter() - self._slice_from > SLICE_S:
+                await self._give_way()
+            sightings.append(self._sighting(raw))
         observations = await self._store.observe(
             sightings, self._clock.now(), self._settings.episode_grace_s
         )
@@ -261,6 +282,8 @@ class JournalWorker:
         decisions: list[Decision] = []
         try:
             for raw, observation in zip(chunk, observations, strict=True):
+                if time.perf_counter() - self._slice_from > SLICE_S:
+                    await self._give_way()
                 event = observation.event
                 decided = observation.episode.decided
                 if event in RESENT or (event in DECIDED_IF_SEEN and decided):
@@ -286,6 +309,13 @@ class JournalWorker:
             # Also when an alert failed: what was decided before it is committed, so deciding
             # the chunk again skips it (a claim was committed with its decision already).
             await self._pipeline.commit(decisions)
+
+    async def _give_way(self) -> None:
+        """Let the event loop take what arrived, and the acks in flight finish first (for
+        ``worker_yield_s`` at most, so decisions go on under constant load)."""
+        await asyncio.sleep(0)
+        await self._gate.quiet(self._settings.worker_yield_s)
+        self._slice_from = time.perf_counter()
 
     async def _arm_undos(self, observations: list[Observation]) -> None:
         closed = [o.episode.id for o in observations if o.event is EpisodeEvent.CLOSED]

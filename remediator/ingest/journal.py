@@ -32,7 +32,7 @@ DRAIN_EVERY_S = 1.0
 class Taker(Protocol):
     """The journal worker, as the journal sees it: told of each entry it may take."""
 
-    def accept(self, journal_id: int) -> None: ...
+    def accept(self, journal_id: int, alerts: int | None = None) -> None: ...
 
 
 class Journal:
@@ -68,12 +68,12 @@ class Journal:
         if self._spool is not None:
             await self._spool.close()
 
-    async def append(self, body: bytes, received_at: datetime) -> int | None:
-        """Journal ``body`` durably: its journal id, or None when it went to the spool.
-        Raises ``StoreUnavailable`` when neither could take it."""
+    async def append(self, body: bytes, received_at: datetime, alerts: int) -> int | None:
+        """Journal ``body`` (of ``alerts`` alerts) durably: its journal id, or None when it
+        went to the spool. Raises ``StoreUnavailable`` when neither could take it."""
         if self._spool is None:
             journal_id = await self._store.journal_append(body, received_at)
-            self._worker.accept(journal_id)
+            self._worker.accept(journal_id, alerts)
             return journal_id
         async with self._lock:
             if not self._spooling:
@@ -85,7 +85,7 @@ class Journal:
                     log.warning("state journal unavailable (%s); spooling locally", exc)
                     self._spooling = True
                 else:
-                    self._worker.accept(journal_id)
+                    self._worker.accept(journal_id, alerts)
                     return journal_id
             await self._spool.journal_append(body, received_at)
             self._metrics.spooled_payloads.inc()

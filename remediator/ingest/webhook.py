@@ -15,6 +15,7 @@ written, so Alertmanager retries and nothing is lost.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -31,12 +32,22 @@ from remediator.ingest.ackgate import AckGate
 from remediator.ingest.journal import Journal
 from remediator.ingest.validation import Validator
 
+log = logging.getLogger(__name__)
+
 RETRY_AFTER_BUSY_S = 1
-RETRY_AFTER_JOURNAL_S = 5
+#: Seconds, for a journal that cannot be written and for a decision backlog over its limit.
+RETRY_AFTER_S = {"journal_unavailable": 5, "backlogged": 5}
 
 
 class Authenticator(Protocol):
     def check(self, authorization: Sequence[str]) -> None: ...
+
+
+class Waiting(Protocol):
+    """The decision backlog, as the webhook reads it (``decide/backlog.py``)."""
+
+    @property
+    def alerts(self) -> int: ...
 
 
 @dataclass
@@ -50,7 +61,13 @@ class WebhookState:
     clock: Clock
     gate: AckGate
     validator: Validator
+    backlog: Waiting
     draining: bool = False
+    backlogged: bool = False
+    """Webhooks are being refused for the backlog (logged once when it starts and ends)."""
+    journaling: int = 0
+    """Alerts of the payloads past the backlog check and not yet journaled: several webhooks
+    in flight at once must not each find room for themselves under the limit."""
 
 
 def error_response(exc: RequestRejected) -> web.Response:
@@ -58,8 +75,7 @@ def error_response(exc: RequestRejected) -> web.Response:
     if exc.status == 401:
         response.headers["WWW-Authenticate"] = 'Bearer realm="remediator"'
     if exc.status == 503:
-        retry = RETRY_AFTER_JOURNAL_S if exc.code == "journal_unavailable" else RETRY_AFTER_BUSY_S
-        response.headers["Retry-After"] = str(retry)
+        response.headers["Retry-After"] = str(RETRY_AFTER_S.get(exc.code, RETRY_AFTER_BUSY_S))
     if 400 <= exc.status < 500:
         response.force_close()  # a client out of step with us: what else it sent is not read
     return response
@@ -129,14 +145,18 @@ async def _accept(request: web.Request, state: WebhookState) -> web.Response:
     _check_head(request, state)
     body = await _read_body(request, state.settings)
     alerts = await state.validator.count_alerts(body)
+    _check_backlog(state, alerts)
     received_at = state.clock.now()
     started = state.clock.monotonic()
+    state.journaling += alerts  # counted with the backlog until the worker holds them
     try:
-        journal_id = await state.journal.append(body, received_at)
+        journal_id = await state.journal.append(body, received_at, alerts)
     except StoreUnavailable:
         raise RequestRejected(
             503, "journal_unavailable", "The journal cannot be written; retry later."
         ) from None
+    finally:
+        state.journaling -= alerts
     state.metrics.journal_write_seconds.observe(state.clock.monotonic() - started)
     failpoints.hit("after_journal_write")
     failpoints.hit("before_ack")
@@ -146,6 +166,32 @@ async def _accept(request: web.Request, state: WebhookState) -> web.Response:
     return web.json_response(answer)
 
 
+def _check_backlog(state: WebhookState, alerts: int = 0) -> None:
+    """Refuse while more alerts than ``--max-backlog-alerts`` wait for their decision: before
+    the body is read, and once its ``alerts`` are counted. A payload alone over the limit is
+    taken when nothing waits, else it would be refused for ever."""
+    waiting, limit = state.backlog.alerts + state.journaling, state.settings.max_backlog_alerts
+    if waiting == 0 or waiting + alerts <= limit:
+        if state.backlogged:
+            log.warning("decisions caught up (%d alerts wait): accepting webhooks again", waiting)
+            state.backlogged = False
+        return
+    if not state.backlogged:
+        log.warning(
+            "%d accepted alerts wait for their decision, %d more would pass"
+            " --max-backlog-alerts %d: answering webhooks 503 until decisions catch up",
+            waiting, alerts, limit,
+        )  # fmt: skip
+        state.backlogged = True
+    these = f", and these {alerts} would make" if alerts else ","
+    raise RequestRejected(
+        503,
+        "backlogged",
+        f"{waiting} accepted alerts wait for their decision{these} more than the"
+        f" {limit} allowed (--max-backlog-alerts); retry.",
+    )
+
+
 async def handle(request: web.Request, state: WebhookState) -> web.Response:
     started = state.clock.monotonic()
     try:
@@ -153,6 +199,7 @@ async def handle(request: web.Request, state: WebhookState) -> web.Response:
             raise RequestRejected(503, "shutting_down", "The service is shutting down; retry.")
         if state.gate.in_flight >= state.settings.max_in_flight:
             raise RequestRejected(503, "overloaded", "Too many webhook requests in flight; retry.")
+        _check_backlog(state)
         state.gate.enter()
         try:
             return await _accept(request, state)

@@ -30,12 +30,14 @@ from __future__ import annotations
 
 import itertools
 import re
+from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path as FilePath
 from typing import Any
 
+from remediator.core.regex import RegexSet
 from remediator.ruleset.matchers import Matcher, MatchType
 from remediator.ruleset.read import quoted
 from remediator.ruleset.rules import Rule, RuleSet
@@ -221,14 +223,82 @@ def _fixed(rule: Rule) -> Iterator[tuple[str, str]]:
             yield matcher.name, next(iter(values))
 
 
+class _Unkeyed:
+    """The rules with no equality, as candidates to cover a later rule. One with a regex
+    covers a later rule only if a matcher of the later one on that label implies the regex:
+    the same matcher, a proven pair, or values the regex matches (found by one RE2 set per
+    label, not by testing every such rule). The others (negative matchers only, the
+    catch-all) are few and always candidates."""
+
+    def __init__(self, rules: Sequence[Rule]) -> None:
+        self._plain: list[Rule] = []
+        self._same: dict[tuple[str, MatchType, str], list[Rule]] = defaultdict(list)
+        filed: dict[str, list[tuple[Rule, Matcher]]] = defaultdict(list)
+        for rule in rules:
+            regex = next(
+                (m for m in rule.matchers if m.pattern and m.type is MatchType.REGEX), None
+            )
+            if _key(rule) is not None:
+                continue
+            if regex is None:
+                self._plain.append(rule)
+                continue
+            self._same[regex.name, regex.type, regex.value].append(rule)
+            filed[regex.name].append((rule, regex))
+        self._sets: dict[str, _RegexGroup] = {}
+        for label, group in filed.items():
+            try:
+                self._sets[label] = _RegexGroup(group)
+            except ValueError:  # too big for one RE2 set: always candidates, as the plain
+                self._plain = sorted([*self._plain, *(r for r, _ in group)], key=_position)
+
+    def candidates(self, later: Rule) -> Iterator[Rule]:
+        """Rules before ``later`` that may cover it (``_covers`` decides)."""
+        yield from (r for r in self._plain if r.position < later.position)
+        for n in later.matchers:
+            sides = [(n.type, n.value)] + [
+                (e, v) for (t, w, e, v) in _PROVEN if (t, w) == (n.type, n.value)
+            ]
+            for kind, value in sides:
+                yield from (
+                    r
+                    for r in self._same.get((n.name, kind, value), ())
+                    if r.position < later.position
+                )
+            values = _values(n)
+            group = self._sets.get(n.name)
+            if values and group is not None:
+                yield from group.matching(next(iter(values)), later.position)
+
+
+def _position(rule: Rule) -> int:
+    return rule.position
+
+
+class _RegexGroup:
+    """The unkeyed rules filed under a regex on one label, matched by one RE2 set."""
+
+    def __init__(self, group: list[tuple[Rule, Matcher]]) -> None:
+        self._rules = [rule for rule, _ in group]
+        self._set = RegexSet([m.pattern for _, m in group if m.pattern is not None])
+
+    def matching(self, value: str, before: int) -> Iterator[Rule]:
+        for i in self._set.matching(value):
+            if self._rules[i].position < before:
+                yield self._rules[i]
+
+
 def _unreachable(rules: Sequence[Rule], places: _Places) -> None:
-    """Each rule against the earlier rules that could cover it, found by their key. A
-    shadow rule takes no alert from a live one (``RuleSet.classify``), so it covers only
-    the shadow rules after it."""
+    """Each rule against the earlier rules that could cover it, found by their key (an
+    equality), or among those without one (``_Unkeyed``). A shadow rule takes no alert from
+    a live one (``RuleSet.classify``), so it covers only the shadow rules after it."""
     keyed: dict[tuple[str, str], list[Rule]] = {}
-    unkeyed: list[Rule] = []
+    unkeyed = _Unkeyed(rules)
     for rule in rules:
-        candidates = [*unkeyed, *(r for pair in _fixed(rule) for r in keyed.get(pair, ()))]
+        candidates = [
+            *unkeyed.candidates(rule),
+            *(r for pair in _fixed(rule) for r in keyed.get(pair, ())),
+        ]
         earlier = min(
             (r for r in candidates if (rule.shadow or not r.shadow) and _covers(r, rule)),
             key=lambda r: r.position,
@@ -243,7 +313,8 @@ def _unreachable(rules: Sequence[Rule], places: _Places) -> None:
                 " put the narrower rule first.",
             )  # fmt: skip
         key = _key(rule)
-        (unkeyed if key is None else keyed.setdefault(key, [])).append(rule)
+        if key is not None:
+            keyed.setdefault(key, []).append(rule)
 
 
 # -- target labels and namespaces --------------------------------------------------------

@@ -20,7 +20,7 @@ import itertools
 import json
 import logging
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -241,12 +241,12 @@ def _matchers(
     where: str, spec: RuleSpec, cache: dict[str, tuple[Matcher, ...]]
 ) -> tuple[Matcher, ...]:
     """Each item's matchers (an item may hold several, as in Alertmanager), in order."""
-    key = "match" if spec.uses_old_key else "matchers"
     compiled: list[Matcher] = []
     for i, text in enumerate(spec.matchers):
         try:
             matchers = cache[text] if text in cache else parse_matchers(text)
         except ValueError as exc:
+            key = "match" if spec.uses_old_key else "matchers"
             raise fail(
                 where, f"{key}[{i}]", f"holds {shown(text)}, which is not a valid matcher: {exc}"
             ) from None
@@ -281,27 +281,32 @@ def _escalation(where: str, spec: RuleSpec, merged: _Merged, defaults: DefaultsS
 def _compile_rule(position: int, file: str, spec: RuleSpec, compiler: _Compiler) -> Rule:
     where = f'{file}: rule "{spec.name}"'
     defaults = compiler.defaults
-    rule = Rule(
+    matchers = _matchers(where, spec, compiler.matchers)  # its errors first, as written
+    plan = _plan(where, spec, compiler)
+    fields: dict[str, Any] = {
+        "cooldown_s": defaults.cooldown_s if spec.cooldown_s is None else spec.cooldown_s,
+        "rate_limit": compiler.limit(spec.rate_limit),
+        "target_rate_limit": compiler.limit(spec.target_rate_limit),
+        "ineffective_after": compiler.ineffective_after,
+        "verify_within_s": spec.verify_within_s or defaults.verify_within_s,
+        "escalation": _escalation(where, spec, compiler.merged, defaults),
+    }
+    return Rule(
         name=spec.name,
         file=file,
         position=position,
-        matchers=_matchers(where, spec, compiler.matchers),
+        matchers=matchers,
         severity=spec.severity,
-        plan=_plan(where, spec, compiler),
-        cooldown_s=defaults.cooldown_s if spec.cooldown_s is None else spec.cooldown_s,
-        rate_limit=compiler.limit(spec.rate_limit),
-        target_rate_limit=compiler.limit(spec.target_rate_limit),
-        ineffective_after=compiler.ineffective_after,
-        verify_within_s=spec.verify_within_s or defaults.verify_within_s,
-        escalation=_escalation(where, spec, compiler.merged, defaults),
+        plan=plan,
         description=spec.description,
         shadow=spec.shadow,
         page_before_acting=spec.page == "before_acting",
+        digest=_digest(spec, plan, fields),
+        **fields,
     )
-    return replace(rule, digest=_digest(rule, spec))
 
 
-def _digest(rule: Rule, spec: RuleSpec) -> str:
+def _digest(spec: RuleSpec, plan: PlannedAction | None, fields: Mapping[str, Any]) -> str:
     """The rule as written and as its defaults complete it; not its file or position."""
     written = spec.model_dump(mode="json")
     # Hashed under the key's old name: renaming "match" to "matchers" changes no digest.
@@ -312,12 +317,12 @@ def _digest(rule: Rule, spec: RuleSpec) -> str:
         del written["page"]
     said = {
         "spec": written,
-        "cooldown_s": rule.cooldown_s,
-        "limits": [repr(rule.rate_limit), repr(rule.target_rate_limit),
-                   repr(rule.ineffective_after)],
-        "verify_within_s": rule.verify_within_s,
-        "escalation": rule.escalation,
-        "params": None if rule.plan is None else rule.plan.params.model_dump(mode="json"),
+        "cooldown_s": fields["cooldown_s"],
+        "limits": [repr(fields["rate_limit"]), repr(fields["target_rate_limit"]),
+                   repr(fields["ineffective_after"])],
+        "verify_within_s": fields["verify_within_s"],
+        "escalation": fields["escalation"],
+        "params": None if plan is None else plan.params.model_dump(mode="json"),
     }  # fmt: skip
     text = json.dumps(said, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]

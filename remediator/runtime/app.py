@@ -226,7 +226,9 @@ def _services(app: web.Application, store: Store, clock: Clock) -> Services:
     journal = Journal(
         store, core.worker, clock, metrics, settings.journal_spool, settings.journal_timeout_s
     )
-    state = WebhookState(settings, auth, journal, metrics, clock, gate, validator)
+    state = WebhookState(
+        settings, auth, journal, metrics, clock, gate, validator, core.worker.undecided
+    )
     return Services(
         store=store, worker=core.worker, runner=core.runner, webhook=state, metrics=metrics,
         journal=journal, recorder=core.recorder, loops=Loops(metrics.loop_failures), clock=clock,

@@ -31,6 +31,7 @@ from remediator.ruleset.active import ActiveRules
 from remediator.ruleset.files import rule_files
 from remediator.ruleset.load import load_rules
 from remediator.ruleset.rules import RuleSet
+from remediator.runtime import heap
 
 log = logging.getLogger(__name__)
 
@@ -149,6 +150,7 @@ class Reloader:
         changed = ruleset.hash != previous
         if changed:
             self._rules.swap(ruleset, now)
+            heap.settle()
         assert self._apply is not None and self._metrics is not None
         self._apply(self._rules.current, sinks)
         self._metrics.reload_successful.set(1)

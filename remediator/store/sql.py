@@ -75,7 +75,8 @@ def latest_episodes(fingerprints: Sequence[str]) -> tuple[Statement, dict[str, A
     """The newest episode of each fingerprint."""
     marks, params = in_list("fp", fingerprints)
     text = (
-        "SELECT id, fingerprint, opened_at, closed_at, decided_at FROM episodes WHERE id IN"
+        "SELECT id, fingerprint, opened_at, closed_at, decided_at, last_seen_at FROM episodes"
+        " WHERE id IN"
         f" (SELECT MAX(id) FROM episodes WHERE fingerprint IN {marks} GROUP BY fingerprint)"
     )
     return Statement(text), params

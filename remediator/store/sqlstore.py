@@ -66,6 +66,9 @@ from remediator.store.rows import (
 from remediator.store.schema import Dialect
 
 T = TypeVar("T")
+#: How stale an open episode's ``last_seen_at`` may get: a resend within this writes nothing
+#: (a storm's resends would otherwise cost a row write each, read by no decision).
+SEEN_EVERY_S = 60.0
 #: Which connection a program wants: SQLite gives the ack path's journal writes their own.
 Lane = Literal["journal", "work"]
 
@@ -80,6 +83,7 @@ def _observe(
     statement, params = sql.latest_episodes(sorted({s.fingerprint for s in sightings}))
     found = yield from rows(statement, params)
     latest = {r[1]: Episode(int(r[0]), r[1], r[2], r[3], r[4] is not None) for r in found}
+    seen_at = {int(r[0]): float(r[5]) for r in found}
     joined: list[Mapping[str, Any]] = []
     observed = []
     for s in sightings:
@@ -87,7 +91,9 @@ def _observe(
         event = next_event(episode, s.status, now, grace_s)
         if event is EpisodeEvent.JOINED:
             assert episode is not None
-            joined.append({"now": now, "id": episode.id})
+            if now - seen_at.get(episode.id, now) >= SEEN_EVERY_S:
+                joined.append({"now": now, "id": episode.id})
+                seen_at[episode.id] = now
         else:
             episode = yield from _episode_moves(s, episode, event, now)
         assert episode is not None
