@@ -270,9 +270,8 @@ class JournalWorker:
         self, entry: JournalEntry, model: WebhookPayload, chunk: list[WebhookAlert]
     ) -> None:
         sightings = []
-        for raw in chunk:  # a new alert's fingerprint is hashed here: some 60 µs each
-            if time.perf_counter() - self._slice_from > SLICE_S:
-                await self._give_way()
+        for raw in chunk:  # a new alert's fingerprint is hashed here
+            await self._give_way_after_a_slice()
             sightings.append(self._sighting(raw))
         observations = await self._store.observe(
             sightings, self._clock.now(), self._settings.episode_grace_s
@@ -282,8 +281,7 @@ class JournalWorker:
         decisions: list[Decision] = []
         try:
             for raw, observation in zip(chunk, observations, strict=True):
-                if time.perf_counter() - self._slice_from > SLICE_S:
-                    await self._give_way()
+                await self._give_way_after_a_slice()
                 event = observation.event
                 decided = observation.episode.decided
                 if event in RESENT or (event in DECIDED_IF_SEEN and decided):
@@ -309,6 +307,10 @@ class JournalWorker:
             # Also when an alert failed: what was decided before it is committed, so deciding
             # the chunk again skips it (a claim was committed with its decision already).
             await self._pipeline.commit(decisions)
+
+    async def _give_way_after_a_slice(self) -> None:
+        if time.perf_counter() - self._slice_from > SLICE_S:
+            await self._give_way()
 
     async def _give_way(self) -> None:
         """Let the event loop take what arrived, and the acks in flight finish first (for
