@@ -63,6 +63,20 @@ async def chosen(target: PostgresTarget, pid: int, query: str) -> Session:
     raise AssertionError(f"pid {pid} never ran {query!r}")
 
 
+async def running_now(target: PostgresTarget, client: AppClient) -> tuple[int, Session]:
+    """The client's statement its session is seen running, and the session as kill_query
+    would choose it. The queries run back to back: on a loaded machine the one the client
+    had just started may have ended by the first look, so the one seen is taken."""
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        for session in await target.sessions(0.001, ["active"]):
+            texts = [statement.sql for statement in client.statements]
+            if session.pid == client.pid and session.query in texts:
+                return texts.index(session.query), session  # each statement's text is its own
+        await asyncio.sleep(0.002)
+    raise AssertionError(f"pid {client.pid} was never seen running a query")
+
+
 def summary(windows: list[float]) -> str:
     if not windows:
         return "none"
@@ -168,8 +182,7 @@ def numbered(i: int) -> str:
 async def cancel_near_the_end(client: AppClient, target: PostgresTarget, offset_s: float) -> Cancel:
     """Choose the client's current query, cancel it near its expected end, and read what
     each of the following queries did."""
-    k = len(client.statements) - 1
-    session = await chosen(target, client.pid, client.statements[k].sql)
+    k, session = await running_now(target, client)
     started = client.statements[k].started_at
     await asyncio.sleep(max(0.0, started + CANCEL_SLEEP_S + offset_s - time.monotonic()))
     signal = await target.send(session, "cancel")
