@@ -115,20 +115,6 @@ def alert_content(incident: Incident) -> dict[str, Any]:
     }
 
 
-_TIERS: dict[int, tuple[EscalationPolicySpec, list[dict[str, Any]]]] = {}
-"""Each policy's tiers as records hold them, by the policy (immutable) they were dumped from:
-every page of a storm carries them."""
-
-
-def _tiers(policy: EscalationPolicySpec) -> list[dict[str, Any]]:
-    known = _TIERS.get(id(policy))
-    if known is None or known[0] is not policy:
-        if len(_TIERS) >= 256:  # reloads replace the policies
-            _TIERS.clear()
-        known = _TIERS[id(policy)] = (policy, [t.model_dump() for t in policy.tiers])
-    return [dict(tier) for tier in known[1]]
-
-
 def escalated(
     stamp: Stamp, incident: Incident, rule: Rule, policy: EscalationPolicySpec
 ) -> AuditRecord:
@@ -139,7 +125,7 @@ def escalated(
         f"Escalating {rule.severity.value} to policy {rule.escalation!r}"
         f" (first tier after {first.after_s:.0f} s: {', '.join(first.notify)})."
     )
-    details = {"policy": rule.escalation, "tiers": _tiers(policy),
+    details = {"policy": rule.escalation, "tiers": [t.model_dump() for t in policy.tiers],
                "alert": alert_content(incident)}  # fmt: skip
     return _of(stamp, incident, Step.ESCALATED, Outcome.ESCALATED, sentence, details)
 

@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, Generic, TypeVar
 
 import re2
 
+T = TypeVar("T")
 _OPTIONS = re2.Options()
 _OPTIONS.log_errors = False  # RE2 would also print each error to stderr
 # RE2's default budget per regex (program and DFA cache), written out: a pattern that needs
@@ -124,10 +126,11 @@ class Regex:
 SET_MAX_MEM = 256 << 20
 
 
-class RegexSet:
-    """Several ``Regex`` matched in one pass: ``matching(value)`` → the positions of those
-    that ``search`` would find in ``value``, in order. ``ValueError`` when RE2 cannot build
-    the set within ``SET_MAX_MEM`` (the caller then tests the regexes one by one).
+class RegexSet(Generic[T]):
+    """Several ``Regex``, each filed with an item, matched in one pass: ``matching(value)``
+    → the items of those that ``search`` would find in ``value``, in filing order.
+    ``ValueError`` when RE2 cannot build the set within ``SET_MAX_MEM`` (the caller then
+    tests the regexes one by one).
 
     Why a negative answer can be trusted: RE2 builds a set only after its DFA has searched a
     text within the budget (``Compiler::CompileSet``), and a set's DFA (``kManyMatch``) never
@@ -137,20 +140,20 @@ class RegexSet:
     with the regex itself.
     """
 
-    __slots__ = ("_set", "size")
+    __slots__ = ("_items", "_set")
 
-    def __init__(self, regexes: list[Regex]) -> None:
+    def __init__(self, filed: Sequence[tuple[Regex, T]]) -> None:
         options = re2.Options()
         options.log_errors = False
         options.max_mem = SET_MAX_MEM
         self._set: Any = re2.Set.SearchSet(options)
-        for regex in regexes:
+        for regex, _ in filed:
             self._set.Add(f"^(?:{regex.text})$" if regex.anchored else regex.text)
         try:
             self._set.Compile()
         except re2.error as exc:
-            raise ValueError(f"the {len(regexes)} regexes do not fit one RE2 set") from exc
-        self.size = len(regexes)
+            raise ValueError(f"the {len(filed)} regexes do not fit one RE2 set") from exc
+        self._items = [item for _, item in filed]
 
-    def matching(self, value: str) -> list[int]:
-        return sorted(self._set.Match(_encoded(value)) or ())
+    def matching(self, value: str) -> list[T]:
+        return [self._items[i] for i in sorted(self._set.Match(_encoded(value)) or ())]

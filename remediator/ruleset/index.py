@@ -56,45 +56,33 @@ def _key(rule: Rule, shared: Counter[tuple[str, str]]) -> Matcher | None:
     return regexes[0] if regexes else None
 
 
-class _LabelRegexes:
-    """The rules filed under a regex on one label, matched by one RE2 set."""
-
-    def __init__(self, label: str, filed: list[tuple[int, Regex]]) -> None:
-        self.label = label
-        self.positions = [position for position, _ in filed]
-        self._set = RegexSet([regex for _, regex in filed])
-
-    def candidates(self, labels: Mapping[str, str]) -> list[int]:
-        found = self._set.matching(labels.get(self.label, ""))
-        return [self.positions[i] for i in found]
-
-
 class RuleIndex:
     def __init__(self, rules: Sequence[Rule]) -> None:
         self._rules = rules
         shared = Counter((m.name, m.value) for rule in rules for m in _equalities(rule))
         by_key: dict[tuple[str, str], list[int]] = defaultdict(list)
-        by_regex: dict[str, list[tuple[int, Regex]]] = defaultdict(list)
+        by_regex: dict[str, list[tuple[Regex, int]]] = defaultdict(list)
         self._unindexed: list[int] = []
         for position, rule in enumerate(rules):
             key = _key(rule, shared)
             if key is None:
                 self._unindexed.append(position)
             elif key.pattern is not None:
-                by_regex[key.name].append((position, key.pattern))
+                by_regex[key.name].append((key.pattern, position))
             else:
                 by_key[key.name, key.value].append(position)
         self._by_key = dict(by_key)
         self._labels = sorted({label for label, _ in by_key})
-        self._regexes: list[_LabelRegexes] = []
+        #: Per label, the positions of the rules filed under a regex on it, by one RE2 set.
+        self._regexes: list[tuple[str, RegexSet[int]]] = []
         for label, filed in sorted(by_regex.items()):
             self._file_regexes(label, filed)
 
-    def _file_regexes(self, label: str, filed: list[tuple[int, Regex]]) -> None:
+    def _file_regexes(self, label: str, filed: list[tuple[Regex, int]]) -> None:
         try:
-            self._regexes.append(_LabelRegexes(label, filed))
+            self._regexes.append((label, RegexSet(filed)))
         except ValueError:  # too big for one RE2 set: tested one by one, as unfiled rules
-            self._unindexed = sorted(self._unindexed + [position for position, _ in filed])
+            self._unindexed = sorted(self._unindexed + [position for _, position in filed])
 
     def candidates(self, labels: Mapping[str, str]) -> list[int]:
         """Positions of the rules ``first_match`` tests for ``labels``, in rule order (it
@@ -106,8 +94,8 @@ class RuleIndex:
                 found = self._by_key.get((label, value))
                 if found:
                     lists.append(found)
-        for regexes in self._regexes:
-            found = regexes.candidates(labels)
+        for label, regexes in self._regexes:
+            found = regexes.matching(labels.get(label, ""))
             if found:
                 lists.append(found)
         if len(lists) == 1:

@@ -37,7 +37,7 @@ from enum import StrEnum
 from pathlib import Path as FilePath
 from typing import Any
 
-from remediator.core.regex import RegexSet
+from remediator.core.regex import Regex, RegexSet
 from remediator.ruleset.matchers import Matcher, MatchType
 from remediator.ruleset.read import quoted
 from remediator.ruleset.rules import Rule, RuleSet
@@ -233,24 +233,22 @@ class _Unkeyed:
     def __init__(self, rules: Sequence[Rule]) -> None:
         self._plain: list[Rule] = []
         self._same: dict[tuple[str, MatchType, str], list[Rule]] = defaultdict(list)
-        filed: dict[str, list[tuple[Rule, Matcher]]] = defaultdict(list)
+        filed: dict[str, list[tuple[Regex, Rule]]] = defaultdict(list)
         for rule in rules:
-            regex = next(
-                (m for m in rule.matchers if m.pattern and m.type is MatchType.REGEX), None
-            )
             if _key(rule) is not None:
                 continue
-            if regex is None:
+            regex = next((m for m in rule.matchers if m.type is MatchType.REGEX), None)
+            if regex is None or regex.pattern is None:
                 self._plain.append(rule)
                 continue
             self._same[regex.name, regex.type, regex.value].append(rule)
-            filed[regex.name].append((rule, regex))
-        self._sets: dict[str, _RegexGroup] = {}
+            filed[regex.name].append((regex.pattern, rule))
+        self._sets: dict[str, RegexSet[Rule]] = {}
         for label, group in filed.items():
             try:
-                self._sets[label] = _RegexGroup(group)
+                self._sets[label] = RegexSet(group)
             except ValueError:  # too big for one RE2 set: always candidates, as the plain
-                self._plain = sorted([*self._plain, *(r for r, _ in group)], key=_position)
+                self._plain = sorted([*self._plain, *(r for _, r in group)], key=_position)
 
     def candidates(self, later: Rule) -> Iterator[Rule]:
         """Rules before ``later`` that may cover it (``_covers`` decides)."""
@@ -268,24 +266,12 @@ class _Unkeyed:
             values = _values(n)
             group = self._sets.get(n.name)
             if values and group is not None:
-                yield from group.matching(next(iter(values)), later.position)
+                matched = group.matching(next(iter(values)))
+                yield from (r for r in matched if r.position < later.position)
 
 
 def _position(rule: Rule) -> int:
     return rule.position
-
-
-class _RegexGroup:
-    """The unkeyed rules filed under a regex on one label, matched by one RE2 set."""
-
-    def __init__(self, group: list[tuple[Rule, Matcher]]) -> None:
-        self._rules = [rule for rule, _ in group]
-        self._set = RegexSet([m.pattern for _, m in group if m.pattern is not None])
-
-    def matching(self, value: str, before: int) -> Iterator[Rule]:
-        for i in self._set.matching(value):
-            if self._rules[i].position < before:
-                yield self._rules[i]
 
 
 def _unreachable(rules: Sequence[Rule], places: _Places) -> None:
