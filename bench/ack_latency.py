@@ -1,7 +1,7 @@
 """Ack latency under open-loop load, with and without the worker deciding.
 
 Open loop: the client sends on a fixed schedule whatever the answers (10 payloads/s of 1000
-alerts each, 60 s; 2 s in quick mode), each request on its own connection if the previous one
+alerts each, 60 s; 1 s in quick mode), each request on its own connection if the previous one
 has not been answered, so queueing in the server shows as latency. Latency is client-side,
 send to full answer; bodies are built before the clock starts, and the client's CPU and its
 worst lateness against the schedule are reported, so a client-bound run is visible.
@@ -221,7 +221,7 @@ def failed(name: str, exc: BaseException) -> list[Figure]:
 
 
 async def measure(quick: bool) -> list[Figure]:
-    n = int(RATE * (2 if quick else 60))
+    n = int(RATE * (1 if quick else 60))
     try:
         bare = await bare_load(n)
     except at.StartError as exc:

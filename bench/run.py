@@ -41,6 +41,7 @@ RESULTS = BENCH_DIR / "results.json"
 SCENARIOS = (
     "ingest",
     "ack_latency",
+    "process_split",
     "decision_rate",
     "backlog",
     "classify",
