@@ -27,6 +27,7 @@ from remediator.escalate.plan import plan
 from remediator.ruleset.active import KEPT, ActiveRules
 from remediator.ruleset.load import load_rules
 from remediator.runtime.app import SERVICES
+from remediator.store.contract import AuditQuery
 from tests.support import waiting
 from tests.support.payloads import webhook_alert, webhook_payload
 from tests.support.postgres import PostgresServer
@@ -297,12 +298,16 @@ async def reloads_under_load(service: ServiceUnderTest, tmp_path: Path) -> None:
 
     async def reload_rounds() -> None:
         """Half a round after each burst: while the worker decides what the burst brought
-        (it waits for the acks to go quiet first)."""
+        (it waits for the acks to go quiet first). Each reload waits for a decision under
+        the set before it, so both sets decide however busy the machine is."""
         await asyncio.sleep(0.125)
+        active, seen = hash_of(tmp_path, SET_A), 0
         for round_ in range(ROUNDS):
             started = loop.time()
+            seen = await decided_under(service, active, seen)
             write_set(tmp_path / "rules", SET_B if round_ % 2 == 0 else SET_A)
             reloads.append(await post_reload(service))
+            active = reloads[-1][1].get("hash", "")
             await asyncio.sleep(max(0.0, 0.25 - (loop.time() - started)))
 
     await asyncio.gather(post_rounds(), reload_rounds())
@@ -327,6 +332,20 @@ async def reloads_under_load(service: ServiceUnderTest, tmp_path: Path) -> None:
     # Every one went through the claim transaction: claimed, or refused there by the limits.
     ended = [d["step"] for d in records if d["step"] in ("claimed", "refused")]
     assert len(ended) == ROUNDS * PER_ROUND * ALERTS_PER_WEBHOOK and "claimed" in ended
+
+
+async def decided_under(service: ServiceUnderTest, ruleset_hash: str, after_id: int) -> int:
+    """Until an alert is classified under ``ruleset_hash`` in a record after ``after_id``;
+    the last record id read."""
+    store = service.server.app[SERVICES].store
+    deadline = asyncio.get_running_loop().time() + 30
+    while asyncio.get_running_loop().time() < deadline:
+        records = await store.decisions(AuditQuery(after_id=after_id, limit=1000))
+        after_id = (records[-1].id or after_id) if records else after_id
+        if any(r.step == "classified" and r.ruleset_hash == ruleset_hash for r in records):
+            return after_id
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"no alert was classified under {ruleset_hash} within 30 s")
 
 
 async def all_decisions(service: ServiceUnderTest) -> list[dict[str, Any]]:
