@@ -11,6 +11,7 @@ names its unit, its default and why the default is what it is.
 from __future__ import annotations
 
 import difflib
+import re
 import socket
 from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
@@ -39,6 +40,7 @@ FALSE = ("0", "false", "no", "off")
 LogFormat = Literal["text", "json", "logfmt"]
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 DAY_S = 86_400.0
+S3_BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 MIB = 1024 * 1024
 
 
@@ -258,6 +260,48 @@ class Settings(BaseSettings):
     journal_retention_s: float = seconds(DAY_S, at_most=365 * DAY_S)
     """How long a processed payload stays in the journal, seconds, for forensics."""
 
+    s3_bucket: str = ""
+    """The bucket the archive goes to (the journal's bodies and every decision, see
+    ``audit/archive.py``). Empty (the default): nothing is archived, and the store keeps
+    what it keeps (``journal_retention_s``; decisions for ever)."""
+
+    s3_prefix: str = Field("remediator", max_length=256, pattern=r"^[^\x00-\x1f\x7f]*$")
+    """Where in the bucket: ``<prefix>/journal/…`` and ``<prefix>/decisions/…``. One per
+    remediator installation; empty writes at the bucket's root."""
+
+    s3_region: str = Field("", max_length=64, pattern=r"^[a-z0-9-]*$")
+    """The bucket's region; empty: the AWS chain's (``AWS_REGION``, the shared config)."""
+
+    s3_endpoint_url: str = Field("", max_length=2048, pattern=r"^(https?://[^\s?#]+)?$")
+    """An S3-compatible store (MinIO, Ceph), addressed path-style; empty: AWS's S3."""
+
+    s3_sse: Literal["", "AES256", "aws:kms"] = ""
+    """Server-side encryption asked for each object: AES256 (SSE-S3) or aws:kms (SSE-KMS);
+    empty: the bucket's default encryption."""
+
+    s3_kms_key_id: str = Field("", max_length=2048)
+    """The KMS key of ``s3_sse`` aws:kms; empty: the account's AWS-managed key."""
+
+    s3_retry_mode: Literal["standard", "adaptive", "legacy"] = "standard"
+    """botocore's retry mode for each call (its ``standard`` backs off with jitter)."""
+
+    s3_max_attempts: int = count(5, at_least=1, at_most=20)
+    """Tries of one call, botocore counting; past them the archive waits a round."""
+
+    archive_every_s: float = seconds(60.0, at_most=DAY_S)
+    """Seconds between archive rounds; each ships every row old enough."""
+
+    archive_settle_s: float = seconds(30.0, at_least=0.0, at_most=3_600.0)
+    """Rows younger than this (seconds) wait for the next round: on a shared PostgreSQL a
+    row can commit after one with a higher id, and the cursor must not pass it by."""
+
+    archive_batch_rows: int = count(5_000, at_least=1, at_most=1_000_000)
+    """Rows at most in one archive object (also at most 64 MiB of lines)."""
+
+    audit_retention_s: float = seconds(0.0, at_least=0.0, at_most=10 * 365 * DAY_S)
+    """With an archive: decisions older than this (seconds) are deleted from the store once
+    archived. 0 (the default): kept for ever."""
+
     stale_after_s: float = seconds(900.0, at_most=7 * DAY_S)
     """An alert that waited longer than this (seconds) before processing is not acted on."""
 
@@ -284,6 +328,16 @@ class Settings(BaseSettings):
             " or postgresql://user@host:port/database"
         )
 
+    @field_validator("s3_bucket")
+    @classmethod
+    def _s3_bucket(cls, bucket: str) -> str:
+        if bucket and not S3_BUCKET.fullmatch(bucket):
+            raise ValueError(
+                "is not an S3 bucket name: 3 to 63 lowercase letters, digits, dots and hyphens,"
+                " starting and ending with a letter or digit"
+            )
+        return bucket
+
     @field_validator("databases")
     @classmethod
     def _databases(cls, databases: Mapping[str, str]) -> Mapping[str, str]:
@@ -301,6 +355,11 @@ class Settings(BaseSettings):
             raise ValueError("--journal-spool needs a postgresql:// --state")
         if self.tls_cert is None and (self.tls_key or self.tls_client_ca) is not None:
             raise ValueError("--tls-key and --tls-client-ca need --tls-cert")
+        if self.s3_kms_key_id and self.s3_sse != "aws:kms":
+            raise ValueError("--s3-kms-key-id needs --s3-sse aws:kms")
+        if self.audit_retention_s and not self.s3_bucket:
+            raise ValueError("--audit-retention-seconds needs --s3-bucket: only archived"
+                             " decisions are deleted")  # fmt: skip
         return self
 
     def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Self:
@@ -346,6 +405,18 @@ VARIABLES: Mapping[str, str] = {
     "SHUTDOWN_GRACE_SECONDS": "shutdown_grace_s",
     "VALIDATION_WORKERS": "validation_workers",
     "MAX_BACKLOG_ALERTS": "max_backlog_alerts",
+    "S3_BUCKET": "s3_bucket",
+    "S3_PREFIX": "s3_prefix",
+    "S3_REGION": "s3_region",
+    "S3_ENDPOINT_URL": "s3_endpoint_url",
+    "S3_SSE": "s3_sse",
+    "S3_KMS_KEY_ID": "s3_kms_key_id",
+    "S3_RETRY_MODE": "s3_retry_mode",
+    "S3_MAX_ATTEMPTS": "s3_max_attempts",
+    "ARCHIVE_EVERY_SECONDS": "archive_every_s",
+    "ARCHIVE_SETTLE_SECONDS": "archive_settle_s",
+    "ARCHIVE_BATCH_ROWS": "archive_batch_rows",
+    "AUDIT_RETENTION_SECONDS": "audit_retention_s",
     "LOG_LEVEL": "log_level",
     "LOG_FORMAT": "log_format",
 }

@@ -115,6 +115,18 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
         "persistence": {"existingClaim": "ignored-with-postgresql"},
     },
     "existing-claim": {"persistence": {"existingClaim": "my-state"}},
+    "archive": {
+        "archive": {
+            "bucket": "team-archive",
+            "prefix": "prod/remediator",
+            "region": "eu-west-1",
+            "sse": "aws:kms",
+            "kmsKeyId": "alias/remediator",
+            "retentionSeconds": 2592000,
+        },
+        "networkPolicy": {"objectStore": [{"cidr": "10.9.0.0/16", "port": 9000}]},
+        "serviceAccount": {"annotations": {"eks.amazonaws.com/role-arn": "arn:aws:iam::1:role/r"}},
+    },
     "everything-off": {
         "networkPolicy": {"enabled": False},
         "serviceMonitor": {"enabled": False},
@@ -848,6 +860,24 @@ def test_the_network_policy_admits_alertmanager_prometheus_and_the_named_ack_ing
     assert not rendered["everything-off"].of_kind("ServiceMonitor")
 
 
+def test_the_archive_is_configured_through_the_environment_with_its_egress(
+    rendered: dict[str, Rendered],
+) -> None:
+    env = {e["name"]: e.get("value") for e in container(rendered["archive"])["env"]}
+    assert {k: v for k, v in env.items() if "S3" in k or "RETENTION" in k} == {
+        "REMEDIATOR_S3_BUCKET": "team-archive", "REMEDIATOR_S3_PREFIX": "prod/remediator",
+        "REMEDIATOR_S3_REGION": "eu-west-1", "REMEDIATOR_S3_SSE": "aws:kms",
+        "REMEDIATOR_S3_KMS_KEY_ID": "alias/remediator",
+        "REMEDIATOR_AUDIT_RETENTION_SECONDS": "2592000",
+    }  # fmt: skip
+    egress = rendered["archive"].one("NetworkPolicy")["spec"]["egress"]
+    assert {"to": [{"ipBlock": {"cidr": "10.9.0.0/16"}}],
+            "ports": [{"port": 9000, "protocol": "TCP"}]} in egress  # fmt: skip
+    default = rendered["default"]
+    assert not [e for e in container(default)["env"] if e["name"].startswith("REMEDIATOR_S3")]
+    assert "10.9.0.0/16" not in json.dumps(default.one("NetworkPolicy"))
+
+
 # -- values ------------------------------------------------------------------------------
 
 
@@ -861,6 +891,8 @@ def test_the_network_policy_admits_alertmanager_prometheus_and_the_named_ack_ing
         ({"databases": {"primary": {"dsn": "mysql://x"}}}, "databases"),
         ({"shutdownGraceSeconds": -1}, "shutdownGraceSeconds"),
         ({"image": {"digest": "latest"}}, "digest"),
+        ({"archive": {"bucket": "Not_A_Bucket"}}, "bucket"),
+        ({"archive": {"sse": "kms"}}, "sse"),
     ],
 )
 def test_the_values_schema_refuses_what_it_does_not_know(

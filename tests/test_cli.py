@@ -268,6 +268,21 @@ REFUSALS = {
                             "remediator: --journal-spool needs a postgresql:// --state"),
     "key-without-cert": (["serve", "--insecure-no-auth", "--tls-key", "k.pem"], {},
                          "remediator: --tls-key and --tls-client-ca need --tls-cert"),
+    "bad-bucket": (["serve", "--insecure-no-auth", "--s3-bucket", "My_Bucket"], {},
+                   "remediator: --s3-bucket 'My_Bucket' is not an S3 bucket name: 3 to 63"
+                   " lowercase letters, digits, dots and hyphens, starting and ending with a"
+                   " letter or digit"),
+    "bad-sse": (["serve", "--insecure-no-auth", "--s3-bucket", "b-1", "--s3-sse", "kms"], {},
+                "remediator: --s3-sse 'kms' is not one of '', 'AES256', 'aws:kms'"),
+    "kms-key-without-kms": (["serve", "--insecure-no-auth", "--s3-bucket", "b-1",
+                             "--s3-kms-key-id", "alias/k"], {},
+                            "remediator: --s3-kms-key-id needs --s3-sse aws:kms"),
+    "retention-without-archive": (["serve", "--insecure-no-auth"],
+                                  {"REMEDIATOR_AUDIT_RETENTION_SECONDS": "86400"},
+                                  "remediator: --audit-retention-seconds needs --s3-bucket: only"
+                                  " archived decisions are deleted"),
+    "attempts-zero": (["serve", "--insecure-no-auth", "--s3-max-attempts", "0"], {},
+                      "remediator: --s3-max-attempts '0' must be at least 1"),
     "rules-not-a-directory": (["check", "--rules", "README.md"], {},
                               "remediator: rules directory README.md is not a directory."),
 }  # fmt: skip

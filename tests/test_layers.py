@@ -20,7 +20,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "remediator"
 LINT_IMPORTS = Path(sys.executable).with_name("lint-imports")
-EDGE_ONLY = ("kubernetes_asyncio", "asyncpg", "aioboto3", "slack_sdk")
+EDGE_ONLY = ("kubernetes_asyncio", "asyncpg", "aioboto3", "botocore", "slack_sdk")
 CLIENT_API = frozenset(aiohttp.client.__all__) | frozenset(aiohttp.connector.__all__)
 CLIENT_MODULES = ("aiohttp.client", "aiohttp.connector")
 

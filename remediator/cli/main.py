@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from remediator import __version__
-from remediator.cli import check, explain, offline, options, replay, rule_tests, serve
+from remediator.cli import audit, check, explain, offline, options, replay, rule_tests, serve
 from remediator.core.errors import ConfigError, RuleFileError
 
 Run = Callable[[argparse.Namespace, Mapping[str, str]], int]
@@ -80,6 +80,11 @@ def _journal_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--since", metavar="TIME", help=since)
 
 
+def _audit_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("what", choices=["export"], help="export: as the S3 archive holds it")
+    parser.add_argument("--out", metavar="DIR", required=True, help="the directory to write")
+
+
 def _decisions_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--episode", type=int, help="only this episode's decisions")
     parser.add_argument("--fingerprint", help="only this alert's decisions")
@@ -120,6 +125,8 @@ def commands() -> tuple[Command, ...]:
                 (state,), _decisions_args),
         Command("journal", "export the journal's webhook bodies, the stream replay reads",
                 offline.journal, (state,), _journal_args),
+        Command("audit", "export the archive (journal bodies and decisions) to a directory",
+                audit.export, (state,), _audit_args),
         Command("test", "run rule unit tests: alerts at times, the decisions expected",
                 rule_tests.run_tests, (), _test_args),
         Command("replay", "replay recorded webhook bodies offline and summarise the decisions",

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from remediator.actions.registry import default_registry
 from remediator.audit.api import record_json
+from remediator.audit.archive import journal_row
 from remediator.cli import failures, options
 from remediator.config import Settings, from_sources
 from remediator.core.errors import ConfigError
@@ -27,7 +28,7 @@ from remediator.store import open_store
 from remediator.store.contract import AuditQuery
 
 
-def _settings(
+def state_settings(
     args: argparse.Namespace, environ: Mapping[str, str], fields: Collection[str]
 ) -> Settings:
     flags = options.given(args, (options.RULES, options.STATE))
@@ -38,7 +39,7 @@ def _settings(
 
 def rules_dir(args: argparse.Namespace, environ: Mapping[str, str]) -> Path:
     """The rules directory, from ``--rules`` or ``REMEDIATOR_RULES``, as ``serve`` reads it."""
-    return _settings(args, environ, {"rules_dir"}).rules_dir
+    return state_settings(args, environ, {"rules_dir"}).rules_dir
 
 
 def rules(args: argparse.Namespace, environ: Mapping[str, str]) -> RuleSet:
@@ -64,7 +65,7 @@ def rbac(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
 
 
 def decisions(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
-    settings = _settings(args, environ, {"state_url"})
+    settings = state_settings(args, environ, {"state_url"})
     with failures.at_start(settings):
         return asyncio.run(_decisions(settings, args))
 
@@ -98,7 +99,7 @@ def journal(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     """``journal export``: each entry received since ``--since``, one JSON line
     ``{"received_at": …, "body": …}`` (the body as it was received), oldest first."""
     since = _since(args.since)
-    settings = _settings(args, environ, {"state_url"})
+    settings = state_settings(args, environ, {"state_url"})
     with failures.at_start(settings):
         return asyncio.run(_export(settings, since))
 
@@ -123,10 +124,8 @@ async def _export(settings: Settings, since: datetime) -> int:
     try:
         after = 0
         while entries := await store.journal_since(since, after, EXPORT_BATCH):
-            for entry in entries:
-                at = json.dumps(entry.received_at.isoformat().replace("+00:00", "Z"))
-                body = entry.body.decode("utf-8")  # accepted bodies are UTF-8 JSON
-                sys.stdout.write(f'{{"received_at": {at}, "body": {body}}}\n')
+            for entry in entries:  # the archive's journal lines, one per entry
+                sys.stdout.write(journal_row(entry).line.decode("utf-8") + "\n")
             after = entries[-1].id
     finally:
         await store.close()

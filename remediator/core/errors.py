@@ -109,3 +109,13 @@ class SinkUnavailable(SinkError):
 
 class SinkRejected(SinkError):
     """The sink refused the request (a 4xx other than 429): sending it again cannot help."""
+
+
+class ObjectStoreError(RemediatorError):
+    """The object store (S3) did not take or give an object: unreachable, too slow, or it
+    refused (``code``: S3's error code, such as ``AccessDenied``; empty when it never
+    answered). What was to be written stays queued in the state store."""
+
+    def __init__(self, message: str, code: str = "") -> None:
+        super().__init__(message)
+        self.code = code

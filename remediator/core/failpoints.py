@@ -21,6 +21,7 @@ NAMES = (
     "after_intent",  # what the action will do is durable, nothing sent yet
     "after_action",  # the side effect happened, its outcome not recorded
     "after_outcome",  # the outcome is recorded
+    "after_archive_upload",  # an archive object and its manifest are up, the cursor not moved
 )
 
 _enabled = frozenset(filter(None, os.environ.get(ENV, "").split(",")))

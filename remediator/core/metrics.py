@@ -50,9 +50,11 @@ SHADOW_OUTCOMES = ("dry_run", "refused")
 #: The supervised background loops (``runtime/tasks.py``), as the app starts them.
 LOOPS = ("lease", "worker", "spool", "aftercare", "delivery")
 #: Loops a setting turns on (``--rules-watch-seconds``); their series exist at zero anyway.
-OPTIONAL_LOOPS = ("rules_watch",)
+OPTIONAL_LOOPS = ("rules_watch", "archive")
 #: What remediator retries until it answers (``core/outage.py``).
-DEPENDENCIES = ("state_store",)
+DEPENDENCIES = ("state_store", "object_store")
+#: What the archive ships (``audit/archive.py``).
+ARCHIVE_STREAMS = ("journal", "decisions")
 
 # ``*_created`` series double the scrape for no operational use.
 disable_created_metrics()  # type: ignore[no-untyped-call]
@@ -246,6 +248,33 @@ class Metrics:
             registry=registry,
         )
         _init(self.reloads, RELOAD_RESULTS)
+        self.archive_objects = Counter(
+            "archive_objects",
+            "Archive objects (a batch of rows with its manifest) written to the object store,"
+            " by stream (journal, decisions).",
+            ["stream"],
+            namespace=ns,
+            registry=registry,
+        )
+        _init(self.archive_objects, ARCHIVE_STREAMS)
+        self.archive_rows = Counter(
+            "archive_rows",
+            "Rows written to the archive, by stream.",
+            ["stream"],
+            namespace=ns,
+            registry=registry,
+        )
+        _init(self.archive_rows, ARCHIVE_STREAMS)
+        self.archive_caught_up_at = Gauge(
+            "archive_last_success_timestamp_seconds",
+            "When the archive of a stream last held every row old enough to ship (0: not yet"
+            " since the start); alert on its age.",
+            ["stream"],
+            namespace=ns,
+            registry=registry,
+        )
+        for stream in ARCHIVE_STREAMS:
+            self.archive_caught_up_at.labels(stream).set(0)
         self.claims_resumed = Counter(
             "claims_resumed",
             "Claims that had sent nothing, run after a restart or by the replica that took"

@@ -187,7 +187,10 @@ class JournalWorker:
         self._pruned_at = now
         horizon = self._clock.now() - timedelta(seconds=self._settings.journal_retention_s)
         try:
-            await self._store.journal_prune(horizon)
+            archived = None
+            if self._settings.s3_bucket:  # what the archive has not shipped stays
+                archived = (await self._store.archive_cursor("journal")).archived_to
+            await self._store.journal_prune(horizon, archived)
         except StoreUnavailable:
             pass  # the store tells the outage; pruning waits for the next time
         except Exception:  # pruning is housekeeping: it never stops deciding

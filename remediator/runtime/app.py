@@ -22,9 +22,11 @@ from remediator.act.runner import ActionRunner
 from remediator.actions.registry import default_registry
 from remediator.audit import api
 from remediator.audit.recorder import Recorder
+from remediator.audit.shipper import Shipper
 from remediator.clients.http import HttpClient
 from remediator.clients.k8s import KubeClient, KubeHandle
 from remediator.clients.postgres import DatabaseHandle
+from remediator.clients.s3 import ObjectStore, S3Settings
 from remediator.config import Settings
 from remediator.core.clock import Clock, SystemClock
 from remediator.core.errors import RequestRejected
@@ -280,6 +282,12 @@ def _lifecycle(clock: Clock) -> Callable[[web.Application], AsyncIterator[None]]
         )  # fmt: skip
         await app[RELOADER].bind(services.metrics, _applier(services, delivery))
         _register_loops(services, settings, lease, aftercare, delivery)
+        archive = contextlib.AsyncExitStack()
+        if settings.s3_bucket:
+            objects = await archive.enter_async_context(ObjectStore.open(s3_settings(settings)))
+            shipper = Shipper(store, objects, clock, services.metrics, settings)
+            services.loops.every("archive", shipper.round, settings.archive_every_s,
+                                 required=False)  # fmt: skip
         if settings.rules_watch_s > 0:
             services.loops.every("rules_watch", app[RELOADER].look, settings.rules_watch_s,
                                  wait_first=True, required=False)  # fmt: skip
@@ -297,6 +305,7 @@ def _lifecycle(clock: Clock) -> Callable[[web.Application], AsyncIterator[None]]
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(services.worker.idle.wait(), max(0.0, left_s))
             await services.loops.stop()
+            await archive.aclose()
             await services.webhook.validator.close()
             await services.journal.close()
             await store.close()
@@ -306,6 +315,15 @@ def _lifecycle(clock: Clock) -> Callable[[web.Application], AsyncIterator[None]]
             await app[DATABASES].close()
 
     return lifecycle
+
+
+def s3_settings(settings: Settings) -> S3Settings:
+    return S3Settings(
+        bucket=settings.s3_bucket, region=settings.s3_region,
+        endpoint_url=settings.s3_endpoint_url, encryption=settings.s3_sse,
+        kms_key_id=settings.s3_kms_key_id, retry_mode=settings.s3_retry_mode,
+        max_attempts=settings.s3_max_attempts,
+    )  # fmt: skip
 
 
 def _applier(services: Services, delivery: Delivery) -> reload.Apply:

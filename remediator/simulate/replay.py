@@ -19,6 +19,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from remediator.audit import archive
 from remediator.core.errors import ConfigError
 from remediator.ruleset.rules import RuleSet
 from remediator.simulate import bodies
@@ -63,14 +64,31 @@ def _entry(path: Path, number: int, line: str) -> Entry:
 
 
 def read(path: Path) -> list[Entry]:
-    """The stream's entries, in file order; ``ConfigError`` naming the line that is wrong."""
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: cannot be read ({exc}).") from None
-    entries = [_entry(path, n, line) for n, line in enumerate(lines, 1) if line.strip()]
+    """The stream's entries, in file order (an archive directory: its journal, in row
+    order); ``ConfigError`` naming the line that is wrong."""
+    if path.is_dir():
+        entries = _archived(path)
+    else:
+        try:
+            lines = path.read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{path}: cannot be read ({exc}).") from None
+        entries = [_entry(path, n, line) for n, line in enumerate(lines, 1) if line.strip()]
     if not entries:
         raise ConfigError(f"{path}: holds no entries.")
+    return entries
+
+
+def _archived(directory: Path) -> list[Entry]:
+    """The journal of an archive (``remediator audit export``, or a copy of the bucket's
+    prefix): each object checked against its manifest."""
+    entries = []
+    for n, (path, line) in enumerate(archive.lines(directory, "journal"), 1):
+        try:
+            text = line.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"{path}: line {n} is not UTF-8 ({exc}).") from None
+        entries.append(_entry(path, n, text))
     return entries
 
 

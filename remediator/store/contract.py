@@ -242,8 +242,9 @@ class JournalStore(Protocol):
 
     async def journal_done(self, journal_id: int, now: datetime) -> None: ...
 
-    async def journal_prune(self, done_before: datetime) -> int:
-        """Forget processed payloads finished before ``done_before``; how many went."""
+    async def journal_prune(self, done_before: datetime, up_to_id: int | None = None) -> int:
+        """Forget processed payloads finished before ``done_before`` (and, when given, with
+        ids up to ``up_to_id``: those archived); how many went."""
         ...
 
 
@@ -457,6 +458,37 @@ class OutboxStore(Protocol):
         ...
 
 
+@dataclass(frozen=True, slots=True)
+class ArchiveCursor:
+    """Where the archive of one stream stands: every row up to ``archived_to`` is in the
+    object store; ``pending`` is the batch begun and not yet known to have arrived."""
+
+    archived_to: int
+    pending: tuple[int, int] | None = None
+
+
+class ArchiveStore(Protocol):
+    """The archive's cursors: a batch is begun (its rows fixed) before its upload and done
+    after it, so a crash between the two retries the same batch, never a new one."""
+
+    async def archive_cursor(self, stream: str) -> ArchiveCursor: ...
+
+    async def archive_begin(self, stream: str, first_id: int, last_id: int) -> ArchiveCursor:
+        """Fix the next batch of ``stream`` as rows ``first_id``..``last_id``, unless a
+        batch is pending already (begun by another replica, or before a crash); the
+        cursor after it, whose ``pending`` batch is the one to upload."""
+        ...
+
+    async def archive_done(self, stream: str, last_id: int) -> None:
+        """The batch up to ``last_id`` arrived: the cursor moves past it."""
+        ...
+
+    async def audit_prune(self, before: datetime, up_to_id: int, limit: int) -> int:
+        """Delete up to ``limit`` of the decisions recorded before ``before`` with ids up to
+        ``up_to_id`` (archived ones), oldest first; how many went."""
+        ...
+
+
 class Store(
     StoreLifecycle,
     JournalStore,
@@ -466,6 +498,7 @@ class Store(
     AftercareStore,
     AuditStore,
     OutboxStore,
+    ArchiveStore,
     Protocol,
 ):
     """Every concern at once: what a backend implements and the service is given."""

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-VERSION = 4
+VERSION = 5
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,6 +166,12 @@ CREATE INDEX audit_by_fingerprint ON audit (fingerprint);
 CREATE INDEX audit_by_at ON audit (at);
 CREATE TABLE storm_targets (target TEXT PRIMARY KEY, seen_at {real} NOT NULL);
 CREATE TABLE instances (id TEXT PRIMARY KEY, heartbeat_at {real} NOT NULL);
+CREATE TABLE archive_cursors (
+    stream TEXT PRIMARY KEY,
+    archived_to {ref} NOT NULL,
+    pending_from {ref},
+    pending_to {ref}
+);
 """
 
 

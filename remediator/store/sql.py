@@ -66,7 +66,9 @@ JOURNAL_SINCE = Statement(
     " ORDER BY id LIMIT :limit"
 )
 JOURNAL_DONE = Statement("UPDATE journal SET done_at = :now WHERE id = :id")
-JOURNAL_PRUNE = Statement("DELETE FROM journal WHERE done_at IS NOT NULL AND done_at < :before")
+JOURNAL_PRUNE = Statement(
+    "DELETE FROM journal WHERE done_at IS NOT NULL AND done_at < :before AND id <= :up_to"
+)
 
 # ----- episodes
 
@@ -380,3 +382,28 @@ def decisions(conditions: Sequence[str]) -> Statement:
     where = " AND ".join(["id > :after_id", *conditions])
     columns = ", ".join(AUDIT_COLUMNS)
     return Statement(f"SELECT id, {columns} FROM audit WHERE {where} ORDER BY id LIMIT :limit")
+
+
+# ----- the archive's cursors
+
+ARCHIVE_CURSOR = Statement(
+    "SELECT archived_to, pending_from, pending_to FROM archive_cursors WHERE stream = :stream"
+)
+ARCHIVE_CURSOR_ADD = Statement(
+    "INSERT INTO archive_cursors (stream, archived_to) VALUES (:stream, 0) ON CONFLICT DO NOTHING"
+)
+#: A batch is begun only where none is pending: a second replica uploads the one pending.
+ARCHIVE_BEGIN = Statement(
+    "UPDATE archive_cursors SET pending_from = :first, pending_to = :last"
+    " WHERE stream = :stream AND pending_from IS NULL AND archived_to < :first"
+)
+ARCHIVE_DONE = Statement(
+    "UPDATE archive_cursors SET archived_to = :last, pending_from = NULL, pending_to = NULL"
+    " WHERE stream = :stream AND pending_to = :last"
+)
+#: Decisions archived (ids up to ``:up_to``) and older than ``:before``, ``:limit`` at a time
+#: (one SQLite file has one writer: a long delete would hold the acks' journal writes).
+AUDIT_PRUNE = Statement(
+    "DELETE FROM audit WHERE id IN (SELECT id FROM audit WHERE id <= :up_to AND at < :before"
+    " ORDER BY id LIMIT :limit)"
+)

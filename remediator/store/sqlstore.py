@@ -26,6 +26,7 @@ from remediator.guards.claim import ClaimFacts, ClaimRequest
 from remediator.store import sql
 from remediator.store.contract import (
     ACKNOWLEDGED_TOPIC,
+    ArchiveCursor,
     AuditQuery,
     ClaimedDecision,
     ClaimResult,
@@ -69,6 +70,8 @@ T = TypeVar("T")
 #: How stale an open episode's ``last_seen_at`` may get: a resend within this writes nothing
 #: (a storm's resends would otherwise cost a row write each, read by no decision).
 SEEN_EVERY_S = 60.0
+#: Above any row id: ``journal_prune`` without an archive to wait for.
+MAX_ROW_ID = 2**63 - 1
 #: Which connection a program wants: SQLite gives the ack path's journal writes their own.
 Lane = Literal["journal", "work"]
 
@@ -101,6 +104,21 @@ def _observe(
         observed.append(Observation(episode, event))
     yield from many(sql.EPISODE_SEEN, joined)
     return observed
+
+
+def _archive_cursor(stream: str) -> Program[ArchiveCursor]:
+    found = yield from row(sql.ARCHIVE_CURSOR, {"stream": stream})
+    if found is None:
+        return ArchiveCursor(0)
+    archived_to, first, last = found
+    pending = None if first is None else (int(first), int(last))
+    return ArchiveCursor(int(archived_to), pending)
+
+
+def _archive_begin(params: Mapping[str, Any]) -> Program[ArchiveCursor]:
+    yield from count(sql.ARCHIVE_CURSOR_ADD, {"stream": params["stream"]})
+    yield from count(sql.ARCHIVE_BEGIN, params)
+    return (yield from _archive_cursor(params["stream"]))
 
 
 def _episode_moves(
@@ -372,8 +390,25 @@ class SqlStore:
     async def journal_done(self, journal_id: int, now: datetime) -> None:
         await self.run(count(sql.JOURNAL_DONE, {"now": ts(now), "id": journal_id}))
 
-    async def journal_prune(self, done_before: datetime) -> int:
-        return await self.run(count(sql.JOURNAL_PRUNE, {"before": ts(done_before)}))
+    async def journal_prune(self, done_before: datetime, up_to_id: int | None = None) -> int:
+        up_to = MAX_ROW_ID if up_to_id is None else up_to_id
+        return await self.run(count(sql.JOURNAL_PRUNE, {"before": ts(done_before), "up_to": up_to}))
+
+    # ----- the archive's cursors
+
+    async def archive_cursor(self, stream: str) -> ArchiveCursor:
+        return await self.run(_archive_cursor(stream))
+
+    async def archive_begin(self, stream: str, first_id: int, last_id: int) -> ArchiveCursor:
+        params = {"stream": stream, "first": first_id, "last": last_id}
+        return await self.run(_archive_begin(params), atomic=True)
+
+    async def archive_done(self, stream: str, last_id: int) -> None:
+        await self.run(count(sql.ARCHIVE_DONE, {"stream": stream, "last": last_id}))
+
+    async def audit_prune(self, before: datetime, up_to_id: int, limit: int) -> int:
+        params = {"before": ts(before), "up_to": up_to_id, "limit": limit}
+        return await self.run(count(sql.AUDIT_PRUNE, params))
 
     # ----- episodes
 

@@ -7,9 +7,11 @@ Used where the test needs what only a process has: a port Alertmanager posts to,
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import signal
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -109,34 +111,43 @@ async def start_remediator(
     failpoints: str = "",
     extra_args: tuple[str, ...] = (),
     wait_ready: bool = True,
+    env: Mapping[str, str] | None = None,
 ) -> RemediatorProcess:
     """``remediator serve`` in ``workdir``, ready unless ``wait_ready`` is false; on a port
-    of its own unless ``port`` names one (then a taken port is the caller's failure)."""
+    of its own unless ``port`` names one (then a taken port is the caller's failure);
+    ``env`` adds to (or overrides) the test's environment."""
+    start = functools.partial(
+        _start, workdir, rules=rules, failpoints=failpoints, extra_args=extra_args,
+        wait_ready=wait_ready, env=env or {},
+    )  # fmt: skip
     log_path = workdir / "remediator.log"
     for _ in range(BIND_ATTEMPTS - 1 if port is None else 0):
         logged = log_path.stat().st_size if log_path.exists() else 0
         try:
-            return await _start(workdir, free_port(), rules, failpoints, extra_args, wait_ready)
+            return await start(free_port())
         except RuntimeError:
             if ADDRESS_IN_USE not in log_path.read_bytes()[logged:].decode(errors="replace"):
                 raise
-    return await _start(workdir, port or free_port(), rules, failpoints, extra_args, wait_ready)
+    return await start(port or free_port())
 
 
 async def _start(
     workdir: Path,
     port: int,
+    *,
     rules: Path,
     failpoints: str,
     extra_args: tuple[str, ...],
     wait_ready: bool,
+    env: Mapping[str, str],
 ) -> RemediatorProcess:
     workdir.mkdir(parents=True, exist_ok=True)
     token_file = workdir / "token"
     token_file.write_text(TOKEN + "\n")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("REMEDIATOR_")}
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("REMEDIATOR_")}
+    environ.update(env)
     if failpoints:
-        env["REMEDIATOR_FAILPOINTS"] = failpoints
+        environ["REMEDIATOR_FAILPOINTS"] = failpoints
     log_path = workdir / "remediator.log"
     with log_path.open("ab") as log:
         proc = await asyncio.create_subprocess_exec(
@@ -146,7 +157,7 @@ async def _start(
             "--state", f"sqlite:///{workdir / 'state.db'}",
             "--token-file", str(token_file),
             *extra_args,
-            cwd=REPO, env=env, stdout=log, stderr=log,
+            cwd=REPO, env=environ, stdout=log, stderr=log,
         )  # fmt: skip
     service = RemediatorProcess(proc, f"http://127.0.0.1:{port}", log_path)
     if wait_ready:
