@@ -120,3 +120,11 @@ def test_the_client_edges_are_where_the_clients_are_used() -> None:
     assert aiohttp_client_uses(PACKAGE / "clients" / "http.py")
     source = (PACKAGE / "clients" / "k8s.py").read_text()
     assert "from kubernetes_asyncio import" in source
+
+
+def test_the_command_imports_no_aws_client_until_an_object_store_is_opened() -> None:
+    """botocore takes some 0.4 s to import: every ``remediator`` command and every test's
+    child process would pay it without an archive."""
+    probe = "import sys, remediator.cli.main; print(sorted(m for m in sys.modules if 'boto' in m))"
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    assert (result.returncode, result.stdout) == (0, "[]\n"), result.stderr
