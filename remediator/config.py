@@ -302,6 +302,27 @@ class Settings(BaseSettings):
     """With an archive: decisions older than this (seconds) are deleted from the store once
     archived. 0 (the default): kept for ever."""
 
+    evidence_every_s: float = seconds(5.0, at_most=3_600.0)
+    """With a bucket: seconds between looks at the evidence queue (``evidence``)."""
+
+    evidence_timeout_s: float = seconds(3.0, at_least=0.1, at_most=60.0)
+    """Seconds one capture may take before what it has is kept: the action waits at most
+    this long for its evidence before it acts."""
+
+    evidence_max_bytes: int = count(1_048_576, at_least=16_384, at_most=64 * 1024 * 1024)
+    """Bytes at most of one evidence bundle: past it the longest parts are cut, and say so."""
+
+    evidence_log_lines: int = count(200, at_least=0, at_most=10_000)
+    """Lines of each container's log kept in a recycle's bundle (0: no logs are read)."""
+
+    evidence_redact_file: Path | None = None
+    """Extra RE2 patterns, one per line (``#`` comments), whose matches are redacted from
+    every bundle besides the built-in table."""
+
+    evidence_presign_s: int = count(0, at_least=0, at_most=604_800)
+    """With a value: notifications and the decisions API carry links to each bundle, signed
+    for this many seconds (S3 allows a week at most). 0: the keys only."""
+
     stale_after_s: float = seconds(900.0, at_most=7 * DAY_S)
     """An alert that waited longer than this (seconds) before processing is not acted on."""
 
@@ -357,6 +378,8 @@ class Settings(BaseSettings):
             raise ValueError("--tls-key and --tls-client-ca need --tls-cert")
         if self.s3_kms_key_id and self.s3_sse != "aws:kms":
             raise ValueError("--s3-kms-key-id needs --s3-sse aws:kms")
+        if self.evidence_presign_s and not self.s3_bucket:
+            raise ValueError("--evidence-presign-seconds needs --s3-bucket")
         if self.audit_retention_s and not self.s3_bucket:
             raise ValueError("--audit-retention-seconds needs --s3-bucket: only archived"
                              " decisions are deleted")  # fmt: skip
@@ -417,6 +440,12 @@ VARIABLES: Mapping[str, str] = {
     "ARCHIVE_SETTLE_SECONDS": "archive_settle_s",
     "ARCHIVE_BATCH_ROWS": "archive_batch_rows",
     "AUDIT_RETENTION_SECONDS": "audit_retention_s",
+    "EVIDENCE_EVERY_SECONDS": "evidence_every_s",
+    "EVIDENCE_TIMEOUT_SECONDS": "evidence_timeout_s",
+    "EVIDENCE_MAX_BYTES": "evidence_max_bytes",
+    "EVIDENCE_LOG_LINES": "evidence_log_lines",
+    "EVIDENCE_REDACT_FILE": "evidence_redact_file",
+    "EVIDENCE_PRESIGN_SECONDS": "evidence_presign_s",
     "LOG_LEVEL": "log_level",
     "LOG_FORMAT": "log_format",
 }

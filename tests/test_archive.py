@@ -23,7 +23,7 @@ from remediator.clients.s3 import ObjectStore
 from remediator.config import Settings
 from remediator.core.metrics import Metrics
 from remediator.core.model import AuditRecord, Outcome, Step
-from remediator.runtime.app import s3_settings
+from remediator.runtime.objects import s3_settings
 from remediator.store.contract import ArchiveCursor, AuditQuery
 from remediator.store.sqlite import SqliteStore
 from tests.support import s3

@@ -123,6 +123,7 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
             "sse": "aws:kms",
             "kmsKeyId": "alias/remediator",
             "retentionSeconds": 2592000,
+            "evidence": {"presignSeconds": 3600, "logLines": 50},
         },
         "networkPolicy": {"objectStore": [{"cidr": "10.9.0.0/16", "port": 9000}]},
         "serviceAccount": {"annotations": {"eks.amazonaws.com/role-arn": "arn:aws:iam::1:role/r"}},
@@ -424,9 +425,16 @@ EXAMPLE_GRANTS = {
     ("", "events", "create"), ("", "pods/eviction", "create"), ("", "pods", "get"),
     ("", "pods", "list"), ("apps", "deployments", "get"), ("apps", "replicasets", "get"),
     ("apps", "deployments/scale", "get"), ("apps", "deployments/scale", "patch"),
-    ("autoscaling", "horizontalpodautoscalers", "list"),
+    ("autoscaling", "horizontalpodautoscalers", "list"), ("", "events", "list"),
+    ("apps", "replicasets", "list"), ("", "pods/log", "get"),
 }  # fmt: skip
-SCALE_OUT_GRANTS = {
+# What the evidence bundles read besides the actions' own calls (rbac.EVIDENCE_READS).
+DEPLOYMENT_EVIDENCE = {
+    ("apps", "deployments", "get"), ("apps", "replicasets", "list"),
+    ("autoscaling", "horizontalpodautoscalers", "list"), ("", "events", "list"),
+}  # fmt: skip
+POD_EVIDENCE = {("", "pods", "get"), ("", "pods/log", "get"), ("", "events", "list")}
+SCALE_OUT_GRANTS = DEPLOYMENT_EVIDENCE | {
     ("apps", "deployments", "get"), ("apps", "deployments/scale", "get"),
     ("apps", "deployments/scale", "patch"), ("autoscaling", "horizontalpodautoscalers", "list"),
     ("", "events", "create"),
@@ -434,7 +442,7 @@ SCALE_OUT_GRANTS = {
 RECYCLE_GRANTS = {
     ("", "pods", "get"), ("", "pods", "list"), ("", "pods/eviction", "create"),
     ("apps", "replicasets", "get"), ("apps", "deployments", "get"), ("", "events", "create"),
-}  # fmt: skip
+} | DEPLOYMENT_EVIDENCE | POD_EVIDENCE  # fmt: skip
 HPA_PATCH = {("autoscaling", "horizontalpodautoscalers", "patch")}
 POD_DELETE = {("", "pods", "delete")}
 
@@ -864,11 +872,14 @@ def test_the_archive_is_configured_through_the_environment_with_its_egress(
     rendered: dict[str, Rendered],
 ) -> None:
     env = {e["name"]: e.get("value") for e in container(rendered["archive"])["env"]}
-    assert {k: v for k, v in env.items() if "S3" in k or "RETENTION" in k} == {
+    archive = ("S3", "RETENTION", "EVIDENCE")
+    assert {k: v for k, v in env.items() if any(word in k for word in archive)} == {
         "REMEDIATOR_S3_BUCKET": "team-archive", "REMEDIATOR_S3_PREFIX": "prod/remediator",
         "REMEDIATOR_S3_REGION": "eu-west-1", "REMEDIATOR_S3_SSE": "aws:kms",
         "REMEDIATOR_S3_KMS_KEY_ID": "alias/remediator",
         "REMEDIATOR_AUDIT_RETENTION_SECONDS": "2592000",
+        "REMEDIATOR_EVIDENCE_PRESIGN_SECONDS": "3600", "REMEDIATOR_EVIDENCE_LOG_LINES": "50",
+        "REMEDIATOR_EVIDENCE_MAX_BYTES": "1048576", "REMEDIATOR_EVIDENCE_TIMEOUT_SECONDS": "3",
     }  # fmt: skip
     egress = rendered["archive"].one("NetworkPolicy")["spec"]["egress"]
     assert {"to": [{"ipBlock": {"cidr": "10.9.0.0/16"}}],
@@ -893,6 +904,8 @@ def test_the_archive_is_configured_through_the_environment_with_its_egress(
         ({"image": {"digest": "latest"}}, "digest"),
         ({"archive": {"bucket": "Not_A_Bucket"}}, "bucket"),
         ({"archive": {"sse": "kms"}}, "sse"),
+        ({"archive": {"evidence": {"presignSeconds": 604801}}}, "presignSeconds"),
+        ({"archive": {"evidence": {"logLines": "all"}}}, "logLines"),
     ],
 )
 def test_the_values_schema_refuses_what_it_does_not_know(

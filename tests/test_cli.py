@@ -202,6 +202,30 @@ def test_a_command_that_reads_only_rules_ignores_serves_settings(command: list[s
     assert (result.returncode, result.stderr) == (0, "")
 
 
+@pytest.mark.parametrize(
+    ("patterns", "complaint"),
+    [
+        (None, "[Errno 2] No such file or directory"),
+        ("# card numbers\n\\b\\d{16}\\b\n(unclosed\n",
+         'redaction pattern 2 "(unclosed" is not usable'),
+        (b"\xff\xfe", "codec can't decode"),
+    ],
+)  # fmt: skip
+def test_an_evidence_redact_file_that_is_missing_or_does_not_compile_is_one_sentence(
+    tmp_path: Path, patterns: str | bytes | None, complaint: str
+) -> None:
+    path = tmp_path / "redact.txt"
+    if isinstance(patterns, str):
+        path.write_text(patterns)
+    elif isinstance(patterns, bytes):
+        path.write_bytes(patterns)
+    result = remediator("serve", "--insecure-no-auth", "--state", state(tmp_path),
+                        "--evidence-redact-file", str(path))  # fmt: skip
+    line = refused(result)
+    assert line.startswith(f"remediator: --evidence-redact-file {path}: "), line
+    assert complaint in line
+
+
 def test_a_missing_token_file_is_one_sentence(tmp_path: Path) -> None:
     missing = tmp_path / "no-such-token"
     result = remediator("serve", "--state", state(tmp_path), "--token-file", str(missing))

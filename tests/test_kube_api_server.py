@@ -8,6 +8,7 @@ state the simulated controllers leave behind.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
@@ -1295,3 +1296,470 @@ async def test_a_never_scheduled_pod_is_gone_at_once_after_its_eviction(
     with pytest.raises(ApiException) as caught:
         await client.CoreV1Api(api).read_namespaced_pod(victim, NS)
     assert caught.value.status == 404
+
+
+# ---- pod logs -------------------------------------------------------------------------------
+
+
+async def read_log(api: ApiClient, name: str, **options: Any) -> str:
+    text: str = await client.CoreV1Api(api).read_namespaced_pod_log(name, NS, **options)
+    return text
+
+
+async def log_refused(api: ApiClient, name: str, **options: Any) -> tuple[int, dict[str, Any]]:
+    """Read a log that must be refused; return the status and the ``kind: Status`` body."""
+    with pytest.raises(ApiException) as caught:
+        await read_log(api, name, **options)
+    body = status_body(caught.value)
+    assert (body["kind"], body["status"], body["code"]) == (
+        "Status",
+        "Failure",
+        caught.value.status,
+    )
+    return int(caught.value.status), body
+
+
+async def raw_log(api: ApiClient, name: str, **options: Any) -> tuple[int, bytes]:
+    """The status and the undecoded body (``_preload_content=False``)."""
+    read: Any = client.CoreV1Api(api).read_namespaced_pod_log  # the stubs say it returns str
+    response = await read(name, NS, _preload_content=False, **options)
+    try:
+        return int(response.status), bytes(await response.read())
+    finally:
+        response.release()
+
+
+def go_time(moment: dt.datetime, fraction: str = "") -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%S") + fraction + "Z"
+
+
+async def test_a_pod_log_is_plain_text_and_tail_lines_since_seconds_and_timestamps_select_lines(
+    kube: KubeApiServer, api: ApiClient
+) -> None:
+    now = dt.datetime.now(dt.UTC).replace(microsecond=120000)
+    old = now.replace(microsecond=0) - dt.timedelta(minutes=5)
+    kube.add_standalone_pod(NS, "worker", {"app": "worker"})
+    kube.write_log(NS, "worker", ["booting", "listening on :8080"], at=old)
+    kube.write_log(NS, "worker", ["request 1", "request 2"], at=now)
+    core = client.CoreV1Api(api)
+
+    text, status, headers = await core.read_namespaced_pod_log_with_http_info("worker", NS)
+
+    assert (status, headers["Content-Type"]) == (200, "text/plain")
+    assert text == "booting\nlistening on :8080\nrequest 1\nrequest 2\n"
+    assert await read_log(api, "worker", tail_lines=1) == "request 2\n"
+    assert await read_log(api, "worker", tail_lines=0) == ""
+    assert await read_log(api, "worker", tail_lines=2**63 - 1) == text
+    assert await read_log(api, "worker", since_seconds=60) == "request 1\nrequest 2\n"
+    # tailLines takes the last lines of the file first; sinceSeconds then drops older ones.
+    assert await read_log(api, "worker", tail_lines=3, since_seconds=60) == "request 1\nrequest 2\n"
+    assert await read_log(api, "worker", timestamps=True, tail_lines=3) == (
+        f"{go_time(old)} listening on :8080\n"
+        f"{go_time(now, '.12')} request 1\n{go_time(now, '.12')} request 2\n"
+    )
+    assert await read_log(api, "worker", follow=True, tail_lines=1) == "request 2\n"
+    assert await read_log(api, "worker", container="app", limit_bytes=2**63 - 1) == text
+
+
+async def test_a_huge_since_seconds_wraps_around_as_the_kubelets_int64_arithmetic_does(
+    kube: KubeApiServer, api: ApiClient
+) -> None:
+    kube.add_standalone_pod(NS, "worker", {"app": "worker"})
+    kube.write_log(NS, "worker", ["from 1970"], at=dt.datetime(1970, 1, 1, tzinfo=dt.UTC))
+
+    assert await read_log(api, "worker", since_seconds=9_223_372_036) == "from 1970\n"  # 292 y
+    # One more second overflows time.Duration: "since" lands 292 years ahead.
+    assert await read_log(api, "worker", since_seconds=9_223_372_037) == ""
+    # (2**63 - 1) s is -1 s once wrapped: since is a second from now, after every line.
+    assert await read_log(api, "worker", since_seconds=2**63 - 1) == ""
+
+
+async def test_a_log_with_nothing_written_is_200_with_an_empty_body(
+    kube: KubeApiServer, api: ApiClient
+) -> None:
+    kube.add_standalone_pod(NS, "quiet", {"app": "quiet"})
+
+    text, status, _ = await client.CoreV1Api(api).read_namespaced_pod_log_with_http_info(
+        "quiet", NS
+    )
+
+    assert (text, status) == ("", 200)
+
+
+async def test_unicode_lines_come_back_as_written(kube: KubeApiServer, api: ApiClient) -> None:
+    lines = [
+        "héllo wörld",
+        "日本語のログ",
+        "rocket 🚀 family 👨\u200d👩\u200d👧",
+        "combining e\u0301 and zero\u200bwidth",
+        "bidi \u202eevil\u202c",
+        "nul \x00 and bell \x07",
+        "tab\tand carriage return\r",
+        "",
+    ]
+    kube.add_standalone_pod(NS, "intl", {"app": "intl"})
+    kube.write_log(NS, "intl", lines)
+
+    assert await read_log(api, "intl") == "".join(f"{line}\n" for line in lines)
+    assert await read_log(api, "intl", tail_lines=2) == "tab\tand carriage return\r\n\n"
+
+
+async def test_write_log_splits_embedded_newlines_and_drops_one_trailing_newline(
+    kube: KubeApiServer, api: ApiClient
+) -> None:
+    kube.add_standalone_pod(NS, "worker", {"app": "worker"})
+
+    kube.write_log(NS, "worker", ["a\nb", "c\n", "d\n\n"])
+
+    assert await read_log(api, "worker") == "a\nb\nc\nd\n\n"
+    assert await read_log(api, "worker", tail_lines=2) == "d\n\n"
+
+
+async def test_limit_bytes_cuts_the_bytes_mid_line_and_counts_the_timestamps(
+    kube: KubeApiServer, api: ApiClient
+) -> None:
+    at = dt.datetime(2026, 3, 4, 5, 6, 7, 890, tzinfo=dt.UTC)
+    kube.add_standalone_pod(NS, "worker", {"app": "worker"})
+    kube.write_log(NS, "worker", ["first line", "second line"], at=at)
+
+    assert await read_log(api, "worker", limit_bytes=7) == "first l"
+    assert await read_log(api, "worker", limit_bytes=11) == "first line\n"
+    stamp = "2026-03-04T05:06:07.00089Z"
+    assert await read_log(api, "worker", timestamps=True, limit_bytes=len(stamp) + 3) == (
+        f"{stamp} fi"
+    )
+    assert await read_log(api, "worker", tail_lines=1, limit_bytes=3) == "sec"
+
+
+async def test_a_limit_bytes_cut_inside_a_character_makes_kubernetes_asyncio_raise(
+    kube: KubeApiServer, api: ApiClient
+) -> None:
+    kube.add_standalone_pod(NS, "intl", {"app": "intl"})
+    kube.write_log(NS, "intl", ["€uro", "🚀"])
+
+    # The server sends the bytes it was asked for; the generated client decodes the body
+    # as strict UTF-8, so a cut character is an exception, not a replacement character.
+    with pytest.raises(UnicodeDecodeError):
+        await read_log(api, "intl", limit_bytes=2)
+    assert await raw_log(api, "intl", limit_bytes=2) == (200, b"\xe2\x82")
+    assert await raw_log(api, "intl", tail_lines=1, limit_bytes=3) == (200, "🚀".encode()[:3])
+    assert await read_log(api, "intl", limit_bytes=3) == "€"
+
+
+async def test_kubernetes_asyncio_reads_a_log_that_is_one_json_document_as_json(
+    kube: KubeApiServer, api: ApiClient
+) -> None:
+    kube.add_standalone_pod(NS, "worker", {"app": "worker"})
+    kube.write_log(NS, "worker", ['{"level": "info"}', "42"])
+
+    # The generated client tries json.loads on any "str" answer and returns str() of the
+    # result: a body that is one JSON document comes back as a Python repr, newline lost.
+    assert await read_log(api, "worker", tail_lines=1) == "42"
+    assert await read_log(api, "worker", tail_lines=2) == '{"level": "info"}\n42\n'
+    kube.write_log(NS, "worker", ['{"level": "warn"}'])
+    assert await read_log(api, "worker", tail_lines=1) == "{'level': 'warn'}"
+    assert await raw_log(api, "worker", tail_lines=1) == (200, b'{"level": "warn"}\n')
+
+
+async def test_the_log_of_a_missing_pod_is_not_found(kube: KubeApiServer, api: ApiClient) -> None:
+    status, body = await log_refused(api, "ghost")
+
+    assert status == 404
+    assert (body["reason"], body["message"]) == ("NotFound", 'pods "ghost" not found')
+    assert body["details"] == {"name": "ghost", "kind": "pods"}
+
+
+@pytest.mark.parametrize(
+    ("options", "message", "causes"),
+    [
+        (
+            {"tail_lines": -1},
+            'PodLogOptions "ghost" is invalid: tailLines: Invalid value: -1: '
+            "must be greater than or equal to 0",
+            [("tailLines", "Invalid value: -1: must be greater than or equal to 0")],
+        ),
+        (
+            {"limit_bytes": 0},
+            'PodLogOptions "ghost" is invalid: limitBytes: Invalid value: 0: '
+            "must be greater than 0",
+            [("limitBytes", "Invalid value: 0: must be greater than 0")],
+        ),
+        (
+            {"since_seconds": -(2**63)},
+            f'PodLogOptions "ghost" is invalid: sinceSeconds: Invalid value: {-(2**63)}: '
+            "must be greater than 0",
+            [("sinceSeconds", f"Invalid value: {-(2**63)}: must be greater than 0")],
+        ),
+        (
+            {"tail_lines": -5, "limit_bytes": -1, "since_seconds": 0},
+            'PodLogOptions "ghost" is invalid: [tailLines: Invalid value: -5: must be greater '
+            "than or equal to 0, limitBytes: Invalid value: -1: must be greater than 0, "
+            "sinceSeconds: Invalid value: 0: must be greater than 0]",
+            [
+                ("tailLines", "Invalid value: -5: must be greater than or equal to 0"),
+                ("limitBytes", "Invalid value: -1: must be greater than 0"),
+                ("sinceSeconds", "Invalid value: 0: must be greater than 0"),
+            ],
+        ),
+    ],
+)
+async def test_out_of_range_log_options_are_invalid_before_the_pod_is_looked_up(
+    kube: KubeApiServer,
+    api: ApiClient,
+    options: dict[str, int],
+    message: str,
+    causes: list[tuple[str, str]],
+) -> None:
+    status, body = await log_refused(api, "ghost", **options)
+
+    assert (status, body["reason"], body["message"]) == (422, "Invalid", message)
+    assert body["details"] == {
+        "name": "ghost",
+        "kind": "PodLogOptions",
+        "causes": [
+            {"reason": "FieldValueInvalid", "message": why, "field": field} for field, why in causes
+        ],
+    }
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"tail_lines": "ten"}, 'strconv.ParseInt: parsing "ten": invalid syntax'),
+        ({"tail_lines": ""}, 'strconv.ParseInt: parsing "": invalid syntax'),
+        ({"tail_lines": " 5"}, 'strconv.ParseInt: parsing " 5": invalid syntax'),
+        ({"tail_lines": "1_000"}, 'strconv.ParseInt: parsing "1_000": invalid syntax'),
+        ({"tail_lines": "1.5"}, 'strconv.ParseInt: parsing "1.5": invalid syntax'),
+        ({"limit_bytes": "٣"}, 'strconv.ParseInt: parsing "٣": invalid syntax'),
+        ({"limit_bytes": 'x"\n'}, 'strconv.ParseInt: parsing "x\\"\\n": invalid syntax'),
+        ({"limit_bytes": 2**63}, f'strconv.ParseInt: parsing "{2**63}": value out of range'),
+        (
+            {"tail_lines": -(2**63) - 1},
+            f'strconv.ParseInt: parsing "{-(2**63) - 1}": value out of range',
+        ),
+        # Decoded in field order: sinceSeconds comes before tailLines.
+        (
+            {"tail_lines": "b", "since_seconds": "a"},
+            'strconv.ParseInt: parsing "a": invalid syntax',
+        ),
+    ],
+)
+async def test_log_options_that_are_not_integers_are_a_bad_request(
+    kube: KubeApiServer, api: ApiClient, options: dict[str, Any], message: str
+) -> None:
+    status, body = await log_refused(api, "ghost", **options)
+
+    assert (status, body["reason"], body["message"]) == (400, "BadRequest", message)
+
+
+async def test_booleans_are_false_only_for_0_and_false_as_the_api_server_decodes_them(
+    kube: KubeApiServer, api: ApiClient
+) -> None:
+    at = dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.UTC)
+    kube.add_standalone_pod(NS, "worker", {"app": "worker"})
+    kube.write_log(NS, "worker", ["hello"], at=at)
+
+    for value in (False, "0", "FALSE", "fAlSe"):
+        assert await read_log(api, "worker", timestamps=value) == "hello\n"
+    for value in (True, "1", "yes", "no", ""):
+        assert await read_log(api, "worker", timestamps=value) == f"{go_time(at)} hello\n"
+
+
+async def test_a_pod_with_several_containers_needs_one_named_and_each_has_its_own_log(
+    kube: KubeApiServer, api: ApiClient
+) -> None:
+    kube.add_standalone_pod(NS, "pair", {"app": "pair"}, containers=["app", "sidecar"])
+    kube.add_standalone_pod(
+        NS, "web", {"app": "web"}, containers=["app", "proxy"], init_containers=["migrate"]
+    )
+    kube.write_log(NS, "pair", ["from app"])
+    kube.write_log(NS, "pair", ["from sidecar"], container="sidecar")
+    kube.write_log(NS, "web", ["migrated 3 tables"], container="migrate")
+
+    assert await log_refused(api, "pair") == (
+        400,
+        {
+            "kind": "Status",
+            "apiVersion": "v1",
+            "metadata": {},
+            "status": "Failure",
+            "message": "a container name must be specified for pod pair, "
+            "choose one of: [app sidecar]",
+            "reason": "BadRequest",
+            "code": 400,
+        },
+    )
+    # The API server lists every container, init containers first (podutil.VisitContainers).
+    _, body = await log_refused(api, "web")
+    assert body["message"] == (
+        "a container name must be specified for pod web, choose one of: [migrate app proxy]"
+    )
+    _, body = await log_refused(api, "pair", container="nope")
+    assert (body["reason"], body["message"]) == (
+        "BadRequest",
+        "container nope is not valid for pod pair",
+    )
+    assert await read_log(api, "pair", container="app") == "from app\n"
+    assert await read_log(api, "pair", container="sidecar") == "from sidecar\n"
+    assert await read_log(api, "web", container="migrate") == "migrated 3 tables\n"
+    assert await read_log(api, "web", container="proxy") == ""
+    pod = kube.pod(NS, "web")
+    (init,) = pod["status"]["initContainerStatuses"]
+    assert init["state"]["terminated"]["reason"] == "Completed"
+
+
+async def test_a_container_that_has_not_started_is_refused_as_the_kubelet_refuses_it(
+    kube: KubeApiServer, api: ApiClient
+) -> None:
+    kube.add_standalone_pod(NS, "starting", {"app": "starting"})
+    kube.add_standalone_pod(NS, "init", {"app": "init"}, init_containers=["migrate"])
+    kube.write_log(NS, "starting", ["written before the restart"])
+    kube.set_pod_phase(NS, "starting", "Pending")  # scheduled, its container being created
+    kube.set_pod_phase(NS, "init", "Pending")
+
+    status, body = await log_refused(api, "starting")
+    assert (status, body["reason"], body["message"]) == (
+        400,
+        "BadRequest",
+        'container "app" in pod "starting" is waiting to start: ContainerCreating',
+    )
+    _, body = await log_refused(api, "init", container="migrate")
+    assert (
+        body["message"] == 'container "migrate" in pod "init" is waiting to start: PodInitializing'
+    )
+    _, body = await log_refused(api, "init")
+    assert body["message"] == 'container "app" in pod "init" is waiting to start: PodInitializing'
+
+
+async def test_a_pod_on_no_node_answers_204_and_kubernetes_asyncio_returns_none(
+    kube: KubeApiServer, api: ApiClient
+) -> None:
+    kube.kubelet = False
+    kube.add_standalone_pod(NS, "unscheduled", {"app": "unscheduled"})
+    kube.write_log(NS, "unscheduled", ["never served"])
+    core = client.CoreV1Api(api)
+
+    answer: Any = await core.read_namespaced_pod_log_with_http_info("unscheduled", NS)
+
+    text, status, headers = answer
+    assert (text, status) == (None, 204)
+    assert "Content-Type" not in headers
+    # The API server still checks the container before it sees there is no node.
+    _, body = await log_refused(api, "unscheduled", container="nope")
+    assert body["message"] == "container nope is not valid for pod unscheduled"
+
+
+async def test_previous_without_an_earlier_run_is_refused(
+    kube: KubeApiServer, api: ApiClient
+) -> None:
+    kube.add_standalone_pod(NS, "worker", {"app": "worker"})
+    kube.write_log(NS, "worker", ["current run"])
+
+    status, body = await log_refused(api, "worker", previous=True)
+
+    assert (status, body["reason"], body["message"]) == (
+        400,
+        "BadRequest",
+        'previous terminated container "app" in pod "worker" not found',
+    )
+    assert await read_log(api, "worker", previous=False) == "current run\n"
+
+
+async def test_a_finished_pod_still_serves_its_log(kube: KubeApiServer, api: ApiClient) -> None:
+    kube.add_standalone_pod(NS, "batch", {"app": "batch"})
+    kube.write_log(NS, "batch", ["done: 3 rows"])
+    kube.set_pod_phase(NS, "batch", "Failed")
+
+    assert await read_log(api, "batch") == "done: 3 rows\n"
+
+
+async def test_a_log_belongs_to_the_pod_object_and_goes_with_it(
+    kube: KubeApiServer, api: ApiClient
+) -> None:
+    first = kube.add_standalone_pod(NS, "worker", {"app": "worker"})
+    kube.write_log(NS, "worker", ["first incarnation"])
+    core = client.CoreV1Api(api)
+
+    await core.delete_namespaced_pod("worker", NS)
+
+    async def gone() -> bool:
+        return not kube.has_pod(NS, "worker")
+
+    await poll(gone, "the pod to be deleted")
+    status, _ = await log_refused(api, "worker")
+    assert status == 404
+    with pytest.raises(KeyError):
+        kube.write_log(NS, "worker", ["into the void"])
+    second = kube.add_standalone_pod(NS, "worker", {"app": "worker"})
+    assert second["metadata"]["uid"] != first["metadata"]["uid"]
+    assert await read_log(api, "worker") == ""
+
+
+async def test_write_log_refuses_what_no_container_could_have_written(kube: KubeApiServer) -> None:
+    kube.add_standalone_pod(NS, "worker", {"app": "worker"})
+
+    with pytest.raises(KeyError):
+        kube.write_log(NS, "ghost", ["x"])
+    with pytest.raises(ValueError, match="no container 'sidecar'"):
+        kube.write_log(NS, "worker", ["x"], container="sidecar")
+    with pytest.raises(ValueError, match="timezone-aware"):
+        kube.write_log(NS, "worker", ["x"], at=dt.datetime(2026, 1, 1))
+    with pytest.raises(TypeError):
+        kube.write_log(NS, "worker", "one str")
+    with pytest.raises(UnicodeEncodeError):
+        kube.write_log(NS, "worker", ["lone surrogate \ud800"])
+    with pytest.raises(ValueError, match="distinct names"):
+        kube.add_standalone_pod(NS, "twins", {"app": "twins"}, containers=["app", "app"])
+    with pytest.raises(ValueError, match="distinct names"):
+        kube.add_standalone_pod(NS, "empty", {"app": "empty"}, containers=[])
+
+
+async def test_rbac_needs_get_on_pods_log_not_just_on_pods(
+    kube: KubeApiServer, api: ApiClient
+) -> None:
+    kube.add_standalone_pod(NS, "worker", {"app": "worker"})
+    kube.write_log(NS, "worker", ["secret-ish output"])
+    binding = {
+        "apiVersion": RBAC,
+        "kind": "RoleBinding",
+        "metadata": {"name": "reader", "namespace": NS},
+        "roleRef": {"apiGroup": RBAC.split("/")[0], "kind": "Role", "name": "reader"},
+        "subjects": [SA_SUBJECT],
+    }
+    role = {
+        "apiVersion": RBAC,
+        "kind": "Role",
+        "metadata": {"name": "reader", "namespace": NS},
+        "rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list"]}],
+    }
+    kube.load_rbac([role, binding])
+
+    assert (await client.CoreV1Api(api).read_namespaced_pod("worker", NS)).metadata.name == "worker"
+    assert await forbidden(read_log(api, "worker")) == (
+        f'pods "worker" is forbidden: User "{USER}" cannot get resource "pods/log" in API group '
+        '"" in the namespace "shop"'
+    )
+    role["rules"] = [{"apiGroups": [""], "resources": ["pods/log"], "verbs": ["get"]}]
+    kube.load_rbac([role])
+    assert await read_log(api, "worker") == "secret-ish output\n"
+    assert 'cannot get resource "pods"' in await forbidden(
+        client.CoreV1Api(api).read_namespaced_pod("worker", NS)
+    )
+
+
+async def test_the_log_subresource_is_discovered_and_answers_only_get(
+    kube: KubeApiServer, api: ApiClient
+) -> None:
+    kube.add_standalone_pod(NS, "worker", {"app": "worker"})
+    resources = await client.CoreV1Api(api).get_api_resources()
+    (log,) = [r for r in resources.resources if r.name == "pods/log"]
+    assert (log.kind, log.verbs, log.namespaced) == ("Pod", ["get"], True)
+
+    for method, path, status in [
+        ("POST", f"/api/v1/namespaces/{NS}/pods/worker/log", 405),
+        ("GET", f"/api/v1/namespaces/{NS}/pods/worker/logs", 404),
+        ("GET", f"/api/v1/namespaces/{NS}/pods/worker/log/extra", 404),
+    ]:
+        with pytest.raises(ApiException) as caught:
+            await api.call_api(path, method, auth_settings=["BearerToken"], response_types_map={})
+        assert caught.value.status == status, (method, path)

@@ -468,3 +468,48 @@ async def test_journal_since_reads_every_entry_from_a_time_on_by_id_in_batches(
     assert [e.received_at for e in await store.journal_since(at(0), 0, 9)] == [
         at(i * 10) for i in range(5)
     ]
+
+
+# -- the evidence queue ------------------------------------------------------------------
+
+
+async def test_an_evidence_bundle_waits_in_the_queue_until_it_is_sent(store: Store) -> None:
+    body = bytes(range(256)) * 4096  # 1 MiB, every byte value: a blob, not a text
+    await store.evidence_put("p/evidence/a-before.json", body, at(0))
+    assert await store.evidence_waiting() == (1, at(0))
+    [queued] = await store.evidence_due(at(0), 10)
+    assert (queued.key, queued.body, queued.queued_at, queued.attempts) == (
+        "p/evidence/a-before.json", body, at(0), 0
+    )  # fmt: skip
+    await store.evidence_sent(queued)
+    assert await store.evidence_due(at(1), 10) == []
+    assert await store.evidence_waiting() == (0, None)
+
+
+async def test_a_failed_upload_is_due_again_at_its_backoff_and_counts_its_attempts(
+    store: Store,
+) -> None:
+    await store.evidence_put("k1", b"{}", at(0))
+    await store.evidence_put("k2", b"[]", at(1))
+    [first, _] = await store.evidence_due(at(1), 10)
+    await store.evidence_retry(first, at(30), "S3 put k1 failed: 500" + "x" * 5000)
+    assert [q.key for q in await store.evidence_due(at(29), 10)] == ["k2"]
+    [_, again] = await store.evidence_due(at(30), 10)  # by when each is due
+    assert (again.key, again.attempts) == ("k1", 1)
+    assert await store.evidence_waiting() == (2, at(0))
+    assert [q.key for q in await store.evidence_due(at(60), 1)] == ["k2"]  # due first
+
+
+async def test_a_bundle_queued_again_while_uploading_is_not_lost_by_the_older_upload(
+    store: Store,
+) -> None:
+    """A claim resumed after a crash captures its bundle again while the first version is
+    in flight: the first upload's ``sent`` leaves the new version queued, under one key."""
+    await store.evidence_put("k", b'{"v": 1}', at(0))
+    [old] = await store.evidence_due(at(0), 10)
+    await store.evidence_put("k", b'{"v": 2}', at(5))
+    await store.evidence_retry(old, at(100), "late")  # nor does its failure touch the new
+    await store.evidence_sent(old)
+    [new] = await store.evidence_due(at(5), 10)
+    assert (new.body, new.queued_at, new.attempts) == (b'{"v": 2}', at(5), 0)
+    assert await store.evidence_waiting() == (1, at(5))

@@ -46,8 +46,10 @@ from remediator.core import failpoints
 from remediator.core.clock import Clock
 from remediator.core.errors import ApiError, Forbidden, NotFound, StoreUnavailable
 from remediator.core.metrics import Metrics
-from remediator.core.model import AuditRecord, Incident, StopReason, Verdict, refuse
-from remediator.core.vocab import ClaimOutcome
+from remediator.core.model import AuditRecord, Incident, StopReason, Target, Verdict, refuse
+from remediator.core.vocab import ClaimOutcome, Step
+from remediator.evidence.bundle import Phase, Subject
+from remediator.evidence.capture import Capture
 from remediator.ruleset.rules import PlannedAction
 from remediator.ruleset.schema import PolicySpec
 from remediator.store.contract import Settlement, Store
@@ -74,6 +76,8 @@ class _Progress:
 
     intended: bool = False
     raised: bool = False
+    touches: tuple[Target, ...] = ()
+    """What precheck said the action writes besides its target (``Checked.touches``)."""
 
 
 class ActionRunner:
@@ -88,7 +92,10 @@ class ActionRunner:
         max_concurrent: int,
         require_opt_in: bool = True,
         stale_after_s: float = 900.0,
+        evidence: Capture | None = None,
     ) -> None:
+        self._evidence = evidence
+        self._notes: dict[int, dict[str, Any]] = {}
         self._require_opt_in = require_opt_in
         self._store = store
         self._recorder = recorder
@@ -205,6 +212,7 @@ class ActionRunner:
                 await self._guarded(job)
         finally:
             self._queued.discard(job.claim_id)
+            self._notes.pop(job.claim_id, None)  # a cancelled job's, never settled here
             if not lock.locked() and not lock._waiters:
                 self._target_locks.pop(key, None)
 
@@ -258,16 +266,18 @@ class ActionRunner:
             await self._finish(job, ClaimOutcome.DRY_RUN, [self._dry_run_record(incident, plan)])
             return
         checked = await self._precheck(plan, request)
+        progress.touches = checked.touches
         if not checked.verdict.allowed:
-            await self._refused(job, checked.verdict)
+            await self._refused(job, checked.verdict, progress)
             return
         if self.dry_run:  # "would run" means what a live run would do, up to its write
             record = self._dry_run_record(incident, plan, prechecked=True)
             await self._finish(job, ClaimOutcome.DRY_RUN, [record])
             return
+        await self._capture(job, Phase.BEFORE, progress)
         result = await self._attempt(plan, request, checked.facts, progress)
         if isinstance(result, Verdict):
-            await self._refused(job, result)
+            await self._refused(job, result, progress)
             return
         failpoints.hit("after_action")
         await self._after_run(job, request, result, progress)
@@ -314,12 +324,44 @@ class ActionRunner:
 
         return intend
 
-    async def _refused(self, job: ActionJob, verdict: Verdict) -> None:
+    async def _capture(
+        self,
+        job: ActionJob,
+        phase: Phase,
+        progress: _Progress,
+        outcome: dict[str, Any] | None = None,
+    ) -> None:
+        """The claim's ``phase`` bundle, when evidence is kept; noted for its records.
+        Bounded in time by the capture, and nothing it meets stops the action."""
+        if self._evidence is None:
+            return
+        incident = job.incident
+        assert incident.target is not None
+        subject = Subject(
+            episode_id=incident.episode_id, claim_id=job.claim_id, rule=incident.rule,
+            action=job.plan.name, kind=job.plan.kind, target=incident.target.key,
+            received_at=incident.received_at, alert=audit.alert_content(incident),
+        )  # fmt: skip
+        targets = (incident.target, *progress.touches)
+        try:
+            captured = await self._evidence.take(subject, phase, targets, outcome)
+        except Exception as exc:  # a bug of ours in the capture: the action goes on
+            log.exception("evidence %s of claim %d failed", phase.value, job.claim_id)
+            note: dict[str, Any] = {"lost": f"{type(exc).__name__}: {exc}"[:500]}
+        else:
+            note = captured.note()
+        self._notes.setdefault(job.claim_id, {})[phase.value] = note
+
+    async def _refused(
+        self, job: ActionJob, verdict: Verdict, progress: _Progress | None = None
+    ) -> None:
         assert verdict.reason is not None
         if verdict.reason is StopReason.TAKEN_OVER:  # the replica that took it settles it
             log.warning("claim %d was taken over by another replica; nothing was sent",
                         job.claim_id)  # fmt: skip
             return
+        outcome = {"reason": verdict.reason.value, "sentence": verdict.sentence}
+        await self._capture(job, Phase.REFUSED, progress or _Progress(), outcome)
         self._metrics.guard_refusals.labels(verdict.reason.value).inc()
         stopped = job.incident.stop(verdict)
         records = [audit.refused(self._recorder.stamp(), stopped), self._escalation(stopped, job)]
@@ -364,6 +406,7 @@ class ActionRunner:
         incident, plan = job.incident, job.plan
         records = [audit.acted(self._recorder.stamp(), incident, result)]
         if not result.succeeded:
+            await self._capture(job, Phase.AFTER, progress, _outcome(result))
             records.append(self._escalation(incident, job))
             raised_after_intent = progress.raised and progress.intended
             outcome = ClaimOutcome.UNKNOWN if raised_after_intent else ClaimOutcome.FAILED
@@ -376,12 +419,16 @@ class ActionRunner:
         except Exception as exc:  # the effect happened; whether it holds is not known
             log.warning("verification of %s on %s raised %s: %s", plan.kind, request.target.key,
                         type(exc).__name__, exc)  # fmt: skip
+            await self._capture(job, Phase.AFTER, progress, _outcome(result, "unknown"))
             sentence = (
                 f"Verifying {plan.kind} on {request.target.key} raised {type(exc).__name__}:"
                 f" {exc}; whether the fix holds is unknown."
             )
             await self._unverified(job, records, undo, StopReason.VERIFY_FAILED, sentence)
             return
+        judged = "interrupted" if verified is None else verified.value
+        if verified is not None:  # a stop's settling has no time for reads
+            await self._capture(job, Phase.AFTER, progress, _outcome(result, judged))
         if verified is None:
             waited_s = self._clock.monotonic() - started
             sentence = (
@@ -469,6 +516,7 @@ class ActionRunner:
     ) -> None:
         """Settle the claim with ``outcome``, ``records``, the undo that ``undo`` plans and
         a follow-up at ``followup_at``; retried until the store takes it."""
+        records = _noted(records, self._notes.pop(job.claim_id, {}))
         settlement = Settlement(job.claim_id, outcome.value, followup_at=followup_at)
         if undo is not None:
             settlement = replace(undo, outcome=outcome.value, followup_at=followup_at)
@@ -480,6 +528,25 @@ class ActionRunner:
         self._metrics.actions.labels(job.plan.kind, outcome.value).inc()
         _log_result(job, outcome.value)
         failpoints.hit("after_outcome")
+
+
+def _outcome(result: ActionResult[Any], verification: str = "") -> dict[str, Any]:
+    """What an ``after`` bundle says of the action: its result, and how it verified."""
+    said = {"succeeded": result.succeeded, "sentence": result.sentence,
+            "details": dict(result.details)}  # fmt: skip
+    return {**said, "verification": verification} if verification else said
+
+
+def _noted(records: list[AuditRecord], notes: dict[str, Any]) -> list[AuditRecord]:
+    """``records`` with the claim's evidence (its bundles' keys) on those a reviewer reads:
+    what the action did or why it was refused, and the page."""
+    if not notes:
+        return records
+    noted = (Step.ACTED, Step.REFUSED, Step.ESCALATED)
+    return [
+        replace(r, details={**r.details, "evidence": notes}) if r.step in noted else r
+        for r in records
+    ]
 
 
 def _undo(job: ActionJob, request: Request, result: ActionResult[Any]) -> Settlement | None:

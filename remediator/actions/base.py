@@ -133,6 +133,9 @@ class Checked(Generic[FactsT]):
     verdict: Verdict
     facts: FactsT | None = None
     """Set whenever the verdict allows: ``run`` is handed it."""
+    touches: tuple[Target, ...] = ()
+    """What the action will write besides its target (the pod a recycle of a Deployment
+    chose): its evidence is captured too."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -34,7 +34,7 @@ from remediator.actions.base import (
 )
 from remediator.clients.k8s import Deployment, KubeClient, KubeHandle, Pod
 from remediator.core.errors import Conflict, DisruptionBlocked, NotFound
-from remediator.core.model import ALLOW, StopReason, Verdict, refuse
+from remediator.core.model import ALLOW, StopReason, Target, Verdict, refuse
 
 PDB_BACKOFF_S = 2.0
 MAX_MIN_HEALTHY = 1_000
@@ -217,11 +217,13 @@ class RecyclePod(Action[RecyclePodParams, RecyclePodFacts, RecyclePodIntent, Not
             return Checked(refuse(StopReason.TARGET_GONE, f"{request.target.key} does not exist."))
         if isinstance(pod, Verdict):
             return Checked(pod)
+        touches: tuple[Target, ...] = (Target("Pod", request.target.namespace, pod.name),)
         workload = await self._workload(pod, request)
         if isinstance(workload, Verdict):
-            return Checked(workload)
+            return Checked(workload, touches=touches)
         if workload is None:
-            return Checked(ALLOW, RecyclePodFacts(pod=pod.name, uid=pod.uid, restarts=pod.restarts))
+            facts = RecyclePodFacts(pod=pod.name, uid=pod.uid, restarts=pod.restarts)
+            return Checked(ALLOW, facts, touches)
         facts = RecyclePodFacts(
             pod=pod.name,
             uid=pod.uid,
@@ -229,7 +231,8 @@ class RecyclePod(Action[RecyclePodParams, RecyclePodFacts, RecyclePodIntent, Not
             workload=f"{workload.namespace}/Deployment/{workload.name}",
             selector=dict(workload.selector),
         )
-        return Checked(self._blast_radius(pod, workload, request), facts)
+        touches += (Target("Deployment", workload.namespace, workload.name),)  # its evidence
+        return Checked(self._blast_radius(pod, workload, request), facts, touches)
 
     async def run(self, request: Request, facts: RecyclePodFacts) -> Result:
         """Evict the pod prechecked. One recycle per workload at a time, across replicas:

@@ -55,6 +55,7 @@ class Shipper:
         clock: Clock,
         metrics: Metrics,
         settings: Settings,
+        outage: Outage | None = None,
     ) -> None:
         self._store = store
         self._objects = objects
@@ -62,7 +63,7 @@ class Shipper:
         self._metrics = metrics
         self._settings = settings
         self._prefix = settings.s3_prefix
-        self._outage = Outage("object_store", metrics, "the archive's object store")
+        self._outage = outage or Outage("object_store", metrics, "the archive's object store")
         self._rows = Rows(store, settings.archive_batch_rows)
 
     async def round(self) -> None:

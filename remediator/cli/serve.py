@@ -27,6 +27,7 @@ from remediator.ingest.edge import Edge, listening
 from remediator.runtime import heap
 from remediator.runtime.app import RELOADER, SERVICES, drain, init_app
 from remediator.runtime.logs import configure_logging
+from remediator.runtime.objects import redactor
 from remediator.runtime.reload import Reloaded, Reloader
 
 log = logging.getLogger("remediator")
@@ -48,6 +49,7 @@ async def _serve(settings: Settings) -> None:
     context = ssl_context(settings)
     check_tokens(settings)
     checked_dsns(settings.databases)  # before the start's own warnings: stderr's only line
+    redactor(settings.evidence_redact_file)  # likewise: a pattern that does not compile
     if settings.token_file is None:
         log.warning("INSECURE: accepting webhooks without authentication (--insecure-no-auth)")
     if settings.dry_run:

@@ -26,6 +26,7 @@ from typing import Any, TypeVar
 import aiohttp
 from kubernetes_asyncio import client, config
 from kubernetes_asyncio.client import ApiException
+from kubernetes_asyncio.client.rest import RESTResponse
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, stop_after_delay
 from tenacity.wait import wait_base
 
@@ -44,6 +45,9 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 REQUEST_TIMEOUT_S = 10.0
+MAX_READ_BYTES = 4 * 1024 * 1024
+"""Most of one answer read as evidence (a namespace's Events can be many): the rest is cut."""
+READ_CHUNK_BYTES = 64 * 1024
 RETRY_ATTEMPTS = 4
 RETRY_WITHIN_S = 15.0
 BACKOFF_S = (0.2, 0.5, 1.0, 2.0)
@@ -382,6 +386,90 @@ class KubeClient:
             ),
         )
         return _owner(item.metadata)
+
+    async def document(
+        self, what: str, call: Callable[..., Awaitable[Any]], *args: Any, **kw: Any
+    ) -> Any:
+        """An object or list as the API server sent it (plain JSON, fields this client's
+        models do not know included), for evidence: ``call`` is one of the generated API's
+        methods, given ``args`` and ``kw``. An answer over ``MAX_READ_BYTES`` is refused as
+        ``Transient`` rather than cut (cut JSON is no document)."""
+        body = await self._raw(what, call, *args, **kw)
+        if len(body) > MAX_READ_BYTES:
+            raise Transient(f"the answer to {what} is over {MAX_READ_BYTES} bytes")
+        return json.loads(body)
+
+    async def deployment_document(self, namespace: str, name: str) -> Any:
+        return await self.document(
+            f"read deployment {namespace}/{name}", self._apps.read_namespaced_deployment,
+            name, namespace,
+        )  # fmt: skip
+
+    async def replicasets_document(self, namespace: str, selector: Mapping[str, str]) -> Any:
+        return await self.document(
+            f"list replica sets in {namespace}", self._apps.list_namespaced_replica_set,
+            namespace, label_selector=label_selector(selector),
+        )  # fmt: skip
+
+    async def events_document(self, namespace: str, kind: str, name: str) -> Any:
+        """The Events about object ``kind``/``name``, as ``kubectl describe`` shows them."""
+        fields = f"involvedObject.kind={kind},involvedObject.name={name}"
+        return await self.document(
+            f"list the events of {kind} {namespace}/{name}", self._core.list_namespaced_event,
+            namespace, field_selector=fields,
+        )  # fmt: skip
+
+    async def hpas_document(self, namespace: str) -> Any:
+        return await self.document(
+            f"list the autoscalers in {namespace}",
+            self._autoscaling.list_namespaced_horizontal_pod_autoscaler, namespace,
+        )  # fmt: skip
+
+    async def pod_document(self, namespace: str, name: str) -> Any:
+        return await self.document(
+            f"read pod {namespace}/{name}", self._core.read_namespaced_pod, name, namespace
+        )
+
+    async def pod_log(
+        self, namespace: str, name: str, container: str, tail_lines: int, limit_bytes: int
+    ) -> str:
+        """The last ``tail_lines`` lines of ``container``'s log, at most ``limit_bytes``
+        (a cut inside a character shows as U+FFFD). Needs ``get`` on ``pods/log``."""
+        body = await self._raw(
+            f"read the log of {namespace}/{name} ({container})",
+            self._core.read_namespaced_pod_log, name, namespace, container=container,
+            tail_lines=tail_lines, limit_bytes=limit_bytes,
+        )  # fmt: skip
+        return body[:limit_bytes].decode("utf-8", "replace")
+
+    async def _raw(
+        self, what: str, call: Callable[..., Awaitable[Any]], *args: Any, **kw: Any
+    ) -> bytes:
+        """The body of ``call``'s answer, unparsed, at most ``MAX_READ_BYTES`` + 1 bytes.
+        Unpreloaded, the generated client raises for no status: an error is raised here."""
+
+        async def read() -> bytes:
+            response = await call(
+                *args, **kw, _preload_content=False, _request_timeout=REQUEST_TIMEOUT_S
+            )
+            try:
+                chunks: list[bytes] = []
+                size = 0
+                while size <= MAX_READ_BYTES:
+                    chunk = await response.content.read(READ_CHUNK_BYTES)
+                    if not chunk:
+                        break
+                    chunks.append(chunk)
+                    size += len(chunk)
+                body = b"".join(chunks)
+                if not 200 <= response.status <= 299:
+                    # What the client itself raises with (its annotation says otherwise).
+                    raise ApiException(http_resp=RESTResponse(response, body))  # type: ignore[arg-type]
+                return body
+            finally:
+                response.release()
+
+        return await call_with_retries(what, read)
 
     async def evict(self, namespace: str, name: str, uid: str) -> None:
         """Evict through the Eviction API, only the pod with ``uid`` (else Conflict).

@@ -88,6 +88,30 @@ JOIN pg_stat_activity a ON a.pid = c.pid AND a.backend_start = c.backend_start
 WHERE a.query_start IS DISTINCT FROM c.query_start
 """
 
+#: What a reviewer of a kill looks at (evidence): the sessions running something, oldest
+#: transaction first, with whom each waits for; and the locks those sessions hold or want.
+ACTIVITY_SQL = """
+SELECT a.pid, a.usename, a.datname, a.application_name, host(a.client_addr), a.state,
+       a.backend_start, a.xact_start, a.query_start, a.state_change, a.wait_event_type,
+       a.wait_event, pg_blocking_pids(a.pid), left(a.query, $2)
+FROM pg_stat_activity a
+WHERE a.backend_type = 'client backend' AND a.state <> 'idle' AND a.pid <> pg_backend_pid()
+ORDER BY coalesce(a.xact_start, a.query_start) NULLS LAST, a.pid
+LIMIT $1
+"""
+LOCKS_SQL = """
+SELECT l.pid, l.locktype, l.mode, l.granted, l.relation::regclass::text, l.transactionid::text,
+       l.virtualxid
+FROM pg_locks l
+WHERE l.pid = ANY($1::int[])
+ORDER BY l.granted, l.pid, l.locktype
+LIMIT $2
+"""
+ACTIVITY_COLUMNS = ("pid", "user", "database", "application", "client_addr", "state",
+                    "backend_start", "xact_start", "query_start", "state_change",
+                    "wait_event_type", "wait_event", "blocked_by", "query")  # fmt: skip
+LOCK_COLUMNS = ("pid", "locktype", "mode", "granted", "relation", "transactionid", "virtualxid")
+
 PRIVILEGES_SQL = """
 SELECT r.rolsuper,
        pg_has_role(current_user, 'pg_signal_backend', 'MEMBER'),
@@ -230,6 +254,18 @@ class PostgresTarget:
             for r in rows
         ]  # fmt: skip
 
+    async def activity(self, limit: int, max_query_chars: int) -> list[dict[str, Any]]:
+        """Sessions running something (``ACTIVITY_SQL``) as JSON values, for evidence."""
+        found = await self._fetch(ACTIVITY_SQL, limit, max_query_chars)
+        return [_json_row(ACTIVITY_COLUMNS, r) for r in found]
+
+    async def locks(self, pids: Sequence[int], limit: int) -> list[dict[str, Any]]:
+        """The locks ``pids`` hold or wait for (``LOCKS_SQL``) as JSON values."""
+        if not pids:
+            return []
+        found = await self._fetch(LOCKS_SQL, list(pids), limit)
+        return [_json_row(LOCK_COLUMNS, r) for r in found]
+
     async def send(self, session: Session, how: Literal["cancel", "terminate"]) -> Signalled | None:
         """Cancel or terminate ``session``, only if it is still as chosen (``SAME_QUERY``);
         ``None`` when it had moved on or ended."""
@@ -261,6 +297,18 @@ class PostgresTarget:
             [s.query_start for s in sessions],
         )
         return {row[0]: row[1] for row in rows}
+
+
+def _json_row(columns: Sequence[str], found: Any) -> dict[str, Any]:
+    return {column: _json_value(v) for column, v in zip(columns, found, strict=True)}
+
+
+def _json_value(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, list):
+        return [_json_value(v) for v in value]
+    return value
 
 
 def read_dsn(source: str) -> str:

@@ -1,5 +1,6 @@
 """The object store (S3 or an S3-compatible one: MinIO, Ceph): the only module that imports
-aioboto3. The decision archive (``audit/archive.py``) writes through it.
+aioboto3. The decision archive (``audit/archive.py``) and the evidence bundles
+(``evidence``) are written through it.
 
 Credentials come from the standard AWS chain (environment, shared files, web identity as
 IRSA sets it up, the instance or task role): nothing here reads a secret. Retries are
@@ -42,8 +43,8 @@ class S3Settings:
 
 
 class ObjectStore:
-    """Puts objects into one bucket (all the archive needs: ``s3:PutObject``); open with
-    ``ObjectStore.open``."""
+    """Puts objects into one bucket (all the archive and the evidence need:
+    ``s3:PutObject``) and signs links to them; open with ``ObjectStore.open``."""
 
     def __init__(self, settings: S3Settings, client: Any) -> None:
         self._settings = settings
@@ -60,6 +61,7 @@ class ObjectStore:
             connect_timeout=CONNECT_TIMEOUT_S,
             read_timeout=READ_TIMEOUT_S,
             s3={"addressing_style": "path"} if settings.endpoint_url else None,
+            signature_version="s3v4",  # what every region takes; presigned links too
         )
         options: dict[str, Any] = {"config": config}
         if settings.region:
@@ -88,6 +90,18 @@ class ObjectStore:
             extra["SSEKMSKeyId"] = self._settings.kms_key_id
         with _translated("put", key):
             await self._client.put_object(Bucket=self._settings.bucket, Key=key, Body=body, **extra)
+
+    async def presign(self, key: str, expires_s: int) -> str:
+        """A URL that reads ``key`` for ``expires_s`` seconds, signed with this client's
+        credentials (so its reader needs what they grant: ``s3:GetObject``). Computed
+        here; nothing is sent."""
+        with _translated("presign", key):
+            url = await self._client.generate_presigned_url(
+                "get_object",
+                Params={"Bucket": self._settings.bucket, "Key": key},
+                ExpiresIn=expires_s,
+            )
+        return str(url)
 
 
 @contextlib.contextmanager

@@ -22,6 +22,7 @@ NAMES = (
     "after_action",  # the side effect happened, its outcome not recorded
     "after_outcome",  # the outcome is recorded
     "after_archive_upload",  # an archive object and its manifest are up, the cursor not moved
+    "after_evidence_upload",  # an evidence bundle is up, still queued in the store
 )
 
 _enabled = frozenset(filter(None, os.environ.get(ENV, "").split(",")))

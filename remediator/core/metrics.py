@@ -50,11 +50,15 @@ SHADOW_OUTCOMES = ("dry_run", "refused")
 #: The supervised background loops (``runtime/tasks.py``), as the app starts them.
 LOOPS = ("lease", "worker", "spool", "aftercare", "delivery")
 #: Loops a setting turns on (``--rules-watch-seconds``); their series exist at zero anyway.
-OPTIONAL_LOOPS = ("rules_watch", "archive")
+OPTIONAL_LOOPS = ("rules_watch", "archive", "evidence")
 #: What remediator retries until it answers (``core/outage.py``).
 DEPENDENCIES = ("state_store", "object_store")
 #: What the archive ships (``audit/archive.py``).
 ARCHIVE_STREAMS = ("journal", "decisions")
+#: The phases of an evidence bundle (``evidence/bundle.py``) and how its capture went:
+#: every part read, some not (``partial``), or not queued at all (``lost``: the store away).
+EVIDENCE_PHASES = ("before", "after", "refused")
+EVIDENCE_CAPTURES = ("complete", "partial", "lost")
 
 # ``*_created`` series double the scrape for no operational use.
 disable_created_metrics()  # type: ignore[no-untyped-call]
@@ -275,6 +279,34 @@ class Metrics:
         )
         for stream in ARCHIVE_STREAMS:
             self.archive_caught_up_at.labels(stream).set(0)
+        self.evidence_captured = Counter(
+            "evidence_bundles",
+            "Evidence bundles captured, by phase (before, after, refused) and result (complete;"
+            " partial: some part could not be read in time; lost: the state store did not"
+            " take it).",
+            ["phase", "result"],
+            namespace=ns,
+            registry=registry,
+        )
+        _init(self.evidence_captured, EVIDENCE_PHASES, EVIDENCE_CAPTURES)
+        self.evidence_uploaded = Counter(
+            "evidence_uploads",
+            "Evidence bundles written to the object store.",
+            namespace=ns,
+            registry=registry,
+        )
+        self.evidence_waiting = Gauge(
+            "evidence_queue_bundles",
+            "Evidence bundles waiting in the state store for the object store.",
+            namespace=ns,
+            registry=registry,
+        )
+        self.evidence_oldest = Gauge(
+            "evidence_queue_oldest_age_seconds",
+            "Age of the oldest evidence bundle waiting for the object store (0: none waits).",
+            namespace=ns,
+            registry=registry,
+        )
         self.claims_resumed = Counter(
             "claims_resumed",
             "Claims that had sent nothing, run after a restart or by the replica that took"

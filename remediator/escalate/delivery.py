@@ -13,7 +13,8 @@ paced to its documented rate limit.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -21,7 +22,7 @@ from remediator.audit import records as audit
 from remediator.audit.recorder import Recorder
 from remediator.clients.http import HttpClient
 from remediator.core.clock import Clock
-from remediator.core.errors import SinkError, SinkRejected
+from remediator.core.errors import ObjectStoreError, SinkError, SinkRejected
 from remediator.core.metrics import Metrics
 from remediator.escalate.sinks.base import Event, Notification, Sink
 from remediator.store.contract import ACKNOWLEDGED_TOPIC, OutboxItem, Store
@@ -36,6 +37,9 @@ LATER = "later"
 BATCH = 100
 EVENTS = frozenset(e.value for e in Event)
 AFTER_THE_PAGE = timedelta(milliseconds=1)
+EVIDENCE_LAST_FIRST = ("refused", "after", "before")
+Sign = Callable[[str], Awaitable[str]]
+"""A link that reads an object of the evidence, by its key, for a while (``evidence``)."""
 
 
 class Delivery:
@@ -53,7 +57,9 @@ class Delivery:
         poll_s: float,
         max_age_s: float,
         external_url: str = "",
+        sign: Sign | None = None,
     ) -> None:
+        self._sign = sign
         self._store = store
         self._recorder = recorder
         self._sinks = sinks
@@ -105,10 +111,9 @@ class Delivery:
         if self._clock.monotonic() - self._last_sent.get(sink.name, -1e9) < sink.min_interval_s:
             return  # paced: the next poll sends it
         self._last_sent[sink.name] = self._clock.monotonic()
+        note = _notification(item, self._external_url, reference, self._clock.now())
         try:
-            answer = await sink.send(
-                self._http, _notification(item, self._external_url, reference, self._clock.now())
-            )
+            answer = await sink.send(self._http, await self._linked(note))
         except SinkRejected as exc:
             await self._drop(item, str(exc))
         except SinkError as exc:  # SinkUnavailable: the far side may answer later
@@ -118,6 +123,25 @@ class Delivery:
             self._metrics.escalations.labels(item.sink, "delivered").inc()
             _log(logging.INFO, item, "delivered")
             await self._recorder.write([audit.notified(self._recorder.stamp(), item)])
+
+    async def _linked(self, note: Notification) -> Notification:
+        """``note`` with a signed link to its claim's last evidence bundle (the refusal's,
+        else the outcome's, else the one before the write), when links are signed; a link
+        that cannot be signed is left out, the page goes."""
+        evidence = note.details.get("evidence")
+        if self._sign is None or not isinstance(evidence, Mapping):
+            return note
+        key = next(
+            (evidence[p] for p in EVIDENCE_LAST_FIRST if isinstance(evidence.get(p), str)), ""
+        )
+        if not key:
+            return note
+        try:
+            url = await self._sign(key)
+        except ObjectStoreError as exc:
+            log.warning("no evidence link on a page: %s", exc)
+            return note
+        return replace(note, details={**note.details, "evidence_url": url})
 
     async def _still_wanted(self, item: OutboxItem) -> tuple[str, Mapping[str, Any]]:
         """'' when ``item`` is to be sent now (with the reference of its incident's page on

@@ -188,6 +188,9 @@ def _details(record: AuditRecord, members: Sequence[AuditRecord]) -> dict[str, A
         "alertname": record.alertname,
         "alert": record.details.get("alert") or {},
     }
+    if isinstance(evidence := record.details.get("evidence"), dict):
+        details["evidence"] = {phase: note.get("key") for phase, note in evidence.items()
+                               if isinstance(note, dict) and note.get("key")}  # fmt: skip
     if len(members) > 1:
         details["count"] = len(members)
         details["alerts"] = [

@@ -1,10 +1,11 @@
 """``remediator rbac``: the Kubernetes RBAC that the loaded rules' actions need, as YAML.
 
 The union of the permissions each rule's action needs under that rule's parameters (a verb
-no rule uses is not granted), granted in each namespace of ``policy.namespaces`` only, so
-the grant reaches no further than the allow-list: by default as a Role and a RoleBinding in
-each of them; with ``cluster_role``, as one ClusterRole bound by a RoleBinding in each (one
-object to review, still no grant outside the namespaces). The Helm chart renders the same.
+no rule uses is not granted) and of what the evidence of its target kinds reads, granted in
+each namespace of ``policy.namespaces`` only, so the grant reaches no further than the
+allow-list: by default as a Role and a RoleBinding in each of them; with ``cluster_role``,
+as one ClusterRole bound by a RoleBinding in each (one object to review, still no grant
+outside the namespaces). The Helm chart renders the same.
 """
 
 from __future__ import annotations
@@ -19,6 +20,21 @@ from remediator.ruleset.rules import RuleSet
 
 ROLE_NAME = "remediator"
 RBAC_GROUP = "rbac.authorization.k8s.io"
+#: What an action's evidence bundle reads of its target, by the target's kind
+#: (``evidence/kube.py``): read-only, and only for the kinds the rules' actions act on. A
+#: Pod's includes ``pods/log``: the last lines of a recycled pod's containers.
+EVIDENCE_READS: dict[str, tuple[Permission, ...]] = {
+    "Deployment": (
+        Permission("apps", ("deployments",), ("get",)),
+        Permission("apps", ("replicasets",), ("list",)),
+        Permission("autoscaling", ("horizontalpodautoscalers",), ("list",)),
+        Permission("", ("events",), ("list",)),
+    ),
+    "Pod": (
+        Permission("", ("pods", "pods/log"), ("get",)),
+        Permission("", ("events",), ("list",)),
+    ),
+}
 
 
 def merged_rules(permissions: Iterable[Permission]) -> list[dict[str, list[str]]]:
@@ -46,6 +62,8 @@ def manifests(
 ) -> str:
     plans = [rule.plan for rule in ruleset.rules if rule.plan is not None]
     permissions = [p for plan in plans for p in plan.action.permissions(plan.params)]
+    kinds = {kind for plan in plans for kind in plan.action.target_kinds}
+    permissions += [p for kind in sorted(kinds) for p in EVIDENCE_READS.get(kind, ())]
     rules = merged_rules(permissions)
     role_kind = "ClusterRole" if cluster_role else "Role"
     documents: list[dict[str, object]] = []

@@ -22,11 +22,10 @@ from remediator.act.runner import ActionRunner
 from remediator.actions.registry import default_registry
 from remediator.audit import api
 from remediator.audit.recorder import Recorder
-from remediator.audit.shipper import Shipper
 from remediator.clients.http import HttpClient
 from remediator.clients.k8s import KubeClient, KubeHandle
 from remediator.clients.postgres import DatabaseHandle
-from remediator.clients.s3 import ObjectStore, S3Settings
+from remediator.clients.s3 import ObjectStore
 from remediator.config import Settings
 from remediator.core.clock import Clock, SystemClock
 from remediator.core.errors import RequestRejected
@@ -38,6 +37,7 @@ from remediator.escalate import plan as escalate
 from remediator.escalate.delivery import Delivery
 from remediator.escalate.sinks.base import Sink
 from remediator.escalate.sinks.registry import build_sinks
+from remediator.evidence.capture import Capture
 from remediator.ingest import edge, webhook
 from remediator.ingest.ackgate import AckGate
 from remediator.ingest.auth import BearerAuth, NoAuth
@@ -49,6 +49,7 @@ from remediator.ruleset.load import load_rules
 from remediator.ruleset.rules import RuleSet
 from remediator.runtime import acks, reload
 from remediator.runtime.lease import Lease
+from remediator.runtime.objects import Objects, s3_settings
 from remediator.runtime.tasks import Loops
 from remediator.store import open_store
 from remediator.store.contract import Store
@@ -68,6 +69,8 @@ class Services:
     recorder: Recorder
     loops: Loops
     clock: Clock
+    objects: Objects | None = None
+    """The object store (archive, evidence) when a bucket is configured."""
 
 
 SETTINGS = web.AppKey("settings", Settings)
@@ -123,8 +126,12 @@ async def _decisions(request: web.Request) -> web.Response:
         query = api.parse_query(request.query)
     except RequestRejected as exc:
         return webhook.error_response(exc)
-    records = await request.app[SERVICES].store.decisions(query)
-    return web.json_response(api.page_json(records, query))
+    services = request.app[SERVICES]
+    records = await services.store.decisions(query)
+    page = dict(api.page_json(records, query))
+    if services.objects is not None:
+        page["decisions"] = await services.objects.linked(page["decisions"])
+    return web.json_response(page)
 
 
 async def _ack(request: web.Request) -> web.Response:
@@ -202,6 +209,7 @@ def decision_core(
     clock: Clock,
     settings: Settings,
     gate: AckGate,
+    evidence: Capture | None = None,
 ) -> DecisionCore:
     policy = rules.current.policy
     recorder = Recorder(
@@ -210,19 +218,27 @@ def decision_core(
     runner = ActionRunner(
         store, recorder, metrics, clock, dry_run=settings.dry_run,
         max_concurrent=policy.max_concurrent_actions, require_opt_in=policy.require_opt_in,
-        stale_after_s=settings.stale_after_s,
+        stale_after_s=settings.stale_after_s, evidence=evidence,
     )  # fmt: skip
     pipeline = Pipeline(rules, store, runner, recorder, metrics, clock, settings)
     worker = JournalWorker(store, pipeline, metrics, clock, settings, gate)
     return DecisionCore(recorder, runner, worker)
 
 
-def _services(app: web.Application, store: Store, clock: Clock) -> Services:
+def _services(
+    app: web.Application, store: Store, clock: Clock, objects: ObjectStore | None
+) -> Services:
     settings, rules = app[SETTINGS], app[RULES]
     metrics = Metrics(app[REGISTRY], default_registry(), rules.current.sinks)
     store.watch(Outage("state_store", metrics, "state store"))
     gate = AckGate()
-    core = decision_core(store, rules, metrics, clock, settings, gate)
+    parts = None
+    capture = None
+    if objects is not None:
+        outage = Outage("object_store", metrics, "the object store (archive, evidence)")
+        parts = Objects(objects, outage, settings.evidence_presign_s)
+        capture = parts.capture(store, app[KUBE], app[DATABASES], clock, metrics, settings)
+    core = decision_core(store, rules, metrics, clock, settings, gate, capture)
     auth = BearerAuth(settings.token_file) if settings.token_file else NoAuth()
     validator = Validator(settings.payload_limits, settings.validation_workers)
     journal = Journal(
@@ -234,6 +250,7 @@ def _services(app: web.Application, store: Store, clock: Clock) -> Services:
     return Services(
         store=store, worker=core.worker, runner=core.runner, webhook=state, metrics=metrics,
         journal=journal, recorder=core.recorder, loops=Loops(metrics.loop_failures), clock=clock,
+        objects=parts,
     )  # fmt: skip
 
 
@@ -255,9 +272,13 @@ def _lifecycle(clock: Clock) -> Callable[[web.Application], AsyncIterator[None]]
             log.warning("no escalation sinks configured: escalations are audited, not sent")
         kube.client = await _connect_kube(settings)
         await app[DATABASES].open(settings.databases)
+        archive = contextlib.AsyncExitStack()
+        objects = None
+        if settings.s3_bucket:
+            objects = await archive.enter_async_context(ObjectStore.open(s3_settings(settings)))
         store = open_store(settings)
         await store.open()
-        services = _services(app, store, clock)
+        services = _services(app, store, clock, objects)
         app[SERVICES] = services
         lease = Lease(
             store, services.worker, services.recorder, clock, settings.lease_s, services.runner
@@ -279,15 +300,12 @@ def _lifecycle(clock: Clock) -> Callable[[web.Application], AsyncIterator[None]]
             store, services.recorder, sinks, http, services.metrics, clock,
             poll_s=settings.delivery_poll_s, max_age_s=settings.delivery_max_age_s,
             external_url=settings.external_url,
+            sign=services.objects.sign if services.objects is not None else None,
         )  # fmt: skip
         await app[RELOADER].bind(services.metrics, _applier(services, delivery))
         _register_loops(services, settings, lease, aftercare, delivery)
-        archive = contextlib.AsyncExitStack()
-        if settings.s3_bucket:
-            objects = await archive.enter_async_context(ObjectStore.open(s3_settings(settings)))
-            shipper = Shipper(store, objects, clock, services.metrics, settings)
-            services.loops.every("archive", shipper.round, settings.archive_every_s,
-                                 required=False)  # fmt: skip
+        if services.objects is not None:
+            services.objects.loops(services.loops, store, clock, services.metrics, settings)
         if settings.rules_watch_s > 0:
             services.loops.every("rules_watch", app[RELOADER].look, settings.rules_watch_s,
                                  wait_first=True, required=False)  # fmt: skip
@@ -315,15 +333,6 @@ def _lifecycle(clock: Clock) -> Callable[[web.Application], AsyncIterator[None]]
             await app[DATABASES].close()
 
     return lifecycle
-
-
-def s3_settings(settings: Settings) -> S3Settings:
-    return S3Settings(
-        bucket=settings.s3_bucket, region=settings.s3_region,
-        endpoint_url=settings.s3_endpoint_url, encryption=settings.s3_sse,
-        kms_key_id=settings.s3_kms_key_id, retry_mode=settings.s3_retry_mode,
-        max_attempts=settings.s3_max_attempts,
-    )  # fmt: skip
 
 
 def _applier(services: Services, delivery: Delivery) -> reload.Apply:

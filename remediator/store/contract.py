@@ -489,6 +489,40 @@ class ArchiveStore(Protocol):
         ...
 
 
+@dataclass(frozen=True, slots=True)
+class QueuedEvidence:
+    """A bundle waiting for the object store: its key, its bytes, and how often it failed."""
+
+    key: str
+    body: bytes
+    queued_at: datetime
+    attempts: int
+
+
+class EvidenceStore(Protocol):
+    """The evidence queue: a bundle is kept from its capture until the object store has it."""
+
+    async def evidence_put(self, key: str, body: bytes, now: datetime) -> None:
+        """Queue ``body`` under ``key``, replacing what is queued under it."""
+        ...
+
+    async def evidence_due(self, now: datetime, limit: int) -> list[QueuedEvidence]:
+        """At most ``limit`` bundles due by ``now``, the longest due first."""
+        ...
+
+    async def evidence_sent(self, bundle: QueuedEvidence) -> None:
+        """``bundle`` arrived: forget it (unless it was queued again since)."""
+        ...
+
+    async def evidence_retry(self, bundle: QueuedEvidence, due_at: datetime, error: str) -> None:
+        """``bundle`` did not arrive: try again at ``due_at``."""
+        ...
+
+    async def evidence_waiting(self) -> tuple[int, datetime | None]:
+        """How many bundles wait, and when the oldest was queued."""
+        ...
+
+
 class Store(
     StoreLifecycle,
     JournalStore,
@@ -499,6 +533,7 @@ class Store(
     AuditStore,
     OutboxStore,
     ArchiveStore,
+    EvidenceStore,
     Protocol,
 ):
     """Every concern at once: what a backend implements and the service is given."""

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-VERSION = 5
+VERSION = 6
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,6 +172,15 @@ CREATE TABLE archive_cursors (
     pending_from {ref},
     pending_to {ref}
 );
+CREATE TABLE evidence_queue (
+    key TEXT PRIMARY KEY,
+    body {bytes} NOT NULL,
+    queued_at {real} NOT NULL,
+    due_at {real} NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    last_error TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX evidence_queue_due ON evidence_queue (due_at);
 """
 
 

@@ -407,3 +407,24 @@ AUDIT_PRUNE = Statement(
     "DELETE FROM audit WHERE id IN (SELECT id FROM audit WHERE id <= :up_to AND at < :before"
     " ORDER BY id LIMIT :limit)"
 )
+
+
+# ----- the evidence queue
+
+#: A bundle captured again (a claim resumed after a crash) replaces the one queued.
+EVIDENCE_PUT = Statement(
+    "INSERT INTO evidence_queue (key, body, queued_at, due_at) VALUES (:key, :body, :now, :now)"
+    " ON CONFLICT (key) DO UPDATE SET body = excluded.body, queued_at = excluded.queued_at,"
+    " due_at = excluded.due_at, attempts = 0, last_error = ''"
+)
+EVIDENCE_DUE = Statement(
+    "SELECT key, body, queued_at, attempts FROM evidence_queue WHERE due_at <= :now"
+    " ORDER BY due_at, key LIMIT :limit"
+)
+#: Only the version uploaded: one queued again meanwhile waits for its own upload.
+EVIDENCE_SENT = Statement("DELETE FROM evidence_queue WHERE key = :key AND queued_at = :queued_at")
+EVIDENCE_RETRY = Statement(
+    "UPDATE evidence_queue SET due_at = :due_at, attempts = attempts + 1, last_error = :error"
+    " WHERE key = :key AND queued_at = :queued_at"
+)
+EVIDENCE_WAITING = Statement("SELECT COUNT(*), MIN(queued_at) FROM evidence_queue")

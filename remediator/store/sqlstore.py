@@ -35,6 +35,7 @@ from remediator.store.contract import (
     IntentAnswer,
     JournalEntry,
     OutboxItem,
+    QueuedEvidence,
     Settlement,
     Sighting,
     TriggerState,
@@ -409,6 +410,29 @@ class SqlStore:
     async def audit_prune(self, before: datetime, up_to_id: int, limit: int) -> int:
         params = {"before": ts(before), "up_to": up_to_id, "limit": limit}
         return await self.run(count(sql.AUDIT_PRUNE, params))
+
+    # ----- the evidence queue
+
+    async def evidence_put(self, key: str, body: bytes, now: datetime) -> None:
+        await self.run(count(sql.EVIDENCE_PUT, {"key": key, "body": body, "now": ts(now)}))
+
+    async def evidence_due(self, now: datetime, limit: int) -> list[QueuedEvidence]:
+        found = await self.run(rows(sql.EVIDENCE_DUE, {"now": ts(now), "limit": limit}))
+        return [QueuedEvidence(str(r[0]), bytes(r[1]), dt(r[2]), int(r[3])) for r in found]
+
+    async def evidence_sent(self, bundle: QueuedEvidence) -> None:
+        params = {"key": bundle.key, "queued_at": ts(bundle.queued_at)}
+        await self.run(count(sql.EVIDENCE_SENT, params))
+
+    async def evidence_retry(self, bundle: QueuedEvidence, due_at: datetime, error: str) -> None:
+        params = {"key": bundle.key, "queued_at": ts(bundle.queued_at), "due_at": ts(due_at),
+                  "error": error[:1000]}  # fmt: skip
+        await self.run(count(sql.EVIDENCE_RETRY, params))
+
+    async def evidence_waiting(self) -> tuple[int, datetime | None]:
+        found = await self.run(row(sql.EVIDENCE_WAITING, {}))
+        waiting, oldest = found if found is not None else (0, None)
+        return int(waiting or 0), None if oldest is None else dt(oldest)
 
     # ----- episodes
 

@@ -9,8 +9,8 @@ server does.
 
 Served:
 
-* ``v1``: namespaces (get, list), pods (get, list, delete, ``pods/{name}/eviction``), events
-  (create, get, list);
+* ``v1``: namespaces (get, list), pods (get, list, delete, ``pods/{name}/eviction``,
+  ``pods/{name}/log``), events (create, get, list);
 * ``apps/v1``: deployments (get, list, patch; ``deployments/{name}/scale`` get, patch, put),
   replicasets and daemonsets (get, list);
 * ``autoscaling/v2``: horizontalpodautoscalers (get, list, patch);
@@ -51,6 +51,16 @@ The controllers:
   the target, which it rescales only when its replicas fall outside
   ``[minReplicas, maxReplicas]``.
 
+Pod logs are what :meth:`KubeApiServer.write_log` wrote for that pod object (a pod recreated
+under the same name has a new UID and an empty log; a deleted pod's log is gone). The API server
+checks the options (``tailLines``, ``limitBytes``, ``sinceSeconds``: 400 when they do not parse,
+422 when out of range), the pod (404) and the container (400); a pod on no node answers
+``204 No Content``; then the kubelet refuses containers that are waiting, or ``previous`` when
+there was no earlier run (400, its text as the message), and otherwise serves ``text/plain``:
+``tailLines`` cuts to the last lines, ``sinceSeconds`` drops older lines, ``timestamps`` prefixes
+RFC 3339 timestamps and ``limitBytes`` cuts the bytes, mid-character if need be. ``follow`` reads
+what is there and ends.
+
 Eviction checks the PodDisruptionBudget before the UID precondition, as the API server does:
 with no disruption allowed a UID mismatch is 429; with one allowed it is 409 after the budget
 was spent (the pod stays in ``status.disruptedPods`` for ``pdb_deletion_timeout_s``).
@@ -62,9 +72,10 @@ resource name and namespace, and a denied one is 403 with the API server's messa
 none loaded everything is allowed.
 
 Test control: the seeding helpers (``add_*``), :meth:`KubeApiServer.set_pod_ready`,
-:meth:`KubeApiServer.set_pod_phase`, :meth:`KubeApiServer.start_rollout`, the ``kubelet``
-switch, :attr:`KubeApiServer.lags`, readers for assertions, :attr:`KubeApiServer.requests`
-and :meth:`KubeApiServer.inject_fault`. Seeding helpers settle at once, whatever the lags.
+:meth:`KubeApiServer.set_pod_phase`, :meth:`KubeApiServer.start_rollout`,
+:meth:`KubeApiServer.write_log`, the ``kubelet`` switch, :attr:`KubeApiServer.lags`, readers
+for assertions, :attr:`KubeApiServer.requests` and :meth:`KubeApiServer.inject_fault`. Seeding
+helpers settle at once, whatever the lags.
 
 Typical use::
 
@@ -92,7 +103,7 @@ import random
 import re
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Final
 
@@ -270,6 +281,7 @@ _KINDS: Final = (NAMESPACES, PODS, EVENTS, DEPLOYMENTS, REPLICASETS, DAEMONSETS,
 _SERVED: Final[dict[tuple[str, str], dict[str, _Kind]]] = {}
 for _kind in _KINDS:
     _SERVED.setdefault((_kind.group, _kind.version), {})[_kind.resource] = _kind
+_SUBRESOURCE_PAIRS: Final = (("pods", "eviction"), ("pods", "log"), ("deployments", "scale"))
 _SUBRESOURCES: Final[dict[str, list[JSON]]] = {
     "v1": [
         {
@@ -280,7 +292,14 @@ _SUBRESOURCES: Final[dict[str, list[JSON]]] = {
             "version": "v1",
             "kind": "Eviction",
             "verbs": ["create"],
-        }
+        },
+        {
+            "name": "pods/log",
+            "singularName": "",
+            "namespaced": True,
+            "kind": "Pod",
+            "verbs": ["get"],
+        },
     ],
     "apps/v1": [
         {
@@ -869,6 +888,188 @@ def _nonzero(pairs: Iterable[tuple[str, Any]]) -> JSON:
     return {k: v for k, v in pairs if v}
 
 
+_GO_ESCAPES: Final = {
+    "\a": "\\a",
+    "\b": "\\b",
+    "\f": "\\f",
+    "\n": "\\n",
+    "\r": "\\r",
+    "\t": "\\t",
+    "\v": "\\v",
+}
+
+
+def _go_quote(text: str) -> str:
+    """``strconv.Quote`` (``%q``): printable characters as they are, the rest escaped."""
+    out = []
+    for char in text:
+        if char in ('"', "\\"):
+            out.append("\\" + char)
+        elif char.isprintable():
+            out.append(char)
+        elif char in _GO_ESCAPES:
+            out.append(_GO_ESCAPES[char])
+        elif ord(char) < 0x80:
+            out.append(f"\\x{ord(char):02x}")
+        else:
+            out.append(f"\\u{ord(char):04x}" if ord(char) <= 0xFFFF else f"\\U{ord(char):08x}")
+    return '"' + "".join(out) + '"'
+
+
+_GO_INT: Final = re.compile(r"[+-]?[0-9]+")
+
+
+def _parse_int64(text: str) -> int:
+    """``strconv.ParseInt(text, 10, 64)``; its error is the 400 the API server answers."""
+    if not _GO_INT.fullmatch(text):
+        raise _bad_request(f"strconv.ParseInt: parsing {_go_quote(text)}: invalid syntax")
+    value = int(text)
+    if not -(2**63) <= value < 2**63:
+        raise _bad_request(f"strconv.ParseInt: parsing {_go_quote(text)}: value out of range")
+    return value
+
+
+# --------------------------------------------------------------------------------------------
+# Pod logs
+
+
+@dataclasses.dataclass(frozen=True)
+class _LogLine:
+    at: dt.datetime  # UTC
+    text: bytes  # without its newline
+
+
+@dataclasses.dataclass(frozen=True)
+class _LogOptions:
+    """``PodLogOptions`` as the API server decodes them from the query (first value of each;
+    a bool is false only for ``0`` and ``false`` in any case)."""
+
+    container: str = ""
+    previous: bool = False
+    timestamps: bool = False
+    since_seconds: int | None = None
+    tail_lines: int | None = None
+    limit_bytes: int | None = None
+
+    @classmethod
+    def of(cls, query: Mapping[str, str]) -> _LogOptions:
+        def flag(key: str) -> bool:
+            value = query.get(key)
+            return value is not None and value != "0" and value.casefold() != "false"
+
+        def number(key: str) -> int | None:
+            value = query.get(key)
+            return None if value is None else _parse_int64(value)
+
+        # Decoded in the order of the PodLogOptions fields: the first bad one is reported.
+        return cls(
+            container=query.get("container", ""),
+            previous=flag("previous"),
+            since_seconds=number("sinceSeconds"),
+            timestamps=flag("timestamps"),
+            tail_lines=number("tailLines"),
+            limit_bytes=number("limitBytes"),
+        )
+
+    def errors(self) -> list[_FieldError]:
+        """``ValidatePodLogOptions``."""
+        bounds = (
+            ("tailLines", self.tail_lines, 0, "must be greater than or equal to 0"),
+            ("limitBytes", self.limit_bytes, 1, "must be greater than 0"),
+            ("sinceSeconds", self.since_seconds, 1, "must be greater than 0"),
+        )
+        return [
+            _FieldError(field, "FieldValueInvalid", f"Invalid value: {value}: {why}")
+            for field, value, low, why in bounds
+            if value is not None and value < low
+        ]
+
+
+def _container_names(pod: JSON) -> list[str]:
+    """Every container of the pod, init containers first (``podutil.VisitContainers``)."""
+    spec = pod["spec"]
+    kinds = ("initContainers", "containers", "ephemeralContainers")
+    return [str(c["name"]) for kind in kinds for c in spec.get(kind) or []]
+
+
+def _log_container(pod: JSON, wanted: str) -> str:
+    """The container whose log is read (``validateContainer``): the one named, or the pod's
+    only one."""
+    name = pod["metadata"]["name"]
+    if wanted:
+        if wanted not in _container_names(pod):
+            raise _bad_request(f"container {wanted} is not valid for pod {name}")
+        return wanted
+    containers = [str(c["name"]) for c in pod["spec"].get("containers") or []]
+    if len(containers) == 1:
+        return containers[0]
+    choices = "" if not containers else f", choose one of: [{' '.join(_container_names(pod))}]"
+    raise _bad_request(f"a container name must be specified for pod {name}{choices}")
+
+
+def _log_refusal(pod: JSON, container: str, previous: bool) -> str | None:
+    """Why the kubelet serves no log for this container (``validateContainerLogStatus``), or
+    None when it serves one."""
+    status = pod.get("status") or {}
+    kinds = ("containerStatuses", "initContainerStatuses", "ephemeralContainerStatuses")
+    found = [s for kind in kinds for s in status.get(kind) or [] if s.get("name") == container]
+    which = f"container {_go_quote(container)} in pod {_go_quote(pod['metadata']['name'])}"
+    if not found:
+        return f"{which} is not available"
+    state, last = found[0].get("state") or {}, (found[0].get("lastState") or {}).get("terminated")
+    if previous:
+        return (
+            None if last and last.get("containerID") else f"previous terminated {which} not found"
+        )
+    if state.get("running") is not None:
+        return None
+    if state.get("terminated") is not None:
+        ran = state["terminated"].get("containerID") or (last and last.get("containerID"))
+        return None if ran else f"{which} is terminated"
+    if last is not None:
+        return None if last.get("containerID") else f"{which} is terminated"
+    if state.get("waiting") is not None:
+        reason = str(state["waiting"].get("reason", ""))
+        known = {
+            "ErrImagePull": "image can't be pulled",
+            "ImagePullBackOff": "trying and failing to pull image",
+        }
+        return f"{which} is waiting to start: {known.get(reason, reason)}"
+    return f"{which} is waiting to start - no logs yet"
+
+
+def _rfc3339_nano(moment: dt.datetime) -> str:
+    """Go's ``time.RFC3339Nano`` in UTC: trailing zeros of the fraction dropped."""
+    utc = moment.astimezone(dt.UTC)
+    fraction = f".{utc.microsecond:06d}".rstrip("0") if utc.microsecond else ""
+    return utc.strftime("%Y-%m-%dT%H:%M:%S") + fraction + "Z"
+
+
+def _go_seconds(seconds: int) -> dt.timedelta:
+    """``time.Duration(seconds) * time.Second``: the kubelet's product wraps around in int64, so
+    a huge ``sinceSeconds`` can point into the future."""
+    nanoseconds = (seconds * 1_000_000_000 + 2**63) % 2**64 - 2**63
+    return dt.timedelta(microseconds=nanoseconds // 1000)
+
+
+def _log_body(lines: Sequence[_LogLine], options: _LogOptions, now: dt.datetime) -> bytes:
+    """What the kubelet streams (``ReadLogs``): the last ``tailLines`` lines of the file, those
+    not older than ``sinceSeconds``, with timestamps, cut to ``limitBytes`` bytes."""
+    if options.tail_lines is not None:
+        lines = lines[max(len(lines) - options.tail_lines, 0) :]
+    since = None if options.since_seconds is None else now - _go_seconds(options.since_seconds)
+    out = bytearray()
+    for line in lines:
+        if since is not None and line.at < since:
+            continue
+        if options.timestamps:
+            out += _rfc3339_nano(line.at).encode() + b" "
+        out += line.text + b"\n"
+    if options.limit_bytes is not None:
+        del out[options.limit_bytes :]
+    return bytes(out)
+
+
 # --------------------------------------------------------------------------------------------
 # Requests, faults and request attributes
 
@@ -1209,6 +1410,7 @@ class KubeApiServer(StartStop):
         self._hpa_gates: dict[tuple[str, str], float] = {}  # HPA key -> when it next syncs
         self._seen_replicas: dict[str, int] = {}  # deployment uid -> spec.replicas last synced
         self._status_due: dict[str, int] = {}  # deployment uid -> status writes still to come
+        self._logs: dict[str, dict[str, list[_LogLine]]] = {}  # pod uid -> container -> lines
         for namespace in DEFAULT_NAMESPACES:
             self.add_namespace(namespace)
 
@@ -1383,9 +1585,11 @@ class KubeApiServer(StartStop):
         annotations: Mapping[str, str] | None = None,
         *,
         image: str = DEFAULT_IMAGE,
+        env: Mapping[str, str] | None = None,
     ) -> JSON:
         """Create a Deployment whose selector, template labels and labels are ``labels``
-        (default ``{"app": name}``); the controllers then create its ReplicaSet and pods."""
+        (default ``{"app": name}``), its container given ``env`` (name to value); the
+        controllers then create its ReplicaSet and pods."""
         self.add_namespace(namespace)
         labels = dict(labels) if labels is not None else {"app": name}
         deployment: JSON = {
@@ -1397,7 +1601,7 @@ class KubeApiServer(StartStop):
                 "selector": {"matchLabels": dict(labels)},
                 "template": {
                     "metadata": {"labels": dict(labels)},
-                    "spec": self._pod_spec(image),
+                    "spec": self._pod_spec(image, env=env),
                 },
                 "strategy": {
                     "type": "RollingUpdate",
@@ -1423,12 +1627,19 @@ class KubeApiServer(StartStop):
         phase: str | None = None,
         ready: bool | None = None,
         image: str = DEFAULT_IMAGE,
+        containers: Sequence[str] = ("app",),
+        init_containers: Sequence[str] = (),
     ) -> JSON:
-        """Create a pod with no owner. It follows :attr:`kubelet` unless ``phase`` or
-        ``ready`` is given (see :meth:`set_pod_phase` and :meth:`set_pod_ready`); ``ready``
-        alone means a Running pod that is (not) Ready."""
+        """Create a pod with no owner, with these containers and init containers (all running
+        ``image``). It follows :attr:`kubelet` unless ``phase`` or ``ready`` is given (see
+        :meth:`set_pod_phase` and :meth:`set_pod_ready`); ``ready`` alone means a Running pod
+        that is (not) Ready."""
+        names = [*init_containers, *containers]
+        if not containers or len(set(names)) != len(names):
+            raise ValueError(f"a pod needs containers with distinct names, not {names}")
         self.add_namespace(namespace)
-        pod = self._new_pod_object(namespace, name, dict(labels), self._pod_spec(image), None)
+        spec = self._pod_spec(image, containers, init_containers)
+        pod = self._new_pod_object(namespace, name, dict(labels), spec, None)
         self._create_pod(pod)
         if phase is None and ready is not None:
             phase = "Running"
@@ -1651,6 +1862,36 @@ class KubeApiServer(StartStop):
         self._reconcile()
         return self.deployment(namespace, name)
 
+    def write_log(
+        self,
+        namespace: str,
+        pod: str,
+        lines: Iterable[str],
+        container: str | None = None,
+        at: dt.datetime | None = None,
+    ) -> None:
+        """Append ``lines`` to the log of ``container`` (default: the pod's first container),
+        each stamped ``at`` (timezone-aware; default now). A line holding newlines is several
+        lines, as the container runtime records them; one trailing newline is dropped.
+
+        The log belongs to this pod object: a pod recreated under the same name (a new UID)
+        starts with an empty log, and a deleted pod's log is gone. Raises KeyError when the pod
+        is missing and ValueError for a container the pod does not have."""
+        if isinstance(lines, str):
+            raise TypeError("lines is an iterable of lines, not one str")
+        if at is not None and at.utcoffset() is None:
+            raise ValueError("at must be timezone-aware")
+        obj = self._get(PODS, namespace, pod, error=KeyError)
+        name = container if container is not None else obj["spec"]["containers"][0]["name"]
+        if name not in _container_names(obj):
+            raise ValueError(f"pod {namespace}/{pod} has no container {name!r}")
+        moment = (at or dt.datetime.now(dt.UTC)).astimezone(dt.UTC)
+        log = self._logs.setdefault(obj["metadata"]["uid"], {}).setdefault(name, [])
+        for line in lines:
+            log.extend(
+                _LogLine(moment, part.encode()) for part in line.removesuffix("\n").split("\n")
+            )
+
     # ---- readers ---------------------------------------------------------------------------
 
     def deployment(self, namespace: str, name: str) -> JSON:
@@ -1784,23 +2025,36 @@ class KubeApiServer(StartStop):
             self._pod_seq.pop(uid, None)
             self._pod_node.pop(uid, None)
             self._ready_at.pop(uid, None)
+            self._logs.pop(uid, None)
         return obj
 
     # ---- pods ------------------------------------------------------------------------------
 
     @staticmethod
-    def _pod_spec(image: str) -> JSON:
+    def _pod_spec(
+        image: str,
+        containers: Sequence[str] = ("app",),
+        init_containers: Sequence[str] = (),
+        env: Mapping[str, str] | None = None,
+    ) -> JSON:
+        def container(name: str) -> JSON:
+            given = {"env": [{"name": k, "value": v} for k, v in env.items()]} if env else {}
+            return {
+                "name": name,
+                "image": image,
+                **given,
+                "resources": {},
+                "terminationMessagePath": "/dev/termination-log",
+                "terminationMessagePolicy": "File",
+                "imagePullPolicy": "IfNotPresent",
+            }
+
+        inits = (
+            {"initContainers": [container(n) for n in init_containers]} if init_containers else {}
+        )
         return {
-            "containers": [
-                {
-                    "name": "app",
-                    "image": image,
-                    "resources": {},
-                    "terminationMessagePath": "/dev/termination-log",
-                    "terminationMessagePolicy": "File",
-                    "imagePullPolicy": "IfNotPresent",
-                }
-            ],
+            **inits,
+            "containers": [container(n) for n in containers],
             "restartPolicy": "Always",
             "terminationGracePeriodSeconds": 30,
             "dnsPolicy": "ClusterFirst",
@@ -1965,34 +2219,53 @@ class KubeApiServer(StartStop):
         now = self._now()
         previous = {c["type"]: c for c in (pod.get("status") or {}).get("conditions") or []}
         names = [c["name"] for c in pod["spec"]["containers"]]
+        inits = pod["spec"].get("initContainers") or []
         unready = {
             "reason": "ContainersNotReady",
             "message": f"containers with unready status: [{' '.join(names)}]",
         }
+        initialized = (
+            self._pod_condition(
+                previous,
+                "Initialized",
+                "False",
+                now,
+                reason="ContainersNotInitialized",
+                message="containers with incomplete status: "
+                f"[{' '.join(c['name'] for c in inits)}]",
+            )
+            if inits
+            else self._pod_condition(previous, "Initialized", "True", now)
+        )
+        # The kubelet's default waiting reason; with init containers to run first, every
+        # container waits on them.
+        reason = "PodInitializing" if inits else "ContainerCreating"
+
+        def waiting(c: JSON) -> JSON:
+            return {
+                "name": c["name"],
+                "state": {"waiting": {"reason": reason}},
+                "lastState": {},
+                "ready": False,
+                "restartCount": 0,
+                "image": c["image"],
+                "imageID": "",
+                "started": False,
+            }
+
         return {
             "phase": "Pending",
             "conditions": [
                 self._pod_condition(previous, "PodReadyToStartContainers", "False", now),
-                self._pod_condition(previous, "Initialized", "True", now),
+                initialized,
                 self._pod_condition(previous, "Ready", "False", now, **unready),
                 self._pod_condition(previous, "ContainersReady", "False", now, **unready),
                 self._pod_condition(previous, "PodScheduled", "True", now),
             ],
             "hostIP": self._pod_ips(pod)[0],
             "startTime": now,
-            "containerStatuses": [
-                {
-                    "name": c["name"],
-                    "state": {"waiting": {"reason": "ContainerCreating"}},
-                    "lastState": {},
-                    "ready": False,
-                    "restartCount": 0,
-                    "image": c["image"],
-                    "imageID": "",
-                    "started": False,
-                }
-                for c in pod["spec"]["containers"]
-            ],
+            **({"initContainerStatuses": [waiting(c) for c in inits]} if inits else {}),
+            "containerStatuses": [waiting(c) for c in pod["spec"]["containers"]],
             "qosClass": "BestEffort",
         }
 
@@ -2020,6 +2293,24 @@ class KubeApiServer(StartStop):
                 "message": f"containers with unready status: [{' '.join(names)}]",
             }
         )
+        inits = []
+        for c in pod["spec"].get("initContainers") or []:
+            image_id, container_id = self._container_ids(pod, c)
+            completed = {"exitCode": 0, "reason": "Completed", "startedAt": started}
+            completed.update(finishedAt=started, containerID=container_id)
+            inits.append(
+                {
+                    "name": c["name"],
+                    "state": {"terminated": completed},
+                    "lastState": {},
+                    "ready": True,
+                    "restartCount": 0,
+                    "image": c["image"],
+                    "imageID": image_id,
+                    "containerID": container_id,
+                    "started": False,
+                }
+            )
         statuses = []
         for c in pod["spec"]["containers"]:
             image_id, container_id = self._container_ids(pod, c)
@@ -2051,6 +2342,7 @@ class KubeApiServer(StartStop):
             "podIP": pod_ip,
             "podIPs": [{"ip": pod_ip}],
             "startTime": started,
+            **({"initContainerStatuses": inits} if inits else {}),
             "containerStatuses": statuses,
             "qosClass": "BestEffort",
         }
@@ -3002,7 +3294,7 @@ class KubeApiServer(StartStop):
             raise self._method_not_allowed(method, path, "watch")
         handler = self._route(kind, sub, method, bool(name))
         if handler is None:
-            if sub and (kind.resource, sub) not in (("pods", "eviction"), ("deployments", "scale")):
+            if sub and (kind.resource, sub) not in _SUBRESOURCE_PAIRS:
                 raise self._resource_not_found()
             raise self._method_not_allowed(method, path)
         return handler(
@@ -3023,6 +3315,7 @@ class KubeApiServer(StartStop):
         table: dict[tuple[str, str, str, bool], Callable[[_Call], web.Response]] = {
             ("pods", "", "DELETE", True): self._delete_pod,
             ("pods", "eviction", "POST", True): self._evict,
+            ("pods", "log", "GET", True): self._read_log,
             ("events", "", "POST", False): self._create_event,
             ("deployments", "", "PATCH", True): self._patch_deployment,
             ("deployments", "scale", "GET", True): self._get_scale,
@@ -3220,6 +3513,31 @@ class KubeApiServer(StartStop):
         pod = self._get(PODS, call.namespace or "", call.name)
         options = self._delete_options(call.body, call.query)
         return self._json_response(self._delete_pod_now(pod, options, call.dry_run))
+
+    def _read_log(self, call: _Call) -> web.Response:
+        options = _LogOptions.of(call.query)
+        errors = options.errors()
+        if errors:
+            raise _invalid("PodLogOptions", "", call.name, errors)
+        pod = self._get(PODS, call.namespace or "", call.name)
+        container = _log_container(pod, options.container)
+        if not pod["spec"].get("nodeName"):
+            # No node, so no kubelet to ask: the API server streams nothing.
+            return web.Response(status=204, headers=self._base_headers())
+        refusal = _log_refusal(pod, container, options.previous)
+        if refusal is not None:
+            raise _bad_request(refusal)
+        # This kubelet keeps no log of a container's earlier runs.
+        lines = (
+            []
+            if options.previous
+            else self._logs.get(pod["metadata"]["uid"], {}).get(container, [])
+        )
+        return web.Response(
+            body=_log_body(lines, options, dt.datetime.now(dt.UTC)),
+            content_type="text/plain",
+            headers=self._base_headers(),
+        )
 
     def _evict(self, call: _Call) -> web.Response:
         namespace = call.namespace or ""

@@ -144,17 +144,29 @@ are equal document for document.
 {{- if eq (toString ($params.hpa | default "refuse")) "raise_min" }}
 {{- $hpaVerbs = list "list" "patch" }}
 {{- end }}
+{{- /* the action's, then what its evidence reads of a Deployment (rbac.EVIDENCE_READS) */}}
 {{- $perms = list
       (list "apps" (list "deployments") (list "get"))
       (list "apps" (list "deployments/scale") (list "get" "patch"))
       (list "autoscaling" (list "horizontalpodautoscalers") $hpaVerbs)
-      (list "" (list "events") (list "create")) }}
+      (list "" (list "events") (list "create"))
+      (list "apps" (list "deployments") (list "get"))
+      (list "apps" (list "replicasets") (list "list"))
+      (list "autoscaling" (list "horizontalpodautoscalers") (list "list"))
+      (list "" (list "events") (list "list")) }}
 {{- else if eq $action.kind "recycle_pod" }}
+{{- /* the action's, then what its evidence reads of a Deployment and a Pod (its logs) */}}
 {{- $perms = list
       (list "" (list "pods") (list "get" "list"))
       (list "" (list "pods/eviction") (list "create"))
       (list "apps" (list "replicasets" "deployments") (list "get"))
-      (list "" (list "events") (list "create")) }}
+      (list "" (list "events") (list "create"))
+      (list "apps" (list "deployments") (list "get"))
+      (list "apps" (list "replicasets") (list "list"))
+      (list "autoscaling" (list "horizontalpodautoscalers") (list "list"))
+      (list "" (list "events") (list "list"))
+      (list "" (list "pods" "pods/log") (list "get"))
+      (list "" (list "events") (list "list")) }}
 {{- if eq (toString $params.allow_delete_fallback) "true" }}
 {{- $perms = append $perms (list "" (list "pods") (list "delete")) }}
 {{- end }}

@@ -25,7 +25,9 @@ class Notification:
 
     ``details`` holds the page's facts (``plan``): ``alert`` (the first alert's content),
     ``alerts`` and ``count`` when the incident groups several (``alerts_of``),
-    ``responders`` (the tier's, for Opsgenie and JSM), ``decisions`` (the episode's link)."""
+    ``responders`` (the tier's, for Opsgenie and JSM), ``decisions`` (the episode's link),
+    ``evidence`` (the claim's evidence bundles' keys, by phase) and ``evidence_url`` (a signed
+    link to the last of them, when links are signed)."""
 
     event: Event
     dedup_key: str
@@ -99,13 +101,15 @@ def alert_count(note: Notification) -> int:
 
 def page_links(note: Notification) -> list[tuple[str, str]]:
     """A page's links, in order, as (what, URL): ``runbook``, ``source`` (the alert's
-    generatorURL), ``silence`` and ``decisions`` (the episode); only http(s) URLs."""
+    generatorURL), ``silence``, ``decisions`` (the episode) and ``evidence`` (a signed link
+    to the claim's last evidence bundle); only http(s) URLs."""
     _, annotations, alert = alert_of(note)
     urls = {
         "runbook": annotations.get("runbook_url"),
         "source": alert.get("generator_url"),
         "silence": alert.get("silence_url"),
         "decisions": note.details.get("decisions"),
+        "evidence": note.details.get("evidence_url"),
     }
     return [(what, url) for what, url in urls.items()
             if isinstance(url, str) and url.startswith(("https://", "http://"))]  # fmt: skip

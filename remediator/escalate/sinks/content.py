@@ -19,6 +19,7 @@ LINK_LABELS = {
     "source": "Alert source",
     "silence": "Silence",
     "decisions": "What remediator decided",
+    "evidence": "Evidence",
 }
 
 #: The labels that name where an alert fired, best first: a group's line names it by these.

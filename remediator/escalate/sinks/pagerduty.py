@@ -80,6 +80,7 @@ LINK_TEXTS = {
     "source": "Alert source",
     "silence": "Silence in Alertmanager",
     "decisions": "remediator: what was decided",
+    "evidence": "remediator: evidence",
 }
 
 

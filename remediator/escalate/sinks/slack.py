@@ -64,7 +64,7 @@ def headline(note: Notification) -> str:
 
 LINK_SEPARATOR = " · "
 LINK_LABELS = {"runbook": "Runbook", "source": "Alert source", "silence": "Silence",
-               "decisions": "What remediator decided"}  # fmt: skip
+               "decisions": "What remediator decided", "evidence": "Evidence"}  # fmt: skip
 
 
 def _content(note: Notification) -> list[str]:

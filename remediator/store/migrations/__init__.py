@@ -12,13 +12,19 @@ from __future__ import annotations
 
 from remediator.core.errors import StoreUnavailable
 from remediator.store import schema
-from remediator.store.migrations import v1, v2, v3, v4, v5
+from remediator.store.migrations import v1, v2, v3, v4, v5, v6
 from remediator.store.program import LOCK_MIGRATE, Program, count, lock, script, value
 from remediator.store.schema import Dialect
 from remediator.store.sql import Statement
 
 #: The script of each version after the first, by dialect name.
-STEPS: dict[int, dict[str, str]] = {2: v2.SCRIPTS, 3: v3.SCRIPTS, 4: v4.SCRIPTS, 5: v5.SCRIPTS}
+STEPS: dict[int, dict[str, str]] = {
+    2: v2.SCRIPTS,
+    3: v3.SCRIPTS,
+    4: v4.SCRIPTS,
+    5: v5.SCRIPTS,
+    6: v6.SCRIPTS,
+}
 assert max(STEPS) == schema.VERSION, "schema.VERSION is the last migration's"
 
 CURRENT = Statement("SELECT MAX(version) FROM schema_version")
