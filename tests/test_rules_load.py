@@ -698,7 +698,8 @@ def test_a_file_of_exactly_1_mib_loads_and_one_byte_more_does_not(tmp_path: Path
 
 
 def test_twenty_thousand_rules_load_without_hanging(tmp_path: Path) -> None:
-    # A guard against a hang only; bench/rules_load.py measures (under 2 s on the CI VM).
+    # A guard against a hang only; bench/rules_load.py measures (under 2 s on the CI VM,
+    # 10.2 s once beside the rest of the suite on its three workers).
     spec = importlib.util.spec_from_file_location("rules_load", REPO / "bench" / "rules_load.py")
     assert spec is not None and spec.loader is not None
     bench = importlib.util.module_from_spec(spec)
@@ -708,7 +709,7 @@ def test_twenty_thousand_rules_load_without_hanging(tmp_path: Path) -> None:
     bench.write_rules(directory, 20_000, 2_000)
     started = time.perf_counter()
     ruleset = load_rules(directory, default_registry())
-    assert time.perf_counter() - started < 10
+    assert time.perf_counter() - started < 30
     assert len(ruleset.rules) == 20_001
 
 

@@ -36,7 +36,6 @@ LATER = "later"
 """``_still_wanted``'s word for an update whose page has not reached its sink yet."""
 BATCH = 100
 EVENTS = frozenset(e.value for e in Event)
-AFTER_THE_PAGE = timedelta(milliseconds=1)
 EVIDENCE_LAST_FIRST = ("refused", "after", "before")
 Sign = Callable[[str], Awaitable[str]]
 """A link that reads an object of the evidence, by its key, for a while (``evidence``)."""
@@ -188,9 +187,11 @@ class Delivery:
         return ""
 
     async def _after(self, item: OutboxItem, page_due_at: datetime) -> None:
-        """The page's updates to this sink, due just after it, all at once: they keep the
-        order they were queued in (by id), and none sorts ahead of the page."""
-        due = max(page_due_at, self._clock.now()) + AFTER_THE_PAGE
+        """The page's updates to this sink, due with it, all at once: the outbox sorts by
+        due time then id, and a page is queued before its updates, so they keep their order
+        behind it. Not a moment later: an update queued meanwhile, due when it was queued,
+        would sort ahead of its elders, and a thread would tell the story out of order."""
+        due = max(page_due_at, self._clock.now())
         await self._store.outbox_defer_updates(item.dedup_key, item.sink, due)
 
     async def _retry(self, item: OutboxItem, exc: BaseException) -> None:
