@@ -3,10 +3,8 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 # make bench: every scenario of bench/, one table, bench/results.json; QUICK=1: under a minute.
-# Most tests wait on servers and subprocesses, not the CPU: three workers on two cores. A
-# module whose module-scoped fixture is costly is one xdist_group, run by one worker, so
-# that fixture runs once rather than on every worker.
-PYTEST_ARGS ?= -n 3 --dist loadgroup
+# Most tests wait on servers and subprocesses, not the CPU: three workers on two cores.
+PYTEST_ARGS ?= -n 3
 
 .PHONY: run test lint typecheck unit bench system-deps clean
 

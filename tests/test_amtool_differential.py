@@ -29,9 +29,6 @@ from remediator.ruleset.load import load_rules
 from remediator.ruleset.rules import RuleSet
 from tests.support.rule_texts import POLICY
 
-# One worker runs this module, so its module-scoped fixture runs once (--dist loadgroup).
-pytestmark = pytest.mark.xdist_group("amtool_differential")
-
 AMTOOL = shutil.which("amtool")
 GUARD = 'guard="on"'
 WORKERS = 8

@@ -25,9 +25,6 @@ from remediator.cli import options
 from remediator.config import from_sources
 from tests.support.chart import CHART_DIR, REPO, Manifest, Rendered, render
 
-# One worker runs this module, so its module-scoped fixture runs once (--dist loadgroup).
-pytestmark = pytest.mark.xdist_group("chart")
-
 KUBERNETES_VERSION = "1.36"
 NAMESPACE = "monitoring"
 CRD_KINDS = {"ServiceMonitor", "PrometheusRule"}

@@ -47,7 +47,7 @@ CRASHES = {
     "after_action": (1, "succeeded"),  # acted, outcome lost: observed as applied
     "after_outcome": (1, "succeeded"),  # all recorded: nothing more to do
 }
-RUNS = 2
+RUNS = 1
 HA_RUNS = 1
 #: Audit steps that give a claim its outcome: exactly one of them per claim. (A resend that
 #: meets the decided episode writes nothing.)

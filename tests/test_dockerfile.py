@@ -44,9 +44,6 @@ from tests.support.payloads import webhook_payload
 from tests.support.ports import free_port
 from tests.support.process import until_ready
 
-# One worker runs this module, so its module-scoped fixture runs once (--dist loadgroup).
-pytestmark = pytest.mark.xdist_group("dockerfile")
-
 REPO = Path(__file__).resolve().parents[1]
 DOCKERFILE = REPO / "Dockerfile"
 DOCKERIGNORE = REPO / ".dockerignore"

@@ -26,9 +26,6 @@ from tests.support.ports import free_port
 from tests.support.rule_texts import POLICY
 from tests.support.service import REPO
 
-# One worker runs this module, so its module-scoped fixture runs once (--dist loadgroup).
-pytestmark = pytest.mark.xdist_group("hostile_rules")
-
 DEADLINE_S = 5.0
 """On a quiet machine; a loaded one (the suite runs on several workers) gets up to
 ``SLOWER_THAN_PLAIN`` times what ``check`` of a plain rule directory took in the same run."""
