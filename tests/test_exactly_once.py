@@ -177,8 +177,14 @@ async def test_claims_queued_at_a_kill_9_are_each_run_once_by_the_restart_or_the
     # The queue really was full at the kill: every claim made, nearly none sent.
     assert len(at_kill) == QUEUED and patched_at_kill <= 32
     assert len(claims) == QUEUED
-    assert len(patches) == QUEUED and set(patches.values()) == {1}
-    assert unscaled == []
+    # A claim whose intent was written between the look at the queue and the kill, its
+    # write not applied, is observed after it and escalated, never run again (once seen on
+    # a loaded machine); every other Deployment is scaled, each once.
+    not_applied = [c for c in claims if c["outcome"] == "not_applied"]
+    assert len(not_applied) <= 32
+    assert per_episode(records, "escalated", "not_applied").total() == len(not_applied)
+    assert len(patches) == QUEUED - len(not_applied) and set(patches.values()) == {1}
+    assert len(unscaled) == len(not_applied)
     assert [c for c in claims if c["outcome"] == "not_run"] == []
     assert per_episode(records, "escalated", "not_run") == Counter()
     assert open_claims == [] and settled_s is not None
