@@ -13,6 +13,7 @@ one that fails is an error of its own, and the others are kept.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
@@ -38,21 +39,39 @@ class KubeEvidence:
             return {}
         ns, name = target.namespace, target.name
         if target.kind == "Deployment":
+            deployment = _once(lambda: kube.deployment_document(ns, name))
             return {
-                "deployment": lambda: kube.deployment_document(ns, name),
-                "replicasets": lambda: _replicasets(kube, ns, name),
+                "deployment": deployment,
+                "replicasets": lambda: _replicasets(kube, ns, deployment),
                 "events": lambda: _items(kube.events_document(ns, "Deployment", name)),
                 "autoscalers": lambda: _autoscalers(kube, ns, name),
             }
         if target.kind == "Pod":
+            pod = _once(lambda: kube.pod_document(ns, name))
             reads: dict[str, Read] = {
-                f"pod {name}": lambda: kube.pod_document(ns, name),
+                f"pod {name}": pod,
                 f"events of pod {name}": lambda: _items(kube.events_document(ns, "Pod", name)),
             }
             if phase is Phase.BEFORE and self._log_lines:
-                reads[f"logs of pod {name}"] = lambda: _logs(kube, ns, name, self._log_lines)
+                reads[f"logs of pod {name}"] = lambda: _logs(kube, ns, name, pod, self._log_lines)
             return reads
         return {}
+
+
+def _once(read: Read) -> Read:
+    """``read`` made once for every part that needs its answer (the Deployment for its
+    ReplicaSets' selector, the pod for its containers): one request, not one a part."""
+    started: asyncio.Future[Any] | None = None
+
+    async def shared() -> Any:
+        nonlocal started
+        if started is None:
+            started = asyncio.ensure_future(read())
+        # Not shielded: it is cancelled only when every part awaiting it is (the capture's
+        # timeout), so no request outlives the capture.
+        return await started
+
+    return shared
 
 
 async def _items(listed: Awaitable[Any]) -> list[Any]:
@@ -74,10 +93,10 @@ def _owned_by(item: Any, uid: str) -> bool:
     )
 
 
-async def _replicasets(kube: KubeClient, namespace: str, name: str) -> list[Any]:
+async def _replicasets(kube: KubeClient, namespace: str, read_deployment: Read) -> list[Any]:
     """The ReplicaSets the Deployment owns (its revisions), as ``kubectl rollout history``
     reads them: selected by its selector, kept by owner."""
-    deployment = await kube.deployment_document(namespace, name)
+    deployment = await read_deployment()
     selector = (deployment.get("spec") or {}).get("selector") or {}
     labels = selector.get("matchLabels") or {}
     found = await _items(kube.replicasets_document(namespace, labels))
@@ -92,10 +111,12 @@ async def _autoscalers(kube: KubeClient, namespace: str, name: str) -> list[Any]
     return [item for item in await _items(kube.hpas_document(namespace)) if scales(item)]
 
 
-async def _logs(kube: KubeClient, namespace: str, name: str, lines: int) -> dict[str, Any]:
+async def _logs(
+    kube: KubeClient, namespace: str, name: str, read_pod: Read, lines: int
+) -> dict[str, Any]:
     """Each container's last ``lines`` lines, by container; a container whose log cannot be
     read (not started yet) says why in its place."""
-    pod = await kube.pod_document(namespace, name)
+    pod = await read_pod()
     containers = [c.get("name") for c in (pod.get("spec") or {}).get("containers") or []]
     logs: dict[str, Any] = {}
     for container in (c for c in containers if isinstance(c, str)):
