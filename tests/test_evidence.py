@@ -18,6 +18,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
+import asyncpg
 import pytest
 
 from remediator.core.failpoints import EXIT_CODE
@@ -273,6 +274,57 @@ async def test_a_refusal_that_pages_leaves_a_refused_bundle_named_in_the_page(ri
     assert "evidence_url" not in page["details"]  # links are not signed unless asked
 
 
+async def test_a_refusal_before_any_claim_leaves_the_episodes_bundle_named_in_its_page(
+    rig: Rig,
+) -> None:
+    """A guard of the decision refuses (here the target's cooldown after a scale): the
+    episode's ``refused.json`` holds the target as it is; out of the policy's namespaces
+    the target is not read at all, and the bundle holds the alert and the refusal."""
+    rig.kube.add_deployment(NS, "api", replicas=3, annotations=OPTED_IN)
+    assert step(await rig.fire(**cpu("api")), "acted")["outcome"] == "succeeded"
+    await rig.bundles(2)
+    memory = {"alertname": "HighMemoryUsage", "namespace": NS, "deployment": "api"}
+    decisions = await rig.fire(**memory)
+    refused = step(decisions, "refused")
+    assert refused["reason"] == "cooldown"
+    key = f"{prefix_of(refused)}/refused.json"
+    assert refused["details"]["evidence"] == {"refused": {"key": key}}
+    assert step(decisions, "escalated")["details"]["evidence"] == refused["details"]["evidence"]
+    bundle = (await rig.bundles(3))["refused"]
+    assert bundle["key"] == key
+    assert (bundle["claim"], bundle["rule"], bundle["kind"]) == (
+        None, "memory-above-90-percent", "scale_out"
+    )  # fmt: skip
+    assert bundle["outcome"] == {"reason": "cooldown", "sentence": refused["sentence"]}
+    assert bundle["sections"]["deployment"]["spec"]["replicas"] == 5  # the scale it follows
+    assert list(bundle["sections"]) == ["deployment", "replicasets", "events", "autoscalers"]
+    assert bundle["alert"]["labels"] == memory
+    pages = [json.loads(entry.body) for entry in rig.hook.log]
+    assert {"refused": key} in [page["details"].get("evidence") for page in pages]
+    outside = {**cpu("api"), "namespace": "kube-system"}
+    decisions = await rig.fire(**outside)
+    assert step(decisions, "refused")["reason"] == "out_of_scope"
+    bundles = [b for b in (await _all_bundles(rig, 4)) if b["alert"]["labels"] == outside]
+    [bundle] = bundles
+    assert (bundle["outcome"]["reason"], bundle["sections"], bundle["errors"]) == (
+        "out_of_scope", {}, {}
+    )  # fmt: skip
+    assert rig.kube.requests_to("/namespaces/kube-system") == []
+    complete = await rig.service.metric(
+        "remediator_evidence_bundles_total", {"phase": "refused", "result": "complete"}
+    )
+    assert complete == 2
+
+
+async def _all_bundles(rig: Rig, count: int) -> list[dict[str, Any]]:
+    async def arrived() -> bool:
+        return len(await rig.keys()) >= count and await rig.waiting() == 0
+
+    await eventually(arrived, f"{count} evidence bundles in the bucket")
+    keys = await rig.keys()
+    return [json.loads(await s3.get_object(rig.bucket_url, BUCKET, key)) for key in keys]
+
+
 @pytest.mark.parametrize("rig", [{"evidence_presign_s": 600}], indirect=True)
 async def test_signed_links_open_the_bundle_from_the_page_and_the_decisions_api(rig: Rig) -> None:
     rig.kube.add_deployment(NS, "api", replicas=3, annotations=OPTED_IN)
@@ -317,6 +369,28 @@ async def test_a_read_slow_or_refused_is_an_error_of_the_bundle_and_the_action_g
         "remediator_evidence_bundles_total", {"phase": "before", "result": "partial"}
     )
     assert partial == 1
+
+
+async def test_an_answer_that_is_not_json_refuses_the_action_and_is_an_error_of_its_bundle(
+    rig: Rig,
+) -> None:
+    """The autoscalers' list comes back as a proxy's HTML page with status 200: who owns
+    the replicas is unknown, so the scale is refused (the API failed) and pages; its
+    bundle says what the answer was, and holds what else was read."""
+    rig.kube.add_deployment(NS, "api", replicas=3, annotations=OPTED_IN)
+    rig.kube.inject_fault(r"/horizontalpodautoscalers$", method="GET", status=200,
+                          body="<html>502 Bad Gateway</html>", times=None)  # fmt: skip
+    decisions = await rig.fire(**cpu("api"))
+    refused = step(decisions, "refused")
+    assert refused["reason"] == "api_error"
+    assert "not the object asked for" in refused["sentence"]
+    assert step(decisions, "escalated")["outcome"] == "escalated"
+    assert rig.kube.deployment(NS, "api")["spec"]["replicas"] == 3
+    bundle = (await rig.bundles(1))["refused"]
+    assert bundle["errors"]["autoscalers"].startswith(
+        "ApiError: the answer is not the object asked for: JSONDecodeError: "
+    ), bundle["errors"]
+    assert list(bundle["sections"]) == ["deployment", "replicasets", "events"]
 
 
 @pytest.mark.parametrize("rig", [{"dry_run": True}], indirect=True)
@@ -417,6 +491,73 @@ async def _waiting(rig: Rig, count: int) -> bool:
 
 async def _all_in(rig: Rig, keys: list[str]) -> bool:
     return sorted(await rig.keys()) == sorted(keys) and await rig.waiting() == 0
+
+
+# --- a state store that refuses the bundle ---------------------------------------------
+
+REFUSE_BUNDLES = """
+CREATE FUNCTION disk_full() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN RAISE EXCEPTION 'could not extend file: No space left on device' USING ERRCODE = '53100';
+END $$;
+CREATE TRIGGER disk_full BEFORE INSERT OR UPDATE ON evidence_queue
+    FOR EACH ROW EXECUTE FUNCTION disk_full();
+"""
+
+
+async def test_a_state_store_that_refuses_the_bundle_loses_it_and_nothing_else(
+    tmp_path: Path, pg: PostgresServer, kube: KubeApiServer, faults: s3.S3Faults,
+    hook: WebhookStub, moto: s3.MotoS3,
+) -> None:  # fmt: skip
+    """The queue's table refuses every write (a disk full, say): the action, its refusal,
+    their records and pages go on; each bundle is lost, counted, and said in the record of
+    the action; once the table takes writes again the next bundles arrive."""
+    state_url = await pg.create_state_database()
+    kube.add_deployment(NS, "api", replicas=3, annotations=OPTED_IN)
+    kube.add_deployment(NS, "web", replicas=3, annotations=OPTED_IN)
+    kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", kube.url, kube.token or "")
+    rules = rules_dir(tmp_path, hook)
+    kube.bind_rbac_of(rules)
+    settings = settings_for(tmp_path, kubeconfig=kubeconfig, rules_dir=rules,
+                            state_url=state_url, **s3_overrides(faults))  # fmt: skip
+    async with serve(settings) as service:
+        rig = Rig(service, kube, faults, hook, moto.url)
+        state = await asyncpg.connect(state_url)
+        try:
+            await state.execute(REFUSE_BUNDLES)
+            decisions = await rig.fire(**cpu("api"))
+            acted = step(decisions, "acted")
+            assert acted["outcome"] == step(decisions, "verified")["outcome"] == "succeeded"
+            assert kube.deployment(NS, "api")["spec"]["replicas"] == 5
+            for phase in ("before", "after"):
+                note = acted["details"]["evidence"][phase]
+                assert (
+                    note["lost"] == "the state store did not take the bundle; it was not uploaded"
+                )
+            memory = {"alertname": "HighMemoryUsage", "namespace": NS, "deployment": "api"}
+            refused = await rig.fire(**memory)
+            assert step(refused, "refused")["reason"] == "cooldown"
+            assert step(refused, "escalated")["outcome"] == "escalated"
+
+            async def counted() -> bool:
+                lost = await service.metric(
+                    "remediator_evidence_bundles_total", {"phase": "refused", "result": "lost"}
+                )
+                return lost == 1
+
+            await eventually(counted, "the refusal's bundle counted lost")
+            for phase in ("before", "after"):
+                lost = await service.metric(
+                    "remediator_evidence_bundles_total", {"phase": phase, "result": "lost"}
+                )
+                assert lost == 1
+            assert await rig.keys() == []
+            await state.execute("DROP TRIGGER disk_full ON evidence_queue")
+        finally:
+            await state.close()
+        later = await rig.fire(**cpu("web"))
+        keys = [note["key"] for note in step(later, "acted")["details"]["evidence"].values()]
+        await eventually(lambda: _all_in(rig, keys), "the next action's bundles")
+        assert kube.deployment(NS, "web")["spec"]["replicas"] == 5
 
 
 # --- a crash between the upload and the queue's write ------------------------------------

@@ -5,6 +5,7 @@ parts first, says which, and never exceeds the cap, whatever it holds."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
@@ -49,6 +50,16 @@ def test_the_same_claim_and_phase_always_have_the_same_key() -> None:
     first = bundle.key("p", subject(), Phase.AFTER)
     assert bundle.key("p", subject(annotations={"summary": "other"}), Phase.AFTER) == first
     assert len({bundle.key("p", subject(), phase) for phase in Phase}) == 3
+
+
+def test_a_refusal_before_any_claim_is_keyed_by_its_episode_alone() -> None:
+    """An episode is decided once: its refusal before a claim has one key, beside (never
+    over) the bundles of a claim of the same episode."""
+    unclaimed = replace(subject(), claim_id=None)
+    key = bundle.key("p", unclaimed, Phase.REFUSED)
+    assert key == "p/evidence/2026/12/02/42/refused.json"
+    assert key not in {bundle.key("p", subject(), phase) for phase in Phase}
+    assert bundle.document(unclaimed, Phase.REFUSED, AT, {}, {})["claim"] is None
 
 
 def document(**sections: Any) -> dict[str, Any]:

@@ -185,6 +185,37 @@ async def test_a_403_is_refused_with_the_api_servers_own_words(harness: Harness)
     assert 'deployments.apps "api" is forbidden' in decisions[3]["sentence"]
 
 
+BROKEN_DEPLOYMENTS = {
+    "html": "<html>502 Bad Gateway</html>",
+    "list": [],
+    "bare": {"kind": "Deployment", "apiVersion": "apps/v1"},
+    "foreign": {"kind": "Deployment", "metadata": {"name": "x", "namespace": NS},
+                "spec": {"replicas": "many", "selector": 7}},
+}  # fmt: skip
+"""Answers of status 200 to a Deployment's GET that are not a Deployment: a proxy's page,
+another type, an object without its parts, one whose fields have the wrong types."""
+
+
+async def test_an_answer_that_is_not_a_deployment_is_refused_as_an_api_error_not_acted_on(
+    harness: Harness,
+) -> None:
+    for name, body in BROKEN_DEPLOYMENTS.items():
+        harness.kube.add_deployment(NS, name, replicas=3, annotations=OPTED_IN)
+        harness.kube.inject_fault(rf"/deployments/{name}$", method="GET", status=200,
+                                  body=body, times=None)  # fmt: skip
+    for name in BROKEN_DEPLOYMENTS:
+        decisions = await harness.fire(**cpu(name))
+        assert steps(decisions)[3:] == [("refused", "api_error"), ("escalated", "api_error")], (
+            name, decisions[3:]
+        )  # fmt: skip
+        assert "not the object asked for" in decisions[3]["sentence"], decisions[3]["sentence"]
+        assert harness.kube.deployment(NS, name)["spec"]["replicas"] == 3
+    assert harness.calls("PATCH", "/scale") == []
+    health = await harness.service.session.get(f"{harness.service.url}/healthz")
+    assert health.status == 200
+    health.release()
+
+
 async def test_an_unreachable_api_means_no_action_an_escalation_and_no_crash(
     tmp_path: Path,
 ) -> None:

@@ -32,6 +32,7 @@ from pydantic import BaseModel
 from remediator.act import jobs
 from remediator.act.jobs import ActionJob
 from remediator.act.slots import Slots
+from remediator.act.witness import Witness, subject
 from remediator.actions.base import (
     ActionRequest,
     ActionResult,
@@ -48,7 +49,7 @@ from remediator.core.errors import ApiError, Forbidden, NotFound, StoreUnavailab
 from remediator.core.metrics import Metrics
 from remediator.core.model import AuditRecord, Incident, StopReason, Target, Verdict, refuse
 from remediator.core.vocab import ClaimOutcome, Step
-from remediator.evidence.bundle import Phase, Subject
+from remediator.evidence.bundle import Phase
 from remediator.evidence.capture import Capture
 from remediator.ruleset.rules import PlannedAction
 from remediator.ruleset.schema import PolicySpec
@@ -95,6 +96,8 @@ class ActionRunner:
         evidence: Capture | None = None,
     ) -> None:
         self._evidence = evidence
+        self.witness = Witness(evidence)
+        """The evidence of refusals decided before a claim (the pipeline's)."""
         self._notes: dict[int, dict[str, Any]] = {}
         self._require_opt_in = require_opt_in
         self._store = store
@@ -183,15 +186,17 @@ class ActionRunner:
         return self._stop_at
 
     async def drain(self, timeout_s: float) -> None:
-        """Let queued and running actions (and shadow prechecks) finish within
-        ``timeout_s``, and never past a stop's deadline (``stop_by``), then cancel the rest
-        (their claims stay open: resumed or observed at the next start or takeover)."""
-        if not self._tasks and not self._previews:
+        """Let queued and running actions (and shadow prechecks, and refusals' evidence)
+        finish within ``timeout_s``, and never past a stop's deadline (``stop_by``), then
+        cancel the rest (their claims stay open: resumed or observed at the next start or
+        takeover)."""
+        running = self._tasks | self._previews | self.witness.tasks
+        if not running:
             return
         if self._stop_at is not None:
             left_s = self._stop_at - asyncio.get_running_loop().time()
             timeout_s = max(0.0, min(timeout_s, left_s))
-        _, pending = await asyncio.wait(self._tasks | self._previews, timeout=timeout_s)
+        _, pending = await asyncio.wait(running, timeout=timeout_s)
         if pending:
             log.warning("%d actions did not finish within %.1f s and were cancelled; their"
                         " claims run or are observed at the next start or by the replica"
@@ -337,14 +342,10 @@ class ActionRunner:
             return
         incident = job.incident
         assert incident.target is not None
-        subject = Subject(
-            episode_id=incident.episode_id, claim_id=job.claim_id, rule=incident.rule,
-            action=job.plan.name, kind=job.plan.kind, target=incident.target.key,
-            received_at=incident.received_at, alert=audit.alert_content(incident),
-        )  # fmt: skip
+        about = subject(incident, job.claim_id, job.plan.name, job.plan.kind)
         targets = (incident.target, *progress.touches)
         try:
-            captured = await self._evidence.take(subject, phase, targets, outcome)
+            captured = await self._evidence.take(about, phase, targets, outcome)
         except Exception as exc:  # a bug of ours in the capture: the action goes on
             log.exception("evidence %s of claim %d failed", phase.value, job.claim_id)
             note: dict[str, Any] = {"lost": f"{type(exc).__name__}: {exc}"[:500]}

@@ -17,6 +17,8 @@ import asyncio
 import contextlib
 import json
 import logging
+import types
+import typing
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -26,6 +28,7 @@ from typing import Any, TypeVar
 import aiohttp
 from kubernetes_asyncio import client, config
 from kubernetes_asyncio.client import ApiException
+from kubernetes_asyncio.client.exceptions import OpenApiException
 from kubernetes_asyncio.client.rest import RESTResponse
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, stop_after_delay
 from tenacity.wait import wait_base
@@ -61,15 +64,49 @@ PDB_MESSAGE = "disruption budget"
 EXPECTED: tuple[type[ApiError], ...] = (NotFound, Conflict, DisruptionBlocked)
 
 
+class _Checked:
+    """A value read from the API server, each field of its declared type (an answer whose
+    fields are missing or of other types is refused where it is read, ``_read``)."""
+
+    __slots__ = ()
+
+    def __post_init__(self) -> None:
+        for name, kind in _hints(type(self)).items():
+            value = getattr(self, name)
+            if not _is(value, kind):
+                raise TypeError(f"{type(self).__name__}.{name} is {value!r:.80}, not {kind}")
+
+
+_HINTS: dict[type, dict[str, Any]] = {}
+
+
+def _hints(cls: type) -> dict[str, Any]:
+    if cls not in _HINTS:
+        _HINTS[cls] = typing.get_type_hints(cls)
+    return _HINTS[cls]
+
+
+def _is(value: Any, kind: Any) -> bool:
+    if typing.get_origin(kind) in (types.UnionType, typing.Union):
+        return any(_is(value, k) for k in typing.get_args(kind))
+    if typing.get_origin(kind) is Mapping:
+        return isinstance(value, Mapping) and all(
+            isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+        )
+    if kind is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, kind)
+
+
 @dataclass(frozen=True, slots=True)
-class Owner:
+class Owner(_Checked):
     kind: str
     name: str
     uid: str
 
 
 @dataclass(frozen=True, slots=True)
-class Deployment:
+class Deployment(_Checked):
     namespace: str
     name: str
     uid: str
@@ -88,7 +125,7 @@ class Deployment:
 
 
 @dataclass(frozen=True, slots=True)
-class Pod:
+class Pod(_Checked):
     namespace: str
     name: str
     uid: str
@@ -103,7 +140,7 @@ class Pod:
 
 
 @dataclass(frozen=True, slots=True)
-class Autoscaler:
+class Autoscaler(_Checked):
     namespace: str
     name: str
     min_replicas: int
@@ -113,7 +150,7 @@ class Autoscaler:
 
 
 @dataclass(frozen=True, slots=True)
-class Scale:
+class Scale(_Checked):
     replicas: int
     resource_version: str
 
@@ -175,6 +212,28 @@ async def _once(call: Callable[[], Awaitable[T]]) -> T:
         raise translate(exc) from None
     except (aiohttp.ClientError, TimeoutError) as exc:
         raise Transient(f"{type(exc).__name__}: {exc}") from None
+    except (ValueError, TypeError) as exc:
+        if isinstance(exc, OpenApiException):  # the client refused our arguments: a bug
+            raise
+        raise _malformed(exc) from None
+
+
+def _read(what: str, convert: Callable[[], T]) -> T:
+    """``convert`` of an answer to ``what``; an answer without the fields it needs, or with
+    fields of other types, is an API error (logged as the others are), never a bug of ours
+    surfacing as an AttributeError in an action."""
+    try:
+        return convert()
+    except (AttributeError, TypeError, ValueError, KeyError) as exc:
+        error = _malformed(exc)
+    with logged(what):
+        raise error
+
+
+def _malformed(exc: Exception) -> ApiError:
+    """An answer that is not the object asked for (a proxy's HTML page, a truncated or
+    foreign body): an API error, not retried; the caller's doubt is its own to handle."""
+    return ApiError(f"the answer is not the object asked for: {type(exc).__name__}: {exc}")
 
 
 @contextlib.contextmanager
@@ -257,6 +316,27 @@ def _deployment(item: Any) -> Deployment:
     )
 
 
+def _scale(item: Any) -> Scale:
+    return Scale(item.spec.replicas or 0, item.metadata.resource_version)
+
+
+def _autoscalers(found: Any, namespace: str, deployment: str) -> list[Autoscaler]:
+    """The HPAs of ``found`` whose scaleTargetRef names Deployment ``deployment``."""
+    return [
+        Autoscaler(
+            namespace=namespace,
+            name=hpa.metadata.name,
+            min_replicas=hpa.spec.min_replicas or 1,
+            max_replicas=hpa.spec.max_replicas,
+            resource_version=hpa.metadata.resource_version,
+            uid=hpa.metadata.uid or "",
+        )
+        for hpa in found.items
+        if hpa.spec.scale_target_ref.kind == "Deployment"
+        and hpa.spec.scale_target_ref.name == deployment
+    ]
+
+
 def label_selector(labels: Mapping[str, str]) -> str:
     return ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
 
@@ -293,57 +373,49 @@ class KubeClient:
         await self._api.close()
 
     async def deployment(self, namespace: str, name: str) -> Deployment:
+        what = f"read deployment {namespace}/{name}"
         item = await call_with_retries(
-            f"read deployment {namespace}/{name}",
+            what,
             lambda: self._apps.read_namespaced_deployment(
                 name, namespace, _request_timeout=REQUEST_TIMEOUT_S
             ),
         )
-        return _deployment(item)
+        return _read(what, lambda: _deployment(item))
 
     async def scale(self, namespace: str, name: str) -> Scale:
+        what = f"read the scale of {namespace}/{name}"
         item = await call_with_retries(
-            f"read the scale of {namespace}/{name}",
+            what,
             lambda: self._apps.read_namespaced_deployment_scale(
                 name, namespace, _request_timeout=REQUEST_TIMEOUT_S
             ),
         )
-        return Scale(item.spec.replicas or 0, item.metadata.resource_version)
+        return _read(what, lambda: _scale(item))
 
     async def set_replicas(
         self, namespace: str, name: str, replicas: int, resource_version: str
     ) -> Scale:
         """Absolute replicas, only if nobody wrote since ``resource_version`` (else Conflict)."""
         body = {"metadata": {"resourceVersion": resource_version}, "spec": {"replicas": replicas}}
+        what = f"scale {namespace}/{name} to {replicas}"
         item = await call_with_retries(
-            f"scale {namespace}/{name} to {replicas}",
+            what,
             lambda: self._apps.patch_namespaced_deployment_scale(
                 name, namespace, body, _request_timeout=REQUEST_TIMEOUT_S
             ),
         )
-        return Scale(item.spec.replicas or 0, item.metadata.resource_version)
+        return _read(what, lambda: _scale(item))
 
     async def hpas_for(self, namespace: str, deployment: str) -> list[Autoscaler]:
         """The HorizontalPodAutoscalers that scale ``deployment``."""
+        what = f"list the autoscalers in {namespace}"
         found = await call_with_retries(
-            f"list the autoscalers in {namespace}",
+            what,
             lambda: self._autoscaling.list_namespaced_horizontal_pod_autoscaler(
                 namespace, _request_timeout=REQUEST_TIMEOUT_S
             ),
         )
-        return [
-            Autoscaler(
-                namespace=namespace,
-                name=hpa.metadata.name,
-                min_replicas=hpa.spec.min_replicas or 1,
-                max_replicas=hpa.spec.max_replicas,
-                resource_version=hpa.metadata.resource_version,
-                uid=hpa.metadata.uid or "",
-            )
-            for hpa in found.items
-            if hpa.spec.scale_target_ref.kind == "Deployment"
-            and hpa.spec.scale_target_ref.name == deployment
-        ]
+        return _read(what, lambda: _autoscalers(found, namespace, deployment))
 
     async def set_hpa_min(self, hpa: Autoscaler, min_replicas: int) -> None:
         """``minReplicas``, only if nobody wrote the HPA since it was read (else Conflict)."""
@@ -359,33 +431,36 @@ class KubeClient:
         )
 
     async def pod(self, namespace: str, name: str) -> Pod:
+        what = f"read pod {namespace}/{name}"
         item = await call_with_retries(
-            f"read pod {namespace}/{name}",
+            what,
             lambda: self._core.read_namespaced_pod(
                 name, namespace, _request_timeout=REQUEST_TIMEOUT_S
             ),
         )
-        return _pod(item)
+        return _read(what, lambda: _pod(item))
 
     async def pods(self, namespace: str, selector: Mapping[str, str]) -> list[Pod]:
+        what = f"list pods in {namespace}"
         found = await call_with_retries(
-            f"list pods in {namespace}",
+            what,
             lambda: self._core.list_namespaced_pod(
                 namespace,
                 label_selector=label_selector(selector),
                 _request_timeout=REQUEST_TIMEOUT_S,
             ),
         )
-        return [_pod(item) for item in found.items]
+        return _read(what, lambda: [_pod(item) for item in found.items])
 
     async def owner_of_replicaset(self, namespace: str, name: str) -> Owner | None:
+        what = f"read replica set {namespace}/{name}"
         item = await call_with_retries(
-            f"read replica set {namespace}/{name}",
+            what,
             lambda: self._apps.read_namespaced_replica_set(
                 name, namespace, _request_timeout=REQUEST_TIMEOUT_S
             ),
         )
-        return _owner(item.metadata)
+        return _read(what, lambda: _owner(item.metadata))
 
     async def document(
         self, what: str, call: Callable[..., Awaitable[Any]], *args: Any, **kw: Any
@@ -397,7 +472,10 @@ class KubeClient:
         body = await self._raw(what, call, *args, **kw)
         if len(body) > MAX_READ_BYTES:
             raise Transient(f"the answer to {what} is over {MAX_READ_BYTES} bytes")
-        return json.loads(body)
+        try:
+            return json.loads(body)
+        except ValueError as exc:
+            raise _malformed(exc) from None
 
     async def deployment_document(self, namespace: str, name: str) -> Any:
         return await self.document(

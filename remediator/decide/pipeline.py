@@ -25,6 +25,7 @@ from datetime import datetime
 
 from remediator.act import jobs
 from remediator.act.runner import ActionRunner
+from remediator.act.witness import Pending
 from remediator.audit import records as audit
 from remediator.audit.recorder import Recorder
 from remediator.config import Settings
@@ -33,6 +34,7 @@ from remediator.core.clock import Clock
 from remediator.core.errors import StoreUnavailable
 from remediator.core.metrics import Metrics
 from remediator.core.model import QUIET_STOPS, AuditRecord, Incident, Severity, StopReason, refuse
+from remediator.core.vocab import Step
 from remediator.escalate.plan import NO_EPISODE
 from remediator.guards import freshness, plan, scope, storm
 from remediator.ruleset.active import ActiveRules
@@ -51,6 +53,8 @@ class Decision:
     episode_id: int
     records: list[AuditRecord]
     decided: bool = True
+    evidence: Pending | None = None
+    """The refusal's bundle, captured once the records are written (``act/witness.py``)."""
 
 
 class Pipeline:
@@ -77,16 +81,22 @@ class Pipeline:
         decided meanwhile keeps its decision; the one here is counted as a resend."""
         records: list[AuditRecord] = []
         decided: list[int] = []
+        evidence: list[Pending] = []
         for decision in decisions:
             if decision.decided and decision.records:
                 if decision.episode_id in decided:  # one payload naming an alert twice
                     self._metrics.alerts_resent.inc()
                     continue
                 decided.append(decision.episode_id)
+                if decision.evidence is not None:
+                    evidence.append(decision.evidence)
             records.extend(decision.records)
         lost = await self._recorder.write(records, decided_episodes=decided)
         if lost:
             self._metrics.alerts_resent.inc(len(lost))
+        for pending in evidence:
+            if pending.subject.episode_id not in lost:
+                self._runner.witness.start(pending)
 
     async def decide(self, incident: Incident, episode_open: bool) -> Decision:
         """This episode's one decision; the caller has checked it is not decided yet.
@@ -111,7 +121,12 @@ class Pipeline:
             incident = claimed
         if incident.stopped is not None:
             records.extend(self._stopped_records(incident, rule, ruleset))
-            return Decision(incident.episode_id, records + shadow)
+            evidence = None
+            if rule.plan is not None:
+                evidence = self._runner.witness.planned(incident, rule.plan.kind)
+            if evidence is not None:
+                records = _noted(records, evidence.note())
+            return Decision(incident.episode_id, records + shadow, evidence=evidence)
         return Decision(incident.episode_id, shadow, decided=False)
 
     async def _shadow_or_none(
@@ -279,3 +294,12 @@ class Pipeline:
         incident = replace(incident, rule=rule.name, severity=rule.severity)
         record = audit.resolved(self._recorder.stamp(ruleset), incident)
         return Decision(incident.episode_id, [record], decided=False)
+
+
+def _noted(records: list[AuditRecord], note: Mapping[str, object]) -> list[AuditRecord]:
+    """``records`` with the refusal's evidence noted on the refusal and its page."""
+    noted = (Step.REFUSED, Step.ESCALATED)
+    return [
+        replace(r, details={**r.details, "evidence": note}) if r.step in noted else r
+        for r in records
+    ]

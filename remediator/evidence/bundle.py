@@ -7,12 +7,14 @@ Layout under the archive's prefix, by the UTC day the alert was received::
     <prefix>/evidence/2026/12/02/<episode>/<claim>-before.json    before the write
     <prefix>/evidence/2026/12/02/<episode>/<claim>-after.json     once it is judged
     <prefix>/evidence/2026/12/02/<episode>/<claim>-refused.json   a refusal that pages
+    <prefix>/evidence/2026/12/02/<episode>/refused.json           one before any claim
 
-The key depends on the claim alone: a bundle captured again (a claim resumed after a crash)
-or uploaded again (a crash after the upload) overwrites the same object. A bundle holds at
-most ``max_bytes``: past it the largest part is cut (a list to its newest items, a text to
-its end, anything else to a note of its size) until it fits, and ``truncated`` names each
-part cut.
+A guard that refuses before a claim (cooldown, a budget, the storm brake…) decides its
+episode once, so the episode alone names that bundle. The key depends on the claim alone: a
+bundle captured again (a claim resumed after a crash) or uploaded again (a crash after the
+upload) overwrites the same object. A bundle holds at most ``max_bytes``: past it the
+largest part is cut (a list to its newest items, a text to its end, anything else to a note
+of its size) until it fits, and ``truncated`` names each part cut.
 """
 
 from __future__ import annotations
@@ -46,10 +48,11 @@ class Phase(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class Subject:
-    """Whose evidence: the claim, and what the pages about it show."""
+    """Whose evidence: the claim (None for a refusal before one), and what the pages about
+    it show."""
 
     episode_id: int
-    claim_id: int
+    claim_id: int | None
     rule: str
     action: str
     kind: str
@@ -62,7 +65,8 @@ def key(prefix: str, subject: Subject, phase: Phase) -> str:
     day = subject.received_at.astimezone(UTC)
     head = [prefix.strip("/")] if prefix.strip("/") else []
     parts = [*head, "evidence", f"{day:%Y/%m/%d}", str(subject.episode_id)]
-    return "/".join([*parts, f"{subject.claim_id}-{phase.value}.json"])
+    claim = "" if subject.claim_id is None else f"{subject.claim_id}-"
+    return "/".join([*parts, f"{claim}{phase.value}.json"])
 
 
 def document(

@@ -2,13 +2,13 @@
 
 Where it sits: the act stage (``act/runner.py``) asks for a bundle before an action's write,
 once the action is judged (after its verification, or its failure), and at a refusal that
-pages. The reads of the target (``kube``, ``database``) run at once, all bounded by
-``timeout_s``: what is not read by then is an error in the bundle, and the action goes on.
-The bundle is redacted (``redact``) and cut to ``max_bytes`` (``bundle``) in a worker
-thread, off the event loop, and queued in the state store (``evidence_queue``) in one
-write, never retried here: evidence never holds an action up beyond its timeout, and a
-store that is away loses the bundle (counted, and said in the audit record) rather than
-the action. The upload is the ``uploader``'s.
+pages (``act/witness.py`` for one decided before a claim). The reads of the target
+(``kube``, ``database``) run at once, all bounded by ``timeout_s``: what is not read by then
+is an error in the bundle, and the action goes on. The bundle is redacted (``redact``) and
+cut to ``max_bytes`` (``bundle``) in a worker thread, off the event loop, and queued in the
+state store (``evidence_queue``) in one write, never retried here: evidence never holds an
+action up beyond its timeout, and a store that is away loses the bundle (counted, and said
+in the audit record) rather than the action. The upload is the ``uploader``'s.
 
 What a capture answers is the audit's note of it: the bundle's key, the parts read, and
 the errors.
@@ -98,11 +98,15 @@ class Capture:
         sections, errors = await self._read(reads)
         document = bundle.document(subject, phase, self._clock.now(), sections, errors, outcome)
         body = await asyncio.to_thread(self._prepared, document)
-        key = bundle.key(self._prefix, subject, phase)
+        key = self.key(subject, phase)
         queued = await self._queue(key, body)
         result = "lost" if not queued else "partial" if errors else "complete"
         self._metrics.evidence_captured.labels(phase.value, result).inc()
         return Captured(key, tuple(sections), errors, queued)
+
+    def key(self, subject: Subject, phase: Phase) -> str:
+        """Where ``subject``'s ``phase`` bundle is kept, known before it is captured."""
+        return bundle.key(self._prefix, subject, phase)
 
     def _prepared(self, document: dict[str, Any]) -> bytes:
         """The bundle redacted and capped: CPU work on what was read, off the event loop
