@@ -10,6 +10,7 @@ import itertools
 import logging
 import random
 import re
+from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -20,6 +21,7 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry
 
+from remediator.act import aftercare
 from remediator.act.aftercare import Aftercare
 from remediator.act.reconcile import reconcile_claims
 from remediator.actions.registry import default_registry
@@ -140,11 +142,13 @@ def acting_rule(ruleset: RuleSet) -> Rule:
     return rule
 
 
-async def claimed(store: Store, rule: Rule, action: str, firing: bool = True) -> tuple[int, int]:
+async def claimed(
+    store: Store, rule: Rule, action: str, firing: bool = True, fp: str = "fp"
+) -> tuple[int, int]:
     """(episode, claim) of a claim on a scale-out target, the alert firing or resolved."""
-    [obs] = await store.observe([Sighting("fp", AlertStatus.FIRING, "HighCPUUsage")], T0, 0)
+    [obs] = await store.observe([Sighting(fp, AlertStatus.FIRING, "HighCPUUsage")], T0, 0)
     if not firing:
-        await store.observe([Sighting("fp", AlertStatus.RESOLVED, "HighCPUUsage")], T0, 0)
+        await store.observe([Sighting(fp, AlertStatus.RESOLVED, "HighCPUUsage")], T0, 0)
     request = ClaimRequest(
         episode_id=obs.episode.id, rule=rule.name, action=action, action_kind="scale_out",
         target="llm-research/Deployment/api", destructive=False, dry_run=False, cooldown_s=0,
@@ -192,6 +196,33 @@ async def test_aftercare_writes_through_the_recorder_and_its_reason_is_a_member(
     ]
     assert counted(registry) == by_severity_and_outcome(decisions)
     assert sum(counted(registry).values()) == 2
+
+
+async def test_two_replicas_aftercare_at_once_pages_a_follow_up_once_and_steps_an_undo_once(
+    store: Store, ruleset: RuleSet
+) -> None:
+    """Every replica runs the aftercare loop: both read the same follow-up and undo due at
+    once; one of them takes each (seen once on two replicas under load: every ineffective
+    fix paged twice)."""
+    registry, clock = CollectorRegistry(), FakeClock(T0)
+    recorder = Recorder(store, Metrics(registry, []), clock, ruleset, escalate.plan)
+    rule = acting_rule(ruleset)
+    assert rule.plan is not None
+    _, followed = await claimed(store, rule, rule.plan.name)  # the alert still fires
+    await store.settle(Settlement(followed, "succeeded", followup_at=T0), T0)
+    episode, undone = await claimed(store, rule, "an-action-since-renamed", False, "fp2")
+    await store.settle(
+        Settlement(undone, "succeeded", "llm-research/Deployment/api", {"replicas": 3}, 0), T0
+    )
+    await store.undo_arm([episode], T0 - timedelta(seconds=1))
+    clock.advance(1)
+    replicas = [Aftercare(store, recorder, clock, 0.01) for _ in range(2)]
+    await asyncio.gather(*(replica.run_due() for replica in replicas))
+    steps = Counter(r.step for r in await store.decisions(AuditQuery(limit=100)))
+    assert steps == {Step.VERIFIED: 1, Step.ESCALATED: 1, Step.UNDONE: 1}
+    clock.advance(aftercare.TAKE_S + 1)  # nothing was left taken and due again
+    await asyncio.gather(*(replica.run_due() for replica in replicas))
+    assert len(await store.decisions(AuditQuery(limit=100))) == 3
 
 
 async def test_an_undo_step_is_written_through_the_recorder(store: Store, ruleset: RuleSet) -> None:

@@ -360,6 +360,37 @@ async def test_undos_wait_for_the_close_and_followups_fall_due(store: Store) -> 
     assert await store.episode_is_open(e1)
 
 
+async def test_of_the_replicas_that_read_an_undo_or_follow_up_due_one_takes_it(
+    store: Store,
+) -> None:
+    """Both read the item due; the first take wins, the second (with what it read) is
+    refused; the taken item is due again once the taker's time is up, and taken anew."""
+    [e1] = await open_episodes(store, 1)
+    result = await store.claim(claim_request(e1), at(0))
+    assert result.claim_id is not None
+    undo = Settlement(result.claim_id, "succeeded", "ns/Deployment/api", {"restore_to": 3}, 60)
+    assert await store.settle(replace(undo, followup_at=at(300.123456789)), at(1))
+    await store.undo_arm([e1], at(200.987654321))  # due at an instant no datetime holds
+    [seen_a] = await store.undo_due(at(300))
+    [seen_b] = await store.undo_due(at(300))
+    assert await store.undo_take(seen_a, at(420))
+    assert not await store.undo_take(seen_b, at(420))
+    assert await store.undo_due(at(419)) == []
+    [again] = await store.undo_due(at(420))  # the taker died: due again, for one taker
+    assert not await store.undo_take(seen_a, at(540))
+    assert await store.undo_take(again, at(540))
+    await store.undo_next(again.id, None, None)
+    assert not await store.undo_take(again, at(660))  # done: nothing to take
+    [f_a] = await store.followup_due(at(301))
+    [f_b] = await store.followup_due(at(301))
+    assert await store.followup_take(f_b, at(421))
+    assert not await store.followup_take(f_a, at(421))
+    assert await store.followup_due(at(420)) == []
+    await store.followup_done(f_b.id, at(302))
+    assert await store.followup_due(at(10_000)) == []
+    assert not await store.followup_take(f_b, at(10_001))
+
+
 async def test_two_replicas_on_one_postgres_store_share_episodes_and_take_one_claim() -> None:
     async with postgres_store() as first:
         second = PostgresStore(first.dsn, "replica-b")

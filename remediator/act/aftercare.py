@@ -5,13 +5,16 @@ back in after the peak), one bounded step at a time, auditing each step. An epis
 fires again disarms its undos until it closes again.
 
 A supervised loop polls the store for follow-ups and undos that fell due (``run_due``);
-they live in the store, so a restart forgets none.
+they live in the store, so a restart forgets none. Every replica runs the loop: each item is
+taken (``followup_take``, ``undo_take``) before it is worked on, so one replica checks an
+episode and pages, or takes an undo step; one that dies with an item taken leaves it due
+again ``TAKE_S`` later.
 """
 
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from remediator.actions.base import ActionRequest, ActionResult, MalformedState, read_stored
@@ -23,6 +26,10 @@ from remediator.core.model import StopReason, Target
 from remediator.store.contract import Store, Undo
 
 log = logging.getLogger(__name__)
+
+TAKE_S = 120.0
+"""How long an item taken by a replica waits before another may take it: longer than a
+step's API calls with their retries (15 s) and conflict waits take."""
 
 
 class Aftercare:
@@ -36,9 +43,14 @@ class Aftercare:
         """The follow-ups and undos due now; a supervised loop (``runtime/tasks.py``) runs
         this every ``poll_s``, and restarts it after an unexpected failure."""
         for followup in await self._store.followup_due(self._clock.now()):
-            await self._follow_up(followup)
+            if await self._store.followup_take(followup, self._taken_until()):
+                await self._follow_up(followup)
         for undo in await self._store.undo_due(self._clock.now()):
-            await self._step(undo)
+            if await self._store.undo_take(undo, self._taken_until()):
+                await self._step(undo)
+
+    def _taken_until(self) -> datetime:
+        return self._clock.now() + timedelta(seconds=TAKE_S)
 
     async def _follow_up(self, followup: Undo) -> None:
         rule = self._recorder.ruleset.rule(followup.rule)

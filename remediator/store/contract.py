@@ -113,6 +113,9 @@ class Undo:
     action: str
     target: str
     state: Mapping[str, Any]
+    due_as_stored: float = 0.0
+    """When it fell due, exactly as the store holds it: what ``undo_take`` and
+    ``followup_take`` compare, so that of the replicas that saw it due, one takes it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -349,6 +352,12 @@ class AftercareStore(Protocol):
 
     async def undo_due(self, now: datetime) -> list[Undo]: ...
 
+    async def undo_take(self, undo: Undo, until: datetime) -> bool:
+        """Take the due ``undo`` for its step, which falls due again at ``until`` unless
+        ``undo_next`` says otherwise first; False when another replica took it since it was
+        read (or it is no longer due): leave it."""
+        ...
+
     async def undo_next(
         self, undo_id: int, state: Mapping[str, Any] | None, due_at: datetime | None
     ) -> None:
@@ -357,6 +366,12 @@ class AftercareStore(Protocol):
 
     async def followup_due(self, now: datetime) -> list[Undo]:
         """Due follow-ups, as ``Undo`` values (their ``state`` is empty)."""
+        ...
+
+    async def followup_take(self, followup: Undo, until: datetime) -> bool:
+        """Take the due ``followup``, as ``undo_take`` does an undo: of the replicas that
+        read it due, one checks the episode and pages; a replica that dies after taking it
+        leaves it due again at ``until``."""
         ...
 
     async def followup_done(self, followup_id: int, now: datetime) -> None: ...

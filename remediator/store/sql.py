@@ -230,9 +230,13 @@ UNDO_ARM = Statement(
 )
 UNDO_DISARM = Statement(f"UPDATE undos SET due_at = NULL WHERE done_at IS NULL AND {OF_EPISODE}")
 UNDO_DUE = Statement(
-    "SELECT u.id, c.episode_id, e.fingerprint, c.rule, c.action, u.target, u.state"
+    "SELECT u.id, c.episode_id, e.fingerprint, c.rule, c.action, u.target, u.state, u.due_at"
     " FROM undos u JOIN claims c ON c.id = u.claim_id JOIN episodes e ON e.id = c.episode_id"
     " WHERE u.done_at IS NULL AND u.due_at <= :now ORDER BY u.due_at"
+)
+#: Of the replicas that read an undo or follow-up due, the one whose update counts a row.
+UNDO_TAKE = Statement(
+    "UPDATE undos SET due_at = :until WHERE id = :id AND due_at = :due_at AND done_at IS NULL"
 )
 UNDO_DONE = Statement("UPDATE undos SET done_at = due_at WHERE id = :id")
 UNDO_NEXT = Statement("UPDATE undos SET state = :state, due_at = :due_at WHERE id = :id")
@@ -240,9 +244,12 @@ FOLLOWUP_PLAN = Statement(
     "INSERT INTO followups (claim_id, due_at) VALUES (:id, :due_at) ON CONFLICT DO NOTHING"
 )
 FOLLOWUP_DUE = Statement(
-    "SELECT f.id, c.episode_id, e.fingerprint, c.rule, c.action, c.target, NULL"
+    "SELECT f.id, c.episode_id, e.fingerprint, c.rule, c.action, c.target, NULL, f.due_at"
     " FROM followups f JOIN claims c ON c.id = f.claim_id JOIN episodes e ON e.id = c.episode_id"
     " WHERE f.done_at IS NULL AND f.due_at <= :now ORDER BY f.due_at"
+)
+FOLLOWUP_TAKE = Statement(
+    "UPDATE followups SET due_at = :until WHERE id = :id AND due_at = :due_at AND done_at IS NULL"
 )
 FOLLOWUP_DONE = Statement("UPDATE followups SET done_at = :now WHERE id = :id")
 

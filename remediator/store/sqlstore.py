@@ -323,7 +323,8 @@ def _audit(
 
 
 def _undo(r: Sequence[Any]) -> Undo:
-    return Undo(int(r[0]), int(r[1]), r[2], r[3], r[4], r[5], json.loads(r[6]) if r[6] else {})
+    state = json.loads(r[6]) if r[6] else {}
+    return Undo(int(r[0]), int(r[1]), r[2], r[3], r[4], r[5], state, float(r[7]))
 
 
 class SqlStore:
@@ -495,6 +496,10 @@ class SqlStore:
     async def undo_due(self, now: datetime) -> list[Undo]:
         return [_undo(r) for r in await self.run(rows(sql.UNDO_DUE, {"now": ts(now)}))]
 
+    async def undo_take(self, undo: Undo, until: datetime) -> bool:
+        params = {"id": undo.id, "due_at": undo.due_as_stored, "until": ts(until)}
+        return await self.run(count(sql.UNDO_TAKE, params)) == 1
+
     async def undo_next(
         self, undo_id: int, state: Mapping[str, Any] | None, due_at: datetime | None
     ) -> None:
@@ -506,6 +511,10 @@ class SqlStore:
 
     async def followup_due(self, now: datetime) -> list[Undo]:
         return [_undo(r) for r in await self.run(rows(sql.FOLLOWUP_DUE, {"now": ts(now)}))]
+
+    async def followup_take(self, followup: Undo, until: datetime) -> bool:
+        params = {"id": followup.id, "due_at": followup.due_as_stored, "until": ts(until)}
+        return await self.run(count(sql.FOLLOWUP_TAKE, params)) == 1
 
     async def followup_done(self, followup_id: int, now: datetime) -> None:
         await self.run(count(sql.FOLLOWUP_DONE, {"now": ts(now), "id": followup_id}))
