@@ -23,6 +23,7 @@ import yaml
 from remediator.cli import main as cli_main
 from remediator.cli import options
 from remediator.config import from_sources
+from remediator.runtime.objects import redactor
 from tests.support.chart import CHART_DIR, REPO, Manifest, Rendered, render
 
 KUBERNETES_VERSION = "1.36"
@@ -123,7 +124,11 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
             "sse": "aws:kms",
             "kmsKeyId": "alias/remediator",
             "retentionSeconds": 2592000,
-            "evidence": {"presignSeconds": 3600, "logLines": 50},
+            "evidence": {
+                "presignSeconds": 3600,
+                "logLines": 50,
+                "redactPatterns": ["cust-[0-9]{6}"],
+            },
         },
         "networkPolicy": {"objectStore": [{"cidr": "10.9.0.0/16", "port": 9000}]},
         "serviceAccount": {"annotations": {"eks.amazonaws.com/role-arn": "arn:aws:iam::1:role/r"}},
@@ -880,6 +885,7 @@ def test_the_archive_is_configured_through_the_environment_with_its_egress(
         "REMEDIATOR_AUDIT_RETENTION_SECONDS": "2592000",
         "REMEDIATOR_EVIDENCE_PRESIGN_SECONDS": "3600", "REMEDIATOR_EVIDENCE_LOG_LINES": "50",
         "REMEDIATOR_EVIDENCE_MAX_BYTES": "1048576", "REMEDIATOR_EVIDENCE_TIMEOUT_SECONDS": "3",
+        "REMEDIATOR_EVIDENCE_REDACT_FILE": "/etc/remediator/redact/patterns",
     }  # fmt: skip
     egress = rendered["archive"].one("NetworkPolicy")["spec"]["egress"]
     assert {"to": [{"ipBlock": {"cidr": "10.9.0.0/16"}}],
@@ -887,6 +893,36 @@ def test_the_archive_is_configured_through_the_environment_with_its_egress(
     default = rendered["default"]
     assert not [e for e in container(default)["env"] if e["name"].startswith("REMEDIATOR_S3")]
     assert "10.9.0.0/16" not in json.dumps(default.one("NetworkPolicy"))
+
+
+def test_extra_redactions_are_a_mounted_file_the_service_reads_and_roll_the_pods(
+    tmp_path: Path,
+) -> None:
+    patterns = ["cust-[0-9]{6}", "(?i)acct:[a-z0-9]+", "tenant=\\S+"]
+    values = {"archive": {"bucket": "team-archive", "evidence": {"redactPatterns": patterns}}}
+    release = render(values)
+    text = release.one("ConfigMap", "remediator-redact")["data"]["patterns"]
+    assert text.splitlines() == patterns
+    env = {e["name"]: e.get("value") for e in container(release)["env"]}
+    path = env["REMEDIATOR_EVIDENCE_REDACT_FILE"]
+    [mount] = [m for m in container(release)["volumeMounts"] if m["name"] == "redact"]
+    assert path == f"{mount['mountPath']}/patterns" and mount["readOnly"] is True
+    [volume] = [v for v in pod_spec(release)["volumes"] if v["name"] == "redact"]
+    assert volume["configMap"]["name"] == "remediator-redact"
+    (tmp_path / "patterns").write_text(text)
+    redacted = redactor(tmp_path / "patterns").text("cust-123456 ACCT:x9 tenant=blue ok")
+    assert redacted.value == "[REDACTED] [REDACTED] [REDACTED] ok"
+    annotations = release.one("Deployment")["spec"]["template"]["metadata"]["annotations"]
+    more = render({"archive": {"bucket": "team-archive",
+                               "evidence": {"redactPatterns": [*patterns, "x{3}"]}}})  # fmt: skip
+    again = more.one("Deployment")["spec"]["template"]["metadata"]["annotations"]
+    assert again["checksum/config"] != annotations["checksum/config"]  # read at start only
+    for off in ({}, {"archive": {"evidence": {"redactPatterns": patterns}}}):  # no bucket
+        plain = render(off)
+        assert not [
+            m for m in plain.of_kind("ConfigMap") if m["metadata"]["name"].endswith("redact")
+        ]
+        assert "REMEDIATOR_EVIDENCE_REDACT_FILE" not in json.dumps(container(plain))
 
 
 # -- values ------------------------------------------------------------------------------
@@ -906,6 +942,13 @@ def test_the_archive_is_configured_through_the_environment_with_its_egress(
         ({"archive": {"sse": "kms"}}, "sse"),
         ({"archive": {"evidence": {"presignSeconds": 604801}}}, "presignSeconds"),
         ({"archive": {"evidence": {"logLines": "all"}}}, "logLines"),
+        (
+            {"archive": {"evidence": {"redactPatterns": ["# a comment, not a pattern"]}}},
+            "redactPatterns",
+        ),
+        ({"archive": {"evidence": {"redactPatterns": ["two\nlines"]}}}, "redactPatterns"),
+        ({"archive": {"evidence": {"redactPatterns": [" padded"]}}}, "redactPatterns"),
+        ({"archive": {"evidence": {"redactPatterns": "cust-[0-9]+"}}}, "redactPatterns"),
     ],
 )
 def test_the_values_schema_refuses_what_it_does_not_know(

@@ -219,6 +219,14 @@ token is not here: the service re-reads its token file when it changes. */}}
       "sinks" .Values.sinks
       "databases" .Values.databases
       "store" .Values.store
-      "dryRun" .Values.dryRun -}}
+      "dryRun" .Values.dryRun
+      "redactPatterns" (include "remediator.redactPatterns" .) -}}
 {{- toJson $config | sha256sum }}
+{{- end }}
+
+{{- /* The evidence's extra redactions, one a line: the file --evidence-redact-file reads. */}}
+{{- define "remediator.redactPatterns" -}}
+{{- with .Values.archive }}{{ if .bucket }}{{ with .evidence }}{{ range .redactPatterns }}
+{{ . }}
+{{- end }}{{ end }}{{ end }}{{ end }}
 {{- end }}
