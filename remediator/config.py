@@ -323,6 +323,26 @@ class Settings(BaseSettings):
     """With a value: notifications and the decisions API carry links to each bundle, signed
     for this many seconds (S3 allows a week at most). 0: the keys only."""
 
+    alertmanager_urls: tuple[str, ...] = ()
+    """Alertmanagers (each of an HA pair) whose silences are read: an alert a silence covers
+    is not acted on. Empty (the default): no silence is looked for."""
+
+    alertmanager_token_file: Path | None = None
+    """A bearer token for those Alertmanagers, read at each request (a URL's own user and
+    password, basic auth, are used instead where given)."""
+
+    alertmanager_ca_file: Path | None = None
+    """PEM CA certificates that the Alertmanagers' TLS certificates are checked against;
+    none: the system's."""
+
+    silence_refresh_s: float = seconds(5.0, at_least=0.1, at_most=300.0)
+    """Seconds between reads of the silences: a silence made now holds back actions at most
+    this much later."""
+
+    silence_max_age_s: float = seconds(30.0, at_least=1.0, at_most=3_600.0)
+    """Silences last read longer ago than this (seconds) are not trusted: whether an alert
+    is silenced is then unknown, and the rule's ``on_silence_check_error`` decides."""
+
     stale_after_s: float = seconds(900.0, at_most=7 * DAY_S)
     """An alert that waited longer than this (seconds) before processing is not acted on."""
 
@@ -332,6 +352,17 @@ class Settings(BaseSettings):
     shutdown_grace_s: float = seconds(30.0, at_least=0.0, at_most=3_600.0)
     """Seconds running actions get to reach an outcome when the service stops. Kubernetes
     waits 30 s (``terminationGracePeriodSeconds``) before it kills the pod."""
+
+    @field_validator("alertmanager_urls")
+    @classmethod
+    def _alertmanager_urls(cls, urls: tuple[str, ...]) -> tuple[str, ...]:
+        for url in urls:
+            parts = urlsplit(url)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise ValueError(f"{url!r} is not an http(s) URL of an Alertmanager")
+            if parts.query or parts.fragment:
+                raise ValueError(f"{url!r}: give the Alertmanager's base URL, no query")
+        return urls
 
     @field_validator("state_url")
     @classmethod
@@ -446,11 +477,15 @@ VARIABLES: Mapping[str, str] = {
     "EVIDENCE_LOG_LINES": "evidence_log_lines",
     "EVIDENCE_REDACT_FILE": "evidence_redact_file",
     "EVIDENCE_PRESIGN_SECONDS": "evidence_presign_s",
+    "ALERTMANAGER_TOKEN_FILE": "alertmanager_token_file",
+    "ALERTMANAGER_CA_FILE": "alertmanager_ca_file",
+    "SILENCE_REFRESH_SECONDS": "silence_refresh_s",
+    "SILENCE_MAX_AGE_SECONDS": "silence_max_age_s",
     "LOG_LEVEL": "log_level",
     "LOG_FORMAT": "log_format",
 }
 #: Variables with their own parser, and variables read elsewhere (fault injection in tests).
-COMPOSITE = ("LISTEN", "DATABASES")
+COMPOSITE = ("LISTEN", "DATABASES", "ALERTMANAGER_URLS")
 READ_ELSEWHERE = ("FAILPOINTS",)
 
 Sourced = dict[str, tuple[str, object]]
@@ -488,6 +523,9 @@ def from_environment(environ: Mapping[str, str]) -> Sourced:
             sourced.update(listen_fields(value, name))
         elif suffix == "DATABASES":
             sourced.update(databases_field([item for item in value.split(",") if item], name))
+        elif suffix == "ALERTMANAGER_URLS":
+            urls = tuple(item.strip() for item in value.split(",") if item.strip())
+            sourced["alertmanager_urls"] = (name, urls)
         else:
             raise ConfigError(_unknown_variable(name))
     if "kubeconfig" not in sourced and environ.get("KUBECONFIG"):

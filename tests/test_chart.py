@@ -925,6 +925,31 @@ def test_extra_redactions_are_a_mounted_file_the_service_reads_and_roll_the_pods
         assert "REMEDIATOR_EVIDENCE_REDACT_FILE" not in json.dumps(container(plain))
 
 
+def test_silences_are_read_from_alertmanager_through_its_own_egress_and_token(
+    rendered: dict[str, Rendered],
+) -> None:
+    urls = ["http://alertmanager-0.am:9093", "http://alertmanager-1.am:9093"]
+    values = {"silences": {"alertmanagerUrls": urls, "tokenSecret": {"name": "am-api"},
+                           "maxAgeSeconds": 60}}  # fmt: skip
+    release = render(values)
+    settings = service_settings(release)
+    assert settings.alertmanager_urls == tuple(urls)
+    assert (settings.silence_refresh_s, settings.silence_max_age_s) == (5, 60)
+    assert settings.alertmanager_token_file == Path("/etc/remediator/alertmanager/token")
+    [volume] = [v for v in pod_spec(release)["volumes"] if v["name"] == "alertmanager-token"]
+    assert volume["secret"]["secretName"] == "am-api"
+    assert volume["secret"]["items"] == [{"key": "token", "path": "token"}]
+    egress = release.one("NetworkPolicy")["spec"]["egress"]
+    [to_am] = [rule for rule in egress if rule["ports"] == [{"port": 9093, "protocol": "TCP"}]]
+    assert to_am["to"][0]["podSelector"] == {
+        "matchLabels": {"app.kubernetes.io/name": "alertmanager"}
+    }
+    default = rendered["default"]
+    assert "ALERTMANAGER" not in json.dumps(container(default)["env"])
+    assert 9093 not in [p["port"] for r in default.one("NetworkPolicy")["spec"]["egress"]
+                        for p in r["ports"]]  # fmt: skip
+
+
 # -- values ------------------------------------------------------------------------------
 
 
@@ -942,6 +967,8 @@ def test_extra_redactions_are_a_mounted_file_the_service_reads_and_roll_the_pods
         ({"archive": {"sse": "kms"}}, "sse"),
         ({"archive": {"evidence": {"presignSeconds": 604801}}}, "presignSeconds"),
         ({"archive": {"evidence": {"logLines": "all"}}}, "logLines"),
+        ({"silences": {"alertmanagerUrls": ["alertmanager:9093"]}}, "alertmanagerUrls"),
+        ({"silences": {"maxAgeSeconds": 0}}, "maxAgeSeconds"),
         (
             {"archive": {"evidence": {"redactPatterns": ["# a comment, not a pattern"]}}},
             "redactPatterns",

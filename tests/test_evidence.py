@@ -29,7 +29,7 @@ from tests.support.kubeconfig import write_kubeconfig
 from tests.support.payloads import webhook_alert, webhook_payload
 from tests.support.postgres import PostgresServer, Roles
 from tests.support.process import start_remediator
-from tests.support.service import EXAMPLE_RULES, ServiceUnderTest, serve, settings_for
+from tests.support.service import ServiceUnderTest, paging_example_rules, serve, settings_for
 from tests.support.sinks import WebhookStub
 from tests.support.waiting import eventually
 from tests.test_kill_query import dsn_file
@@ -76,20 +76,9 @@ async def hook() -> AsyncIterator[WebhookStub]:
 
 def rules_dir(tmp_path: Path, hook: WebhookStub) -> Path:
     """The example rules, paging a webhook on every ladder."""
-    directory = tmp_path / "rules"
-    directory.mkdir()
-    sinks = "".join(
-        f'  {name}: {{type: webhook, url: "{hook.url}/{name}"}}\n'
-        for name in ("oncall-primary", "ops-channel", "platform-lead", "engineering-manager",
-                     "vp-engineering")
-    )  # fmt: skip
-    for source in EXAMPLE_RULES.glob("*.yaml"):
-        text = source.read_text()
-        if "\nescalations:" in text:
-            text = text.replace("\nescalations:", f"\nsinks:\n{sinks}escalations:", 1)
-        text = text.replace("pdb_retry_s: 30", "pdb_retry_s: 1")
-        (directory / source.name).write_text(text)
-    return directory
+    return paging_example_rules(
+        tmp_path / "rules", hook.url, **{"pdb_retry_s: 30": "pdb_retry_s: 1"}
+    )
 
 
 def s3_overrides(faults: s3.S3Faults, **more: Any) -> dict[str, Any]:

@@ -47,12 +47,22 @@ from remediator.core import failpoints
 from remediator.core.clock import Clock
 from remediator.core.errors import ApiError, Forbidden, NotFound, StoreUnavailable
 from remediator.core.metrics import Metrics
-from remediator.core.model import AuditRecord, Incident, StopReason, Target, Verdict, refuse
+from remediator.core.model import (
+    ALLOW,
+    QUIET_STOPS,
+    AuditRecord,
+    Incident,
+    StopReason,
+    Target,
+    Verdict,
+    refuse,
+)
 from remediator.core.vocab import ClaimOutcome, Step
 from remediator.evidence.bundle import Phase
 from remediator.evidence.capture import Capture
 from remediator.ruleset.rules import PlannedAction
 from remediator.ruleset.schema import PolicySpec
+from remediator.silences.watch import SilenceWatch
 from remediator.store.contract import Settlement, Store
 
 log = logging.getLogger(__name__)
@@ -94,7 +104,9 @@ class ActionRunner:
         require_opt_in: bool = True,
         stale_after_s: float = 900.0,
         evidence: Capture | None = None,
+        silences: SilenceWatch | None = None,
     ) -> None:
+        self._silences = silences
         self._evidence = evidence
         self.witness = Witness(evidence)
         """The evidence of refusals decided before a claim (the pipeline's)."""
@@ -267,6 +279,10 @@ class ActionRunner:
             record = audit.refused(self._recorder.stamp(), stopped)
             await self._finish(job, ClaimOutcome.REFUSED, [record])
             return
+        silenced = self._silenced(job)
+        if not silenced.allowed:  # silenced since it was claimed: a human is on it now
+            await self._refused(job, silenced)
+            return
         if not plan.action.available():  # nothing to read it from: planned, not prechecked
             await self._finish(job, ClaimOutcome.DRY_RUN, [self._dry_run_record(incident, plan)])
             return
@@ -286,6 +302,15 @@ class ActionRunner:
             return
         failpoints.hit("after_action")
         await self._after_run(job, request, result, progress)
+
+    def _silenced(self, job: ActionJob) -> Verdict:
+        """The silences, looked at again just before the precheck: one made since the claim
+        (a queued or resumed claim) holds the action back."""
+        if self._silences is None:
+            return ALLOW
+        rule = self._recorder.ruleset.rule(job.incident.rule)
+        on_error = rule.on_silence_check_error if rule is not None else "refuse"
+        return self._silences.verdict(job.incident.alert.labels, on_error)
 
     async def _recheck(self, job: ActionJob) -> Verdict | None:
         """The guards of a resumed claim, as if it were claimed now: too old, or the
@@ -361,11 +386,15 @@ class ActionRunner:
             log.warning("claim %d was taken over by another replica; nothing was sent",
                         job.claim_id)  # fmt: skip
             return
-        outcome = {"reason": verdict.reason.value, "sentence": verdict.sentence}
-        await self._capture(job, Phase.REFUSED, progress or _Progress(), outcome)
+        quiet = verdict.reason in QUIET_STOPS  # silenced: refused, audited, not paged
+        if not quiet:
+            outcome = {"reason": verdict.reason.value, "sentence": verdict.sentence}
+            await self._capture(job, Phase.REFUSED, progress or _Progress(), outcome)
         self._metrics.guard_refusals.labels(verdict.reason.value).inc()
         stopped = job.incident.stop(verdict)
-        records = [audit.refused(self._recorder.stamp(), stopped), self._escalation(stopped, job)]
+        records = [audit.refused(self._recorder.stamp(), stopped)]
+        if not quiet:
+            records.append(self._escalation(stopped, job))
         await self._finish(job, ClaimOutcome.REFUSED, records)
 
     async def _precheck(self, plan: PlannedAction, request: Request) -> Checked[Any]:

@@ -53,11 +53,14 @@ class Option:
                 self.flag, action="store_true", default=argparse.SUPPRESS, help=text
             )
             return
-        action = "append" if self.field == "databases" else "store"
+        action = "append" if self.field in REPEATED else "store"
         parser.add_argument(
             self.flag, action=action, default=argparse.SUPPRESS, metavar=self.metavar, help=text
         )
 
+
+REPEATED = ("databases", "alertmanager_urls")
+"""Fields whose flag may be given more than once."""
 
 RULES = Option("--rules", "rules_dir", "RULES", "directory of *.yaml rule files", "DIR")
 STATE = Option(
@@ -144,6 +147,18 @@ SERVE: tuple[Option, ...] = (
            "extra RE2 patterns (one per line) redacted from evidence", "FILE"),
     Option("--evidence-presign-seconds", "evidence_presign_s", "EVIDENCE_PRESIGN_SECONDS",
            "link each evidence bundle with a URL signed this long; 0: keys only", "S"),
+    Option("--alertmanager-url", "alertmanager_urls", "ALERTMANAGER_URLS",
+           "an Alertmanager whose silences hold actions back; repeatable, for an HA pair"
+           " (the variable: comma-separated)", "URL", default="none"),
+    Option("--alertmanager-token-file", "alertmanager_token_file", "ALERTMANAGER_TOKEN_FILE",
+           "a bearer token for --alertmanager-url, read at each request", "PATH"),
+    Option("--alertmanager-ca-file", "alertmanager_ca_file", "ALERTMANAGER_CA_FILE",
+           "PEM CAs that --alertmanager-url's TLS certificate is checked against", "PATH"),
+    Option("--silence-refresh-seconds", "silence_refresh_s", "SILENCE_REFRESH_SECONDS",
+           "read the silences this often", "S"),
+    Option("--silence-max-age-seconds", "silence_max_age_s", "SILENCE_MAX_AGE_SECONDS",
+           "silences read longer ago are not trusted: the rule's on_silence_check_error"
+           " decides", "S"),
     Option("--log-level", "log_level", "LOG_LEVEL",
            "DEBUG, INFO, WARNING, ERROR or CRITICAL", "LEVEL"),
     Option("--log-format", "log_format", "LOG_FORMAT", "text, json or logfmt", "FORMAT"),
@@ -190,6 +205,8 @@ def given(args: argparse.Namespace, options: Iterable[Option]) -> Sourced:
             sourced.update(listen_fields(value, option.flag))
         elif option.field == "databases":
             sourced.update(databases_field(value, option.flag))
+        elif option.field == "alertmanager_urls":
+            sourced[option.field] = (option.flag, tuple(value))
         else:
             sourced[option.field] = (option.flag, value)
     return sourced

@@ -119,3 +119,8 @@ class ObjectStoreError(RemediatorError):
     def __init__(self, message: str, code: str = "") -> None:
         super().__init__(message)
         self.code = code
+
+
+class AlertmanagerUnavailable(RemediatorError):
+    """Alertmanager's silences could not be read: refused, slow, or an answer that is not
+    them (``clients/alertmanager.py``)."""

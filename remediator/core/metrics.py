@@ -137,6 +137,20 @@ class Metrics:
             namespace=ns,
             registry=registry,
         )
+        self.silences = Gauge(
+            "silences",
+            "Alertmanager silences in force when they were last read (--alertmanager-url).",
+            namespace=ns,
+            registry=registry,
+        )
+        self.silence_reads = Counter(
+            "silence_reads",
+            "Reads of one Alertmanager's silences, by result (ok, failed).",
+            ["result"],
+            namespace=ns,
+            registry=registry,
+        )
+        _init(self.silence_reads, ["ok", "failed"])
         self.actions = Counter(
             "actions",
             "Actions by kind and result.",

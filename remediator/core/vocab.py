@@ -69,13 +69,20 @@ class StopReason(StrEnum):
     UNPROCESSABLE = "unprocessable"
     VERIFY_FAILED = "verify_failed"
     """The action ran; checking its effect raised, so whether it holds is unknown."""
+    SILENCED = "silenced"
+    """An Alertmanager silence covers the alert: a human is on it (not paged)."""
+    SILENCE_UNKNOWN = "silence_unknown"
+    """Whether a silence covers the alert could not be known, and the rule acts only when
+    it knows (``on_silence_check_error: refuse``)."""
     RULE_CHANGED = "rule_changed"
     """A claim resumed after a restart or a takeover names a rule that changed since (or is
     gone): what it was claimed under no longer holds."""
 
 
 #: Stop reasons that end quietly: the episode is already handled, or nothing is wrong.
-QUIET_STOPS = frozenset({StopReason.RESOLVED, StopReason.DUPLICATE, StopReason.DRY_RUN})
+QUIET_STOPS = frozenset(
+    {StopReason.RESOLVED, StopReason.DUPLICATE, StopReason.DRY_RUN, StopReason.SILENCED}
+)
 
 
 class Step(StrEnum):

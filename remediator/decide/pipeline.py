@@ -1,6 +1,6 @@
 """The decision pipeline for one alert of one episode, assembled so it reads like the flow:
 
-    received → classify → fresh? → plan? → target → scope → storm → claim → act (queued)
+    received → classify → fresh? → plan? → target → scope → silenced? → storm → claim → act
 
 A claim is written with the decision that led to it and the job that runs it, in one
 transaction; every other decision is written by ``commit``, in one batch per chunk.
@@ -39,6 +39,7 @@ from remediator.escalate.plan import NO_EPISODE
 from remediator.guards import freshness, plan, scope, storm
 from remediator.ruleset.active import ActiveRules
 from remediator.ruleset.rules import Rule, RuleSet
+from remediator.silences.watch import SilenceWatch
 from remediator.store.contract import Store
 
 log = logging.getLogger(__name__)
@@ -67,7 +68,9 @@ class Pipeline:
         metrics: Metrics,
         clock: Clock,
         settings: Settings,
+        silences: SilenceWatch | None = None,
     ) -> None:
+        self._silences = silences
         self._rules = rules
         self._store = store
         self._runner = runner
@@ -112,7 +115,7 @@ class Pipeline:
         stamp = self._recorder.stamp(ruleset)
         records = [audit.received(stamp, incident), audit.classified(stamp, incident, rule)]
         incident = self._plan(self._fresh(incident, episode_open), rule)
-        incident = await self._guard(incident, ruleset, self._store.storm_add)
+        incident = await self._guard(incident, rule, ruleset, self._store.storm_add)
         if incident.stopped is None:
             claimed = await self._claim(incident, rule, records, ruleset)
             if claimed is None:  # decided by another replica first: a resend here
@@ -152,7 +155,7 @@ class Pipeline:
             return []
         incident = replace(incident, rule=rule.name, severity=rule.severity)
         incident = self._plan(self._fresh(incident, episode_open), rule)
-        incident = await self._guard(incident, ruleset, self._store.storm_peek)
+        incident = await self._guard(incident, rule, ruleset, self._store.storm_peek)
         if incident.stopped is None:
             assert rule.plan is not None
             request = jobs.claim_request(incident, rule, ruleset.policy, self._runner.dry_run)
@@ -190,14 +193,17 @@ class Pipeline:
         return replace(incident, target=target)
 
     async def _guard(
-        self, incident: Incident, ruleset: RuleSet, storm_count: StormCount
+        self, incident: Incident, rule: Rule, ruleset: RuleSet, storm_count: StormCount
     ) -> Incident:
-        """Scope, then the storm brake, whose window ``storm_count`` notes the target in
-        (``storm_add``) or only reads (``storm_peek``, for a shadow decision)."""
+        """Scope, the silences, then the storm brake, whose window ``storm_count`` notes the
+        target in (``storm_add``) or only reads (``storm_peek``, for a shadow decision): a
+        silenced alert never counts towards a storm."""
         target, policy = incident.target, ruleset.policy
         if incident.stopped is not None or target is None:
             return incident
         verdict = scope.decide(target, policy.namespaces)
+        if verdict.allowed and self._silences is not None:
+            verdict = self._silences.verdict(incident.alert.labels, rule.on_silence_check_error)
         if verdict.allowed:
             window_s = policy.storm.window_s
             distinct = await storm_count(target.key, self._clock.now(), window_s)

@@ -301,6 +301,7 @@ def _compile_rule(position: int, file: str, spec: RuleSpec, compiler: _Compiler)
         description=spec.description,
         shadow=spec.shadow,
         page_before_acting=spec.page == "before_acting",
+        on_silence_check_error=spec.on_silence_check_error,
         digest=_digest(spec, plan, fields),
         **fields,
     )
@@ -315,6 +316,8 @@ def _digest(spec: RuleSpec, plan: PlannedAction | None, fields: Mapping[str, Any
         del written["shadow"]
     if written["page"] == "on_failure":  # so does a rule that pages as before
         del written["page"]
+    if written["on_silence_check_error"] == "refuse":  # and one that says nothing of silences
+        del written["on_silence_check_error"]
     said = {
         "spec": written,
         "cooldown_s": fields["cooldown_s"],

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel
 
@@ -60,6 +60,8 @@ class Rule:
     """Decides as if live, acts and pages never (``RuleSet.shadow_of``)."""
     page_before_acting: bool = False
     """Pages its escalation when the action is claimed (``page: before_acting``)."""
+    on_silence_check_error: Literal["refuse", "act"] = "refuse"
+    """When whether a silence covers the alert is unknown: refuse (and page), or act."""
     digest: str = ""
     """What the rule says once defaults are applied, hashed: a claim resumed after a restart
     runs only under the rule it was claimed under."""

@@ -167,6 +167,10 @@ class RuleSpec(Strict):
     shadow: bool = False
     """Decide and audit as if live, but never claim, act or page: a new rule watched in
     production before it is trusted. The live rules decide every alert as without it."""
+    on_silence_check_error: Literal["refuse", "act"] = "refuse"
+    """With ``--alertmanager-url``: when whether a silence covers the alert is unknown
+    (Alertmanager unreachable, a matcher that cannot be evaluated), refuse (and page) or act
+    anyway."""
 
     _old_key: bool = PrivateAttr(default=False)
 

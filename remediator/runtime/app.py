@@ -22,6 +22,7 @@ from remediator.act.runner import ActionRunner
 from remediator.actions.registry import default_registry
 from remediator.audit import api
 from remediator.audit.recorder import Recorder
+from remediator.clients.alertmanager import AlertmanagerClient
 from remediator.clients.http import HttpClient
 from remediator.clients.k8s import KubeClient, KubeHandle
 from remediator.clients.postgres import DatabaseHandle
@@ -51,11 +52,14 @@ from remediator.runtime import acks, reload
 from remediator.runtime.lease import Lease
 from remediator.runtime.objects import Objects, s3_settings
 from remediator.runtime.tasks import Loops
+from remediator.silences.watch import SilenceWatch
 from remediator.store import open_store
 from remediator.store.contract import Store
 
 log = logging.getLogger(__name__)
 SINK_TIMEOUT_S = 10.0
+ALERTMANAGER_TIMEOUT_S = 5.0
+"""One read of one Alertmanager's silences; a slower peer is a failed read."""
 
 
 @dataclass
@@ -71,6 +75,8 @@ class Services:
     clock: Clock
     objects: Objects | None = None
     """The object store (archive, evidence) when a bucket is configured."""
+    silences: SilenceWatch | None = None
+    """Alertmanager's silences, with ``--alertmanager-url``."""
 
 
 SETTINGS = web.AppKey("settings", Settings)
@@ -210,6 +216,7 @@ def decision_core(
     settings: Settings,
     gate: AckGate,
     evidence: Capture | None = None,
+    silences: SilenceWatch | None = None,
 ) -> DecisionCore:
     policy = rules.current.policy
     recorder = Recorder(
@@ -218,15 +225,19 @@ def decision_core(
     runner = ActionRunner(
         store, recorder, metrics, clock, dry_run=settings.dry_run,
         max_concurrent=policy.max_concurrent_actions, require_opt_in=policy.require_opt_in,
-        stale_after_s=settings.stale_after_s, evidence=evidence,
+        stale_after_s=settings.stale_after_s, evidence=evidence, silences=silences,
     )  # fmt: skip
-    pipeline = Pipeline(rules, store, runner, recorder, metrics, clock, settings)
+    pipeline = Pipeline(rules, store, runner, recorder, metrics, clock, settings, silences)
     worker = JournalWorker(store, pipeline, metrics, clock, settings, gate)
     return DecisionCore(recorder, runner, worker)
 
 
 def _services(
-    app: web.Application, store: Store, clock: Clock, objects: ObjectStore | None
+    app: web.Application,
+    store: Store,
+    clock: Clock,
+    objects: ObjectStore | None,
+    alertmanager: AlertmanagerClient | None,
 ) -> Services:
     settings, rules = app[SETTINGS], app[RULES]
     metrics = Metrics(app[REGISTRY], default_registry(), rules.current.sinks)
@@ -238,7 +249,12 @@ def _services(
         outage = Outage("object_store", metrics, "the object store (archive, evidence)")
         parts = Objects(objects, outage, settings.evidence_presign_s)
         capture = parts.capture(store, app[KUBE], app[DATABASES], clock, metrics, settings)
-    core = decision_core(store, rules, metrics, clock, settings, gate, capture)
+    silences = None
+    if alertmanager is not None:
+        silences = SilenceWatch(
+            alertmanager, settings.alertmanager_urls, clock, metrics, settings.silence_max_age_s
+        )
+    core = decision_core(store, rules, metrics, clock, settings, gate, capture, silences)
     auth = BearerAuth(settings.token_file) if settings.token_file else NoAuth()
     validator = Validator(settings.payload_limits, settings.validation_workers)
     journal = Journal(
@@ -250,7 +266,7 @@ def _services(
     return Services(
         store=store, worker=core.worker, runner=core.runner, webhook=state, metrics=metrics,
         journal=journal, recorder=core.recorder, loops=Loops(metrics.loop_failures), clock=clock,
-        objects=parts,
+        objects=parts, silences=silences,
     )  # fmt: skip
 
 
@@ -276,9 +292,19 @@ def _lifecycle(clock: Clock) -> Callable[[web.Application], AsyncIterator[None]]
         objects = None
         if settings.s3_bucket:
             objects = await archive.enter_async_context(ObjectStore.open(s3_settings(settings)))
+        alertmanager = None
+        if settings.alertmanager_urls:
+            alertmanager = AlertmanagerClient.open(
+                settings.alertmanager_token_file,
+                settings.alertmanager_ca_file,
+                ALERTMANAGER_TIMEOUT_S,
+            )
+            archive.push_async_callback(alertmanager.close)
         store = open_store(settings)
         await store.open()
-        services = _services(app, store, clock, objects)
+        services = _services(app, store, clock, objects, alertmanager)
+        if services.silences is not None:  # before the first decision, which would not know
+            await services.silences.refresh()
         app[SERVICES] = services
         lease = Lease(
             store, services.worker, services.recorder, clock, settings.lease_s, services.runner
@@ -306,6 +332,10 @@ def _lifecycle(clock: Clock) -> Callable[[web.Application], AsyncIterator[None]]
         _register_loops(services, settings, lease, aftercare, delivery)
         if services.objects is not None:
             services.objects.loops(services.loops, store, clock, services.metrics, settings)
+        if services.silences is not None:
+            services.loops.every("silences", services.silences.refresh,
+                                 settings.silence_refresh_s, wait_first=True,
+                                 required=False)  # fmt: skip
         if settings.rules_watch_s > 0:
             services.loops.every("rules_watch", app[RELOADER].look, settings.rules_watch_s,
                                  wait_first=True, required=False)  # fmt: skip

@@ -122,3 +122,22 @@ async def serve(
     loopback = settings.model_copy(update={"listen_host": "127.0.0.1", "listen_port": 0})
     async with listening(app, loopback) as server, aiohttp.ClientSession() as session:
         yield ServiceUnderTest(server, session)
+
+
+PAGED_LADDERS = ("oncall-primary", "ops-channel", "platform-lead", "engineering-manager",
+                 "vp-engineering")  # fmt: skip
+
+
+def paging_example_rules(directory: Path, hook_url: str, **replacements: str) -> Path:
+    """The example rules in ``directory``, every ladder paging a webhook sink at
+    ``hook_url``/<sink>, each text of ``replacements`` replaced in them."""
+    directory.mkdir()
+    sinks = "".join(f'  {n}: {{type: webhook, url: "{hook_url}/{n}"}}\n' for n in PAGED_LADDERS)
+    for source in EXAMPLE_RULES.glob("*.yaml"):
+        text = source.read_text()
+        if "\nescalations:" in text:
+            text = text.replace("\nescalations:", f"\nsinks:\n{sinks}escalations:", 1)
+        for old, new in replacements.items():
+            text = text.replace(old, new)
+        (directory / source.name).write_text(text)
+    return directory

@@ -1,0 +1,1 @@
+"""Silences: what Alertmanager says a human is on, read before acting (``watch``)."""
