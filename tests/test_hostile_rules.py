@@ -36,7 +36,7 @@ KILL_S = 60.0
 CATCH_ALL = "  - {name: default, matchers: [], severity: SEV-3}\n"
 KNOWN_KEYS = (
     "name, description, matchers, severity, action, target, cooldown_s, rate_limit,"
-    " target_rate_limit, verify_within_s, escalation, page, shadow"
+    " target_rate_limit, verify_within_s, escalation, page, shadow, on_silence_check_error"
 )
 NO_ANCHORS = "rule files may not use anchors, aliases or merge keys"
 NAME_WORDS = (

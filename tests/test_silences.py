@@ -206,6 +206,8 @@ NOT_SILENCES = [
     ([silence(("a", "b", False, True)), None], "1"),
     ("<html>", "not a list of silences"),
     ([silence(("a", "b", False, True), endsAt="9" * 400)], "endsAt"),
+    ([silence(("a", "b", False, True), endsAt="2026-12-02T13:00:00")], "endsAt"),  # no zone
+    ([silence(("a", "b", False, True), startsAt=1e400)], "startsAt"),
 ]
 
 

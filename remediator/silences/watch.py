@@ -23,10 +23,11 @@ import asyncio
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Literal, Protocol
 
 from pydantic import (
+    AwareDatetime,
     BaseModel,
     ConfigDict,
     Field,
@@ -65,9 +66,9 @@ class _SilenceIn(BaseModel):
     model_config = ConfigDict(extra="ignore")
     id: StrictStr = Field(min_length=1)
     matchers: list[_MatcherIn] = Field(min_length=1)
-    startsAt: datetime
-    endsAt: datetime
-    updatedAt: datetime | None = None
+    startsAt: AwareDatetime  # a time without its zone would be another instant's
+    endsAt: AwareDatetime
+    updatedAt: AwareDatetime | None = None
     createdBy: str = ""
     comment: str = ""
 
@@ -135,16 +136,16 @@ def _silence(item: _SilenceIn) -> Silence:
 def merged(answers: Sequence[Sequence[Silence]]) -> list[Silence]:
     """The silences of every peer that answered, one per id: the most recently updated."""
     by_id: dict[str, Silence] = {}
-    epoch = datetime.min.replace(tzinfo=None)
     for answer in answers:
         for silence in answer:
             known = by_id.get(silence.id)
-            mine = silence.updated_at.replace(tzinfo=None) if silence.updated_at else epoch
-            theirs = (known.updated_at.replace(tzinfo=None) if known and known.updated_at
-                      else epoch)  # fmt: skip
-            if known is None or mine > theirs:
+            if known is None or _updated(silence) > _updated(known):
                 by_id[silence.id] = silence
     return list(by_id.values())
+
+
+def _updated(silence: Silence) -> datetime:
+    return silence.updated_at or datetime.min.replace(tzinfo=UTC)
 
 
 class SilenceWatch:
