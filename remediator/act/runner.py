@@ -32,7 +32,7 @@ from pydantic import BaseModel
 from remediator.act import jobs
 from remediator.act.jobs import ActionJob
 from remediator.act.slots import Slots
-from remediator.act.witness import Witness, subject
+from remediator.act.witness import Witness, noted, subject
 from remediator.actions.base import (
     ActionRequest,
     ActionResult,
@@ -57,7 +57,7 @@ from remediator.core.model import (
     Verdict,
     refuse,
 )
-from remediator.core.vocab import ClaimOutcome, Step
+from remediator.core.vocab import ClaimOutcome
 from remediator.evidence.bundle import Phase
 from remediator.evidence.capture import Capture
 from remediator.ruleset.rules import PlannedAction
@@ -546,7 +546,7 @@ class ActionRunner:
     ) -> None:
         """Settle the claim with ``outcome``, ``records``, the undo that ``undo`` plans and
         a follow-up at ``followup_at``; retried until the store takes it."""
-        records = _noted(records, self._notes.pop(job.claim_id, {}))
+        records = noted(records, self._notes.pop(job.claim_id, {}))
         settlement = Settlement(job.claim_id, outcome.value, followup_at=followup_at)
         if undo is not None:
             settlement = replace(undo, outcome=outcome.value, followup_at=followup_at)
@@ -565,18 +565,6 @@ def _outcome(result: ActionResult[Any], verification: str = "") -> dict[str, Any
     said = {"succeeded": result.succeeded, "sentence": result.sentence,
             "details": dict(result.details)}  # fmt: skip
     return {**said, "verification": verification} if verification else said
-
-
-def _noted(records: list[AuditRecord], notes: dict[str, Any]) -> list[AuditRecord]:
-    """``records`` with the claim's evidence (its bundles' keys) on those a reviewer reads:
-    what the action did or why it was refused, and the page."""
-    if not notes:
-        return records
-    noted = (Step.ACTED, Step.REFUSED, Step.ESCALATED)
-    return [
-        replace(r, details={**r.details, "evidence": notes}) if r.step in noted else r
-        for r in records
-    ]
 
 
 def _undo(job: ActionJob, request: Request, result: ActionResult[Any]) -> Settlement | None:

@@ -20,11 +20,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
 from typing import Any
 
 from remediator.audit import records as audit
-from remediator.core.model import QUIET_STOPS, Incident, StopReason, Target
+from remediator.core.model import QUIET_STOPS, AuditRecord, Incident, StopReason, Target
+from remediator.core.vocab import Step
 from remediator.evidence.bundle import Phase, Subject
 from remediator.evidence.capture import Capture
 
@@ -57,6 +59,19 @@ class Pending:
         """What the refusal's records say of the bundle: its key (its parts are not known
         when they are written)."""
         return {"refused": {"key": self.key}}
+
+
+def noted(records: list[AuditRecord], notes: Mapping[str, Any]) -> list[AuditRecord]:
+    """``records`` with the evidence of a claim or of a refusal before one (its bundles'
+    keys, by phase) on those a reviewer reads: what the action did or why it was refused,
+    and the page. The runner's and the pipeline's records both."""
+    if not notes:
+        return records
+    steps = (Step.ACTED, Step.REFUSED, Step.ESCALATED)
+    return [
+        replace(r, details={**r.details, "evidence": notes}) if r.step in steps else r
+        for r in records
+    ]
 
 
 class Witness:

@@ -25,7 +25,7 @@ from datetime import datetime
 
 from remediator.act import jobs
 from remediator.act.runner import ActionRunner
-from remediator.act.witness import Pending
+from remediator.act.witness import Pending, noted
 from remediator.audit import records as audit
 from remediator.audit.recorder import Recorder
 from remediator.config import Settings
@@ -34,7 +34,6 @@ from remediator.core.clock import Clock
 from remediator.core.errors import StoreUnavailable
 from remediator.core.metrics import Metrics
 from remediator.core.model import QUIET_STOPS, AuditRecord, Incident, Severity, StopReason, refuse
-from remediator.core.vocab import Step
 from remediator.escalate.plan import NO_EPISODE
 from remediator.guards import freshness, plan, scope, storm
 from remediator.ruleset.active import ActiveRules
@@ -128,7 +127,7 @@ class Pipeline:
             if rule.plan is not None:
                 evidence = self._runner.witness.planned(incident, rule.plan.kind)
             if evidence is not None:
-                records = _noted(records, evidence.note())
+                records = noted(records, evidence.note())
             return Decision(incident.episode_id, records + shadow, evidence=evidence)
         return Decision(incident.episode_id, shadow, decided=False)
 
@@ -300,12 +299,3 @@ class Pipeline:
         incident = replace(incident, rule=rule.name, severity=rule.severity)
         record = audit.resolved(self._recorder.stamp(ruleset), incident)
         return Decision(incident.episode_id, [record], decided=False)
-
-
-def _noted(records: list[AuditRecord], note: Mapping[str, object]) -> list[AuditRecord]:
-    """``records`` with the refusal's evidence noted on the refusal and its page."""
-    noted = (Step.REFUSED, Step.ESCALATED)
-    return [
-        replace(r, details={**r.details, "evidence": note}) if r.step in noted else r
-        for r in records
-    ]
