@@ -87,8 +87,8 @@ class Witness:
         if stopped.reason is None or stopped.reason in QUIET_STOPS:
             return None
         about = subject(incident, None, incident.action, kind)
-        read = incident.target is not None and stopped.reason not in NOT_READ
-        targets = (incident.target,) if read and incident.target is not None else ()
+        target = incident.target
+        targets = (target,) if target is not None and stopped.reason not in NOT_READ else ()
         outcome = {"reason": stopped.reason.value, "sentence": stopped.sentence}
         key = self._capture.key(about, Phase.REFUSED)
         return Pending(about, targets, outcome, key)
