@@ -293,7 +293,7 @@ BROKEN = [
     pytest.param(
         {"00-policy.yaml": POLICY, "10-rules.yaml": "- name: cpu\n"},
         "10-rules.yaml must be a mapping of sections (policy, defaults, actions, escalations,"
-        " sinks, rules), not a list.",
+        " sinks, time_intervals, rules), not a list.",
         id="file that is a list",
     ),
     pytest.param(
@@ -421,7 +421,8 @@ def test_remediator_check_prints_the_error_and_exits_2(
         f"remediator: {directory}/10-rules.yaml:5:5:"
         ' rule "cpu": field "foo" is not a known key (known: name,'
         " description, matchers, severity, action, target, cooldown_s, rate_limit,"
-        " target_rate_limit, verify_within_s, escalation, page, shadow, on_silence_check_error).\n"
+        " target_rate_limit, verify_within_s, escalation, page, shadow, on_silence_check_error,"
+        " mute_time_intervals, active_time_intervals).\n"
     )
 
 

@@ -22,7 +22,6 @@ from prometheus_client import CollectorRegistry
 
 from remediator.clients.alertmanager import MAX_ANSWER_BYTES, AlertmanagerClient
 from remediator.core.errors import AlertmanagerUnavailable
-from remediator.core.failpoints import EXIT_CODE
 from remediator.core.fingerprint import fingerprint
 from remediator.core.metrics import Metrics
 from remediator.core.model import StopReason
@@ -33,7 +32,7 @@ from tests.support.clock import FakeClock
 from tests.support.kube_api import KubeApiServer
 from tests.support.kubeconfig import write_kubeconfig
 from tests.support.payloads import webhook_alert, webhook_payload
-from tests.support.process import start_remediator
+from tests.support.process import crash_after_claim, start_remediator
 from tests.support.service import paging_example_rules, serve, settings_for
 from tests.support.sinks import WebhookStub
 from tests.support.waiting import eventually
@@ -507,13 +506,7 @@ async def test_a_claim_resumed_after_a_crash_is_not_run_once_its_alert_is_silenc
         flags = ("--kubeconfig", str(kubeconfig), "--alertmanager-url", am.api_url,
                  "--silence-refresh-seconds", "0.2")  # fmt: skip
         payload = json.dumps(webhook_payload(webhook_alert(labels=cpu("api")))).encode()
-        crashing = await start_remediator(tmp_path, rules=rules, failpoints="after_claim",
-                                          extra_args=flags)  # fmt: skip
-        try:
-            assert await crashing.post(payload) == 200
-            assert await crashing.wait_exit(20) == EXIT_CODE
-        finally:
-            await crashing.stop()
+        await crash_after_claim(tmp_path, rules=rules, extra_args=flags, payload=payload)
         sid = await post_silence(am, ("deployment", "api", False, True), by="sam")
         service = await start_remediator(tmp_path, rules=rules, extra_args=flags)
         try:

@@ -60,6 +60,7 @@ from remediator.core.model import (
 from remediator.core.vocab import ClaimOutcome
 from remediator.evidence.bundle import Phase
 from remediator.evidence.capture import Capture
+from remediator.guards import windows
 from remediator.ruleset.rules import PlannedAction
 from remediator.ruleset.schema import PolicySpec
 from remediator.silences.watch import SilenceWatch
@@ -279,9 +280,9 @@ class ActionRunner:
             record = audit.refused(self._recorder.stamp(), stopped)
             await self._finish(job, ClaimOutcome.REFUSED, [record])
             return
-        silenced = self._silenced(job)
-        if not silenced.allowed:  # silenced since it was claimed: a human is on it now
-            await self._refused(job, silenced)
+        held = self._held_back(job)
+        if not held.allowed:  # a window or a silence began since it was claimed
+            await self._refused(job, held)
             return
         if not plan.action.available():  # nothing to read it from: planned, not prechecked
             await self._finish(job, ClaimOutcome.DRY_RUN, [self._dry_run_record(incident, plan)])
@@ -303,12 +304,18 @@ class ActionRunner:
         failpoints.hit("after_action")
         await self._after_run(job, request, result, progress)
 
-    def _silenced(self, job: ActionJob) -> Verdict:
-        """The silences, looked at again just before the precheck: one made since the claim
-        (a queued or resumed claim) holds the action back."""
+    def _held_back(self, job: ActionJob) -> Verdict:
+        """The time intervals and the silences, looked at again just before the precheck: a
+        mute window that began, or a silence made, since the claim (a queued or resumed
+        claim) holds the action back."""
+        rule = self._recorder.ruleset.rule(job.incident.rule)
+        if rule is not None:
+            now = self._clock.now()
+            verdict = windows.decide(rule.mute_time_intervals, rule.active_time_intervals, now)
+            if not verdict.allowed:
+                return verdict
         if self._silences is None:
             return ALLOW
-        rule = self._recorder.ruleset.rule(job.incident.rule)
         on_error = rule.on_silence_check_error if rule is not None else "refuse"
         return self._silences.verdict(job.incident.alert.labels, on_error)
 

@@ -1,7 +1,8 @@
 """``remediator explain NAME=VALUE…``: what serve would decide for one alert, offline.
 
 Where it sits: beside ``serve``, on the same rule set. It runs serve's classifier and the
-guards that need no state (``guards.plan``, ``guards.scope``) and states as facts those whose
+guards that need no state (``guards.plan``, ``guards.scope``, ``guards.windows`` at ``--at``,
+by default now) and states as facts those whose
 counts only a running store knows (cooldown, rate limits, budgets, the storm brake) and the
 opt-in the live object must carry. Whether serve runs dry or live is serve's setting, so a
 decision the guards let through is "planned", never "would run".
@@ -25,7 +26,7 @@ from remediator.actions import opt_in
 from remediator.cli import offline
 from remediator.core.errors import ConfigError
 from remediator.core.model import Alert, AlertStatus, Incident, Severity, Target, Verdict
-from remediator.guards import plan, scope
+from remediator.guards import plan, scope, windows
 from remediator.guards.claim import ClaimRequest, Limit
 from remediator.ruleset.read import one_line, shown
 from remediator.ruleset.rules import Rule, RuleSet
@@ -44,9 +45,10 @@ def explain(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     expected = parse_expect(item for group in args.expect or () for item in group)
     ruleset = offline.rules(args, environ)  # RuleFileError: exit 2
     check_expected(expected, ruleset)
+    at = parse_at(getattr(args, "at", None))
     rule = ruleset.classify(labels)
     lines = why(ruleset, rule, labels) if args.why else []
-    lines += describe(rule, labels, ruleset)
+    lines += describe(rule, labels, ruleset, at)
     matched = expected == _given(meets(rule), expected)
     if expected:
         lines += verify(expected, meets(rule))
@@ -90,6 +92,11 @@ def _check_value(name: str, value: str) -> None:
         value.encode("utf-8")
     except UnicodeEncodeError:  # bytes the locale could not decode
         raise ConfigError(f"label '{name}' has a value that is not valid UTF-8.") from None
+
+
+def parse_at(text: str | None) -> datetime:
+    """``--at``: an ISO 8601 time with its zone (``2026-12-05T10:00+01:00``, ``…Z``)."""
+    return datetime.now(UTC) if text is None else offline.zoned_time("--at", text).astimezone(UTC)
 
 
 def parse_expect(items: Iterable[str]) -> dict[str, str]:
@@ -139,17 +146,17 @@ def why(ruleset: RuleSet, matched: Rule, labels: Mapping[str, str]) -> list[str]
     return lines
 
 
-def describe(rule: Rule, labels: Mapping[str, str], ruleset: RuleSet) -> list[str]:
+def describe(rule: Rule, labels: Mapping[str, str], ruleset: RuleSet, at: datetime) -> list[str]:
     lines = [f"rule: {rule.name} ({rule.file})", f"severity: {rule.severity.value}"]
     if rule.plan is None:
         lines += ["action: none (escalate only)", _refused(plan.escalate_only(rule.name))]
     else:
         lines += [f"action: {rule.plan.name} ({rule.plan.kind})", f"params: {_params(rule)}"]
-        lines += _guards(rule, labels, ruleset)
+        lines += _guards(rule, labels, ruleset, at)
     return [*lines, _escalation(rule, ruleset)]
 
 
-def _guards(rule: Rule, labels: Mapping[str, str], ruleset: RuleSet) -> list[str]:
+def _guards(rule: Rule, labels: Mapping[str, str], ruleset: RuleSet, at: datetime) -> list[str]:
     assert rule.plan is not None
     kind, policy = rule.plan.kind, ruleset.policy
     try:
@@ -160,6 +167,11 @@ def _guards(rule: Rule, labels: Mapping[str, str], ruleset: RuleSet) -> list[str
     lines = [f"target: {target.key}", _scope(target, verdict, policy.namespaces)]
     if not verdict.allowed:
         return [*lines, _refused(verdict)]
+    if rule.mute_time_intervals or rule.active_time_intervals:
+        verdict = windows.decide(rule.mute_time_intervals, rule.active_time_intervals, at)
+        lines.append(_windows(rule, verdict, at))
+        if not verdict.allowed:
+            return [*lines, _refused(verdict)]
     storm = policy.storm
     lines.append(
         f"storm brake: at most {storm.max_targets} distinct targets needing action per"
@@ -173,6 +185,18 @@ def _guards(rule: Rule, labels: Mapping[str, str], ruleset: RuleSet) -> list[str
         f"decision: planned (dry-run or live is serve's setting): {kind} on {target.key},"
         " if the guards above allow it when the alert arrives.",
     ]
+
+
+def _windows(rule: Rule, verdict: Verdict, at: datetime) -> str:
+    said = []
+    if rule.mute_time_intervals:
+        names = ", ".join(f"'{i.name}'" for i in rule.mute_time_intervals)
+        said.append(f"no action inside {names}")
+    if rule.active_time_intervals:
+        names = ", ".join(f"'{i.name}'" for i in rule.active_time_intervals)
+        said.append(f"action only inside {names}")
+    verdict_words = "they let it act" if verdict.allowed else "they hold it back"
+    return f"time intervals: {'; '.join(said)}; at {at:%Y-%m-%d %H:%M} UTC {verdict_words}."
 
 
 def _scope(target: Target, verdict: Verdict, namespaces: Sequence[str]) -> str:

@@ -61,6 +61,10 @@ def _explain_args(parser: argparse.ArgumentParser) -> None:
         help="rule=NAME, severity=SEV-N and/or action=NAME (or none), after the labels:"
         " exit 1 unless the alert meets them",
     )  # fmt: skip
+    parser.add_argument(
+        "--at", metavar="TIME",
+        help="decide the time intervals at TIME (ISO 8601 with its offset) instead of now",
+    )  # fmt: skip
 
 
 def _rbac_args(parser: argparse.ArgumentParser) -> None:

@@ -105,17 +105,20 @@ def journal(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
 
 
 def _since(text: str | None) -> datetime:
-    if text is None:
-        return datetime(1970, 1, 1, tzinfo=UTC)
+    return datetime(1970, 1, 1, tzinfo=UTC) if text is None else zoned_time("--since", text)
+
+
+def zoned_time(flag: str, text: str) -> datetime:
+    """``flag``'s ISO 8601 time, which must name its zone (``Z``, ``+01:00``)."""
     try:
-        since = datetime.fromisoformat(text)
+        at = datetime.fromisoformat(text)
     except ValueError:
-        since = None
-    if since is None or since.tzinfo is None:
+        at = None
+    if at is None or at.tzinfo is None:
         raise ConfigError(
-            f"--since must be a time with its zone, such as 2026-12-01T09:00:00Z, not {text!r}"
+            f"{flag} must be a time with its zone, such as 2026-12-01T09:00:00Z, not {text!r}"
         )
-    return since
+    return at
 
 
 async def _export(settings: Settings, since: datetime) -> int:

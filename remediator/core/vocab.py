@@ -74,6 +74,11 @@ class StopReason(StrEnum):
     SILENCE_UNKNOWN = "silence_unknown"
     """Whether a silence covers the alert could not be known, and the rule acts only when
     it knows (``on_silence_check_error: refuse``)."""
+    MUTED = "muted"
+    """A mute time interval of the rule or the policy holds now (a maintenance window):
+    no action, escalated as usual."""
+    OUTSIDE_ACTIVE_TIME = "outside_active_time"
+    """The rule acts only inside its active time intervals, and now is outside them."""
     RULE_CHANGED = "rule_changed"
     """A claim resumed after a restart or a takeover names a rule that changed since (or is
     gone): what it was claimed under no longer holds."""

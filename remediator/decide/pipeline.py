@@ -1,6 +1,7 @@
 """The decision pipeline for one alert of one episode, assembled so it reads like the flow:
 
-    received → classify → fresh? → plan? → target → scope → silenced? → storm → claim → act
+    received → classify → fresh? → plan? → target → scope → window? → silenced? → storm
+        → claim → act
 
 A claim is written with the decision that led to it and the job that runs it, in one
 transaction; every other decision is written by ``commit``, in one batch per chunk.
@@ -35,7 +36,7 @@ from remediator.core.errors import StoreUnavailable
 from remediator.core.metrics import Metrics
 from remediator.core.model import QUIET_STOPS, AuditRecord, Incident, Severity, StopReason, refuse
 from remediator.escalate.plan import NO_EPISODE
-from remediator.guards import freshness, plan, scope, storm
+from remediator.guards import freshness, plan, scope, storm, windows
 from remediator.ruleset.active import ActiveRules
 from remediator.ruleset.rules import Rule, RuleSet
 from remediator.silences.watch import SilenceWatch
@@ -194,13 +195,16 @@ class Pipeline:
     async def _guard(
         self, incident: Incident, rule: Rule, ruleset: RuleSet, storm_count: StormCount
     ) -> Incident:
-        """Scope, the silences, then the storm brake, whose window ``storm_count`` notes the
-        target in (``storm_add``) or only reads (``storm_peek``, for a shadow decision): a
-        silenced alert never counts towards a storm."""
+        """Scope, the time intervals, the silences, then the storm brake, whose window
+        ``storm_count`` notes the target in (``storm_add``) or only reads (``storm_peek``,
+        for a shadow decision): a muted or silenced alert never counts towards a storm."""
         target, policy = incident.target, ruleset.policy
         if incident.stopped is not None or target is None:
             return incident
         verdict = scope.decide(target, policy.namespaces)
+        if verdict.allowed:
+            now = self._clock.now()
+            verdict = windows.decide(rule.mute_time_intervals, rule.active_time_intervals, now)
         if verdict.allowed and self._silences is not None:
             verdict = self._silences.verdict(incident.alert.labels, rule.on_silence_check_error)
         if verdict.allowed:

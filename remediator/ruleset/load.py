@@ -28,6 +28,7 @@ from pydantic import BaseModel, ValidationError
 
 from remediator.actions.base import AnyAction
 from remediator.guards.claim import Limit
+from remediator.guards.windows import TimeInterval
 from remediator.ruleset.files import read_bounded, rule_files
 from remediator.ruleset.matchers import Matcher, parse_matchers
 from remediator.ruleset.read import fail, quoted, read_rule_file, schema_error, shown
@@ -56,6 +57,7 @@ class _Merged:
     actions: dict[str, tuple[str, ActionSpec]] = field(default_factory=dict)
     escalations: dict[str, tuple[str, EscalationPolicySpec]] = field(default_factory=dict)
     sinks: dict[str, tuple[str, Any]] = field(default_factory=dict)
+    time_intervals: dict[str, tuple[str, TimeInterval]] = field(default_factory=dict)
     rules: list[tuple[str, RuleSpec]] = field(default_factory=list)
 
 
@@ -90,6 +92,9 @@ def _merge(files: Sequence[tuple[str, RuleFileSpec]]) -> _Merged:
         _merge_named("action", file, spec.actions, merged.actions)
         _merge_named("escalation policy", file, spec.escalations, merged.escalations)
         _merge_named("sink", file, spec.sinks, merged.sinks)
+        for interval in spec.time_intervals:
+            compiled = {interval.name: interval.compiled()}
+            _merge_named("time interval", file, compiled, merged.time_intervals)
         for rule in spec.rules:
             if rule.name in rule_files:
                 raise fail(
@@ -148,6 +153,8 @@ class _Compiler:
     registry: Mapping[str, AnyAction]
     defaults: DefaultsSpec
     ineffective_after: Limit | None = None
+    freeze: tuple[TimeInterval, ...] = ()
+    """The policy's ``mute_time_intervals``, which every rule's come after."""
     matchers: dict[str, tuple[Matcher, ...]] = field(default_factory=dict)
     templates: dict[str, Template] = field(default_factory=dict)
     inline: dict[str, tuple[str, AnyAction, BaseModel]] = field(default_factory=dict)
@@ -278,6 +285,23 @@ def _escalation(where: str, spec: RuleSpec, merged: _Merged, defaults: DefaultsS
     return name
 
 
+def _intervals(
+    where: str, key: str, names: Sequence[str], merged: _Merged
+) -> tuple[TimeInterval, ...]:
+    """The time intervals ``names`` (a rule's or the policy's ``key``) name, in order."""
+    found = []
+    for i, name in enumerate(names):
+        if name not in merged.time_intervals:
+            raise fail(
+                where,
+                f"{key}[{i}]",
+                f"names undefined time interval {quoted(name)}"
+                f" (defined: {_known(list(merged.time_intervals))})",
+            )
+        found.append(merged.time_intervals[name][1])
+    return tuple(found)
+
+
 def _compile_rule(position: int, file: str, spec: RuleSpec, compiler: _Compiler) -> Rule:
     where = f'{file}: rule "{spec.name}"'
     defaults = compiler.defaults
@@ -302,6 +326,11 @@ def _compile_rule(position: int, file: str, spec: RuleSpec, compiler: _Compiler)
         shadow=spec.shadow,
         page_before_acting=spec.page == "before_acting",
         on_silence_check_error=spec.on_silence_check_error,
+        mute_time_intervals=compiler.freeze
+        + _intervals(where, "mute_time_intervals", spec.mute_time_intervals, compiler.merged),
+        active_time_intervals=_intervals(
+            where, "active_time_intervals", spec.active_time_intervals, compiler.merged
+        ),
         digest=_digest(spec, plan, fields),
         **fields,
     )
@@ -318,6 +347,9 @@ def _digest(spec: RuleSpec, plan: PlannedAction | None, fields: Mapping[str, Any
         del written["page"]
     if written["on_silence_check_error"] == "refuse":  # and one that says nothing of silences
         del written["on_silence_check_error"]
+    for key in ("mute_time_intervals", "active_time_intervals"):  # or of time intervals
+        if not written[key]:
+            del written[key]
     said = {
         "spec": written,
         "cooldown_s": fields["cooldown_s"],
@@ -444,7 +476,12 @@ def _load(directory: Path, registry: Mapping[str, AnyAction]) -> tuple[RuleSet, 
     _check_policy(merged.policy_file, policy, registry)
     defaults = merged.defaults or DefaultsSpec()
     declared = _declared_actions(merged, registry)
-    compiler = _Compiler(merged, declared, registry, defaults, _limit(defaults.ineffective_after))
+    freeze = _intervals(
+        f"{merged.policy_file}: policy", "mute_time_intervals", policy.mute_time_intervals, merged
+    )
+    compiler = _Compiler(
+        merged, declared, registry, defaults, _limit(defaults.ineffective_after), freeze
+    )
     rules = [
         _compile_rule(position, file, spec, compiler)
         for position, (file, spec) in enumerate(merged.rules)

@@ -32,6 +32,7 @@ from pydantic_core import ErrorDetails
 from remediator.core.errors import RuleFileError
 from remediator.ruleset.schema import KIND_PATTERN, NAME_PATTERN, RuleFileSpec
 from remediator.ruleset.strict_yaml import DuplicateKey, Path, YamlError, parse
+from remediator.ruleset.time_intervals import INTERVAL_NAME_PATTERN
 
 SECTIONS = tuple(RuleFileSpec.model_fields)
 SHOWN_CHARS = 64
@@ -42,6 +43,7 @@ _PATTERN_WORDS = {
     NAME_PATTERN: "must be 1 to 63 lowercase letters, digits, '.', '_' or '-',"
     " starting and ending with a letter or digit",
     KIND_PATTERN: "must be a Kubernetes kind in CamelCase, such as Deployment or Pod",
+    INTERVAL_NAME_PATTERN: "must be text without control characters",
 }
 #: Pydantic's bound errors → (the bound's name in the error's context, our words).
 _BOUND_WORDS = {
@@ -211,6 +213,14 @@ def _predicate(error: ErrorDetails, model: type[BaseModel]) -> str:
     if kind in _BOUND_WORDS:
         name, words = _BOUND_WORDS[kind]
         return f"must be {words} {_bound(ctx[name])}, not {_describe(value)}"
+    if kind in ("string_too_short", "string_too_long"):
+        bound, word = (
+            ("min_length", "at least") if kind == "string_too_short" else ("max_length", "at most")
+        )
+        count = int(ctx[bound])
+        return (
+            f"must be {word} {count} character{'' if count == 1 else 's'}, not {_describe(value)}"
+        )
     if kind in ("too_short", "too_long"):
         bound, word = (
             ("min_length", "at least") if kind == "too_short" else ("max_length", "at most")
@@ -228,13 +238,16 @@ def _predicate(error: ErrorDetails, model: type[BaseModel]) -> str:
 def _section_where(
     file: str, raw: Mapping[str, Any], loc: Sequence[int | str]
 ) -> tuple[str, tuple[int | str, ...]]:
-    """``file: rule "x"`` (or ``file: action "y"``, ``file: policy``) and the rest of ``loc``."""
+    """``file: rule "x"`` (or ``file: action "y"``, ``file: time interval "z"``, ``file:
+    policy``) and the rest of ``loc``."""
     loc = tuple(loc)
-    if len(loc) >= 2 and loc[0] == "rules" and isinstance(loc[1], int):
-        rules = raw.get("rules")
-        item = rules[loc[1]] if isinstance(rules, list) and loc[1] < len(rules) else None
+    listed = {"rules": "rule", "time_intervals": "time interval"}
+    if len(loc) >= 2 and loc[0] in listed and isinstance(loc[1], int):
+        items = raw.get(str(loc[0]))
+        item = items[loc[1]] if isinstance(items, list) and loc[1] < len(items) else None
         name = item.get("name") if isinstance(item, dict) else None
-        label = f"rule {quoted(name)}" if isinstance(name, str) else f"rule #{loc[1] + 1}"
+        kind = listed[str(loc[0])]
+        label = f"{kind} {quoted(name)}" if isinstance(name, str) else f"{kind} #{loc[1] + 1}"
         return f"{file}: {label}", loc[2:]
     if len(loc) >= 2 and loc[0] in ("actions", "escalations"):
         kind = "action" if loc[0] == "actions" else "escalation policy"

@@ -11,6 +11,7 @@ from pydantic import BaseModel
 from remediator.actions.base import AnyAction
 from remediator.core.model import Severity, Target
 from remediator.guards.claim import Limit
+from remediator.guards.windows import TimeInterval
 from remediator.ruleset.index import RuleIndex
 from remediator.ruleset.matchers import Matcher
 from remediator.ruleset.schema import EscalationPolicySpec, PolicySpec
@@ -62,6 +63,10 @@ class Rule:
     """Pages its escalation when the action is claimed (``page: before_acting``)."""
     on_silence_check_error: Literal["refuse", "act"] = "refuse"
     """When whether a silence covers the alert is unknown: refuse (and page), or act."""
+    mute_time_intervals: tuple[TimeInterval, ...] = ()
+    """The policy's mute intervals, then the rule's: no action inside any of them."""
+    active_time_intervals: tuple[TimeInterval, ...] = ()
+    """When given, no action outside all of them."""
     digest: str = ""
     """What the rule says once defaults are applied, hashed: a claim resumed after a restart
     runs only under the rule it was claimed under."""

@@ -27,6 +27,7 @@ from pydantic import (
 )
 
 from remediator.core.model import Severity
+from remediator.ruleset.time_intervals import TimeIntervalSpec
 
 NAME_PATTERN = r"^[a-z0-9]([a-z0-9._-]{0,61}[a-z0-9])?$"
 KIND_PATTERN = r"^[A-Z][A-Za-z]*$"
@@ -39,6 +40,9 @@ MAX_ACTIONS = 10_000
 """A count of actions per window: above 10 000 a limit limits nothing (and 1e6 is a typo)."""
 MAX_COOLDOWN_S = 7 * DAY_S
 """A week between two actions on one target; rarer than that is a ``target_rate_limit``."""
+MAX_INTERVAL_NAMES = 20
+"""Time intervals one rule (or the policy) names; more is a calendar, not a window."""
+IntervalNames = Annotated[list[str], Field(max_length=MAX_INTERVAL_NAMES)]
 
 
 class Strict(BaseModel):
@@ -76,6 +80,9 @@ class PolicySpec(Strict):
     (and a running verification) for as long as it runs."""
     require_opt_in: bool = True
     """Act only on objects whose annotation remediator.io/allow names the action."""
+    mute_time_intervals: IntervalNames = Field(default_factory=list)
+    """Named ``time_intervals`` in which no rule acts (a change freeze): each rule's alerts
+    are escalated as usual."""
 
 
 class ActionSpec(Strict):
@@ -171,6 +178,12 @@ class RuleSpec(Strict):
     """With ``--alertmanager-url``: when whether a silence covers the alert is unknown
     (Alertmanager unreachable, a matcher that cannot be evaluated), refuse (and page) or act
     anyway."""
+
+    mute_time_intervals: IntervalNames = Field(default_factory=list)
+    """Named ``time_intervals`` in which the rule does not act (and escalates as usual), as
+    a route's ``mute_time_intervals`` in Alertmanager; added to the policy's."""
+    active_time_intervals: IntervalNames = Field(default_factory=list)
+    """Named ``time_intervals`` outside which the rule does not act (and escalates)."""
 
     _old_key: bool = PrivateAttr(default=False)
 
@@ -285,4 +298,7 @@ class RuleFileSpec(Strict):
     actions: dict[str, ActionSpec] = Field(default_factory=dict)
     escalations: dict[str, EscalationPolicySpec] = Field(default_factory=dict)
     sinks: dict[str, SinkSpec] = Field(default_factory=dict)
+    time_intervals: list[TimeIntervalSpec] = Field(default_factory=list)
+    """Named time intervals in Alertmanager's syntax, for ``mute_time_intervals`` and
+    ``active_time_intervals`` (``ruleset/time_intervals``)."""
     rules: list[RuleSpec] = Field(default_factory=list)

@@ -18,7 +18,7 @@ import contextlib
 import dataclasses
 import json
 import pathlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import IO, Any
 
 import aiohttp
@@ -118,6 +118,7 @@ def _write_config(
     send_resolved: bool,
     max_alerts: int,
     resolve_timeout: str,
+    edit: Callable[[dict[str, Any]], None] | None = None,
 ) -> pathlib.Path:
     webhook: dict[str, Any] = {
         "url": webhook_url,
@@ -139,6 +140,8 @@ def _write_config(
         },
         "receivers": [{"name": RECEIVER_NAME, "webhook_configs": [webhook]}],
     }
+    if edit is not None:
+        edit(config)
     workdir.mkdir(parents=True, exist_ok=True)
     (workdir / "data").mkdir(exist_ok=True)
     path = workdir / CONFIG_FILE_NAME
@@ -184,12 +187,15 @@ async def start_alertmanager(
     send_resolved: bool = True,
     max_alerts: int = 0,
     resolve_timeout: str = "5m",
+    edit: Callable[[dict[str, Any]], None] | None = None,
 ) -> AlertmanagerProcess:
     """Write ``workdir/alertmanager.yml``, start Alertmanager and wait until it is ready.
 
     All alerts go to one webhook receiver at ``webhook_url`` (Bearer token read from
-    ``credentials_file`` if given). Output goes to ``workdir/alertmanager.log``. Raises
-    :class:`AlertmanagerError` (with the log tail) if it exits or is not ready within ~15 s.
+    ``credentials_file`` if given); ``edit`` may change the configuration (as a dict)
+    before it is written, to add routes, receivers or time intervals. Output goes to
+    ``workdir/alertmanager.log``. Raises :class:`AlertmanagerError` (with the log tail) if
+    it exits or is not ready within ~15 s.
     """
     config_path = _write_config(
         workdir,
@@ -202,6 +208,7 @@ async def start_alertmanager(
         send_resolved=send_resolved,
         max_alerts=max_alerts,
         resolve_timeout=resolve_timeout,
+        edit=edit,
     )
     port = free_port()
     log_path = workdir / LOG_FILE_NAME

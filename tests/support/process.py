@@ -18,6 +18,7 @@ from typing import Any
 
 import aiohttp
 
+from remediator.core.failpoints import EXIT_CODE as FAILPOINT_EXIT_CODE
 from tests.support.ports import free_port
 from tests.support.service import LOG_ONLY_RULES, REPO, TOKEN
 
@@ -167,3 +168,18 @@ async def _start(
             await service.stop()
             raise
     return service
+
+
+async def crash_after_claim(
+    workdir: Path, *, rules: Path, extra_args: tuple[str, ...], payload: bytes
+) -> None:
+    """``payload`` posted to a service that dies right after its first claim (failpoint
+    ``after_claim``): the claim and its job are in the state, nothing was run."""
+    crashing = await start_remediator(
+        workdir, rules=rules, failpoints="after_claim", extra_args=extra_args
+    )
+    try:
+        assert await crashing.post(payload) == 200
+        assert await crashing.wait_exit(20) == FAILPOINT_EXIT_CODE
+    finally:
+        await crashing.stop()
