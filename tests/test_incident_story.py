@@ -266,6 +266,22 @@ async def test_a_rule_that_pages_before_acting_updates_its_incident_as_the_actio
     assert "log_only recorded" in replies[0]["text"]
 
 
+async def test_an_update_that_must_be_retried_keeps_the_later_ones_behind_it(
+    world: World,
+) -> None:
+    """Slack answers the first update 503: it is retried after a backoff, and the
+    verification's update, queued after it and due sooner, waits behind it; the thread
+    tells the story in order."""
+    await world.post(rollout())
+    await paced(world, lambda: len(world.slack.posted) >= 1, "the Slack page")
+    world.slack.fail_api_next("service_unavailable", status=503)
+    await paced(world, lambda: len(world.slack.posted) == 3, "the thread, after the retry")
+    first = world.slack.posted[0]
+    replies = world.slack.replies(CHANNEL, first["ts"])
+    assert "log_only recorded" in replies[0]["text"]
+    assert "erif" in replies[1]["text"]
+
+
 async def test_a_failed_action_after_the_page_is_news_on_the_same_incident_not_a_new_page(
     world: World,
 ) -> None:

@@ -89,39 +89,49 @@ class Delivery:
     async def deliver_due(self) -> None:
         """Send what is due; a supervised loop (``runtime/tasks.py``) runs this every
         ``poll_s`` and restarts it after an unexpected failure."""
+        stalled: set[tuple[str, str]] = set()
         for item in await self._store.outbox_due(self._clock.now(), BATCH):
-            await self._deliver(item)
+            if (item.dedup_key, item.sink) in stalled:
+                continue  # an earlier notification of its incident to that sink waits
+            if not await self._deliver(item):
+                stalled.add((item.dedup_key, item.sink))
 
-    async def _deliver(self, item: OutboxItem) -> None:
+    async def _deliver(self, item: OutboxItem) -> bool:
+        """Whether ``item`` is done with (sent, dropped or withdrawn); not when it waits
+        (paced, behind its page, to be retried), and then its incident's later
+        notifications to that sink wait behind it."""
         assert item.id is not None
         sink = self._sinks.get(item.sink)
         if sink is None:
             await self._drop(item, f"sink {item.sink!r} is not configured")
-            return
+            return True
         if item.event not in EVENTS:  # a row from a newer version, or a broken one
             await self._drop(item, f"the event {item.event!r} is not one this version sends")
-            return
+            return True
         why_not, reference = await self._still_wanted(item)
         if why_not in (WITHDRAWN, LATER):
-            return
+            return why_not == WITHDRAWN
         if why_not:
             await self._drop(item, why_not, count=False)
-            return
+            return True
         if self._clock.monotonic() - self._last_sent.get(sink.name, -1e9) < sink.min_interval_s:
-            return  # paced: the next poll sends it
+            return False  # paced: the next poll sends it
         self._last_sent[sink.name] = self._clock.monotonic()
         note = _notification(item, self._external_url, reference, self._clock.now())
         try:
             answer = await sink.send(self._http, await self._linked(note))
         except SinkRejected as exc:
             await self._drop(item, str(exc))
+            return True
         except SinkError as exc:  # SinkUnavailable: the far side may answer later
             await self._retry(item, exc)
+            return False
         else:
             await self._store.outbox_done(item.id, self._clock.now(), True, reference=answer)
             self._metrics.escalations.labels(item.sink, "delivered").inc()
             _log(logging.INFO, item, "delivered")
             await self._recorder.write([audit.notified(self._recorder.stamp(), item)])
+            return True
 
     async def _linked(self, note: Notification) -> Notification:
         """``note`` with a signed link to its claim's last evidence bundle (the refusal's,
@@ -203,7 +213,10 @@ class Delivery:
         delay = (
             getattr(exc, "retry_after_s", None) or BACKOFF_S[min(item.attempts, len(BACKOFF_S) - 1)]
         )
-        await self._store.outbox_retry(item.id, now + timedelta(seconds=delay), str(exc)[:500])
+        due = now + timedelta(seconds=delay)
+        await self._store.outbox_retry(item.id, due, str(exc)[:500])
+        if item.event == Event.UPDATE.value:  # the incident's later updates stay behind it
+            await self._store.outbox_defer_updates(item.dedup_key, item.sink, due)
         self._metrics.escalations.labels(item.sink, "retried").inc()
         _log(logging.WARNING, item, "retried", f"{exc}; next try in {delay:g} s")
 
