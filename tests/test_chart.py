@@ -431,7 +431,7 @@ EXAMPLE_GRANTS = {
     ("", "pods", "list"), ("apps", "deployments", "get"), ("apps", "replicasets", "get"),
     ("apps", "deployments/scale", "get"), ("apps", "deployments/scale", "patch"),
     ("autoscaling", "horizontalpodautoscalers", "list"), ("", "events", "list"),
-    ("apps", "replicasets", "list"), ("", "pods/log", "get"),
+    ("apps", "replicasets", "list"), ("", "pods/log", "get"), ("keda.sh", "scaledobjects", "list"),
 }  # fmt: skip
 # What the evidence bundles read besides the actions' own calls (rbac.EVIDENCE_READS).
 DEPLOYMENT_EVIDENCE = {
@@ -442,7 +442,7 @@ POD_EVIDENCE = {("", "pods", "get"), ("", "pods/log", "get"), ("", "events", "li
 SCALE_OUT_GRANTS = DEPLOYMENT_EVIDENCE | {
     ("apps", "deployments", "get"), ("apps", "deployments/scale", "get"),
     ("apps", "deployments/scale", "patch"), ("autoscaling", "horizontalpodautoscalers", "list"),
-    ("", "events", "create"),
+    ("keda.sh", "scaledobjects", "list"), ("", "events", "create"),
 }  # fmt: skip
 RECYCLE_GRANTS = {
     ("", "pods", "get"), ("", "pods", "list"), ("", "pods/eviction", "create"),

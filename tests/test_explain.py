@@ -76,6 +76,8 @@ EXAMPLES = {
             "limit: at most 4 actions per 3600 s for this rule.",
             "limit: at most 10 scale_out actions per 3600 s across all rules.",
             opted_in(CPU, "scale_out"),
+            "owners: scaled under a KEDA ScaledObject: no; under an HPA: no; when Argo CD or"
+            " Flux owns spec.replicas: no; the live objects are read before acting.",
             planned("scale_out", CPU),
             LADDER3,
         ],

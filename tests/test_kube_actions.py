@@ -23,7 +23,13 @@ from tests.support.kubeconfig import write_kubeconfig
 from tests.support.payloads import webhook_alert, webhook_payload
 from tests.support.ports import free_port
 from tests.support.process import start_remediator
-from tests.support.service import EXAMPLE_RULES, ServiceUnderTest, serve, settings_for
+from tests.support.service import (
+    EXAMPLE_RULES,
+    ServiceUnderTest,
+    example_rules,
+    serve,
+    settings_for,
+)
 
 NS = "llm-research"
 OPTED_IN = {"remediator.io/allow": "scale_out,recycle_pod"}
@@ -37,14 +43,7 @@ async def kube() -> AsyncIterator[KubeApiServer]:
 
 def rules_dir(tmp_path: Path, **replacements: str) -> Path:
     """The example rules, with text replaced (e.g. a shorter PDB retry for the test)."""
-    directory = tmp_path / "rules"
-    directory.mkdir()
-    for source in EXAMPLE_RULES.glob("*.yaml"):
-        text = source.read_text()
-        for old, new in replacements.items():
-            text = text.replace(old, new)
-        (directory / source.name).write_text(text)
-    return directory
+    return example_rules(tmp_path / "rules", **replacements)
 
 
 @dataclass
@@ -144,10 +143,14 @@ async def test_a_deployment_an_hpa_scales_is_refused_and_escalated(harness: Harn
     harness.kube.add_hpa(NS, "api-hpa", "api", min_replicas=3, max_replicas=10)
     decisions = await harness.fire(**cpu("api"))
     assert steps(decisions)[3:] == [
-        ("refused", "precheck_failed"),
-        ("escalated", "precheck_failed"),
+        ("refused", "owned_elsewhere"),
+        ("escalated", "owned_elsewhere"),
     ]
-    assert "HorizontalPodAutoscaler api-hpa scales" in decisions[3]["sentence"]
+    assert decisions[3]["sentence"] == (
+        "HorizontalPodAutoscaler api-hpa scales it; remediator does not fight another"
+        f" controller over the replicas of {NS}/Deployment/api (the autoscaler would put the"
+        " count back)."
+    )
     assert harness.calls("PATCH", "/scale") == []
 
 

@@ -1763,3 +1763,181 @@ async def test_the_log_subresource_is_discovered_and_answers_only_get(
         with pytest.raises(ApiException) as caught:
             await api.call_api(path, method, auth_settings=["BearerToken"], response_types_map={})
         assert caught.value.status == status, (method, path)
+
+
+# ---- managedFields, server-side apply and KEDA's CRD ---------------------------------------
+
+
+def replicas_owners(deployment: Any) -> list[tuple[str, str, str]]:
+    """(manager, operation, subresource) of the entries holding spec.replicas."""
+    return [
+        (e.manager, e.operation, e.subresource or "")
+        for e in deployment.metadata.managed_fields or []
+        if "f:replicas" in (e.fields_v1 or {}).get("f:spec", {})
+    ]
+
+
+async def test_every_write_records_who_set_which_fields(
+    kube: KubeApiServer, api: ApiClient
+) -> None:
+    kube.add_deployment(NS, "web", replicas=3, manager="kubectl-create")
+    apps = client.AppsV1Api(api)
+    created = await apps.read_namespaced_deployment("web", NS)
+    [entry] = created.metadata.managed_fields
+    assert (entry.manager, entry.operation, entry.api_version) == (
+        "kubectl-create", "Update", "apps/v1"
+    )  # fmt: skip
+    assert entry.fields_v1["f:spec"]["f:replicas"] == {}
+    assert entry.fields_v1["f:metadata"]["f:labels"]["f:app"] == {}
+    assert "f:status" not in entry.fields_v1 and "f:name" not in entry.fields_v1["f:metadata"]
+    # A patch by another manager takes what it changed, and only that.
+    await apps.patch_namespaced_deployment(
+        "web", NS, {"metadata": {"annotations": {"team": "a"}}}, field_manager="kubectl-annotate"
+    )
+    patched = await apps.read_namespaced_deployment("web", NS)
+    by = {e.manager: e.fields_v1 for e in patched.metadata.managed_fields}
+    assert by["kubectl-annotate"] == {"f:metadata": {"f:annotations": {"f:team": {}}}}
+    assert replicas_owners(patched) == [("kubectl-create", "Update", "")]
+    # Through the scale subresource, without a field manager: the User-Agent's name.
+    await apps.patch_namespaced_deployment_scale("web", NS, {"spec": {"replicas": 5}})
+    scaled = await apps.read_namespaced_deployment("web", NS)
+    assert replicas_owners(scaled) == [("OpenAPI-Generator", "Update", "scale")]
+    assert (
+        "f:template"
+        in {e.manager: e.fields_v1 for e in scaled.metadata.managed_fields}["kubectl-create"][
+            "f:spec"
+        ]
+    )
+
+
+def applied(replicas: int | None = None, **annotations: str) -> dict[str, Any]:
+    spec: dict[str, Any] = {"selector": {"matchLabels": {"app": "web"}}}
+    if replicas is not None:
+        spec["replicas"] = replicas
+    meta: dict[str, Any] = {"name": "web", "namespace": NS}
+    if annotations:
+        meta["annotations"] = annotations
+    return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": meta, "spec": spec}
+
+
+async def apply_over_http(
+    kube: KubeApiServer, body: Any, query: str, content_type: str = "application/apply-patch+yaml"
+) -> tuple[int, Any]:
+    url = f"{kube.url}/apis/apps/v1/namespaces/{NS}/deployments/web?{query}"
+    headers = {"Authorization": f"Bearer {kube.token}", "Content-Type": content_type}
+    data = body if isinstance(body, str) else json.dumps(body)
+    async with (
+        aiohttp.ClientSession() as session,
+        session.patch(url, data=data, headers=headers) as answer,
+    ):
+        return answer.status, await answer.json(content_type=None)
+
+
+async def test_server_side_apply_owns_what_it_applies_and_conflicts_with_other_owners(
+    kube: KubeApiServer, api: ApiClient
+) -> None:
+    kube.add_deployment(NS, "web", replicas=3)
+    status, conflict = await apply_over_http(kube, applied(4), "fieldManager=argocd-controller")
+    assert (status, conflict["reason"]) == (409, "Conflict")
+    assert conflict["message"] == (
+        'Apply failed with 1 conflict: conflict with "kubectl-create" using apps/v1: .spec.replicas'
+    )
+    assert conflict["details"]["causes"] == [
+        {"reason": "FieldManagerConflict", "message": 'conflict with "kubectl-create" using'
+         " apps/v1", "field": ".spec.replicas"}
+    ]  # fmt: skip
+    # The same value is shared; force takes a different one over.
+    status, _ = await apply_over_http(kube, applied(3), "fieldManager=argocd-controller")
+    assert status == 200
+    shared = await client.AppsV1Api(api).read_namespaced_deployment("web", NS)
+    assert sorted(replicas_owners(shared)) == [
+        ("argocd-controller", "Apply", ""), ("kubectl-create", "Update", "")
+    ]  # fmt: skip
+    status, _ = await apply_over_http(kube, applied(6), "fieldManager=flux&force=true")
+    forced = await client.AppsV1Api(api).read_namespaced_deployment("web", NS)
+    assert status == 200 and forced.spec.replicas == 6
+    assert replicas_owners(forced) == [("flux", "Apply", "")]
+    # A field the applier no longer applies, and nobody else owns, is removed.
+    kube.apply("deployments", NS, "web", applied(6, note="x"), "flux")
+    kube.apply("deployments", NS, "web", applied(6), "flux")
+    released = await client.AppsV1Api(api).read_namespaced_deployment("web", NS)
+    assert "note" not in (released.metadata.annotations or {})
+
+
+APPLY_REFUSALS = {
+    "no field manager": (applied(3), "", 422,
+                         'PatchOptions.meta.k8s.io "" is invalid: fieldManager: Required value:'
+                         " is required for apply patch"),
+    "not YAML": ("{: [", "fieldManager=x", 400, "error decoding YAML"),
+    "another kind": ({**applied(3), "kind": "StatefulSet"}, "fieldManager=x", 400,
+                     "do not match the request's (apps/v1, Deployment)"),
+    "another name": ({**applied(3), "metadata": {"name": "api", "namespace": NS}},
+                     "fieldManager=x", 400, ""),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", APPLY_REFUSALS.values(), ids=APPLY_REFUSALS.keys())
+async def test_an_apply_the_api_server_refuses_changes_nothing(
+    kube: KubeApiServer, case: tuple[Any, str, int, str]
+) -> None:
+    body, query, code, words = case
+    before = kube.add_deployment(NS, "web", replicas=3)
+    status, answer = await apply_over_http(kube, body, query)
+    assert (status, answer["kind"]) == (code, "Status") and words in answer["message"]
+    assert (
+        kube.deployment(NS, "web")["metadata"]["resourceVersion"]
+        == (before["metadata"]["resourceVersion"])
+    )
+
+
+async def test_an_apply_is_a_patch_for_rbac(kube: KubeApiServer) -> None:
+    kube.add_deployment(NS, "web", replicas=3)
+    kube.load_rbac(RECYCLE_ROLE)
+    status, answer = await apply_over_http(kube, applied(3), "fieldManager=x")
+    assert (status, answer["reason"]) == (403, "Forbidden")
+    assert 'cannot patch resource "deployments"' in answer["message"]
+
+
+async def test_keda_s_resource_is_served_once_installed_and_authorized_before_either(
+    kube: KubeApiServer, api: ApiClient
+) -> None:
+    custom = client.CustomObjectsApi(api)
+    kube.add_deployment(NS, "web", replicas=3)
+    with pytest.raises(ApiException) as missing:
+        await custom.list_namespaced_custom_object("keda.sh", "v1alpha1", NS, "scaledobjects")
+    assert missing.value.status == 404
+    kube.load_rbac(RECYCLE_ROLE)
+    with pytest.raises(ApiException) as denied:  # authorization comes before the lookup
+        await custom.list_namespaced_custom_object("keda.sh", "v1alpha1", NS, "scaledobjects")
+    assert denied.value.status == 403
+    assert (
+        'cannot list resource "scaledobjects" in API group "keda.sh"'
+        in status_body(denied.value)["message"]
+    )
+
+
+async def test_keda_makes_an_hpa_for_a_scaled_object_and_none_while_paused(
+    kube: KubeApiServer, api: ApiClient
+) -> None:
+    kube.install_keda()
+    kube.add_deployment(NS, "web", replicas=3)
+    kube.add_deployment(NS, "api", replicas=3)
+    kube.add_scaled_object(NS, "web-queue", "web", min_replicas=2, max_replicas=8)
+    kube.add_scaled_object(
+        NS, "api-queue", "api", annotations={"autoscaling.keda.sh/paused-replicas": "1"}
+    )
+    listed = await client.CustomObjectsApi(api).list_namespaced_custom_object(
+        "keda.sh", "v1alpha1", NS, "scaledobjects"
+    )
+    assert sorted(i["metadata"]["name"] for i in listed["items"]) == ["api-queue", "web-queue"]
+    hpas = await client.AutoscalingV2Api(api).list_namespaced_horizontal_pod_autoscaler(NS)
+    [hpa] = hpas.items
+    assert (hpa.metadata.name, hpa.spec.min_replicas, hpa.spec.max_replicas) == (
+        "keda-hpa-web-queue", 2, 8
+    )  # fmt: skip
+    assert [(r.kind, r.name, r.controller) for r in hpa.metadata.owner_references] == [
+        ("ScaledObject", "web-queue", True)
+    ]
+    held = await client.AppsV1Api(api).read_namespaced_deployment("api", NS)
+    assert held.spec.replicas == 1
+    assert replicas_owners(held) == [("keda-operator", "Update", "scale")]

@@ -60,7 +60,7 @@ STORED_BEFORE: list[tuple[type[StrEnum], set[str], set[str]]] = [
                   "dry_run", "precheck_failed", "not_opted_in", "blast_radius", "target_gone",
                   "api_error", "shutting_down", "outcome_unknown", "not_applied", "taken_over",
                   "unprocessable"},
-     {"verify_failed", "rule_changed", "silenced", "silence_unknown", "muted",
+     {"verify_failed", "rule_changed", "silenced", "silence_unknown", "muted", "owned_elsewhere",
       "outside_active_time"}),
     (ClaimOutcome, {"succeeded", "failed", "dry_run", "refused", "not_run", "not_applied",
                     "unknown"}, set()),

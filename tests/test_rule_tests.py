@@ -187,7 +187,7 @@ def test_the_shipped_world_tests_of_the_example_rules_pass(
     assert main(["test", WORLD]) == 0
     out = capsys.readouterr().out
     assert "FAIL" not in out
-    assert out.endswith("ok: 15 cases passed in 1 file\n")
+    assert out.endswith("ok: 18 cases passed in 1 file\n")
 
 
 PRECHECKED = [
@@ -203,8 +203,9 @@ PRECHECKED = [
     ),
     (
         "a Deployment an HPA scales is refused, since the rule says hpa refuse",
-        "refused precheck_failed HorizontalPodAutoscaler api scales llm-research/Deployment/api;"
-        " remediator does not fight it.",
+        "refused owned_elsewhere HorizontalPodAutoscaler api scales it; remediator does not fight"
+        " another controller over the replicas of llm-research/Deployment/api (the autoscaler"
+        " would put the count back).",
     ),
     (
         "a scale-out on a Deployment that is not there is refused",
@@ -668,7 +669,7 @@ def test_database_and_sink_facts_that_do_not_load_exit_2_naming_file_place_and_f
             },
             "Field required",
         ),
-        ({}, "needs at least one of deployments, pods, hpas, databases or sinks"),
+        ({}, "needs at least one of deployments, pods, hpas, scaled_objects, databases or sinks"),
     ],
     ids=["answer", "pid", "duration", "query", "empty"],
 )

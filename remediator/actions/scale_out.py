@@ -3,8 +3,9 @@
 The new count is absolute, computed from the count read, never above ``max_replicas`` and
 never more than max(+4 pods, +100 %) in one action (the HPA's default scale-up policy),
 written with the resourceVersion read: a concurrent writer makes it re-read and decide
-again. A Deployment an HPA scales is refused: two controllers must not fight. Verified
-when ``readyReplicas`` reaches the new count within the rule's window.
+again. A Deployment another controller scales (a KEDA ScaledObject, an HPA, a GitOps
+controller that owns ``spec.replicas``: ``ownership``) is refused: two controllers must not
+fight. Verified when ``readyReplicas`` reaches the new count within the rule's window.
 
 Its intent and its undo state each take one of two shapes: through the scale subresource
 (``from``/``to``, ``restore_to``/``set_to``) or through the HPA's minReplicas (named by
@@ -15,11 +16,21 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from typing import Annotated, ClassVar, Literal, Self
+from typing import Annotated, Any, ClassVar, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, RootModel, Tag, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    RootModel,
+    SerializerFunctionWrapHandler,
+    Tag,
+    model_serializer,
+    model_validator,
+)
 
-from remediator.actions import opt_in
+from remediator.actions import opt_in, ownership
 from remediator.actions.base import (
     Action,
     ActionRequest,
@@ -61,10 +72,21 @@ class ScaleOutParams(BaseModel):
     hpa: Literal["refuse", "raise_min"] = "refuse"
     """When an HPA scales the Deployment: refuse (two controllers must not fight), or raise
     the HPA's minReplicas to the new count instead and let the HPA scale."""
+    gitops: Literal["refuse", "act"] = "refuse"
+    """When Argo CD or Flux owns ``spec.replicas`` (``actions/ownership``): refuse, or scale
+    anyway (its next sync puts the count back; an emergency where minutes matter). Left
+    out of the stored parameters when ``refuse``, so a rule hashes as before the key."""
     scale_in_after_s: float | None = Field(default=None, ge=0, le=MAX_SCALE_IN_AFTER_S)
     """Once the episode has stayed resolved this long (seconds, at most 7 days), return to
     the count it started from, in bounded steps, unless someone else changed the replicas
     since. None: never."""
+
+    @model_serializer(mode="wrap")
+    def _without_new_defaults(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        dumped: dict[str, Any] = handler(self)
+        if dumped.get("gitops") == "refuse":
+            del dumped["gitops"]
+        return dumped
 
     @model_validator(mode="after")
     def _one_way_to_grow(self) -> Self:
@@ -187,12 +209,14 @@ class ScaleOut(Action[ScaleOutParams, ScaleOutFacts, ScaleOutIntent, ScaleOutUnd
 
     def permissions(self, params: ScaleOutParams) -> Sequence[Permission]:
         """Raising and lowering an HPA's ``minReplicas`` is a ``patch`` on it, granted only
-        where a rule says ``hpa: raise_min``; every rule lists HPAs, to refuse under one."""
+        where a rule says ``hpa: raise_min``; every rule lists HPAs and KEDA's
+        ScaledObjects, to refuse under one."""
         hpa_verbs = ("list", "patch") if params.hpa == "raise_min" else ("list",)
         return (
             Permission("apps", ("deployments",), ("get",)),
             Permission("apps", ("deployments/scale",), ("get", "patch")),
             Permission("autoscaling", ("horizontalpodautoscalers",), hpa_verbs),
+            Permission("keda.sh", ("scaledobjects",), ("list",)),
             Permission("", ("events",), ("create",)),
         )
 
@@ -211,16 +235,14 @@ class ScaleOut(Action[ScaleOutParams, ScaleOutFacts, ScaleOutIntent, ScaleOutUnd
         )
         if not verdict.allowed:
             return Checked(verdict)
+        scaled_objects = await kube.scaled_objects_for(target.namespace, target.name)
         hpas = await kube.hpas_for(target.namespace, target.name)
-        if len(hpas) > 1 or (hpas and request.params.hpa == "refuse"):
-            names = ", ".join(h.name for h in hpas)
-            return Checked(
-                refuse(
-                    StopReason.PRECHECK_FAILED,
-                    f"HorizontalPodAutoscaler {names} scales {target.key}; remediator"
-                    " does not fight it.",
-                )
-            )
+        params = request.params
+        verdict = ownership.decide(
+            deployment, scaled_objects, hpas, hpa=params.hpa, gitops=params.gitops
+        )
+        if not verdict.allowed:
+            return Checked(verdict)
         return Checked(ALLOW, ScaleOutFacts(uid=deployment.uid, hpa_scales=bool(hpas)))
 
     async def run(self, request: Request, facts: ScaleOutFacts) -> Result:

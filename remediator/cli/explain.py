@@ -180,6 +180,8 @@ def _guards(rule: Rule, labels: Mapping[str, str], ruleset: RuleSet, at: datetim
     lines += limits(claim_request(_incident(labels, target), rule, policy, dry_run=False))
     if kind in OPT_IN_KINDS:
         lines.append(_opt_in(kind, target, policy.require_opt_in))
+    if kind == "scale_out":
+        lines.append(_replica_owners(rule))
     return [
         *lines,
         f"decision: planned (dry-run or live is serve's setting): {kind} on {target.key},"
@@ -243,6 +245,17 @@ def _opt_in(kind: str, target: Target, required: bool) -> str:
     return (
         f"opt-in: {what} must carry the annotation {opt_in.ANNOTATION} naming {kind}; the live"
         " object is read before acting."
+    )
+
+
+def _replica_owners(rule: Rule) -> str:
+    assert rule.plan is not None
+    params = rule.plan.params
+    hpa = "raised through its minReplicas" if getattr(params, "hpa", "") == "raise_min" else "no"
+    gitops = "yes (gitops: act)" if getattr(params, "gitops", "") == "act" else "no"
+    return (
+        f"owners: scaled under a KEDA ScaledObject: no; under an HPA: {hpa}; when Argo CD or"
+        f" Flux owns spec.replicas: {gitops}; the live objects are read before acting."
     )
 
 

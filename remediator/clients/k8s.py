@@ -89,6 +89,9 @@ def _hints(cls: type) -> dict[str, Any]:
 def _is(value: Any, kind: Any) -> bool:
     if typing.get_origin(kind) in (types.UnionType, typing.Union):
         return any(_is(value, k) for k in typing.get_args(kind))
+    if typing.get_origin(kind) is tuple:  # tuple[X, ...]
+        member = typing.get_args(kind)[0]
+        return isinstance(value, tuple) and all(_is(v, member) for v in value)
     if typing.get_origin(kind) is Mapping:
         return isinstance(value, Mapping) and all(
             isinstance(k, str) and isinstance(v, str) for k, v in value.items()
@@ -106,6 +109,17 @@ class Owner(_Checked):
 
 
 @dataclass(frozen=True, slots=True)
+class FieldOwner(_Checked):
+    """A ``metadata.managedFields`` entry that holds a field: who wrote it, and how."""
+
+    manager: str
+    operation: str
+    """``Apply`` (server-side apply) or ``Update`` (any other write)."""
+    subresource: str = ""
+    """``scale`` for a write through the scale subresource; empty for the object itself."""
+
+
+@dataclass(frozen=True, slots=True)
 class Deployment(_Checked):
     namespace: str
     name: str
@@ -118,6 +132,8 @@ class Deployment(_Checked):
     updated_replicas: int
     annotations: Mapping[str, str]
     selector: Mapping[str, str]
+    replicas_owners: tuple[FieldOwner, ...] = ()
+    """The managedFields entries that hold ``spec.replicas``."""
 
     @property
     def rolling_out(self) -> bool:
@@ -147,6 +163,15 @@ class Autoscaler(_Checked):
     max_replicas: int
     resource_version: str
     uid: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ScaledObject(_Checked):
+    """A KEDA ScaledObject (``keda.sh/v1alpha1``) that scales a Deployment."""
+
+    namespace: str
+    name: str
+    annotations: Mapping[str, str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -313,7 +338,19 @@ def _deployment(item: Any) -> Deployment:
         updated_replicas=(status.updated_replicas if status else None) or 0,
         annotations=dict(item.metadata.annotations or {}),
         selector=dict(item.spec.selector.match_labels or {}),
+        replicas_owners=_replicas_owners(item.metadata.managed_fields or []),
     )
+
+
+def _replicas_owners(entries: list[Any]) -> tuple[FieldOwner, ...]:
+    """The managedFields entries whose field set holds ``f:spec`` → ``f:replicas``."""
+    owners = []
+    for entry in entries:
+        fields = entry.fields_v1 or {}
+        spec = fields.get("f:spec") if isinstance(fields, dict) else None
+        if isinstance(spec, dict) and "f:replicas" in spec:
+            owners.append(FieldOwner(entry.manager, entry.operation, entry.subresource or ""))
+    return tuple(owners)
 
 
 def _scale(item: Any) -> Scale:
@@ -337,6 +374,25 @@ def _autoscalers(found: Any, namespace: str, deployment: str) -> list[Autoscaler
     ]
 
 
+KEDA = ("keda.sh", "v1alpha1", "scaledobjects")
+"""KEDA's ScaledObject: group, version, plural."""
+
+
+def _scaled_objects(found: Any, namespace: str, deployment: str) -> list[ScaledObject]:
+    """The ScaledObjects of ``found`` (a list as JSON) whose scaleTargetRef names Deployment
+    ``deployment`` (KEDA's defaults: kind Deployment, apiVersion apps/v1)."""
+    scaling = []
+    for item in found["items"]:
+        target = item["spec"]["scaleTargetRef"]
+        kind = target.get("kind") or "Deployment"
+        group = str(target.get("apiVersion") or "apps/v1").partition("/")[0]
+        if kind == "Deployment" and group == "apps" and target["name"] == deployment:
+            metadata = item["metadata"]
+            annotations = metadata.get("annotations") or {}
+            scaling.append(ScaledObject(namespace, metadata["name"], dict(annotations)))
+    return scaling
+
+
 def label_selector(labels: Mapping[str, str]) -> str:
     return ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
 
@@ -349,6 +405,7 @@ class KubeClient:
         self._core = client.CoreV1Api(api)
         self._apps = client.AppsV1Api(api)
         self._autoscaling = client.AutoscalingV2Api(api)
+        self._custom = client.CustomObjectsApi(api)
 
     @classmethod
     async def connect(cls, kubeconfig: Path | None, context: str | None) -> KubeClient:
@@ -416,6 +473,22 @@ class KubeClient:
             ),
         )
         return _read(what, lambda: _autoscalers(found, namespace, deployment))
+
+    async def scaled_objects_for(self, namespace: str, deployment: str) -> list[ScaledObject]:
+        """The KEDA ScaledObjects that scale ``deployment``; none where KEDA's resource is
+        not served (its CRD not installed: the API server answers 404 for the list)."""
+        what = f"list the KEDA ScaledObjects in {namespace}"
+        group, version, plural = KEDA
+        try:
+            found = await call_with_retries(
+                what,
+                lambda: self._custom.list_namespaced_custom_object(
+                    group, version, namespace, plural, _request_timeout=REQUEST_TIMEOUT_S
+                ),
+            )
+        except NotFound:
+            return []
+        return _read(what, lambda: _scaled_objects(found, namespace, deployment))
 
     async def set_hpa_min(self, hpa: Autoscaler, min_replicas: int) -> None:
         """``minReplicas``, only if nobody wrote the HPA since it was read (else Conflict)."""

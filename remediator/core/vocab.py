@@ -74,6 +74,9 @@ class StopReason(StrEnum):
     SILENCE_UNKNOWN = "silence_unknown"
     """Whether a silence covers the alert could not be known, and the rule acts only when
     it knows (``on_silence_check_error: refuse``)."""
+    OWNED_ELSEWHERE = "owned_elsewhere"
+    """Another controller writes the replicas (a KEDA ScaledObject, an HPA, Argo CD or
+    Flux owning ``spec.replicas``): the sentence names it; a scale would be undone."""
     MUTED = "muted"
     """A mute time interval of the rule or the policy holds now (a maintenance window):
     no action, escalated as usual."""

@@ -59,6 +59,14 @@ Count = Annotated[int, Field(ge=0, le=2**31 - 1)]
 """A Kubernetes count (int32)."""
 
 
+class ReplicasManagerFact(Strict):
+    """A managedFields entry holding ``spec.replicas``: a field manager, how it wrote."""
+
+    manager: str = Field(min_length=1, max_length=128)
+    operation: Literal["Apply", "Update"] = "Apply"
+    subresource: Literal["", "scale"] = ""
+
+
 class DeploymentFact(Strict):
     """A Deployment as the API server would show it."""
 
@@ -75,6 +83,17 @@ class DeploymentFact(Strict):
     selector: dict[str, str] | None = None
     """Its pods' labels; ``{app: <name>}`` when left out."""
     uid: Name | None = None
+    replicas_managers: list[ReplicasManagerFact] = Field(default_factory=list, max_length=50)
+    """The managedFields entries that hold ``spec.replicas`` (e.g. Argo CD's)."""
+
+
+class ScaledObjectFact(Strict):
+    """A KEDA ScaledObject that scales Deployment ``deployment``."""
+
+    namespace: Name
+    name: Name
+    deployment: Name
+    annotations: dict[str, str] = Field(default_factory=dict)
 
 
 class OwnerFact(Strict):
@@ -206,18 +225,21 @@ class WorldSpec(Strict):
     deployments: list[DeploymentFact] = Field(default_factory=list)
     pods: list[PodFact] = Field(default_factory=list)
     hpas: list[HpaFact] = Field(default_factory=list)
+    scaled_objects: list[ScaledObjectFact] = Field(default_factory=list)
     databases: dict[Name, DatabaseFact] = Field(default_factory=dict)
     sinks: dict[Name, SinkFact] = Field(default_factory=dict)
 
     @property
     def has_cluster(self) -> bool:
         """Whether it holds Kubernetes objects."""
-        return bool(self.deployments or self.pods or self.hpas)
+        return bool(self.deployments or self.pods or self.hpas or self.scaled_objects)
 
     @model_validator(mode="after")
     def _not_empty(self) -> WorldSpec:
         if not (self.has_cluster or self.databases or self.sinks):
-            raise ValueError("needs at least one of deployments, pods, hpas, databases or sinks")
+            raise ValueError(
+                "needs at least one of deployments, pods, hpas, scaled_objects, databases or sinks"
+            )
         return self
 
 

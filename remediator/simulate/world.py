@@ -7,10 +7,11 @@ the ``engine`` connects the world to the handles the rules' actions were built o
 ``databases``), so a dry-run claim's precheck (``act.runner``) reads these facts as it
 would read the cluster or the database, and gives its ``sinks`` to the recording sinks.
 The client answers the reads the actions make with the real client's values
-(``Deployment``, ``Scale``, ``Autoscaler``, ``Pod``, ``Owner``) and its errors (``NotFound``,
-with the API server's message); a ``WorldTarget`` answers as ``PostgresTarget`` does
-(``Session`` rows with its exclusions, privilege problems). Every write raises
-``OfflineWrite``: dry-run never reaches a write, and the offline engine never makes one.
+(``Deployment``, ``Scale``, ``Autoscaler``, ``ScaledObject``, ``Pod``, ``Owner``) and its
+errors (``NotFound``, with the API server's message); a ``WorldTarget`` answers as
+``PostgresTarget`` does (``Session`` rows with its exclusions, privilege problems). Every
+write raises ``OfflineWrite``: dry-run never reaches a write, and the offline engine never
+makes one.
 """
 
 from __future__ import annotations
@@ -25,11 +26,13 @@ from typing import Any, Literal
 from remediator.clients.k8s import (
     Autoscaler,
     Deployment,
+    FieldOwner,
     KubeClient,
     KubeHandle,
     Owner,
     Pod,
     Scale,
+    ScaledObject,
 )
 from remediator.clients.postgres import (
     QUERY_TEXT_CHARS,
@@ -81,6 +84,8 @@ class World:
         self.pods: dict[Key, Pod] = {}
         self.hpas: dict[Key, tuple[Autoscaler, str]] = {}
         """Each HPA, with the name of the Deployment it scales."""
+        self.scaled_objects: dict[Key, tuple[ScaledObject, str]] = {}
+        """Each KEDA ScaledObject, with the name of the Deployment it scales."""
         self.replica_sets: dict[Key, Owner] = {}
         """Each ReplicaSet the pods name, with the Deployment that owns it."""
         self.databases: dict[str, PostgresTarget] = {}
@@ -108,6 +113,9 @@ class World:
             self.pods[pod.namespace, pod.name] = self._pod(pod, at)
         for hpa in spec.hpas:
             self.hpas[hpa.namespace, hpa.name] = (self._hpa(hpa), hpa.deployment)
+        for scaled in spec.scaled_objects:
+            found = ScaledObject(scaled.namespace, scaled.name, dict(scaled.annotations))
+            self.scaled_objects[scaled.namespace, scaled.name] = (found, scaled.deployment)
         for name, database in spec.databases.items():
             self.databases[name] = WorldTarget(name, database, at, self.now)
         self.sinks.update(spec.sinks)
@@ -126,6 +134,9 @@ class World:
             updated_replicas=fact.replicas if fact.updated is None else fact.updated,
             annotations=dict(fact.annotations),
             selector=dict(fact.selector if fact.selector is not None else {"app": fact.name}),
+            replicas_owners=tuple(
+                FieldOwner(m.manager, m.operation, m.subresource) for m in fact.replicas_managers
+            ),
         )  # fmt: skip
 
     def _owner(self, fact: PodFact) -> Owner | None:
@@ -187,6 +198,13 @@ class WorldClient(KubeClient):
             hpa
             for (where, _), (hpa, scaled) in self._world.hpas.items()
             if where == namespace and scaled == deployment
+        ]
+
+    async def scaled_objects_for(self, namespace: str, deployment: str) -> list[ScaledObject]:
+        return [
+            scaled
+            for (where, _), (scaled, target) in self._world.scaled_objects.items()
+            if where == namespace and target == deployment
         ]
 
     async def pod(self, namespace: str, name: str) -> Pod:

@@ -15,12 +15,19 @@ Served:
   replicasets and daemonsets (get, list);
 * ``autoscaling/v2``: horizontalpodautoscalers (get, list, patch);
 * ``policy/v1``: poddisruptionbudgets (get, list);
+* ``keda.sh/v1alpha1``: scaledobjects (get, list), once :meth:`KubeApiServer.install_keda`
+  installed KEDA's CRD (before, its paths answer as any group not served), with what KEDA's
+  operator does about one (:meth:`KubeApiServer.add_scaled_object`);
 * discovery (``/api``, ``/apis``, ``/api/v1``, ``/apis/{group}/{version}``), ``/version``,
   ``/healthz``, ``/livez`` and ``/readyz``.
 
 ``labelSelector`` (equality and set-based), ``fieldSelector``, ``limit``/``continue`` and
 ``dryRun=All`` work. PATCH takes merge patches, strategic merge patches (applied as merge
-patches: lists are replaced, not merged by key) and JSON patches. Other verbs, and watches,
+patches: lists are replaced, not merged by key) and JSON patches, and on Deployments
+server-side apply (``application/apply-patch+yaml``, ``fieldManager``, ``force``). A
+Deployment's ``metadata.managedFields`` are kept as the API server keeps them, by every
+writer (the request's field manager, else its User-Agent's name; ``subresource: scale`` for
+scale writes, the HPA controller's included): see ``managed_fields``. Other verbs, and watches,
 answer ``405 MethodNotAllowed``.
 
 After every write the controllers run until nothing changes: in background tasks after the
@@ -111,6 +118,7 @@ import yaml
 from aiohttp import web
 
 from remediator.cli.main import main as remediator_main
+from tests.support import managed_fields
 from tests.support.lifecycle import StartStop
 
 JSON = dict[str, Any]
@@ -118,6 +126,9 @@ JSON = dict[str, Any]
 DEFAULT_TOKEN: Final = "remediator-test-token"
 DEFAULT_USER: Final = "system:serviceaccount:remediator:remediator"
 DEFAULT_IMAGE: Final = "registry.k8s.io/pause:3.10"
+CONTROLLER_MANAGER: Final = "kube-controller-manager"
+"""The field manager of the built-in controllers' writes."""
+KEDA_OPERATOR: Final = "keda-operator"
 DEFAULT_NAMESPACES: Final = ("default", "kube-node-lease", "kube-public", "kube-system")
 SERVER_VERSION: Final[JSON] = {
     "major": "1",
@@ -138,6 +149,7 @@ SERVER_VERSION: Final[JSON] = {
 MERGE_PATCH: Final = "application/merge-patch+json"
 STRATEGIC_MERGE_PATCH: Final = "application/strategic-merge-patch+json"
 JSON_PATCH: Final = "application/json-patch+json"
+APPLY_PATCH: Final = "application/apply-patch+yaml"
 _ACCEPTED_PATCH_TYPES: Final = (
     "application/json-patch+json, application/merge-patch+json, "
     "application/apply-patch+yaml, application/strategic-merge-patch+json"
@@ -277,7 +289,19 @@ PDBS: Final = _Kind(
     short_names=("pdb",),
     has_generation=True,
 )
-_KINDS: Final = (NAMESPACES, PODS, EVENTS, DEPLOYMENTS, REPLICASETS, DAEMONSETS, HPAS, PDBS)
+SCALEDOBJECTS: Final = _Kind(
+    "scaledobjects",
+    "scaledobject",
+    "ScaledObject",
+    "keda.sh",
+    "v1alpha1",
+    short_names=("so",),
+    has_generation=True,
+)
+"""KEDA's CRD: served only once :meth:`KubeApiServer.install_keda` installed it."""
+_KINDS: Final = (
+    NAMESPACES, PODS, EVENTS, DEPLOYMENTS, REPLICASETS, DAEMONSETS, HPAS, PDBS, SCALEDOBJECTS,
+)  # fmt: skip
 _SERVED: Final[dict[tuple[str, str], dict[str, _Kind]]] = {}
 for _kind in _KINDS:
     _SERVED.setdefault((_kind.group, _kind.version), {})[_kind.resource] = _kind
@@ -1393,6 +1417,9 @@ class KubeApiServer(StartStop):
         self._pod_node: dict[str, str] = {}  # uid -> node a daemonset pod is bound to
         self._ds_nodes: dict[tuple[str, str], list[str]] = {}
         self._frozen_deployments: set[tuple[str, str]] = set()
+        #: Whether KEDA's ScaledObject CRD is installed (:meth:`install_keda`); until it is,
+        #: its paths answer as those of any group the server does not serve.
+        self.keda_installed = False
         self._uncomputed_pdbs: set[tuple[str, str]] = set()
         self._seq = 0
         self._node_count = 0
@@ -1586,10 +1613,12 @@ class KubeApiServer(StartStop):
         *,
         image: str = DEFAULT_IMAGE,
         env: Mapping[str, str] | None = None,
+        manager: str = "kubectl-create",
     ) -> JSON:
         """Create a Deployment whose selector, template labels and labels are ``labels``
-        (default ``{"app": name}``), its container given ``env`` (name to value); the
-        controllers then create its ReplicaSet and pods."""
+        (default ``{"app": name}``), its container given ``env`` (name to value), as field
+        manager ``manager`` (``kubectl create``'s by default); the controllers then create
+        its ReplicaSet and pods."""
         self.add_namespace(namespace)
         labels = dict(labels) if labels is not None else {"app": name}
         deployment: JSON = {
@@ -1614,6 +1643,7 @@ class KubeApiServer(StartStop):
         }
         if annotations:
             deployment["metadata"]["annotations"] = dict(annotations)
+        managed_fields.record_update(None, deployment, manager)
         self._create(DEPLOYMENTS, deployment)
         self._reconcile()
         return self.deployment(namespace, name)
@@ -1788,6 +1818,79 @@ class KubeApiServer(StartStop):
         self._create(HPAS, hpa)
         self._reconcile()
         return copy.deepcopy(self._get(HPAS, namespace, name))
+
+    def apply(
+        self,
+        resource: str,
+        namespace: str,
+        name: str,
+        body: JSON,
+        manager: str,
+        force: bool = False,
+    ) -> JSON:
+        """Server-side apply of ``body`` to Deployment ``name`` by field manager ``manager``
+        (``resource`` is ``deployments``, the only kind applied here), as a PATCH of
+        ``application/apply-patch+yaml`` does; ``managed_fields.ApplyConflict`` when the API
+        would answer 409."""
+        assert resource == DEPLOYMENTS.resource, "only Deployments are applied"
+        applied = self._applied(namespace, name, copy.deepcopy(body), manager, force)
+        self._reconcile()
+        return applied
+
+    def install_keda(self) -> None:
+        """Install KEDA's ScaledObject CRD: ``keda.sh/v1alpha1`` ``scaledobjects`` is served."""
+        self.keda_installed = True
+
+    def add_scaled_object(
+        self,
+        namespace: str,
+        name: str,
+        target: str,
+        *,
+        annotations: Mapping[str, str] | None = None,
+        min_replicas: int = 1,
+        max_replicas: int = 10,
+        target_kind: str = "Deployment",
+    ) -> JSON:
+        """A KEDA ScaledObject scaling ``target``, and what KEDA's operator then does (its
+        documented behaviour, at once): unpaused, an HPA ``keda-hpa-<name>`` it controls,
+        with the ScaledObject's bounds; with ``autoscaling.keda.sh/paused-replicas: N``, no
+        HPA and the target held at N replicas (written through its scale subresource, as
+        ``keda-operator``); with ``autoscaling.keda.sh/paused: "true"``, no HPA and the
+        count left as it is."""
+        assert self.keda_installed, "install_keda() first"
+        self.add_namespace(namespace)
+        annotations = dict(annotations or {})
+        scaled: JSON = {
+            "kind": "ScaledObject", "apiVersion": "keda.sh/v1alpha1",
+            "metadata": {"name": name, "namespace": namespace},
+            "spec": {"scaleTargetRef": {"name": target, "kind": target_kind},
+                     "minReplicaCount": min_replicas, "maxReplicaCount": max_replicas,
+                     "triggers": [{"type": "cpu", "metricType": "Utilization",
+                                   "metadata": {"value": "80"}}]},
+        }  # fmt: skip
+        if annotations:
+            scaled["metadata"]["annotations"] = annotations
+        created = self._create(SCALEDOBJECTS, scaled)
+        held = annotations.get("autoscaling.keda.sh/paused-replicas")
+        if held is not None:
+            current = self._get(DEPLOYMENTS, namespace, target)
+            updated = copy.deepcopy(current)
+            updated["spec"]["replicas"] = int(held)
+            managed_fields.record_update(current, updated, KEDA_OPERATOR, "scale")
+            self._update(DEPLOYMENTS, updated)
+        elif annotations.get("autoscaling.keda.sh/paused", "").lower() != "true":
+            self.add_hpa(namespace, f"keda-hpa-{name}", target, min_replicas, max_replicas)
+            hpa = self._get(HPAS, namespace, f"keda-hpa-{name}")
+            owned = copy.deepcopy(hpa)
+            owned["metadata"]["ownerReferences"] = [{
+                "apiVersion": "keda.sh/v1alpha1", "kind": "ScaledObject", "name": name,
+                "uid": created["metadata"]["uid"], "controller": True,
+                "blockOwnerDeletion": True,
+            }]  # fmt: skip
+            self._update(HPAS, owned)
+        self._reconcile()
+        return copy.deepcopy(self._get(SCALEDOBJECTS, namespace, name))
 
     # ---- test-side mutations ---------------------------------------------------------------
 
@@ -3021,6 +3124,7 @@ class KubeApiServer(StartStop):
                 scaled = copy.deepcopy(target)
                 scaled["spec"]["replicas"] = desired
                 scaled["metadata"]["generation"] = int(target["metadata"].get("generation", 1)) + 1
+                managed_fields.record_update(target, scaled, CONTROLLER_MANAGER, "scale")
                 self._update(DEPLOYMENTS, scaled)
             status = _nonzero([("currentReplicas", current)])
             status["desiredReplicas"] = desired
@@ -3133,7 +3237,13 @@ class KubeApiServer(StartStop):
         if self.rbac.objects and not self.rbac.allows(user, attrs):
             raise attrs.forbidden(user)
         return self._dispatch(
-            request.method, request.path, query, raw, body, request.headers.get("Content-Type", "")
+            request.method,
+            request.path,
+            query,
+            raw,
+            body,
+            request.headers.get("Content-Type", ""),
+            managed_fields.manager_of(query, request.headers.get("User-Agent", "")),
         )
 
     def _authenticate(self, request: web.Request) -> str:
@@ -3229,6 +3339,7 @@ class KubeApiServer(StartStop):
         raw: bytes,
         body: Any,
         content_type: str,
+        manager: str = "unknown",
     ) -> web.Response:
         parts = [p for p in path.split("/") if p]
         if not parts:
@@ -3273,7 +3384,7 @@ class KubeApiServer(StartStop):
         else:
             raise self._page_not_found()
         served = _SERVED.get((group, version))
-        if served is None:
+        if served is None or (group == SCALEDOBJECTS.group and not self.keda_installed):
             raise self._page_not_found()
         if not rest:
             if method != "GET":
@@ -3306,6 +3417,7 @@ class KubeApiServer(StartStop):
                 body=body,
                 content_type=content_type,
                 dry_run=dry_run,
+                manager=manager,
             )
         )
 
@@ -3785,6 +3897,8 @@ class KubeApiServer(StartStop):
 
     def _patch_deployment(self, call: _Call) -> web.Response:
         namespace = call.namespace or ""
+        if call.content_type.split(";")[0].strip().lower() == APPLY_PATCH:
+            return self._server_side_apply(call)
         current = self._get(DEPLOYMENTS, namespace, call.name)
         patched = self._apply_patch(current, call)
         self._check_name(patched, call.name, namespace)
@@ -3859,12 +3973,61 @@ class KubeApiServer(StartStop):
         if spec != current["spec"]:
             updated["spec"] = copy.deepcopy(spec)
             updated["metadata"]["generation"] = int(cur_meta.get("generation", 1)) + 1
+        managed_fields.record_update(current, updated, call.manager)
         if call.dry_run:
             return self._json_response(updated)
         self._update(DEPLOYMENTS, updated)
         answer = copy.deepcopy(self._store["deployments"][(namespace, call.name)])
         self._after_request()
         return self._json_response(answer)
+
+    def _server_side_apply(self, call: _Call) -> web.Response:
+        """``PATCH`` of ``application/apply-patch+yaml`` on a Deployment."""
+        if not call.query.get("fieldManager"):
+            raise ApiError(
+                422, "Invalid",
+                'PatchOptions.meta.k8s.io "" is invalid: fieldManager: Required value: is'
+                " required for apply patch",
+                {"group": "meta.k8s.io", "kind": "PatchOptions",
+                 "causes": [{"reason": "FieldValueRequired", "field": "fieldManager",
+                             "message": "Required value: is required for apply patch"}]},
+            )  # fmt: skip
+        try:
+            config = yaml.safe_load(call.raw)
+        except yaml.YAMLError as exc:
+            raise _bad_request(f"error decoding YAML: {exc}") from None
+        if not isinstance(config, dict):
+            raise _bad_request("the body of the request was in an unknown format")
+        if (config.get("apiVersion"), config.get("kind")) != ("apps/v1", "Deployment"):
+            raise _bad_request(
+                f"the API version in the data ({config.get('apiVersion')}) and the kind"
+                f" ({config.get('kind')}) do not match the request's (apps/v1, Deployment)"
+            )
+        namespace = call.namespace or ""
+        self._check_name(config, call.name, namespace)
+        force = call.query.get("force") == "true"
+        try:
+            applied = self._applied(namespace, call.name, config, call.manager, force)
+        except managed_fields.ApplyConflict as conflict:
+            raise ApiError(409, "Conflict", conflict.message, {"causes": conflict.causes}) from None
+        self._after_request()
+        return self._json_response(applied)
+
+    def _applied(self, namespace: str, name: str, config: JSON, manager: str, force: bool) -> JSON:
+        """The Deployment once ``manager`` applied ``config``, stored (created if need be)."""
+        current = self._store["deployments"].get((namespace, name))
+        result = managed_fields.apply(current, config, manager, force)
+        result["metadata"].update(name=name, namespace=namespace)
+        result.setdefault("status", {})
+        if current is None:
+            self.add_namespace(namespace)
+            self._create(DEPLOYMENTS, result)
+        else:
+            if result.get("spec") != current.get("spec"):
+                generation = int(current["metadata"].get("generation", 1)) + 1
+                result["metadata"]["generation"] = generation
+            self._update(DEPLOYMENTS, result)
+        return copy.deepcopy(self._get(DEPLOYMENTS, namespace, name))
 
     def _patch_hpa(self, call: _Call) -> web.Response:
         namespace = call.namespace or ""
@@ -3975,6 +4138,7 @@ class KubeApiServer(StartStop):
         if int(updated["spec"].get("replicas", 1)) != replicas:
             updated["spec"]["replicas"] = replicas
             updated["metadata"]["generation"] = int(updated["metadata"].get("generation", 1)) + 1
+        managed_fields.record_update(current, updated, call.manager, "scale")
         if call.dry_run:
             return self._json_response(self._scale_of(updated))
         self._update(DEPLOYMENTS, updated)
@@ -3992,3 +4156,5 @@ class _Call:
     body: Any
     content_type: str
     dry_run: bool
+    manager: str = "unknown"
+    """The request's field manager (``managed_fields.manager_of``)."""

@@ -128,6 +128,17 @@ PAGED_LADDERS = ("oncall-primary", "ops-channel", "platform-lead", "engineering-
                  "vp-engineering")  # fmt: skip
 
 
+def example_rules(directory: Path, **replacements: str) -> Path:
+    """The example rules in ``directory``, each text of ``replacements`` replaced in them."""
+    directory.mkdir()
+    for source in EXAMPLE_RULES.glob("*.yaml"):
+        text = source.read_text()
+        for old, new in replacements.items():
+            text = text.replace(old, new)
+        (directory / source.name).write_text(text)
+    return directory
+
+
 def paging_example_rules(directory: Path, hook_url: str, **replacements: str) -> Path:
     """The example rules in ``directory``, every ladder paging a webhook sink at
     ``hook_url``/<sink>, each text of ``replacements`` replaced in them."""

@@ -149,6 +149,7 @@ are equal document for document.
       (list "apps" (list "deployments") (list "get"))
       (list "apps" (list "deployments/scale") (list "get" "patch"))
       (list "autoscaling" (list "horizontalpodautoscalers") $hpaVerbs)
+      (list "keda.sh" (list "scaledobjects") (list "list"))
       (list "" (list "events") (list "create"))
       (list "apps" (list "deployments") (list "get"))
       (list "apps" (list "replicasets") (list "list"))
