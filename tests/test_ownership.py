@@ -329,3 +329,34 @@ async def test_argo_cds_client_side_apply_of_the_replicas_is_seen_by_its_annotat
         reason, sentence, _ = refusal(await r.fire())
         assert reason == "owned_elsewhere" and sentence.startswith("Argo CD tracks it")
         assert r.scale_writes() == []
+
+
+def with_managed_fields(kube: KubeApiServer, entries: Any) -> dict[str, Any]:
+    """Deployment ``api`` as the API server shows it, its managedFields ``entries``."""
+    shown = json.loads(json.dumps(kube.deployment(NS, "api")))
+    shown["metadata"]["managedFields"] = entries
+    return {"kind": "Deployment", "apiVersion": "apps/v1", **shown}
+
+
+HOSTILE_MANAGED_FIELDS = {
+    "a field set that is text": [
+        {"manager": "argocd-controller", "operation": "Apply", "fieldsType": "FieldsV1",
+         "fieldsV1": "f:spec.f:replicas"},
+    ],
+    "a spec that is a list": [
+        {"manager": "argocd-controller", "operation": "Apply", "fieldsType": "FieldsV1",
+         "fieldsV1": {"f:spec": ["f:replicas"]}},
+    ],
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("entries", HOSTILE_MANAGED_FIELDS.values(), ids=HOSTILE_MANAGED_FIELDS)
+async def test_managed_fields_that_cannot_be_read_are_doubt_and_nothing_is_written(
+    tmp_path: Path, entries: Any
+) -> None:
+    async with rig(tmp_path) as r:
+        body = with_managed_fields(r.kube, entries)
+        r.kube.inject_fault(r"/deployments/api$", method="GET", status=200, body=body, times=None)
+        reason, sentence, _ = refusal(await r.fire())
+        assert reason == "api_error" and "not the object asked for" in sentence
+        assert r.scale_writes() == []

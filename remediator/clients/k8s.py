@@ -347,8 +347,10 @@ def _replicas_owners(entries: list[Any]) -> tuple[FieldOwner, ...]:
     owners = []
     for entry in entries:
         fields = entry.fields_v1 or {}
-        spec = fields.get("f:spec") if isinstance(fields, dict) else None
-        if isinstance(spec, dict) and "f:replicas" in spec:
+        spec = fields.get("f:spec") or {} if isinstance(fields, dict) else None
+        if not isinstance(spec, dict):  # who owns what cannot be read: doubt, not "nobody"
+            raise TypeError(f"managedFields of {entry.manager!r} are not a field set")
+        if "f:replicas" in spec:
             owners.append(FieldOwner(entry.manager, entry.operation, entry.subresource or ""))
     return tuple(owners)
 
