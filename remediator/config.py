@@ -339,6 +339,15 @@ class Settings(BaseSettings):
     """Seconds between reads of the silences: a silence made now holds back actions at most
     this much later."""
 
+    approvers_file: Path | None = None
+    """Who may approve the claims a rule holds for approval (``approve.approvers``): names,
+    teams, tokens and Slack user IDs; read again when it changes. Without it, no rule may
+    ask for an approval (the service refuses to start)."""
+
+    approvals_poll_s: float = seconds(5.0, at_least=0.1, at_most=300.0)
+    """Seconds between two looks at the pending approvals: a timeout or a resolve ends one
+    at most this much later."""
+
     silence_max_age_s: float = seconds(30.0, at_least=1.0, at_most=3_600.0)
     """Silences last read longer ago than this (seconds) are not trusted: whether an alert
     is silenced is then unknown, and the rule's ``on_silence_check_error`` decides."""
@@ -481,6 +490,8 @@ VARIABLES: Mapping[str, str] = {
     "ALERTMANAGER_CA_FILE": "alertmanager_ca_file",
     "SILENCE_REFRESH_SECONDS": "silence_refresh_s",
     "SILENCE_MAX_AGE_SECONDS": "silence_max_age_s",
+    "APPROVERS_FILE": "approvers_file",
+    "APPROVALS_POLL_SECONDS": "approvals_poll_s",
     "LOG_LEVEL": "log_level",
     "LOG_FORMAT": "log_format",
 }

@@ -1014,3 +1014,23 @@ def test_the_notes_print_the_alertmanager_receiver(rendered: dict[str, Rendered]
     )
     existing = rendered["existing-secrets"].notes
     assert "secret am-token -o jsonpath='{.data.bearer}'" in existing
+
+
+def test_the_approvers_file_comes_from_its_secret_as_a_directory_mount(
+    rendered: dict[str, Rendered],
+) -> None:
+    release = render({"approvals": {"approversSecret": {"name": "approvers", "key": "file"},
+                                    "pollSeconds": 2}})  # fmt: skip
+    settings = service_settings(release)
+    assert settings.approvers_file == Path("/etc/remediator/approvers/approvers.yaml")
+    assert settings.approvals_poll_s == 2
+    [volume] = [v for v in pod_spec(release)["volumes"] if v["name"] == "approvers"]
+    assert volume["secret"]["secretName"] == "approvers"
+    assert volume["secret"]["items"] == [{"key": "file", "path": "approvers.yaml"}]
+    [mount] = [m for m in container(release)["volumeMounts"] if m["name"] == "approvers"]
+    assert "subPath" not in mount and mount["readOnly"] is True  # a rotated file arrives
+    assert "APPROVERS" not in json.dumps(container(rendered["default"])["env"])
+    for bad in ({"pollSeconds": 0}, {"approversSecret": {"name": "Not_A_Name"}},
+                {"approversSecret": {"key": ""}}, {"approvers": []}):  # fmt: skip
+        with pytest.raises(helm_python.HelmValuesError):
+            render({"approvals": bad})

@@ -37,7 +37,7 @@ CATCH_ALL = "  - {name: default, matchers: [], severity: SEV-3}\n"
 KNOWN_KEYS = (
     "name, description, matchers, severity, action, target, cooldown_s, rate_limit,"
     " target_rate_limit, verify_within_s, escalation, page, shadow, on_silence_check_error,"
-    " mute_time_intervals, active_time_intervals"
+    " mute_time_intervals, active_time_intervals, approval"
 )
 NO_ANCHORS = "rule files may not use anchors, aliases or merge keys"
 NAME_WORDS = (

@@ -17,7 +17,6 @@ from contextlib import AsyncExitStack
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, ClassVar
-from urllib.parse import urlencode
 
 import pytest
 
@@ -34,7 +33,14 @@ from tests.support import waiting
 from tests.support.clock import FakeClock
 from tests.support.payloads import webhook_alert, webhook_payload
 from tests.support.service import ServiceUnderTest, serve, settings_for
-from tests.support.sinks import JsmStub, OpsgenieStub, PagerDutyStub, SlackStub, WebhookStub
+from tests.support.sinks import (
+    JsmStub,
+    OpsgenieStub,
+    PagerDutyStub,
+    SlackStub,
+    WebhookStub,
+    slack_signed_form,
+)
 
 ROUTING_KEY = "r" * 32
 PD_WEBHOOK_SECRET = "pd-webhook-secret"
@@ -205,15 +211,7 @@ def slack_click(key: str, now: float, user: str = "jane") -> tuple[bytes, dict[s
                "team": {"id": "T0123"}, "channel": {"id": CHANNEL},
                "actions": [{"type": "button", "action_id": ACK_ACTION, "value": key,
                             "block_id": "b1", "action_ts": f"{now:.6f}"}]}  # fmt: skip
-    body = urlencode({"payload": json.dumps(payload)}).encode()
-    stamp = str(int(now))
-    base = b"v0:" + stamp.encode() + b":" + body
-    signature = "v0=" + hmac.new(SLACK_SIGNING_SECRET.encode(), base, hashlib.sha256).hexdigest()
-    return body, {
-        "Content-Type": "application/x-www-form-urlencoded",
-        "X-Slack-Request-Timestamp": stamp,
-        "X-Slack-Signature": signature,
-    }
+    return slack_signed_form(payload, SLACK_SIGNING_SECRET, now)
 
 
 # ----- one incident per story

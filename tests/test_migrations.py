@@ -109,7 +109,7 @@ async def test_a_sqlite_file_from_before_versions_keeps_every_row(v1_sqlite: Pat
     assert all(before.values()), "the fixture has rows in every table"
     await open_and_close(SqliteStore(v1_sqlite))
     assert sqlite_rows(v1_sqlite) == before
-    assert sqlite_versions(v1_sqlite) == [1, 2, 3, 4, 5, 6]
+    assert sqlite_versions(v1_sqlite) == [1, 2, 3, 4, 5, 6, 7]
 
 
 async def test_a_migrated_sqlite_file_has_the_schema_a_new_one_gets(
@@ -166,7 +166,7 @@ async def test_opening_a_migrated_sqlite_file_again_changes_nothing(v1_sqlite: P
     finally:
         await again.close()
     assert (sqlite_rows(v1_sqlite), sqlite_schema(v1_sqlite)) == (rows, layout)
-    assert sqlite_versions(v1_sqlite) == [1, 2, 3, 4, 5, 6]
+    assert sqlite_versions(v1_sqlite) == [1, 2, 3, 4, 5, 6, 7]
 
 
 async def test_a_sqlite_file_newer_than_the_code_is_refused(v1_sqlite: Path) -> None:
@@ -189,7 +189,7 @@ async def test_a_sqlite_file_from_before_intents_gets_them_on_the_way(v1_sqlite:
         assert [c.intent for c in await store.unfinished_claims()] == [None, None]
     finally:
         await store.close()
-    assert sqlite_versions(v1_sqlite) == [1, 2, 3, 4, 5, 6]
+    assert sqlite_versions(v1_sqlite) == [1, 2, 3, 4, 5, 6, 7]
 
 
 # ----- PostgreSQL
@@ -260,7 +260,7 @@ async def test_a_postgres_database_from_before_versions_keeps_every_row(
     assert all(before.values()), "the dump has rows in every table"
     await open_and_close(PostgresStore(dsn, "replica-a"))
     assert await pg_rows(pg) == before
-    assert await pg_versions(pg) == [1, 2, 3, 4, 5, 6]
+    assert await pg_versions(pg) == [1, 2, 3, 4, 5, 6, 7]
 
 
 async def test_a_migrated_postgres_database_has_the_schema_a_new_one_gets(
@@ -301,7 +301,7 @@ async def test_opening_a_migrated_postgres_database_again_changes_nothing(
     finally:
         await again.close()
     assert (await pg_rows(pg), await pg_schema(pg, "state")) == (rows, layout)
-    assert await pg_versions(pg) == [1, 2, 3, 4, 5, 6]
+    assert await pg_versions(pg) == [1, 2, 3, 4, 5, 6, 7]
 
 
 async def test_a_postgres_database_newer_than_the_code_is_refused(pg: PostgresServer) -> None:
@@ -329,7 +329,7 @@ async def test_two_replicas_migrating_one_postgres_database_take_turns(
         assert await pg_versions_or_none(pg) is None
         await holder.execute("SELECT pg_advisory_unlock($1)", LOCK_MIGRATE)
         await asyncio.gather(*opening)  # one migrates, then the other finds nothing to do
-        assert await pg_versions(pg) == [1, 2, 3, 4, 5, 6]
+        assert await pg_versions(pg) == [1, 2, 3, 4, 5, 6, 7]
         assert await replicas[1].journal_pending() == [4]
     finally:
         await holder.close()

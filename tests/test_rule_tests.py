@@ -12,6 +12,7 @@ each send listed with what came of it."""
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -676,3 +677,25 @@ def test_database_and_sink_facts_that_do_not_load_exit_2_naming_file_place_and_f
 def test_world_facts_out_of_bounds_are_refused(fact: dict[str, object], message: str) -> None:
     with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
         WorldSpec.model_validate(fact)
+
+
+def test_an_approval_no_one_gives_ends_on_the_virtual_clock_as_the_loop_would_end_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The offline engine runs the approvals loop's pass at each approval's due time and
+    after each input: a timeout escalates (its refusal and page are news) or runs the action
+    (dry-run), and a resolve withdraws the approval."""
+    rules = tmp_path / "rules"
+    shutil.copytree(REPO / "rules", rules)
+    platform = rules / "10-platform.yaml"
+    target = '    target: {kind: Deployment, namespace: "{namespace}", name: "{deployment}"}\n'
+    text = platform.read_text()
+    five_s, two_s = "  - name: p95-latency-above-5s\n", "  - name: p95-latency-above-2s\n"
+    sev2 = text.index(target, text.index(five_s)) + len(target)
+    text = text[:sev2] + "    approval: {timeout_s: 300}\n" + text[sev2:]
+    sev3 = text.index(target, text.index(two_s)) + len(target)
+    text = text[:sev3] + "    approval: {timeout_s: 300, on_timeout: act}\n" + text[sev3:]
+    platform.write_text(text)
+    cases = rules / "tests" / "approval.test.yaml"
+    shutil.copy(REPO / FIXTURES / "approval.test.yaml", cases)
+    assert main(["test", str(cases)]) == 0, capsys.readouterr().out

@@ -422,7 +422,7 @@ def test_remediator_check_prints_the_error_and_exits_2(
         ' rule "cpu": field "foo" is not a known key (known: name,'
         " description, matchers, severity, action, target, cooldown_s, rate_limit,"
         " target_rate_limit, verify_within_s, escalation, page, shadow, on_silence_check_error,"
-        " mute_time_intervals, active_time_intervals).\n"
+        " mute_time_intervals, active_time_intervals, approval).\n"
     )
 
 

@@ -35,6 +35,9 @@ class ActionJob:
     verify_within_s: float = 300.0
     resumed: bool = False
     """Run after a restart or a takeover: its guards are checked again before it runs."""
+    approved_at: datetime | None = None
+    """When its approval let it run (approved, or timed out with ``on_timeout: act``): the
+    wait for a human is not the staleness of the claim; from then on it is."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,7 +127,7 @@ def resumed(claim: UnfinishedClaim, ruleset: RuleSet) -> ActionJob | Verdict:
             f" ({type(exc).__name__}: {exc}); it was not run.",
         )
     return ActionJob(incident, rule.plan, claim.claim_id, rule.escalation, rule.verify_within_s,
-                     resumed=True)  # fmt: skip
+                     resumed=True, approved_at=claim.approval_at)  # fmt: skip
 
 
 def unrunnable(claim: UnfinishedClaim, rule: Rule) -> Incident:

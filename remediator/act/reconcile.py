@@ -4,11 +4,13 @@ and for the claims of a replica whose lease ran out once this one takes them ove
 An action records its intent (the count it will write, the pod UID it will evict, the
 queries it will cancel) before its side effect. No intent: nothing was sent, so the claim
 is run now, from the job stored with it (``jobs``), once the guards that may have changed
-are checked again; a claim whose rule changed since is refused and paged. An intent: the
-action is never run again; its ``reconcile`` looks at the scale, the pod, the backend, and
-says whether the effect is in place. In place, the claim succeeded: its undo and its
-follow-up are armed as if the answer had arrived. Not in place, or not knowable: the claim
-is closed and a human is paged with what was claimed, where and when.
+are checked again; a claim whose rule changed since is refused and paged. A claim held for
+an approval is not among them until its approval is decided; then it runs (approved, or
+timed out where the rule acts then) or is refused (denied, timed out, withdrawn). An
+intent: the action is never run again; its ``reconcile`` looks at the scale, the pod, the
+backend, and says whether the effect is in place. In place, the claim succeeded: its undo
+and its follow-up are armed as if the answer had arrived. Not in place, or not knowable:
+the claim is closed and a human is paged with what was claimed, where and when.
 """
 
 from __future__ import annotations
@@ -26,8 +28,8 @@ from remediator.actions.base import ActionRequest, MalformedState, Reconciled, r
 from remediator.audit import records as audit
 from remediator.audit.recorder import Recorder
 from remediator.core.clock import Clock
-from remediator.core.model import AuditRecord, Target, Verdict
-from remediator.core.vocab import ClaimOutcome
+from remediator.core.model import QUIET_STOPS, AuditRecord, Target, Verdict, refuse
+from remediator.core.vocab import ApprovalState, ClaimOutcome, StopReason
 from remediator.ruleset.rules import Rule
 from remediator.store.contract import Settlement, Store, UnfinishedClaim
 
@@ -106,13 +108,37 @@ def _settlement(
 async def _refuse(
     claim: UnfinishedClaim, verdict: Verdict, rule: Rule | None, recorder: Recorder
 ) -> bool:
-    """A claim that sent nothing and may not run (its rule changed): refused, and paged."""
+    """A claim that sent nothing and may not run (its rule changed, its approval was denied
+    or timed out): refused, and paged unless the stop is quiet (a denial: the page asking
+    for the approval is told)."""
     fallback = rule or recorder.ruleset.rules[-1]  # a rule since removed: the catch-all
     stopped = jobs.unrunnable(claim, fallback).stop(verdict)
     stamp = recorder.stamp()
-    records = [audit.refused(stamp, stopped),
-               audit.escalated_unfixed(stamp, stopped, fallback.escalation)]  # fmt: skip
+    records = [audit.refused(stamp, stopped)]
+    if verdict.reason not in QUIET_STOPS:
+        records.append(audit.escalated_unfixed(stamp, stopped, fallback.escalation))
     return await recorder.settle(Settlement(claim.claim_id, ClaimOutcome.REFUSED.value), records)
+
+
+def approval_verdict(claim: UnfinishedClaim) -> Verdict | None:
+    """Why a claim whose approval was decided may not run; None when it may (it asked
+    none, it was approved, or it timed out under ``on_timeout: act``)."""
+    state, what = claim.approval, f"{claim.action} on {claim.target}"
+    if state is None or state == ApprovalState.APPROVED:
+        return None
+    if state == ApprovalState.TIMED_OUT and claim.approval_on_timeout == "act":
+        return None
+    if state == ApprovalState.DENIED:
+        return refuse(StopReason.APPROVAL_DENIED,
+                      f"Denied by {claim.approval_by}: {what} was not run.")  # fmt: skip
+    if state == ApprovalState.WITHDRAWN:
+        sentence = f"The alert resolved before {what} was approved; it was not run."
+        return refuse(StopReason.RESOLVED, sentence)
+    return refuse(
+        StopReason.APPROVAL_TIMEOUT,
+        f"No approval of {what} came in time (on_timeout: escalate); it was not run, and a"
+        " human must decide.",
+    )
 
 
 async def reconcile_claim(
@@ -121,6 +147,8 @@ async def reconcile_claim(
     """Resume ``claim`` if it sent nothing (and may run), else settle it by observing;
     ``gone`` when someone else settled it meanwhile."""
     rule = recorder.ruleset.rule(claim.rule)
+    if claim.intent is None and (verdict := approval_verdict(claim)) is not None:
+        return "settled" if await _refuse(claim, verdict, rule, recorder) else "gone"
     if claim.intent is None and claim.job is not None:
         job = jobs.resumed(claim, recorder.ruleset)
         if isinstance(job, jobs.ActionJob):

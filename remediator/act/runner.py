@@ -323,13 +323,15 @@ class ActionRunner:
         """The guards of a resumed claim, as if it were claimed now: too old, or the
         cooldowns, limits and budgets that others' claims used up meanwhile."""
         incident = job.incident
-        waited_s = (self._clock.now() - incident.received_at).total_seconds()
+        since = job.approved_at or incident.received_at
+        waited_s = (self._clock.now() - since).total_seconds()
         if waited_s > self._stale_after_s:
+            after = " after its approval" if job.approved_at else ""
             return refuse(
                 StopReason.STALE,
-                f"The claim waited {waited_s:.0f} s to run (remediator restarted or another"
-                f" replica took it over), more than the {self._stale_after_s:.0f} s after"
-                " which the world may have changed.",
+                f"The claim waited {waited_s:.0f} s{after} to run (remediator restarted or"
+                f" another replica took it over), more than the {self._stale_after_s:.0f} s"
+                " after which the world may have changed.",
             )
         ruleset = self._recorder.ruleset
         rule = ruleset.rule(incident.rule)

@@ -15,7 +15,7 @@ from remediator.core.errors import RequestRejected
 from remediator.core.model import AuditRecord, Outcome, Severity
 from remediator.ruleset.active import ActiveRules
 from remediator.ruleset.rules import Rule
-from remediator.store.contract import AuditQuery
+from remediator.store.contract import AuditQuery, PendingApproval
 
 MAX_PAGE = 1000
 DEFAULT_PAGE = 100
@@ -137,5 +137,38 @@ def _rule_json(rule: Rule) -> dict[str, Any]:
         "kind": rule.plan.kind if rule.plan else None,
         "escalation": rule.escalation,
         "shadow": rule.shadow,
+        "approval": rule.approval.said() if rule.approval else None,
         "digest": rule.digest,
+    }
+
+
+def _zulu(at: datetime | None) -> str | None:
+    return None if at is None else at.isoformat().replace("+00:00", "Z")
+
+
+def approval_json(approval: PendingApproval) -> dict[str, Any]:
+    """An approval as ``GET /api/v1/approvals`` shows it: the claim it holds, who may and
+    who did answer, and where it stands."""
+    return {
+        "id": approval.claim_id,
+        "state": approval.state,
+        "episode": approval.episode_id,
+        "fingerprint": approval.fingerprint,
+        "alertname": approval.alertname,
+        "rule": approval.rule,
+        "action": approval.action,
+        "target": approval.target,
+        "requested_at": _zulu(approval.requested_at),
+        "due_at": _zulu(approval.due_at),
+        "approvals_needed": approval.needed,
+        "approvers": list(approval.approvers),
+        "initiator": approval.initiator,
+        "on_timeout": approval.on_timeout,
+        "decided_at": _zulu(approval.decided_at),
+        "decided_by": approval.decided_by,
+        "alert_firing": approval.episode_open,
+        "votes": [
+            {"by": v.by, "vote": v.vote, "source": v.source, "reason": v.reason, "at": _zulu(v.at)}
+            for v in approval.votes
+        ],
     }

@@ -26,7 +26,19 @@ from remediator.core.vocab import Step
 from remediator.guards.claim import ClaimRequest
 from remediator.ruleset.active import ActiveRules
 from remediator.ruleset.rules import RuleSet
-from remediator.store.contract import ClaimedDecision, ClaimResult, Planned, Settlement, Store
+from remediator.store.contract import (
+    ApprovalAsked,
+    ClaimedDecision,
+    ClaimResult,
+    PendingApproval,
+    Planned,
+    Settlement,
+    Store,
+    UnfinishedClaim,
+    Vote,
+    VoteAnswer,
+    VoteResult,
+)
 
 log = logging.getLogger(__name__)
 #: Records counted and logged at once after a batch is written (about 64 alerts' worth).
@@ -109,10 +121,14 @@ class Recorder:
         request: ClaimRequest,
         records: Callable[[int], Sequence[AuditRecord]],
         job: Mapping[str, Any],
+        approval: ApprovalAsked | None = None,
     ) -> ClaimResult:
         """Take a claim with the episode's decision (``records`` of its claim id) and its
-        job, in one transaction; the decision is counted and logged once it is written."""
-        decision = ClaimedDecision(records, job, lambda made: self._plan(made, self.rules).outbox)
+        job (and the ``approval`` it is held for), in one transaction; the decision is
+        counted and logged once it is written."""
+        decision = ClaimedDecision(
+            records, job, lambda made: self._plan(made, self.rules).outbox, approval
+        )
         result = await self._store.claim(request, self._clock.now(), decision)
         self._written(result.records)
         return result
@@ -129,6 +145,46 @@ class Recorder:
         if settled:
             self._written(records)
         return settled
+
+    async def vote(
+        self,
+        vote: Vote,
+        records: Callable[[VoteAnswer, PendingApproval], Sequence[AuditRecord]],
+    ) -> VoteResult:
+        """Keep an approver's ``vote`` with the ``records`` of what it came to, and the
+        notifications they call for, in one transaction (``store.approval_vote``)."""
+        made: list[AuditRecord] = []
+
+        def kept(answer: VoteAnswer, approval: PendingApproval) -> Sequence[AuditRecord]:
+            made[:] = records(answer, approval)
+            return made
+
+        result = await self._store.approval_vote(vote, kept, self._planned)
+        self._written(made)  # empty when the vote changed nothing
+        return result
+
+    async def close_approval(
+        self,
+        claim_id: int,
+        state: str,
+        by: str,
+        records: Callable[[PendingApproval], Sequence[AuditRecord]],
+    ) -> UnfinishedClaim | None:
+        """Move a pending approval to ``state`` with ``records`` (``store.approval_close``);
+        its claim, now this replica's, or None when it was decided elsewhere first."""
+        made: list[AuditRecord] = []
+
+        def kept(approval: PendingApproval) -> Sequence[AuditRecord]:
+            made[:] = records(approval)
+            return made
+
+        now = self._clock.now()
+        claim = await self._store.approval_close(claim_id, state, by, now, kept, self._planned)
+        self._written(made)  # empty when it was not pending
+        return claim
+
+    def _planned(self, records: Sequence[AuditRecord]) -> Planned:
+        return self._plan(records, self.rules)
 
     def _written(self, records: Sequence[AuditRecord]) -> None:
         counts: Counter[tuple[bool, str | None, str]] = Counter()

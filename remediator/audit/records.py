@@ -21,9 +21,17 @@ from urllib.parse import quote
 from remediator.actions.base import ActionResult, Reconciled, VerifyResult
 from remediator.core.model import QUIET_STOPS, AuditRecord, Incident
 from remediator.core.vocab import Event, Outcome, Severity, Step, StopReason
-from remediator.ruleset.rules import PlannedAction, Rule
+from remediator.ruleset.rules import Approval, PlannedAction, Rule
 from remediator.ruleset.schema import EscalationPolicySpec
-from remediator.store.contract import HumanAck, OutboxItem, Undo, UnfinishedClaim
+from remediator.store.contract import (
+    HumanAck,
+    OutboxItem,
+    PendingApproval,
+    Undo,
+    UnfinishedClaim,
+    Vote,
+    VoteAnswer,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -377,3 +385,98 @@ def notified(stamp: Stamp, item: OutboxItem, failure: str | None = None) -> Audi
         details={"sink": item.sink, "event": item.event, "tier": item.tier,
                  "dedup_key": item.dedup_key},
     )  # fmt: skip
+
+
+# ---- approvals -----------------------------------------------------------------------------
+
+
+def _zulu(at: datetime) -> str:
+    return at.isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def approval_of(
+    claim_id: int, approval: Approval, due_at: datetime, initiator: str
+) -> dict[str, Any]:
+    """What the records and the page of a held claim say of its approval."""
+    return {"id": claim_id, **approval.said(), "due_at": _zulu(due_at), "initiator": initiator}
+
+
+def approval_asked(
+    stamp: Stamp, incident: Incident, approval: Approval, due_at: datetime, initiator: str
+) -> AuditRecord:
+    """The claim is held until ``approval`` is given, denied, or ``due_at`` passes."""
+    assert incident.target is not None
+    claim_id = int(incident.details["claim_id"])
+    whom = ", ".join(approval.approvers) or "any approver"
+    needed = "one approval" if approval.needed == 1 else f"{approval.needed} approvals"
+    then = "it is escalated" if approval.on_timeout == "escalate" else "it runs anyway"
+    sentence = (
+        f"{incident.action} on {incident.target.key} waits for {needed} ({whom}) as"
+        f" {approval.source} asks, until {_zulu(due_at)}; without them by then {then}"
+        f" (approval {claim_id})."
+    )
+    details = {"claim_id": claim_id, "approval": approval_of(claim_id, approval, due_at, initiator)}
+    return _of(stamp, incident, Step.APPROVAL, Outcome.PENDING_APPROVAL, sentence, details)
+
+
+def _of_approval(
+    stamp: Stamp,
+    approval: PendingApproval,
+    severity: Severity | None,
+    outcome: Outcome,
+    sentence: str,
+) -> AuditRecord:
+    votes = [{"by": v.by, "vote": v.vote, "source": v.source, "reason": v.reason,
+              "at": _zulu(v.at)} for v in approval.votes]  # fmt: skip
+    return AuditRecord(
+        at=stamp.at,
+        step=Step.APPROVAL,
+        outcome=outcome,
+        sentence=sentence,
+        episode_id=approval.episode_id,
+        fingerprint=approval.fingerprint,
+        alertname=approval.alertname,
+        rule=approval.rule,
+        ruleset_hash=stamp.ruleset_hash,
+        severity=severity,
+        target=approval.target,
+        action=approval.action,
+        details={"claim_id": approval.claim_id, "state": approval.state, "votes": votes},
+    )
+
+
+def approval_voted(
+    stamp: Stamp,
+    approval: PendingApproval,
+    vote: Vote,
+    answer: VoteAnswer,
+    severity: Severity | None,
+) -> AuditRecord:
+    """What ``vote`` came to: counted (more are needed), approved, or denied."""
+    said = f" ({vote.reason!r})" if vote.reason else ""
+    if answer == "denied":
+        sentence = f"Denied by {vote.by} ({vote.source}){said}: remediator does not act."
+        return _of_approval(stamp, approval, severity, Outcome.DENIED, sentence)
+    if answer == "approved":
+        sentence = (
+            f"Approved by {approval.decided_by} ({vote.source}){said}: {approval.action} on"
+            f" {approval.target} runs once its guards hold again."
+        )
+        return _of_approval(stamp, approval, severity, Outcome.APPROVED, sentence)
+    sentence = (
+        f"Approved by {vote.by} ({vote.source}){said}: {approval.approvals} of the"
+        f" {approval.needed} approvals needed; another approver must approve too."
+    )
+    return _of_approval(stamp, approval, severity, Outcome.PENDING_APPROVAL, sentence)
+
+
+def acting_on_timeout(
+    stamp: Stamp, approval: PendingApproval, severity: Severity | None
+) -> AuditRecord:
+    """No answer came in time and the rule acts then (``on_timeout: act``)."""
+    waited_s = (approval.due_at - approval.requested_at).total_seconds()
+    sentence = (
+        f"No answer came within {waited_s:.0f} s and the rule acts then (on_timeout: act):"
+        f" {approval.action} on {approval.target} runs once its guards hold again."
+    )
+    return _of_approval(stamp, approval, severity, Outcome.APPROVED, sentence)

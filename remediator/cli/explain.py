@@ -29,7 +29,7 @@ from remediator.core.model import Alert, AlertStatus, Incident, Severity, Target
 from remediator.guards import plan, scope, windows
 from remediator.guards.claim import ClaimRequest, Limit
 from remediator.ruleset.read import one_line, shown
-from remediator.ruleset.rules import Rule, RuleSet
+from remediator.ruleset.rules import Approval, Rule, RuleSet
 
 MISMATCH = 1
 #: Prometheus's label names (``model.LabelNameRE``).
@@ -182,6 +182,8 @@ def _guards(rule: Rule, labels: Mapping[str, str], ruleset: RuleSet, at: datetim
         lines.append(_opt_in(kind, target, policy.require_opt_in))
     if kind == "scale_out":
         lines.append(_replica_owners(rule))
+    if rule.approval is not None:
+        lines.append(_approval(rule.approval))
     return [
         *lines,
         f"decision: planned (dry-run or live is serve's setting): {kind} on {target.key},"
@@ -256,6 +258,17 @@ def _replica_owners(rule: Rule) -> str:
     return (
         f"owners: scaled under a KEDA ScaledObject: no; under an HPA: {hpa}; when Argo CD or"
         f" Flux owns spec.replicas: {gitops}; the live objects are read before acting."
+    )
+
+
+def _approval(approval: Approval) -> str:
+    whom = ", ".join(approval.approvers) or "any approver"
+    needed = "one approval" if approval.needed == 1 else f"{approval.needed} approvals"
+    then = "it is escalated" if approval.on_timeout == "escalate" else "it runs anyway"
+    return (
+        f"approval: the claim waits for {needed} ({whom}) as {approval.source} asks, for"
+        f" {_number(approval.timeout_s)} s; without them {then}; the guards are checked again"
+        " when it comes."
     )
 
 

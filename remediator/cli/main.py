@@ -14,7 +14,17 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from remediator import __version__
-from remediator.cli import audit, check, explain, offline, options, replay, rule_tests, serve
+from remediator.cli import (
+    approve,
+    audit,
+    check,
+    explain,
+    offline,
+    options,
+    replay,
+    rule_tests,
+    serve,
+)
 from remediator.core.errors import ConfigError, RuleFileError
 
 Run = Callable[[argparse.Namespace, Mapping[str, str]], int]
@@ -33,6 +43,7 @@ Where to start:
   remediator replay stream.jsonl           decide a recorded stream offline, and summarise it
   remediator serve --dry-run ...           run it, planning and auditing actions without doing them
   remediator decisions                     read back what it decided and why
+  remediator approve ID                    approve a claim held for a human (deny ID --reason)
 
 Every serve flag has a REMEDIATOR_* variable (shown in `remediator serve --help`); a flag beats
 its variable, which beats the default."""
@@ -135,6 +146,12 @@ def commands() -> tuple[Command, ...]:
                 rule_tests.run_tests, (), _test_args),
         Command("replay", "replay recorded webhook bodies offline and summarise the decisions",
                 replay.replay, (rules,), _replay_args),
+        Command("approve", "approve a claim held for approval, as the approver your token is",
+                approve.approve, (), lambda p: approve.add_arguments(p, vote=True)),
+        Command("deny", "deny a claim held for approval, with --reason",
+                approve.deny, (), lambda p: approve.add_arguments(p, vote=True)),
+        Command("approvals", "list the approvals of a running service (pending by default)",
+                approve.listing, (), lambda p: approve.add_arguments(p, vote=False)),
     )  # fmt: skip
 
 

@@ -159,6 +159,11 @@ SERVE: tuple[Option, ...] = (
     Option("--silence-max-age-seconds", "silence_max_age_s", "SILENCE_MAX_AGE_SECONDS",
            "silences read longer ago are not trusted: the rule's on_silence_check_error"
            " decides", "S"),
+    Option("--approvers-file", "approvers_file", "APPROVERS_FILE",
+           "who may approve the claims a rule holds for approval (YAML: names, teams, tokens,"
+           " Slack user IDs)", "PATH"),
+    Option("--approvals-poll-seconds", "approvals_poll_s", "APPROVALS_POLL_SECONDS",
+           "look at the pending approvals (timeouts, resolves) this often", "S"),
     Option("--log-level", "log_level", "LOG_LEVEL",
            "DEBUG, INFO, WARNING, ERROR or CRITICAL", "LEVEL"),
     Option("--log-format", "log_format", "LOG_FORMAT", "text, json or logfmt", "FORMAT"),

@@ -21,6 +21,7 @@ NAMES = (
     "after_intent",  # what the action will do is durable, nothing sent yet
     "after_action",  # the side effect happened, its outcome not recorded
     "after_outcome",  # the outcome is recorded
+    "after_approval",  # an approval is decided (vote, timeout), its claim not yet run
     "after_archive_upload",  # an archive object and its manifest are up, the cursor not moved
     "after_evidence_upload",  # an evidence bundle is up, still queued in the store
 )

@@ -12,6 +12,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disa
 
 from remediator.core.model import AlertStatus, Outcome, Severity, StopReason
 
+APPROVAL_RESULTS = ("requested", "approved", "denied", "timed_out", "acted_on_timeout",
+                    "withdrawn")  # fmt: skip
 REJECTION_CODES = (
     "unauthorized",
     "unsupported_media_type",
@@ -325,6 +327,21 @@ class Metrics:
             "claims_resumed",
             "Claims that had sent nothing, run after a restart or by the replica that took"
             " them over.",
+            namespace=ns,
+            registry=registry,
+        )
+        self.approvals = Counter(
+            "approvals",
+            "Approvals asked (requested) and how they ended: approved, denied, timed_out,"
+            " acted_on_timeout, withdrawn (the alert resolved while it waited).",
+            ["result"],
+            namespace=ns,
+            registry=registry,
+        )
+        _init(self.approvals, list(APPROVAL_RESULTS))
+        self.approvals_pending = Gauge(
+            "approvals_pending",
+            "Claims waiting for a human's approval, as the approvals loop last counted them.",
             namespace=ns,
             registry=registry,
         )

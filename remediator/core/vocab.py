@@ -85,11 +85,23 @@ class StopReason(StrEnum):
     RULE_CHANGED = "rule_changed"
     """A claim resumed after a restart or a takeover names a rule that changed since (or is
     gone): what it was claimed under no longer holds."""
+    APPROVAL_DENIED = "approval_denied"
+    """The rule asks a human's approval before acting, and an approver denied it (the
+    incident was paged with the request: told, not paged again)."""
+    APPROVAL_TIMEOUT = "approval_timeout"
+    """No approval came within the rule's ``timeout_s`` and its ``on_timeout`` is
+    ``escalate``: no action, the incident goes on up its ladder."""
 
 
 #: Stop reasons that end quietly: the episode is already handled, or nothing is wrong.
 QUIET_STOPS = frozenset(
-    {StopReason.RESOLVED, StopReason.DUPLICATE, StopReason.DRY_RUN, StopReason.SILENCED}
+    {
+        StopReason.RESOLVED,
+        StopReason.DUPLICATE,
+        StopReason.DRY_RUN,
+        StopReason.SILENCED,
+        StopReason.APPROVAL_DENIED,
+    }
 )
 
 
@@ -114,6 +126,8 @@ class Step(StrEnum):
     """A decided episode's alert fired again within the grace: the same incident goes on."""
     ACKNOWLEDGED = "acknowledged"
     """A human acknowledged or resolved the episode's incident on a sink (its webhook)."""
+    APPROVAL = "approval"
+    """A claim waits for a human's approval, or a human approved or denied it."""
 
 
 class Outcome(StrEnum):
@@ -134,6 +148,23 @@ class Outcome(StrEnum):
     """A human has the incident: later tiers are not sent."""
     UNKNOWN = "unknown"
     """Whether the effect holds cannot be known (its verification failed)."""
+    PENDING_APPROVAL = "pending_approval"
+    """The claim is held until approvers approve it, deny it, or its time runs out."""
+    APPROVED = "approved"
+    """The approvals it needs are in (or its time ran out and the rule acts then)."""
+    DENIED = "denied"
+
+
+class ApprovalState(StrEnum):
+    """Where a claim's approval stands: the ``state`` column of the approvals."""
+
+    PENDING = "pending"
+    APPROVED = "approved"
+    DENIED = "denied"
+    TIMED_OUT = "timed_out"
+    """Its time ran out: the rule's ``on_timeout`` (kept with it) says what follows."""
+    WITHDRAWN = "withdrawn"
+    """The alert resolved while it waited: nothing is left to approve."""
 
 
 class ClaimOutcome(StrEnum):

@@ -1,7 +1,7 @@
 """The decision pipeline for one alert of one episode, assembled so it reads like the flow:
 
     received → classify → fresh? → plan? → target → scope → window? → silenced? → storm
-        → claim → act
+        → claim → act (or, where the rule asks an approval, held: ``approve``)
 
 A claim is written with the decision that led to it and the job that runs it, in one
 transaction; every other decision is written by ``commit``, in one batch per chunk.
@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from remediator.act import jobs
 from remediator.act.runner import ActionRunner
@@ -40,7 +40,7 @@ from remediator.guards import freshness, plan, scope, storm, windows
 from remediator.ruleset.active import ActiveRules
 from remediator.ruleset.rules import Rule, RuleSet
 from remediator.silences.watch import SilenceWatch
-from remediator.store.contract import Store
+from remediator.store.contract import ApprovalAsked, Store
 
 log = logging.getLogger(__name__)
 StormCount = Callable[[str, datetime, float], Awaitable[int]]
@@ -220,17 +220,27 @@ class Pipeline:
         claimed (its action queued); None when the episode was decided elsewhere first."""
         assert rule.plan is not None
         request = jobs.claim_request(incident, rule, ruleset.policy, self._runner.dry_run)
+        approval, asked = rule.approval, self._asked(incident, rule)
 
         def decision(claim_id: int) -> list[AuditRecord]:
             claimed = replace(incident, details={"claim_id": claim_id})
             stamp = self._recorder.stamp(ruleset)
             made = [*records, audit.claimed(stamp, claimed)]
-            if rule.page_before_acting:  # paged with the claim; the action's news follows
+            if approval is not None and asked is not None:
+                made.append(
+                    audit.approval_asked(stamp, claimed, approval, asked.due_at, asked.initiator)
+                )
+            if rule.page_before_acting or asked is not None:  # paged with the claim
                 policy = ruleset.escalations[rule.escalation]
-                made.append(audit.escalated(stamp, claimed, rule, policy))
+                paged = audit.escalated(stamp, claimed, rule, policy)
+                if approval is not None and asked is not None:  # with approve and deny
+                    held = audit.approval_of(claim_id, approval, asked.due_at, asked.initiator)
+                    paged = replace(paged, details={**paged.details, "approval": held})
+                made.append(paged)
             return made
 
-        result = await self._recorder.claim(request, decision, jobs.stored(incident, rule))
+        stored = jobs.stored(incident, rule)
+        result = await self._recorder.claim(request, decision, stored, asked)
         if result.already_decided:
             return None
         if not result.verdict.allowed:
@@ -238,11 +248,28 @@ class Pipeline:
         assert result.claim_id is not None
         failpoints.hit("after_claim")
         incident = replace(incident, details={"claim_id": result.claim_id})
+        if asked is not None:  # held: its approval decides whether and when it runs
+            self._metrics.approvals.labels("requested").inc()
+            return incident
         job = jobs.ActionJob(
             incident, rule.plan, result.claim_id, rule.escalation, rule.verify_within_s
         )
         self._runner.submit(job)
         return incident
+
+    def _asked(self, incident: Incident, rule: Rule) -> ApprovalAsked | None:
+        """The approval ``rule`` holds the claim for: due ``timeout_s`` from now; who may
+        not give it, when the alert names its initiator."""
+        approval = rule.approval
+        if approval is None:
+            return None
+        initiator = ""
+        if (label := approval.initiator_label) is not None:
+            alert = incident.alert
+            initiator = alert.labels.get(label) or alert.annotations.get(label) or ""
+        due_at = self._clock.now() + timedelta(seconds=approval.timeout_s)
+        return ApprovalAsked(due_at, approval.needed, approval.approvers, approval.on_timeout,
+                             initiator)  # fmt: skip
 
     def _stopped_records(
         self, incident: Incident, rule: Rule, ruleset: RuleSet

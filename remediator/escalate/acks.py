@@ -29,7 +29,7 @@ from urllib.parse import parse_qsl
 from remediator.clients.slack import signature_valid
 from remediator.core.errors import RemediatorError
 from remediator.escalate.sinks import escape, truncate
-from remediator.escalate.sinks.slack import ACK_ACTION
+from remediator.escalate.sinks.slack import ACK_ACTION, APPROVE_ACTION, DENY_ACTION
 
 #: How far a Slack request's timestamp may be from now, seconds (Slack's own advice).
 SLACK_WINDOW_S = 300
@@ -71,6 +71,14 @@ NOT_SLACK = "The Slack payload is not an interaction object."
 PAGERDUTY_NO_KEY = "The PagerDuty incident has no incident_key."
 PAGERDUTY_BAD_TIME = "The PagerDuty event's occurred_at is not an ISO 8601 time."
 SLACK_NO_KEY = "The Acknowledge action carries no dedup key."
+SLACK_NO_APPROVAL = "The Approve or Deny action carries no approval id."
+SLACK_NO_USER = "The interaction names no Slack user ID."
+SLACK_VOTES: Mapping[str, Literal["approve", "deny"]] = {
+    APPROVE_ACTION: "approve",
+    DENY_ACTION: "deny",
+}
+_APPROVAL_ID = re.compile(r"[1-9][0-9]{0,17}")
+_SLACK_USER_ID = re.compile(r"[UW][A-Z0-9]{2,20}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +94,18 @@ class Ack:
     """When, UTC: PagerDuty's ``occurred_at``; Slack's signed request timestamp."""
     url: str = ""
     """The incident's page on the source, when it gave one."""
+
+
+@dataclass(frozen=True, slots=True)
+class SlackVote:
+    """Someone clicked Approve or Deny on a page that asks approval ``claim_id``; who they
+    are as an approver is the approvers file's say (``user_id``), not the click's."""
+
+    claim_id: int
+    vote: Literal["approve", "deny"]
+    user_id: str
+    by: str
+    at: datetime
 
 
 # ---- reading -------------------------------------------------------------------------------
@@ -219,13 +239,30 @@ def _form(text: str) -> dict[str, str]:
     return _unique(pairs)
 
 
-def _clicked(payload: dict[str, Any]) -> dict[str, Any] | None:
-    """The Acknowledge action of a ``block_actions`` payload, if it holds one."""
+def _clicked(payload: dict[str, Any], *wanted: str) -> dict[str, Any] | None:
+    """The first action of a ``block_actions`` payload whose ``action_id`` is one of
+    ``wanted``, if it holds one."""
     actions = payload.get("actions")
     if payload.get("type") != "block_actions" or not isinstance(actions, list):
         return None
     return next((a for a in actions
-                 if isinstance(a, dict) and a.get("action_id") == ACK_ACTION), None)  # fmt: skip
+                 if isinstance(a, dict) and a.get("action_id") in wanted), None)  # fmt: skip
+
+
+def _vote(payload: dict[str, Any], sent: int) -> SlackVote | None:
+    """The Approve or Deny click of a ``block_actions`` payload, if it holds one."""
+    action = _clicked(payload, *SLACK_VOTES)
+    if action is None:
+        return None
+    value = action.get("value")
+    if not isinstance(value, str) or not _APPROVAL_ID.fullmatch(value):
+        raise AckRefused(SLACK_NO_APPROVAL)
+    user_id = _mapping(payload.get("user")).get("id")
+    if not isinstance(user_id, str) or not _SLACK_USER_ID.fullmatch(user_id):
+        raise AckRefused(SLACK_NO_USER)
+    at = datetime.fromtimestamp(sent, UTC)
+    vote = SLACK_VOTES[str(action["action_id"])]
+    return SlackVote(int(value), vote, user_id, _slack_user(payload), at)
 
 
 def _slack_user(payload: dict[str, Any]) -> str:
@@ -238,16 +275,20 @@ def _slack_user(payload: dict[str, Any]) -> str:
 
 def slack_ack(
     headers: Mapping[str, str], body: bytes, signing_secret: str, now: float
-) -> Ack | None:
+) -> Ack | SlackVote | None:
     """The acknowledgement a signed Slack interaction (a form whose ``payload`` is JSON)
-    reports when it is a click on the Acknowledge button; None for any other interaction.
-    ``now`` is the Unix time the request is checked against."""
+    reports when it is a click on the Acknowledge button, or the vote of a click on Approve
+    or Deny; None for any other interaction. ``now`` is the Unix time the request is checked
+    against."""
     sent = _slack_signed(headers, body, signing_secret, now)
     form = _form(_text(body))
     if "payload" not in form:
         return None  # signed by Slack, but not an interaction (a slash command, say)
     payload = _object(_json(form["payload"]), NOT_SLACK)
-    action = _clicked(payload)
+    vote = _vote(payload, sent)
+    if vote is not None:
+        return vote
+    action = _clicked(payload, ACK_ACTION)
     if action is None:
         return None
     key = action.get("value")

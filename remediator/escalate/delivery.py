@@ -256,6 +256,9 @@ def _notification(
     episode = details.get("episode")
     if external_url and isinstance(episode, int):
         details["decisions"] = f"{external_url}/api/v1/decisions?episode={episode}"
+    approval = details.get("approval")
+    if external_url and isinstance(approval, dict) and isinstance(approval.get("id"), int):
+        details["approval_url"] = f"{external_url}/api/v1/approvals/{approval['id']}"
     return Notification(
         event=Event(item.event),
         dedup_key=item.dedup_key,

@@ -37,7 +37,7 @@ GROUP_LISTED = 20
 
 #: Records that are news for an incident already paged: it is updated with their sentence.
 NEWS = frozenset({Step.ACTED, Step.VERIFIED, Step.REFUSED, Step.ESCALATED, Step.UNDONE,
-                  Step.REOPENED, Step.RECONCILED})  # fmt: skip
+                  Step.REOPENED, Step.RECONCILED, Step.APPROVAL})  # fmt: skip
 
 
 def dedup_key(record: AuditRecord) -> str:
@@ -188,6 +188,8 @@ def _details(record: AuditRecord, members: Sequence[AuditRecord]) -> dict[str, A
         "alertname": record.alertname,
         "alert": record.details.get("alert") or {},
     }
+    if isinstance(approval := record.details.get("approval"), dict):
+        details["approval"] = approval
     if isinstance(evidence := record.details.get("evidence"), dict):
         details["evidence"] = {phase: note.get("key") for phase, note in evidence.items()
                                if isinstance(note, dict) and note.get("key")}  # fmt: skip

@@ -32,7 +32,7 @@ from remediator.guards.windows import TimeInterval
 from remediator.ruleset.files import read_bounded, rule_files
 from remediator.ruleset.matchers import Matcher, parse_matchers
 from remediator.ruleset.read import fail, quoted, read_rule_file, schema_error, shown
-from remediator.ruleset.rules import PlannedAction, Rule, RuleSet, TargetTemplate
+from remediator.ruleset.rules import Approval, PlannedAction, Rule, RuleSet, TargetTemplate
 from remediator.ruleset.schema import (
     ActionSpec,
     DefaultsSpec,
@@ -155,6 +155,7 @@ class _Compiler:
     ineffective_after: Limit | None = None
     freeze: tuple[TimeInterval, ...] = ()
     """The policy's ``mute_time_intervals``, which every rule's come after."""
+    policy: PolicySpec = field(default_factory=PolicySpec)
     matchers: dict[str, tuple[Matcher, ...]] = field(default_factory=dict)
     templates: dict[str, Template] = field(default_factory=dict)
     inline: dict[str, tuple[str, AnyAction, BaseModel]] = field(default_factory=dict)
@@ -302,6 +303,36 @@ def _intervals(
     return tuple(found)
 
 
+def _approval(
+    where: str, spec: RuleSpec, plan: PlannedAction | None, policy: PolicySpec
+) -> Approval | None:
+    """The approval the rule's action waits for: its own when it asks one, else the first
+    entry of ``policy.approvals`` that matches it; a rule may not turn a policy's down."""
+    own = spec.approval
+    if plan is None:
+        if own is not None and own.required:
+            raise fail(where, "approval", 'asks an approval, but the rule has no "action"')
+        return None
+    if own is not None and own.required:
+        return Approval.of(own, "the rule")
+    for i, entry in enumerate(policy.approvals):
+        if entry.severities and spec.severity not in entry.severities:
+            continue
+        if entry.kinds and plan.kind not in entry.kinds:
+            continue
+        if entry.destructive is not None and entry.destructive != plan.action.destructive:
+            continue
+        if own is not None:
+            raise fail(
+                where,
+                "approval.required",
+                f"is false, but policy.approvals[{i}] requires an approval of this rule; the"
+                " policy's approvals are a floor no rule lowers",
+            )
+        return Approval.of(entry.approval, f"policy.approvals[{i}]")
+    return None
+
+
 def _compile_rule(position: int, file: str, spec: RuleSpec, compiler: _Compiler) -> Rule:
     where = f'{file}: rule "{spec.name}"'
     defaults = compiler.defaults
@@ -314,6 +345,7 @@ def _compile_rule(position: int, file: str, spec: RuleSpec, compiler: _Compiler)
         "ineffective_after": compiler.ineffective_after,
         "verify_within_s": spec.verify_within_s or defaults.verify_within_s,
         "escalation": _escalation(where, spec, compiler.merged, defaults),
+        "approval": _approval(where, spec, plan, compiler.policy),
     }
     return Rule(
         name=spec.name,
@@ -359,6 +391,10 @@ def _digest(spec: RuleSpec, plan: PlannedAction | None, fields: Mapping[str, Any
         "escalation": fields["escalation"],
         "params": None if plan is None else plan.params.model_dump(mode="json"),
     }  # fmt: skip
+    if written["approval"] is None:  # a rule that asks no approval hashes as before
+        del written["approval"]
+    if fields["approval"] is not None:  # the policy's, too: an approval changed is a rule changed
+        said["approval"] = fields["approval"].said()
     text = json.dumps(said, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -402,6 +438,14 @@ def _check_policy(file: str, policy: PolicySpec, registry: Mapping[str, AnyActio
                 "action_limits",
                 f"names unknown action kind {quoted(kind)} (known: {_known(list(registry))})",
             )
+    for i, entry in enumerate(policy.approvals):
+        for k, kind in enumerate(entry.kinds):
+            if kind not in registry:
+                raise fail(
+                    f"{file}: policy",
+                    f"approvals[{i}].kinds[{k}]",
+                    f"names unknown action kind {quoted(kind)} (known: {_known(list(registry))})",
+                )
 
 
 def _check_sinks(merged: _Merged) -> None:
@@ -480,7 +524,7 @@ def _load(directory: Path, registry: Mapping[str, AnyAction]) -> tuple[RuleSet, 
         f"{merged.policy_file}: policy", "mute_time_intervals", policy.mute_time_intervals, merged
     )
     compiler = _Compiler(
-        merged, declared, registry, defaults, _limit(defaults.ineffective_after), freeze
+        merged, declared, registry, defaults, _limit(defaults.ineffective_after), freeze, policy
     )
     rules = [
         _compile_rule(position, file, spec, compiler)

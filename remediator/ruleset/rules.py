@@ -14,7 +14,7 @@ from remediator.guards.claim import Limit
 from remediator.guards.windows import TimeInterval
 from remediator.ruleset.index import RuleIndex
 from remediator.ruleset.matchers import Matcher
-from remediator.ruleset.schema import EscalationPolicySpec, PolicySpec
+from remediator.ruleset.schema import ApprovalSpec, EscalationPolicySpec, PolicySpec
 from remediator.ruleset.template import Template
 
 
@@ -43,6 +43,32 @@ class PlannedAction:
 
 
 @dataclass(frozen=True, slots=True)
+class Approval:
+    """What a rule's action waits for before it runs: ``needed`` distinct approvers among
+    ``approvers`` (names or teams; empty: anyone in the approvers file), within
+    ``timeout_s``, after which ``on_timeout`` decides. ``source`` says where it was asked:
+    the rule itself or an entry of ``policy.approvals``."""
+
+    timeout_s: float
+    approvers: tuple[str, ...]
+    on_timeout: Literal["escalate", "act"]
+    needed: int
+    initiator_label: str | None
+    source: str
+
+    @classmethod
+    def of(cls, spec: ApprovalSpec, source: str) -> Approval:
+        return cls(spec.timeout_s, tuple(spec.approvers), spec.on_timeout, spec.approvals,
+                   spec.initiator_label, source)  # fmt: skip
+
+    def said(self) -> dict[str, Any]:
+        """As a rule's digest, the API and the approval's record show it."""
+        return {"timeout_s": self.timeout_s, "approvers": list(self.approvers),
+                "on_timeout": self.on_timeout, "approvals": self.needed,
+                "initiator_label": self.initiator_label, "source": self.source}  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
 class Rule:
     name: str
     file: str
@@ -67,6 +93,8 @@ class Rule:
     """The policy's mute intervals, then the rule's: no action inside any of them."""
     active_time_intervals: tuple[TimeInterval, ...] = ()
     """When given, no action outside all of them."""
+    approval: Approval | None = None
+    """A human approves the action before it runs (the rule's own, or the policy's)."""
     digest: str = ""
     """What the rule says once defaults are applied, hashed: a claim resumed after a restart
     runs only under the rule it was claimed under."""

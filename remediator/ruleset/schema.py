@@ -65,6 +65,56 @@ class StormSpec(Strict):
     targets in memory."""
 
 
+MAX_APPROVAL_WAIT_S = DAY_S
+"""A day: an approval that waits longer is no longer about the alert that asked for it."""
+APPROVER_PATTERN = r"^[A-Za-z0-9]([A-Za-z0-9._@-]{0,126}[A-Za-z0-9])?$"
+"""An approver's or a team's name, as the approvers file writes it."""
+
+
+class ApprovalSpec(Strict):
+    """A human's approval before the action runs (``approve/``): the claim is taken and
+    held; the rule's escalation is paged with approve and deny; approvers answer through
+    the API, the CLI or a Slack button; the guards are checked again before it runs."""
+
+    required: bool = True
+    """``false``: this rule asks no approval (refused where the policy requires one)."""
+    timeout_s: float = Field(default=600.0, ge=5, le=MAX_APPROVAL_WAIT_S)
+    """Seconds the claim waits for its approvals, 5 s (less leaves no human time to answer)
+    to a day."""
+    approvers: list[Annotated[str, Field(pattern=APPROVER_PATTERN)]] = Field(
+        default_factory=list, max_length=50
+    )
+    """Names or teams of the approvers file who may answer; empty: any approver."""
+    on_timeout: Literal["escalate", "act"] = "escalate"
+    """No answer in time: ``escalate`` (no action, the incident goes on up its ladder) or
+    ``act`` (the action runs, its guards checked again, audited as acting on the timeout)."""
+    approvals: int = Field(default=1, ge=1, le=2)
+    """Distinct approvers needed, 1 or 2 (four eyes on a destructive action); one deny ends it."""
+    initiator_label: str | None = Field(default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    """A label or annotation of the alert naming the person whose change raised it (who
+    deployed, who ran the job): that person may not approve it."""
+
+
+class PolicyApprovalSpec(Strict):
+    """The policy's approvals: rules that match (every condition given) need ``approval``
+    unless they ask one of their own."""
+
+    severities: list[Severity] = Field(default_factory=list)
+    kinds: list[str] = Field(default_factory=list)
+    """Action kinds, e.g. ``kill_query``."""
+    destructive: bool | None = None
+    """``true``: only destructive actions (those the global budget counts)."""
+    approval: ApprovalSpec
+
+    @model_validator(mode="after")
+    def _some_condition(self) -> PolicyApprovalSpec:
+        if not (self.severities or self.kinds or self.destructive is not None):
+            raise ValueError("give severities, kinds or destructive: which rules need approval")
+        if not self.approval.required:
+            raise ValueError("approval.required: false asks nothing here; leave the entry out")
+        return self
+
+
 class PolicySpec(Strict):
     namespaces: list[str] = Field(default_factory=list)
     """Namespaces actions may touch. Empty: no action runs anywhere (escalate only)."""
@@ -83,6 +133,9 @@ class PolicySpec(Strict):
     mute_time_intervals: IntervalNames = Field(default_factory=list)
     """Named ``time_intervals`` in which no rule acts (a change freeze): each rule's alerts
     are escalated as usual."""
+    approvals: list[PolicyApprovalSpec] = Field(default_factory=list, max_length=20)
+    """Which rules need a human's approval (by severity, action kind, destructive); the first
+    entry that matches a rule applies, unless the rule asks an approval of its own."""
 
 
 class ActionSpec(Strict):
@@ -184,6 +237,8 @@ class RuleSpec(Strict):
     a route's ``mute_time_intervals`` in Alertmanager; added to the policy's."""
     active_time_intervals: IntervalNames = Field(default_factory=list)
     """Named ``time_intervals`` outside which the rule does not act (and escalates)."""
+    approval: ApprovalSpec | None = None
+    """A human approves the action before it runs (``ApprovalSpec``)."""
 
     _old_key: bool = PrivateAttr(default=False)
 

@@ -14,7 +14,7 @@ on every sink. The same acknowledgement twice changes nothing the second time.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
 from aiohttp import web
@@ -50,11 +50,19 @@ def _secrets(path: str | None) -> list[str]:
 
 
 async def handle(
-    request: web.Request, rules: ActiveRules, store: Store, recorder: Recorder, clock: Clock
+    request: web.Request,
+    rules: ActiveRules,
+    store: Store,
+    recorder: Recorder,
+    clock: Clock,
+    on_vote: Callable[[acks.SlackVote, str], Awaitable[web.Response]],
 ) -> web.Response:
-    """Verify, keep and apply one acknowledgement; a JSON answer either way."""
+    """Verify, keep and apply one acknowledgement (or hand a click on Approve or Deny to
+    ``on_vote``); a JSON answer either way."""
     try:
         name, ack = await _receive(request, rules, clock.now().timestamp())
+        if isinstance(ack, acks.SlackVote):
+            return await on_vote(ack, name)
     except RequestRejected as exc:
         return webhook.error_response(exc)
     if ack is None:
@@ -99,7 +107,7 @@ async def _records(
 
 async def _receive(
     request: web.Request, rules: ActiveRules, now_s: float
-) -> tuple[str, acks.Ack | None]:
+) -> tuple[str, acks.Ack | acks.SlackVote | None]:
     """The sink the request names and the acknowledgement its body holds (None: a genuine
     event about something else); ``RequestRejected`` for anything not genuine."""
     kind, name = request.match_info["kind"], request.match_info["sink"]

@@ -20,6 +20,8 @@ from remediator.act.aftercare import Aftercare
 from remediator.act.reconcile import reconcile_unfinished_claims
 from remediator.act.runner import ActionRunner
 from remediator.actions.registry import default_registry
+from remediator.approve.approvals import Approvals
+from remediator.approve.approvers import Approvers, check_approvers, read_approvers
 from remediator.audit import api
 from remediator.audit.recorder import Recorder
 from remediator.clients.alertmanager import AlertmanagerClient
@@ -35,6 +37,7 @@ from remediator.core.outage import Outage
 from remediator.decide.pipeline import Pipeline
 from remediator.decide.worker import JournalWorker
 from remediator.escalate import plan as escalate
+from remediator.escalate.acks import SlackVote
 from remediator.escalate.delivery import Delivery
 from remediator.escalate.sinks.base import Sink
 from remediator.escalate.sinks.registry import build_sinks
@@ -48,7 +51,7 @@ from remediator.ingest.webhook import WebhookState
 from remediator.ruleset.active import ActiveRules
 from remediator.ruleset.load import load_rules
 from remediator.ruleset.rules import RuleSet
-from remediator.runtime import acks, reload
+from remediator.runtime import acks, approvals, reload
 from remediator.runtime.lease import Lease
 from remediator.runtime.objects import Objects, s3_settings
 from remediator.runtime.tasks import Loops
@@ -77,6 +80,9 @@ class Services:
     """The object store (archive, evidence) when a bucket is configured."""
     silences: SilenceWatch | None = None
     """Alertmanager's silences, with ``--alertmanager-url``."""
+    approvers: Approvers | None = None
+    """Who may approve, with ``--approvers-file``."""
+    approvals: Approvals | None = None
 
 
 SETTINGS = web.AppKey("settings", Settings)
@@ -144,9 +150,40 @@ async def _ack(request: web.Request) -> web.Response:
     """``POST /api/v1/acks/{pagerduty|slack}/<sink>``: authenticated by the sender's
     signature, not the bearer token (``runtime/acks.py``)."""
     services = request.app[SERVICES]
+
+    async def on_vote(vote: SlackVote, sink: str) -> web.Response:
+        return await approvals.slack_vote(vote, sink, services.approvals, services.approvers)
+
     return await acks.handle(
-        request, request.app[RULES], services.store, services.recorder, services.clock
+        request, request.app[RULES], services.store, services.recorder, services.clock, on_vote
     )
+
+
+def _approvals_read(read: Callable[[web.Request, Store], Awaitable[web.Response]]) -> Handler:
+    """A read of the approvals (``read``): the service's bearer token, or an approver's."""
+
+    async def handle(request: web.Request) -> web.Response:
+        services = request.app[SERVICES]
+        try:
+            refused = _unauthorized(request)
+            if refused is not None and services.approvers is None:
+                return refused
+            if refused is not None:  # an approver's token, or a 401
+                approvals.approver_of(request, services.approvers)
+            return await read(request, services.store)
+        except RequestRejected as exc:
+            return webhook.error_response(exc)
+
+    return handle
+
+
+async def _approval_answer(request: web.Request) -> web.Response:
+    """``POST /api/v1/approvals/<id>``: an approver's token only (``runtime/approvals.py``)."""
+    services = request.app[SERVICES]
+    try:
+        return await approvals.answer(request, services.approvals, services.approvers)
+    except RequestRejected as exc:
+        return webhook.error_response(exc)
 
 
 async def _reload(request: web.Request) -> web.Response:
@@ -263,10 +300,15 @@ def _services(
     state = WebhookState(
         settings, auth, journal, metrics, clock, gate, validator, core.worker.undecided
     )
+    approvers = None
+    held = None
+    if settings.approvers_file is not None:
+        approvers = Approvers(settings.approvers_file)
+        held = Approvals(store, core.recorder, core.runner, clock, metrics)
     return Services(
         store=store, worker=core.worker, runner=core.runner, webhook=state, metrics=metrics,
         journal=journal, recorder=core.recorder, loops=Loops(metrics.loop_failures), clock=clock,
-        objects=parts, silences=silences,
+        objects=parts, silences=silences, approvers=approvers, approvals=held,
     )  # fmt: skip
 
 
@@ -335,6 +377,9 @@ def _lifecycle(clock: Clock) -> Callable[[web.Application], AsyncIterator[None]]
         if services.silences is not None:
             services.loops.every("silences", services.silences.refresh,
                                  settings.silence_refresh_s, wait_first=True,
+                                 required=False)  # fmt: skip
+        if services.approvals is not None:
+            services.loops.every("approvals", services.approvals.sweep, settings.approvals_poll_s,
                                  required=False)  # fmt: skip
         if settings.rules_watch_s > 0:
             services.loops.every("rules_watch", app[RELOADER].look, settings.rules_watch_s,
@@ -442,7 +487,14 @@ def init_app(
     clock = clock or SystemClock()
     seen = reload.fingerprint(settings.rules_dir)  # before the read: a later change is seen
     app[RULES] = ActiveRules(ruleset or load_rules(settings.rules_dir, actions), clock.now())
-    app[RELOADER] = reload.Reloader(settings.rules_dir, actions, app[RULES], clock, seen)
+
+    def check(ruleset: RuleSet) -> None:
+        check_approvers(ruleset, settings.approvers_file)
+
+    check(app[RULES].current)
+    if settings.approvers_file is not None:
+        read_approvers(settings.approvers_file)  # a broken file fails before anything listens
+    app[RELOADER] = reload.Reloader(settings.rules_dir, actions, app[RULES], clock, seen, check)
     app[REGISTRY] = registry or CollectorRegistry()
     app[edge.REFUSALS] = _count_refusals(app)
     app.cleanup_ctx.append(_lifecycle(clock))
@@ -452,6 +504,9 @@ def init_app(
     app.router.add_get("/api/v1/rules", _rules, expect_handler=_authenticated_expect)
     app.router.add_post("/-/reload", _reload, expect_handler=_authenticated_expect)
     app.router.add_post("/api/v1/acks/{kind}/{sink}", _ack)
+    app.router.add_get("/api/v1/approvals", _approvals_read(approvals.listing))
+    app.router.add_get("/api/v1/approvals/{id}", _approvals_read(approvals.one))
+    app.router.add_post("/api/v1/approvals/{id}", _approval_answer)
     for path in ("/healthz", "/-/healthy"):  # the second as Prometheus and Alertmanager
         app.router.add_get(path, _healthz)
     for path in ("/readyz", "/-/ready"):

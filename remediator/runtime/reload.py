@@ -81,7 +81,9 @@ class Reloader:
         rules: ActiveRules,
         clock: Clock,
         seen: Fingerprint,
+        check: Callable[[RuleSet], None] = lambda _: None,
     ) -> None:
+        self._check = check
         self._directory = directory
         self._actions = actions
         self._rules = rules
@@ -129,6 +131,7 @@ class Reloader:
 
     def _load(self) -> tuple[RuleSet, Mapping[str, Sink]]:
         ruleset = load_rules(self._directory, self._actions)
+        self._check(ruleset)  # what the service needs of a set beyond the files (ConfigError)
         return ruleset, build_sinks(ruleset.sinks)
 
     def _failed(self, trigger: str, seen: Fingerprint, error: str) -> Reloaded:

@@ -17,7 +17,9 @@ what came of it, read back from the audit ``Delivery`` writes.
 A body is journaled at its receive time and handed to the ``JournalWorker`` as the webhook
 does; the engine waits for the worker to go idle and for the actions it started
 (``runner.drain``) before the clock moves on. Moving the clock delivers what falls due on
-the way, each notification at its own due time, as the delivery loop would.
+the way, each notification at its own due time, as the delivery loop would; an approval
+a rule holds a claim for is never given here, so it ends at its timeout (or when its alert
+resolves) as the approvals loop would end it.
 """
 
 from __future__ import annotations
@@ -35,12 +37,13 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 
 from remediator.actions.registry import default_registry
+from remediator.approve.approvals import SWEPT, Approvals
 from remediator.clients.http import HttpClient
 from remediator.config import Settings
 from remediator.core.errors import SinkRejected, SinkUnavailable
 from remediator.core.metrics import Metrics
 from remediator.core.model import AuditRecord
-from remediator.core.vocab import Outcome, Step
+from remediator.core.vocab import ApprovalState, Outcome, Step
 from remediator.escalate.delivery import Delivery
 from remediator.escalate.sinks.base import Notification, Sink
 from remediator.ingest.ackgate import AckGate
@@ -189,6 +192,7 @@ class Engine:
             self.store, self.recorder, sinks, _NoHttp(), self.metrics, clock,
             poll_s=config.delivery_poll_s, max_age_s=config.delivery_max_age_s,
         )  # fmt: skip
+        self.approvals = Approvals(self.store, self.recorder, self.runner, clock, self.metrics)
 
     async def _stop_worker(self) -> None:
         await self.runner.drain(DRAIN_S)
@@ -214,12 +218,24 @@ class Engine:
             self._worker_task.result()  # the worker stopped: a bug of ours, raised here
             raise RuntimeError("the journal worker stopped")
         await self.runner.drain(DRAIN_S)
+        await self._sweep()
+
+    async def _sweep(self) -> None:
+        """The approvals loop's pass now (timeouts, resolves), and what it ran."""
+        await self.approvals.sweep()
+        await self.runner.drain(DRAIN_S)
 
     async def advance(self, when: datetime) -> None:
         """Move the clock to ``when``, delivering each notification due on the way at its
-        due time."""
+        due time, and ending each approval whose time runs out on the way at that time."""
         while True:
             due = await self.store.outbox_due(when, 1)
+            held = await self.store.approvals(ApprovalState.PENDING, SWEPT)
+            timeout = min((a.due_at for a in held if a.due_at <= when), default=None)
+            if timeout is not None and (not due or timeout <= due[0].due_at):
+                self.clock.set(timeout)
+                await self._sweep()
+                continue
             if not due:
                 break
             self.clock.set(due[0].due_at)

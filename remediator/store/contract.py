@@ -44,6 +44,77 @@ class ClaimedDecision:
     plan: Callable[[Sequence[AuditRecord]], Sequence[OutboxItem]] | None = None
     """The notifications those records call for (a rule that pages before acting), queued
     in the claim's transaction."""
+    approval: ApprovalAsked | None = None
+    """The claim is held for this approval (``ApprovalStore``), not run at once."""
+
+
+@dataclass(frozen=True, slots=True)
+class ApprovalAsked:
+    """The approval a claim waits for, written with it: ``needed`` distinct approvers of
+    ``approvers`` (names or teams; empty: any) by ``due_at``, else ``on_timeout``."""
+
+    due_at: datetime
+    needed: int
+    approvers: tuple[str, ...]
+    on_timeout: str
+    initiator: str = ""
+    """Who may not approve it: the person whose change raised the alert, where known."""
+
+
+@dataclass(frozen=True, slots=True)
+class Vote:
+    """An approver's answer to a claim's approval."""
+
+    claim_id: int
+    by: str
+    vote: Literal["approve", "deny"]
+    source: str
+    """Where it came from: ``api``, ``cli`` or ``slack:<sink>``."""
+    at: datetime
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class PendingApproval:
+    """A claim's approval as it stands, with its votes and what the claim is about."""
+
+    claim_id: int
+    episode_id: int
+    fingerprint: str
+    alertname: str
+    rule: str
+    action: str
+    target: str
+    requested_at: datetime
+    due_at: datetime
+    needed: int
+    approvers: tuple[str, ...]
+    initiator: str
+    on_timeout: str
+    state: str
+    decided_at: datetime | None
+    decided_by: str
+    episode_open: bool
+    votes: tuple[Vote, ...] = ()
+
+    @property
+    def approvals(self) -> int:
+        return sum(1 for v in self.votes if v.vote == "approve")
+
+
+VoteAnswer = Literal["counted", "approved", "denied", "closed", "voted_already", "unknown"]
+"""``approval_vote``: ``counted`` (more approvals are needed), ``approved`` or ``denied``
+(this vote decided it), ``closed`` (it was decided before), ``voted_already`` (this
+approver answered before), ``unknown`` (no such approval)."""
+
+
+@dataclass(frozen=True, slots=True)
+class VoteResult:
+    answer: VoteAnswer
+    approval: PendingApproval | None = None
+    """The approval after the vote (before it, when the vote changed nothing)."""
+    claim: UnfinishedClaim | None = None
+    """Approved or denied: the claim, now this replica's to run or to settle."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +144,14 @@ class UnfinishedClaim:
     """What the action announced before its side effect; None: it never got that far."""
     job: Mapping[str, Any] | None = None
     """What running it needs (``act.jobs``); None for claims made before claims kept it."""
+    approval: str | None = None
+    """Where the approval it asked stands (``ApprovalState``, never pending: a pending claim
+    is not unfinished work); None: it asked none."""
+    approval_on_timeout: str = ""
+    approval_at: datetime | None = None
+    """When the approval was decided (approved, denied, timed out, withdrawn)."""
+    approval_by: str = ""
+    """Who decided it: the approvers' names, or what did (the timeout, the resolve)."""
 
 
 IntentAnswer = Literal["recorded", "busy", "lost"]
@@ -325,6 +404,44 @@ class ClaimStore(Protocol):
         ...
 
 
+class ApprovalStore(Protocol):
+    """Claims held for a human's approval (asked with the claim: ``ClaimedDecision``): the
+    votes, and the one move of each out of ``pending`` (approved, denied, timed out,
+    withdrawn), which also makes the claim this replica's to run or settle."""
+
+    async def approval(self, claim_id: int) -> PendingApproval | None: ...
+
+    async def approvals(self, state: str | None, limit: int) -> list[PendingApproval]:
+        """Approvals in ``state`` (None: any), the newest first, ``limit`` at most."""
+        ...
+
+    async def approval_vote(
+        self,
+        vote: Vote,
+        records: Callable[[VoteAnswer, PendingApproval], Sequence[AuditRecord]],
+        plan: Callable[[Sequence[AuditRecord]], Planned],
+    ) -> VoteResult:
+        """In one transaction: keep ``vote`` unless the approval is decided or the approver
+        answered before; a deny, or the last approval needed, decides it (and the claim
+        becomes this replica's); ``records`` of what it came to (for the approval after it)
+        are appended with what they ``plan``."""
+        ...
+
+    async def approval_close(
+        self,
+        claim_id: int,
+        state: str,
+        by: str,
+        now: datetime,
+        records: Callable[[PendingApproval], Sequence[AuditRecord]],
+        plan: Callable[[Sequence[AuditRecord]], Planned],
+    ) -> UnfinishedClaim | None:
+        """Move a pending approval to ``state`` (timed out, withdrawn) by ``by`` at ``now``,
+        with ``records``, making its claim this replica's; None when it was not pending
+        (another replica or a vote decided it first)."""
+        ...
+
+
 class LeaseStore(Protocol):
     """Replicas' leases on the work they own, and taking over a dead one's."""
 
@@ -543,6 +660,7 @@ class Store(
     JournalStore,
     EpisodeStore,
     ClaimStore,
+    ApprovalStore,
     LeaseStore,
     AftercareStore,
     AuditStore,

@@ -10,7 +10,7 @@ from typing import Any
 
 from remediator.core.model import AuditRecord, Outcome, Severity, Step, StopReason
 from remediator.guards.claim import ClaimRequest, Limit
-from remediator.store.contract import AuditQuery, OutboxItem, UnfinishedClaim
+from remediator.store.contract import AuditQuery, OutboxItem, PendingApproval, UnfinishedClaim, Vote
 from remediator.store.sql import AUDIT_EQUALS
 
 
@@ -144,7 +144,8 @@ def claim_windows(r: ClaimRequest) -> list[tuple[str, str, dict[str, Any], Limit
 
 
 def unfinished_claim(row: Sequence[Any]) -> UnfinishedClaim:
-    """(id, episode, fingerprint, alertname, rule, action, target, claimed_at, intent, job)."""
+    """(id, episode, fingerprint, alertname, rule, action, target, claimed_at, intent, job,
+    and its approval's state, on_timeout, decided_at, decided_by: ``sql.CLAIM_SELECT``)."""
     intent = json.loads(row[8]) if row[8] is not None else None
     job = json.loads(row[9]) if row[9] is not None else None
     return UnfinishedClaim(
@@ -158,4 +159,24 @@ def unfinished_claim(row: Sequence[Any]) -> UnfinishedClaim:
         dt(row[7]),
         intent,
         job,
+        approval=row[10],
+        approval_on_timeout=row[11] or "",
+        approval_at=None if row[12] is None else dt(row[12]),
+        approval_by=row[13] or "",
     )
+
+
+def vote(row: Sequence[Any]) -> Vote:
+    """(claim_id, by_whom, vote, source, at, reason)."""
+    return Vote(int(row[0]), row[1], row[2], row[3], dt(row[4]), row[5])
+
+
+def pending_approval(row: Sequence[Any], votes: Sequence[Vote]) -> PendingApproval:
+    """A row of ``sql.APPROVAL_SELECT`` and its votes."""
+    return PendingApproval(
+        claim_id=int(row[0]), episode_id=int(row[1]), fingerprint=row[2], alertname=row[3],
+        rule=row[4], action=row[5], target=row[6], requested_at=dt(row[7]), due_at=dt(row[8]),
+        needed=int(row[9]), approvers=tuple(json.loads(row[10])), initiator=row[11],
+        on_timeout=row[12], state=row[13], decided_at=None if row[14] is None else dt(row[14]),
+        decided_by=row[15], episode_open=bool(row[16]), votes=tuple(votes),
+    )  # fmt: skip

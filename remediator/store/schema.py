@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-VERSION = 6
+VERSION = 7
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,6 +181,28 @@ CREATE TABLE evidence_queue (
     last_error TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX evidence_queue_due ON evidence_queue (due_at);
+CREATE TABLE approvals (
+    claim_id {ref} PRIMARY KEY REFERENCES claims (id),
+    requested_at {real} NOT NULL,
+    due_at {real} NOT NULL,
+    needed INTEGER NOT NULL,
+    approvers TEXT NOT NULL,
+    initiator TEXT NOT NULL DEFAULT '',
+    on_timeout TEXT NOT NULL,
+    state TEXT NOT NULL,
+    decided_at {real},
+    decided_by TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX approvals_pending ON approvals (due_at) WHERE state = 'pending';
+CREATE TABLE approval_votes (
+    claim_id {ref} NOT NULL REFERENCES approvals (claim_id),
+    by_whom TEXT NOT NULL,
+    vote TEXT NOT NULL,
+    source TEXT NOT NULL,
+    reason TEXT NOT NULL DEFAULT '',
+    at {real} NOT NULL,
+    PRIMARY KEY (claim_id, by_whom)
+);
 """
 
 

@@ -159,12 +159,53 @@ CLAIM_OUTCOME = Statement(
     "UPDATE claims SET outcome = :outcome, outcome_at = :now WHERE id = :id"
     " AND outcome IS NULL AND owner = :owner"
 )
-UNFINISHED_SELECT = (
+#: A claim waiting for its approval is not unfinished work: its approval decides it first.
+CLAIM_SELECT = (
     "SELECT c.id, c.episode_id, e.fingerprint, e.alertname, c.rule, c.action, c.target,"
-    " c.claimed_at, c.intent, c.job FROM claims c JOIN episodes e ON e.id = c.episode_id"
-    " WHERE c.outcome IS NULL AND c.owner = :owner"
+    " c.claimed_at, c.intent, c.job, a.state, a.on_timeout, a.decided_at, a.decided_by"
+    " FROM claims c JOIN episodes e ON e.id = c.episode_id"
+    " LEFT JOIN approvals a ON a.claim_id = c.id"
+)
+UNFINISHED_SELECT = (
+    f"{CLAIM_SELECT} WHERE c.outcome IS NULL AND c.owner = :owner"
+    " AND (a.state IS NULL OR a.state <> 'pending')"
 )
 UNFINISHED = Statement(f"{UNFINISHED_SELECT} ORDER BY c.id")
+
+# ----- approvals
+
+APPROVAL_INSERT = Statement(
+    "INSERT INTO approvals (claim_id, requested_at, due_at, needed, approvers, initiator,"
+    " on_timeout, state) VALUES (:id, :now, :due_at, :needed, :approvers, :initiator,"
+    " :on_timeout, 'pending')"
+)
+APPROVAL_SELECT = (
+    "SELECT a.claim_id, c.episode_id, e.fingerprint, e.alertname, c.rule, c.action, c.target,"
+    " a.requested_at, a.due_at, a.needed, a.approvers, a.initiator, a.on_timeout, a.state,"
+    " a.decided_at, a.decided_by, e.closed_at IS NULL FROM approvals a"
+    " JOIN claims c ON c.id = a.claim_id JOIN episodes e ON e.id = c.episode_id"
+)
+APPROVAL = Statement(f"{APPROVAL_SELECT} WHERE a.claim_id = :id")
+APPROVALS_IN = Statement(
+    f"{APPROVAL_SELECT} WHERE a.state = :state ORDER BY a.claim_id DESC LIMIT :limit"
+)
+APPROVALS_ANY = Statement(f"{APPROVAL_SELECT} ORDER BY a.claim_id DESC LIMIT :limit")
+VOTES = Statement(
+    "SELECT claim_id, by_whom, vote, source, at, reason FROM approval_votes"
+    " WHERE claim_id = :id ORDER BY at, by_whom"
+)
+VOTE_INSERT = Statement(
+    "INSERT INTO approval_votes (claim_id, by_whom, vote, source, reason, at)"
+    " VALUES (:id, :by, :vote, :source, :reason, :at) ON CONFLICT DO NOTHING"
+)
+#: The one move out of ``pending``: of two replicas deciding one approval, one counts a row.
+APPROVAL_DECIDE = Statement(
+    "UPDATE approvals SET state = :state, decided_at = :now, decided_by = :by"
+    " WHERE claim_id = :id AND state = 'pending'"
+)
+#: A decided approval's claim becomes the deciding replica's, to run or to settle.
+CLAIM_ADOPT = Statement("UPDATE claims SET owner = :owner WHERE id = :id AND outcome IS NULL")
+CLAIM_OF = Statement(f"{CLAIM_SELECT} WHERE c.id = :id AND c.outcome IS NULL")
 
 # ----- the lease: replicas sharing one database
 

@@ -9,7 +9,7 @@ one process owns the file, always ``''``.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
 from typing import Any, Literal, TypeVar
@@ -21,6 +21,7 @@ from remediator.core.episodes import next_event
 from remediator.core.errors import StoreUnavailable
 from remediator.core.model import ALLOW, AuditRecord, Episode, EpisodeEvent, Observation, Verdict
 from remediator.core.outage import Outage
+from remediator.core.vocab import ApprovalState
 from remediator.guards import claim as claim_guards
 from remediator.guards.claim import ClaimFacts, ClaimRequest
 from remediator.store import sql
@@ -35,12 +36,17 @@ from remediator.store.contract import (
     IntentAnswer,
     JournalEntry,
     OutboxItem,
+    PendingApproval,
+    Planned,
     QueuedEvidence,
     Settlement,
     Sighting,
     TriggerState,
     Undo,
     UnfinishedClaim,
+    Vote,
+    VoteAnswer,
+    VoteResult,
 )
 from remediator.store.migrations import migrate
 from remediator.store.program import (
@@ -62,9 +68,11 @@ from remediator.store.rows import (
     dt,
     outbox_item,
     outbox_row,
+    pending_approval,
     ts,
     unfinished_claim,
 )
+from remediator.store.rows import vote as vote_of
 from remediator.store.schema import Dialect
 
 T = TypeVar("T")
@@ -178,11 +186,107 @@ def _claim(
         "dry_run": int(r.dry_run), "now": now, "owner": owner, "job": job,
     }  # fmt: skip
     claim_id = int((yield from value(sql.CLAIM_INSERT, params)))
+    if decision is not None and (asked := decision.approval) is not None:
+        held = {"id": claim_id, "now": now, "due_at": ts(asked.due_at), "needed": asked.needed,
+                "approvers": json.dumps(list(asked.approvers)), "initiator": asked.initiator,
+                "on_timeout": asked.on_timeout}  # fmt: skip
+        yield from count(sql.APPROVAL_INSERT, held)
     records = [] if decision is None else list(decision.records(claim_id))
     yield from many(sql.AUDIT_INSERT, [audit_row(record) for record in records])
     if decision is not None and decision.plan is not None:
         yield from _queue(decision.plan(records), now)
     return ClaimResult(verdict, claim_id, records=records)
+
+
+def _approval(claim_id: int) -> Program[PendingApproval | None]:
+    found = yield from row(sql.APPROVAL, {"id": claim_id})
+    if found is None:
+        return None
+    votes = [vote_of(r) for r in (yield from rows(sql.VOTES, {"id": claim_id}))]
+    return pending_approval(found, votes)
+
+
+def _decide_approval(
+    before: PendingApproval, state: str, by: str, now: float, owner: str
+) -> Program[tuple[PendingApproval, UnfinishedClaim | None]]:
+    """Move ``before`` out of pending (the caller holds the claims lock and saw it pending)
+    and make its claim ``owner``'s; the approval after, and the claim."""
+    params = {"state": state, "now": now, "by": by, "id": before.claim_id}
+    yield from count(sql.APPROVAL_DECIDE, params)
+    yield from count(sql.CLAIM_ADOPT, {"owner": owner, "id": before.claim_id})
+    found = yield from row(sql.CLAIM_OF, {"id": before.claim_id})
+    after = replace(before, state=state, decided_at=dt(now), decided_by=by)
+    return after, None if found is None else unfinished_claim(found)
+
+
+def _append(made: Sequence[AuditRecord], planned: Planned, now: float) -> Program[None]:
+    yield from many(sql.AUDIT_INSERT, [audit_row(r) for r in made])
+    yield from _queue(planned.outbox, now, planned.updates)
+
+
+def _vote(
+    v: Vote,
+    owner: str,
+    records: Callable[[VoteAnswer, PendingApproval], Sequence[AuditRecord]],
+    plan: Callable[[Sequence[AuditRecord]], Planned],
+) -> Program[VoteResult]:
+    """Under the claims lock, so that two approvers answering at once are counted in turn."""
+    yield from lock(LOCK_CLAIMS)
+    before = yield from _approval(v.claim_id)
+    if before is None:
+        return VoteResult("unknown")
+    if before.state != ApprovalState.PENDING:
+        return VoteResult("closed", before)
+    if any(earlier.by == v.by for earlier in before.votes):
+        return VoteResult("voted_already", before)
+    now = ts(v.at)
+    cast = {"id": v.claim_id, "by": v.by, "vote": v.vote, "source": v.source,
+            "reason": v.reason, "at": now}  # fmt: skip
+    yield from count(sql.VOTE_INSERT, cast)
+    after = replace(before, votes=(*before.votes, v))
+    answer: VoteAnswer = "counted"
+    claim = None
+    if v.vote == "deny":
+        answer = "denied"
+        after, claim = yield from _decide_approval(after, ApprovalState.DENIED, v.by, now, owner)
+    elif after.approvals >= after.needed:
+        answer = "approved"
+        names = ", ".join(x.by for x in after.votes if x.vote == "approve")
+        after, claim = yield from _decide_approval(after, ApprovalState.APPROVED, names, now, owner)
+    made = records(answer, after)
+    yield from _append(made, plan(made), now)
+    return VoteResult(answer, after, claim)
+
+
+def _close_approval(
+    claim_id: int,
+    state: str,
+    by: str,
+    now: float,
+    owner: str,
+    records: Callable[[PendingApproval], Sequence[AuditRecord]],
+    plan: Callable[[Sequence[AuditRecord]], Planned],
+) -> Program[UnfinishedClaim | None]:
+    yield from lock(LOCK_CLAIMS)
+    before = yield from _approval(claim_id)
+    if before is None or before.state != ApprovalState.PENDING:
+        return None
+    after, claim = yield from _decide_approval(before, state, by, now, owner)
+    made = records(after)
+    yield from _append(made, plan(made), now)
+    return claim
+
+
+def _approvals(state: str | None, limit: int) -> Program[list[PendingApproval]]:
+    if state is None:
+        found = yield from rows(sql.APPROVALS_ANY, {"limit": limit})
+    else:
+        found = yield from rows(sql.APPROVALS_IN, {"state": state, "limit": limit})
+    listed = []
+    for r in found:
+        votes = [vote_of(v) for v in (yield from rows(sql.VOTES, {"id": int(r[0])}))]
+        listed.append(pending_approval(r, votes))
+    return listed
 
 
 def _claim_preview(r: ClaimRequest, now: float) -> Program[Verdict]:
@@ -482,6 +586,34 @@ class SqlStore:
     async def unfinished_claims(self) -> list[UnfinishedClaim]:
         found = await self.run(rows(sql.UNFINISHED, {"owner": self.owner}))
         return [unfinished_claim(r) for r in found]
+
+    # ----- approvals
+
+    async def approval(self, claim_id: int) -> PendingApproval | None:
+        return await self.run(_approval(claim_id))
+
+    async def approvals(self, state: str | None, limit: int) -> list[PendingApproval]:
+        return await self.run(_approvals(state, limit))
+
+    async def approval_vote(
+        self,
+        vote: Vote,
+        records: Callable[[VoteAnswer, PendingApproval], Sequence[AuditRecord]],
+        plan: Callable[[Sequence[AuditRecord]], Planned],
+    ) -> VoteResult:
+        return await self.run(_vote(vote, self.owner, records, plan), atomic=True)
+
+    async def approval_close(
+        self,
+        claim_id: int,
+        state: str,
+        by: str,
+        now: datetime,
+        records: Callable[[PendingApproval], Sequence[AuditRecord]],
+        plan: Callable[[Sequence[AuditRecord]], Planned],
+    ) -> UnfinishedClaim | None:
+        program = _close_approval(claim_id, state, by, ts(now), self.owner, records, plan)
+        return await self.run(program, atomic=True)
 
     # ----- aftercare
 

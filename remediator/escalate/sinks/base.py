@@ -26,8 +26,9 @@ class Notification:
     ``details`` holds the page's facts (``plan``): ``alert`` (the first alert's content),
     ``alerts`` and ``count`` when the incident groups several (``alerts_of``),
     ``responders`` (the tier's, for Opsgenie and JSM), ``decisions`` (the episode's link),
-    ``evidence`` (the claim's evidence bundles' keys, by phase) and ``evidence_url`` (a signed
-    link to the last of them, when links are signed)."""
+    ``evidence`` (the claim's evidence bundles' keys, by phase), ``evidence_url`` (a signed
+    link to the last of them, when links are signed), and ``approval`` (the approval a held
+    claim waits for: its ``id``, ``needed``, ``approvers``, ``due_at``) with ``approval_url``."""
 
     event: Event
     dedup_key: str
@@ -101,8 +102,9 @@ def alert_count(note: Notification) -> int:
 
 def page_links(note: Notification) -> list[tuple[str, str]]:
     """A page's links, in order, as (what, URL): ``runbook``, ``source`` (the alert's
-    generatorURL), ``silence``, ``decisions`` (the episode) and ``evidence`` (a signed link
-    to the claim's last evidence bundle); only http(s) URLs."""
+    generatorURL), ``silence``, ``decisions`` (the episode), ``evidence`` (a signed link
+    to the claim's last evidence bundle) and ``approval`` (the approval a held claim waits
+    for); only http(s) URLs."""
     _, annotations, alert = alert_of(note)
     urls = {
         "runbook": annotations.get("runbook_url"),
@@ -110,6 +112,7 @@ def page_links(note: Notification) -> list[tuple[str, str]]:
         "silence": alert.get("silence_url"),
         "decisions": note.details.get("decisions"),
         "evidence": note.details.get("evidence_url"),
+        "approval": note.details.get("approval_url"),
     }
     return [(what, url) for what, url in urls.items()
             if isinstance(url, str) and url.startswith(("https://", "http://"))]  # fmt: skip

@@ -20,6 +20,7 @@ LINK_LABELS = {
     "silence": "Silence",
     "decisions": "What remediator decided",
     "evidence": "Evidence",
+    "approval": "Approve or deny",
 }
 
 #: The labels that name where an alert fired, best first: a group's line names it by these.

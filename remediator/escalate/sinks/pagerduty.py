@@ -81,6 +81,7 @@ LINK_TEXTS = {
     "silence": "Silence in Alertmanager",
     "decisions": "remediator: what was decided",
     "evidence": "remediator: evidence",
+    "approval": "remediator: approve or deny",
 }
 
 

@@ -13,8 +13,9 @@ Link previews are off: a URL in a label must not make Slack fetch it.
 With ``buttons`` a page also carries Block Kit ``blocks``: the text in mrkdwn sections of at
 most 3 000 characters (split at line ends; a longer line is cut with the marker), an
 Acknowledge button (``action_id`` ``remediator_ack``, ``value`` the dedup key, at most 2 000
-characters) and a button per link; ``text`` stays as the notification's fallback. Slack
-sends the click to ``escalate.acks``."""
+characters), Approve and Deny (``remediator_approve``, ``remediator_deny``, ``value`` the
+approval's id) when the page asks an approval, and a button per link; ``text`` stays as the
+notification's fallback. Slack sends the click to ``escalate.acks``."""
 
 from __future__ import annotations
 
@@ -48,6 +49,9 @@ BUTTON_URL_CHARS = 3_000
 
 #: The ``action_id`` of the Acknowledge button, which ``escalate.acks`` looks for.
 ACK_ACTION = "remediator_ack"
+#: The Approve and Deny buttons of a page that asks an approval (``value``: its id).
+APPROVE_ACTION = "remediator_approve"
+DENY_ACTION = "remediator_deny"
 
 #: An entity ``escape.slack`` wrote, cut short by a truncation.
 _PARTIAL_ENTITY = re.compile(r"&[a-z]{0,3}$")
@@ -64,7 +68,8 @@ def headline(note: Notification) -> str:
 
 LINK_SEPARATOR = " · "
 LINK_LABELS = {"runbook": "Runbook", "source": "Alert source", "silence": "Silence",
-               "decisions": "What remediator decided", "evidence": "Evidence"}  # fmt: skip
+               "decisions": "What remediator decided", "evidence": "Evidence",
+               "approval": "The approval"}  # fmt: skip
 
 
 def _content(note: Notification) -> list[str]:
@@ -168,13 +173,25 @@ def ack_value(dedup_key: str) -> str:
     return truncate.bounded_key(escape.text(dedup_key), BUTTON_VALUE_CHARS)
 
 
+def approval_id(note: Notification) -> int | None:
+    """The id of the approval the page asks, if it asks one."""
+    approval = note.details.get("approval")
+    held = approval.get("id") if isinstance(approval, dict) else None
+    return held if isinstance(held, int) and not isinstance(held, bool) else None
+
+
 def blocks(message: str, note: Notification, *, ack: bool) -> list[dict[str, Any]]:
     """The Block Kit form of ``message``: its sections, then the buttons (Acknowledge when
-    ``ack``, and the page's links)."""
+    ``ack``; Approve and Deny too when the page asks an approval; and the page's links)."""
     elements = _link_buttons(note)
     if ack:
         elements.insert(0, _button("Acknowledge", action_id=ACK_ACTION,
                                    value=ack_value(note.dedup_key), style="primary"))  # fmt: skip
+    if ack and (held := approval_id(note)) is not None:
+        elements[1:1] = [
+            _button("Approve", action_id=APPROVE_ACTION, value=str(held), style="primary"),
+            _button("Deny", action_id=DENY_ACTION, value=str(held), style="danger"),
+        ]
     actions = [{"type": "actions", "elements": elements}] if elements else []
     return _sections(message) + actions
 

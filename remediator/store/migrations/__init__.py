@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from remediator.core.errors import StoreUnavailable
 from remediator.store import schema
-from remediator.store.migrations import v1, v2, v3, v4, v5, v6
+from remediator.store.migrations import v1, v2, v3, v4, v5, v6, v7
 from remediator.store.program import LOCK_MIGRATE, Program, count, lock, script, value
 from remediator.store.schema import Dialect
 from remediator.store.sql import Statement
@@ -24,6 +24,7 @@ STEPS: dict[int, dict[str, str]] = {
     4: v4.SCRIPTS,
     5: v5.SCRIPTS,
     6: v6.SCRIPTS,
+    7: v7.SCRIPTS,
 }
 assert max(STEPS) == schema.VERSION, "schema.VERSION is the last migration's"
 
