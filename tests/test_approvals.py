@@ -31,6 +31,7 @@ from tests.support.postgres import PostgresServer
 from tests.support.process import FAILPOINT_EXIT_CODE, RemediatorProcess, start_remediator
 from tests.support.service import TOKEN, ServiceUnderTest, serve, settings_for
 from tests.support.sinks import SlackStub, slack_signed_form
+from tests.support.tcp_proxy import TcpProxy
 from tests.support.waiting import eventually
 
 NS = "shop"
@@ -701,3 +702,27 @@ async def test_a_crash_between_the_approval_and_the_run_runs_it_once_at_the_next
             assert w.scales() == 1 and w.replicas() == 5, start
         assert [d["step"] for d in decisions].count("acted") == 1
         assert [d["step"] for d in decisions].count("approval") == 2  # asked, approved
+
+
+async def test_an_answer_while_the_state_store_is_away_is_a_503_and_nothing_is_lost(
+    tmp_path: Path,
+) -> None:
+    """PostgreSQL behind a proxy that goes down: an answer gets 503 ``store_unavailable``
+    (the service stays up, nothing is kept or run), the listing too; once the store is back
+    the same answer is kept and the scale runs once."""
+    async with world(tmp_path, 14) as w, PostgresServer() as pg:
+        async with TcpProxy(pg.host, pg.port) as proxy:
+            dsn = await pg.create_state_database(port=proxy.port)
+            async with serve(w.settings(state_url=dsn)) as service:
+                await fire(service, alert())
+                [held] = await pending(service)
+                await proxy.down()
+                status, said = await answer(service, held["id"], "alice")
+                assert (status, said["error"]) == (503, "store_unavailable")
+                listed = await call(service, "GET", "/api/v1/approvals?state=pending")
+                assert listed[0] == 503
+                await proxy.up()
+                status, said = await answer(service, held["id"], "alice")
+                assert (status, said["status"]) == (200, "approved")
+                await settled(service, "acted", "succeeded")
+        assert w.scales() == 1 and w.replicas() == 5

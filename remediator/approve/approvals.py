@@ -14,6 +14,7 @@ start or takeover does the same.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass
 from typing import Literal
@@ -25,7 +26,7 @@ from remediator.audit import records as audit
 from remediator.audit.recorder import Recorder
 from remediator.core import failpoints
 from remediator.core.clock import Clock
-from remediator.core.errors import RequestRejected
+from remediator.core.errors import RequestRejected, StoreUnavailable
 from remediator.core.metrics import Metrics
 from remediator.core.model import AuditRecord, Severity
 from remediator.core.vocab import ApprovalState
@@ -37,6 +38,10 @@ log = logging.getLogger(__name__)
 SWEPT = 500
 #: The longest reason kept with a vote: a sentence, not a document.
 REASON_CHARS = 500
+#: Backoff of the run or settlement of a decided claim while the store is away.
+RETRY_FIRST_S = 0.5
+RETRY_MAX_S = 10.0
+DRAIN_S = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +66,7 @@ class Approvals:
         self._runner = runner
         self._clock = clock
         self._metrics = metrics
+        self._tasks: set[asyncio.Task[None]] = set()
 
     async def answer(
         self,
@@ -140,8 +146,30 @@ class Approvals:
         await self._decided(claim)
 
     async def _decided(self, claim: UnfinishedClaim) -> None:
-        """Run the claim whose approval let it, or settle it refused; as at a restart."""
-        await reconcile_claim(claim, self._recorder, self._clock, self._runner)
+        """Run the claim whose approval let it, or settle it refused, as at a restart; in
+        the background, retried while the store is away (the answer is kept already)."""
+        task = asyncio.create_task(self._durably(claim), name=f"approval:{claim.claim_id}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _durably(self, claim: UnfinishedClaim) -> None:
+        delay_s = RETRY_FIRST_S
+        while True:
+            try:
+                await reconcile_claim(claim, self._recorder, self._clock, self._runner)
+                return
+            except StoreUnavailable:  # the store tells the outage (``core/outage.py``)
+                await asyncio.sleep(delay_s)
+                delay_s = min(delay_s * 2, RETRY_MAX_S)
+
+    async def drain(self, timeout_s: float = DRAIN_S) -> None:
+        """At a stop: let the claims being run or settled get that far, then cancel the
+        rest (their approvals are kept: the next start runs or settles them)."""
+        if self._tasks:
+            _, pending = await asyncio.wait(set(self._tasks), timeout=timeout_s)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
 
     def _severity(self, rule_name: str) -> Severity | None:
         rule = self._recorder.ruleset.rule(rule_name)

@@ -31,7 +31,7 @@ from remediator.clients.postgres import DatabaseHandle
 from remediator.clients.s3 import ObjectStore
 from remediator.config import Settings
 from remediator.core.clock import Clock, SystemClock
-from remediator.core.errors import RequestRejected
+from remediator.core.errors import RequestRejected, StoreUnavailable
 from remediator.core.metrics import Metrics
 from remediator.core.outage import Outage
 from remediator.decide.pipeline import Pipeline
@@ -94,6 +94,7 @@ KUBE = web.AppKey("kube", KubeHandle)
 DATABASES = web.AppKey("databases", DatabaseHandle)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+STORE_AWAY = RequestRejected(503, "store_unavailable", "The state store cannot be reached; retry.")
 
 
 @web.middleware
@@ -173,6 +174,8 @@ def _approvals_read(read: Callable[[web.Request, Store], Awaitable[web.Response]
             return await read(request, services.store)
         except RequestRejected as exc:
             return webhook.error_response(exc)
+        except StoreUnavailable:
+            return webhook.error_response(STORE_AWAY)
 
     return handle
 
@@ -184,6 +187,8 @@ async def _approval_answer(request: web.Request) -> web.Response:
         return await approvals.answer(request, services.approvals, services.approvers)
     except RequestRejected as exc:
         return webhook.error_response(exc)
+    except StoreUnavailable:  # the answer was not kept, or its answer was lost: ask again
+        return webhook.error_response(STORE_AWAY)
 
 
 async def _reload(request: web.Request) -> web.Response:
@@ -380,7 +385,7 @@ def _lifecycle(clock: Clock) -> Callable[[web.Application], AsyncIterator[None]]
                                  required=False)  # fmt: skip
         if services.approvals is not None:
             services.loops.every("approvals", services.approvals.sweep, settings.approvals_poll_s,
-                                 required=False)  # fmt: skip
+                                 required=False, after_stop=services.approvals.drain)  # fmt: skip
         if settings.rules_watch_s > 0:
             services.loops.every("rules_watch", app[RELOADER].look, settings.rules_watch_s,
                                  wait_first=True, required=False)  # fmt: skip
