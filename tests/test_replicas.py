@@ -9,6 +9,7 @@ import asyncio
 import signal
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -17,6 +18,7 @@ from tests.support.payloads import fleet_labels, fleet_notifications
 from tests.support.postgres import PostgresServer
 from tests.support.process import RemediatorProcess, start_remediator
 from tests.support.replicas import NS, force_resends, scale_writes, shared_state
+from tests.support.waiting import eventually
 
 ALERTS = 200
 
@@ -164,8 +166,15 @@ async def test_sigterm_to_one_replica_under_load_drains_it_while_the_other_carri
                 await asyncio.sleep(0.1)
             stop.set()
             await asyncio.gather(*senders)
-            await asyncio.sleep(1.0)
-            outcomes = await replicas[1].decisions(limit="1000")
+            outcomes: list[dict[str, Any]] = []
+
+            async def settled() -> bool:  # a claim's outcome is written once its check ends
+                nonlocal outcomes
+                outcomes = await replicas[1].decisions(limit="1000")
+                steps = Counter(d["step"] for d in outcomes)
+                return steps["claimed"] <= steps["acted"] + steps["reconciled"]
+
+            await eventually(settled, "an outcome for every claim", timeout_s=30)
         finally:
             stopped = [await replica.stop() for replica in replicas]  # every one, then judge
             assert stopped == [0, 0]

@@ -162,6 +162,12 @@ class Approvals:
                 await asyncio.sleep(delay_s)
                 delay_s = min(delay_s * 2, RETRY_MAX_S)
 
+    async def idle(self) -> None:
+        """Until every decided claim handed on so far is run or settled (the offline
+        engine waits for them before its clock moves)."""
+        while self._tasks:
+            await asyncio.gather(*set(self._tasks))
+
     async def drain(self, timeout_s: float = DRAIN_S) -> None:
         """At a stop: let the claims being run or settled get that far, then cancel the
         rest (their approvals are kept: the next start runs or settles them)."""

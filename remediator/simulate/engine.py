@@ -223,6 +223,7 @@ class Engine:
     async def _sweep(self) -> None:
         """The approvals loop's pass now (timeouts, resolves), and what it ran."""
         await self.approvals.sweep()
+        await self.approvals.idle()
         await self.runner.drain(DRAIN_S)
 
     async def advance(self, when: datetime) -> None:
