@@ -95,8 +95,12 @@ async def test_a_held_claim_waits_for_its_approvals_one_vote_per_approver(store:
     assert after is not None and [v.by for v in after.votes] == ["alice", "bob"]
     said = await store.decisions(AuditQuery(episode_id=episode))
     assert [r.sentence for r in said] == ["alice: counted", "bob: approved"]
-    assert [a.claim_id for a in await store.approvals("approved", 10)] == [claim_id]
+    [listed] = await store.approvals("approved", 10)
+    assert listed.claim_id == claim_id and [v.by for v in listed.votes] == ["alice", "bob"]
     assert await store.approvals("pending", 10) == []
+    _, other = await held_claim(store, n=1)
+    newest = (await store.approvals(None, 10))[0]  # newest first
+    assert (newest.claim_id, newest.votes) == (other, ())
 
 
 async def test_one_deny_decides_however_many_approvals_are_needed(store: Store) -> None:

@@ -194,6 +194,18 @@ VOTES = Statement(
     "SELECT claim_id, by_whom, vote, source, at, reason FROM approval_votes"
     " WHERE claim_id = :id ORDER BY at, by_whom"
 )
+
+
+def votes_of(claim_ids: Sequence[int]) -> tuple[Statement, dict[str, Any]]:
+    """The votes of the approvals of ``claim_ids``, each approval's in ``VOTES``' order."""
+    marks, params = in_list("claim", claim_ids)
+    text = (
+        "SELECT claim_id, by_whom, vote, source, at, reason FROM approval_votes"
+        f" WHERE claim_id IN {marks} ORDER BY claim_id, at, by_whom"
+    )
+    return Statement(text), params
+
+
 VOTE_INSERT = Statement(
     "INSERT INTO approval_votes (claim_id, by_whom, vote, source, reason, at)"
     " VALUES (:id, :by, :vote, :source, :reason, :at) ON CONFLICT DO NOTHING"

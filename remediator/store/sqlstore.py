@@ -282,11 +282,13 @@ def _approvals(state: str | None, limit: int) -> Program[list[PendingApproval]]:
         found = yield from rows(sql.APPROVALS_ANY, {"limit": limit})
     else:
         found = yield from rows(sql.APPROVALS_IN, {"state": state, "limit": limit})
-    listed = []
-    for r in found:
-        votes = [vote_of(v) for v in (yield from rows(sql.VOTES, {"id": int(r[0])}))]
-        listed.append(pending_approval(r, votes))
-    return listed
+    if not found:
+        return []
+    statement, params = sql.votes_of([int(r[0]) for r in found])
+    votes: dict[int, list[Vote]] = {}
+    for v in (yield from rows(statement, params)):  # one read for every approval listed
+        votes.setdefault(int(v[0]), []).append(vote_of(v))
+    return [pending_approval(r, votes.get(int(r[0]), [])) for r in found]
 
 
 def _claim_preview(r: ClaimRequest, now: float) -> Program[Verdict]:
