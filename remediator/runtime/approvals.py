@@ -100,7 +100,8 @@ async def _answer_body(request: web.Request) -> tuple[Literal["approve", "deny"]
     if not isinstance(document, dict) or set(document) - {"decision", "reason", "via"}:
         detail = 'The body is {"decision": "approve"|"deny", "reason": "..."} and nothing else.'
         raise RequestRejected(400, "invalid_answer", detail)
-    decision = DECISIONS.get(document.get("decision"))  # type: ignore[arg-type]
+    given = document.get("decision")
+    decision = DECISIONS.get(given) if isinstance(given, str) else None  # a list is no key
     if decision is None:
         raise RequestRejected(400, "invalid_answer", 'decision is "approve" or "deny".')
     reason = document.get("reason", "")
