@@ -734,3 +734,12 @@ async def test_an_answer_while_the_state_store_is_away_is_a_503_and_nothing_is_l
                 assert (status, said["status"]) == (200, "approved")
                 await settled(service, "acted", "succeeded")
         assert w.scales() == 1 and w.replicas() == 5
+
+
+async def test_an_approvers_file_that_is_not_there_stops_the_start_with_a_sentence(
+    tmp_path: Path,
+) -> None:
+    rules, _ = write_world_files(tmp_path, "http://127.0.0.1:9")
+    missing = tmp_path / "nowhere.yaml"
+    with pytest.raises(ConfigError, match=f"^the approvers file {missing} cannot be read: "):
+        init_app(settings_for(tmp_path, rules_dir=rules, approvers_file=missing))

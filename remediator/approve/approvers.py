@@ -114,8 +114,8 @@ class Approvers:
 
     def __init__(self, path: Path) -> None:
         self._path = path
+        self._approvers = read_approvers(path)  # a sentence when it does not read
         self._mtime_ns = os.stat(path).st_mtime_ns
-        self._approvers = read_approvers(path)
 
     def _refresh(self) -> None:
         try:

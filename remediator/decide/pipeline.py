@@ -226,15 +226,13 @@ class Pipeline:
             claimed = replace(incident, details={"claim_id": claim_id})
             stamp = self._recorder.stamp(ruleset)
             made = [*records, audit.claimed(stamp, claimed)]
-            if approval is not None and asked is not None:
-                made.append(
-                    audit.approval_asked(stamp, claimed, approval, asked.due_at, asked.initiator)
-                )
             if rule.page_before_acting or asked is not None:  # paged with the claim
                 policy = ruleset.escalations[rule.escalation]
                 paged = audit.escalated(stamp, claimed, rule, policy)
                 if approval is not None and asked is not None:  # with approve and deny
-                    held = audit.approval_of(claim_id, approval, asked.due_at, asked.initiator)
+                    due_at, initiator = asked.due_at, asked.initiator
+                    made.append(audit.approval_asked(stamp, claimed, approval, due_at, initiator))
+                    held = audit.approval_of(claim_id, approval, due_at, initiator)
                     paged = replace(paged, details={**paged.details, "approval": held})
                 made.append(paged)
             return made

@@ -21,7 +21,7 @@ from remediator.act.reconcile import reconcile_unfinished_claims
 from remediator.act.runner import ActionRunner
 from remediator.actions.registry import default_registry
 from remediator.approve.approvals import Approvals
-from remediator.approve.approvers import Approvers, check_approvers, read_approvers
+from remediator.approve.approvers import Approvers, check_approvers
 from remediator.audit import api
 from remediator.audit.recorder import Recorder
 from remediator.clients.alertmanager import AlertmanagerClient
@@ -92,6 +92,8 @@ REGISTRY = web.AppKey("registry", CollectorRegistry)
 SERVICES = web.AppKey("services", Services)
 KUBE = web.AppKey("kube", KubeHandle)
 DATABASES = web.AppKey("databases", DatabaseHandle)
+APPROVERS = web.AppKey("approvers", Approvers)
+"""Who may approve: set with ``--approvers-file``, read once when the app is built."""
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 STORE_AWAY = RequestRejected(503, "store_unavailable", "The state store cannot be reached; retry.")
@@ -305,10 +307,9 @@ def _services(
     state = WebhookState(
         settings, auth, journal, metrics, clock, gate, validator, core.worker.undecided
     )
-    approvers = None
+    approvers = app.get(APPROVERS)
     held = None
-    if settings.approvers_file is not None:
-        approvers = Approvers(settings.approvers_file)
+    if approvers is not None:
         held = Approvals(store, core.recorder, core.runner, clock, metrics)
     return Services(
         store=store, worker=core.worker, runner=core.runner, webhook=state, metrics=metrics,
@@ -497,8 +498,8 @@ def init_app(
         check_approvers(ruleset, settings.approvers_file)
 
     check(app[RULES].current)
-    if settings.approvers_file is not None:
-        read_approvers(settings.approvers_file)  # a broken file fails before anything listens
+    if settings.approvers_file is not None:  # a broken file fails before anything listens
+        app[APPROVERS] = Approvers(settings.approvers_file)
     app[RELOADER] = reload.Reloader(settings.rules_dir, actions, app[RULES], clock, seen, check)
     app[REGISTRY] = registry or CollectorRegistry()
     app[edge.REFUSALS] = _count_refusals(app)

@@ -190,10 +190,6 @@ APPROVALS_IN = Statement(
     f"{APPROVAL_SELECT} WHERE a.state = :state ORDER BY a.claim_id DESC LIMIT :limit"
 )
 APPROVALS_ANY = Statement(f"{APPROVAL_SELECT} ORDER BY a.claim_id DESC LIMIT :limit")
-VOTES = Statement(
-    "SELECT claim_id, by_whom, vote, source, at, reason FROM approval_votes"
-    " WHERE claim_id = :id ORDER BY at, by_whom"
-)
 
 
 def votes_of(claim_ids: Sequence[int]) -> tuple[Statement, dict[str, Any]]:

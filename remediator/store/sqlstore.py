@@ -202,8 +202,8 @@ def _approval(claim_id: int) -> Program[PendingApproval | None]:
     found = yield from row(sql.APPROVAL, {"id": claim_id})
     if found is None:
         return None
-    votes = [vote_of(r) for r in (yield from rows(sql.VOTES, {"id": claim_id}))]
-    return pending_approval(found, votes)
+    statement, params = sql.votes_of([claim_id])
+    return pending_approval(found, [vote_of(r) for r in (yield from rows(statement, params))])
 
 
 def _decide_approval(
