@@ -12,7 +12,8 @@ from pydantic import ValidationError
 
 from remediator.actions import opt_in
 from remediator.actions.base import Permission, VerifyResult, verified_within
-from remediator.actions.recycle_pod import RecyclePodParams, choose, required_ready
+from remediator.actions.healthy import required_ready
+from remediator.actions.recycle_pod import RecyclePodParams, choose
 from remediator.actions.scale_out import ScaleOutParams, target_replicas
 from remediator.clients.k8s import Pod, translate
 from remediator.core.errors import (

@@ -33,10 +33,13 @@ DSN = "postgresql://remediator:secret@state-db.db.svc:5432/remediator"
 
 
 def rule_file(
-    *actions: dict[str, Any] | str, namespaces: tuple[str, ...] = ("team-a", "team-b")
+    *actions: dict[str, Any] | str,
+    namespaces: tuple[str, ...] = ("team-a", "team-b"),
+    shadow: bool = False,
 ) -> str:
     """A rule file whose rules use ``actions`` (inline ``{kind, params}`` or a declared
-    action's name), targets fitting each kind, and the catch-all."""
+    action's name), targets fitting each kind (shadow rules when ``shadow``), and the
+    catch-all."""
     rules: list[dict[str, Any]] = []
     for number, action in enumerate(actions):
         kind = action["kind"] if isinstance(action, dict) else DECLARED[action]["kind"]
@@ -45,7 +48,7 @@ def rule_file(
             "recycle_pod": {"kind": "Pod", "namespace": "{namespace}", "name": "{pod}"},
             "kill_query": {"kind": "Database", "name": "primary"},
             "log_only": {"kind": "Deployment", "namespace": "{namespace}", "name": "{deployment}"},
-        }[kind]
+        }.get(kind, {"kind": "Deployment", "namespace": "{namespace}", "name": "{deployment}"})
         labels = re.findall(r"{(\w+)}", json.dumps(target))  # check's unguaranteed-label
         rules.append(
             {
@@ -54,6 +57,7 @@ def rule_file(
                 "severity": "SEV-3",
                 "action": action,
                 "target": target,
+                **({"shadow": True} if shadow else {}),
             }
         )
     rules.append({"name": "default", "matchers": [], "severity": "SEV-3"})
@@ -81,6 +85,8 @@ RECYCLE_POD_DELETE = {
 }
 KILL_QUERY = {"kind": "kill_query", "params": {"min_duration_s": 60, "max_per_run": 1}}
 LOG_ONLY = {"kind": "log_only", "params": {"note": "watching"}}
+ROLLBACK = {"kind": "rollback", "params": {"max_age_s": 900}}
+RESTART_ROLLOUT = {"kind": "restart_rollout", "params": {"min_healthy": "75%"}}
 DECLARED: dict[str, dict[str, Any]] = {
     "declared-scale": SCALE_OUT_RAISE_MIN,
     "declared-recycle": RECYCLE_POD_DELETE,
@@ -151,6 +157,8 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
     "kill-query": with_rules(a=rule_file(KILL_QUERY)),
     "log-only": with_rules(a=rule_file(LOG_ONLY)),
     "escalate-only": with_rules(a=rule_file()),
+    "rollouts": with_rules(a=rule_file(ROLLBACK, RESTART_ROLLOUT)),
+    "shadow-rollback": with_rules(a=rule_file(ROLLBACK, shadow=True)),
     "declared-actions": with_rules(
         a=rule_file("declared-scale", "declared-recycle", KILL_QUERY, namespaces=("apps",))
     ),
@@ -448,6 +456,10 @@ RECYCLE_GRANTS = {
     ("", "pods", "get"), ("", "pods", "list"), ("", "pods/eviction", "create"),
     ("apps", "replicasets", "get"), ("apps", "deployments", "get"), ("", "events", "create"),
 } | DEPLOYMENT_EVIDENCE | POD_EVIDENCE  # fmt: skip
+TEMPLATE_GRANTS = DEPLOYMENT_EVIDENCE | {
+    ("apps", "deployments", "get"), ("apps", "deployments", "patch"),
+    ("apps", "replicasets", "list"), ("", "events", "create"),
+}  # fmt: skip
 HPA_PATCH = {("autoscaling", "horizontalpodautoscalers", "patch")}
 POD_DELETE = {("", "pods", "delete")}
 
@@ -464,6 +476,9 @@ POD_DELETE = {("", "pods", "delete")}
         ("kill-query", ("team-a", "team-b"), set()),
         ("log-only", ("team-a", "team-b"), set()),
         ("escalate-only", ("team-a", "team-b"), set()),
+        ("rollouts", ("team-a", "team-b"), TEMPLATE_GRANTS),
+        # A shadow rule never writes: its precheck's reads and nothing more.
+        ("shadow-rollback", ("team-a", "team-b"), DEPLOYMENT_EVIDENCE),
         ("declared-actions", ("apps",), SCALE_OUT_GRANTS | HPA_PATCH | RECYCLE_GRANTS | POD_DELETE),
         ("every-action-cluster-role", ("ns-x", "ns-y", "ns-z"), SCALE_OUT_GRANTS | RECYCLE_GRANTS),
     ],

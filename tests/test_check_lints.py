@@ -234,7 +234,7 @@ def test_the_shipped_rules_pass_with_no_finding(
     assert out == [
         "Checking rules/00-policy.yaml  SUCCESS",
         "Checking rules/10-platform.yaml  SUCCESS",
-        f"ok: 14 rules (8 with actions) in 2 files, rule-set hash {rule_set_hash(REPO / 'rules')}",
+        f"ok: 15 rules (9 with actions) in 2 files, rule-set hash {rule_set_hash(REPO / 'rules')}",
     ]
 
 

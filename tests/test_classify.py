@@ -231,6 +231,7 @@ def test_example_runbook_actions_use_the_real_kubernetes_actions() -> None:
         "recycle-pod": "recycle_pod",
         "cancel-long-queries": "kill_query",
         "release-leaked-connections": "kill_query",
+        "roll-back-release": "rollback",
     }
 
 

@@ -70,7 +70,7 @@ def test_a_rule_error_is_the_only_line_on_stderr_even_insecure_and_dry_run(
 def test_check_summarises_the_example_rules(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["check", "--rules", str(REPO / "rules")]) == 0
     last = capsys.readouterr().out.splitlines()[-1]
-    assert last.startswith("ok: 14 rules (8 with actions) in 2 files, rule-set hash ")
+    assert last.startswith("ok: 15 rules (9 with actions) in 2 files, rule-set hash ")
 
 
 @pytest.mark.parametrize(
@@ -385,7 +385,7 @@ def test_top_level_help_says_what_it_does_and_where_to_start() -> None:
 def test_a_flag_beats_its_variable_on_the_real_command_line() -> None:
     env = {"REMEDIATOR_RULES": "/no/such/rules"}
     checked = remediator("check", "--rules", "rules", env=env).stdout.splitlines()
-    assert checked[-1].startswith("ok: 14 rules")
+    assert checked[-1].startswith("ok: 15 rules")
     assert refused(remediator("check", env=env)) == (
         "remediator: rules directory /no/such/rules does not exist."
     )

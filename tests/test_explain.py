@@ -176,9 +176,11 @@ def test_why_names_each_earlier_rule_and_the_first_matcher_it_fails(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     status, lines, _ = explain(capsys, "--why", "alertname=HighErrorRate", "severity=warning")
-    assert (status, lines[:5]) == (
+    assert (status, lines[:6]) == (
         0,
         [
+            'skipped: api-unavailable-rollback (10-platform.yaml): alertname="APIUnavailable"'
+            ' does not match alertname="HighErrorRate"',
             'skipped: api-unavailable (10-platform.yaml): alertname="APIUnavailable" does not'
             ' match alertname="HighErrorRate"',
             'skipped: database-primary-down (10-platform.yaml): alertname="DatabasePrimaryDown"'

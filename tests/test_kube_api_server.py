@@ -363,6 +363,117 @@ async def test_a_pod_template_change_rolls_out_a_new_replicaset(
     assert d.metadata.annotations["deployment.kubernetes.io/revision"] == "2"
 
 
+async def test_a_rolling_update_never_has_fewer_available_pods_than_max_unavailable_allows(
+    kube: KubeApiServer, api: ApiClient
+) -> None:
+    kube.add_deployment(NS, "web", replicas=4)  # maxSurge 25 % (1), maxUnavailable 25 % (1)
+    seen: list[tuple[int, int]] = []
+
+    async def rolled_out() -> bool:
+        replicasets = (await client.AppsV1Api(api).list_namespaced_replica_set(NS)).items
+        available = sum(rs.status.available_replicas or 0 for rs in replicasets)
+        pods = sum(rs.spec.replicas or 0 for rs in replicasets)
+        seen.append((available, pods))
+        return (
+            sorted(rs.spec.replicas for rs in replicasets) == [0, 4]
+            and available == 4
+            and (len([rs for rs in replicasets if rs.status.ready_replicas]) == 1)
+        )
+
+    kube.deploy(NS, "web", "registry.example/web:2")
+    await poll(rolled_out, "the rollout of revision 2")
+    assert min(available for available, _ in seen) >= 3
+    assert max(pods for _, pods in seen) <= 5
+    assert len({pods for _, pods in seen}) > 1, "the rollout went in steps"
+
+
+async def test_a_release_whose_pods_never_get_ready_stalls_within_max_unavailable(
+    kube: KubeApiServer, api: ApiClient
+) -> None:
+    kube.add_deployment(NS, "web", replicas=4)
+    kube.failing_images.add("registry.example/web:bad")
+    kube.deploy(NS, "web", "registry.example/web:bad")
+    await asyncio.sleep(3)  # several pod lags: the rollout goes as far as it can
+    d = await client.AppsV1Api(api).read_namespaced_deployment("web", NS)
+    assert d.status.ready_replicas == 3  # the old ReplicaSet keeps 4 - maxUnavailable
+    assert d.status.updated_replicas == 2  # 1 surge + 1 unavailable, none of them Ready
+    assert d.metadata.annotations["deployment.kubernetes.io/revision"] == "2"
+
+
+async def test_an_older_template_made_current_again_becomes_the_newest_revision(
+    kube: KubeApiServer, api: ApiClient
+) -> None:
+    kube.add_deployment(NS, "web", replicas=2)
+    first = kube.replicasets(NS)[0]["spec"]["template"]
+    kube.deploy(NS, "web", "registry.example/web:2")
+    apps = client.AppsV1Api(api)
+    d = await apps.read_namespaced_deployment("web", NS)
+    template = dict(first)
+    template["metadata"] = {"labels": {"app": "web"}}  # without pod-template-hash
+    body = [
+        {
+            "op": "replace",
+            "path": "/metadata/resourceVersion",
+            "value": d.metadata.resource_version,
+        },
+        {"op": "replace", "path": "/spec/template", "value": template},
+    ]
+    await apps.patch_namespaced_deployment("web", NS, body)
+
+    async def back_on_the_first() -> bool:
+        replicasets = (await apps.list_namespaced_replica_set(NS)).items
+        return any(rs.spec.replicas == 2 and rs.status.ready_replicas == 2 for rs in replicasets)
+
+    await poll(back_on_the_first, "the first ReplicaSet serving again")
+    revisions = {
+        rs["metadata"]["name"]: rs["metadata"]["annotations"] for rs in kube.replicasets(NS)
+    }
+    restored = revisions[f"web-{first['metadata']['labels']['pod-template-hash']}"]
+    assert restored["deployment.kubernetes.io/revision"] == "3"
+    assert restored["deployment.kubernetes.io/revision-history"] == "1"
+    assert len(revisions) == 2
+    d = await apps.read_namespaced_deployment("web", NS)
+    assert d.metadata.annotations["deployment.kubernetes.io/revision"] == "3"
+
+
+async def test_a_stale_resource_version_in_a_json_patch_is_a_conflict(
+    kube: KubeApiServer, api: ApiClient
+) -> None:
+    kube.add_deployment(NS, "web", replicas=1)
+    body = [{"op": "replace", "path": "/metadata/resourceVersion", "value": "1"}]
+    with pytest.raises(ApiException) as raised:
+        await client.AppsV1Api(api).patch_namespaced_deployment("web", NS, body)
+    assert raised.value.status == 409
+    assert status_body(raised.value)["reason"] == "Conflict"
+
+
+async def test_old_replicasets_beyond_the_revision_history_limit_are_deleted(
+    kube: KubeApiServer, api: ApiClient
+) -> None:
+    kube.add_deployment(NS, "web", replicas=1, revision_history_limit=1)
+    for release in (2, 3, 4):
+        kube.deploy(NS, "web", f"registry.example/web:{release}")
+
+        async def settled(release: int = release) -> bool:
+            replicasets = kube.replicasets(NS)
+            return (
+                any(
+                    rs["metadata"]["annotations"]["deployment.kubernetes.io/revision"]
+                    == str(release)
+                    and rs["status"].get("readyReplicas") == 1
+                    for rs in replicasets
+                )
+                and len(replicasets) <= 2
+            )
+
+        await poll(settled, f"revision {release} serving, one older kept")
+    numbers = sorted(
+        int(rs["metadata"]["annotations"]["deployment.kubernetes.io/revision"])
+        for rs in kube.replicasets(NS)
+    )
+    assert numbers == [3, 4]
+
+
 # ---- pods: listing --------------------------------------------------------------------------
 
 

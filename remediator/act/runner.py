@@ -173,7 +173,7 @@ class ActionRunner:
         request: Request = ActionRequest(
             target=incident.target, params=plan.params, rule=incident.rule,
             episode_id=incident.episode_id, labels=incident.alert.labels,
-            require_opt_in=self._require_opt_in,
+            require_opt_in=self._require_opt_in, alert_started_at=incident.alert.starts_at,
         )  # fmt: skip
         async with self._preview_slots:
             checked = await self._precheck(plan, request)
@@ -264,6 +264,7 @@ class ActionRunner:
             verify_within_s=job.verify_within_s,
             require_opt_in=self._require_opt_in,
             intend=self._intender(job.claim_id, progress),
+            alert_started_at=incident.alert.starts_at,
         )
         if job.resumed:
             verdict = await self._recheck(job)

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from enum import StrEnum
 from typing import Any, ClassVar, Generic, Protocol, TypeAlias, TypeVar
 
@@ -124,6 +125,9 @@ class ActionRequest(Generic[ParamsT, IntentT]):
     require_opt_in: bool = True
     """Whether the live object must carry the opt-in annotation (policy.require_opt_in)."""
     intend: Intend[IntentT] = intend_nothing
+    alert_started_at: datetime | None = None
+    """When the alert began firing (its ``startsAt``); None where no alert is at hand
+    (an undo step, a reconcile)."""
 
 
 @dataclass(frozen=True, slots=True)

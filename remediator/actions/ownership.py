@@ -20,6 +20,9 @@ In order:
    leaves no entry of its own, its tracking annotation beside a last-applied configuration
    that sets ``spec.replicas``. Refused unless the rule says ``gitops: act``: a sync would
    put the count back (the same happens to any hand-run ``kubectl scale``).
+
+``rollback`` and ``restart_rollout`` write the pod template instead: :func:`template_owner`
+asks the same of ``spec.template``.
 """
 
 from __future__ import annotations
@@ -95,6 +98,34 @@ def gitops_owner(deployment: Deployment) -> str | None:
             " configuration sets spec.replicas (or cannot be read)"
         )
     return None
+
+
+def template_owner(deployment: Deployment) -> str | None:
+    """The GitOps controller that writes the pod template, in words, or None: a rollback or
+    a restart it would put back at its next sync. Argo CD's tracking annotation is enough:
+    an application's templates always come from git."""
+    for owner in deployment.template_owners:
+        tool = GITOPS_MANAGERS.get(owner.manager)
+        if tool is not None and owner.subresource == "":
+            return f"{tool} owns spec.template (field manager {owner.manager!r}, {owner.operation})"
+    tracking = deployment.annotations.get(ARGO_TRACKING)
+    if tracking is not None:
+        return f"Argo CD tracks it ({ARGO_TRACKING}: {tracking!r})"
+    return None
+
+
+def refuse_template_owner(deployment: Deployment, gitops: Literal["refuse", "act"]) -> Verdict:
+    """``owned_elsewhere`` when a GitOps controller writes the pod template and the rule
+    did not say ``gitops: act``."""
+    owner = template_owner(deployment)
+    if owner is None or gitops == "act":
+        return ALLOW
+    key = f"{deployment.namespace}/Deployment/{deployment.name}"
+    return refuse(
+        StopReason.OWNED_ELSEWHERE,
+        f"{owner}; remediator does not change the pod template of {key} under it (its next"
+        " sync would put the template back).",
+    )
 
 
 def _applies_replicas(text: str | None) -> bool:

@@ -13,11 +13,10 @@ the rule sets ``allow_delete_fallback``. Verified when a replacement pod is Read
 from __future__ import annotations
 
 import asyncio
-import math
 from collections.abc import Sequence
 from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field
 
 from remediator.actions import opt_in
 from remediator.actions.base import (
@@ -32,19 +31,18 @@ from remediator.actions.base import (
     VerifyResult,
     verified_within,
 )
+from remediator.actions.healthy import MinHealthy, required_ready
 from remediator.clients.k8s import Deployment, KubeClient, KubeHandle, Pod
 from remediator.core.errors import Conflict, DisruptionBlocked, NotFound
 from remediator.core.model import ALLOW, StopReason, Target, Verdict, refuse
 
 PDB_BACKOFF_S = 2.0
-MAX_MIN_HEALTHY = 1_000
-"""As scale_out's max_replicas: the most replicas a rule reasons about."""
 
 
 class RecyclePodParams(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
-    min_healthy: int | str
+    min_healthy: MinHealthy
     """Ready replicas that must remain: a count (0 to 1 000) or a share of the desired,
     "0%" to "100%" ("66%")."""
     pick: Literal["most_restarts", "oldest", "not_ready"] = "most_restarts"
@@ -57,19 +55,6 @@ class RecyclePodParams(BaseModel):
     allow_daemonset: bool = False
     allow_delete_fallback: bool = False
     """DELETE the pod when a PDB keeps refusing. Off: PDBs exist for a reason."""
-
-    @field_validator("min_healthy")
-    @classmethod
-    def _count_or_share(cls, value: int | str) -> int | str:
-        if isinstance(value, int):
-            if not 0 <= value <= MAX_MIN_HEALTHY:
-                raise ValueError(f"must be a count from 0 to {MAX_MIN_HEALTHY}, not {value}")
-            return value
-        digits = value.removesuffix("%")
-        share_ok = digits != value and digits.isascii() and digits.isdigit() and len(digits) <= 3
-        if not share_ok or int(digits) > 100:
-            raise ValueError('must be a count or a percentage from "0%" to "100%", such as "66%"')
-        return value
 
 
 class RecyclePodFacts(BaseModel):
@@ -101,12 +86,6 @@ class RecyclePodIntent(Stored):
 
 Request = ActionRequest[RecyclePodParams, RecyclePodIntent]
 Result = ActionResult[Nothing]
-
-
-def required_ready(min_healthy: int | str, desired: int) -> int:
-    if isinstance(min_healthy, int):
-        return min_healthy
-    return math.ceil(desired * int(min_healthy[:-1]) / 100)
 
 
 def choose(pods: Sequence[Pod], pick: str) -> Pod | None:

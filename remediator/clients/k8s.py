@@ -134,6 +134,9 @@ class Deployment(_Checked):
     selector: Mapping[str, str]
     replicas_owners: tuple[FieldOwner, ...] = ()
     """The managedFields entries that hold ``spec.replicas``."""
+    template_owners: tuple[FieldOwner, ...] = ()
+    """The managedFields entries that hold (part of) ``spec.template``."""
+    paused: bool = False
 
     @property
     def rolling_out(self) -> bool:
@@ -338,19 +341,21 @@ def _deployment(item: Any) -> Deployment:
         updated_replicas=(status.updated_replicas if status else None) or 0,
         annotations=dict(item.metadata.annotations or {}),
         selector=dict(item.spec.selector.match_labels or {}),
-        replicas_owners=_replicas_owners(item.metadata.managed_fields or []),
+        replicas_owners=_spec_owners(item.metadata.managed_fields or [], "f:replicas"),
+        template_owners=_spec_owners(item.metadata.managed_fields or [], "f:template"),
+        paused=bool(item.spec.paused),
     )
 
 
-def _replicas_owners(entries: list[Any]) -> tuple[FieldOwner, ...]:
-    """The managedFields entries whose field set holds ``f:spec`` → ``f:replicas``."""
+def _spec_owners(entries: list[Any], field: str) -> tuple[FieldOwner, ...]:
+    """The managedFields entries whose field set holds ``f:spec`` → ``field``."""
     owners = []
     for entry in entries:
         fields = entry.fields_v1 or {}
         spec = fields.get("f:spec") or {} if isinstance(fields, dict) else None
         if not isinstance(spec, dict):  # who owns what cannot be read: doubt, not "nobody"
             raise TypeError(f"managedFields of {entry.manager!r} are not a field set")
-        if "f:replicas" in spec:
+        if field in spec:
             owners.append(FieldOwner(entry.manager, entry.operation, entry.subresource or ""))
     return tuple(owners)
 
@@ -464,6 +469,43 @@ class KubeClient:
             ),
         )
         return _read(what, lambda: _scale(item))
+
+    async def set_pod_template(
+        self, namespace: str, name: str, template: Mapping[str, Any], resource_version: str
+    ) -> Deployment:
+        """Replace the pod template whole, as ``kubectl rollout undo`` does (a JSON patch, so
+        nothing of the template written over survives), only if nobody wrote the Deployment
+        since ``resource_version`` (else Conflict)."""
+        body = [
+            {"op": "replace", "path": "/metadata/resourceVersion", "value": resource_version},
+            {"op": "replace", "path": "/spec/template", "value": dict(template)},
+        ]
+        return await self._patch_deployment(f"roll back {namespace}/{name}", namespace, name, body)
+
+    async def set_template_annotation(
+        self, namespace: str, name: str, key: str, value: str, resource_version: str
+    ) -> Deployment:
+        """One annotation of the pod template, as ``kubectl rollout restart`` writes
+        ``kubectl.kubernetes.io/restartedAt``, only if nobody wrote the Deployment since
+        ``resource_version`` (else Conflict)."""
+        body = {
+            "metadata": {"resourceVersion": resource_version},
+            "spec": {"template": {"metadata": {"annotations": {key: value}}}},
+        }
+        return await self._patch_deployment(
+            f"restart the pods of {namespace}/{name}", namespace, name, body
+        )
+
+    async def _patch_deployment(
+        self, what: str, namespace: str, name: str, body: Any
+    ) -> Deployment:
+        item = await call_with_retries(
+            what,
+            lambda: self._apps.patch_namespaced_deployment(
+                name, namespace, body, _request_timeout=REQUEST_TIMEOUT_S
+            ),
+        )
+        return _read(what, lambda: _deployment(item))
 
     async def hpas_for(self, namespace: str, deployment: str) -> list[Autoscaler]:
         """The HorizontalPodAutoscalers that scale ``deployment``."""

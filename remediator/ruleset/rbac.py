@@ -20,6 +20,7 @@ from remediator.ruleset.rules import RuleSet
 
 ROLE_NAME = "remediator"
 RBAC_GROUP = "rbac.authorization.k8s.io"
+READ_VERBS = frozenset({"get", "list", "watch"})
 #: What an action's evidence bundle reads of its target, by the target's kind
 #: (``evidence/kube.py``): read-only, and only for the kinds the rules' actions act on. A
 #: Pod's includes ``pods/log``: the last lines of a recycled pod's containers.
@@ -35,6 +36,15 @@ EVIDENCE_READS: dict[str, tuple[Permission, ...]] = {
         Permission("", ("events",), ("list",)),
     ),
 }
+
+
+def _granted(permissions: Iterable[Permission], shadow: bool) -> list[Permission]:
+    """What a rule's action is granted: all it needs; a shadow rule's, only the reads of its
+    precheck (it never writes until someone makes it live, and the RBAC follows then)."""
+    if not shadow:
+        return list(permissions)
+    reads = [(p, tuple(v for v in p.verbs if v in READ_VERBS)) for p in permissions]
+    return [Permission(p.api_group, p.resources, verbs) for p, verbs in reads if verbs]
 
 
 def merged_rules(permissions: Iterable[Permission]) -> list[dict[str, list[str]]]:
@@ -61,7 +71,12 @@ def manifests(
     cluster_role: bool = False,
 ) -> str:
     plans = [rule.plan for rule in ruleset.rules if rule.plan is not None]
-    permissions = [p for plan in plans for p in plan.action.permissions(plan.params)]
+    permissions = [
+        p
+        for rule in ruleset.rules
+        if rule.plan is not None
+        for p in _granted(rule.plan.action.permissions(rule.plan.params), rule.shadow)
+    ]
     kinds = {kind for plan in plans for kind in plan.action.target_kinds}
     permissions += [p for kind in sorted(kinds) for p in EVIDENCE_READS.get(kind, ())]
     rules = merged_rules(permissions)

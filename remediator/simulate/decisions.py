@@ -51,7 +51,8 @@ def _key(record: AuditRecord) -> tuple[int, str]:
 
 def _decision(records: list[AuditRecord]) -> Decision:
     first = records[0]
-    ended = [r for r in records if r.step is not Step.ESCALATED] or records
+    # A shadow rule's record, written beside the live decision, is not the alert's decision.
+    ended = [r for r in records if r.step not in (Step.ESCALATED, Step.SHADOW)] or records
     last = ended[-1]
     escalations = [r for r in records if r.step is Step.ESCALATED]
     params = next((r.details.get("params") for r in records if r.step is Step.DRY_RUN), None)

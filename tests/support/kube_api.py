@@ -159,6 +159,7 @@ _NAME_ALPHABET: Final = "bcdfghjklmnpqrstvwxz2456789"
 _REVISION: Final = "deployment.kubernetes.io/revision"
 _DESIRED_REPLICAS: Final = "deployment.kubernetes.io/desired-replicas"
 _MAX_REPLICAS: Final = "deployment.kubernetes.io/max-replicas"
+_REVISION_HISTORY: Final = "deployment.kubernetes.io/revision-history"
 _OPTIMISTIC_LOCK: Final = (
     "the object has been modified; please apply your changes to the latest version and try again"
 )
@@ -1417,6 +1418,9 @@ class KubeApiServer(StartStop):
         self._pod_node: dict[str, str] = {}  # uid -> node a daemonset pod is bound to
         self._ds_nodes: dict[tuple[str, str], list[str]] = {}
         self._frozen_deployments: set[tuple[str, str]] = set()
+        #: Images whose containers start but never pass their readiness probe: their pods
+        #: stay Running and not Ready, as a bad release's do.
+        self.failing_images: set[str] = set()
         #: Whether KEDA's ScaledObject CRD is installed (:meth:`install_keda`); until it is,
         #: its paths answer as those of any group the server does not serve.
         self.keda_installed = False
@@ -1614,11 +1618,14 @@ class KubeApiServer(StartStop):
         image: str = DEFAULT_IMAGE,
         env: Mapping[str, str] | None = None,
         manager: str = "kubectl-create",
+        strategy: Mapping[str, Any] | None = None,
+        revision_history_limit: int = 10,
     ) -> JSON:
         """Create a Deployment whose selector, template labels and labels are ``labels``
         (default ``{"app": name}``), its container given ``env`` (name to value), as field
-        manager ``manager`` (``kubectl create``'s by default); the controllers then create
-        its ReplicaSet and pods."""
+        manager ``manager`` (``kubectl create``'s by default), with ``strategy`` (default a
+        rolling update of 25 % surge and 25 % unavailable); the controllers then create its
+        ReplicaSet and pods."""
         self.add_namespace(namespace)
         labels = dict(labels) if labels is not None else {"app": name}
         deployment: JSON = {
@@ -1632,11 +1639,13 @@ class KubeApiServer(StartStop):
                     "metadata": {"labels": dict(labels)},
                     "spec": self._pod_spec(image, env=env),
                 },
-                "strategy": {
+                "strategy": dict(strategy)
+                if strategy is not None
+                else {
                     "type": "RollingUpdate",
                     "rollingUpdate": {"maxUnavailable": "25%", "maxSurge": "25%"},
                 },
-                "revisionHistoryLimit": 10,
+                "revisionHistoryLimit": revision_history_limit,
                 "progressDeadlineSeconds": 600,
             },
             "status": {},
@@ -1957,6 +1966,40 @@ class KubeApiServer(StartStop):
         self._update(DEPLOYMENTS, d)
         self._reconcile()
         return self.deployment(namespace, name)
+
+    def deploy(
+        self,
+        namespace: str,
+        name: str,
+        image: str,
+        *,
+        manager: str = "kubectl-set",
+        annotations: Mapping[str, str] | None = None,
+    ) -> JSON:
+        """A release, as ``kubectl set image`` makes one: every container of the pod template
+        gets ``image`` (and the template ``annotations``), written as field manager
+        ``manager``; the deployment controller then rolls it out (a new ReplicaSet, a new
+        revision) at the lags' pace, within the strategy's bounds."""
+        current = self._get(DEPLOYMENTS, namespace, name)
+        d = copy.deepcopy(current)
+        template = d["spec"]["template"]
+        for container in template["spec"]["containers"]:
+            container["image"] = image
+        if annotations:
+            template.setdefault("metadata", {}).setdefault("annotations", {}).update(annotations)
+        d["metadata"]["generation"] = int(d["metadata"].get("generation", 1)) + 1
+        managed_fields.record_update(current, d, manager)
+        self._update(DEPLOYMENTS, d)
+        self._reconcile(lagged=True)
+        return self.deployment(namespace, name)
+
+    def set_created(self, resource: str, namespace: str, name: str, at: dt.datetime) -> JSON:
+        """Back-date an object's ``creationTimestamp`` (``resource`` as in its path, e.g.
+        ``replicasets``): what a cluster shows of one made ``at``."""
+        obj = copy.deepcopy(self._store[resource][(namespace, name)])
+        obj["metadata"]["creationTimestamp"] = _time(at)
+        self._store[resource][(namespace, name)] = obj
+        return copy.deepcopy(obj)
 
     def finish_rollout(self, namespace: str, name: str) -> JSON:
         """Let the deployment controller act on a Deployment again (see :meth:`start_rollout`)."""
@@ -2680,7 +2723,10 @@ class KubeApiServer(StartStop):
             self._ready_at.pop(uid, None)
             running = copy.deepcopy(pod)
             self._schedule(running)
-            running["status"] = self._running_status(running, ready=True)
+            images = {c.get("image") for c in running["spec"]["containers"]}
+            running["status"] = self._running_status(
+                running, ready=not images & self.failing_images
+            )
             changed |= self._update(PODS, running)
         return changed
 
@@ -2754,20 +2800,27 @@ class KubeApiServer(StartStop):
             (rs for rs in owned if _labels(rs).get("pod-template-hash") == pod_hash), None
         )
         if new_rs is None and not spec.get("paused"):
+            # Beside older ReplicaSets with pods it starts empty: the rollout grows it.
+            first = 0 if any(int(rs["spec"].get("replicas", 0)) for rs in owned) else desired
             new_rs = self._new_replicaset(
-                d, pod_hash, desired, max(map(revision, owned), default=0) + 1
+                d, pod_hash, first, max(map(revision, owned), default=0) + 1
             )
             owned.append(new_rs)
             changed = True
         if new_rs is None and owned:
             new_rs = max(owned, key=revision)
+        targets = self._rollout_targets(d, new_rs, owned, desired) if new_rs else {}
+        newest = max(map(revision, owned), default=0)
         for rs in owned:
-            target = (
-                desired
-                if new_rs is not None and rs["metadata"]["uid"] == new_rs["metadata"]["uid"]
-                else 0
-            )
+            target = targets.get(rs["metadata"]["uid"], 0)
             updated = copy.deepcopy(rs)
+            if rs is new_rs and revision(rs) < newest:
+                # An older template is current again (a rollback): its ReplicaSet becomes
+                # the newest revision, and keeps the number it had in its history.
+                annotations = updated["metadata"].setdefault("annotations", {})
+                history = [h for h in annotations.get(_REVISION_HISTORY, "").split(",") if h]
+                annotations[_REVISION_HISTORY] = ",".join([*history, str(revision(rs))])
+                annotations[_REVISION] = str(newest + 1)
             if updated["spec"].get("replicas") != target:
                 updated["spec"]["replicas"] = target
                 updated["metadata"]["generation"] = (
@@ -2842,7 +2895,74 @@ class KubeApiServer(StartStop):
         if new_current is not None:
             d["metadata"].setdefault("annotations", {})[_REVISION] = str(revision(new_current))
         changed |= self._update(DEPLOYMENTS, d)
+        if complete and new_current is not None:
+            changed |= self._prune_history(d, owned, new_current)
         return changed
+
+    def _prune_history(self, d: JSON, owned: list[JSON], current: JSON) -> bool:
+        """Once a rollout is complete, the older ReplicaSets without pods beyond
+        ``spec.revisionHistoryLimit`` (default 10) are deleted, oldest first."""
+        limit = int(d["spec"].get("revisionHistoryLimit", 10))
+        idle = sorted(
+            (
+                rs
+                for rs in owned
+                if rs is not current
+                and rs["metadata"]["uid"] != current["metadata"]["uid"]
+                and not rs["spec"].get("replicas")
+                and not rs.get("status", {}).get("replicas")
+            ),
+            key=lambda rs: int((rs["metadata"].get("annotations") or {}).get(_REVISION, "0")),
+        )
+        for rs in idle[: max(0, len(idle) - limit)]:
+            self._remove(REPLICASETS, rs["metadata"]["namespace"], rs["metadata"]["name"])
+        return len(idle) > limit
+
+    def _rollout_targets(
+        self, d: JSON, new_rs: JSON, owned: list[JSON], desired: int
+    ) -> dict[str, int]:
+        """``spec.replicas`` of each ReplicaSet (by UID), as the deployment controller sets
+        them in one sync: the new one alone at ``desired`` when no older one has pods to
+        replace; else, rolling, the new one grown within ``maxSurge`` and the older ones
+        (oldest first, their unavailable pods first) shrunk as far as ``maxUnavailable``
+        allows; with ``Recreate``, the new one only once the older ones have no pods. A
+        paused Deployment's rollout is left where it is."""
+
+        def uid(rs: JSON) -> str:
+            return str(rs["metadata"]["uid"])
+
+        def count(rs: JSON, field: str) -> int:
+            source = rs["spec"] if field == "spec" else rs.get("status", {})
+            return int(source.get("replicas" if field == "spec" else field, 0))
+
+        old = sorted(
+            (rs for rs in owned if uid(rs) != uid(new_rs)),
+            key=lambda rs: int((rs["metadata"].get("annotations") or {}).get(_REVISION, "0")),
+        )
+        targets = {uid(rs): count(rs, "spec") for rs in owned}
+        if not any(targets[uid(rs)] or count(rs, "replicas") for rs in old):
+            return {**{uid(rs): 0 for rs in old}, uid(new_rs): desired}
+        if d["spec"].get("paused"):
+            return targets
+        if (d["spec"].get("strategy") or {}).get("type") == "Recreate":
+            drained = all(count(rs, "replicas") == 0 for rs in old)
+            return {**{uid(rs): 0 for rs in old}, uid(new_rs): desired if drained else 0}
+        surge, unavailable = self._fenceposts(d, desired)
+        grown = min(targets[uid(new_rs)], desired)
+        grown += max(0, min(desired - grown, desired + surge - sum(targets.values())))
+        targets[uid(new_rs)] = grown
+        min_available = desired - unavailable
+        spare = sum(targets.values()) - min_available - (grown - count(new_rs, "availableReplicas"))
+        for rs in old:  # pods that serve nothing go first
+            cut = max(0, min(targets[uid(rs)] - count(rs, "availableReplicas"), spare))
+            targets[uid(rs)] -= cut
+            spare -= cut
+        down = sum(count(rs, "availableReplicas") for rs in owned) - min_available
+        for rs in old:
+            cut = max(0, min(targets[uid(rs)], down))
+            targets[uid(rs)] -= cut
+            down -= cut
+        return targets
 
     def _new_replicaset(self, d: JSON, pod_hash: str, desired: int, revision: int) -> JSON:
         surge, _ = self._fenceposts(d, desired)

@@ -171,15 +171,30 @@ are equal document for document.
 {{- if eq (toString $params.allow_delete_fallback) "true" }}
 {{- $perms = append $perms (list "" (list "pods") (list "delete")) }}
 {{- end }}
+{{- else if has $action.kind (list "rollback" "restart_rollout") }}
+{{- /* the action's (its pod template, its ReplicaSets), then its evidence's of a Deployment */}}
+{{- $perms = list
+      (list "apps" (list "deployments") (list "get" "patch"))
+      (list "apps" (list "replicasets") (list "list"))
+      (list "" (list "events") (list "create"))
+      (list "apps" (list "deployments") (list "get"))
+      (list "apps" (list "replicasets") (list "list"))
+      (list "autoscaling" (list "horizontalpodautoscalers") (list "list"))
+      (list "" (list "events") (list "list")) }}
 {{- else if has $action.kind (list "kill_query" "log_only") }}
 {{- /* database privileges, or nothing: no Kubernetes API */}}
 {{- else }}
 {{- fail (printf "rule %q: action kind %q is not one this chart knows the RBAC of" .name (toString $action.kind)) }}
 {{- end }}
+{{- $shadow := eq (toString .shadow) "true" }}
 {{- range $perms }}
 {{- $group := index . 0 }}
 {{- $verbs := index . 2 }}
-{{- range $resource := index . 1 }}
+{{- if $shadow }}
+{{- /* a shadow rule never writes: only its precheck's reads (rbac._granted) */}}
+{{- $verbs = without $verbs "create" "patch" "update" "delete" "deletecollection" }}
+{{- end }}
+{{- range $resource := ternary (index . 1) list (gt (len $verbs) 0) }}
 {{- /* a space sorts before every character of a group or resource name */}}
 {{- $key := printf "%s %s" $group $resource }}
 {{- if not (hasKey $grants $key) }}
