@@ -108,8 +108,8 @@ EXAMPLES = {
             "rule: long-running-query (10-platform.yaml)",
             "severity: SEV-3",
             "action: cancel-long-queries (kill_query)",
-            'params: min_duration_s=300 max_per_run=5 states=["active"] grace_s=10'
-            " terminate=true redact_literals=true",
+            'params: engine="postgresql" min_duration_s=300 max_per_run=5 states=["active"]'
+            " grace_s=10 terminate=true redact_literals=true",
             f"target: {DATABASE}",
             "scope: Database targets are in scope: only those serve --database names.",
             STORM,
