@@ -20,12 +20,14 @@ import aiohttp
 import asyncpg
 import pytest
 
+from tests.support.clickhouse import ClickHouseServer
 from tests.support.kube_api import KubeApiServer
 from tests.support.kubeconfig import write_kubeconfig
 from tests.support.payloads import webhook_alert, webhook_payload
 from tests.support.postgres import PostgresServer
 from tests.support.process import RemediatorProcess, start_remediator
 from tests.support.service import EXAMPLE_RULES, TOKEN, fixture_bytes
+from tests.test_kill_query import POLICY
 
 NS = "llm-research"
 OPTED_IN = {"remediator.io/allow": "scale_out"}
@@ -244,3 +246,71 @@ async def test_sigterm_under_load_answers_503_while_draining_and_leaves_nothing_
         pending = db.execute("SELECT count(*) FROM journal WHERE done_at IS NULL").fetchone()[0]
         open_claims = db.execute("SELECT count(*) FROM claims WHERE outcome IS NULL").fetchone()[0]
     assert (pending, open_claims) == (0, 0)
+
+
+#: kill_query on ClickHouse: where the crash comes; whether the chosen query was killed; and
+#: the claim's outcome once the restarted process has settled it.
+CLICKHOUSE_CRASHES = {
+    "after_claim": (True, "succeeded"),  # nothing sent: run after the restart, once
+    "after_intent": (False, "not_applied"),  # the query ids durable, no KILL sent: observed
+    "after_action": (True, "succeeded"),  # killed, outcome lost: observed as gone
+}
+CLICKHOUSE_ALERT = json.dumps(
+    webhook_payload(webhook_alert(labels={"alertname": "LongRunningQuery"}))
+).encode()
+
+
+@pytest.mark.parametrize("failpoint", list(CLICKHOUSE_CRASHES))
+async def test_a_clickhouse_kill_crashed_at_any_point_ends_with_one_outcome_and_one_kill(
+    tmp_path: Path, failpoint: str
+) -> None:
+    killed, outcome = CLICKHOUSE_CRASHES[failpoint]
+    async with ClickHouseServer() as ch:
+        victim = ch.long_query("app")
+        await victim.started()
+        (tmp_path / "metrics.dsn").write_text(ch.dsn() + "\n")
+        rules = tmp_path / "rules"
+        rules.mkdir()
+        (rules / "00-policy.yaml").write_text(POLICY)
+        (rules / "10-db.yaml").write_text(CLICKHOUSE_RULE)
+        args = ("--database", f"metrics=file:{tmp_path / 'metrics.dsn'}")
+        await asyncio.sleep(1.1)
+        crashing = await start_remediator(
+            tmp_path, rules=rules, failpoints=failpoint, extra_args=args
+        )
+        try:
+            await crashing.post(CLICKHOUSE_ALERT)
+            assert await crashing.wait_exit() == 137
+        finally:
+            await crashing.stop()
+        state = SqliteState(tmp_path / "state.db")
+        service = await start_remediator(tmp_path, rules=rules, extra_args=args)
+        try:
+            assert await service.post(CLICKHOUSE_ALERT) == 200  # Alertmanager resends
+            await settled(state)
+            await asyncio.sleep(0.3)
+            decisions = await service.decisions()
+        finally:
+            assert await service.stop() == 0
+        still = victim.query_id in await ch.running_ids()
+    assert [o for _, o in await claims(state)] == [outcome]
+    assert still is not killed
+    steps = [d["step"] for d in decisions]
+    assert sum(step in OUTCOME_STEPS for step in steps) == 1, steps
+    assert (steps.count("received"), steps.count("claimed")) == (1, 1), steps
+    escalated = [d["reason"] for d in decisions if d["step"] == "escalated"]
+    assert escalated == ([] if outcome == "succeeded" else ["not_applied"])
+
+
+CLICKHOUSE_RULE = """
+rules:
+  - name: long-running-query
+    match: ['alertname="LongRunningQuery"']
+    severity: SEV-3
+    action: {kind: kill_query, params: {engine: clickhouse, min_duration_s: 1, max_per_run: 5}}
+    target: {kind: Database, name: metrics}
+    verify_within_s: 5
+  - name: default
+    match: []
+    severity: SEV-3
+"""

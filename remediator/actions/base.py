@@ -23,7 +23,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, ClassVar, Generic, Protocol, TypeAlias, TypeVar
+from typing import Any, ClassVar, Generic, Protocol, TypeAlias, TypeVar, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
@@ -241,3 +241,16 @@ class Action(Protocol[ParamsT, FactsT, IntentT, UndoT]):
 AnyAction: TypeAlias = Action[Any, Any, Any, Any]
 """An action of any kind, as rule sets and the act stage hold it. Each pairing of an action
 with its params is made, and validated by its ``params_model``, when the rules load."""
+
+
+@runtime_checkable
+class Variants(Protocol):
+    """An action kind whose rules choose one of several actions by one parameter: the
+    ``engine`` of ``kill_query`` (PostgreSQL, ClickHouse). The rule loader picks the variant
+    before checking the rule's ``params`` against it; the variant is what the rule runs."""
+
+    variant_param: ClassVar[str]
+    default_variant: ClassVar[str]
+    """The variant of a rule whose params do not name one."""
+
+    def variants(self) -> Mapping[str, AnyAction]: ...

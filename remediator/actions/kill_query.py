@@ -12,6 +12,10 @@ one the cancel may have missed for its next query (the README's residual risk). 
 the chosen rows with their query text truncated and literals redacted, and the result of
 every signal go into the audit. Verified when the chosen sessions no longer run those
 queries.
+
+A rule's ``params`` may say ``engine: clickhouse``: its kill_query is then ClickHouse's
+(``kill_query_clickhouse``), chosen when the rules load (``variants``); no ``engine``, or
+``engine: postgresql``, is this one.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ import json
 import re
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Annotated, Any, ClassVar
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import (
     BaseModel,
@@ -39,6 +43,7 @@ from remediator.actions.base import (
     Action,
     ActionRequest,
     ActionResult,
+    AnyAction,
     Checked,
     Nothing,
     Permission,
@@ -46,6 +51,7 @@ from remediator.actions.base import (
     Stored,
     VerifyResult,
 )
+from remediator.actions.kill_query_clickhouse import ClickHouseKillQuery
 from remediator.clients.postgres import DatabaseHandle, PostgresTarget, Session, Signalled
 from remediator.core.model import ALLOW, StopReason, refuse
 from remediator.core.regex import Regex
@@ -75,6 +81,10 @@ _NUMBER = re.compile(r"\b\d+(?:\.\d+)?\b")
 class KillQueryParams(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
+    engine: Literal["postgresql"] = "postgresql"
+    """Which server the target is: this model is kill_query's for PostgreSQL. Left out of
+    the stored parameters, so a rule hashes as it did before the key existed (a claim made
+    under it still runs after an upgrade)."""
     min_duration_s: float = Field(gt=0, le=86_400)
     """Only queries running at least this long, or sessions idle in a transaction this long,
     seconds, at most a day (longer is a human's to judge). Required. It goes into
@@ -99,6 +109,13 @@ class KillQueryParams(BaseModel):
     """Terminate the session when cancelling did not stop its query within grace_s."""
     redact_literals: bool = True
     """Replace string and number literals in the audited query text with ``?``."""
+
+    @model_serializer(mode="wrap")
+    def _without_the_default_engine(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        dumped: dict[str, Any] = handler(self)
+        if dumped.get("engine") == "postgresql":
+            del dumped["engine"]
+        return dumped
 
     @field_validator("states")
     @classmethod
@@ -297,9 +314,16 @@ class KillQuery(Action[KillQueryParams, KillQueryFacts, KillQueryIntent, Nothing
     undo_model: ClassVar[type[Nothing]] = Nothing
     target_kinds: ClassVar[frozenset[str]] = frozenset({"Database"})
     destructive: ClassVar[bool] = True
+    variant_param: ClassVar[str] = "engine"
+    default_variant: ClassVar[str] = "postgresql"
 
     def __init__(self, handle: DatabaseHandle) -> None:
         self._handle = handle
+        self._clickhouse = ClickHouseKillQuery(handle)
+
+    def variants(self) -> Mapping[str, AnyAction]:
+        """The engine a rule's ``params`` name → its kill_query (``actions.base.Variants``)."""
+        return {"postgresql": self, "clickhouse": self._clickhouse}
 
     def available(self) -> bool:
         """Always: a rule names its database target, and a name not configured (none at
@@ -316,6 +340,14 @@ class KillQuery(Action[KillQueryParams, KillQueryFacts, KillQueryIntent, Nothing
         name = request.target.name
         target = self._target(request)
         if target is None:
+            if self._handle.engine_of(name) == "clickhouse":
+                return Checked(
+                    refuse(
+                        StopReason.PRECHECK_FAILED,
+                        f"Database target {name!r} is ClickHouse, but the rule's kill_query is"
+                        " PostgreSQL's (give it engine: clickhouse); nothing was signalled.",
+                    )
+                )
             known = ", ".join(sorted(self._handle.targets)) or "none"
             return Checked(
                 refuse(

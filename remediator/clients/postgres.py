@@ -24,6 +24,8 @@ from urllib.parse import urlsplit
 
 import asyncpg
 
+from remediator.clients import clickhouse
+from remediator.clients.clickhouse import ClickHouseTarget, is_clickhouse
 from remediator.core.errors import ConfigError, Forbidden, Transient
 
 log = logging.getLogger(__name__)
@@ -328,28 +330,35 @@ def read_dsn(source: str) -> str:
 
 
 def checked_dsns(sources: Mapping[str, str]) -> dict[str, str]:
-    """Each target's DSN, read from its source and checked (``ConfigError`` if not)."""
+    """Each target's DSN, read from its source and checked (``ConfigError`` if not): a
+    ``clickhouse+http(s)://`` one as ClickHouse's, any other as PostgreSQL's."""
     dsns = {}
     for name, source in sources.items():
         dsns[name] = read_dsn(source)
-        check_dsn(name, dsns[name])
+        (clickhouse.check_dsn if is_clickhouse(dsns[name]) else check_dsn)(name, dsns[name])
     return dsns
 
 
-def open_targets(sources: Mapping[str, str]) -> dict[str, PostgresTarget]:
-    return {name: PostgresTarget(name, dsn) for name, dsn in checked_dsns(sources).items()}
-
-
 class DatabaseHandle:
-    """The configured database targets once the app has opened them, with what the start-up
-    privilege check found wrong with each (an action refuses a target with problems)."""
+    """The configured database targets once the app has opened them, PostgreSQL's and
+    ClickHouse's (a DSN's scheme says which), with what the start-up privilege check found
+    wrong with each PostgreSQL one (an action refuses a target with problems)."""
 
     def __init__(self) -> None:
         self.targets: dict[str, PostgresTarget] = {}
+        self.clickhouse: dict[str, ClickHouseTarget] = {}
         self.problems: dict[str, list[str]] = {}
 
+    def engine_of(self, name: str) -> str | None:
+        """``postgresql`` or ``clickhouse`` for a configured target; ``None`` for another."""
+        if name in self.targets:
+            return "postgresql"
+        return "clickhouse" if name in self.clickhouse else None
+
     async def open(self, sources: Mapping[str, str]) -> None:
-        self.targets = open_targets(sources)
+        dsns = checked_dsns(sources)
+        self.targets = {n: PostgresTarget(n, d) for n, d in dsns.items() if not is_clickhouse(d)}
+        self.clickhouse = {n: ClickHouseTarget(n, d) for n, d in dsns.items() if is_clickhouse(d)}
         for name, target in self.targets.items():
             try:
                 self.problems[name] = await target.privilege_problems()
@@ -362,4 +371,6 @@ class DatabaseHandle:
     async def close(self) -> None:
         for target in self.targets.values():
             await target.close()
-        self.targets = {}
+        for clickhouse_target in self.clickhouse.values():
+            await clickhouse_target.close()
+        self.targets, self.clickhouse = {}, {}

@@ -26,7 +26,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from remediator.actions.base import AnyAction
+from remediator.actions.base import AnyAction, Variants
 from remediator.guards.claim import Limit
 from remediator.guards.windows import TimeInterval
 from remediator.ruleset.files import read_bounded, rule_files
@@ -125,11 +125,27 @@ def _resolve_action(
             f"{prefix}kind",
             f"names unknown action kind {quoted(spec.kind)} (known: {_known(list(registry))})",
         )
+    if isinstance(action, Variants):
+        action = _variant(where, prefix, spec, action)
     try:
         params: BaseModel = action.params_model.model_validate(spec.params)
     except ValidationError as exc:
         raise schema_error(where, exc, action.params_model, f"{prefix}params.") from None
     return action, params
+
+
+def _variant(where: str, prefix: str, spec: ActionSpec, action: Variants) -> AnyAction:
+    """The action of ``action``'s variants that the rule's params name."""
+    variants = action.variants()
+    chosen = spec.params.get(action.variant_param, action.default_variant)
+    if not isinstance(chosen, str) or chosen not in variants:
+        shown_value = quoted(chosen) if isinstance(chosen, str) else json.dumps(chosen)[:64]
+        raise fail(
+            where,
+            f"{prefix}params.{action.variant_param}",
+            f"must be {' or '.join(variants)}, not {shown_value}",
+        )
+    return variants[chosen]
 
 
 def _declared_actions(
