@@ -9,6 +9,7 @@ from remediator.actions.base import AnyAction
 from remediator.actions.kill_query import KillQuery
 from remediator.actions.log_only import LogOnly
 from remediator.actions.recycle_pod import RecyclePod
+from remediator.actions.renew_certificate import RenewCertificate
 from remediator.actions.scale_out import ScaleOut
 from remediator.clients.k8s import KubeHandle
 from remediator.clients.postgres import DatabaseHandle
@@ -23,6 +24,7 @@ def default_registry(
         LogOnly(),
         ScaleOut(cluster),
         RecyclePod(cluster),
+        RenewCertificate(cluster),
         KillQuery(databases or DatabaseHandle()),
     ]
     return MappingProxyType({action.kind: action for action in actions})
