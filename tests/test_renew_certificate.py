@@ -22,6 +22,7 @@ from remediator.actions.renew_certificate import (
     RenewCertificateIntent,
     RenewCertificateParams,
 )
+from remediator.cli.main import main
 from remediator.clients.k8s import KubeClient, KubeHandle
 from remediator.core.fingerprint import fingerprint
 from remediator.core.model import StopReason, Target
@@ -48,18 +49,21 @@ RENEW_RULE = """\
     severity: SEV-3
     action: renew-certificate
     target: {kind: Certificate, namespace: "{namespace}", name: "{name}"}
-    verify_within_s: 3
+    verify_within_s: VERIFY_WITHIN_S
 """
 
 
-def certificate_rules(directory: Path) -> Path:
+CATCH_ALL = "  # Everything else reaches a human.\n"
+
+
+def certificate_rules(directory: Path, verify_within_s: float = 3) -> Path:
     """The example rules with a renew_certificate rule before the catch-all."""
+    rule = RENEW_RULE.replace("VERIFY_WITHIN_S", f"{verify_within_s:g}")
     return example_rules(
         directory,
         **{
             "\nactions:\n": f"\nactions:\n{RENEW_ACTION}",
-            "  # Everything else reaches a human.\n": f"{RENEW_RULE}\n"
-            "  # Everything else reaches a human.\n",
+            CATCH_ALL: f"{rule}\n{CATCH_ALL}",
         },
     )
 
@@ -476,3 +480,17 @@ async def test_a_lost_answer_to_the_trigger_is_not_a_second_trigger(
     patches = [r.status for r in kube.requests if r.method == "PATCH"]
     assert patches == [None, 409]
     assert len(manager.certificate_requests(NS)) == 1
+
+
+def test_explain_says_the_certificate_itself_must_opt_in(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rules = certificate_rules(tmp_path / "rules")
+    labels = [f"{k}={v}" for k, v in expiring().items()]
+    assert main(["explain", "--rules", str(rules), *labels]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert "action: renew-certificate (renew_certificate)" in out
+    assert (
+        f"opt-in: {NS}/Certificate/api-tls must carry the annotation remediator.io/allow naming"
+        " renew_certificate; the live object is read before acting."
+    ) in out

@@ -135,7 +135,7 @@ BROKEN = [
             "10-rules.yaml": rules(cpu(SCALE_OUT.replace("log_only", "reboot_node"))),
         },
         '10-rules.yaml: rule "cpu": field "action.kind" names unknown action kind "reboot_node"'
-        " (known: kill_query, log_only, recycle_pod, scale_out).",
+        " (known: kill_query, log_only, recycle_pod, renew_certificate, scale_out).",
         id="unknown action kind inline",
     ),
     pytest.param(
@@ -144,7 +144,7 @@ BROKEN = [
             "10-rules.yaml": rules(),
         },
         '00-policy.yaml: action "scale-out": field "kind" names unknown action kind'
-        ' "reboot_node" (known: kill_query, log_only, recycle_pod, scale_out).',
+        ' "reboot_node" (known: kill_query, log_only, recycle_pod, renew_certificate, scale_out).',
         id="unknown action kind in a declared action",
     ),
     pytest.param(
@@ -361,7 +361,7 @@ BROKEN = [
             "10-rules.yaml": rules(),
         },
         '00-policy.yaml: policy: field "action_limits" names unknown action kind'
-        ' "reboot_node" (known: kill_query, log_only, recycle_pod, scale_out).',
+        ' "reboot_node" (known: kill_query, log_only, recycle_pod, renew_certificate, scale_out).',
         id="policy limit for an unknown action kind",
     ),
     pytest.param(

@@ -215,22 +215,32 @@ def _message(exc: ApiException) -> str:
     return str(text or exc.reason or f"HTTP {exc.status}")
 
 
-def _names_object(exc: ApiException) -> bool:
-    """Whether a 404's body is a Status naming the object that is missing: the API server
-    answers a path it does not serve with a bare "404 page not found" instead."""
+NOT_SERVED = "the server could not find the requested resource"
+"""The API server's message for a resource a served group does not have."""
+
+
+def _not_served(exc: ApiException) -> bool:
+    """Whether a 404 says the path is not served at all, as the API server answers for a
+    group it does not serve (a bare "404 page not found", no Status) or a resource a group
+    does not have (a Status naming no object), rather than for an object that is missing
+    (a Status whose details name it)."""
     try:
-        body = json.loads(exc.body or "{}")
+        body = json.loads(exc.body or "")
     except (TypeError, ValueError):
-        return False
-    details = body.get("details") if isinstance(body, dict) else None
-    return isinstance(details, dict) and bool(details.get("name"))
+        return True
+    if not isinstance(body, dict):
+        return True
+    details = body.get("details")
+    return body.get("message") == NOT_SERVED and not (
+        isinstance(details, dict) and details.get("name")
+    )
 
 
 def translate(exc: ApiException) -> ApiError:
     """An ApiException as one of our errors, with the API server's own message."""
     status, message = exc.status or 0, _message(exc)
     if status == 404:
-        return NotFound(message, status) if _names_object(exc) else NotServed(message, status)
+        return NotServed(message, status) if _not_served(exc) else NotFound(message, status)
     if status == 409:
         return Conflict(message, status)
     if status in (401, 403):

@@ -171,6 +171,14 @@ are equal document for document.
 {{- if eq (toString $params.allow_delete_fallback) "true" }}
 {{- $perms = append $perms (list "" (list "pods") (list "delete")) }}
 {{- end }}
+{{- else if eq $action.kind "renew_certificate" }}
+{{- /* the action's (its status subresource only), then what its evidence reads of a Certificate */}}
+{{- $perms = list
+      (list "cert-manager.io" (list "certificates") (list "get"))
+      (list "cert-manager.io" (list "certificates/status") (list "patch"))
+      (list "" (list "events") (list "create"))
+      (list "cert-manager.io" (list "certificates") (list "get"))
+      (list "" (list "events") (list "list")) }}
 {{- else if has $action.kind (list "kill_query" "log_only") }}
 {{- /* database privileges, or nothing: no Kubernetes API */}}
 {{- else }}
