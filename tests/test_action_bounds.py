@@ -21,6 +21,7 @@ from remediator.core.errors import (
     DisruptionBlocked,
     Forbidden,
     NotFound,
+    NotServed,
     Throttled,
     Transient,
 )
@@ -147,6 +148,27 @@ def test_api_errors_are_translated_to_ours_with_the_server_message(
     assert str(translated) == message
     if isinstance(translated, Throttled):
         assert translated.retry_after_s == 3.0
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        ("404 page not found\n", NotServed),  # a group the API server does not serve
+        (json.dumps({"kind": "Status", "reason": "NotFound", "details": {},
+                     "message": "the server could not find the requested resource"}), NotServed),
+        (json.dumps({"kind": "Status", "reason": "NotFound", "message":
+                     'certificates.cert-manager.io "api-tls" not found',
+                     "details": {"name": "api-tls", "group": "cert-manager.io",
+                                 "kind": "certificates"}}), NotFound),
+    ],
+    ids=["page-not-found", "resource-not-found", "object-not-found"],
+)  # fmt: skip
+def test_a_404_for_a_path_not_served_is_told_from_a_missing_object(
+    body: str, expected: type[Exception]
+) -> None:
+    exc = ApiException(status=404, reason="Not Found")
+    exc.body = body
+    assert type(translate(exc)) is expected
 
 
 def test_rbac_rules_unite_verbs_per_resource_and_group_equal_verb_sets() -> None:

@@ -48,6 +48,11 @@ def rule_file(
             "recycle_pod": {"kind": "Pod", "namespace": "{namespace}", "name": "{pod}"},
             "kill_query": {"kind": "Database", "name": "primary"},
             "log_only": {"kind": "Deployment", "namespace": "{namespace}", "name": "{deployment}"},
+            "renew_certificate": {
+                "kind": "Certificate",
+                "namespace": "{namespace}",
+                "name": "{name}",
+            },
         }.get(kind, {"kind": "Deployment", "namespace": "{namespace}", "name": "{deployment}"})
         labels = re.findall(r"{(\w+)}", json.dumps(target))  # check's unguaranteed-label
         rules.append(
@@ -87,6 +92,7 @@ KILL_QUERY = {"kind": "kill_query", "params": {"min_duration_s": 60, "max_per_ru
 LOG_ONLY = {"kind": "log_only", "params": {"note": "watching"}}
 ROLLBACK = {"kind": "rollback", "params": {"max_age_s": 900}}
 RESTART_ROLLOUT = {"kind": "restart_rollout", "params": {"min_healthy": "75%"}}
+RENEW_CERTIFICATE = {"kind": "renew_certificate", "params": {"renew_before_expiry_s": 1814400}}
 DECLARED: dict[str, dict[str, Any]] = {
     "declared-scale": SCALE_OUT_RAISE_MIN,
     "declared-recycle": RECYCLE_POD_DELETE,
@@ -156,6 +162,7 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
     "recycle-pod-delete-fallback": with_rules(a=rule_file(RECYCLE_POD_DELETE)),
     "kill-query": with_rules(a=rule_file(KILL_QUERY)),
     "log-only": with_rules(a=rule_file(LOG_ONLY)),
+    "renew-certificate": with_rules(a=rule_file(RENEW_CERTIFICATE)),
     "escalate-only": with_rules(a=rule_file()),
     "rollouts": with_rules(a=rule_file(ROLLBACK, RESTART_ROLLOUT)),
     "shadow-rollback": with_rules(a=rule_file(ROLLBACK, shadow=True)),
@@ -165,7 +172,12 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
     "every-action-cluster-role": {
         **with_rules(
             a=rule_file(
-                SCALE_OUT, RECYCLE_POD, LOG_ONLY, KILL_QUERY, namespaces=("ns-x", "ns-y", "ns-z")
+                SCALE_OUT,
+                RECYCLE_POD,
+                LOG_ONLY,
+                KILL_QUERY,
+                RENEW_CERTIFICATE,
+                namespaces=("ns-x", "ns-y", "ns-z"),
             )
         ),
         "rbac": {"clusterRole": True},
@@ -460,6 +472,10 @@ TEMPLATE_GRANTS = DEPLOYMENT_EVIDENCE | {
     ("apps", "deployments", "get"), ("apps", "deployments", "patch"),
     ("apps", "replicasets", "list"), ("", "events", "create"),
 }  # fmt: skip
+RENEW_GRANTS = {
+    ("cert-manager.io", "certificates", "get"), ("cert-manager.io", "certificates/status", "patch"),
+    ("", "events", "create"), ("", "events", "list"),
+}  # fmt: skip
 HPA_PATCH = {("autoscaling", "horizontalpodautoscalers", "patch")}
 POD_DELETE = {("", "pods", "delete")}
 
@@ -475,12 +491,17 @@ POD_DELETE = {("", "pods", "delete")}
         ("recycle-pod-delete-fallback", ("team-a", "team-b"), RECYCLE_GRANTS | POD_DELETE),
         ("kill-query", ("team-a", "team-b"), set()),
         ("log-only", ("team-a", "team-b"), set()),
+        ("renew-certificate", ("team-a", "team-b"), RENEW_GRANTS),
         ("escalate-only", ("team-a", "team-b"), set()),
         ("rollouts", ("team-a", "team-b"), TEMPLATE_GRANTS),
         # A shadow rule never writes: its precheck's reads and nothing more.
         ("shadow-rollback", ("team-a", "team-b"), DEPLOYMENT_EVIDENCE),
         ("declared-actions", ("apps",), SCALE_OUT_GRANTS | HPA_PATCH | RECYCLE_GRANTS | POD_DELETE),
-        ("every-action-cluster-role", ("ns-x", "ns-y", "ns-z"), SCALE_OUT_GRANTS | RECYCLE_GRANTS),
+        (
+            "every-action-cluster-role",
+            ("ns-x", "ns-y", "ns-z"),
+            SCALE_OUT_GRANTS | RECYCLE_GRANTS | RENEW_GRANTS,
+        ),
     ],
 )
 def test_the_rbac_is_what_the_rules_actions_need_in_each_allowed_namespace(

@@ -12,7 +12,7 @@ import asyncio
 import json
 import signal
 import sqlite3
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +28,7 @@ from tests.support.postgres import PostgresServer
 from tests.support.process import RemediatorProcess, start_remediator
 from tests.support.service import EXAMPLE_RULES, TOKEN, fixture_bytes
 from tests.test_kill_query import POLICY
+from tests.test_renew_certificate import certificate_rules, expiring
 
 NS = "llm-research"
 OPTED_IN = {"remediator.io/allow": "scale_out"}
@@ -36,6 +37,8 @@ PAYLOAD = json.dumps(
         webhook_alert(labels={"alertname": "HighCPUUsage", "namespace": NS, "deployment": "api"})
     )
 ).encode()
+
+RENEW_PAYLOAD = json.dumps(webhook_payload(webhook_alert(labels=expiring()))).encode()
 
 #: Where the crash comes; how many scale writes the API server may then have seen; and the
 #: claim's outcome once the restarted process has settled it.
@@ -97,8 +100,9 @@ async def claims(state: State) -> list[tuple[int, str | None]]:
     return [(int(r[0]), r[1]) for r in await state.rows("SELECT episode_id, outcome FROM claims")]
 
 
-async def settled(state: State) -> None:
-    for _ in range(200):
+async def settled(state: State, within_s: float = 10.0) -> None:
+    """Every claim has its outcome (written once its verification ends), within ``within_s``."""
+    for _ in range(int(within_s / 0.05)):
         rows = await claims(state)
         if rows and all(outcome is not None for _, outcome in rows):
             return
@@ -106,24 +110,77 @@ async def settled(state: State) -> None:
     raise AssertionError(f"claims did not settle: {await claims(state)}")
 
 
-async def crash(crashing: RemediatorProcess, kube: KubeApiServer, failpoint: str) -> None:
+def scaled(kube: KubeApiServer) -> bool:
+    return bool(kube.deployment(NS, "api")["spec"]["replicas"] != 3)
+
+
+async def crash(
+    crashing: RemediatorProcess,
+    kube: KubeApiServer,
+    failpoint: str,
+    payload: bytes = PAYLOAD,
+    write: str = r"/scale$",
+    landed: Callable[[KubeApiServer], bool] = scaled,
+) -> None:
     """Post the alert and see the process die at ``failpoint``. ``side_effect_sent`` is no
-    failpoint of ours: the API server applies the PATCH and holds its answer, and the
-    process is killed with SIGKILL while it waits."""
+    failpoint of ours: the API server applies the PATCH (``write``) and holds its answer,
+    and the process is killed with SIGKILL while it waits, once the write ``landed``."""
     if failpoint != "side_effect_sent":
-        await crashing.post(PAYLOAD)
+        await crashing.post(payload)
         assert await crashing.wait_exit() == 137
         return
-    kube.inject_fault(r"/scale$", method="PATCH", drop=True, served=True, delay=60)
-    posted = asyncio.create_task(crashing.post(PAYLOAD))
+    kube.inject_fault(write, method="PATCH", drop=True, served=True, delay=60)
+    posted = asyncio.create_task(crashing.post(payload))
     for _ in range(400):
-        if kube.deployment(NS, "api")["spec"]["replicas"] != 3:
+        if landed(kube):
             break
         await asyncio.sleep(0.025)
     crashing.proc.kill()
     assert await crashing.wait_exit() == -signal.SIGKILL
     await posted
     kube.clear_faults()
+
+
+async def crash_and_resend(
+    tmp_path: Path,
+    rules: Path,
+    args: tuple[str, ...],
+    failpoint: str,
+    crash_it: Callable[[RemediatorProcess], Awaitable[None]],
+    payload: bytes,
+    settle_s: float = 10.0,
+) -> tuple[SqliteState, list[dict[str, Any]]]:
+    """One replica on SQLite crashed by ``crash_it`` at ``failpoint``, started again on the
+    same state, and given Alertmanager's resend of ``payload``: its state and decisions once
+    every claim has its outcome."""
+    crashing = await start_remediator(tmp_path, rules=rules, failpoints=failpoint, extra_args=args)
+    try:
+        await crash_it(crashing)
+    finally:
+        await crashing.stop()
+    state = SqliteState(tmp_path / "state.db")
+    service = await start_remediator(tmp_path, rules=rules, extra_args=args)
+    try:
+        assert await service.post(payload) == 200  # Alertmanager resends
+        await settled(state, settle_s)
+        await asyncio.sleep(0.3)
+        decisions = await service.decisions()
+    finally:
+        assert await service.stop() == 0
+    return state, decisions
+
+
+async def check_claim(state: State, decisions: list[dict[str, Any]], outcome: str) -> list[str]:
+    """One claim with ``outcome``, one outcome record, one decision, and a page exactly when
+    the fix is not known to be in place; the steps audited."""
+    assert [o for _, o in await claims(state)] == [outcome]
+    steps = [d["step"] for d in decisions]
+    assert sum(step in OUTCOME_STEPS for step in steps) == 1, steps
+    # One decision: the restart's reprocessing and the resend find the episode decided.
+    assert (steps.count("received"), steps.count("claimed")) == (1, 1), steps
+    escalated = [d["reason"] for d in decisions if d["step"] == "escalated"]
+    assert escalated == ([] if outcome == "succeeded" else ["not_applied"])
+    return steps
 
 
 async def check(
@@ -135,13 +192,7 @@ async def check(
     patches = [r for r in kube.requests if r.method == "PATCH" and r.path.endswith("/scale")]
     assert len(patches) == writes
     assert kube.deployment(NS, "api")["spec"]["replicas"] == 3 + 2 * writes
-    assert [o for _, o in await claims(state)] == [outcome]
-    steps = [d["step"] for d in decisions]
-    assert sum(step in OUTCOME_STEPS for step in steps) == 1, steps
-    # One decision: the restart's reprocessing and the resend find the episode decided.
-    assert (steps.count("received"), steps.count("claimed")) == (1, 1), steps
-    escalated = [d["reason"] for d in decisions if d["step"] == "escalated"]
-    assert escalated == ([] if outcome == "succeeded" else ["not_applied"])
+    steps = await check_claim(state, decisions, outcome)
     if "reconciled" in steps and outcome == "succeeded":
         # The fix was observed in place: its follow-up is armed as after a normal run.
         assert await state.rows("SELECT claim_id FROM followups") != []
@@ -206,6 +257,52 @@ async def test_a_crash_of_one_of_two_replicas_ends_with_one_claim_and_one_outcom
     finally:
         assert await other.stop() == 0
     await check(kube, state, decisions, failpoint)
+
+
+@pytest.fixture
+async def certificates() -> AsyncIterator[KubeApiServer]:
+    async with KubeApiServer(seed=3) as server:
+        manager = server.install_cert_manager()
+        manager.request_lag_s, manager.issue_lag_s = (0.02, 0.1), (0.05, 0.2)
+        opted_in = {"remediator.io/allow": "renew_certificate"}
+        manager.add_certificate(NS, "api-tls", annotations=opted_in)
+        yield server
+
+
+def triggered(kube: KubeApiServer) -> bool:
+    assert kube.cert_manager is not None
+    status = kube.cert_manager.certificate(NS, "api-tls")["status"]
+    return status["revision"] != 1 or any(c["type"] == "Issuing" for c in status["conditions"])
+
+
+#: The crash points around the action: those before the claim (journal, ack, processing) and
+#: after its outcome are the same for every action, and the scale-out's runs go through them.
+ACT_CRASHES = ("after_claim", "after_intent", "side_effect_sent", "after_action")
+
+
+@pytest.mark.parametrize("failpoint", ACT_CRASHES)
+async def test_a_crash_of_renew_certificate_at_any_point_ends_with_one_claim_and_one_trigger(
+    tmp_path: Path, certificates: KubeApiServer, failpoint: str
+) -> None:
+    """As for a scale-out: the trigger is a status PATCH, observed after a crash by the
+    Issuing condition it set or the revision cert-manager issued since."""
+    # The alert's own check comes after 300 s, as the scale-out's: not within the test.
+    kube, rules = certificates, certificate_rules(tmp_path / "rules", verify_within_s=300)
+    kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", kube.url, kube.token or "")
+    args = ("--kubeconfig", str(kubeconfig))
+
+    async def crash_it(crashing: RemediatorProcess) -> None:
+        await crash(crashing, kube, failpoint, RENEW_PAYLOAD, r"/status$", triggered)
+
+    state, decisions = await crash_and_resend(
+        tmp_path, rules, args, failpoint, crash_it, RENEW_PAYLOAD
+    )
+    writes, outcome = CRASHES[failpoint]
+    patches = [r for r in kube.requests if r.method == "PATCH" and r.path.endswith("/status")]
+    assert len(patches) == writes
+    assert kube.cert_manager is not None
+    assert kube.cert_manager.certificate(NS, "api-tls")["status"]["revision"] == 1 + writes
+    await check_claim(state, decisions, outcome)
 
 
 async def test_sigterm_under_load_answers_503_while_draining_and_leaves_nothing_half_done(
@@ -275,31 +372,17 @@ async def test_a_clickhouse_kill_crashed_at_any_point_ends_with_one_outcome_and_
         (rules / "10-db.yaml").write_text(CLICKHOUSE_RULE)
         args = ("--database", f"metrics=file:{tmp_path / 'metrics.dsn'}")
         await asyncio.sleep(1.1)
-        crashing = await start_remediator(
-            tmp_path, rules=rules, failpoints=failpoint, extra_args=args
-        )
-        try:
+
+        async def crash_it(crashing: RemediatorProcess) -> None:
             await crashing.post(CLICKHOUSE_ALERT)
             assert await crashing.wait_exit() == 137
-        finally:
-            await crashing.stop()
-        state = SqliteState(tmp_path / "state.db")
-        service = await start_remediator(tmp_path, rules=rules, extra_args=args)
-        try:
-            assert await service.post(CLICKHOUSE_ALERT) == 200  # Alertmanager resends
-            await settled(state)
-            await asyncio.sleep(0.3)
-            decisions = await service.decisions()
-        finally:
-            assert await service.stop() == 0
+
+        state, decisions = await crash_and_resend(
+            tmp_path, rules, args, failpoint, crash_it, CLICKHOUSE_ALERT
+        )
         still = victim.query_id in await ch.running_ids()
-    assert [o for _, o in await claims(state)] == [outcome]
     assert still is not killed
-    steps = [d["step"] for d in decisions]
-    assert sum(step in OUTCOME_STEPS for step in steps) == 1, steps
-    assert (steps.count("received"), steps.count("claimed")) == (1, 1), steps
-    escalated = [d["reason"] for d in decisions if d["step"] == "escalated"]
-    assert escalated == ([] if outcome == "succeeded" else ["not_applied"])
+    await check_claim(state, decisions, outcome)
 
 
 CLICKHOUSE_RULE = """

@@ -386,7 +386,7 @@ async def test_a_leaked_pool_restarts_every_pod_within_bounds(harness: Harness) 
     assert [e["reason"] for e in harness.kube.events(NS)] == ["RemediatorRestarted"]
 
 
-RESTART_REFUSALS = {
+RESTART_REFUSALS: dict[str, tuple[int, dict[str, Any] | None, int, str]] = {
     # name: (replicas, strategy, pods made not Ready, sentence's end)
     "maxUnavailable would cut below min_healthy": (
         4, {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 2, "maxSurge": 0}}, 0,

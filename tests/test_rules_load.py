@@ -135,7 +135,8 @@ BROKEN = [
             "10-rules.yaml": rules(cpu(SCALE_OUT.replace("log_only", "reboot_node"))),
         },
         '10-rules.yaml: rule "cpu": field "action.kind" names unknown action kind "reboot_node"'
-        " (known: kill_query, log_only, recycle_pod, restart_rollout, rollback, scale_out).",
+        " (known: kill_query, log_only, recycle_pod, renew_certificate, restart_rollout,"
+        " rollback, scale_out).",
         id="unknown action kind inline",
     ),
     pytest.param(
@@ -144,8 +145,8 @@ BROKEN = [
             "10-rules.yaml": rules(),
         },
         '00-policy.yaml: action "scale-out": field "kind" names unknown action kind'
-        ' "reboot_node" (known: kill_query, log_only, recycle_pod, restart_rollout, rollback,'
-        " scale_out).",
+        ' "reboot_node" (known: kill_query, log_only, recycle_pod, renew_certificate,'
+        " restart_rollout, rollback, scale_out).",
         id="unknown action kind in a declared action",
     ),
     pytest.param(
@@ -362,8 +363,8 @@ BROKEN = [
             "10-rules.yaml": rules(),
         },
         '00-policy.yaml: policy: field "action_limits" names unknown action kind'
-        ' "reboot_node" (known: kill_query, log_only, recycle_pod, restart_rollout, rollback,'
-        " scale_out).",
+        ' "reboot_node" (known: kill_query, log_only, recycle_pod, renew_certificate,'
+        " restart_rollout, rollback, scale_out).",
         id="policy limit for an unknown action kind",
     ),
     pytest.param(

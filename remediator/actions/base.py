@@ -74,10 +74,12 @@ def read_stored(model: type[ModelT], value: object, what: str) -> ModelT:
     try:
         return model.model_validate(value, by_alias=True, by_name=False)
     except ValidationError as exc:
-        raise MalformedState(f"{what} is malformed: {_problems(exc)}") from None
+        raise MalformedState(f"{what} is malformed: {problems(exc)}") from None
 
 
-def _problems(exc: ValidationError) -> str:
+def problems(exc: ValidationError) -> str:
+    """A validation error as a sentence: at most :data:`MAX_LISTED_PROBLEMS` of its
+    problems, each by where it is and what is wrong (never the value itself)."""
     errors = exc.errors(include_input=False, include_url=False)
     listed = [
         f"{'.'.join(str(part) for part in e['loc']) or 'the value'}: {e['msg']}"

@@ -9,6 +9,7 @@ from remediator.actions.base import AnyAction
 from remediator.actions.kill_query import KillQuery
 from remediator.actions.log_only import LogOnly
 from remediator.actions.recycle_pod import RecyclePod
+from remediator.actions.renew_certificate import RenewCertificate
 from remediator.actions.restart_rollout import RestartRollout
 from remediator.actions.rollback import Rollback
 from remediator.actions.scale_out import ScaleOut
@@ -27,6 +28,7 @@ def default_registry(
         RecyclePod(cluster),
         Rollback(cluster),
         RestartRollout(cluster),
+        RenewCertificate(cluster),
         KillQuery(databases or DatabaseHandle()),
     ]
     return MappingProxyType({action.kind: action for action in actions})

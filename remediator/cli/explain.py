@@ -36,8 +36,11 @@ MISMATCH = 1
 LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
 EXPECT_KEYS = ("rule", "severity", "action")
 NO_ACTION = "none"
-#: Actions whose precheck reads the opt-in annotation (on the Deployment, or a pod's owner).
-OPT_IN_KINDS = frozenset({"scale_out", "recycle_pod"})
+#: Actions whose precheck reads the opt-in annotation (on the Deployment, or a pod's owner;
+#: on the Certificate itself).
+OPT_IN_KINDS = frozenset({"scale_out", "recycle_pod", "renew_certificate"})
+#: Target kinds that carry their own opt-in (a Pod's is on the Deployment that owns it).
+SELF_OPTING_KINDS = frozenset({"Deployment", "Certificate"})
 
 
 def explain(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
@@ -243,7 +246,8 @@ def limits(request: ClaimRequest) -> list[str]:
 def _opt_in(kind: str, target: Target, required: bool) -> str:
     if not required:
         return "opt-in: not required (policy.require_opt_in is false)."
-    what = target.key if target.kind == "Deployment" else f"the Deployment that owns {target.key}"
+    owns = f"the Deployment that owns {target.key}"
+    what = target.key if target.kind in SELF_OPTING_KINDS else owns
     return (
         f"opt-in: {what} must carry the annotation {opt_in.ANNOTATION} naming {kind}; the live"
         " object is read before acting."

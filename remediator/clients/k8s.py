@@ -1,7 +1,8 @@
 """The Kubernetes API through kubernetes-asyncio: the only module that imports it.
 
 Calls return plain values of ours (``Deployment``, ``Pod``, ``Scale``) and raise our errors:
-404 → ``NotFound``, 409 → ``Conflict``, 401/403 → ``Forbidden``, 429 → ``Throttled`` (or
+404 → ``NotFound`` (``NotServed`` when the answer names no object: a custom resource whose
+CRD is not installed), 409 → ``Conflict``, 401/403 → ``Forbidden``, 429 → ``Throttled`` (or
 ``DisruptionBlocked`` when a PodDisruptionBudget refused an eviction), 5xx and network
 failures → ``Transient``. Only ``Transient`` and generic ``Throttled`` are retried, a
 bounded number of times within a bounded time, honouring ``Retry-After``; a guarded write
@@ -40,6 +41,7 @@ from remediator.core.errors import (
     DisruptionBlocked,
     Forbidden,
     NotFound,
+    NotServed,
     Throttled,
     Transient,
 )
@@ -183,6 +185,21 @@ class Scale(_Checked):
     resource_version: str
 
 
+@dataclass(frozen=True, slots=True)
+class Certificate(_Checked):
+    """A cert-manager Certificate (``cert-manager.io/v1``): its metadata checked here, its
+    status as the API server sent it (``None`` when it has none), for the action to read
+    strictly (``actions/renew_certificate``): a status it cannot read is its refusal."""
+
+    namespace: str
+    name: str
+    uid: str
+    resource_version: str
+    generation: int
+    annotations: Mapping[str, str]
+    status: object
+
+
 def _retry_after(exc: ApiException) -> float | None:
     headers: Any = exc.headers or {}
     value = headers.get("Retry-After") if hasattr(headers, "get") else None
@@ -201,11 +218,32 @@ def _message(exc: ApiException) -> str:
     return str(text or exc.reason or f"HTTP {exc.status}")
 
 
+NOT_SERVED = "the server could not find the requested resource"
+"""The API server's message for a resource a served group does not have."""
+
+
+def _not_served(exc: ApiException) -> bool:
+    """Whether a 404 says the path is not served at all, as the API server answers for a
+    group it does not serve (a bare "404 page not found", no Status) or a resource a group
+    does not have (a Status naming no object), rather than for an object that is missing
+    (a Status whose details name it)."""
+    try:
+        body = json.loads(exc.body or "")
+    except (TypeError, ValueError):
+        return True
+    if not isinstance(body, dict):
+        return True
+    details = body.get("details")
+    return body.get("message") == NOT_SERVED and not (
+        isinstance(details, dict) and details.get("name")
+    )
+
+
 def translate(exc: ApiException) -> ApiError:
     """An ApiException as one of our errors, with the API server's own message."""
     status, message = exc.status or 0, _message(exc)
     if status == 404:
-        return NotFound(message, status)
+        return NotServed(message, status) if _not_served(exc) else NotFound(message, status)
     if status == 409:
         return Conflict(message, status)
     if status in (401, 403):
@@ -400,6 +438,24 @@ def _scaled_objects(found: Any, namespace: str, deployment: str) -> list[ScaledO
     return scaling
 
 
+CERT_MANAGER = ("cert-manager.io", "v1", "certificates")
+MERGE_PATCH = "application/merge-patch+json"
+"""cert-manager's Certificate: group, version, plural."""
+
+
+def _certificate(item: Any) -> Certificate:
+    metadata = item["metadata"]
+    return Certificate(
+        namespace=metadata["namespace"],
+        name=metadata["name"],
+        uid=metadata["uid"],
+        resource_version=metadata["resourceVersion"],
+        generation=metadata.get("generation") or 0,
+        annotations=dict(metadata.get("annotations") or {}),
+        status=item.get("status"),
+    )
+
+
 def label_selector(labels: Mapping[str, str]) -> str:
     return ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
 
@@ -546,6 +602,44 @@ class KubeClient:
                 hpa.name, hpa.namespace, body, _request_timeout=REQUEST_TIMEOUT_S
             ),
         )
+
+    async def certificate(self, namespace: str, name: str) -> Certificate:
+        """A cert-manager Certificate; ``NotServed`` where cert-manager is not installed."""
+        what = f"read certificate {namespace}/{name}"
+        group, version, plural = CERT_MANAGER
+        item = await call_with_retries(
+            what,
+            lambda: self._custom.get_namespaced_custom_object(
+                group, version, namespace, plural, name, _request_timeout=REQUEST_TIMEOUT_S
+            ),
+        )
+        return _read(what, lambda: _certificate(item))
+
+    async def set_certificate_status(
+        self, certificate: Certificate, status: Mapping[str, Any]
+    ) -> Certificate:
+        """Merge ``status`` into the Certificate's status subresource (as ``cmctl renew``'s
+        UpdateStatus does), only if nobody wrote it since it was read (else Conflict)."""
+        body = {"metadata": {"resourceVersion": certificate.resource_version}, "status": status}
+        what = f"patch the status of certificate {certificate.namespace}/{certificate.name}"
+        group, version, plural = CERT_MANAGER
+        # The client would send a dict as a JSON patch (the first type the API lists), which
+        # a dict is not; its signature leaves out the _content_type it takes.
+        item = await call_with_retries(
+            what,
+            lambda: self._custom.patch_namespaced_custom_object_status(  # type: ignore[call-arg]
+                group, version, certificate.namespace, plural, certificate.name, body,
+                _content_type=MERGE_PATCH, _request_timeout=REQUEST_TIMEOUT_S,
+            ),
+        )  # fmt: skip
+        return _read(what, lambda: _certificate(item))
+
+    async def certificate_document(self, namespace: str, name: str) -> Any:
+        group, version, plural = CERT_MANAGER
+        return await self.document(
+            f"read certificate {namespace}/{name}", self._custom.get_namespaced_custom_object,
+            group, version, namespace, plural, name,
+        )  # fmt: skip
 
     async def pod(self, namespace: str, name: str) -> Pod:
         what = f"read pod {namespace}/{name}"

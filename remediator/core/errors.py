@@ -73,6 +73,11 @@ class NotFound(ApiError):
     pass
 
 
+class NotServed(NotFound):
+    """The API server does not serve the resource at all (a custom resource whose CRD is not
+    installed: a 404 that names no object), as opposed to an object of it that is missing."""
+
+
 class Conflict(ApiError):
     pass
 

@@ -5,7 +5,8 @@
 * a Deployment: the Deployment (spec and status), its ReplicaSets, its Events, and the
   HorizontalPodAutoscalers that scale it;
 * a Pod: the Pod, its Events and, before it is recycled, the last ``log_lines`` lines of
-  each of its containers (``pods/log``).
+  each of its containers (``pods/log``);
+* a cert-manager Certificate: the Certificate (spec and status) and its Events.
 
 Each read is one named part of the bundle (``capture`` runs them at once, bounded in time):
 one that fails is an error of its own, and the others are kept.
@@ -55,6 +56,11 @@ class KubeEvidence:
             if phase is Phase.BEFORE and self._log_lines:
                 reads[f"logs of pod {name}"] = lambda: _logs(kube, ns, name, pod, self._log_lines)
             return reads
+        if target.kind == "Certificate":
+            return {
+                "certificate": lambda: kube.certificate_document(ns, name),
+                "events": lambda: _items(kube.events_document(ns, "Certificate", name)),
+            }
         return {}
 
 

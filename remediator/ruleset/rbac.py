@@ -35,6 +35,10 @@ EVIDENCE_READS: dict[str, tuple[Permission, ...]] = {
         Permission("", ("pods", "pods/log"), ("get",)),
         Permission("", ("events",), ("list",)),
     ),
+    "Certificate": (
+        Permission("cert-manager.io", ("certificates",), ("get",)),
+        Permission("", ("events",), ("list",)),
+    ),
 }
 
 

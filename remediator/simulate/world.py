@@ -25,6 +25,7 @@ from typing import Any, Literal
 
 from remediator.clients.k8s import (
     Autoscaler,
+    Certificate,
     Deployment,
     FieldOwner,
     KubeClient,
@@ -225,6 +226,15 @@ class WorldClient(KubeClient):
         if found is None:
             raise _not_found("replicasets.apps", name)
         return found
+
+    async def certificate(self, namespace: str, name: str) -> Certificate:
+        # A world holds no Certificates (no fact names one yet): the API server's answer.
+        raise _not_found("certificates.cert-manager.io", name)
+
+    async def set_certificate_status(
+        self, certificate: Certificate, status: Mapping[str, Any]
+    ) -> Certificate:
+        raise _write(f"patch the status of certificate {certificate.namespace}/{certificate.name}")
 
     async def set_replicas(
         self, namespace: str, name: str, replicas: int, resource_version: str

@@ -18,6 +18,9 @@ Served:
 * ``keda.sh/v1alpha1``: scaledobjects (get, list), once :meth:`KubeApiServer.install_keda`
   installed KEDA's CRD (before, its paths answer as any group not served), with what KEDA's
   operator does about one (:meth:`KubeApiServer.add_scaled_object`);
+* ``cert-manager.io/v1``: certificates (get, list, patch; ``certificates/{name}/status`` get,
+  patch) and certificaterequests (get, list), once :meth:`KubeApiServer.install_cert_manager`
+  installed cert-manager, with what its controller does (:mod:`tests.support.cert_manager`);
 * discovery (``/api``, ``/apis``, ``/api/v1``, ``/apis/{group}/{version}``), ``/version``,
   ``/healthz``, ``/livez`` and ``/readyz``.
 
@@ -112,7 +115,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import yaml
 from aiohttp import web
@@ -120,6 +123,9 @@ from aiohttp import web
 from remediator.cli.main import main as remediator_main
 from tests.support import managed_fields
 from tests.support.lifecycle import StartStop
+
+if TYPE_CHECKING:
+    from tests.support.cert_manager import CertManager
 
 JSON = dict[str, Any]
 
@@ -300,13 +306,25 @@ SCALEDOBJECTS: Final = _Kind(
     has_generation=True,
 )
 """KEDA's CRD: served only once :meth:`KubeApiServer.install_keda` installed it."""
+CERTIFICATES: Final = _Kind(
+    "certificates", "certificate", "Certificate", "cert-manager.io", "v1",
+    short_names=("cert", "certs"), has_generation=True,
+)  # fmt: skip
+CERTIFICATEREQUESTS: Final = _Kind(
+    "certificaterequests", "certificaterequest", "CertificateRequest", "cert-manager.io", "v1",
+    short_names=("cr", "crs"), has_generation=True,
+)  # fmt: skip
+"""cert-manager's CRDs: served only once :meth:`KubeApiServer.install_cert_manager` did."""
 _KINDS: Final = (
     NAMESPACES, PODS, EVENTS, DEPLOYMENTS, REPLICASETS, DAEMONSETS, HPAS, PDBS, SCALEDOBJECTS,
+    CERTIFICATES, CERTIFICATEREQUESTS,
 )  # fmt: skip
 _SERVED: Final[dict[tuple[str, str], dict[str, _Kind]]] = {}
 for _kind in _KINDS:
     _SERVED.setdefault((_kind.group, _kind.version), {})[_kind.resource] = _kind
-_SUBRESOURCE_PAIRS: Final = (("pods", "eviction"), ("pods", "log"), ("deployments", "scale"))
+_SUBRESOURCE_PAIRS: Final = (
+    ("pods", "eviction"), ("pods", "log"), ("deployments", "scale"), ("certificates", "status"),
+)  # fmt: skip
 _SUBRESOURCES: Final[dict[str, list[JSON]]] = {
     "v1": [
         {
@@ -334,6 +352,15 @@ _SUBRESOURCES: Final[dict[str, list[JSON]]] = {
             "group": "autoscaling",
             "version": "v1",
             "kind": "Scale",
+            "verbs": ["get", "patch", "update"],
+        }
+    ],
+    "cert-manager.io/v1": [
+        {
+            "name": "certificates/status",
+            "singularName": "",
+            "namespaced": True,
+            "kind": "Certificate",
             "verbs": ["get", "patch", "update"],
         }
     ],
@@ -1424,6 +1451,9 @@ class KubeApiServer(StartStop):
         #: Whether KEDA's ScaledObject CRD is installed (:meth:`install_keda`); until it is,
         #: its paths answer as those of any group the server does not serve.
         self.keda_installed = False
+        #: cert-manager once :meth:`install_cert_manager` installed it: its switches and
+        #: readers (:class:`tests.support.cert_manager.CertManager`); until then, None.
+        self.cert_manager: CertManager | None = None
         self._uncomputed_pdbs: set[tuple[str, str]] = set()
         self._seq = 0
         self._node_count = 0
@@ -1849,6 +1879,18 @@ class KubeApiServer(StartStop):
     def install_keda(self) -> None:
         """Install KEDA's ScaledObject CRD: ``keda.sh/v1alpha1`` ``scaledobjects`` is served."""
         self.keda_installed = True
+
+    def install_cert_manager(self) -> CertManager:
+        """Install cert-manager: its CRDs are served and its controller runs."""
+        from tests.support.cert_manager import CertManager  # it builds on this module
+
+        if self.cert_manager is None:
+            self.cert_manager = CertManager(self)
+        return self.cert_manager
+
+    def _certs(self) -> CertManager:
+        assert self.cert_manager is not None, "cert-manager's paths are served once installed"
+        return self.cert_manager
 
     def add_scaled_object(
         self,
@@ -3504,7 +3546,11 @@ class KubeApiServer(StartStop):
         else:
             raise self._page_not_found()
         served = _SERVED.get((group, version))
-        if served is None or (group == SCALEDOBJECTS.group and not self.keda_installed):
+        if (
+            served is None
+            or (group == SCALEDOBJECTS.group and not self.keda_installed)
+            or (group == CERTIFICATES.group and self.cert_manager is None)
+        ):
             raise self._page_not_found()
         if not rest:
             if method != "GET":
@@ -3554,6 +3600,9 @@ class KubeApiServer(StartStop):
             ("deployments", "scale", "PATCH", True): self._patch_scale,
             ("deployments", "scale", "PUT", True): self._put_scale,
             ("horizontalpodautoscalers", "", "PATCH", True): self._patch_hpa,
+            ("certificates", "", "PATCH", True): lambda call: self._certs().patch(call),
+            ("certificates", "status", "GET", True): lambda call: self._certs().get_status(call),
+            ("certificates", "status", "PATCH", True): lambda c: self._certs().patch_status(c),
         }
         handler = table.get((kind.resource, sub, method, named))
         if handler is not None:

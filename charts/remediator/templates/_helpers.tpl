@@ -181,6 +181,14 @@ are equal document for document.
       (list "apps" (list "replicasets") (list "list"))
       (list "autoscaling" (list "horizontalpodautoscalers") (list "list"))
       (list "" (list "events") (list "list")) }}
+{{- else if eq $action.kind "renew_certificate" }}
+{{- /* the action's (its status subresource only), then what its evidence reads of a Certificate */}}
+{{- $perms = list
+      (list "cert-manager.io" (list "certificates") (list "get"))
+      (list "cert-manager.io" (list "certificates/status") (list "patch"))
+      (list "" (list "events") (list "create"))
+      (list "cert-manager.io" (list "certificates") (list "get"))
+      (list "" (list "events") (list "list")) }}
 {{- else if has $action.kind (list "kill_query" "log_only") }}
 {{- /* database privileges, or nothing: no Kubernetes API */}}
 {{- else }}
