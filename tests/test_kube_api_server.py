@@ -393,7 +393,13 @@ async def test_a_release_whose_pods_never_get_ready_stalls_within_max_unavailabl
     kube.add_deployment(NS, "web", replicas=4)
     kube.failing_images.add("registry.example/web:bad")
     kube.deploy(NS, "web", "registry.example/web:bad")
-    await asyncio.sleep(3)  # several pod lags: the rollout goes as far as it can
+
+    async def stalled() -> bool:
+        d = await client.AppsV1Api(api).read_namespaced_deployment("web", NS)
+        return bool(d.status.updated_replicas == 2)
+
+    await poll(stalled, "two pods of the bad release")
+    await asyncio.sleep(2.5)  # more than a pod's lags: the rollout goes no further
     d = await client.AppsV1Api(api).read_namespaced_deployment("web", NS)
     assert d.status.ready_replicas == 3  # the old ReplicaSet keeps 4 - maxUnavailable
     assert d.status.updated_replicas == 2  # 1 surge + 1 unavailable, none of them Ready

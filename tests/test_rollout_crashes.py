@@ -22,7 +22,7 @@ from tests.support.payloads import webhook_alert, webhook_payload
 from tests.support.process import RemediatorProcess
 from tests.support.service import example_rules
 from tests.test_crash_safety import CRASHES, check_claim, crash, crash_and_resend
-from tests.test_rollouts import NS, OPTED_IN, ROLLOUT_RULES, V1, V2, released
+from tests.test_rollouts import NS, OPTED_IN, ROLLOUT_LAGS, ROLLOUT_RULES, V1, V2, released
 
 PRE_CLAIM = ("after_journal_write", "before_ack", "before_process")
 
@@ -76,8 +76,15 @@ def writes(kube: KubeApiServer) -> list[Any]:
     return [r for r in kube.requests if r.method == "PATCH" and r.path.endswith("/deployments/api")]
 
 
-@pytest.mark.parametrize("failpoint", ACTION_POINTS)
-@pytest.mark.parametrize("kind", list(SCENARIOS))
+#: Each kind with the points it goes through: the rollback at every point from the claim on
+#: (a claim resumed after the restart blames the release by the alert's start the claim kept);
+#: the restart at those its intent decides (one the store shows, one the template shows).
+CASES = [("rollback", point) for point in ACTION_POINTS] + [
+    ("restart_rollout", point) for point in ("after_intent", "side_effect_sent", "after_action")
+]
+
+
+@pytest.mark.parametrize(("kind", "failpoint"), CASES, ids=[f"{k}-{p}" for k, p in CASES])
 async def test_a_crash_at_any_point_ends_with_one_claim_one_outcome_and_at_most_one_write(
     tmp_path: Path, kind: str, failpoint: str
 ) -> None:
@@ -85,7 +92,7 @@ async def test_a_crash_at_any_point_ends_with_one_claim_one_outcome_and_at_most_
     rules = example_rules(tmp_path / "rules")
     (rules / "05-rollouts.yaml").write_text(ROLLOUT_RULES)
     body = payload(scenario)
-    async with KubeApiServer(seed=5) as kube:
+    async with KubeApiServer(seed=5, lags=ROLLOUT_LAGS) as kube:
         await scenario.setup(kube)
         kube.bind_rbac_of(rules)
         kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", kube.url, kube.token or "")

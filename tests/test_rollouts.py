@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import dataclasses
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -20,7 +21,7 @@ import pytest
 from remediator.actions.revisions import Rollout, read_rollout
 from remediator.core.errors import ApiError
 from remediator.core.fingerprint import fingerprint
-from tests.support.kube_api import KubeApiServer
+from tests.support.kube_api import REALISTIC, KubeApiServer
 from tests.support.kubeconfig import write_kubeconfig
 from tests.support.payloads import webhook_alert, webhook_payload
 from tests.support.service import ServiceUnderTest, example_rules, serve, settings_for
@@ -45,7 +46,7 @@ rules:
     # remediator: allow unguaranteed-label
     target: {kind: Deployment, namespace: "{namespace}", name: "{deployment}"}
     cooldown_s: 3600
-    verify_within_s: 15
+    verify_within_s: 8
   - name: pool-leaked
     matchers: ['alertname="PoolLeaked"']
     severity: SEV-3
@@ -53,7 +54,7 @@ rules:
     # remediator: allow unguaranteed-label
     target: {kind: Deployment, namespace: "{namespace}", name: "{deployment}"}
     cooldown_s: 600
-    verify_within_s: 15
+    verify_within_s: 8
 """
 
 
@@ -96,9 +97,15 @@ class Harness:
         return str(template["spec"]["containers"][0]["image"])
 
 
+ROLLOUT_LAGS = dataclasses.replace(REALISTIC, pod_created_s=(0.02, 0.3), pod_ready_s=(0.1, 0.5))
+"""The controllers' realistic lags, pods a few times quicker: a rollout is still many steps
+at the controllers' pace, and the status writes still race a guarded write, in a second or
+two rather than several."""
+
+
 @pytest.fixture
 async def kube() -> AsyncIterator[KubeApiServer]:
-    async with KubeApiServer(seed=11) as server:
+    async with KubeApiServer(seed=11, lags=ROLLOUT_LAGS) as server:
         yield server
         assert server.internal_errors == []
 
@@ -132,6 +139,15 @@ async def released(kube: KubeApiServer, image: str, **fields: Any) -> Rollout:
             return rollout
         await asyncio.sleep(0.05)
     raise AssertionError(f"{image} never served")
+
+
+async def pods_of(kube: KubeApiServer, image: str, count: int) -> None:
+    """Wait until ``count`` pods run ``image`` (Ready or not): how far a rollout got."""
+    for _ in range(200):
+        if sum(p["spec"]["containers"][0]["image"] == image for p in kube.pods(NS)) >= count:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"fewer than {count} pods of {image}")
 
 
 async def api_on_v2(kube: KubeApiServer, replicas: int = 3) -> Rollout:
@@ -263,7 +279,7 @@ async def test_a_previous_revision_that_fails_too_is_not_restored(harness: Harne
         harness.kube.set_pod_ready(NS, pod["metadata"]["name"], False)
     harness.kube.failing_images.add(V2)
     harness.kube.deploy(NS, "api", V2)
-    await asyncio.sleep(2.5)  # the rollout goes as far as maxUnavailable lets it
+    await pods_of(harness.kube, V2, 1)  # the rollout goes as far as maxUnavailable lets it
     decisions = await harness.fire("BadRelease")
     assert steps(decisions)[3] == ("refused", "precheck_failed")
     assert "and none is Ready: it fails too; no rollback." in decisions[3]["sentence"]
@@ -276,7 +292,7 @@ async def test_a_stalled_release_is_rolled_back_while_it_still_rolls_out(
     harness.kube.add_deployment(NS, "api", replicas=4, annotations=OPTED_IN, image=V1)
     harness.kube.failing_images.add(V2)
     harness.kube.deploy(NS, "api", V2)
-    await asyncio.sleep(2.5)  # two v2 pods that never get Ready, three v1 pods serving
+    await pods_of(harness.kube, V2, 2)  # two v2 pods that never get Ready, three v1 serving
     decisions = await harness.fire("BadRelease")
     assert decisions[3]["step"] == "acted", steps(decisions)
     assert harness.image() == V1
@@ -360,7 +376,7 @@ async def test_a_restored_revision_that_never_gets_ready_is_ineffective_and_esca
     labels = {"alertname": "BadRelease", "namespace": NS, "deployment": "api"}
     alert = webhook_alert(labels=labels, startsAt=datetime.now(UTC).strftime("%FT%TZ"))
     assert (await harness.service.post(webhook_payload(alert)))[0] == 200
-    decisions = await harness.until("BadRelease", "escalated")  # after verify_within_s 15
+    decisions = await harness.until("BadRelease", "escalated")  # after verify_within_s 8
     assert [d["step"] for d in decisions][3:] == ["acted", "verified", "escalated"]
     assert harness.image() == V1
     verified = next(d for d in decisions if d["step"] == "verified")
