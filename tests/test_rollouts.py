@@ -113,7 +113,8 @@ async def kube() -> AsyncIterator[KubeApiServer]:
 @pytest.fixture
 async def harness(tmp_path: Path, kube: KubeApiServer) -> AsyncIterator[Harness]:
     kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", kube.url, kube.token or "")
-    rules = example_rules(tmp_path / "rules")
+    # A recycle a PodDisruptionBudget refuses holds its Deployment 3 s, not 30.
+    rules = example_rules(tmp_path / "rules", **{"pdb_retry_s: 30": "pdb_retry_s: 3"})
     (rules / "05-rollouts.yaml").write_text(ROLLOUT_RULES)
     kube.bind_rbac_of(rules)
     settings = settings_for(tmp_path, kubeconfig=kubeconfig, rules_dir=rules)
@@ -325,6 +326,28 @@ async def test_a_second_alert_during_the_rollback_is_refused_by_the_cooldown(
     second = await harness.fire("PoolLeaked")  # another rule, the same Deployment
     assert steps(second)[2:] == [("refused", "cooldown"), ("escalated", "cooldown")]
     assert len(harness.template_writes()) == 1
+
+
+async def test_no_rollback_while_a_pod_of_the_deployment_is_being_recycled(
+    harness: Harness,
+) -> None:
+    kube = harness.kube
+    kube.add_deployment(NS, "api", replicas=3, image=V1,
+                        annotations={"remediator.io/allow": "rollback,recycle_pod"})  # fmt: skip
+    await released(kube, V2)
+    kube.add_pdb(NS, "api-pdb", {"app": "api"}, min_available=3)  # the eviction keeps waiting
+    pod = kube.pods(NS)[0]["metadata"]["name"]
+    crashloop = {"alertname": "PodCrashLooping", "namespace": NS, "pod": pod}
+    alert = webhook_alert(labels=crashloop)
+    assert (await harness.service.post(webhook_payload(alert)))[0] == 200
+    for _ in range(200):  # the recycle holds the Deployment while the PDB refuses
+        if any(r.path.endswith("/eviction") for r in kube.requests):
+            break
+        await asyncio.sleep(0.025)
+    decisions = await harness.fire("BadRelease")
+    assert steps(decisions)[3:5] == [("refused", "blast_radius"), ("escalated", "blast_radius")]
+    assert decisions[3]["sentence"].endswith(f"{KEY} is being remediated already.")
+    assert harness.template_writes() == [] and harness.image() == V2
 
 
 async def test_a_409_in_the_middle_is_read_again_and_the_rollback_goes_through(
