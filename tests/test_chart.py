@@ -162,9 +162,7 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
     "recycle-pod-delete-fallback": with_rules(a=rule_file(RECYCLE_POD_DELETE)),
     "kill-query": with_rules(a=rule_file(KILL_QUERY)),
     "log-only": with_rules(a=rule_file(LOG_ONLY)),
-    "renew-certificate": with_rules(a=rule_file(RENEW_CERTIFICATE)),
     "escalate-only": with_rules(a=rule_file()),
-    "rollouts": with_rules(a=rule_file(ROLLBACK, RESTART_ROLLOUT)),
     "shadow-rollback": with_rules(a=rule_file(ROLLBACK, shadow=True)),
     "declared-actions": with_rules(
         a=rule_file("declared-scale", "declared-recycle", KILL_QUERY, namespaces=("apps",))
@@ -177,6 +175,8 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
                 LOG_ONLY,
                 KILL_QUERY,
                 RENEW_CERTIFICATE,
+                ROLLBACK,
+                RESTART_ROLLOUT,
                 namespaces=("ns-x", "ns-y", "ns-z"),
             )
         ),
@@ -491,16 +491,14 @@ POD_DELETE = {("", "pods", "delete")}
         ("recycle-pod-delete-fallback", ("team-a", "team-b"), RECYCLE_GRANTS | POD_DELETE),
         ("kill-query", ("team-a", "team-b"), set()),
         ("log-only", ("team-a", "team-b"), set()),
-        ("renew-certificate", ("team-a", "team-b"), RENEW_GRANTS),
         ("escalate-only", ("team-a", "team-b"), set()),
-        ("rollouts", ("team-a", "team-b"), TEMPLATE_GRANTS),
         # A shadow rule never writes: its precheck's reads and nothing more.
         ("shadow-rollback", ("team-a", "team-b"), DEPLOYMENT_EVIDENCE),
         ("declared-actions", ("apps",), SCALE_OUT_GRANTS | HPA_PATCH | RECYCLE_GRANTS | POD_DELETE),
         (
             "every-action-cluster-role",
             ("ns-x", "ns-y", "ns-z"),
-            SCALE_OUT_GRANTS | RECYCLE_GRANTS | RENEW_GRANTS,
+            SCALE_OUT_GRANTS | RECYCLE_GRANTS | RENEW_GRANTS | TEMPLATE_GRANTS,
         ),
     ],
 )

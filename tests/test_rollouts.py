@@ -78,11 +78,11 @@ class Harness:
         """The episode's decisions once one has ``step`` (within 40 s: a rollout of three
         pods at the controller's lags, then the verification's next look)."""
         labels = {"alertname": alertname, "namespace": NS, "deployment": deployment}
-        for _ in range(800):
+        for _ in range(400):
             decisions = await self.service.decisions(fingerprint=fingerprint(labels))
             if step in [d["step"] for d in decisions]:
                 return decisions
-            await asyncio.sleep(0.05)
+            await asyncio.sleep(0.1)
         raise AssertionError(f"no {step}: {[(d['step'], d['reason']) for d in decisions]}")
 
     def template_writes(self) -> list[Any]:
