@@ -135,25 +135,26 @@ class PodTemplateAction:
         resource_version: str,
         send: Callable[[str], Awaitable[object]],
         judge: Callable[[Rollout], Seen],
-    ) -> tuple[Seen, Rollout | None]:
-        """``send(resource_version)`` until it lands or the rollout read after a 409 says
-        the write landed or the template changed; ``(CHANGED, None)`` when the Deployment
-        was replaced, ``(UNCHANGED, None)`` when it kept meeting 409."""
+    ) -> Seen:
+        """``send(resource_version)`` until it lands (``LANDED``) or the rollout read after
+        a 409 is ``judge``d to have the write already (``LANDED``) or another template
+        (``CHANGED``, as when the Deployment was replaced); ``UNCHANGED`` when it kept
+        meeting 409."""
         async for attempt in conflict_attempts():
             if attempt:
                 try:
                     rollout = await self.rollout(target, deployment)
                 except NotFound:
-                    return Seen.CHANGED, None
+                    return Seen.CHANGED
                 if rollout.uid != deployment.uid:
-                    return Seen.CHANGED, None
+                    return Seen.CHANGED
                 seen = judge(rollout)
                 if seen is not Seen.UNCHANGED:
-                    return seen, rollout
+                    return seen
                 resource_version = rollout.resource_version
             try:
                 await send(resource_version)
             except Conflict:
                 continue
-            return Seen.LANDED, None
-        return Seen.UNCHANGED, None
+            return Seen.LANDED
+        return Seen.UNCHANGED

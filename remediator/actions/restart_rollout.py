@@ -144,7 +144,7 @@ class RestartRollout(
                 return Seen.UNCHANGED
             return Seen.CHANGED
 
-        seen, _ = await self.write(
+        seen = await self.write(
             target, deployment, facts.resource_version,
             lambda rv: kube.set_template_annotation(
                 target.namespace, target.name, RESTARTED_AT, moment, rv

@@ -190,7 +190,7 @@ class Rollback(PodTemplateAction, Action[RollbackParams, RollbackFacts, Rollback
                 return Seen.UNCHANGED
             return Seen.CHANGED
 
-        seen, _ = await self.write(
+        seen = await self.write(
             target, deployment, facts.resource_version,
             lambda rv: kube.set_pod_template(target.namespace, target.name, facts.template, rv),
             judge,
