@@ -48,9 +48,11 @@ from tests.support.tcp_proxy import TcpProxy
 from tests.test_kill_query import LONG_QUERY, dsn_file, rules
 
 LEASE = ("--lease-seconds", "1.5")
-SETTLE_S = 120.0
+SETTLE_S = 180.0
 """Long enough for 320 claims, 32 at a time, each verified on lagging controllers, while
-other tests load the machine; the figure printed is how long it took."""
+other tests load the machine (120 s left 9 claims still verifying on a loaded run of the
+whole suite, every Deployment already scaled once); the figure printed is how long it
+took."""
 
 
 def now() -> float:
@@ -121,7 +123,7 @@ async def fill_the_queue(f: Fleet, replica: RemediatorProcess, tables: StateTabl
         await asyncio.sleep(0.05)
 
 
-@pytest.mark.timeout(240)
+@pytest.mark.timeout(300)
 @pytest.mark.parametrize("restarted", [True, False], ids=["restarted", "not-restarted"])
 async def test_claims_queued_at_a_kill_9_are_each_run_once_by_the_restart_or_the_other_replica(
     tmp_path: Path, pg: PostgresServer, restarted: bool
