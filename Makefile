@@ -5,7 +5,8 @@ STAMP := $(VENV)/.installed
 # make bench: every scenario of bench/, one table, bench/results.json; QUICK=1: under a minute.
 # Most tests wait on servers and subprocesses, not the CPU: four workers on two cores (the
 # whole run took 649 s with four against 797 s with three, on one two-core machine).
-PYTEST_ARGS ?= -n 4
+# --dist loadgroup: a module whose fixture runs many children keeps them to one worker.
+PYTEST_ARGS ?= -n 4 --dist loadgroup
 
 .PHONY: run test lint typecheck unit bench system-deps clean
 

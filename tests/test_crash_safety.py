@@ -127,7 +127,9 @@ async def crash(
     and the process is killed with SIGKILL while it waits, once the write ``landed``."""
     if failpoint != "side_effect_sent":
         await crashing.post(payload)
-        assert await crashing.wait_exit() == 137
+        # The failpoint comes after the action's reads: seconds at the controllers' lags,
+        # more on a loaded machine.
+        assert await crashing.wait_exit(timeout_s=30) == 137
         return
     kube.inject_fault(write, method="PATCH", drop=True, served=True, delay=60)
     posted = asyncio.create_task(crashing.post(payload))

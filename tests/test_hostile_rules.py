@@ -26,6 +26,10 @@ from tests.support.ports import free_port
 from tests.support.rule_texts import POLICY
 from tests.support.service import REPO
 
+# One worker runs every case (``outcomes`` is per module, and each worker that ran one of
+# its tests would run all the children again): the Makefile's ``--dist loadgroup``.
+pytestmark = pytest.mark.xdist_group("hostile-rules")
+
 DEADLINE_S = 5.0
 """On a quiet machine; a loaded one (the suite runs on several workers) gets up to
 ``SLOWER_THAN_PLAIN`` times what ``check`` of a plain rule directory took in the same run."""

@@ -63,7 +63,12 @@ class RemediatorProcess:
             return None
 
     async def wait_exit(self, timeout_s: float = 10.0) -> int:
-        return await asyncio.wait_for(self.proc.wait(), timeout_s)
+        """The exit code; a process still running after ``timeout_s`` fails the test with
+        its log's tail (what it was doing instead of exiting)."""
+        try:
+            return await asyncio.wait_for(self.proc.wait(), timeout_s)
+        except TimeoutError:
+            raise AssertionError(f"still running after {timeout_s} s:\n{self.log_tail()}") from None
 
     async def stop(self) -> int:
         if self.proc.returncode is None:
