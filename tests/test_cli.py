@@ -135,9 +135,11 @@ async def test_decisions_prints_what_the_service_recorded(tmp_path: Path) -> Non
         timeout=30,
         check=True,
     )
-    lines = result.stdout.splitlines()
+    lines = result.stdout.splitlines()  # newest first
     assert len(lines) == 10
-    assert "claimed" in lines[2] and "Claimed scale-out-api on llm-research/Deployment/" in lines[2]
+    assert " verified " in lines[0] and " received " in lines[-1]
+    claimed = lines[-3]
+    assert "claimed" in claimed and "Claimed scale-out-api on llm-research/Deployment/" in claimed
 
 
 def test_serve_stops_with_one_clear_line_when_the_kubeconfig_cannot_be_used(
@@ -284,7 +286,7 @@ REFUSALS = {
     "unknown-flag": (["serve", "--dry-rum"], {},
                      "remediator: unrecognized arguments: --dry-rum (see remediator --help)"),
     "flag-value": (["decisions", "--limit", "ten"], {},
-                   "remediator: argument --limit: invalid int value: 'ten'"
+                   "remediator: argument --limit: a whole number from 1 to 1000"
                    " (see remediator decisions --help)"),
     "no-command": ([], {}, "remediator: the following arguments are required: COMMAND"
                    " (see remediator --help)"),

@@ -420,6 +420,17 @@ def test_the_virtualenv_holds_the_installed_package_not_the_source_tree(image: I
     ).stdout.strip()  # fmt: skip
     assert Path(where).is_relative_to(image.at(VENV)), where
     assert not Path(where).is_relative_to(REPO)
+    # The console's templates and static files are package data: installed, not left behind.
+    console = (
+        "from remediator.console import pages; print(pages.static('console.js') is not None,"
+        " 'Sign in' in pages.render('login.html', session=None, dry_run=False, notice='',"
+        " title='Sign in', page='login', next='/ui/'))"
+    )
+    shown = subprocess.run(
+        [_venv_python(image), "-c", console], capture_output=True, text=True, timeout=30,
+        check=True, cwd=image.at("/unwritable"), env={"PATH": "/usr/bin:/bin"}, **_demoted(),
+    ).stdout.split()  # fmt: skip
+    assert shown == ["True", "True"]
     listed = subprocess.run(
         [sys.executable, "-m", "pip", "--python", _venv_python(image), "list",
          "--format=json"],

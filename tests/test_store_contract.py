@@ -7,14 +7,23 @@ from __future__ import annotations
 import asyncio
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
 from remediator.core import dedup_keys
 from remediator.core.errors import StoreUnavailable
-from remediator.core.model import AlertStatus, EpisodeEvent, StopReason
+from remediator.core.model import (
+    AlertStatus,
+    AuditRecord,
+    EpisodeEvent,
+    Outcome,
+    Step,
+    StopReason,
+)
 from remediator.guards.claim import ClaimRequest, Limit
 from remediator.store.contract import (
+    AuditQuery,
     HumanAck,
     IncidentUpdate,
     OutboxItem,
@@ -544,3 +553,35 @@ async def test_a_bundle_queued_again_while_uploading_is_not_lost_by_the_older_up
     [new] = await store.evidence_due(at(5), 10)
     assert (new.body, new.queued_at, new.attempts) == (b'{"v": 2}', at(5), 0)
     assert await store.evidence_waiting() == (1, at(5))
+
+
+async def test_decisions_filter_by_step_alertname_and_reason_and_read_newest_first(
+    store: Store,
+) -> None:
+    def record(n: int, step: Step, alertname: str, reason: StopReason | None) -> AuditRecord:
+        return AuditRecord(at(n), step, Outcome.REFUSED if reason else Outcome.RECEIVED,
+                           f"decision {n}", alertname=alertname, reason=reason)  # fmt: skip
+
+    await store.audit(
+        [
+            record(1, Step.RECEIVED, "HighCPUUsage", None),
+            record(2, Step.REFUSED, "HighCPUUsage", StopReason.COOLDOWN),
+            record(3, Step.REFUSED, "PodCrashLooping", StopReason.STORM),
+            record(4, Step.REFUSED, "HighCPUUsage", StopReason.STORM),
+            record(5, Step.RECEIVED, "HighCPUUsage", None),
+        ]
+    )
+
+    async def sentences(**query: Any) -> list[str]:
+        return [r.sentence for r in await store.decisions(AuditQuery(**query))]
+
+    assert await sentences(step="refused", alertname="HighCPUUsage") == [
+        "decision 2", "decision 4",
+    ]  # fmt: skip
+    assert await sentences(reason="storm") == ["decision 3", "decision 4"]
+    assert await sentences(alertname="highcpuusage") == []  # exact, as the labels are
+    assert await sentences(newest_first=True, limit=2) == ["decision 5", "decision 4"]
+    fourth, _ = await store.decisions(AuditQuery(newest_first=True, reason="storm"))
+    older = await sentences(newest_first=True, before_id=fourth.id, limit=2)
+    assert older == ["decision 3", "decision 2"]
+    assert await sentences(newest_first=True, before_id=1) == []

@@ -138,6 +138,12 @@ class Approvers:
             raise RequestRejected(401, "unauthorized", "The token is no approver's.")
         return found
 
+    def by_name(self, name: str) -> Approver | None:
+        """The approver of that name in the file as it reads now (a console session of one
+        taken out of the file answers nothing)."""
+        self._refresh()
+        return next((a for a in self._approvers if a.name == name), None)
+
     def by_slack_user(self, user_id: str) -> Approver | None:
         self._refresh()
         return next((a for a in self._approvers if user_id in a.slack_user_ids), None)

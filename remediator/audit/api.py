@@ -12,7 +12,7 @@ from typing import Any
 from multidict import MultiMapping
 
 from remediator.core.errors import RequestRejected
-from remediator.core.model import AuditRecord, Outcome, Severity
+from remediator.core.model import AuditRecord, Outcome, Severity, Step, StopReason
 from remediator.ruleset.active import ActiveRules
 from remediator.ruleset.rules import Rule
 from remediator.store.contract import AuditQuery, PendingApproval
@@ -29,22 +29,34 @@ FILTERS = (
     "until",
     "limit",
     "after",
+    "step",
+    "alertname",
+    "reason",
+    "order",
+    "before",
 )
+ORDERS = ("oldest", "newest")
 
 
 def _bad(name: str, sentence: str) -> RequestRejected:
     return RequestRejected(400, "invalid_query", f"Parameter {name}: {sentence}")
 
 
-def _int(params: MultiMapping[str], name: str, low: int, high: int | None = None) -> int | None:
+MAX_ID = 2**63 - 1
+"""The largest id a store's 64-bit integer columns hold: a larger one is no id."""
+
+
+def _int(params: MultiMapping[str], name: str, low: int, high: int = MAX_ID) -> int | None:
     raw = params.get(name)
     if raw is None:
         return None
-    if not raw.isdigit():
+    # ASCII digits only: str.isdigit() also takes Arabic-Indic digits and superscripts,
+    # which int() reads or refuses.
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > len(str(MAX_ID)):
         raise _bad(name, "must be a whole number.")
     value = int(raw)
-    if value < low or (high is not None and value > high):
-        raise _bad(name, f"must be between {low} and {high}." if high else f"must be ≥ {low}.")
+    if not low <= value <= high:
+        raise _bad(name, f"must be between {low} and {high}.")
     return value
 
 
@@ -84,6 +96,11 @@ def parse_query(params: MultiMapping[str]) -> AuditQuery:
         until=_time(params, "until"),
         after_id=_int(params, "after", 0) or 0,
         limit=_int(params, "limit", 1, MAX_PAGE) or DEFAULT_PAGE,
+        step=_choice(params, "step", {s.value for s in Step}),
+        alertname=params.get("alertname"),
+        reason=_choice(params, "reason", {r.value for r in StopReason}),
+        newest_first=_choice(params, "order", set(ORDERS)) == "newest",
+        before_id=_int(params, "before", 1),
     )
 
 
@@ -109,11 +126,11 @@ def record_json(record: AuditRecord) -> dict[str, Any]:
 
 
 def page_json(records: list[AuditRecord], query: AuditQuery) -> Mapping[str, Any]:
-    full = len(records) == query.limit
-    return {
-        "decisions": [record_json(r) for r in records],
-        "next_after": records[-1].id if full and records else None,
-    }
+    """The page and where the next one starts: ``next_after`` oldest first, ``next_before``
+    newest first (None on the last page)."""
+    last = records[-1].id if len(records) == query.limit and records else None
+    key = "next_before" if query.newest_first else "next_after"
+    return {"decisions": [record_json(r) for r in records], key: last}
 
 
 def rules_json(rules: ActiveRules) -> dict[str, Any]:

@@ -18,6 +18,7 @@ from remediator.cli import (
     approve,
     audit,
     check,
+    decisions,
     explain,
     offline,
     options,
@@ -42,7 +43,7 @@ Where to start:
   remediator test rules/tests/*.test.yaml  run the rules' unit tests on a virtual clock
   remediator replay stream.jsonl           decide a recorded stream offline, and summarise it
   remediator serve --dry-run ...           run it, planning and auditing actions without doing them
-  remediator decisions                     read back what it decided and why
+  remediator decisions --follow            read back what it decided and why, as it decides
   remediator approve ID                    approve a claim held for a human (deny ID --reason)
 
 Every serve flag has a REMEDIATOR_* variable (shown in `remediator serve --help`); a flag beats
@@ -100,14 +101,6 @@ def _audit_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", metavar="DIR", required=True, help="the directory to write")
 
 
-def _decisions_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--episode", type=int, help="only this episode's decisions")
-    parser.add_argument("--fingerprint", help="only this alert's decisions")
-    parser.add_argument("--rule", help="only this rule's decisions")
-    parser.add_argument("--limit", type=int, default=100, help="at most this many")
-    parser.add_argument("--json", action="store_true", help="one JSON object per line")
-
-
 def _test_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("files", nargs="+", metavar="FILE", help="rule test files (YAML)")
     parser.add_argument(
@@ -136,8 +129,8 @@ def commands() -> tuple[Command, ...]:
                 explain.explain, (rules,), _explain_args),
         Command("rbac", "print the RBAC the rules' actions need, as YAML", offline.rbac,
                 (rules,), _rbac_args),
-        Command("decisions", "print audited decisions from the store", offline.decisions,
-                (state,), _decisions_args),
+        Command("decisions", "print audited decisions from the store, newest first",
+                decisions.decisions, (state,), decisions.add_arguments),
         Command("journal", "export the journal's webhook bodies, the stream replay reads",
                 offline.journal, (state,), _journal_args),
         Command("audit", "export the archive (journal bodies and decisions) to a directory",

@@ -1,22 +1,20 @@
-"""The commands that serve nothing: ``rbac`` (reads the rules), ``decisions`` (reads the
-audit from the store) and ``journal export`` (writes the journal's webhook bodies as the
-stream ``replay`` reads); ``check``, ``explain``, ``test`` and ``replay`` have modules of
-their own. Each reads only the settings it needs, with the same precedence and the same
-error sentences as ``serve``.
+"""The commands that serve nothing: ``rbac`` (reads the rules) and ``journal export``
+(writes the journal's webhook bodies as the stream ``replay`` reads); ``check``,
+``explain``, ``decisions``, ``test`` and ``replay`` have modules of their own. Each reads
+only the settings it needs, with the same precedence and the same error sentences as
+``serve``.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import sys
 from collections.abc import Collection, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 
 from remediator.actions.registry import default_registry
-from remediator.audit.api import record_json
 from remediator.audit.archive import journal_row
 from remediator.cli import failures, options
 from remediator.config import Settings, from_sources
@@ -25,7 +23,6 @@ from remediator.ruleset.load import load_rules
 from remediator.ruleset.rbac import manifests
 from remediator.ruleset.rules import RuleSet
 from remediator.store import open_store
-from remediator.store.contract import AuditQuery
 
 
 def state_settings(
@@ -61,33 +58,6 @@ def rbac(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
         cluster_role=args.cluster_role,
     )
     print(text, end="")
-    return 0
-
-
-def decisions(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
-    settings = state_settings(args, environ, {"state_url"})
-    with failures.at_start(settings):
-        return asyncio.run(_decisions(settings, args))
-
-
-async def _decisions(settings: Settings, args: argparse.Namespace) -> int:
-    store = open_store(settings, reads_only=True)  # a running serve keeps its file
-    await store.open()
-    try:
-        query = AuditQuery(
-            episode_id=args.episode, fingerprint=args.fingerprint, rule=args.rule, limit=args.limit
-        )
-        for record in await store.decisions(query):
-            if args.json:
-                print(json.dumps(record_json(record), sort_keys=True))
-            else:
-                at = record.at.strftime("%Y-%m-%d %H:%M:%S")
-                print(
-                    f"{at}  ep={record.episode_id}  {record.step:<10} {record.outcome.value:<10}"
-                    f" {record.severity or '-':<5}  {record.sentence}"
-                )
-    finally:
-        await store.close()
     return 0
 
 

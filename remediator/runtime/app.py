@@ -51,9 +51,10 @@ from remediator.ingest.webhook import WebhookState
 from remediator.ruleset.active import ActiveRules
 from remediator.ruleset.load import load_rules
 from remediator.ruleset.rules import RuleSet
-from remediator.runtime import acks, approvals, reload
+from remediator.runtime import acks, approvals, console, reload
 from remediator.runtime.lease import Lease
 from remediator.runtime.objects import Objects, s3_settings
+from remediator.runtime.sessions import Sessions
 from remediator.runtime.tasks import Loops
 from remediator.silences.watch import SilenceWatch
 from remediator.store import open_store
@@ -518,4 +519,6 @@ def init_app(
     for path in ("/readyz", "/-/ready"):
         app.router.add_get(path, _readyz)
     app.router.add_get("/metrics", _metrics)
+    wiring = console.Wiring(settings, app[RULES], app[RELOADER], lambda: app[SERVICES], Sessions())
+    console.add_routes(app, wiring)
     return app

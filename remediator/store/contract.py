@@ -160,6 +160,20 @@ IntentAnswer = Literal["recorded", "busy", "lost"]
 
 
 @dataclass(frozen=True, slots=True)
+class RecentClaim:
+    """A claim as the brakes count it: what it was on, of which kind, when, and how it
+    ended (None while it runs)."""
+
+    episode_id: int
+    rule: str
+    action_kind: str
+    target: str
+    destructive: bool
+    claimed_at: datetime
+    outcome: str | None
+
+
+@dataclass(frozen=True, slots=True)
 class Settlement:
     """How a claim ended, and the aftercare its effect needs, written with its records."""
 
@@ -282,6 +296,12 @@ class AuditQuery:
     until: datetime | None = None
     after_id: int = 0
     limit: int = 100
+    step: str | None = None
+    alertname: str | None = None
+    reason: str | None = None
+    newest_first: bool = False
+    """Newest first (the console's and ``decisions``' order), from ``before_id`` down."""
+    before_id: int | None = None
 
 
 class StoreLifecycle(Protocol):
@@ -386,6 +406,11 @@ class ClaimStore(Protocol):
 
     async def unfinished_claims(self) -> list[UnfinishedClaim]:
         """This replica's claims without an outcome, oldest first."""
+        ...
+
+    async def recent_claims(self, since: datetime, dry_run: bool, limit: int) -> list[RecentClaim]:
+        """Every replica's claims made after ``since`` in ``dry_run``'s mode, newest first,
+        at most ``limit``: what the budgets, rate limits and cooldowns count."""
         ...
 
     async def storm_add(self, target: str, now: datetime, window_s: float) -> int:

@@ -10,7 +10,14 @@ from typing import Any
 
 from remediator.core.model import AuditRecord, Outcome, Severity, Step, StopReason
 from remediator.guards.claim import ClaimRequest, Limit
-from remediator.store.contract import AuditQuery, OutboxItem, PendingApproval, UnfinishedClaim, Vote
+from remediator.store.contract import (
+    AuditQuery,
+    OutboxItem,
+    PendingApproval,
+    RecentClaim,
+    UnfinishedClaim,
+    Vote,
+)
 from remediator.store.sql import AUDIT_EQUALS
 
 
@@ -121,6 +128,9 @@ def audit_conditions(q: AuditQuery) -> tuple[list[str], dict[str, Any]]:
     if q.until is not None:
         conditions.append("at < :until")
         params["until"] = ts(q.until)
+    if q.before_id is not None:
+        conditions.append("id < :before_id")
+        params["before_id"] = q.before_id
     return conditions, params
 
 
@@ -180,3 +190,9 @@ def pending_approval(row: Sequence[Any], votes: Sequence[Vote]) -> PendingApprov
         on_timeout=row[12], state=row[13], decided_at=None if row[14] is None else dt(row[14]),
         decided_by=row[15], episode_open=bool(row[16]), votes=tuple(votes),
     )  # fmt: skip
+
+
+def recent_claim(row: Sequence[Any]) -> RecentClaim:
+    """(episode_id, rule, action_kind, target, destructive, claimed_at, outcome:
+    ``sql.RECENT_CLAIMS``)."""
+    return RecentClaim(int(row[0]), row[1], row[2], row[3], bool(row[4]), dt(float(row[5])), row[6])

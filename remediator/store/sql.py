@@ -136,6 +136,11 @@ def claims_since(where: str) -> Statement:
     )
 
 
+RECENT_CLAIMS = Statement(
+    "SELECT episode_id, rule, action_kind, target, destructive, claimed_at, outcome FROM claims"
+    " WHERE claimed_at > :since AND dry_run = :mode ORDER BY claimed_at DESC, id DESC"
+    " LIMIT :limit"
+)
 CLAIM_INSERT = Statement(
     "INSERT INTO claims (episode_id, rule, action, action_kind, target, destructive, dry_run,"
     " claimed_at, owner, job) VALUES (:episode_id, :rule, :action, :action_kind, :target,"
@@ -430,14 +435,18 @@ ACK_SINCE = Statement(
 )
 
 #: ``AuditQuery`` fields an audit query matches exactly, by column.
-AUDIT_EQUALS = ("episode_id", "fingerprint", "rule", "severity", "outcome")
+AUDIT_EQUALS = (
+    "episode_id", "fingerprint", "rule", "severity", "outcome", "step", "alertname", "reason",
+)  # fmt: skip
 
 
-def decisions(conditions: Sequence[str]) -> Statement:
-    """Audit records matching every condition, oldest first, ``:limit`` of them."""
+def decisions(conditions: Sequence[str], newest_first: bool = False) -> Statement:
+    """Audit records matching every condition, oldest (or newest) first, ``:limit`` of
+    them."""
     where = " AND ".join(["id > :after_id", *conditions])
     columns = ", ".join(AUDIT_COLUMNS)
-    return Statement(f"SELECT id, {columns} FROM audit WHERE {where} ORDER BY id LIMIT :limit")
+    order = "id DESC" if newest_first else "id"
+    return Statement(f"SELECT id, {columns} FROM audit WHERE {where} ORDER BY {order} LIMIT :limit")
 
 
 # ----- the archive's cursors

@@ -23,7 +23,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
-from remediator.core.errors import StoreRejected, StoreUnavailable
+from remediator.core.errors import ConfigError, StoreRejected, StoreUnavailable
 from remediator.guards.storm import TargetWindow
 from remediator.store.contract import TakenOver
 from remediator.store.file_lock import FileInUse, FileLock
@@ -149,7 +149,13 @@ class SqliteStore(SqlStore):
     async def open(self) -> None:
         """Take the file's one-writer lock (``FileInUse`` when another store holds it),
         then migrate. A store that only reads holds the lock only to migrate, and neither
-        migrates nor is refused while a writer holds the file: the writer has migrated it."""
+        migrates nor is refused while a writer holds the file: the writer has migrated it.
+        A store that only reads opens a file that exists, or none (a mistyped ``--state``
+        would otherwise read a new, empty store and say nothing)."""
+        if self._reads_only and not self._path.is_file():
+            raise ConfigError(
+                f"there is no state file {self._path}: give the --state a serve writes"
+            )
         self._path.parent.mkdir(parents=True, exist_ok=True)
         try:
             self._lock.acquire()

@@ -39,6 +39,7 @@ from remediator.store.contract import (
     PendingApproval,
     Planned,
     QueuedEvidence,
+    RecentClaim,
     Settlement,
     Sighting,
     TriggerState,
@@ -69,6 +70,7 @@ from remediator.store.rows import (
     outbox_item,
     outbox_row,
     pending_approval,
+    recent_claim,
     ts,
     unfinished_claim,
 )
@@ -589,6 +591,11 @@ class SqlStore:
         found = await self.run(rows(sql.UNFINISHED, {"owner": self.owner}))
         return [unfinished_claim(r) for r in found]
 
+    async def recent_claims(self, since: datetime, dry_run: bool, limit: int) -> list[RecentClaim]:
+        params = {"since": ts(since), "mode": int(dry_run), "limit": limit}
+        found = await self.run(rows(sql.RECENT_CLAIMS, params))
+        return [recent_claim(r) for r in found]
+
     # ----- approvals
 
     async def approval(self, claim_id: int) -> PendingApproval | None:
@@ -679,7 +686,7 @@ class SqlStore:
 
     async def decisions(self, query: AuditQuery) -> list[AuditRecord]:
         conditions, params = audit_conditions(query)
-        found = await self.run(rows(sql.decisions(conditions), params))
+        found = await self.run(rows(sql.decisions(conditions, query.newest_first), params))
         return [audit_record(r) for r in found]
 
     async def outbox_due(self, now: datetime, limit: int) -> list[OutboxItem]:
