@@ -163,6 +163,27 @@ async def test_dry_run_claims_do_not_count_against_live_cooldowns(store: Store) 
     assert (await store.claim(claim_request(e2), at(1))).verdict.allowed
 
 
+async def test_recent_claims_are_those_after_the_time_in_one_mode_newest_first(
+    store: Store,
+) -> None:
+    e1, e2, e3, e4 = await open_episodes(store, 4)
+    for episode, seconds, target, dry in ((e1, 0, "ns/Deployment/a", False),
+                                          (e2, 10, "ns/Deployment/b", False),
+                                          (e3, 20, "ns/Deployment/c", True),
+                                          (e4, 30, "ns/Deployment/d", False)):  # fmt: skip
+        request = claim_request(episode, target=target, dry_run=dry, rule_limit=None)
+        assert (await store.claim(request, at(seconds))).verdict.allowed
+    live = await store.recent_claims(at(0), dry_run=False, limit=10)  # after 0: not at it
+    assert [(c.episode_id, c.target, c.claimed_at, c.outcome) for c in live] == [
+        (e4, "ns/Deployment/d", at(30), None), (e2, "ns/Deployment/b", at(10), None),
+    ]  # fmt: skip
+    assert [c.target for c in await store.recent_claims(at(-1), False, limit=2)] == [
+        "ns/Deployment/d", "ns/Deployment/b",
+    ]  # fmt: skip
+    [dry] = await store.recent_claims(at(-1), dry_run=True, limit=10)
+    assert (dry.episode_id, dry.action_kind, dry.destructive) == (e3, "log_only", False)
+
+
 async def test_claims_without_an_outcome_are_listed_until_one_is_recorded(
     store: Store,
 ) -> None:
