@@ -238,3 +238,19 @@ async def test_after_sign_in_the_next_page_is_the_consoles_own(tmp_path: Path, t
         assert status == 303 and response.headers["Location"] == "/ui/"
         status, _, response = await login(service, f"token={TOKEN}&next=/ui/brakes".encode())
         assert response.headers["Location"] == "/ui/brakes"
+
+
+async def test_a_dry_run_service_says_so_on_every_page(tmp_path: Path) -> None:
+    async with serve(settings_for(tmp_path, dry_run=True)) as service:
+        status, _, response = await login(service, f"token={TOKEN}".encode())
+        assert status == 303
+        cookie = {"Cookie": f"{COOKIE}={response.cookies[COOKIE].value}"}
+        for path in ("/ui/", "/ui/brakes", "/ui/approvals", "/ui/rules"):
+            async with service.session.get(f"{service.url}{path}", headers=cookie) as page:
+                text = await page.text()
+                assert page.status == 200, (path, text[:200])
+                assert 'id="dry-run"' in text, path
+        async with service.session.get(f"{service.url}/ui/brakes", headers=cookie) as page:
+            assert "Dry-run: nothing is done" in await page.text()
+        async with service.session.get(f"{service.url}/ui/approvals", headers=cookie) as page:
+            assert "No approvers file is configured" in await page.text()
