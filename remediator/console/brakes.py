@@ -17,10 +17,8 @@ from datetime import datetime, timedelta
 
 from remediator.ruleset.rules import RuleSet
 from remediator.ruleset.schema import LimitSpec
-from remediator.store.contract import RecentClaim
+from remediator.store.contract import SENT_NOTHING, RecentClaim
 
-#: Outcomes of claims that sent nothing (``store.sql.SENT_NOTHING``): no cooldown.
-SENT_NOTHING = frozenset({"refused", "not_run", "not_applied"})
 MAX_CLAIMS = 10_000
 """Claims read for the brakes; more in the longest window is said, not hidden."""
 

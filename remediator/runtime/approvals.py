@@ -48,11 +48,18 @@ def approver_of(request: web.Request, approvers: Approvers | None) -> Approver:
     return approvers.by_token(offered_token(webhook.authorization(request)))
 
 
+def positive_id(text: str) -> int | None:
+    """``text`` as an id: a positive number of at most 18 ASCII digits, no leading zero."""
+    if text.isascii() and text.isdigit() and 0 < len(text) <= 18 and text[0] != "0":
+        return int(text)
+    return None
+
+
 def claim_id_of(request: web.Request) -> int:
-    text = request.match_info["id"]
-    if not (text.isascii() and text.isdigit() and 0 < len(text) <= 18 and text[0] != "0"):
+    claim_id = positive_id(request.match_info["id"])
+    if claim_id is None:
         raise RequestRejected(404, "unknown_approval", "An approval's id is a positive number.")
-    return int(text)
+    return claim_id
 
 
 async def listing(request: web.Request, store: Store) -> web.Response:
@@ -100,11 +107,20 @@ async def _answer_body(request: web.Request) -> tuple[Literal["approve", "deny"]
     if not isinstance(document, dict) or set(document) - {"decision", "reason", "via"}:
         detail = 'The body is {"decision": "approve"|"deny", "reason": "..."} and nothing else.'
         raise RequestRejected(400, "invalid_answer", detail)
-    given = document.get("decision")
+    decision, reason = checked_answer(document.get("decision"), document.get("reason", ""))
+    via = document.get("via", "api")
+    if via not in VIA:
+        raise RequestRejected(400, "invalid_answer", 'via is "api" or "cli".')
+    return decision, reason, str(via)
+
+
+def checked_answer(given: object, reason: object) -> tuple[Literal["approve", "deny"], str]:
+    """An answer's decision and reason (stripped), as the API and the console take them:
+    ``approve`` or ``deny``, and one line of at most ``REASON_CHARS`` characters that a
+    deny may not leave empty; 400 ``invalid_answer`` otherwise."""
     decision = DECISIONS.get(given) if isinstance(given, str) else None  # a list is no key
     if decision is None:
         raise RequestRejected(400, "invalid_answer", 'decision is "approve" or "deny".')
-    reason = document.get("reason", "")
     if not isinstance(reason, str) or len(reason) > REASON_CHARS:
         detail = f"reason is a string of at most {REASON_CHARS} characters."
         raise RequestRejected(400, "invalid_answer", detail)
@@ -112,10 +128,7 @@ async def _answer_body(request: web.Request) -> tuple[Literal["approve", "deny"]
         raise RequestRejected(400, "invalid_answer", "reason holds a control character.")
     if decision == "deny" and not reason.strip():
         raise RequestRejected(400, "invalid_answer", "A deny needs a reason.")
-    via = document.get("via", "api")
-    if via not in VIA:
-        raise RequestRejected(400, "invalid_answer", 'via is "api" or "cli".')
-    return decision, reason.strip(), str(via)
+    return decision, reason.strip()
 
 
 async def answer(

@@ -24,7 +24,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from aiohttp import web
 
-from remediator.approve.approvals import REASON_CHARS, Approvals
+from remediator.approve.approvals import Approvals
 from remediator.approve.approvers import Approvers
 from remediator.audit.api import approval_json, record_json, rules_json
 from remediator.config import Settings
@@ -36,7 +36,7 @@ from remediator.ingest.auth import BearerAuth
 from remediator.ingest.webhook import WebhookState
 from remediator.ruleset.active import ActiveRules
 from remediator.ruleset.rules import RuleSet
-from remediator.runtime.approvals import DECISIONS
+from remediator.runtime.approvals import checked_answer, positive_id
 from remediator.runtime.objects import Objects
 from remediator.runtime.reload import Reloader
 from remediator.runtime.sessions import COOKIE, Role, Session, Sessions
@@ -344,10 +344,10 @@ async def _now_rows(
 
 def _id_of(request: web.Request, what: str) -> int:
     """The path's ``{id}``: a positive number of at most 18 digits (404 otherwise)."""
-    text = request.match_info["id"]
-    if not (text.isascii() and text.isdigit() and 0 < len(text) <= 18 and text[0] != "0"):
+    found = positive_id(request.match_info["id"])
+    if found is None:
         raise RequestRejected(404, f"unknown_{what}", f"An {what}'s id is a positive number.")
-    return int(text)
+    return found
 
 
 async def _episode(
@@ -435,15 +435,7 @@ async def _answer(
     approver = parts.approvers.by_name(session.name)
     if approver is None:
         raise RequestRejected(403, "not_an_approver", f"{session.name} is no longer an approver.")
-    decision = DECISIONS.get(form.get("decision", ""))
-    if decision is None:
-        raise RequestRejected(400, "invalid_answer", "Approve or deny.")
-    reason = form.get("reason", "").strip()
-    if len(reason) > REASON_CHARS or any(ord(c) < 32 or 0x7F <= ord(c) < 0xA0 for c in reason):
-        detail = f"A reason is one line of at most {REASON_CHARS} characters."
-        raise RequestRejected(400, "invalid_answer", detail)
-    if decision == "deny" and not reason:
-        raise RequestRejected(400, "invalid_answer", "A deny needs a reason.")
+    decision, reason = checked_answer(form.get("decision"), form.get("reason", ""))
     claim_id = _id_of(request, "approval")
     try:
         answered = await parts.approvals.answer(approver, claim_id, decision, "console", reason)

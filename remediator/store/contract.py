@@ -159,6 +159,11 @@ IntentAnswer = Literal["recorded", "busy", "lost"]
 ``lost``, the claim is finished or another replica took it over."""
 
 
+SENT_NOTHING = ("refused", "not_run", "not_applied")
+"""Outcomes of a claim that sent nothing (refused before acting, or closed unsent by a
+crash): it starts no cooldown."""
+
+
 @dataclass(frozen=True, slots=True)
 class RecentClaim:
     """A claim as the brakes count it: what it was on, of which kind, when, and how it

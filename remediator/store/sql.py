@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from remediator.core import dedup_keys
+from remediator.store import contract
 
 PARAMETER = re.compile(r"(?<![:\w]):([a-z_][a-z0-9_]*)")
 
@@ -118,8 +119,8 @@ EPISODE_IS_OPEN = Statement("SELECT closed_at IS NULL FROM episodes WHERE id = :
 CLAIM_EXISTS = Statement(
     "SELECT 1 FROM claims WHERE episode_id = :episode_id AND rule = :rule AND action = :action"
 )
-#: Claims that sent nothing (refused before acting, or closed unsent by a crash).
-SENT_NOTHING = "('refused', 'not_run', 'not_applied')"
+#: Claims that sent nothing (``contract.SENT_NOTHING``), as SQL.
+SENT_NOTHING = "(" + ", ".join(f"'{outcome}'" for outcome in contract.SENT_NOTHING) + ")"
 #: When ``:target`` was last acted on, by a claim other than ``:self`` (0 when claiming: no
 #: claim has id 0): a claim that sent nothing starts no cooldown.
 CLAIM_LAST_ON_TARGET = Statement(
