@@ -288,8 +288,12 @@ async def test_a_refusal_before_any_claim_leaves_the_episodes_bundle_named_in_it
     assert bundle["sections"]["deployment"]["spec"]["replicas"] == 5  # the scale it follows
     assert list(bundle["sections"]) == ["deployment", "replicasets", "events", "autoscalers"]
     assert bundle["alert"]["labels"] == memory
-    pages = [json.loads(entry.body) for entry in rig.hook.log]
-    assert {"refused": key} in [page["details"].get("evidence") for page in pages]
+
+    def paged() -> bool:  # the delivery loop sends it after the decision, on its own time
+        pages = [json.loads(entry.body) for entry in rig.hook.log]
+        return {"refused": key} in [page["details"].get("evidence") for page in pages]
+
+    await eventually(paged, "the page naming the refusal's bundle")
     outside = {**cpu("api"), "namespace": "kube-system"}
     decisions = await rig.fire(**outside)
     assert step(decisions, "refused")["reason"] == "out_of_scope"
