@@ -81,28 +81,32 @@ async def one(request: web.Request, store: Store) -> web.Response:
     return web.json_response(approval_json(approval))
 
 
-async def _bounded(request: web.Request) -> bytes:
-    """The whole body, however it is framed, or 413 once it passes ``MAX_BODY_BYTES``."""
+async def bounded_body(
+    request: web.Request, limit: int = MAX_BODY_BYTES, what: str = "body"
+) -> bytes:
+    """The whole body, however it is framed, within ``READ_TIMEOUT_S`` (aiohttp has no body
+    timeout of its own): 413 once it passes ``limit`` bytes (or says it will), 408 when it
+    is late. ``what`` names it in the sentence ("body", "form")."""
+    too_large = RequestRejected(413, "body_too_large", f"The {what} is over {limit} bytes.")
+    if request.content_length is not None and request.content_length > limit:
+        raise too_large
     body = bytearray()
-    while chunk := await request.content.readany():
-        body += chunk
-        if len(body) > MAX_BODY_BYTES:
-            raise RequestRejected(
-                413, "body_too_large", f"The body is over {MAX_BODY_BYTES} bytes."
-            )
+    try:
+        async with asyncio.timeout(READ_TIMEOUT_S):
+            while chunk := await request.content.readany():
+                body += chunk
+                if len(body) > limit:
+                    raise too_large
+    except TimeoutError:
+        detail = f"The {what} did not arrive in time."
+        raise RequestRejected(408, "read_timeout", detail) from None
     return bytes(body)
 
 
 async def _answer_body(request: web.Request) -> tuple[Literal["approve", "deny"], str, str]:
     if request.content_type != "application/json":
         raise RequestRejected(415, "unsupported_media_type", "Send application/json.")
-    if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
-        raise RequestRejected(413, "body_too_large", f"The body is over {MAX_BODY_BYTES} bytes.")
-    try:
-        async with asyncio.timeout(READ_TIMEOUT_S):  # aiohttp has no body timeout of its own
-            body = await _bounded(request)
-    except TimeoutError:
-        raise RequestRejected(408, "read_timeout", "The body did not arrive in time.") from None
+    body = await bounded_body(request)
     document: Any = decode_json(body)
     if not isinstance(document, dict) or set(document) - {"decision", "reason", "via"}:
         detail = 'The body is {"decision": "approve"|"deny", "reason": "..."} and nothing else.'

@@ -13,11 +13,10 @@ what was sent.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import re
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import timedelta
 from typing import Any, Protocol
 from urllib.parse import parse_qsl, urlencode, urlsplit
@@ -36,7 +35,7 @@ from remediator.ingest.auth import BearerAuth
 from remediator.ingest.webhook import WebhookState
 from remediator.ruleset.active import ActiveRules
 from remediator.ruleset.rules import RuleSet
-from remediator.runtime.approvals import checked_answer, positive_id
+from remediator.runtime.approvals import bounded_body, checked_answer, positive_id
 from remediator.runtime.objects import Objects
 from remediator.runtime.reload import Reloader
 from remediator.runtime.sessions import COOKIE, Role, Session, Sessions
@@ -58,7 +57,6 @@ HEADERS = {
 }
 MAX_FORM_BYTES = 16_384
 FORM_FIELDS = 8
-READ_TIMEOUT_S = 10.0
 REFRESH_S = 5
 MAX_LABELS = 64
 LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
@@ -183,18 +181,7 @@ async def read_form(request: web.Request) -> dict[str, str]:
         raise RequestRejected(403, "cross_origin", "A form from another site is refused.")
     if request.content_type != "application/x-www-form-urlencoded":
         raise RequestRejected(415, "unsupported_media_type", "Post the page's own form.")
-    if request.content_length is not None and request.content_length > MAX_FORM_BYTES:
-        raise RequestRejected(413, "body_too_large", f"The form is over {MAX_FORM_BYTES} bytes.")
-    body = bytearray()
-    try:
-        async with asyncio.timeout(READ_TIMEOUT_S):
-            while chunk := await request.content.readany():
-                body += chunk
-                if len(body) > MAX_FORM_BYTES:
-                    detail = f"The form is over {MAX_FORM_BYTES} bytes."
-                    raise RequestRejected(413, "body_too_large", detail)
-    except TimeoutError:
-        raise RequestRejected(408, "read_timeout", "The form did not arrive in time.") from None
+    body = await bounded_body(request, MAX_FORM_BYTES, "form")
     try:
         pairs = parse_qsl(
             body.decode("utf-8"), keep_blank_values=True, strict_parsing=bool(body),
@@ -306,7 +293,7 @@ async def _now_values(request: web.Request, wiring: Wiring) -> dict[str, Any]:
     newest = await parts.store.decisions(AuditQuery(newest_first=True, limit=episodes.HORIZON))
     every = episodes.episodes(newest)
     chosen = _filters(request.query)
-    kept = {k: v for k, v in vars_of(chosen).items() if v and not (k == "show" and v == "open")}
+    kept = {k: v for k, v in asdict(chosen).items() if v and not (k == "show" and v == "open")}
     return {
         "rows": [row for row in every if chosen.keeps(row)],
         "filters": chosen,
@@ -319,10 +306,6 @@ async def _now_values(request: web.Request, wiring: Wiring) -> dict[str, Any]:
         "horizon": episodes.HORIZON,
         "refresh_s": REFRESH_S,
     }
-
-
-def vars_of(filters: episodes.Filters) -> dict[str, str]:
-    return {name: getattr(filters, name) for name in episodes.Filters.__slots__}
 
 
 async def _now(
