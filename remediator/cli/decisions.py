@@ -15,7 +15,7 @@ import json
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 
-from remediator.audit.api import record_json
+from remediator.audit.api import MAX_PAGE, record_json
 from remediator.cli import failures
 from remediator.cli.offline import state_settings, zoned_time
 from remediator.core.model import AuditRecord, Outcome, Severity, Step, StopReason
@@ -24,7 +24,8 @@ from remediator.store.contract import AuditQuery, Store
 
 FOLLOW_POLL_S = 1.0
 """How often ``--follow`` looks for new records."""
-MAX_LIMIT = 1000
+MAX_LIMIT = MAX_PAGE
+"""The HTTP API's largest page, the command's too."""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from remediator.core.model import AuditRecord, Outcome, Step, StopReason
+from remediator.core.model import AuditRecord, Outcome, Step, StopReason, Target
 
 HORIZON = 2000
 """Decisions read for "Now": the newest this many (their episodes are shown)."""
@@ -153,10 +153,10 @@ def _row(episode_id: int, newest_first: Sequence[AuditRecord]) -> EpisodeRow:
 
 
 def _namespace(target: str, labels: Mapping[str, Any]) -> str:
-    """The target's namespace (``ns/Kind/name``), else the alert's ``namespace`` label."""
-    parts = target.split("/")
-    if len(parts) == 3 and parts[0]:
-        return parts[0]
+    """The target's namespace (its key, ``ns/Kind/name``), else the alert's ``namespace``
+    label (a database target has none)."""
+    if target.count("/") >= 2 and (namespace := Target.from_key(target).namespace):
+        return namespace
     value = labels.get("namespace", "")
     return value if isinstance(value, str) else ""
 
